@@ -1,0 +1,264 @@
+//! Attribute names and values: the two atoms every directory entry is made of.
+//!
+//! `AttrName` compares case-insensitively (LDAP attribute descriptions are case-insensitive) but
+//! keeps the spelling it was first given for display. `Value` holds raw bytes, because LDAP values
+//! may be binary (objectGUID, msExchMailboxGuid); text accessors are provided for the common case.
+//! This module must not know about any directory flavor or matching rule.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use base64::Engine as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An attribute description such as `proxyAddresses` or `cn;lang-de`, compared case-insensitively.
+#[derive(Clone)]
+pub struct AttrName {
+    display: Box<str>,
+    folded: Box<str>,
+}
+
+/// Why a string is not a valid attribute description (RFC 4512 `attributedescription`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttrNameError {
+    #[error("an attribute name cannot be empty")]
+    Empty,
+    #[error("attribute name `{0}` must start with a letter or digit")]
+    BadStart(String),
+    #[error(
+        "attribute name `{name}` contains `{ch}`; only letters, digits, `-`, `.` and `;options` are allowed"
+    )]
+    BadChar { name: String, ch: char },
+}
+
+impl AttrName {
+    /// Parses an attribute description: a descriptor (`cn`) or numeric OID (`2.5.4.3`), optionally
+    /// followed by `;options`.
+    pub fn new(s: &str) -> Result<Self, AttrNameError> {
+        let first = s.chars().next().ok_or(AttrNameError::Empty)?;
+        if !first.is_ascii_alphanumeric() {
+            return Err(AttrNameError::BadStart(s.to_string()));
+        }
+        if let Some(ch) = s
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ';')))
+        {
+            return Err(AttrNameError::BadChar {
+                name: s.to_string(),
+                ch,
+            });
+        }
+        Ok(Self::new_unchecked(s))
+    }
+
+    /// For names that are compile-time constants of this crate.
+    pub fn new_unchecked(s: &str) -> Self {
+        AttrName {
+            display: s.into(),
+            folded: s.to_ascii_lowercase().into(),
+        }
+    }
+
+    /// The spelling as first seen, for output.
+    pub fn as_str(&self) -> &str {
+        &self.display
+    }
+
+    /// The lower-cased form used for comparison.
+    pub fn folded(&self) -> &str {
+        &self.folded
+    }
+
+    /// True when this name equals `other`, ignoring case.
+    pub fn is(&self, other: &str) -> bool {
+        self.folded.eq_ignore_ascii_case(other)
+    }
+}
+
+impl PartialEq for AttrName {
+    fn eq(&self, other: &Self) -> bool {
+        self.folded == other.folded
+    }
+}
+impl Eq for AttrName {}
+impl Hash for AttrName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.folded.hash(state)
+    }
+}
+impl PartialOrd for AttrName {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for AttrName {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.folded.cmp(&other.folded)
+    }
+}
+impl fmt::Display for AttrName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+impl fmt::Debug for AttrName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", &*self.display)
+    }
+}
+impl Serialize for AttrName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.display)
+    }
+}
+impl<'de> Deserialize<'de> for AttrName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        AttrName::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One attribute value. Text in almost every case; bytes where the directory says so.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Value(Vec<u8>);
+
+impl Value {
+    pub fn text(s: impl Into<String>) -> Self {
+        Value(s.into().into_bytes())
+    }
+    pub fn bytes(b: impl Into<Vec<u8>>) -> Self {
+        Value(b.into())
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+    /// The value as text, when it is valid UTF-8.
+    pub fn as_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+    /// True when the value is not printable text and must be shown or written as base64.
+    pub fn is_binary(&self) -> bool {
+        match self.as_str() {
+            None => true,
+            Some(s) => s.chars().any(|c| c.is_control() && c != '\t'),
+        }
+    }
+    /// Text for people: the string itself, or `base64:…` for binary values.
+    pub fn display(&self) -> String {
+        if self.is_binary() {
+            format!(
+                "base64:{}",
+                base64::engine::general_purpose::STANDARD.encode(&self.0)
+            )
+        } else {
+            String::from_utf8_lossy(&self.0).into_owned()
+        }
+    }
+}
+
+impl From<&str> for Value {
+    fn from(s: &str) -> Self {
+        Value::text(s)
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Self {
+        Value::text(s)
+    }
+}
+impl fmt::Debug for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.display())
+    }
+}
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display())
+    }
+}
+/// Values serialize as strings; binary ones as `base64:…`, which `Deserialize` reverses, so a saved
+/// plan round-trips exactly.
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.display())
+    }
+}
+impl<'de> Deserialize<'de> for Value {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if let Some(b64) = s.strip_prefix("base64:") {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) {
+                let v = Value(bytes);
+                if v.is_binary() {
+                    return Ok(v);
+                }
+            }
+        }
+        Ok(Value::text(s))
+    }
+}
+impl schemars::JsonSchema for Value {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Value".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "An attribute value; binary values are written `base64:<base64>`."
+        })
+    }
+}
+impl schemars::JsonSchema for AttrName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "AttrName".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[A-Za-z0-9][A-Za-z0-9.;-]*$",
+            "description": "An LDAP attribute name (case-insensitive)."
+        })
+    }
+}
+
+impl Borrow<[u8]> for Value {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attr_names_compare_without_case() {
+        let a = AttrName::new("proxyAddresses").unwrap();
+        let b = AttrName::new("PROXYADDRESSES").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "proxyAddresses");
+        assert!(a.is("proxyaddresses"));
+    }
+
+    #[test]
+    fn attr_names_are_checked() {
+        assert_eq!(AttrName::new(""), Err(AttrNameError::Empty));
+        assert!(AttrName::new("-cn").is_err());
+        assert!(AttrName::new("c n").is_err());
+        assert!(AttrName::new("cn;lang-de").is_ok());
+        assert!(AttrName::new("2.5.4.3").is_ok());
+    }
+
+    #[test]
+    fn binary_values_round_trip_through_serde() {
+        let v = Value::bytes(vec![0xde, 0xad, 0x00, 0xef]);
+        let json = serde_json::to_string(&v).unwrap();
+        assert_eq!(json, "\"base64:3q0A7w==\"");
+        let back: Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v);
+        let text: Value = serde_json::from_str("\"base64:not binary\"").unwrap();
+        assert_eq!(text.as_str(), Some("base64:not binary"));
+    }
+}

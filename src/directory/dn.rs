@@ -1,0 +1,502 @@
+//! Distinguished names (RFC 4514): parsing, escaping, case-insensitive comparison, and the Domino
+//! renderings (abbreviated `John Smith/Sales/Acme`) that matching needs.
+//!
+//! A `Dn` is parsed once, at the edge, and is then compared through a normalised key: attribute
+//! types and values fold case and insignificant spaces, so `CN=John  Smith,OU=Sales` equals
+//! `cn=john smith, ou=sales`. DNs order hierarchically (a parent sorts before its children), so
+//! sorted output reads top-down. This module must not know about directory flavors or matching.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::attr::AttrName;
+
+/// One `type=value` pair of an RDN.
+#[derive(Clone, Debug)]
+pub struct Ava {
+    pub attr: AttrName,
+    pub value: String,
+}
+
+/// A relative distinguished name: one or more AVAs joined by `+`.
+#[derive(Clone, Debug)]
+pub struct Rdn(pub Vec<Ava>);
+
+impl Rdn {
+    /// The value of the first AVA of type `attr`.
+    pub fn value_of(&self, attr: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|a| a.attr.is(attr))
+            .map(|a| a.value.as_str())
+    }
+    /// The value of the first AVA, whatever its type (`John Smith` for `CN=John Smith`).
+    pub fn first_value(&self) -> &str {
+        self.0.first().map(|a| a.value.as_str()).unwrap_or("")
+    }
+}
+
+/// A distinguished name, e.g. `CN=John Smith,OU=Sales,O=Acme`.
+#[derive(Clone)]
+pub struct Dn {
+    rdns: Vec<Rdn>,
+    /// Normalised RDNs, root first, joined by `,`: the identity used for Eq, Hash and Ord.
+    key: Box<str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DnError {
+    #[error("`{dn}`: RDN {index} has no `=` (expected `type=value`, e.g. `CN=John Smith`)")]
+    MissingEquals { dn: String, index: usize },
+    #[error("`{dn}`: invalid attribute type `{attr}` in RDN {index}")]
+    BadType {
+        dn: String,
+        index: usize,
+        attr: String,
+    },
+    #[error("`{dn}`: RDN {index} is empty")]
+    EmptyRdn { dn: String, index: usize },
+    #[error(
+        "`{dn}`: bad escape `{escape}` (use `\\\\` before one of `,+\"\\<>;=# ` or two hex digits)"
+    )]
+    BadEscape { dn: String, escape: String },
+    #[error("`{dn}`: escaped bytes are not valid UTF-8")]
+    BadUtf8 { dn: String },
+    #[error("`{dn}`: unterminated quoted value")]
+    UnterminatedQuote { dn: String },
+}
+
+impl Dn {
+    /// The empty DN (the root DSE).
+    pub fn root() -> Self {
+        Dn {
+            rdns: Vec::new(),
+            key: "".into(),
+        }
+    }
+
+    /// Parses an RFC 4514 string (also accepting RFC 1779's `;` separators, quoted values and
+    /// spaces around separators, which real exports contain).
+    pub fn parse(s: &str) -> Result<Self, DnError> {
+        let trimmed = s.trim();
+        if trimmed.is_empty() {
+            return Ok(Dn::root());
+        }
+        let mut rdns = Vec::new();
+        for (index, rdn_text) in split_unescaped(trimmed, &[',', ';'])
+            .map_err(|_| DnError::UnterminatedQuote { dn: s.into() })?
+            .into_iter()
+            .enumerate()
+        {
+            let index = index + 1;
+            let mut avas = Vec::new();
+            for ava_text in split_unescaped(rdn_text, &['+'])
+                .map_err(|_| DnError::UnterminatedQuote { dn: s.into() })?
+            {
+                // Only leading spaces go here: a trailing `\ ` is an escaped, significant space.
+                let ava_text = ava_text.trim_start();
+                if ava_text.trim().is_empty() {
+                    return Err(DnError::EmptyRdn {
+                        dn: s.into(),
+                        index,
+                    });
+                }
+                let eq = ava_text.find('=').ok_or(DnError::MissingEquals {
+                    dn: s.into(),
+                    index,
+                })?;
+                let (ty, raw) = (ava_text[..eq].trim(), &ava_text[eq + 1..]);
+                let attr = AttrName::new(ty).map_err(|_| DnError::BadType {
+                    dn: s.into(),
+                    index,
+                    attr: ty.into(),
+                })?;
+                let value = unescape_value(raw, s)?;
+                avas.push(Ava { attr, value });
+            }
+            rdns.push(Rdn(avas));
+        }
+        Ok(Self::from_rdns(rdns))
+    }
+
+    fn from_rdns(rdns: Vec<Rdn>) -> Self {
+        let mut key = String::new();
+        for (i, rdn) in rdns.iter().rev().enumerate() {
+            if i > 0 {
+                key.push(',');
+            }
+            key.push_str(&normalise_rdn(rdn));
+        }
+        Dn {
+            rdns,
+            key: key.into(),
+        }
+    }
+
+    /// RDNs, leaf first (as written).
+    pub fn rdns(&self) -> &[Rdn] {
+        &self.rdns
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.rdns.is_empty()
+    }
+
+    /// The leaf RDN.
+    pub fn rdn(&self) -> Option<&Rdn> {
+        self.rdns.first()
+    }
+
+    /// The DN one level up; the root's parent is the root.
+    pub fn parent(&self) -> Dn {
+        if self.rdns.is_empty() {
+            return Dn::root();
+        }
+        Self::from_rdns(self.rdns[1..].to_vec())
+    }
+
+    /// A child of this DN: `CN=<value>,<self>` for `attr = "CN"`.
+    pub fn child(&self, attr: &str, value: &str) -> Dn {
+        let mut rdns = Vec::with_capacity(self.rdns.len() + 1);
+        rdns.push(Rdn(vec![Ava {
+            attr: AttrName::new_unchecked(attr),
+            value: value.to_string(),
+        }]));
+        rdns.extend(self.rdns.iter().cloned());
+        Self::from_rdns(rdns)
+    }
+
+    /// True when `self` equals `base` or lies below it.
+    pub fn is_within(&self, base: &Dn) -> bool {
+        if base.key.is_empty() {
+            return true;
+        }
+        self.key.len() >= base.key.len()
+            && self.key.starts_with(&*base.key)
+            && (self.key.len() == base.key.len() || self.key.as_bytes()[base.key.len()] == b',')
+    }
+
+    /// Domino's abbreviated form: the RDN values leaf first, joined by `/`
+    /// (`CN=John Smith,OU=Sales,O=Acme` gives `John Smith/Sales/Acme`).
+    pub fn abbreviated(&self) -> String {
+        let parts: Vec<&str> = self.rdns.iter().map(|r| r.first_value()).collect();
+        parts.join("/")
+    }
+
+    /// The normalised identity (lower-case, root first); stable across runs.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Splits at unescaped separators, outside double quotes.
+fn split_unescaped<'a>(s: &'a str, seps: &[char]) -> Result<Vec<&'a str>, ()> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut escaped = false;
+    let mut quoted = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            c if !quoted && seps.contains(&c) => {
+                parts.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    if quoted {
+        return Err(());
+    }
+    parts.push(&s[start..]);
+    Ok(parts)
+}
+
+fn unescape_value(raw: &str, dn: &str) -> Result<String, DnError> {
+    // Spaces around separators are not part of the value unless escaped.
+    let mut raw = raw.trim_start();
+    if raw.len() >= 2 && raw.starts_with('"') && raw.trim_end().ends_with('"') {
+        let inner = raw.trim_end();
+        raw = &inner[1..inner.len() - 1];
+        return unescape_body(raw, dn, false);
+    }
+    unescape_body(raw, dn, true)
+}
+
+fn unescape_body(raw: &str, dn: &str, trim_end: bool) -> Result<String, DnError> {
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    // Length of `out` that must survive trailing-space trimming (an escaped space counts).
+    let mut keep = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'\\' {
+            let next = bytes.get(i + 1).copied();
+            match next {
+                Some(h1) if h1.is_ascii_hexdigit() => {
+                    let h2 = bytes
+                        .get(i + 2)
+                        .copied()
+                        .filter(u8::is_ascii_hexdigit)
+                        .ok_or_else(|| DnError::BadEscape {
+                            dn: dn.into(),
+                            escape: raw[i..(i + 3).min(raw.len())].to_string(),
+                        })?;
+                    let hex = [h1, h2];
+                    let text = std::str::from_utf8(&hex).unwrap_or("00");
+                    out.push(u8::from_str_radix(text, 16).unwrap_or(0));
+                    i += 3;
+                }
+                Some(c) if b",+\"\\<>;=# ".contains(&c) => {
+                    out.push(c);
+                    i += 2;
+                }
+                _ => {
+                    let end = raw[i..]
+                        .char_indices()
+                        .nth(2)
+                        .map(|(j, _)| i + j)
+                        .unwrap_or(raw.len());
+                    return Err(DnError::BadEscape {
+                        dn: dn.into(),
+                        escape: raw[i..end].to_string(),
+                    });
+                }
+            }
+            keep = out.len();
+        } else {
+            out.push(b);
+            if b != b' ' {
+                keep = out.len();
+            }
+            i += 1;
+        }
+    }
+    if trim_end {
+        out.truncate(keep);
+    }
+    String::from_utf8(out).map_err(|_| DnError::BadUtf8 { dn: dn.into() })
+}
+
+/// Escapes a value for the string form of a DN (RFC 4514 section 2.4).
+pub fn escape_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        match c {
+            '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '#' if i == 0 => out.push_str("\\#"),
+            ' ' if i == 0 || i == last => out.push_str("\\ "),
+            '\0' => out.push_str("\\00"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn normalise_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for word in v.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        for c in word.chars() {
+            out.extend(c.to_lowercase());
+        }
+    }
+    escape_value(&out)
+}
+
+fn normalise_rdn(rdn: &Rdn) -> String {
+    let mut avas: Vec<String> = rdn
+        .0
+        .iter()
+        .map(|a| format!("{}={}", a.attr.folded(), normalise_value(&a.value)))
+        .collect();
+    avas.sort();
+    avas.join("+")
+}
+
+impl PartialEq for Dn {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+    }
+}
+impl Eq for Dn {}
+impl Hash for Dn {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key.hash(state)
+    }
+}
+impl PartialOrd for Dn {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Dn {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key.cmp(&other.key)
+    }
+}
+
+impl fmt::Display for Dn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, rdn) in self.rdns.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            for (j, ava) in rdn.0.iter().enumerate() {
+                if j > 0 {
+                    f.write_str("+")?;
+                }
+                write!(f, "{}={}", ava.attr, escape_value(&ava.value))?;
+            }
+        }
+        Ok(())
+    }
+}
+impl fmt::Debug for Dn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Dn({self})")
+    }
+}
+impl std::str::FromStr for Dn {
+    type Err = DnError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Dn::parse(s)
+    }
+}
+impl Serialize for Dn {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+impl<'de> Deserialize<'de> for Dn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Dn::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+impl schemars::JsonSchema for Dn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Dn".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "A distinguished name (RFC 4514), e.g. `CN=John Smith,OU=Sales,O=Acme`."
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dn(s: &str) -> Dn {
+        Dn::parse(s).unwrap()
+    }
+
+    #[test]
+    fn compares_without_case_or_extra_spaces() {
+        assert_eq!(
+            dn("CN=John  Smith,OU=Sales,O=Acme"),
+            dn("cn=john smith, ou=SALES ,o=acme")
+        );
+        assert_ne!(
+            dn("CN=John Smith,OU=Sales,O=Acme"),
+            dn("CN=John Smith,OU=East,O=Acme")
+        );
+    }
+
+    #[test]
+    fn escapes_round_trip() {
+        let d = dn(r"CN=Smith\, John,OU=Sales\+Marketing,O=Acme");
+        assert_eq!(d.rdn().unwrap().first_value(), "Smith, John");
+        assert_eq!(d.to_string(), r"CN=Smith\, John,OU=Sales\+Marketing,O=Acme");
+        assert_eq!(dn(&d.to_string()), d);
+    }
+
+    #[test]
+    fn hex_escapes_decode_utf8() {
+        let d = dn(r"CN=J\C3\BCrgen M\C3\BCller,O=Acme");
+        assert_eq!(d.rdn().unwrap().first_value(), "Jürgen Müller");
+        assert_eq!(d, dn("cn=jürgen müller,o=acme"));
+        assert_eq!(dn("CN=ÜBER,O=X"), dn("cn=über,o=x"));
+    }
+
+    #[test]
+    fn multi_valued_rdns_compare_in_any_order() {
+        assert_eq!(dn("CN=A+UID=a,O=X"), dn("uid=a+cn=a,o=x"));
+    }
+
+    #[test]
+    fn hierarchy() {
+        let base = dn("OU=Sales,O=Acme");
+        assert!(dn("CN=John,OU=Sales,O=Acme").is_within(&base));
+        assert!(base.is_within(&base));
+        assert!(!dn("CN=John,OU=SalesX,O=Acme").is_within(&base));
+        assert!(dn("CN=x,O=Acme").is_within(&Dn::root()));
+        assert_eq!(dn("CN=John,OU=Sales,O=Acme").parent(), base);
+        assert_eq!(
+            base.child("CN", "Jane, Doe").to_string(),
+            r"CN=Jane\, Doe,OU=Sales,O=Acme"
+        );
+        assert!(
+            base < dn("CN=John,OU=Sales,O=Acme"),
+            "parents sort before children"
+        );
+    }
+
+    #[test]
+    fn abbreviated_domino_names() {
+        assert_eq!(
+            dn("CN=John B Goode,OU=Sales,OU=East,O=Acme,C=US").abbreviated(),
+            "John B Goode/Sales/East/Acme/US"
+        );
+    }
+
+    #[test]
+    fn rejects_malformed() {
+        assert!(matches!(
+            Dn::parse("CN=John,Sales"),
+            Err(DnError::MissingEquals { index: 2, .. })
+        ));
+        assert!(matches!(
+            Dn::parse("CN=John,,O=x"),
+            Err(DnError::EmptyRdn { .. })
+        ));
+        assert!(matches!(
+            Dn::parse(r"CN=Jo\hn"),
+            Err(DnError::BadEscape { .. })
+        ));
+        assert!(matches!(Dn::parse("C N=x"), Err(DnError::BadType { .. })));
+        assert!(matches!(
+            Dn::parse(r#"CN="open"#),
+            Err(DnError::UnterminatedQuote { .. })
+        ));
+    }
+
+    #[test]
+    fn spaces_and_quotes() {
+        assert_eq!(dn(r"CN=\ lead,O=x").rdn().unwrap().first_value(), " lead");
+        assert_eq!(dn(r"CN=trail\ ,O=x").rdn().unwrap().first_value(), "trail ");
+        assert_eq!(
+            dn(r#"CN="Smith, John",O=x"#).rdn().unwrap().first_value(),
+            "Smith, John"
+        );
+        assert_eq!(dn("CN=a;O=x"), dn("CN=a,O=x"));
+    }
+}

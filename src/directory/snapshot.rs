@@ -1,0 +1,242 @@
+//! A snapshot: every entry read from one directory at one moment, with the lookups matching needs.
+//!
+//! Entries are kept sorted by DN so iteration is deterministic; indexes are hash maps from a
+//! normalised key to entry positions (in DN order), so lookups are O(1) and planning stays linear
+//! in the size of the directories. A snapshot is immutable once built and does no I/O: backends
+//! (`ldif`, `ldap`) produce the entries, this module only organises them.
+
+use rustc_hash::FxHashMap;
+
+use super::address::{ProxyAddress, address_key};
+use super::attr::AttrName;
+use super::dn::Dn;
+use super::entry::Entry;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("entry `{0}` appears twice")]
+pub struct DuplicateDn(pub Dn);
+
+/// Position of an entry in its snapshot.
+pub type EntryId = usize;
+
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    entries: Vec<Entry>,
+    by_dn: FxHashMap<Dn, EntryId>,
+    /// member DN → groups whose `member` holds it.
+    groups_of: FxHashMap<Dn, Vec<EntryId>>,
+}
+
+impl Snapshot {
+    pub fn new(mut entries: Vec<Entry>) -> Result<Self, DuplicateDn> {
+        entries.sort_by(|a, b| a.dn.cmp(&b.dn));
+        if let Some(w) = entries.windows(2).find(|w| w[0].dn == w[1].dn) {
+            return Err(DuplicateDn(w[1].dn.clone()));
+        }
+        let mut by_dn = FxHashMap::default();
+        by_dn.reserve(entries.len());
+        let mut groups_of: FxHashMap<Dn, Vec<EntryId>> = FxHashMap::default();
+        for (id, e) in entries.iter().enumerate() {
+            by_dn.insert(e.dn.clone(), id);
+            for member in e.texts("member") {
+                if let Ok(m) = Dn::parse(member) {
+                    groups_of.entry(m).or_default().push(id);
+                }
+            }
+        }
+        Ok(Snapshot {
+            entries,
+            by_dn,
+            groups_of,
+        })
+    }
+
+    pub fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn entry(&self, id: EntryId) -> &Entry {
+        &self.entries[id]
+    }
+
+    pub fn id_of(&self, dn: &Dn) -> Option<EntryId> {
+        self.by_dn.get(dn).copied()
+    }
+
+    pub fn get(&self, dn: &Dn) -> Option<&Entry> {
+        self.id_of(dn).map(|id| &self.entries[id])
+    }
+
+    pub fn contains(&self, dn: &Dn) -> bool {
+        self.by_dn.contains_key(dn)
+    }
+
+    /// Groups whose `member` attribute names `dn`, in DN order.
+    pub fn groups_of(&self, dn: &Dn) -> &[EntryId] {
+        self.groups_of.get(dn).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Builds the lookups matching uses, over the attributes a flavor says hold them.
+    pub fn index(&self, config: &IndexConfig) -> Indexes {
+        let mut ix = Indexes::default();
+        for (id, e) in self.entries.iter().enumerate() {
+            let mut seen_addr: Vec<String> = Vec::new();
+            for attr in &config.address_attrs {
+                for v in e.texts(attr.as_str()) {
+                    if let Some(p) = ProxyAddress::parse(v) {
+                        let key = p.key();
+                        if !seen_addr.contains(&key) {
+                            seen_addr.push(key);
+                        }
+                    }
+                }
+            }
+            for key in seen_addr {
+                ix.addresses.entry(key).or_default().push(id);
+            }
+            let mut seen: Vec<String> = Vec::new();
+            for attr in &config.account_attrs {
+                for v in e.texts(attr.as_str()) {
+                    let key = name_key(v);
+                    if !seen.contains(&key) {
+                        seen.push(key);
+                    }
+                }
+            }
+            for key in seen {
+                ix.accounts.entry(key).or_default().push(id);
+            }
+            let mut names: Vec<String> = Vec::new();
+            if let Some(cn) = e.dn.rdn().and_then(|r| r.value_of("cn")) {
+                names.push(name_key(cn));
+            }
+            for attr in &config.name_attrs {
+                for v in e.texts(attr.as_str()) {
+                    let key = name_key(v);
+                    if !names.contains(&key) {
+                        names.push(key);
+                    }
+                }
+            }
+            for key in names {
+                ix.names.entry(key).or_default().push(id);
+            }
+        }
+        ix
+    }
+}
+
+/// Which attributes feed which index.
+#[derive(Debug, Clone)]
+pub struct IndexConfig {
+    /// Attributes holding addresses (`proxyAddresses`, `targetAddress`, `mail`).
+    pub address_attrs: Vec<AttrName>,
+    /// Attributes holding account names (`sAMAccountName`).
+    pub account_attrs: Vec<AttrName>,
+    /// Attributes holding display names, besides the CN of the RDN (`cn`).
+    pub name_attrs: Vec<AttrName>,
+}
+
+/// Lookups from normalised keys to entries, each list in DN order.
+#[derive(Debug, Default)]
+pub struct Indexes {
+    /// `address_key(type, address)` → entries holding that address.
+    pub addresses: FxHashMap<String, Vec<EntryId>>,
+    /// `name_key(account)` → entries with that account name.
+    pub accounts: FxHashMap<String, Vec<EntryId>>,
+    /// `name_key(cn)` → entries with that common name.
+    pub names: FxHashMap<String, Vec<EntryId>>,
+}
+
+impl Indexes {
+    pub fn by_address(&self, kind: &str, address: &str) -> &[EntryId] {
+        self.addresses
+            .get(&address_key(kind, address))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+    pub fn by_account(&self, name: &str) -> &[EntryId] {
+        self.accounts
+            .get(&name_key(name))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+    pub fn by_name(&self, name: &str) -> &[EntryId] {
+        self.names
+            .get(&name_key(name))
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+}
+
+/// Names compare case-insensitively with runs of white space folded to one space.
+pub fn name_key(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for word in s.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.extend(word.chars().flat_map(char::to_lowercase));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dn(s: &str) -> Dn {
+        Dn::parse(s).unwrap()
+    }
+
+    fn config() -> IndexConfig {
+        IndexConfig {
+            address_attrs: vec![
+                AttrName::new_unchecked("proxyAddresses"),
+                AttrName::new_unchecked("mail"),
+            ],
+            account_attrs: vec![AttrName::new_unchecked("sAMAccountName")],
+            name_attrs: vec![AttrName::new_unchecked("cn")],
+        }
+    }
+
+    #[test]
+    fn indexes_addresses_accounts_and_names() {
+        let snap = Snapshot::new(vec![
+            Entry::new(dn("CN=John Smith,DC=acme"))
+                .with("proxyAddresses", "SMTP:John.Smith@Acme.com")
+                .with("mail", "john.smith@acme.com")
+                .with("sAMAccountName", "JSmith"),
+            Entry::new(dn("CN=Group,DC=acme")).with("member", "cn=john smith,dc=acme"),
+        ])
+        .unwrap();
+        let ix = snap.index(&config());
+        assert_eq!(
+            ix.by_address("smtp", "john.smith@ACME.com"),
+            &[1],
+            "one entry once, though two attributes hold it"
+        );
+        assert_eq!(ix.by_account("jsmith"), &[1]);
+        assert_eq!(ix.by_name("john   SMITH"), &[1]);
+        assert_eq!(snap.groups_of(&dn("CN=John Smith,DC=acme")), &[0]);
+        assert_eq!(snap.entries()[0].dn, dn("CN=Group,DC=acme"), "sorted by DN");
+    }
+
+    #[test]
+    fn duplicate_dns_are_refused() {
+        let err = Snapshot::new(vec![
+            Entry::new(dn("CN=a,DC=x")),
+            Entry::new(dn("cn=A,dc=x")),
+        ])
+        .unwrap_err();
+        assert_eq!(err.0, dn("cn=a,dc=x"));
+    }
+}

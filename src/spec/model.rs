@@ -1,0 +1,297 @@
+//! The validated plan file: what matching and planning read.
+//!
+//! Every value here has already been checked (DNs parsed, filters parsed, attribute names checked,
+//! templates parsed), so consumers never re-validate. Spans are kept on the values that can only
+//! be checked later against a directory (pins), so those errors can still point at the plan file.
+//! This module holds data only: no parsing, no I/O.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use miette::SourceSpan;
+
+use crate::directory::{AttrName, Dn, Filter};
+
+/// A whole, validated plan file.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// The plan file as given on the command line.
+    pub path: PathBuf,
+    /// The plan file's text (for diagnostics and fingerprints).
+    pub text: String,
+    pub source: Source,
+    pub destination: Destination,
+    pub matching: Matching,
+    pub merge: Merge,
+    pub distribution_lists: Option<DistributionLists>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Profile {
+    Domino,
+    Ldap,
+    ActiveDirectory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Flavor {
+    ActiveDirectory,
+    Ldap,
+}
+
+/// Where a directory is read from. Paths are already resolved against the plan file's folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectorySource {
+    Ldif(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub profile: Profile,
+    /// The Notes domain (`ACME`), used to build `NOTES:` addresses; `None` means no NOTES
+    /// addresses are built.
+    pub notes_domain: Option<String>,
+    pub directory: DirectorySource,
+    /// Only entries at or below this DN are in the wave.
+    pub base: Option<Dn>,
+    /// Which entries are persons; `None` means the profile's default.
+    pub filter: Option<Filter>,
+    /// When non-empty, only these persons are in the wave.
+    pub include: Vec<Dn>,
+    /// These persons are never in the wave.
+    pub exclude: Vec<Dn>,
+    pub roles: Roles,
+}
+
+/// Per-role attribute overrides; `None` keeps the profile's default for that role.
+#[derive(Debug, Clone, Default)]
+pub struct Roles {
+    pub smtp: Option<Vec<AttrName>>,
+    pub short_names: Option<Vec<AttrName>>,
+    pub full_names: Option<Vec<AttrName>>,
+    pub given_name: Option<AttrName>,
+    pub surname: Option<AttrName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub flavor: Flavor,
+    pub directory: DirectorySource,
+    /// Where new objects are created.
+    pub container: Dn,
+    /// Mail domains that must exist at the destination; the first is the default for
+    /// generated addresses.
+    pub domains: Vec<String>,
+    /// The mailbox database new and converted mailboxes get (`homeMDB`).
+    pub mailbox_database: Option<Dn>,
+    /// The Exchange organisation name used to build `legacyExchangeDN`.
+    pub exchange_org: Option<String>,
+    pub classify: Classify,
+    /// Attribute mapping for created and converted mailboxes: `Some(template)` sets or overrides,
+    /// `None` removes a default.
+    pub mapping: BTreeMap<AttrName, Option<Template>>,
+}
+
+/// Classification overrides; `None` keeps the flavor's default rule.
+#[derive(Debug, Clone, Default)]
+pub struct Classify {
+    pub mailbox_user: Option<Filter>,
+    pub mail_enabled_user: Option<Filter>,
+    pub nt_account: Option<Filter>,
+    pub contact: Option<Filter>,
+    pub group: Option<Filter>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Batch,
+    Interactive,
+}
+
+/// A DN written in the plan file, with where it was written.
+#[derive(Debug, Clone)]
+pub struct Located<T> {
+    pub value: T,
+    pub span: SourceSpan,
+}
+
+/// A pin from a source person to a destination object.
+#[derive(Debug, Clone)]
+pub struct Pin {
+    pub source: Located<Dn>,
+    pub destination: Located<Dn>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Matching {
+    pub mode: Mode,
+    /// Soft matches an administrator confirmed.
+    pub confirmed: Vec<Pin>,
+    /// Remigration targets: migrate this person into this existing mailbox (scenario 6b).
+    pub remigrate: Vec<Pin>,
+    /// Source persons left out of the wave.
+    pub ignore_sources: Vec<Located<Dn>>,
+    /// Destination objects never considered as match candidates.
+    pub ignore_destinations: Vec<Located<Dn>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MergePolicy {
+    /// A contact's value is copied only where the mailbox has none.
+    FillEmpty,
+    /// A contact's value replaces the mailbox's.
+    PreferContact,
+    /// The mailbox's directory data is kept as it is; contacts give only their addresses.
+    PreferDestination,
+}
+
+#[derive(Debug, Clone)]
+pub struct Merge {
+    pub policy: MergePolicy,
+    pub attributes: Vec<AttrName>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DistributionLists {
+    /// Which source entries are groups to migrate.
+    pub filter: Filter,
+    pub include: Vec<Dn>,
+    pub exclude: Vec<Dn>,
+    /// Where new groups are created; defaults to the destination container.
+    pub container: Option<Dn>,
+}
+
+/// A value template such as `{givenName} {sn}` or `{short_name}@acme.com`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub parts: Vec<TemplatePart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Literal(String),
+    /// `{role}`: one of the person's roles (`full_name`, `short_name`, `primary_smtp`,
+    /// `notes_address`, `given_name`, `surname`, `sam_account_name`).
+    Role(Role),
+    /// `{attr}`: the first value of a source attribute.
+    Attr(AttrName),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    FullName,
+    ShortName,
+    PrimarySmtp,
+    NotesAddress,
+    GivenName,
+    Surname,
+    SamAccountName,
+}
+
+impl Role {
+    pub const ALL: [(&'static str, Role); 7] = [
+        ("full_name", Role::FullName),
+        ("short_name", Role::ShortName),
+        ("primary_smtp", Role::PrimarySmtp),
+        ("notes_address", Role::NotesAddress),
+        ("given_name", Role::GivenName),
+        ("surname", Role::Surname),
+        ("sam_account_name", Role::SamAccountName),
+    ];
+}
+
+/// Why a template string is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed `{{` at byte {0}")]
+    Unclosed(usize),
+    #[error("stray `}}` at byte {0} (write `}}}}` for a literal brace)")]
+    Stray(usize),
+    #[error("`{{{0}}}` is neither a role ({roles}) nor an attribute name", roles = Role::ALL.iter().map(|r| r.0).collect::<Vec<_>>().join(", "))]
+    Unknown(String),
+}
+
+impl Template {
+    /// Parses `{name}` placeholders; `{{` and `}}` are literal braces.
+    pub fn parse(s: &str) -> Result<Self, TemplateError> {
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut chars = s.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '{' if chars.peek().map(|p| p.1) == Some('{') => {
+                    chars.next();
+                    lit.push('{');
+                }
+                '}' if chars.peek().map(|p| p.1) == Some('}') => {
+                    chars.next();
+                    lit.push('}');
+                }
+                '{' => {
+                    let rest = &s[i + 1..];
+                    let end = rest.find('}').ok_or(TemplateError::Unclosed(i))?;
+                    let name = rest[..end].trim();
+                    if !lit.is_empty() {
+                        parts.push(TemplatePart::Literal(std::mem::take(&mut lit)));
+                    }
+                    if let Some((_, role)) = Role::ALL.iter().find(|(n, _)| *n == name) {
+                        parts.push(TemplatePart::Role(*role));
+                    } else {
+                        let attr = AttrName::new(name)
+                            .map_err(|_| TemplateError::Unknown(name.to_string()))?;
+                        parts.push(TemplatePart::Attr(attr));
+                    }
+                    // Skip to the closing brace.
+                    for _ in 0..rest[..=end].chars().count() {
+                        chars.next();
+                    }
+                }
+                '}' => return Err(TemplateError::Stray(i)),
+                c => lit.push(c),
+            }
+        }
+        if !lit.is_empty() {
+            parts.push(TemplatePart::Literal(lit));
+        }
+        Ok(Template { parts })
+    }
+
+    /// A template that is just one role.
+    pub fn role(role: Role) -> Self {
+        Template {
+            parts: vec![TemplatePart::Role(role)],
+        }
+    }
+
+    /// A template that is just one source attribute.
+    pub fn attr(name: &str) -> Self {
+        Template {
+            parts: vec![TemplatePart::Attr(AttrName::new_unchecked(name))],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_parse_roles_attributes_and_braces() {
+        let t = Template::parse("{givenName}.{surname}@acme.com {{x}}").unwrap();
+        assert_eq!(
+            t.parts,
+            vec![
+                TemplatePart::Attr(AttrName::new_unchecked("givenName")),
+                TemplatePart::Literal(".".into()),
+                TemplatePart::Role(Role::Surname),
+                TemplatePart::Literal("@acme.com {x}".into()),
+            ]
+        );
+        assert_eq!(Template::parse("{oops"), Err(TemplateError::Unclosed(0)));
+        assert_eq!(Template::parse("a}"), Err(TemplateError::Stray(1)));
+        assert!(matches!(
+            Template::parse("{no such}"),
+            Err(TemplateError::Unknown(_))
+        ));
+    }
+}
