@@ -3,7 +3,8 @@
 //! Every value here has already been checked (DNs parsed, filters parsed, attribute names checked,
 //! templates parsed), so consumers never re-validate. Spans are kept on the values that can only
 //! be checked later against a directory (pins), so those errors can still point at the plan file.
-//! This module holds data only: no parsing, no I/O.
+//! This module holds data only: no parsing, and no I/O except `Secret::resolve`, which reads a
+//! secret at the moment it is needed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -267,6 +268,60 @@ impl Template {
     pub fn attr(name: &str) -> Self {
         Template {
             parts: vec![TemplatePart::Attr(AttrName::new_unchecked(name))],
+        }
+    }
+}
+
+/// Where a secret (a password) is found; the plan file never holds the secret itself.
+/// Written `{ env: NAME }` or `{ file: PATH }` (the path already resolved against the plan
+/// file's folder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    Env(String),
+    File(PathBuf),
+}
+
+/// Why a secret could not be read. Never contains the secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable `{0}` is not set")]
+    EnvMissing(String),
+    #[error("environment variable `{0}` is not valid Unicode")]
+    EnvNotUnicode(String),
+    #[error("cannot read secret file `{path}`: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+impl Secret {
+    /// Reads the secret now. This is the one piece of I/O in the model, on purpose: a secret is
+    /// read only when a connection needs it, so it never sits in a `Spec` or a saved plan. A
+    /// file's trailing line break is not part of the secret.
+    pub fn resolve(&self) -> Result<String, SecretError> {
+        match self {
+            Secret::Env(name) => match std::env::var(name) {
+                Ok(value) => Ok(value),
+                Err(std::env::VarError::NotPresent) => Err(SecretError::EnvMissing(name.clone())),
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    Err(SecretError::EnvNotUnicode(name.clone()))
+                }
+            },
+            Secret::File(path) => {
+                let file_error = |reason: String| SecretError::File {
+                    path: path.clone(),
+                    reason,
+                };
+                let bytes = std::fs::read(path).map_err(|e| file_error(e.kind().to_string()))?;
+                // Not `from_utf8(..)?`: its error would carry the bytes, that is the secret.
+                let mut text = String::from_utf8(bytes)
+                    .map_err(|_| file_error("it is not UTF-8 text".into()))?;
+                if text.ends_with('\n') {
+                    text.pop();
+                    if text.ends_with('\r') {
+                        text.pop();
+                    }
+                }
+                Ok(text)
+            }
         }
     }
 }

@@ -1,0 +1,456 @@
+//! The plan file exactly as written: serde and JSON Schema types that mirror the YAML.
+//!
+//! These types are the single description of the file's shape. serde reads the YAML into them and
+//! schemars turns them into `schemas/plan.schema.json`, whose doc comments become the hover text
+//! in editors, so every `///` here is written for the person editing a plan.
+//!
+//! Nothing here is validated beyond its YAML type: DNs, filters, attribute names, templates and
+//! domains are kept as text so that `load` can check all of them and report every problem with its
+//! location, instead of serde stopping at the first one. For the same reason no struct uses
+//! `deny_unknown_fields`: unknown keys are collected by `load` (through `serde_ignored`), while the
+//! schema still says `additionalProperties: false` for editors (`#[schemars(deny_unknown_fields)]`).
+//! And required keys are `Option`s marked `#[schemars(required)]`: serde would stop a whole
+//! section at a missing key, so `load` checks required keys itself, from the schema.
+//! This module must not do I/O or build the validated model.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::Deserialize;
+use serde::de::{self, MapAccess, Visitor};
+
+/// Separates a custom deserialization error's message from its help text. serde only carries a
+/// string from a `Deserialize` impl to the caller, so `load` splits on this to give the help its
+/// own place in the diagnostic. A control character cannot appear in a message by accident.
+pub(crate) const HELP_SEPARATOR: char = '\u{1f}';
+
+/// A mailplan plan file: which people move from which directory to which, and how.
+///
+/// Paths in the file are relative to the file's own folder.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields, title = "mailplan plan file")]
+pub struct Plan {
+    /// The plan-file format version. Always `1`.
+    #[schemars(required, extend("const" = 1))]
+    pub version: Option<u32>,
+    /// The directory the people are migrated from.
+    #[schemars(required)]
+    pub source: Option<Source>,
+    /// The directory (and Exchange organisation) the people are migrated to.
+    #[schemars(required)]
+    pub destination: Option<Destination>,
+    /// How source people are paired with destination objects.
+    pub matching: Option<Matching>,
+    /// How a person's existing contact data is merged into the mailbox that replaces it.
+    pub merge: Option<Merge>,
+    /// Distribution lists (groups) to migrate alongside the people. Leave out to migrate none.
+    pub distribution_lists: Option<DistributionLists>,
+}
+
+/// The directory the people are migrated from.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Source {
+    /// What kind of directory this is; it decides which attributes hold names, addresses and
+    /// short names, and which entries count as persons.
+    #[schemars(required)]
+    pub profile: Option<Profile>,
+    /// The Notes domain (e.g. `ACME`), used to build `NOTES:` addresses. Leave out to build none.
+    pub notes_domain: Option<String>,
+    /// Where the source directory is read from.
+    #[schemars(required)]
+    pub directory: Option<Directory>,
+    /// Only entries at or below this DN are considered.
+    pub base: Option<DnText>,
+    /// Which entries are persons (an LDAP filter). Default: the profile's person filter.
+    pub filter: Option<FilterText>,
+    /// When given, only these persons (by DN) are in the wave.
+    pub include: Option<Vec<DnText>>,
+    /// These persons (by DN) are never in the wave.
+    pub exclude: Option<Vec<DnText>>,
+    /// Per-role attribute overrides; a role left out keeps the profile's default attributes.
+    pub roles: Option<Roles>,
+}
+
+/// The kind of source directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    /// A Lotus Domino directory (names.nsf exported or served over LDAP).
+    Domino,
+    /// A generic LDAP directory (inetOrgPerson).
+    Ldap,
+    /// An Active Directory forest.
+    ActiveDirectory,
+}
+
+/// Which attributes hold each role of a person. Every key is optional.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Roles {
+    /// Attributes holding SMTP addresses, in order of preference (the first value found is the
+    /// primary address).
+    pub smtp: Option<Vec<AttrText>>,
+    /// Attributes holding short names (Domino `ShortName`, `uid`), used for soft matching and
+    /// account names.
+    pub short_names: Option<Vec<AttrText>>,
+    /// Attributes holding full names, used for soft matching on names.
+    pub full_names: Option<Vec<AttrText>>,
+    /// The attribute holding the given name.
+    pub given_name: Option<AttrText>,
+    /// The attribute holding the surname.
+    pub surname: Option<AttrText>,
+}
+
+/// Where a directory is read from: exactly one backend key.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(
+    deny_unknown_fields,
+    extend("minProperties" = 1, "maxProperties" = 1)
+)]
+pub struct Directory {
+    /// An LDIF export (RFC 2849) of the directory; relative paths start at the plan file's folder.
+    pub ldif: Option<String>,
+}
+
+/// The directory (and Exchange organisation) the people are migrated to.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Destination {
+    /// What kind of directory this is.
+    #[schemars(required)]
+    pub flavor: Option<Flavor>,
+    /// Where the destination directory is read from.
+    #[schemars(required)]
+    pub directory: Option<Directory>,
+    /// The container (OU) where new objects are created, e.g. `OU=Migrated,DC=acme,DC=test`.
+    #[schemars(required)]
+    pub container: Option<DnText>,
+    /// Mail domains that must exist at the destination, e.g. `[acme.com]`; the first is the
+    /// default for generated addresses. Each domain only once (case does not matter).
+    pub domains: Option<Vec<DomainText>>,
+    /// The mailbox database new and converted mailboxes get (`homeMDB`), as a DN.
+    pub mailbox_database: Option<DnText>,
+    /// The Exchange organisation name, used to build `legacyExchangeDN`.
+    pub exchange_org: Option<String>,
+    /// Overrides of how destination objects are classified; each is an LDAP filter, and a class
+    /// left out keeps the flavor's default rule.
+    pub classify: Option<Classify>,
+    /// Attribute mapping for created and converted mailboxes: attribute name → template such as
+    /// `"{surname}, {given_name}"`, or `null` to drop one of the default mappings.
+    pub mapping: Option<BTreeMap<String, Option<TemplateText>>>,
+}
+
+/// The kind of destination directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Flavor {
+    /// Active Directory with Exchange attributes.
+    ActiveDirectory,
+    /// A generic LDAP directory with mail attributes.
+    Ldap,
+}
+
+/// Classification rules for destination objects, each an LDAP filter.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Classify {
+    /// Users that have a mailbox.
+    pub mailbox_user: Option<FilterText>,
+    /// Users with an external e-mail address but no mailbox.
+    pub mail_enabled_user: Option<FilterText>,
+    /// Users with an account but no mail at all.
+    pub nt_account: Option<FilterText>,
+    /// Mail contacts.
+    pub contact: Option<FilterText>,
+    /// Groups.
+    pub group: Option<FilterText>,
+}
+
+/// How source people are paired with destination objects.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Matching {
+    /// `batch` plans without asking; `interactive` asks about each soft match. Default: `batch`.
+    #[schemars(extend("default" = "batch"))]
+    pub mode: Option<Mode>,
+    /// Soft matches an administrator confirmed: this source person is this destination object.
+    pub confirmed: Option<Vec<Confirmed>>,
+    /// Remigrations: migrate this source person into this existing mailbox.
+    pub remigrate: Option<Vec<Remigrate>>,
+    /// Entries left out of matching: source persons left out of the wave, or destination objects
+    /// never considered as match candidates.
+    pub ignore: Option<Vec<Ignore>>,
+}
+
+/// How matching runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Plan without asking; soft matches need confirming in the plan file.
+    Batch,
+    /// Ask about each soft match while planning.
+    Interactive,
+}
+
+/// A confirmed match.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Confirmed {
+    /// The source person's DN.
+    #[schemars(required)]
+    pub source: Option<DnText>,
+    /// The destination object's DN.
+    #[schemars(required)]
+    pub destination: Option<DnText>,
+}
+
+/// A remigration target.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Remigrate {
+    /// The source person's DN.
+    #[schemars(required)]
+    pub source: Option<DnText>,
+    /// The DN of the existing destination mailbox user to migrate into.
+    #[schemars(required)]
+    pub mailbox: Option<DnText>,
+}
+
+/// One entry left out of matching: exactly one of `source` or `destination`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(
+    deny_unknown_fields,
+    extend("minProperties" = 1, "maxProperties" = 1)
+)]
+pub struct Ignore {
+    /// A source person left out of the wave.
+    pub source: Option<DnText>,
+    /// A destination object never considered as a match candidate.
+    pub destination: Option<DnText>,
+}
+
+/// How contact data is merged into the mailbox that replaces it.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Merge {
+    /// Which side wins when both have a value. Default: `fill-empty`.
+    #[schemars(extend("default" = "fill-empty"))]
+    pub policy: Option<MergePolicy>,
+    /// The attributes merged. Default: telephoneNumber, mobile, facsimileTelephoneNumber, title,
+    /// department, company, physicalDeliveryOfficeName, streetAddress, l, st, postalCode, c,
+    /// description, info.
+    pub attributes: Option<Vec<AttrText>>,
+}
+
+/// Which side wins when a contact and the mailbox both have a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergePolicy {
+    /// A contact's value is copied only where the mailbox has none.
+    FillEmpty,
+    /// A contact's value replaces the mailbox's.
+    PreferContact,
+    /// The mailbox's directory data is kept as it is; contacts give only their addresses.
+    PreferDestination,
+}
+
+/// Distribution lists (groups) to migrate.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct DistributionLists {
+    /// Which source entries are groups to migrate (an LDAP filter). Default:
+    /// `(|(objectClass=dominoGroup)(objectClass=groupOfNames))`.
+    #[schemars(extend("default" = "(|(objectClass=dominoGroup)(objectClass=groupOfNames))"))]
+    pub filter: Option<FilterText>,
+    /// When given, only these groups (by DN) are migrated.
+    pub include: Option<Vec<DnText>>,
+    /// These groups (by DN) are never migrated.
+    pub exclude: Option<Vec<DnText>>,
+    /// Where new groups are created. Default: the destination container.
+    pub container: Option<DnText>,
+}
+
+/// Declares a text newtype whose meaning is checked by `load`, with its own schema entry so
+/// editors show what the text must be. The schema's `title` names the kind of text; `load` reads
+/// it back to say what was expected (a required key's schema is inlined, so no `$ref` names it).
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $schema_name:literal, $schema:tt) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub String);
+
+        impl JsonSchema for $name {
+            fn schema_name() -> Cow<'static, str> {
+                $schema_name.into()
+            }
+            fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                json_schema!($schema)
+            }
+        }
+    };
+}
+
+text_type!(
+    /// A distinguished name, as written.
+    DnText,
+    "Dn",
+    {
+        "title": "DN",
+        "type": "string",
+        "description": "A distinguished name (RFC 4514), e.g. `CN=Jane Doe,OU=Sales,O=Acme`."
+    }
+);
+text_type!(
+    /// An LDAP search filter, as written.
+    FilterText,
+    "Filter",
+    {
+        "title": "LDAP filter",
+        "type": "string",
+        "description": "An LDAP search filter (RFC 4515), e.g. `(&(objectClass=person)(mail=*))`."
+    }
+);
+text_type!(
+    /// An attribute name, as written.
+    AttrText,
+    "AttributeName",
+    {
+        "title": "attribute name",
+        "type": "string",
+        "pattern": "^[A-Za-z0-9][A-Za-z0-9.;-]*$",
+        "description": "An LDAP attribute name (case-insensitive), e.g. `telephoneNumber`."
+    }
+);
+text_type!(
+    /// A value template, as written.
+    TemplateText,
+    "Template",
+    {
+        "title": "template",
+        "type": "string",
+        "description": "A value template: text with `{placeholders}` naming a role (full_name, short_name, primary_smtp, notes_address, given_name, surname, sam_account_name) or a source attribute; `{{` and `}}` are literal braces. Quote it in YAML when it starts with `{`."
+    }
+);
+text_type!(
+    /// A DNS domain name, as written.
+    DomainText,
+    "Domain",
+    {
+        "title": "mail domain",
+        "type": "string",
+        "pattern": "^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$",
+        "description": "A mail domain (DNS name), e.g. `acme.com`; case does not matter (it is kept in lower case)."
+    }
+);
+
+/// A secret (a password), written as where to find it, never as the secret itself:
+/// `{ env: NAME }` reads an environment variable, `{ file: PATH }` reads a file (relative paths
+/// start at the plan file's folder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    Env(String),
+    File(String),
+}
+
+pub(crate) const SECRET_HELP: &str =
+    "secrets are never written in the plan file: use `{ env: NAME }` or `{ file: PATH }`";
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SecretVisitor)
+    }
+}
+
+struct SecretVisitor;
+
+impl SecretVisitor {
+    fn plain<E: de::Error>(what: &str) -> E {
+        // Never echo the value: it may well be the password itself.
+        E::custom(format!(
+            "a secret cannot be written as {what}{HELP_SEPARATOR}{SECRET_HELP}"
+        ))
+    }
+}
+
+impl<'de> Visitor<'de> for SecretVisitor {
+    type Value = Secret;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("`{ env: NAME }` or `{ file: PATH }`")
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Secret, E> {
+        Err(Self::plain("a plain string"))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Secret, E> {
+        Err(Self::plain("a plain number"))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Secret, E> {
+        Err(Self::plain("a plain number"))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Secret, E> {
+        Err(Self::plain("a plain number"))
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Secret, E> {
+        Err(Self::plain("a plain value"))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Secret, A::Error> {
+        let mut found: Option<Secret> = None;
+        while let Some(key) = map.next_key::<String>()? {
+            let secret = match key.as_str() {
+                "env" => Secret::Env(map.next_value()?),
+                "file" => Secret::File(map.next_value()?),
+                other => {
+                    return Err(de::Error::custom(format!(
+                        "unknown key `{other}` in a secret{HELP_SEPARATOR}{SECRET_HELP}"
+                    )));
+                }
+            };
+            if found.is_some() {
+                return Err(de::Error::custom(format!(
+                    "a secret has both `env` and `file`{HELP_SEPARATOR}keep exactly one of them"
+                )));
+            }
+            found = Some(secret);
+        }
+        found.ok_or_else(|| {
+            de::Error::custom(format!(
+                "a secret needs `env` or `file`{HELP_SEPARATOR}{SECRET_HELP}"
+            ))
+        })
+    }
+}
+
+impl JsonSchema for Secret {
+    fn schema_name() -> Cow<'static, str> {
+        "Secret".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "A secret, never written in the plan file itself: `{ env: NAME }` or `{ file: PATH }`.",
+            "oneOf": [
+                {
+                    "type": "object",
+                    "properties": {
+                        "env": { "type": "string", "description": "The environment variable that holds the secret." }
+                    },
+                    "required": ["env"],
+                    "additionalProperties": false
+                },
+                {
+                    "type": "object",
+                    "properties": {
+                        "file": { "type": "string", "description": "A file that holds the secret (a trailing newline is ignored)." }
+                    },
+                    "required": ["file"],
+                    "additionalProperties": false
+                }
+            ]
+        })
+    }
+}
