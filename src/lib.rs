@@ -5,4 +5,5 @@
 //! `matching` and `plan` are pure functions: no I/O, no clock, no randomness.
 
 pub mod directory;
+pub mod generate;
 pub mod spec;
