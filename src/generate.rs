@@ -30,12 +30,11 @@ use std::io::{self, BufWriter, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::directory::{AttrName, Dn, Entry, Value};
+use crate::directory::{AttrName, Dn, Entry, Value, ldif};
 
 /// What to generate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,72 +309,28 @@ impl Drop for TempFile {
 
 /// An LDIF output stream that counts its records.
 struct LdifSink<W: Write> {
-    out: W,
+    out: ldif::EntryWriter<W>,
     count: usize,
 }
 
 impl<W: Write> LdifSink<W> {
-    fn new(mut out: W) -> io::Result<Self> {
-        out.write_all(b"version: 1\n")?;
-        Ok(LdifSink { out, count: 0 })
+    fn new(out: W) -> io::Result<Self> {
+        Ok(LdifSink {
+            out: ldif::EntryWriter::new(out)?,
+            count: 0,
+        })
     }
 
     fn write(&mut self, entry: &Entry) -> io::Result<()> {
-        write_entry(&mut self.out, entry)?;
+        self.out.write(entry)?;
         self.count += 1;
         Ok(())
     }
 
-    fn finish(mut self) -> io::Result<usize> {
-        self.out.flush()?;
+    fn finish(self) -> io::Result<usize> {
+        self.out.finish()?;
         Ok(self.count)
     }
-}
-
-/// One LDIF content record (RFC 2849), preceded by the blank line that separates records.
-/// Values that are not SAFE-STRINGs are written base64 (`attr:: …`). Lines are not folded, which
-/// RFC 2849 allows. This stands in for the project's LDIF writer until that one streams.
-fn write_entry(out: &mut impl Write, entry: &Entry) -> io::Result<()> {
-    out.write_all(b"\n")?;
-    write_attr_value(out, "dn", entry.dn.to_string().as_bytes())?;
-    for (attr, values) in &entry.attrs {
-        for value in values {
-            write_attr_value(out, attr.as_str(), value.as_bytes())?;
-        }
-    }
-    Ok(())
-}
-
-fn write_attr_value(out: &mut impl Write, attr: &str, value: &[u8]) -> io::Result<()> {
-    out.write_all(attr.as_bytes())?;
-    if value.is_empty() {
-        out.write_all(b":\n")
-    } else if is_safe_string(value) {
-        out.write_all(b": ")?;
-        out.write_all(value)?;
-        out.write_all(b"\n")
-    } else {
-        out.write_all(b":: ")?;
-        out.write_all(
-            base64::engine::general_purpose::STANDARD
-                .encode(value)
-                .as_bytes(),
-        )?;
-        out.write_all(b"\n")
-    }
-}
-
-/// RFC 2849 SAFE-STRING: ASCII without NUL, LF, CR; not starting with space, `:` or `<`. A trailing
-/// space is also encoded, because readers strip it.
-fn is_safe_string(value: &[u8]) -> bool {
-    let Some((&first, _)) = value.split_first() else {
-        return true;
-    };
-    !matches!(first, b' ' | b':' | b'<')
-        && value.last() != Some(&b' ')
-        && value
-            .iter()
-            .all(|&b| b.is_ascii() && !matches!(b, 0 | b'\n' | b'\r'))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -919,12 +874,11 @@ fn with_classes(dn: Dn, classes: &[&str]) -> Entry {
         put(&mut e, "objectClass", *class);
     }
     // The naming attribute (`cn` of `CN=…`) is always present, as LDAP requires.
-    if let Some(ava) = e.dn.rdn().and_then(|r| r.0.first()) {
-        let (attr, value) = (
+    if let Some(ava) = e.dn.rdn().and_then(|r| r.0.into_iter().next()) {
+        e.add(
             AttrName::new_unchecked(ava.attr.folded()),
-            ava.value.clone(),
+            Value::text(ava.value),
         );
-        e.add(attr, Value::text(value));
     }
     e
 }
@@ -1834,37 +1788,25 @@ const FILLER_SURNAMES_PLAIN: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{BTreeSet, HashMap, HashSet};
+    use std::collections::{HashMap, HashSet};
 
-    /// A minimal reader for what `write_entry` writes (no folding, no URLs), so these tests do
-    /// not depend on the project's LDIF reader.
+    /// Reads generated LDIF back through the project's reader, as (DN, [(attr, value)]).
     fn parse_ldif(text: &str) -> Vec<(String, Vec<(String, String)>)> {
-        let mut records = Vec::new();
-        let mut blocks = text.split("\n\n");
-        assert_eq!(blocks.next(), Some("version: 1"));
-        for block in blocks {
-            let mut dn = None;
-            let mut attrs = Vec::new();
-            for line in block.lines() {
-                let (attr, value) = if let Some((a, b64)) = line.split_once(":: ") {
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(b64)
-                        .unwrap();
-                    (a, String::from_utf8(bytes).unwrap())
-                } else if let Some((a, v)) = line.split_once(": ") {
-                    (a, v.to_string())
-                } else {
-                    panic!("not an LDIF line: {line:?}")
-                };
-                if attr == "dn" {
-                    dn = Some(value);
-                } else {
-                    attrs.push((attr.to_string(), value));
-                }
-            }
-            records.push((dn.expect("record without dn"), attrs));
-        }
-        records
+        ldif::parse_entries(text, None)
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                let attrs = e
+                    .attrs
+                    .iter()
+                    .flat_map(|(a, vs)| {
+                        vs.iter()
+                            .map(move |v| (a.to_string(), v.as_str().unwrap().to_string()))
+                    })
+                    .collect();
+                (e.dn.to_string(), attrs)
+            })
+            .collect()
     }
 
     fn values<'a>(attrs: &'a [(String, String)], name: &str) -> Vec<&'a str> {
@@ -2131,35 +2073,6 @@ mod tests {
         assert!(text.contains("  confirmed: []\n"));
         let v: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
         assert_eq!(v["source"]["directory"]["ldif"], "source.ldif");
-    }
-
-    #[test]
-    fn ldif_values_that_are_not_safe_strings_are_base64() {
-        let e = Entry::new(Dn::parse("CN=Jürgen Müller,OU=Sales,O=Acme").unwrap())
-            .with("a", "plain value")
-            .with("b", " leading space")
-            .with("c", ":colon")
-            .with("d", "<angle")
-            .with("e", "trailing ")
-            .with("f", "Zoë")
-            .with("g", "line\nbreak")
-            .with("h", "inner: colon < ok");
-        let mut out = Vec::new();
-        write_entry(&mut out, &e).unwrap();
-        let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("\ndn:: "));
-        for (attr, b64) in [("a", false), ("b", true), ("c", true), ("d", true)] {
-            assert_eq!(text.contains(&format!("\n{attr}:: ")), b64, "{attr}");
-        }
-        for attr in ["e", "f", "g"] {
-            assert!(text.contains(&format!("\n{attr}:: ")), "{attr}");
-        }
-        assert!(text.contains("\nh: inner: colon < ok\n"));
-        let parsed = parse_ldif(&format!("version: 1\n{text}"));
-        assert_eq!(parsed[0].0, "CN=Jürgen Müller,OU=Sales,O=Acme");
-        let back: BTreeSet<(String, String)> = parsed[0].1.iter().cloned().collect();
-        assert!(back.contains(&("g".to_string(), "line\nbreak".to_string())));
-        assert!(back.contains(&("e".to_string(), "trailing ".to_string())));
     }
 
     #[test]

@@ -40,9 +40,14 @@ impl Rdn {
 }
 
 /// A distinguished name, e.g. `CN=John Smith,OU=Sales,O=Acme`.
+///
+/// Stored as two strings only, the canonical text and the normalised key, because snapshots hold
+/// hundreds of thousands of DNs; RDNs are parsed again on demand (the text is canonical, so that
+/// parse cannot fail).
 #[derive(Clone)]
 pub struct Dn {
-    rdns: Vec<Rdn>,
+    /// Canonical RFC 4514 text, as `Display` shows it.
+    text: Box<str>,
     /// Normalised RDNs, root first, joined by `,`: the identity used for Eq, Hash and Ord.
     key: Box<str>,
 }
@@ -73,7 +78,7 @@ impl Dn {
     /// The empty DN (the root DSE).
     pub fn root() -> Self {
         Dn {
-            rdns: Vec::new(),
+            text: "".into(),
             key: "".into(),
         }
     }
@@ -81,45 +86,7 @@ impl Dn {
     /// Parses an RFC 4514 string (also accepting RFC 1779's `;` separators, quoted values and
     /// spaces around separators, which real exports contain).
     pub fn parse(s: &str) -> Result<Self, DnError> {
-        let trimmed = s.trim();
-        if trimmed.is_empty() {
-            return Ok(Dn::root());
-        }
-        let mut rdns = Vec::new();
-        for (index, rdn_text) in split_unescaped(trimmed, &[',', ';'])
-            .map_err(|_| DnError::UnterminatedQuote { dn: s.into() })?
-            .into_iter()
-            .enumerate()
-        {
-            let index = index + 1;
-            let mut avas = Vec::new();
-            for ava_text in split_unescaped(rdn_text, &['+'])
-                .map_err(|_| DnError::UnterminatedQuote { dn: s.into() })?
-            {
-                // Only leading spaces go here: a trailing `\ ` is an escaped, significant space.
-                let ava_text = ava_text.trim_start();
-                if ava_text.trim().is_empty() {
-                    return Err(DnError::EmptyRdn {
-                        dn: s.into(),
-                        index,
-                    });
-                }
-                let eq = ava_text.find('=').ok_or(DnError::MissingEquals {
-                    dn: s.into(),
-                    index,
-                })?;
-                let (ty, raw) = (ava_text[..eq].trim(), &ava_text[eq + 1..]);
-                let attr = AttrName::new(ty).map_err(|_| DnError::BadType {
-                    dn: s.into(),
-                    index,
-                    attr: ty.into(),
-                })?;
-                let value = unescape_value(raw, s)?;
-                avas.push(Ava { attr, value });
-            }
-            rdns.push(Rdn(avas));
-        }
-        Ok(Self::from_rdns(rdns))
+        Ok(Self::from_rdns(parse_rdns(s)?))
     }
 
     fn from_rdns(rdns: Vec<Rdn>) -> Self {
@@ -128,45 +95,66 @@ impl Dn {
             if i > 0 {
                 key.push(',');
             }
-            key.push_str(&normalise_rdn(rdn));
+            push_normalised_rdn(&mut key, rdn);
         }
         Dn {
-            rdns,
+            text: render(&rdns).into(),
             key: key.into(),
         }
     }
 
     /// RDNs, leaf first (as written).
-    pub fn rdns(&self) -> &[Rdn] {
-        &self.rdns
+    pub fn rdns(&self) -> Vec<Rdn> {
+        parse_rdns(&self.text).unwrap_or_default()
     }
 
     pub fn is_root(&self) -> bool {
-        self.rdns.is_empty()
+        self.text.is_empty()
     }
 
     /// The leaf RDN.
-    pub fn rdn(&self) -> Option<&Rdn> {
-        self.rdns.first()
+    pub fn rdn(&self) -> Option<Rdn> {
+        let first = split_unescaped(&self.text, &[','])
+            .ok()?
+            .into_iter()
+            .next()?;
+        parse_rdns(first).ok()?.into_iter().next()
+    }
+
+    /// The value of the leaf RDN's first AVA (`John Smith` for `CN=John Smith,O=Acme`).
+    pub fn rdn_value(&self) -> Option<String> {
+        self.rdn().map(|r| r.first_value().to_string())
     }
 
     /// The DN one level up; the root's parent is the root.
     pub fn parent(&self) -> Dn {
-        if self.rdns.is_empty() {
+        let rdns = self.rdns();
+        if rdns.is_empty() {
             return Dn::root();
         }
-        Self::from_rdns(self.rdns[1..].to_vec())
+        Self::from_rdns(rdns[1..].to_vec())
     }
 
     /// A child of this DN: `CN=<value>,<self>` for `attr = "CN"`.
     pub fn child(&self, attr: &str, value: &str) -> Dn {
-        let mut rdns = Vec::with_capacity(self.rdns.len() + 1);
-        rdns.push(Rdn(vec![Ava {
+        let rdn = Rdn(vec![Ava {
             attr: AttrName::new_unchecked(attr),
             value: value.to_string(),
-        }]));
-        rdns.extend(self.rdns.iter().cloned());
-        Self::from_rdns(rdns)
+        }]);
+        let text = if self.text.is_empty() {
+            render(std::slice::from_ref(&rdn))
+        } else {
+            format!("{},{}", render(std::slice::from_ref(&rdn)), self.text)
+        };
+        let key = if self.key.is_empty() {
+            normalise_rdn(&rdn)
+        } else {
+            format!("{},{}", self.key, normalise_rdn(&rdn))
+        };
+        Dn {
+            text: text.into(),
+            key: key.into(),
+        }
     }
 
     /// True when `self` equals `base` or lies below it.
@@ -182,7 +170,8 @@ impl Dn {
     /// Domino's abbreviated form: the RDN values leaf first, joined by `/`
     /// (`CN=John Smith,OU=Sales,O=Acme` gives `John Smith/Sales/Acme`).
     pub fn abbreviated(&self) -> String {
-        let parts: Vec<&str> = self.rdns.iter().map(|r| r.first_value()).collect();
+        let rdns = self.rdns();
+        let parts: Vec<&str> = rdns.iter().map(|r| r.first_value()).collect();
         parts.join("/")
     }
 
@@ -190,6 +179,50 @@ impl Dn {
     pub fn key(&self) -> &str {
         &self.key
     }
+}
+
+/// Parses the RDNs of a DN string, leaf first.
+fn parse_rdns(s: &str) -> Result<Vec<Rdn>, DnError> {
+    // Trailing spaces are left to the value parser: an escaped one (`\ `) is significant.
+    let trimmed = s.trim_start();
+    if trimmed.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut rdns = Vec::new();
+    for (index, rdn_text) in split_unescaped(trimmed, &[',', ';'])
+        .map_err(|_| DnError::UnterminatedQuote { dn: s.into() })?
+        .into_iter()
+        .enumerate()
+    {
+        let index = index + 1;
+        let mut avas = Vec::new();
+        for ava_text in split_unescaped(rdn_text, &['+'])
+            .map_err(|_| DnError::UnterminatedQuote { dn: s.into() })?
+        {
+            // Only leading spaces go here: a trailing `\ ` is an escaped, significant space.
+            let ava_text = ava_text.trim_start();
+            if ava_text.trim().is_empty() {
+                return Err(DnError::EmptyRdn {
+                    dn: s.into(),
+                    index,
+                });
+            }
+            let eq = ava_text.find('=').ok_or(DnError::MissingEquals {
+                dn: s.into(),
+                index,
+            })?;
+            let (ty, raw) = (ava_text[..eq].trim(), &ava_text[eq + 1..]);
+            let attr = AttrName::new(ty).map_err(|_| DnError::BadType {
+                dn: s.into(),
+                index,
+                attr: ty.into(),
+            })?;
+            let value = unescape_value(raw, s)?;
+            avas.push(Ava { attr, value });
+        }
+        rdns.push(Rdn(avas));
+    }
+    Ok(rdns)
 }
 
 /// Splits at unescaped separators, outside double quotes.
@@ -306,27 +339,59 @@ pub fn escape_value(value: &str) -> String {
     out
 }
 
-fn normalise_value(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for word in v.split_whitespace() {
-        if !out.is_empty() {
+/// Appends the normalised form of a value: case folded, runs of white space as one space,
+/// escaped as in `escape_value`. Written out by hand because it runs for every DN of every
+/// snapshot; an allocation per value showed up in profiles.
+fn push_normalised_value(out: &mut String, v: &str) {
+    let start = out.len();
+    for (i, word) in v.split_whitespace().enumerate() {
+        if i > 0 {
             out.push(' ');
         }
         for c in word.chars() {
-            out.extend(c.to_lowercase());
+            for l in c.to_lowercase() {
+                match l {
+                    '"' | '+' | ',' | ';' | '<' | '>' | '\\' => {
+                        out.push('\\');
+                        out.push(l);
+                    }
+                    '#' if out.len() == start => out.push_str("\\#"),
+                    '\0' => out.push_str("\\00"),
+                    l => out.push(l),
+                }
+            }
         }
     }
-    escape_value(&out)
 }
 
-fn normalise_rdn(rdn: &Rdn) -> String {
+fn push_normalised_ava(out: &mut String, ava: &Ava) {
+    out.push_str(ava.attr.folded());
+    out.push('=');
+    push_normalised_value(out, &ava.value);
+}
+
+fn push_normalised_rdn(out: &mut String, rdn: &Rdn) {
+    if let [ava] = rdn.0.as_slice() {
+        push_normalised_ava(out, ava);
+        return;
+    }
     let mut avas: Vec<String> = rdn
         .0
         .iter()
-        .map(|a| format!("{}={}", a.attr.folded(), normalise_value(&a.value)))
+        .map(|a| {
+            let mut s = String::new();
+            push_normalised_ava(&mut s, a);
+            s
+        })
         .collect();
     avas.sort();
-    avas.join("+")
+    out.push_str(&avas.join("+"));
+}
+
+fn normalise_rdn(rdn: &Rdn) -> String {
+    let mut s = String::new();
+    push_normalised_rdn(&mut s, rdn);
+    s
 }
 
 impl PartialEq for Dn {
@@ -353,19 +418,27 @@ impl Ord for Dn {
 
 impl fmt::Display for Dn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, rdn) in self.rdns.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            for (j, ava) in rdn.0.iter().enumerate() {
-                if j > 0 {
-                    f.write_str("+")?;
-                }
-                write!(f, "{}={}", ava.attr, escape_value(&ava.value))?;
-            }
-        }
-        Ok(())
+        f.write_str(&self.text)
     }
+}
+
+/// The canonical string form of RDNs (RFC 4514 escaping, no spaces around separators).
+fn render(rdns: &[Rdn]) -> String {
+    let mut out = String::new();
+    for (i, rdn) in rdns.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        for (j, ava) in rdn.0.iter().enumerate() {
+            if j > 0 {
+                out.push('+');
+            }
+            out.push_str(ava.attr.as_str());
+            out.push('=');
+            out.push_str(&escape_value(&ava.value));
+        }
+    }
+    out
 }
 impl fmt::Debug for Dn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -3,12 +3,12 @@
 //! Multi-valued attributes are sets (`BTreeSet`), so order in the source never leaks into plans.
 //! This module must not interpret what attributes mean; that is matching's job.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use super::attr::{AttrName, Value};
+use super::attr::{AttrName, Value, ValueSet};
 use super::dn::Dn;
 
-pub type Attrs = BTreeMap<AttrName, BTreeSet<Value>>;
+pub type Attrs = BTreeMap<AttrName, ValueSet>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -35,7 +35,7 @@ impl Entry {
         self
     }
 
-    pub fn get(&self, attr: &str) -> Option<&BTreeSet<Value>> {
+    pub fn get(&self, attr: &str) -> Option<&ValueSet> {
         self.attrs.get(&AttrName::new_unchecked(attr))
     }
 
@@ -63,7 +63,35 @@ impl Entry {
     }
 
     /// The values of `attr`, or an empty set.
-    pub fn values(&self, attr: &str) -> BTreeSet<Value> {
+    pub fn values(&self, attr: &str) -> ValueSet {
         self.get(attr).cloned().unwrap_or_default()
     }
+}
+
+impl Entry {
+    /// A SHA-256 over the normalised DN and every attribute and value, as `sha256:<hex>`.
+    /// Two entries that compare equal have the same fingerprint, whatever the spelling of their
+    /// attribute names; saved plans use it to refuse applying to an object that changed.
+    pub fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_be_bytes());
+            h.update(bytes);
+        };
+        field(self.dn.key().as_bytes());
+        for (attr, values) in &self.attrs {
+            field(attr.folded().as_bytes());
+            field(&(values.len() as u64).to_be_bytes());
+            for v in values {
+                field(v.as_bytes());
+            }
+        }
+        format!("sha256:{}", hex(&h.finalize()))
+    }
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -13,7 +13,6 @@
 //! `:< file:` URLs name.
 
 use std::borrow::Cow;
-use std::collections::BTreeSet;
 use std::collections::btree_map;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -23,7 +22,7 @@ use base64::alphabet;
 use base64::engine::general_purpose::STANDARD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use super::attr::{AttrName, Value};
+use super::attr::{AttrName, Value, ValueSet};
 use super::dn::Dn;
 use super::entry::{Attrs, Entry};
 
@@ -153,6 +152,37 @@ pub fn write_entries(entries: &[Entry], out: &mut impl Write) -> io::Result<()> 
         w.buf.clear();
     }
     out.write_all(w.buf.as_bytes())
+}
+
+/// Streams entries as LDIF content records, one at a time, for outputs too large to hold as a
+/// slice (the generator writes hundreds of thousands of entries this way).
+pub struct EntryWriter<W: Write> {
+    out: W,
+    w: LdifWriter,
+}
+
+impl<W: Write> EntryWriter<W> {
+    /// Starts the stream with the `version: 1` header.
+    pub fn new(mut out: W) -> io::Result<Self> {
+        out.write_all(b"version: 1\n")?;
+        Ok(EntryWriter {
+            out,
+            w: LdifWriter::default(),
+        })
+    }
+
+    pub fn write(&mut self, entry: &Entry) -> io::Result<()> {
+        self.w.entry(entry);
+        self.out.write_all(self.w.buf.as_bytes())?;
+        self.w.buf.clear();
+        Ok(())
+    }
+
+    /// Flushes and returns the underlying writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.flush()?;
+        Ok(self.out)
+    }
 }
 
 /// Writes records (content and change) as LDIF, with a `version: 1` header.
@@ -587,7 +617,7 @@ fn check_control(line: &LogicalLine<'_>) -> Result<(), LdifError> {
 /// attribute (the usual layout) share one `AttrName`.
 fn parse_attrs(lines: &[LogicalLine<'_>], base_dir: Option<&Path>) -> Result<Attrs, LdifError> {
     let mut attrs = Attrs::new();
-    let mut run: Option<(&str, AttrName, BTreeSet<Value>)> = None;
+    let mut run: Option<(&str, AttrName, ValueSet)> = None;
     for line in lines {
         let AttrLine { name, spec } = split_line(line)?;
         match &mut run {
@@ -608,7 +638,7 @@ fn parse_attrs(lines: &[LogicalLine<'_>], base_dir: Option<&Path>) -> Result<Att
                 if let Some((_, attr, values)) = run.take() {
                     merge_values(&mut attrs, attr, values);
                 }
-                run = Some((name, attr, BTreeSet::from([value])));
+                run = Some((name, attr, ValueSet::from([value])));
             }
         }
     }
@@ -618,7 +648,7 @@ fn parse_attrs(lines: &[LogicalLine<'_>], base_dir: Option<&Path>) -> Result<Att
     Ok(attrs)
 }
 
-fn merge_values(attrs: &mut Attrs, attr: AttrName, values: BTreeSet<Value>) {
+fn merge_values(attrs: &mut Attrs, attr: AttrName, values: ValueSet) {
     match attrs.entry(attr) {
         btree_map::Entry::Vacant(slot) => {
             slot.insert(values);

@@ -12,8 +12,8 @@ pub mod ldif;
 pub mod snapshot;
 
 pub use address::ProxyAddress;
-pub use attr::{AttrName, Value};
+pub use attr::{AttrName, Value, ValueSet};
 pub use dn::Dn;
 pub use entry::{Attrs, Entry};
 pub use filter::Filter;
-pub use snapshot::{EntryId, IndexConfig, Indexes, Snapshot};
+pub use snapshot::{EntryId, IndexConfig, Indexes, Membership, Snapshot};

@@ -8,7 +8,7 @@
 use rustc_hash::FxHashMap;
 
 use super::address::{ProxyAddress, address_key};
-use super::attr::AttrName;
+use super::attr::{AttrName, Value};
 use super::dn::Dn;
 use super::entry::Entry;
 
@@ -23,8 +23,15 @@ pub type EntryId = usize;
 pub struct Snapshot {
     entries: Vec<Entry>,
     by_dn: FxHashMap<Dn, EntryId>,
-    /// member DN → groups whose `member` holds it.
-    groups_of: FxHashMap<Dn, Vec<EntryId>>,
+    /// member DN → the groups whose `member` holds it.
+    groups_of: FxHashMap<Dn, Vec<Membership>>,
+}
+
+/// One `member` value of a group, as stored (its spelling may differ from the member's DN).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub group: EntryId,
+    pub value: Value,
 }
 
 impl Snapshot {
@@ -35,12 +42,15 @@ impl Snapshot {
         }
         let mut by_dn = FxHashMap::default();
         by_dn.reserve(entries.len());
-        let mut groups_of: FxHashMap<Dn, Vec<EntryId>> = FxHashMap::default();
+        let mut groups_of: FxHashMap<Dn, Vec<Membership>> = FxHashMap::default();
         for (id, e) in entries.iter().enumerate() {
             by_dn.insert(e.dn.clone(), id);
-            for member in e.texts("member") {
-                if let Ok(m) = Dn::parse(member) {
-                    groups_of.entry(m).or_default().push(id);
+            for value in e.get("member").into_iter().flatten() {
+                if let Some(m) = value.as_str().and_then(|m| Dn::parse(m).ok()) {
+                    groups_of.entry(m).or_default().push(Membership {
+                        group: id,
+                        value: value.clone(),
+                    });
                 }
             }
         }
@@ -80,7 +90,7 @@ impl Snapshot {
     }
 
     /// Groups whose `member` attribute names `dn`, in DN order.
-    pub fn groups_of(&self, dn: &Dn) -> &[EntryId] {
+    pub fn groups_of(&self, dn: &Dn) -> &[Membership] {
         self.groups_of.get(dn).map(Vec::as_slice).unwrap_or(&[])
     }
 
@@ -115,8 +125,8 @@ impl Snapshot {
                 ix.accounts.entry(key).or_default().push(id);
             }
             let mut names: Vec<String> = Vec::new();
-            if let Some(cn) = e.dn.rdn().and_then(|r| r.value_of("cn")) {
-                names.push(name_key(cn));
+            if let Some(cn) = e.dn.rdn().and_then(|r| r.value_of("cn").map(name_key)) {
+                names.push(cn);
             }
             for attr in &config.name_attrs {
                 for v in e.texts(attr.as_str()) {
@@ -226,7 +236,12 @@ mod tests {
         );
         assert_eq!(ix.by_account("jsmith"), &[1]);
         assert_eq!(ix.by_name("john   SMITH"), &[1]);
-        assert_eq!(snap.groups_of(&dn("CN=John Smith,DC=acme")), &[0]);
+        let groups = snap.groups_of(&dn("CN=John Smith,DC=acme"));
+        assert_eq!(groups.len(), 1);
+        assert_eq!(
+            (groups[0].group, groups[0].value.as_str()),
+            (0, Some("cn=john smith,dc=acme"))
+        );
         assert_eq!(snap.entries()[0].dn, dn("CN=Group,DC=acme"), "sorted by DN");
     }
 
