@@ -6,4 +6,6 @@
 
 pub mod directory;
 pub mod generate;
+pub mod matching;
+pub mod plan;
 pub mod spec;

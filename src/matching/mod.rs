@@ -1,0 +1,470 @@
+//! Matching: who in the destination each source person already is, and which scenario follows.
+//!
+//! The rules are Microsoft's Migration Wizard for Lotus Notes, made reviewable: hard match on a
+//! user's proxy addresses, soft match on sAMAccountName and CN (proposed, never acted on unless
+//! confirmed in the plan file), contacts found by address to be merged, pins in the plan file
+//! overriding everything, and ambiguity reported, never guessed. `match_all` is a pure function of
+//! the spec and the two snapshots: no I/O, no clock, no randomness, and its output is sorted.
+
+pub mod person;
+pub mod rules;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::directory::{Dn, EntryId, Indexes, Snapshot};
+use crate::spec::{Mode, Spec};
+
+pub use person::Person;
+pub use rules::{Class, DestinationRules, SourceRules};
+
+/// How a match was made.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum By {
+    Hard,
+    Soft,
+    Pinned,
+}
+
+/// What a match was made on.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    Smtp,
+    Notes,
+    #[serde(rename = "samaccountname")]
+    SamAccountName,
+    Cn,
+    Confirmed,
+    Remigrate,
+}
+
+impl Via {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Via::Smtp => "SMTP proxy",
+            Via::Notes => "NOTES proxy",
+            Via::SamAccountName => "sAMAccountName",
+            Via::Cn => "CN",
+            Via::Confirmed => "confirmed pin",
+            Via::Remigrate => "remigration pin",
+        }
+    }
+}
+
+/// A destination object that matched, or might.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Candidate {
+    pub id: EntryId,
+    pub class: Class,
+    pub via: Via,
+    /// The value that matched (the address, account name or CN).
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing usable found: a new mailbox.
+    New,
+    Matched {
+        candidate: Candidate,
+        by: By,
+    },
+    /// Two or more possibilities; nothing is done.
+    Ambiguous {
+        reason: String,
+        candidates: Vec<Candidate>,
+    },
+    /// Interactive mode found soft candidates that no pin confirms.
+    NeedsConfirmation,
+    /// A pin the plan file holds cannot be honoured (it names a contact as the mailbox, say).
+    Error(String),
+}
+
+/// The result of matching one source person.
+#[derive(Debug, Clone)]
+pub struct PersonMatch {
+    pub person: Person,
+    pub outcome: Outcome,
+    /// Contacts that hold one of the person's addresses, in DN order.
+    pub contacts: Vec<Candidate>,
+    /// Soft candidates (also set when a hard match exists? no: only when none does).
+    pub soft: Vec<Candidate>,
+    /// Warnings about this person, in the order found.
+    pub warnings: Vec<String>,
+}
+
+impl PersonMatch {
+    /// DESIGN's scenario number, when the outcome has one.
+    pub fn scenario(&self) -> Option<u8> {
+        let with_contacts = !self.contacts.is_empty();
+        match &self.outcome {
+            Outcome::New => Some(if with_contacts { 3 } else { 1 }),
+            Outcome::Matched { candidate, .. } => match candidate.class {
+                Class::NtAccount => Some(if with_contacts { 4 } else { 2 }),
+                Class::MailEnabledUser => Some(5),
+                Class::MailboxUser => Some(6),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// Everything matching found, persons in source DN order.
+#[derive(Debug)]
+pub struct Matches {
+    pub persons: Vec<PersonMatch>,
+    /// Class of every destination entry, by entry id.
+    pub classes: Vec<Class>,
+    pub index: Indexes,
+}
+
+/// The source entries that are persons in this wave, in DN order.
+pub fn select_persons(spec: &Spec, source: &Snapshot, rules: &SourceRules) -> Vec<Person> {
+    let src = &spec.source;
+    let ignored: BTreeSet<&Dn> = spec
+        .matching
+        .ignore_sources
+        .iter()
+        .map(|l| &l.value)
+        .collect();
+    let include: BTreeSet<&Dn> = src.include.iter().collect();
+    let exclude: BTreeSet<&Dn> = src.exclude.iter().collect();
+    source
+        .entries()
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| src.base.as_ref().is_none_or(|b| e.dn.is_within(b)))
+        .filter(|(_, e)| include.is_empty() || include.contains(&e.dn))
+        .filter(|(_, e)| !exclude.contains(&e.dn) && !ignored.contains(&e.dn))
+        .filter(|(_, e)| rules.person_filter.matches(e))
+        .map(|(id, e)| Person::from_entry(id, e, rules, src.notes_domain.as_deref()))
+        .collect()
+}
+
+/// Matches every person of the wave against the destination.
+pub fn match_all(spec: &Spec, source: &Snapshot, destination: &Snapshot) -> Matches {
+    let src_rules = SourceRules::for_spec(spec);
+    let dst_rules = DestinationRules::for_spec(spec);
+    let ignored: BTreeSet<&Dn> = spec
+        .matching
+        .ignore_destinations
+        .iter()
+        .map(|l| &l.value)
+        .collect();
+    // Classifying, indexing and selecting persons are independent passes over large
+    // directories: they run side by side. Each produces its result in entry order, so the
+    // outcome is exactly that of a sequential run.
+    let (classes, index, persons) = std::thread::scope(|scope| {
+        let index = scope.spawn(|| destination.index(&dst_rules.index));
+        let persons = scope.spawn(|| select_persons(spec, source, &src_rules));
+        let classes: Vec<Class> = destination
+            .entries()
+            .iter()
+            .map(|e| {
+                if ignored.contains(&e.dn) {
+                    Class::Other
+                } else {
+                    dst_rules.classify(e)
+                }
+            })
+            .collect();
+        (classes, join(index.join()), join(persons.join()))
+    });
+
+    let mut pins: BTreeMap<&Dn, Vec<(&Dn, Via)>> = BTreeMap::new();
+    for p in &spec.matching.confirmed {
+        pins.entry(&p.source.value)
+            .or_default()
+            .push((&p.destination.value, Via::Confirmed));
+    }
+    for p in &spec.matching.remigrate {
+        pins.entry(&p.source.value)
+            .or_default()
+            .push((&p.destination.value, Via::Remigrate));
+    }
+
+    let mut out: Vec<PersonMatch> = persons
+        .into_iter()
+        .map(|person| {
+            let person_pins = pins.get(&person.dn).map(Vec::as_slice).unwrap_or(&[]);
+            match_person(
+                person,
+                person_pins,
+                spec.matching.mode,
+                destination,
+                &classes,
+                &index,
+            )
+        })
+        .collect();
+    resolve_conflicts(&mut out, destination);
+    Matches {
+        persons: out,
+        classes,
+        index,
+    }
+}
+
+/// A scoped thread's result; a panic in it is re-raised here, as if it had run inline.
+fn join<T>(r: std::thread::Result<T>) -> T {
+    r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+fn match_person(
+    person: Person,
+    pins: &[(&Dn, Via)],
+    mode: Mode,
+    destination: &Snapshot,
+    classes: &[Class],
+    index: &Indexes,
+) -> PersonMatch {
+    let mut hard: Vec<Candidate> = Vec::new();
+    let mut contacts: Vec<Candidate> = Vec::new();
+    for (kind, addr) in person.addresses() {
+        let via = if kind == "NOTES" {
+            Via::Notes
+        } else {
+            Via::Smtp
+        };
+        for &id in index.by_address(kind, addr) {
+            let c = Candidate {
+                id,
+                class: classes[id],
+                via,
+                value: addr.to_string(),
+            };
+            if c.class.is_user() {
+                push_unique(&mut hard, c);
+            } else if c.class == Class::Contact {
+                push_unique(&mut contacts, c);
+            }
+        }
+    }
+    contacts.sort_by_key(|c| c.id);
+    let mut warnings = Vec::new();
+    let mut soft = Vec::new();
+
+    let outcome = if !pins.is_empty() {
+        let mut targets: Vec<Candidate> = Vec::new();
+        for (dn, via) in pins {
+            // Pins to entries that do not exist are refused earlier, by `spec::check_against`.
+            if let Some(id) = destination.id_of(dn) {
+                push_unique(
+                    &mut targets,
+                    Candidate {
+                        id,
+                        class: classes[id],
+                        via: *via,
+                        value: dn.to_string(),
+                    },
+                );
+            }
+        }
+        match targets.as_slice() {
+            [] => Outcome::Error("the pinned destination object does not exist".into()),
+            [t] if t.via == Via::Remigrate && t.class != Class::MailboxUser => {
+                Outcome::Error(format!(
+                    "remigration target {} is a {}, not a mailbox user",
+                    destination.entry(t.id).dn,
+                    t.class.describe()
+                ))
+            }
+            [t] if !t.class.is_user() => Outcome::Error(format!(
+                "confirmed destination {} is a {}; a person can only become a user",
+                destination.entry(t.id).dn,
+                t.class.describe()
+            )),
+            [t] => {
+                if let Some(h) = hard.iter().find(|h| h.id != t.id) {
+                    warnings.push(format!(
+                        "the pin overrides a hard match on {} {} ({})",
+                        h.via.describe(),
+                        h.value,
+                        destination.entry(h.id).dn
+                    ));
+                }
+                if t.via == Via::Remigrate {
+                    // 6b: items only, into a mailbox that is not this person's; contacts stay.
+                    contacts.clear();
+                }
+                Outcome::Matched {
+                    candidate: t.clone(),
+                    by: By::Pinned,
+                }
+            }
+            many => Outcome::Ambiguous {
+                reason: format!(
+                    "the plan file pins this person to {} different destination objects",
+                    many.len()
+                ),
+                candidates: many.to_vec(),
+            },
+        }
+    } else if !hard.is_empty() {
+        let mut ids: Vec<EntryId> = hard.iter().map(|c| c.id).collect();
+        ids.sort();
+        ids.dedup();
+        if ids.len() == 1 {
+            hard.sort();
+            Outcome::Matched {
+                candidate: hard.swap_remove(0),
+                by: By::Hard,
+            }
+        } else {
+            Outcome::Ambiguous {
+                reason: format!("{} users hold this person's addresses", ids.len()),
+                candidates: hard,
+            }
+        }
+    } else {
+        for name in &person.short_names {
+            for &id in index.by_account(name) {
+                if classes[id].is_user() {
+                    push_unique(
+                        &mut soft,
+                        Candidate {
+                            id,
+                            class: classes[id],
+                            via: Via::SamAccountName,
+                            value: name.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        for name in &person.full_names {
+            for &id in index.by_name(name) {
+                if classes[id].is_user() {
+                    push_unique(
+                        &mut soft,
+                        Candidate {
+                            id,
+                            class: classes[id],
+                            via: Via::Cn,
+                            value: name.clone(),
+                        },
+                    );
+                }
+            }
+        }
+        soft.sort_by_key(|c| c.id);
+        if soft.is_empty() || mode == Mode::Batch {
+            for c in &soft {
+                warnings.push(format!(
+                    "a new mailbox would duplicate {} {} (same {} `{}`); confirm it in matching.confirmed to convert it instead",
+                    c.class.describe(),
+                    destination.entry(c.id).dn,
+                    c.via.describe(),
+                    c.value
+                ));
+            }
+            Outcome::New
+        } else {
+            Outcome::NeedsConfirmation
+        }
+    };
+    PersonMatch {
+        person,
+        outcome,
+        contacts,
+        soft,
+        warnings,
+    }
+}
+
+/// Adds a candidate unless one for the same entry is there already (the first reason wins).
+fn push_unique(list: &mut Vec<Candidate>, c: Candidate) {
+    if !list.iter().any(|x| x.id == c.id) {
+        list.push(c);
+    }
+}
+
+/// Two persons claiming one destination object, or one address, are both ambiguous.
+fn resolve_conflicts(persons: &mut [PersonMatch], destination: &Snapshot) {
+    let mut claims: BTreeMap<EntryId, Vec<usize>> = BTreeMap::new();
+    let mut addresses: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, p) in persons.iter().enumerate() {
+        if let Outcome::Matched { candidate, .. } = &p.outcome {
+            claims.entry(candidate.id).or_default().push(i);
+        }
+        for c in &p.contacts {
+            claims.entry(c.id).or_default().push(i);
+        }
+        for key in p.person.address_keys() {
+            addresses.entry(key).or_default().push(i);
+        }
+    }
+    let mut reasons: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (id, who) in &claims {
+        let mut who = who.clone();
+        who.dedup();
+        if who.len() > 1 {
+            let names: Vec<String> = who
+                .iter()
+                .map(|&i| persons[i].person.dn.to_string())
+                .collect();
+            for &i in &who {
+                reasons.entry(i).or_default().push(format!(
+                    "{} is claimed by {} source persons: {}",
+                    destination.entry(*id).dn,
+                    who.len(),
+                    names.join("; ")
+                ));
+            }
+        }
+    }
+    for (key, who) in &addresses {
+        let mut who = who.clone();
+        who.dedup();
+        if who.len() > 1 {
+            let names: Vec<String> = who
+                .iter()
+                .map(|&i| persons[i].person.dn.to_string())
+                .collect();
+            let shown = key.split_once(':').map(|(_, a)| a).unwrap_or(key);
+            for &i in &who {
+                reasons.entry(i).or_default().push(format!(
+                    "address {shown} is held by {} source persons: {}",
+                    who.len(),
+                    names.join("; ")
+                ));
+            }
+        }
+    }
+    for (i, rs) in reasons {
+        let p = &mut persons[i];
+        let mut candidates: Vec<Candidate> = Vec::new();
+        if let Outcome::Matched { candidate, .. } = &p.outcome {
+            candidates.push(candidate.clone());
+        }
+        candidates.extend(p.contacts.iter().cloned());
+        p.outcome = Outcome::Ambiguous {
+            reason: rs.join("; "),
+            candidates,
+        };
+    }
+}

@@ -1,0 +1,178 @@
+//! Address sets as a flavor stores them: Active Directory in typed `proxyAddresses` (+ `mail`),
+//! generic LDAP mail directories in `mail` (primary) and `mailAlternateAddress`.
+//!
+//! The planner reasons about one `AddressSet` and lets this module read it from an entry and
+//! write it back as attributes, so "exactly one primary SMTP" is enforced in one place.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::directory::{AttrName, Entry, ProxyAddress, Value, ValueSet};
+use crate::spec::Flavor;
+
+/// Addresses keyed by their comparison key; at most one primary per type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressSet {
+    by_key: BTreeMap<String, ProxyAddress>,
+}
+
+impl AddressSet {
+    pub fn read(flavor: Flavor, attrs: &crate::directory::Attrs) -> Self {
+        let mut set = AddressSet::default();
+        let texts = |name: &str| -> Vec<String> {
+            attrs
+                .get(&AttrName::new_unchecked(name))
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        match flavor {
+            Flavor::ActiveDirectory => {
+                for v in texts("proxyAddresses") {
+                    if let Some(p) = ProxyAddress::parse(&v) {
+                        set.insert(p);
+                    }
+                }
+            }
+            Flavor::Ldap => {
+                for v in texts("mail") {
+                    set.insert(ProxyAddress::smtp(&v, true));
+                }
+                for v in texts("mailAlternateAddress") {
+                    set.insert(ProxyAddress::smtp(&v, false));
+                }
+            }
+        }
+        set
+    }
+
+    pub fn of_entry(flavor: Flavor, entry: &Entry) -> Self {
+        Self::read(flavor, &entry.attrs)
+    }
+
+    /// Adds an address; an existing one with the same key keeps its spelling and flag.
+    pub fn insert(&mut self, p: ProxyAddress) {
+        let key = p.key();
+        if let Some(existing) = self.by_key.get(&key) {
+            if existing.primary || !p.primary {
+                return;
+            }
+        }
+        if p.primary {
+            for other in self.by_key.values_mut().filter(|o| o.kind == p.kind) {
+                other.primary = false;
+            }
+        }
+        self.by_key.insert(key, p);
+    }
+
+    /// Adds an address as a secondary unless it is present.
+    pub fn insert_secondary(&mut self, p: ProxyAddress) {
+        let key = p.key();
+        self.by_key
+            .entry(key)
+            .or_insert_with(|| p.with_primary(false));
+    }
+
+    /// Makes `address` the one primary of its type (adding it if needed).
+    pub fn set_primary(&mut self, p: &ProxyAddress) {
+        for other in self.by_key.values_mut().filter(|o| o.kind == p.kind) {
+            other.primary = false;
+        }
+        let key = p.key();
+        match self.by_key.get_mut(&key) {
+            Some(existing) => existing.primary = true,
+            None => {
+                self.by_key.insert(key, p.with_primary(true));
+            }
+        }
+    }
+
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    pub fn primary(&self, kind: &str) -> Option<&ProxyAddress> {
+        self.by_key.values().find(|p| p.kind == kind && p.primary)
+    }
+
+    /// Gives a type that has addresses but no primary one its first address as primary.
+    pub fn ensure_primaries(&mut self) {
+        let kinds: BTreeSet<String> = self.by_key.values().map(|p| p.kind.clone()).collect();
+        for kind in kinds {
+            if kind == "X500" || kind == "X400" {
+                continue;
+            }
+            if self.primary(&kind).is_none() {
+                if let Some(first) = self.by_key.values_mut().find(|p| p.kind == kind) {
+                    first.primary = true;
+                }
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ProxyAddress> {
+        self.by_key.values()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// The attributes that store this set in `flavor`, each with its full value set.
+    pub fn to_attrs(&self, flavor: Flavor) -> Vec<(AttrName, ValueSet)> {
+        match flavor {
+            Flavor::ActiveDirectory => {
+                let proxies = self
+                    .by_key
+                    .values()
+                    .map(|p| Value::text(p.to_string()))
+                    .collect();
+                let mail = self
+                    .primary("SMTP")
+                    .map(|p| Value::text(p.address.clone()))
+                    .into_iter()
+                    .collect();
+                vec![
+                    (AttrName::new_unchecked("proxyAddresses"), proxies),
+                    (AttrName::new_unchecked("mail"), mail),
+                ]
+            }
+            Flavor::Ldap => {
+                let primary = self.primary("SMTP");
+                let mail = primary
+                    .map(|p| Value::text(p.address.clone()))
+                    .into_iter()
+                    .collect();
+                let alternates = self
+                    .by_key
+                    .values()
+                    .filter(|p| p.is_smtp() && !p.primary)
+                    .map(|p| Value::text(p.address.clone()))
+                    .collect();
+                vec![
+                    (AttrName::new_unchecked("mail"), mail),
+                    (AttrName::new_unchecked("mailAlternateAddress"), alternates),
+                ]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_primary_per_type() {
+        let mut s = AddressSet::default();
+        s.insert(ProxyAddress::parse("SMTP:a@x.com").unwrap());
+        s.insert(ProxyAddress::parse("SMTP:b@x.com").unwrap());
+        s.insert_secondary(ProxyAddress::parse("SMTP:A@X.COM").unwrap());
+        assert_eq!(s.primary("SMTP").unwrap().address, "b@x.com");
+        assert_eq!(s.iter().count(), 2);
+        s.set_primary(&ProxyAddress::smtp("a@x.com", true));
+        let values: Vec<String> = s.iter().map(|p| p.to_string()).collect();
+        assert_eq!(values, ["SMTP:a@x.com", "smtp:b@x.com"]);
+    }
+}

@@ -1,0 +1,11 @@
+//! Plans: the data (`model`), how they are made (`planner`), their dependency graph (`graph`) and
+//! the saved-plan file format (`saved`).
+
+pub mod addresses;
+pub mod graph;
+pub mod model;
+pub mod planner;
+pub mod saved;
+
+pub use model::*;
+pub use planner::{PlanError, plan};

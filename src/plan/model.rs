@@ -1,0 +1,306 @@
+//! The plan as data: subjects, actions, their changes and preconditions, and the summary.
+//!
+//! This is what `render` prints, what `--json` and saved plans serialise, and what `apply` will
+//! carry out. It holds no behaviour beyond small accessors: deciding is the planner's job,
+//! showing is render's.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::directory::{AttrName, Dn, Value, ValueSet};
+use crate::matching::{By, Class, Via};
+
+pub const FORMAT_VERSION: &str = "1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Plan {
+    pub format_version: String,
+    pub subjects: Vec<Subject>,
+    pub actions: Vec<Action>,
+    pub summary: Summary,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SubjectKind {
+    Person,
+    Group,
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Planned,
+    Unchanged,
+    Ambiguous,
+    NeedsConfirmation,
+    Error,
+}
+
+/// One source person (or source group) and what the plan does about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Subject {
+    pub source: Dn,
+    pub kind: SubjectKind,
+    /// The name people know the subject by.
+    pub name: String,
+    /// DESIGN's scenario 1–6; null for groups and for subjects that get no actions.
+    pub scenario: Option<u8>,
+    pub status: Status,
+    #[serde(rename = "match")]
+    pub matched: Option<MatchInfo>,
+    /// Contacts to delete and merge into the mailbox.
+    pub contacts: Vec<Dn>,
+    /// Soft candidates and ambiguous candidates, for review.
+    pub candidates: Vec<CandidateInfo>,
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct MatchInfo {
+    pub object: Dn,
+    pub class: Class,
+    pub by: By,
+    pub via: Via,
+    /// The value matched on (address, account name, CN, or the pinned DN).
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct CandidateInfo {
+    pub object: Dn,
+    pub class: Class,
+    pub via: Via,
+    pub value: String,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    Error,
+    Warning,
+    Info,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Message {
+    pub level: Level,
+    pub text: String,
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    CreateMailbox,
+    ConvertNtAccount,
+    ConvertMailUser,
+    MoveMemberships,
+    DeleteContact,
+    MergeAttributes,
+    CreateGroup,
+    SetGroupMembers,
+    ImportMail,
+    ImportCalendar,
+    ImportContacts,
+}
+
+impl ActionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::CreateMailbox => "create_mailbox",
+            ActionKind::ConvertNtAccount => "convert_nt_account",
+            ActionKind::ConvertMailUser => "convert_mail_user",
+            ActionKind::MoveMemberships => "move_memberships",
+            ActionKind::DeleteContact => "delete_contact",
+            ActionKind::MergeAttributes => "merge_attributes",
+            ActionKind::CreateGroup => "create_group",
+            ActionKind::SetGroupMembers => "set_group_members",
+            ActionKind::ImportMail => "import_mail",
+            ActionKind::ImportCalendar => "import_calendar",
+            ActionKind::ImportContacts => "import_contacts",
+        }
+    }
+
+    /// Which summary bucket the action counts in.
+    pub fn effect(self) -> Effect {
+        match self {
+            ActionKind::CreateMailbox | ActionKind::CreateGroup => Effect::Create,
+            ActionKind::ConvertNtAccount | ActionKind::ConvertMailUser => Effect::Convert,
+            ActionKind::MoveMemberships
+            | ActionKind::MergeAttributes
+            | ActionKind::SetGroupMembers => Effect::Update,
+            ActionKind::DeleteContact => Effect::Delete,
+            ActionKind::ImportMail | ActionKind::ImportCalendar | ActionKind::ImportContacts => {
+                Effect::Import
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Create,
+    Convert,
+    Update,
+    Delete,
+    Import,
+}
+
+/// One step of the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Action {
+    /// `kind:target`, stable across runs.
+    pub id: String,
+    pub kind: ActionKind,
+    pub subject: Dn,
+    pub target: Dn,
+    pub depends_on: Vec<String>,
+    pub changes: Vec<Change>,
+    /// What must hold at apply time for this action to still be valid.
+    pub preconditions: Vec<Precondition>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub items: Option<ItemCount>,
+}
+
+impl Action {
+    pub fn id_for(kind: ActionKind, target: &Dn) -> String {
+        format!("{}:{}", kind.as_str(), target)
+    }
+}
+
+/// A change to one attribute of one object. For multi-valued attributes apply works on the
+/// difference: values in `before` but not `after` are removed, values in `after` but not
+/// `before` are added, so two actions touching one group's `member` compose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Change {
+    /// The object changed, when it is not the action's target (a group, for memberships).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub object: Option<Dn>,
+    pub attribute: AttrName,
+    pub before: ValueSet,
+    pub after: ValueSet,
+}
+
+impl Change {
+    pub fn added(&self) -> impl Iterator<Item = &Value> {
+        self.after.difference(&self.before)
+    }
+    pub fn removed(&self) -> impl Iterator<Item = &Value> {
+        self.before.difference(&self.after)
+    }
+}
+
+/// What a destination object must look like at apply time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "check", rename_all = "snake_case")]
+pub enum Precondition {
+    /// The object must not exist.
+    Absent { object: Dn },
+    /// The object must exist (and, when given, still be classified as this class).
+    Exists { object: Dn, class: Option<Class> },
+    /// The attribute must have exactly these values (none: absent).
+    Values {
+        object: Dn,
+        attribute: AttrName,
+        values: ValueSet,
+    },
+    /// The attribute must hold this value.
+    Contains {
+        object: Dn,
+        attribute: AttrName,
+        value: Value,
+    },
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct ItemCount {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Summary {
+    pub create: usize,
+    pub convert: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub imports: usize,
+    pub messages: u64,
+    pub events: u64,
+    pub contacts: u64,
+    /// Subjects per status.
+    pub subjects: BTreeMap<Status, usize>,
+    /// Persons per scenario ("1" … "6").
+    pub scenarios: BTreeMap<String, usize>,
+    pub warnings: usize,
+}
+
+impl Plan {
+    /// True when applying would change anything.
+    pub fn has_changes(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
+    pub fn summarise(subjects: &[Subject], actions: &[Action]) -> Summary {
+        let mut s = Summary::default();
+        for a in actions {
+            match a.kind.effect() {
+                Effect::Create => s.create += 1,
+                Effect::Convert => s.convert += 1,
+                Effect::Update => s.update += 1,
+                Effect::Delete => s.delete += 1,
+                Effect::Import => s.imports += 1,
+            }
+            let n = a.items.map(|i| i.count).unwrap_or(0);
+            match a.kind {
+                ActionKind::ImportMail => s.messages += n,
+                ActionKind::ImportCalendar => s.events += n,
+                ActionKind::ImportContacts => s.contacts += n,
+                _ => {}
+            }
+        }
+        for subj in subjects {
+            *s.subjects.entry(subj.status).or_default() += 1;
+            if let Some(n) = subj.scenario {
+                *s.scenarios.entry(n.to_string()).or_default() += 1;
+            }
+            s.warnings += subj
+                .messages
+                .iter()
+                .filter(|m| m.level == Level::Warning)
+                .count();
+        }
+        s
+    }
+}

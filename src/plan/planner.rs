@@ -1,0 +1,1283 @@
+//! The planner: turns matches into subjects and a dependency graph of actions.
+//!
+//! Pure: a function of the spec, the two snapshots and the matches. It reads nothing, writes
+//! nothing, and iterates only ordered collections, so the same inputs give the same plan, byte for
+//! byte. Each scenario's action chain follows DESIGN's table, ordered so that a failure at any
+//! step leaves mail flowing (the mailbox exists before its contact goes; the contact's
+//! memberships are on the mailbox before the contact is deleted).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rustc_hash::FxHashSet;
+
+use crate::directory::address::{address_key, smtp_domain};
+use crate::directory::snapshot::name_key;
+use crate::directory::{AttrName, Attrs, Dn, Entry, ProxyAddress, Snapshot, Value, ValueSet};
+use crate::matching::{By, Candidate, Class, Matches, Outcome, PersonMatch};
+use crate::spec::{Flavor, MergePolicy, Role, Spec, Template, TemplatePart};
+
+use super::addresses::AddressSet;
+use super::model::*;
+
+/// Violated plan-level preconditions: the plan cannot be made until they are fixed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the destination is not ready for this plan:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct PlanError {
+    pub problems: Vec<String>,
+}
+
+/// Attributes the planner owns; a mapping may not set them, or invariants (one primary SMTP,
+/// unique account names) could break.
+const MANAGED: &[&str] = &[
+    "objectClass",
+    "sAMAccountName",
+    "proxyAddresses",
+    "mail",
+    "mailAlternateAddress",
+    "homeMDB",
+    "msExchRecipientTypeDetails",
+    "legacyExchangeDN",
+    "targetAddress",
+    "mailNickname",
+    "userPrincipalName",
+    "uid",
+];
+
+/// sAMAccountName is limited to 20 characters for user objects (pre-Windows 2000 logon name).
+const SAM_MAX: usize = 20;
+
+pub fn plan(
+    spec: &Spec,
+    source: &Snapshot,
+    destination: &Snapshot,
+    matches: &Matches,
+) -> Result<Plan, PlanError> {
+    let mut problems = check_destination(spec, destination);
+    for attr in spec.destination.mapping.keys() {
+        if MANAGED.iter().any(|m| attr.is(m)) {
+            problems.push(format!(
+                "destination.mapping sets `{attr}`, which mailplan manages itself (addresses, account names and mailbox attributes stay consistent only that way)"
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PlanError { problems });
+    }
+    let mut p = Planner {
+        spec,
+        source,
+        dest: destination,
+        matches,
+        flavor: spec.destination.flavor,
+        taken_accounts: FxHashSet::default(),
+        mapping: mapping(spec),
+        reserved_accounts: matches
+            .persons
+            .iter()
+            .flat_map(|p| p.person.short_names.iter().map(|n| name_key(n)))
+            .collect(),
+        taken_dns: BTreeSet::new(),
+        subjects: Vec::new(),
+        actions: Vec::new(),
+        targets: BTreeMap::new(),
+    };
+    for pm in &matches.persons {
+        p.person(pm);
+    }
+    p.groups();
+    let Planner {
+        subjects, actions, ..
+    } = p;
+    let summary = Plan::summarise(&subjects, &actions);
+    Ok(Plan {
+        format_version: FORMAT_VERSION.into(),
+        subjects,
+        actions,
+        summary,
+    })
+}
+
+/// The destination containers, database and domains the plan relies on must exist.
+fn check_destination(spec: &Spec, dest: &Snapshot) -> Vec<String> {
+    let d = &spec.destination;
+    let mut problems = Vec::new();
+    if !dest.contains(&d.container) {
+        problems.push(format!(
+            "container `{}` (destination.container) does not exist in the destination",
+            d.container
+        ));
+    }
+    if let Some(db) = &d.mailbox_database {
+        if !dest.contains(db) {
+            problems.push(format!("mailbox database `{db}` (destination.mailbox_database) does not exist in the destination"));
+        }
+    }
+    if let Some(c) = spec
+        .distribution_lists
+        .as_ref()
+        .and_then(|l| l.container.as_ref())
+    {
+        if !dest.contains(c) {
+            problems.push(format!(
+                "container `{c}` (distribution_lists.container) does not exist in the destination"
+            ));
+        }
+    }
+    for domain in &d.domains {
+        if !domain_exists(dest, domain) {
+            let dc = domain
+                .split('.')
+                .map(|l| format!("DC={l}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            problems.push(format!(
+                "destination domain `{domain}` does not exist: no msExchAcceptedDomain entry names it and there is no `{dc}`"
+            ));
+        }
+    }
+    problems
+}
+
+/// A mail domain exists when an Exchange accepted-domain object names it, or when the directory
+/// holds the domain's own DC object (a generic LDAP mail directory's convention).
+fn domain_exists(dest: &Snapshot, domain: &str) -> bool {
+    let dc: Vec<String> = domain.split('.').map(|l| format!("DC={l}")).collect();
+    if let Ok(dn) = Dn::parse(&dc.join(",")) {
+        if dest.contains(&dn) {
+            return true;
+        }
+    }
+    dest.entries().iter().any(|e| {
+        e.has_class("msExchAcceptedDomain")
+            && e.texts("msExchAcceptedDomainName")
+                .any(|n| n.eq_ignore_ascii_case(domain))
+    })
+}
+
+struct Planner<'a> {
+    spec: &'a Spec,
+    source: &'a Snapshot,
+    dest: &'a Snapshot,
+    matches: &'a Matches,
+    flavor: Flavor,
+    /// Account names given to objects this plan creates.
+    taken_accounts: FxHashSet<String>,
+    /// The attribute mapping for mailboxes, computed once.
+    mapping: BTreeMap<AttrName, Option<Template>>,
+    /// Short names of the wave's persons: a derived name (`jsmith2`) must not take another
+    /// person's own short name, or that person would be renamed in turn.
+    reserved_accounts: FxHashSet<String>,
+    /// DNs of objects this plan creates.
+    taken_dns: BTreeSet<Dn>,
+    subjects: Vec<Subject>,
+    actions: Vec<Action>,
+    /// Source DN → (destination DN, id of the action that brings it into being, if any).
+    targets: BTreeMap<Dn, (Dn, Option<String>)>,
+}
+
+/// The mailbox a person ends up with, as the planner tracks it through the chain.
+struct Mailbox {
+    dn: Dn,
+    /// Its attributes once the create/convert action has run.
+    attrs: Attrs,
+    /// The action that creates or converts it.
+    action: Option<String>,
+}
+
+fn attr(name: &str) -> AttrName {
+    AttrName::new_unchecked(name)
+}
+
+fn set1(v: impl Into<String>) -> ValueSet {
+    ValueSet::from([Value::text(v.into())])
+}
+
+fn candidate_info(dest: &Snapshot, c: &Candidate) -> CandidateInfo {
+    CandidateInfo {
+        object: dest.entry(c.id).dn.clone(),
+        class: c.class,
+        via: c.via,
+        value: c.value.clone(),
+    }
+}
+
+impl<'a> Planner<'a> {
+    fn person(&mut self, pm: &PersonMatch) {
+        let person = &pm.person;
+        let mut subject = Subject {
+            source: person.dn.clone(),
+            kind: SubjectKind::Person,
+            name: person.display_name(),
+            scenario: None,
+            status: Status::Planned,
+            matched: None,
+            contacts: pm
+                .contacts
+                .iter()
+                .map(|c| self.dest.entry(c.id).dn.clone())
+                .collect(),
+            candidates: pm
+                .soft
+                .iter()
+                .map(|c| candidate_info(self.dest, c))
+                .collect(),
+            messages: pm
+                .warnings
+                .iter()
+                .map(|w| Message {
+                    level: Level::Warning,
+                    text: w.clone(),
+                })
+                .collect(),
+        };
+        let first_action = self.actions.len();
+        match &pm.outcome {
+            Outcome::Ambiguous { reason, candidates } => {
+                subject.status = Status::Ambiguous;
+                subject.contacts.clear();
+                subject.candidates = candidates
+                    .iter()
+                    .map(|c| candidate_info(self.dest, c))
+                    .collect();
+                subject.messages.insert(
+                    0,
+                    Message {
+                        level: Level::Error,
+                        text: format!("ambiguous: {reason}; nothing is planned"),
+                    },
+                );
+            }
+            Outcome::NeedsConfirmation => {
+                subject.status = Status::NeedsConfirmation;
+                subject.messages.insert(
+                    0,
+                    Message {
+                        level: Level::Warning,
+                        text: "soft candidates need confirmation: add the right one to matching.confirmed (or run `mailplan plan --interactive`); nothing is planned until then".into(),
+                    },
+                );
+            }
+            Outcome::Error(text) => {
+                subject.status = Status::Error;
+                subject.messages.insert(
+                    0,
+                    Message {
+                        level: Level::Error,
+                        text: text.clone(),
+                    },
+                );
+            }
+            Outcome::New => {
+                subject.scenario = pm.scenario();
+                match self.create_mailbox(pm, &mut subject) {
+                    Some(mailbox) => self.contacts(pm, &mailbox),
+                    None => subject.status = Status::Error,
+                }
+            }
+            Outcome::Matched { candidate, by } => {
+                subject.scenario = pm.scenario();
+                let entry = self.dest.entry(candidate.id);
+                subject.matched = Some(MatchInfo {
+                    object: entry.dn.clone(),
+                    class: candidate.class,
+                    by: *by,
+                    via: candidate.via,
+                    value: candidate.value.clone(),
+                });
+                let mailbox = match candidate.class {
+                    Class::NtAccount => {
+                        self.convert(pm, entry, ActionKind::ConvertNtAccount, &mut subject)
+                    }
+                    Class::MailEnabledUser => {
+                        self.convert(pm, entry, ActionKind::ConvertMailUser, &mut subject)
+                    }
+                    _ => Some(Mailbox {
+                        dn: entry.dn.clone(),
+                        attrs: entry.attrs.clone(),
+                        action: None,
+                    }),
+                };
+                match mailbox {
+                    Some(mailbox) => {
+                        if candidate.via == crate::matching::Via::Remigrate {
+                            subject.messages.push(Message {
+                                level: Level::Info,
+                                text: "remigration into an existing mailbox (scenario 6b): items only, no directory data".into(),
+                            });
+                        }
+                        if *by != By::Pinned || candidate.via != crate::matching::Via::Remigrate {
+                            self.contacts(pm, &mailbox);
+                        }
+                    }
+                    None => subject.status = Status::Error,
+                }
+            }
+        }
+        if subject.status == Status::Planned {
+            if self.actions.len() == first_action {
+                subject.status = Status::Unchanged;
+            }
+            if let Some(m) = &subject.matched {
+                let producer = self.actions[first_action..]
+                    .first()
+                    .filter(|a| a.target == m.object)
+                    .map(|a| a.id.clone());
+                self.targets
+                    .insert(person.dn.clone(), (m.object.clone(), producer));
+            }
+        }
+        self.subjects.push(subject);
+    }
+
+    /// The person's SMTP addresses with the intended primary first.
+    fn intended_primary(&self, pm: &PersonMatch) -> Option<String> {
+        let domains = &self.spec.destination.domains;
+        pm.person
+            .smtp
+            .iter()
+            .find(|a| smtp_domain(a).is_some_and(|d| domains.contains(&d)))
+            .or_else(|| pm.person.smtp.first())
+            .cloned()
+    }
+
+    /// Keys of addresses held by this person's contacts: those move to the mailbox only after the
+    /// contacts are gone (Exchange refuses a proxy address held by two recipients).
+    fn contact_keys(&self, pm: &PersonMatch) -> BTreeSet<String> {
+        let mut keys = BTreeSet::new();
+        for c in &pm.contacts {
+            for p in AddressSet::of_entry(self.flavor, self.dest.entry(c.id)).iter() {
+                keys.insert(p.key());
+            }
+        }
+        keys
+    }
+
+    /// Objects other than `me` and the person's contacts that hold an address.
+    fn held_elsewhere(
+        &self,
+        pm: &PersonMatch,
+        kind: &str,
+        address: &str,
+        me: Option<&Dn>,
+    ) -> Option<Dn> {
+        let contacts: BTreeSet<usize> = pm.contacts.iter().map(|c| c.id).collect();
+        self.matches
+            .index
+            .by_address(kind, address)
+            .iter()
+            .find(|id| !contacts.contains(id) && Some(&self.dest.entry(**id).dn) != me)
+            .map(|id| self.dest.entry(*id).dn.clone())
+    }
+
+    /// The person's addresses that can go on the mailbox now, with the primary to use now, and
+    /// warnings for addresses some unrelated object holds.
+    fn usable_addresses(
+        &self,
+        pm: &PersonMatch,
+        me: Option<&Dn>,
+        subject: &mut Subject,
+    ) -> AddressSet {
+        let deferred = self.contact_keys(pm);
+        let mut set = AddressSet::default();
+        for (kind, addr) in pm.person.addresses() {
+            let key = address_key(kind, addr);
+            if deferred.contains(&key) {
+                continue;
+            }
+            if let Some(holder) = self.held_elsewhere(pm, kind, addr, me) {
+                subject.messages.push(Message {
+                    level: Level::Warning,
+                    text: format!(
+                        "{kind} address {addr} is held by {holder}; it is left off the mailbox"
+                    ),
+                });
+                continue;
+            }
+            set.insert_secondary(if kind == "NOTES" {
+                ProxyAddress::notes(addr, false)
+            } else {
+                ProxyAddress::smtp(addr, false)
+            });
+        }
+        set
+    }
+
+    fn unique_account(&mut self, wanted: &str) -> (String, bool) {
+        let base: String = wanted
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .collect::<String>()
+            .to_ascii_lowercase();
+        let base = if base.is_empty() {
+            "user".to_string()
+        } else {
+            base
+        };
+        let free = |p: &Self, n: &str| {
+            p.matches.index.by_account(n).is_empty() && !p.taken_accounts.contains(&name_key(n))
+        };
+        let mut candidate: String = base.chars().take(SAM_MAX).collect();
+        let mut n = 1;
+        while !free(self, &candidate)
+            || (n > 1 && self.reserved_accounts.contains(&name_key(&candidate)))
+        {
+            n += 1;
+            let suffix = n.to_string();
+            candidate = base
+                .chars()
+                .take(SAM_MAX - suffix.len())
+                .collect::<String>()
+                + &suffix;
+        }
+        self.taken_accounts.insert(name_key(&candidate));
+        let changed = !candidate.eq_ignore_ascii_case(wanted);
+        (candidate, changed)
+    }
+
+    fn unique_dn(&mut self, container: &Dn, name: &str) -> (Dn, bool) {
+        let mut dn = container.child("CN", name);
+        let mut n = 1;
+        while self.dest.contains(&dn) || self.taken_dns.contains(&dn) {
+            n += 1;
+            dn = container.child("CN", &format!("{name} {n}"));
+        }
+        self.taken_dns.insert(dn.clone());
+        (dn, n > 1)
+    }
+
+    fn template_value(
+        &self,
+        t: &Template,
+        pm: &PersonMatch,
+        sam: &str,
+        primary: Option<&str>,
+    ) -> Option<String> {
+        let src = self.source.entry(pm.person.id);
+        let mut out = String::new();
+        for part in &t.parts {
+            match part {
+                TemplatePart::Literal(s) => out.push_str(s),
+                TemplatePart::Attr(a) => out.push_str(src.text(a.as_str())?),
+                TemplatePart::Role(r) => out.push_str(&match r {
+                    Role::FullName => pm.person.display_name(),
+                    Role::ShortName => pm.person.short_names.first()?.clone(),
+                    Role::PrimarySmtp => primary?.to_string(),
+                    Role::NotesAddress => pm.person.notes.clone()?,
+                    Role::GivenName => pm.person.given_name.clone()?,
+                    Role::Surname => pm.person.surname.clone()?,
+                    Role::SamAccountName => sam.to_string(),
+                }),
+            }
+        }
+        (!out.trim().is_empty()).then_some(out)
+    }
+
+    /// The mapped (non-managed) attributes for a person's mailbox.
+    fn mapped_attrs(&self, pm: &PersonMatch, sam: &str, primary: Option<&str>) -> Attrs {
+        let mut out = Attrs::new();
+        for (a, t) in &self.mapping {
+            if let Some(v) = t
+                .as_ref()
+                .and_then(|t| self.template_value(t, pm, sam, primary))
+            {
+                out.insert(a.clone(), set1(v));
+            }
+        }
+        out
+    }
+}
+
+/// The attribute mapping for mailboxes: the defaults, then the plan file's entries over them.
+fn mapping(spec: &Spec) -> BTreeMap<AttrName, Option<Template>> {
+    let mut mapping: BTreeMap<AttrName, Option<Template>> = BTreeMap::new();
+    mapping.insert(attr("displayName"), Some(Template::role(Role::FullName)));
+    mapping.insert(attr("givenName"), Some(Template::role(Role::GivenName)));
+    mapping.insert(attr("sn"), Some(Template::role(Role::Surname)));
+    for a in [
+        "title",
+        "telephoneNumber",
+        "mobile",
+        "department",
+        "company",
+    ] {
+        mapping.insert(attr(a), Some(Template::attr(a)));
+    }
+    for (a, t) in &spec.destination.mapping {
+        mapping.insert(a.clone(), t.clone());
+    }
+    mapping
+}
+
+impl Planner<'_> {
+    fn legacy_dn(&self, nick: &str) -> Option<String> {
+        self.spec
+            .destination
+            .exchange_org
+            .as_ref()
+            .map(|org| format!("/o={org}/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn={nick}"))
+    }
+
+    /// A free address to create or convert the mailbox with while the person's own addresses are
+    /// still held by contacts: `<account>@<first destination domain>` (else the domain of the
+    /// person's intended primary). The merge makes the intended primary primary afterwards.
+    fn routing_address(&self, pm: &PersonMatch, account: &str) -> Option<ProxyAddress> {
+        let domain = self
+            .domain0()
+            .map(str::to_string)
+            .or_else(|| self.intended_primary(pm).as_deref().and_then(smtp_domain))?;
+        let mut n = 1;
+        loop {
+            let local = if n == 1 {
+                account.to_string()
+            } else {
+                format!("{account}{n}")
+            };
+            let address = format!("{local}@{domain}");
+            let key = address_key("SMTP", &address);
+            let mine = pm.person.address_keys().contains(&key);
+            if !mine && self.matches.index.by_address("SMTP", &address).is_empty() {
+                return Some(ProxyAddress::smtp(&address, true));
+            }
+            n += 1;
+            if n > 100 {
+                return None;
+            }
+        }
+    }
+
+    fn domain0(&self) -> Option<&str> {
+        self.spec.destination.domains.first().map(String::as_str)
+    }
+
+    /// Scenario 1 and 3: a new mailbox user.
+    fn create_mailbox(&mut self, pm: &PersonMatch, subject: &mut Subject) -> Option<Mailbox> {
+        let person = &pm.person;
+        let wanted_sam = person
+            .short_names
+            .first()
+            .cloned()
+            .or_else(|| {
+                person
+                    .smtp
+                    .first()
+                    .and_then(|a| a.split('@').next())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| person.display_name().replace(' ', "."));
+        let (sam, sam_changed) = self.unique_account(&wanted_sam);
+        if sam_changed {
+            subject.messages.push(Message {
+                level: Level::Warning,
+                text: format!("account name `{wanted_sam}` is taken at the destination; the new mailbox gets sAMAccountName `{sam}`"),
+            });
+        }
+        let container = self.spec.destination.container.clone();
+        let name = person.display_name();
+        let (dn, dn_changed) = self.unique_dn(&container, &name);
+        if dn_changed {
+            subject.messages.push(Message {
+                level: Level::Warning,
+                text: format!(
+                    "`{}` already exists; the new mailbox is created as `{dn}`",
+                    container.child("CN", &name)
+                ),
+            });
+        }
+        let mut addrs = self.usable_addresses(pm, None, subject);
+        let intended = self.intended_primary(pm);
+        match intended
+            .as_ref()
+            .filter(|p| addrs.contains_key(&address_key("SMTP", p)))
+        {
+            Some(p) => addrs.set_primary(&ProxyAddress::smtp(p, true)),
+            None => {
+                // The intended primary is held by a contact (it moves over in merge) or the person
+                // has none: create with another of the person's addresses, or a routing address.
+                let free = addrs.iter().find(|a| a.is_smtp()).cloned();
+                match free.or_else(|| self.routing_address(pm, &sam)) {
+                    Some(a) => addrs.set_primary(&a),
+                    None => {
+                        subject.messages.push(Message {
+                            level: Level::Error,
+                            text: "no free SMTP address for the new mailbox: the person has none that is free, and no routing address can be made (set destination.domains)".into(),
+                        });
+                        return None;
+                    }
+                }
+            }
+        }
+        addrs.ensure_primaries();
+        let primary = addrs.primary("SMTP").map(|p| p.address.clone());
+        let mut attrs = self.mapped_attrs(pm, &sam, primary.as_deref());
+        attrs.insert(attr("cn"), set1(dn.rdn_value().unwrap_or(name.clone())));
+        match self.flavor {
+            Flavor::ActiveDirectory => {
+                attrs.insert(
+                    attr("objectClass"),
+                    ["top", "person", "organizationalPerson", "user"]
+                        .into_iter()
+                        .map(Value::from)
+                        .collect(),
+                );
+                attrs.insert(attr("sAMAccountName"), set1(&sam));
+                let upn_domain = self
+                    .domain0()
+                    .map(str::to_string)
+                    .or_else(|| primary.as_deref().and_then(smtp_domain));
+                if let Some(d) = upn_domain {
+                    attrs.insert(attr("userPrincipalName"), set1(format!("{sam}@{d}")));
+                }
+                attrs.insert(attr("mailNickname"), set1(&sam));
+                attrs.insert(attr("msExchRecipientTypeDetails"), set1("1"));
+                if let Some(db) = &self.spec.destination.mailbox_database {
+                    attrs.insert(attr("homeMDB"), set1(db.to_string()));
+                }
+                if let Some(l) = self.legacy_dn(&sam) {
+                    attrs.insert(attr("legacyExchangeDN"), set1(l));
+                }
+            }
+            Flavor::Ldap => {
+                attrs.insert(
+                    attr("objectClass"),
+                    ["top", "person", "organizationalPerson", "inetOrgPerson"]
+                        .into_iter()
+                        .map(Value::from)
+                        .collect(),
+                );
+                attrs.insert(attr("uid"), set1(&sam));
+                attrs.entry(attr("sn")).or_insert_with(|| set1(&name));
+            }
+        }
+        for (a, values) in addrs.to_attrs(self.flavor) {
+            if !values.is_empty() {
+                attrs.insert(a, values);
+            }
+        }
+        let changes = attrs
+            .iter()
+            .map(|(a, v)| Change {
+                object: None,
+                attribute: a.clone(),
+                before: ValueSet::new(),
+                after: v.clone(),
+            })
+            .collect();
+        let id = Action::id_for(ActionKind::CreateMailbox, &dn);
+        self.actions.push(Action {
+            id: id.clone(),
+            kind: ActionKind::CreateMailbox,
+            subject: person.dn.clone(),
+            target: dn.clone(),
+            depends_on: Vec::new(),
+            changes,
+            preconditions: vec![
+                Precondition::Absent { object: dn.clone() },
+                Precondition::Exists {
+                    object: container,
+                    class: None,
+                },
+            ],
+            items: None,
+        });
+        self.targets
+            .insert(person.dn.clone(), (dn.clone(), Some(id.clone())));
+        Some(Mailbox {
+            dn,
+            attrs,
+            action: Some(id),
+        })
+    }
+
+    /// Scenarios 2, 4 (NT account) and 5 (mail-enabled user): make the existing user a mailbox.
+    fn convert(
+        &mut self,
+        pm: &PersonMatch,
+        entry: &Entry,
+        kind: ActionKind,
+        subject: &mut Subject,
+    ) -> Option<Mailbox> {
+        let mut after = entry.attrs.clone();
+        let sam = entry
+            .text("sAMAccountName")
+            .or_else(|| entry.text("uid"))
+            .unwrap_or_default()
+            .to_string();
+        let mut addrs = AddressSet::of_entry(self.flavor, entry);
+        let existing_primary = addrs.primary("SMTP").cloned();
+        for p in self.usable_addresses(pm, Some(&entry.dn), subject).iter() {
+            addrs.insert_secondary(p.clone());
+        }
+        if existing_primary.is_none() {
+            if let Some(p) = self
+                .intended_primary(pm)
+                .filter(|p| addrs.contains_key(&address_key("SMTP", p)))
+            {
+                addrs.set_primary(&ProxyAddress::smtp(&p, true));
+            }
+        }
+        if addrs.primary("SMTP").is_none() {
+            if let Some(routing) = self.routing_address(pm, &sam) {
+                addrs.set_primary(&routing);
+            }
+        }
+        addrs.ensure_primaries();
+        if addrs.primary("SMTP").is_none() {
+            subject.messages.push(Message {
+                level: Level::Error,
+                text: format!(
+                    "{} has no SMTP address and the person brings none that is free",
+                    entry.dn
+                ),
+            });
+            return None;
+        }
+        for (a, values) in addrs.to_attrs(self.flavor) {
+            if values.is_empty() {
+                after.remove(&a);
+            } else {
+                after.insert(a, values);
+            }
+        }
+        let primary = addrs.primary("SMTP").map(|p| p.address.clone());
+        // Directory data of the existing account is kept; the source only fills what is empty.
+        for (a, v) in self.mapped_attrs(pm, &sam, primary.as_deref()) {
+            after.entry(a).or_insert(v);
+        }
+        match self.flavor {
+            Flavor::ActiveDirectory => {
+                if !sam.is_empty() {
+                    after
+                        .entry(attr("mailNickname"))
+                        .or_insert_with(|| set1(&sam));
+                    if let Some(l) = self.legacy_dn(&sam) {
+                        after
+                            .entry(attr("legacyExchangeDN"))
+                            .or_insert_with(|| set1(l));
+                    }
+                }
+                after.insert(attr("msExchRecipientTypeDetails"), set1("1"));
+                if let Some(db) = &self.spec.destination.mailbox_database {
+                    after.insert(attr("homeMDB"), set1(db.to_string()));
+                }
+                after.remove(&attr("targetAddress"));
+            }
+            Flavor::Ldap => {
+                after.remove(&attr("mailForwardingAddress"));
+            }
+        }
+        let changes = diff(&entry.attrs, &after);
+        let mut preconditions = vec![Precondition::Exists {
+            object: entry.dn.clone(),
+            class: Some(if kind == ActionKind::ConvertNtAccount {
+                Class::NtAccount
+            } else {
+                Class::MailEnabledUser
+            }),
+        }];
+        preconditions.extend(changes.iter().map(|c| Precondition::Values {
+            object: entry.dn.clone(),
+            attribute: c.attribute.clone(),
+            values: c.before.clone(),
+        }));
+        let id = Action::id_for(kind, &entry.dn);
+        self.actions.push(Action {
+            id: id.clone(),
+            kind,
+            subject: pm.person.dn.clone(),
+            target: entry.dn.clone(),
+            depends_on: Vec::new(),
+            changes,
+            preconditions,
+            items: None,
+        });
+        Some(Mailbox {
+            dn: entry.dn.clone(),
+            attrs: after,
+            action: Some(id),
+        })
+    }
+
+    /// Scenarios 3 and 4 (and 5/6 when contacts remain): move each contact's memberships to the
+    /// mailbox, delete the contact, then merge its data and addresses into the mailbox.
+    fn contacts(&mut self, pm: &PersonMatch, mailbox: &Mailbox) {
+        if pm.contacts.is_empty() {
+            return;
+        }
+        let mailbox_value = Value::text(mailbox.dn.to_string());
+        let mut deletes = Vec::new();
+        for c in &pm.contacts {
+            let contact = self.dest.entry(c.id);
+            let mut depends: Vec<String> = mailbox.action.iter().cloned().collect();
+            let mut changes = Vec::new();
+            let mut preconditions = Vec::new();
+            for membership in self.dest.groups_of(&contact.dn) {
+                let group = self.dest.entry(membership.group);
+                let already = self
+                    .dest
+                    .groups_of(&mailbox.dn)
+                    .iter()
+                    .any(|m| m.group == membership.group);
+                // The value as stored, which may be spelled differently from our rendering.
+                let stored = membership.value.clone();
+                changes.push(Change {
+                    object: Some(group.dn.clone()),
+                    attribute: attr("member"),
+                    before: ValueSet::from([stored.clone()]),
+                    after: if already {
+                        ValueSet::new()
+                    } else {
+                        ValueSet::from([mailbox_value.clone()])
+                    },
+                });
+                preconditions.push(Precondition::Contains {
+                    object: group.dn.clone(),
+                    attribute: attr("member"),
+                    value: stored,
+                });
+            }
+            if !changes.is_empty() {
+                let id = Action::id_for(ActionKind::MoveMemberships, &contact.dn);
+                self.actions.push(Action {
+                    id: id.clone(),
+                    kind: ActionKind::MoveMemberships,
+                    subject: pm.person.dn.clone(),
+                    target: contact.dn.clone(),
+                    depends_on: depends.clone(),
+                    changes,
+                    preconditions,
+                    items: None,
+                });
+                depends = vec![id];
+            }
+            let id = Action::id_for(ActionKind::DeleteContact, &contact.dn);
+            let changes = contact
+                .attrs
+                .iter()
+                .map(|(a, v)| Change {
+                    object: None,
+                    attribute: a.clone(),
+                    before: v.clone(),
+                    after: ValueSet::new(),
+                })
+                .collect();
+            let mut preconditions = vec![Precondition::Exists {
+                object: contact.dn.clone(),
+                class: Some(Class::Contact),
+            }];
+            for a in ["proxyAddresses", "mail"] {
+                if contact.has(a) {
+                    preconditions.push(Precondition::Values {
+                        object: contact.dn.clone(),
+                        attribute: attr(a),
+                        values: contact.values(a),
+                    });
+                }
+            }
+            self.actions.push(Action {
+                id: id.clone(),
+                kind: ActionKind::DeleteContact,
+                subject: pm.person.dn.clone(),
+                target: contact.dn.clone(),
+                depends_on: depends,
+                changes,
+                preconditions,
+                items: None,
+            });
+            deletes.push(id);
+        }
+        self.merge(pm, mailbox, deletes);
+    }
+
+    fn merge(&mut self, pm: &PersonMatch, mailbox: &Mailbox, deletes: Vec<String>) {
+        let before = &mailbox.attrs;
+        let mut after = before.clone();
+        let mut addrs = AddressSet::read(self.flavor, before);
+        for (kind, addr) in pm.person.addresses() {
+            addrs.insert_secondary(if kind == "NOTES" {
+                ProxyAddress::notes(addr, false)
+            } else {
+                ProxyAddress::smtp(addr, false)
+            });
+        }
+        let contacts: Vec<&Entry> = pm.contacts.iter().map(|c| self.dest.entry(c.id)).collect();
+        for contact in &contacts {
+            for p in AddressSet::of_entry(self.flavor, contact).iter() {
+                addrs.insert_secondary(p.clone());
+            }
+            if self.flavor == Flavor::ActiveDirectory {
+                if let Some(l) = contact.text("legacyExchangeDN") {
+                    addrs.insert_secondary(ProxyAddress::x500(l));
+                }
+            }
+        }
+        if let Some(p) = self.intended_primary(pm) {
+            addrs.set_primary(&ProxyAddress::smtp(&p, true));
+        }
+        if let Some(n) = &pm.person.notes {
+            addrs.set_primary(&ProxyAddress::notes(n, true));
+        }
+        addrs.ensure_primaries();
+        for (a, values) in addrs.to_attrs(self.flavor) {
+            if values.is_empty() {
+                after.remove(&a);
+            } else {
+                after.insert(a, values);
+            }
+        }
+        let policy = self.spec.merge.policy;
+        if policy != MergePolicy::PreferDestination {
+            for a in &self.spec.merge.attributes {
+                // The first contact (in DN order) that has a value gives it.
+                let Some(values) = contacts
+                    .iter()
+                    .find_map(|c| c.attrs.get(a).filter(|v| !v.is_empty()))
+                else {
+                    continue;
+                };
+                let empty = after.get(a).is_none_or(|v| v.is_empty());
+                if empty || policy == MergePolicy::PreferContact {
+                    after.insert(a.clone(), values.clone());
+                }
+            }
+        }
+        let changes = diff(before, &after);
+        if changes.is_empty() {
+            return;
+        }
+        let preconditions = changes
+            .iter()
+            .map(|c| Precondition::Values {
+                object: mailbox.dn.clone(),
+                attribute: c.attribute.clone(),
+                values: c.before.clone(),
+            })
+            .collect();
+        self.actions.push(Action {
+            id: Action::id_for(ActionKind::MergeAttributes, &mailbox.dn),
+            kind: ActionKind::MergeAttributes,
+            subject: pm.person.dn.clone(),
+            target: mailbox.dn.clone(),
+            depends_on: deletes,
+            changes,
+            preconditions,
+            items: None,
+        });
+    }
+
+    /// Distribution lists: source groups become destination groups whose members are the
+    /// destination objects of their member persons, created after those exist.
+    fn groups(&mut self) {
+        let Some(dl) = &self.spec.distribution_lists else {
+            return;
+        };
+        let container = dl
+            .container
+            .clone()
+            .unwrap_or_else(|| self.spec.destination.container.clone());
+        let include: BTreeSet<&Dn> = dl.include.iter().collect();
+        let exclude: BTreeSet<&Dn> = dl.exclude.iter().collect();
+        let groups: Vec<&Entry> = self
+            .source
+            .entries()
+            .iter()
+            .filter(|e| dl.filter.matches(e))
+            .filter(|e| include.is_empty() || include.contains(&e.dn))
+            .filter(|e| !exclude.contains(&e.dn))
+            .collect();
+        let person_status: BTreeMap<&Dn, Status> = self
+            .subjects
+            .iter()
+            .map(|s| (&s.source, s.status))
+            .collect();
+        let person_status: BTreeMap<Dn, Status> = person_status
+            .into_iter()
+            .map(|(d, s)| (d.clone(), s))
+            .collect();
+
+        // First pass: where each group lives at the destination.
+        struct Target {
+            dn: Dn,
+            existing: Option<usize>,
+            name: String,
+            mail: Option<String>,
+            notes: Option<String>,
+            messages: Vec<Message>,
+        }
+        let mut targets: Vec<Target> = Vec::new();
+        for g in &groups {
+            let name = g
+                .text("cn")
+                .map(str::to_string)
+                .unwrap_or_else(|| g.dn.rdn_value().unwrap_or_default());
+            let mail = g
+                .texts("mail")
+                .find(|m| crate::directory::address::is_smtp(m))
+                .map(str::to_string);
+            let notes = self
+                .spec
+                .source
+                .notes_domain
+                .as_ref()
+                .map(|d| format!("{name}@{d}"));
+            let mut messages = Vec::new();
+            let by_address = mail
+                .iter()
+                .map(|m| ("SMTP", m.as_str()))
+                .chain(notes.iter().map(|n| ("NOTES", n.as_str())))
+                .flat_map(|(k, a)| self.matches.index.by_address(k, a).iter().copied())
+                .find(|&id| self.matches.classes[id] == Class::Group);
+            let (dn, existing) = match by_address {
+                Some(id) => (self.dest.entry(id).dn.clone(), Some(id)),
+                None => {
+                    let wanted = container.child("CN", &name);
+                    match self
+                        .dest
+                        .id_of(&wanted)
+                        .filter(|&id| self.matches.classes[id] == Class::Group)
+                    {
+                        Some(id) => (wanted, Some(id)),
+                        None => {
+                            let (dn, changed) = self.unique_dn(&container, &name);
+                            if changed {
+                                messages.push(Message {
+                                    level: Level::Warning,
+                                    text: format!("`{wanted}` already exists and is not a group; the list is created as `{dn}`"),
+                                });
+                            }
+                            (dn, None)
+                        }
+                    }
+                }
+            };
+            targets.push(Target {
+                dn,
+                existing,
+                name,
+                mail,
+                notes,
+                messages,
+            });
+        }
+        let group_dn: BTreeMap<Dn, (Dn, bool)> = groups
+            .iter()
+            .zip(&targets)
+            .map(|(g, t)| (g.dn.clone(), (t.dn.clone(), t.existing.is_none())))
+            .collect();
+
+        for (g, t) in groups.iter().zip(targets) {
+            let mut subject = Subject {
+                source: g.dn.clone(),
+                kind: SubjectKind::Group,
+                name: t.name.clone(),
+                scenario: None,
+                status: Status::Planned,
+                matched: t.existing.map(|id| MatchInfo {
+                    object: self.dest.entry(id).dn.clone(),
+                    class: Class::Group,
+                    by: By::Hard,
+                    via: crate::matching::Via::Smtp,
+                    value: t.mail.clone().unwrap_or_default(),
+                }),
+                contacts: Vec::new(),
+                candidates: Vec::new(),
+                messages: t.messages,
+            };
+            let first_action = self.actions.len();
+            let mut depends = BTreeSet::new();
+            let mut members = BTreeSet::new();
+            for m in g.texts("member") {
+                let Ok(mdn) = Dn::parse(m) else {
+                    subject.messages.push(Message {
+                        level: Level::Warning,
+                        text: format!("member `{m}` is not a valid DN; left out"),
+                    });
+                    continue;
+                };
+                if let Some((dest_dn, producer)) = self.targets.get(&mdn) {
+                    members.insert(Value::text(dest_dn.to_string()));
+                    depends.extend(producer.iter().cloned());
+                } else if let Some((dest_dn, created)) = group_dn.get(&mdn) {
+                    members.insert(Value::text(dest_dn.to_string()));
+                    if *created {
+                        depends.insert(Action::id_for(ActionKind::CreateGroup, dest_dn));
+                    }
+                } else {
+                    let why = match person_status.get(&mdn) {
+                        Some(Status::Ambiguous) => "is ambiguous",
+                        Some(Status::NeedsConfirmation) => "needs confirmation",
+                        Some(_) => "has no destination object",
+                        None => "is not in this wave",
+                    };
+                    subject.messages.push(Message {
+                        level: Level::Warning,
+                        text: format!("member {mdn} {why}; left out of the list"),
+                    });
+                }
+            }
+            let mut create_id = None;
+            let current: ValueSet = match t.existing {
+                Some(id) => self.dest.entry(id).values("member"),
+                None => {
+                    let mut addrs = AddressSet::default();
+                    let mail = t
+                        .mail
+                        .clone()
+                        .or_else(|| self.domain0().map(|d| format!("{}@{d}", sanitize(&t.name))));
+                    if let Some(m) = &mail {
+                        addrs.set_primary(&ProxyAddress::smtp(m, true));
+                    }
+                    if let Some(n) = &t.notes {
+                        addrs.set_primary(&ProxyAddress::notes(n, true));
+                    }
+                    let (sam, _) = self.unique_account(&sanitize(&t.name));
+                    let mut attrs = Attrs::new();
+                    attrs.insert(attr("cn"), set1(t.dn.rdn_value().unwrap_or(t.name.clone())));
+                    attrs.insert(attr("displayName"), set1(&t.name));
+                    match self.flavor {
+                        Flavor::ActiveDirectory => {
+                            attrs.insert(
+                                attr("objectClass"),
+                                ["top", "group"].into_iter().map(Value::from).collect(),
+                            );
+                            attrs.insert(attr("sAMAccountName"), set1(&sam));
+                            // 8: a universal distribution group (not a security group).
+                            attrs.insert(attr("groupType"), set1("8"));
+                            if mail.is_some() {
+                                attrs.insert(attr("mailNickname"), set1(&sam));
+                                if let Some(l) = self.legacy_dn(&sam) {
+                                    attrs.insert(attr("legacyExchangeDN"), set1(l));
+                                }
+                            }
+                        }
+                        Flavor::Ldap => {
+                            attrs.insert(
+                                attr("objectClass"),
+                                ["top", "groupOfNames"]
+                                    .into_iter()
+                                    .map(Value::from)
+                                    .collect(),
+                            );
+                        }
+                    }
+                    for (a, v) in addrs.to_attrs(self.flavor) {
+                        if !v.is_empty() {
+                            attrs.insert(a, v);
+                        }
+                    }
+                    let id = Action::id_for(ActionKind::CreateGroup, &t.dn);
+                    self.actions.push(Action {
+                        id: id.clone(),
+                        kind: ActionKind::CreateGroup,
+                        subject: g.dn.clone(),
+                        target: t.dn.clone(),
+                        depends_on: Vec::new(),
+                        changes: attrs
+                            .iter()
+                            .map(|(a, v)| Change {
+                                object: None,
+                                attribute: a.clone(),
+                                before: ValueSet::new(),
+                                after: v.clone(),
+                            })
+                            .collect(),
+                        preconditions: vec![
+                            Precondition::Absent {
+                                object: t.dn.clone(),
+                            },
+                            Precondition::Exists {
+                                object: container.clone(),
+                                class: None,
+                            },
+                        ],
+                        items: None,
+                    });
+                    create_id = Some(id);
+                    ValueSet::new()
+                }
+            };
+            let present: BTreeSet<Dn> = current
+                .iter()
+                .filter_map(|v| v.as_str().and_then(|s| Dn::parse(s).ok()))
+                .collect();
+            let missing: ValueSet = members
+                .into_iter()
+                .filter(|v| {
+                    v.as_str()
+                        .and_then(|s| Dn::parse(s).ok())
+                        .is_some_and(|d| !present.contains(&d))
+                })
+                .collect();
+            if !missing.is_empty() {
+                let after: ValueSet = current.union(&missing);
+                depends.extend(create_id.iter().cloned());
+                depends.remove(&Action::id_for(ActionKind::CreateGroup, &t.dn));
+                let mut depends_on: Vec<String> = depends.into_iter().collect();
+                if let Some(c) = &create_id {
+                    depends_on.insert(0, c.clone());
+                }
+                depends_on.sort();
+                depends_on.dedup();
+                let preconditions = match t.existing {
+                    Some(_) => vec![Precondition::Exists {
+                        object: t.dn.clone(),
+                        class: Some(Class::Group),
+                    }],
+                    None => Vec::new(),
+                };
+                self.actions.push(Action {
+                    id: Action::id_for(ActionKind::SetGroupMembers, &t.dn),
+                    kind: ActionKind::SetGroupMembers,
+                    subject: g.dn.clone(),
+                    target: t.dn.clone(),
+                    depends_on,
+                    changes: vec![Change {
+                        object: None,
+                        attribute: attr("member"),
+                        before: current,
+                        after,
+                    }],
+                    preconditions,
+                    items: None,
+                });
+            }
+            if self.actions.len() == first_action {
+                subject.status = Status::Unchanged;
+            }
+            self.subjects.push(subject);
+        }
+    }
+}
+
+/// An account-name-safe rendering of a display name.
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('-').to_string();
+    if s.is_empty() { "list".into() } else { s }
+}
+
+/// Attribute-by-attribute difference of two attribute maps, in attribute order.
+fn diff(before: &Attrs, after: &Attrs) -> Vec<Change> {
+    let names: BTreeSet<&AttrName> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|a| {
+            let b = before.get(a).cloned().unwrap_or_default();
+            let n = after.get(a).cloned().unwrap_or_default();
+            (b != n).then(|| Change {
+                object: None,
+                attribute: a.clone(),
+                before: b,
+                after: n,
+            })
+        })
+        .collect()
+}
