@@ -1,0 +1,294 @@
+//! The operations behind the commands: load inputs, make a plan, save and load plans.
+//!
+//! This is where I/O happens (reading the plan file and directories), so that `matching` and
+//! `plan` stay pure and the CLI stays thin. Errors are typed and carry what miette needs to show
+//! the offending file, line and column.
+
+use std::path::{Path, PathBuf};
+
+use miette::{Diagnostic, NamedSource, SourceSpan};
+
+use crate::directory::{Entry, Snapshot, ldif};
+use crate::matching;
+use crate::plan::graph::{ActionGraph, GraphError};
+use crate::plan::saved::{SavedPlan, SavedPlanError};
+use crate::plan::{self, Plan, PlanError};
+use crate::spec::{self, DirectorySource, PlanFileError, Spec};
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum Error {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    PlanFile(#[from] Box<PlanFileError>),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Ldif(#[from] Box<LdifFileError>),
+    #[error("cannot read {what} `{path}`: {source}")]
+    #[diagnostic(
+        code(mailplan::io),
+        help("check that the path is right (paths in a plan file are relative to the plan file)")
+    )]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write `{path}`: {source}")]
+    #[diagnostic(code(mailplan::io))]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{which} directory `{path}` has the entry `{dn}` twice")]
+    #[diagnostic(
+        code(mailplan::directory::duplicate),
+        help("an export must hold each DN once; remove the duplicate record")
+    )]
+    Duplicate {
+        which: &'static str,
+        path: PathBuf,
+        dn: String,
+    },
+    #[error(transparent)]
+    #[diagnostic(
+        code(mailplan::plan::preconditions),
+        help("create what is missing at the destination, or correct the plan file")
+    )]
+    Preconditions(#[from] PlanError),
+    #[error("internal error: the planned actions do not form a valid graph: {0}")]
+    #[diagnostic(
+        code(mailplan::plan::graph),
+        help("this is a bug in mailplan; please report it with the plan file")
+    )]
+    Graph(#[from] GraphError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Saved(#[from] SavedPlanError),
+}
+
+impl From<PlanFileError> for Error {
+    fn from(e: PlanFileError) -> Self {
+        Error::PlanFile(Box::new(e))
+    }
+}
+
+/// A malformed LDIF file, shown at its line.
+#[derive(Debug, thiserror::Error, Diagnostic)]
+#[error("{which} directory `{path}`: line {line}: {message}")]
+#[diagnostic(
+    code(mailplan::ldif::syntax),
+    help(
+        "fix the LDIF (RFC 2849) at that line; values that are not plain ASCII must be written `attr:: <base64>`"
+    )
+)]
+pub struct LdifFileError {
+    pub which: &'static str,
+    pub path: String,
+    pub line: usize,
+    pub message: String,
+    #[source_code]
+    pub src: NamedSource<String>,
+    #[label("here")]
+    pub span: SourceSpan,
+}
+
+/// Everything a plan is computed from.
+pub struct Inputs {
+    pub spec: Spec,
+    pub source: Snapshot,
+    pub destination: Snapshot,
+}
+
+/// Reads and validates the plan file.
+pub fn load_spec(path: &Path) -> Result<Spec, Error> {
+    Ok(spec::load(path)?)
+}
+
+/// Reads one directory as the plan file describes it.
+pub fn load_directory(which: &'static str, source: &DirectorySource) -> Result<Snapshot, Error> {
+    match source {
+        DirectorySource::Ldif(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+                what: "LDIF file",
+                path: path.clone(),
+                source: e,
+            })?;
+            let entries = parse_ldif_parallel(&text, path.parent()).map_err(|e| {
+                let span = line_span(&text, e.line);
+                Box::new(LdifFileError {
+                    which,
+                    path: path.display().to_string(),
+                    line: e.line,
+                    message: e.message.clone(),
+                    src: NamedSource::new(path.display().to_string(), text.clone()),
+                    span,
+                })
+            })?;
+            drop(text);
+            Snapshot::new(entries).map_err(|d| Error::Duplicate {
+                which,
+                path: path.clone(),
+                dn: d.0.to_string(),
+            })
+        }
+    }
+}
+
+/// Parses a large LDIF file on every core: the text is cut at blank lines (record boundaries)
+/// into one piece per core, each piece is parsed alone, and error line numbers are shifted back
+/// to the whole file's. Small files are parsed in one piece.
+fn parse_ldif_parallel(text: &str, base_dir: Option<&Path>) -> Result<Vec<Entry>, ldif::LdifError> {
+    const MIN_PIECE: usize = 4 << 20;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let pieces = (text.len() / MIN_PIECE).clamp(1, cores);
+    if pieces == 1 {
+        return ldif::parse_entries(text, base_dir);
+    }
+    let mut bounds = vec![0];
+    for i in 1..pieces {
+        let target = text.len() * i / pieces;
+        let last = *bounds.last().unwrap_or(&0);
+        // A record boundary is a blank line; the next piece starts right after it.
+        match text[target.max(last)..].find("\n\n") {
+            Some(at) => bounds.push(target.max(last) + at + 2),
+            None => break,
+        }
+    }
+    bounds.push(text.len());
+    bounds.dedup();
+    let results: Vec<Result<Vec<Entry>, ldif::LdifError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds
+            .windows(2)
+            .map(|w| {
+                let piece = &text[w[0]..w[1]];
+                let offset = text[..w[0]].bytes().filter(|&b| b == b'\n').count();
+                scope.spawn(move || {
+                    ldif::parse_entries(piece, base_dir).map_err(|mut e| {
+                        e.line += offset;
+                        e
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(ldif::LdifError {
+                        line: 0,
+                        message: "the LDIF reader failed".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut entries = Vec::new();
+    for r in results {
+        entries.extend(r?);
+    }
+    Ok(entries)
+}
+
+/// The byte span of 1-based line `line` (without its line break).
+fn line_span(text: &str, line: usize) -> SourceSpan {
+    let mut start = 0;
+    for (i, l) in text.split_inclusive('\n').enumerate() {
+        if i + 1 == line {
+            let len = l.trim_end_matches(['\n', '\r']).len();
+            return SourceSpan::new(start.into(), len);
+        }
+        start += l.len();
+    }
+    SourceSpan::new(text.len().into(), 0)
+}
+
+/// Loads the plan file and both directories, and checks the plan file against them.
+pub fn load_inputs(path: &Path) -> Result<Inputs, Error> {
+    let spec = load_spec(path)?;
+    // The two directories are independent: read them side by side.
+    let (source, destination) = std::thread::scope(|scope| {
+        let source = scope.spawn(|| load_directory("source", &spec.source.directory));
+        let destination = load_directory("destination", &spec.destination.directory);
+        let source = source
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (source, destination)
+    });
+    let (source, destination) = (source?, destination?);
+    spec::check_against(&spec, &source, &destination)?;
+    Ok(Inputs {
+        spec,
+        source,
+        destination,
+    })
+}
+
+/// Matches and plans: the pure core, with the graph checked.
+pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
+    let matches = matching::match_all(&inputs.spec, &inputs.source, &inputs.destination);
+    let plan = plan::plan(&inputs.spec, &inputs.source, &inputs.destination, &matches)?;
+    ActionGraph::build(&plan)?;
+    Ok(plan)
+}
+
+/// Writes a file whole or not at all: a temporary file beside it, then a rename.
+pub fn write_atomic(path: &Path, contents: &str) -> Result<(), Error> {
+    use std::io::Write;
+    let err = |e| Error::Write {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "plan".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(err)
+}
+
+/// Saves a plan for review and a later `apply FILE`.
+pub fn save_plan(out: &Path, inputs: &Inputs, plan: &Plan, plan_path: &Path) -> Result<(), Error> {
+    let saved = SavedPlan::new(
+        plan.clone(),
+        &plan_path.display().to_string(),
+        &inputs.spec.text,
+        &inputs.destination,
+    );
+    write_atomic(out, &saved.to_json())
+}
+
+/// Reads a saved plan.
+pub fn load_saved(path: &Path) -> Result<SavedPlan, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+        what: "saved plan",
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let saved = SavedPlan::from_json(&path.display().to_string(), &text)?;
+    ActionGraph::build(&saved.plan)?;
+    Ok(saved)
+}
+
+/// True when `path` looks like a saved plan rather than a YAML plan file.
+pub fn is_saved_plan(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        || std::fs::read(path)
+            .ok()
+            .is_some_and(|b| b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{'))
+}

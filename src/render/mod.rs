@@ -1,0 +1,8 @@
+//! Rendering plans for people (`text`), machines (`json`) and pictures (`graph`: DOT, Mermaid).
+//!
+//! Rendering only renders: it never decides, filters or re-plans. Every function returns a
+//! `String` and prints nothing, so output is testable and identical across runs.
+
+pub mod graph;
+pub mod json;
+pub mod text;

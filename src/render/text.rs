@@ -1,0 +1,393 @@
+//! The human plan: terraform-like, sorted, deterministic; colour only when asked (on a terminal).
+//!
+//! Problems come first (ambiguities, confirmations needed, errors, warnings), then one block per
+//! subject with its actions and attribute diffs, then the `Plan: …` line. Subjects that need no
+//! change get one line each, so an audit still sees every match and why.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use similar::{ChangeTag, TextDiff};
+
+use crate::directory::{Value, ValueSet};
+use crate::matching::By;
+use crate::plan::{Action, ActionKind, Change, Effect, Level, Plan, Status, Subject, SubjectKind};
+
+/// Terminal styling; every method is the identity when colour is off.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, s: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn green(&self, s: &str) -> String {
+        self.paint("32", s)
+    }
+    fn yellow(&self, s: &str) -> String {
+        self.paint("33", s)
+    }
+    fn red(&self, s: &str) -> String {
+        self.paint("31", s)
+    }
+    fn cyan(&self, s: &str) -> String {
+        self.paint("36", s)
+    }
+    fn bold(&self, s: &str) -> String {
+        self.paint("1", s)
+    }
+    fn dim(&self, s: &str) -> String {
+        self.paint("2", s)
+    }
+}
+
+pub fn scenario_name(n: u8) -> &'static str {
+    match n {
+        1 => "new mailbox",
+        2 => "NT account converted to a mailbox",
+        3 => "new mailbox replacing contact(s)",
+        4 => "NT account converted, contact(s) merged",
+        5 => "mail-enabled user converted to a mailbox",
+        6 => "existing mailbox, items only",
+        _ => "unknown",
+    }
+}
+
+fn symbol(kind: ActionKind) -> &'static str {
+    match kind.effect() {
+        Effect::Create => "+",
+        Effect::Convert | Effect::Update => "~",
+        Effect::Delete => "-",
+        Effect::Import => "<-",
+    }
+}
+
+fn paint_symbol(style: Style, sym: &str) -> String {
+    match sym {
+        "+" => style.green(sym),
+        "-" => style.red(sym),
+        "<-" => style.cyan(sym),
+        _ => style.yellow(sym),
+    }
+}
+
+fn quote(v: &Value) -> String {
+    format!("{:?}", v.display())
+}
+
+/// Thousands separators, as the summary line shows counts.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn render(plan: &Plan, style: Style) -> String {
+    let mut out = String::new();
+    problems(&mut out, plan, style);
+
+    let mut unchanged = Vec::new();
+    let mut first = true;
+    // One pass over the actions, so rendering stays linear in the size of the plan.
+    let mut by_subject: BTreeMap<&crate::directory::Dn, Vec<&Action>> = BTreeMap::new();
+    for a in &plan.actions {
+        by_subject.entry(&a.subject).or_default().push(a);
+    }
+    for subject in &plan.subjects {
+        let actions: Vec<&Action> = by_subject.remove(&subject.source).unwrap_or_default();
+        if subject.status == Status::Unchanged {
+            unchanged.push(subject);
+            continue;
+        }
+        if actions.is_empty() {
+            continue; // Shown under problems.
+        }
+        if first {
+            let _ = writeln!(
+                out,
+                "{}\n",
+                style.bold("mailplan will perform these actions:")
+            );
+            first = false;
+        }
+        subject_block(&mut out, subject, &actions, style);
+    }
+    if !unchanged.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.bold(&format!("Unchanged ({}):", unchanged.len()))
+        );
+        for s in unchanged {
+            let _ = writeln!(
+                out,
+                "  = {} {}",
+                s.name,
+                style.dim(&format!("({})", how_matched(s)))
+            );
+        }
+        out.push('\n');
+    }
+    out.push_str(&summary_line(plan, style));
+    out
+}
+
+fn how_matched(s: &Subject) -> String {
+    let scenario = s
+        .scenario
+        .map(|n| format!("scenario {n}: {}; ", scenario_name(n)))
+        .unwrap_or_default();
+    match &s.matched {
+        Some(m) => {
+            let by = match m.by {
+                By::Hard => "hard match",
+                By::Soft => "soft match",
+                By::Pinned => "pinned",
+            };
+            match m.via {
+                crate::matching::Via::Confirmed | crate::matching::Via::Remigrate => {
+                    format!(
+                        "{scenario}{by} by {} to {} ({})",
+                        m.via.describe(),
+                        m.object,
+                        m.class.describe()
+                    )
+                }
+                _ => format!(
+                    "{scenario}{by} on {} {} to {} ({})",
+                    m.via.describe(),
+                    m.value,
+                    m.object,
+                    m.class.describe()
+                ),
+            }
+        }
+        None if s.kind == SubjectKind::Group => "new distribution list".into(),
+        None => format!("{scenario}no matching user"),
+    }
+}
+
+fn problems(out: &mut String, plan: &Plan, style: Style) {
+    let mut lines = Vec::new();
+    for s in &plan.subjects {
+        for m in &s.messages {
+            let tag = match m.level {
+                Level::Error => style.red("error"),
+                Level::Warning => style.yellow("warning"),
+                Level::Info => continue,
+            };
+            lines.push(format!("  {tag}: {}: {}", s.name, m.text));
+            if m.level == Level::Error || s.status == Status::NeedsConfirmation {
+                lines.push(format!(
+                    "      {}",
+                    style.dim(&format!("source: {}", s.source))
+                ));
+            }
+        }
+        if matches!(s.status, Status::Ambiguous | Status::NeedsConfirmation) {
+            for c in &s.candidates {
+                lines.push(format!(
+                    "      candidate: {} ({}, {} `{}`)",
+                    c.object,
+                    c.class.describe(),
+                    c.via.describe(),
+                    c.value
+                ));
+            }
+        }
+    }
+    if !lines.is_empty() {
+        let _ = writeln!(out, "{}", style.bold("Warnings and ambiguities:"));
+        for l in lines {
+            let _ = writeln!(out, "{l}");
+        }
+        out.push('\n');
+    }
+}
+
+fn subject_block(out: &mut String, s: &Subject, actions: &[&Action], style: Style) {
+    let head = match (s.kind, s.scenario) {
+        (SubjectKind::Person, Some(n)) => {
+            format!("# {} — scenario {n}: {}", s.name, scenario_name(n))
+        }
+        (SubjectKind::Group, _) => format!("# {} — distribution list", s.name),
+        _ => format!("# {}", s.name),
+    };
+    let _ = writeln!(out, "{}", style.bold(&head));
+    let _ = writeln!(out, "  source: {}", s.source);
+    let _ = writeln!(out, "  match:  {}", how_matched(s));
+    for c in &s.contacts {
+        let _ = writeln!(out, "  contact: {c}");
+    }
+    for m in s.messages.iter().filter(|m| m.level == Level::Info) {
+        let _ = writeln!(out, "  note:   {}", m.text);
+    }
+    out.push('\n');
+    for a in actions {
+        let _ = writeln!(
+            out,
+            "  {} {} {:?}",
+            paint_symbol(style, symbol(a.kind)),
+            style.bold(a.kind.as_str()),
+            a.target.to_string()
+        );
+        if !a.depends_on.is_empty() {
+            let _ = writeln!(
+                out,
+                "      {}",
+                style.dim(&format!("after: {}", a.depends_on.join(", ")))
+            );
+        }
+        for c in &a.changes {
+            change(out, a, c, style);
+        }
+        out.push('\n');
+    }
+}
+
+fn change(out: &mut String, action: &Action, c: &Change, style: Style) {
+    let name = match &c.object {
+        Some(o) => format!("{} of {o}", c.attribute),
+        None => c.attribute.to_string(),
+    };
+    let added: Vec<&Value> = c.added().collect();
+    let removed: Vec<&Value> = c.removed().collect();
+    let creating =
+        action.kind.effect() == Effect::Create || (c.before.is_empty() && c.after.len() == 1);
+    let deleting =
+        action.kind == ActionKind::DeleteContact || (c.after.is_empty() && c.before.len() == 1);
+    if c.object.is_none() && c.before.len() <= 1 && c.after.len() <= 1 && !creating && !deleting {
+        // A single-valued change: old → new, with a word diff when the values are long prose.
+        let (Some(b), Some(a)) = (c.before.first(), c.after.first()) else {
+            return;
+        };
+        let (bs, as_) = (b.display(), a.display());
+        if is_prose(&bs) && is_prose(&as_) {
+            let _ = writeln!(
+                out,
+                "      {} {name}: {}",
+                style.yellow("~"),
+                word_diff(&bs, &as_, style)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "      {} {name}: {} → {}",
+                style.yellow("~"),
+                quote(b),
+                quote(a)
+            );
+        }
+        return;
+    }
+    if creating || deleting {
+        let (sym, values): (String, &ValueSet) = if deleting {
+            (style.red("-"), &c.before)
+        } else {
+            (style.green("+"), &c.after)
+        };
+        let mut first = true;
+        for v in values {
+            if first {
+                let _ = writeln!(out, "      {sym} {name}: {}", quote(v));
+                first = false;
+            } else {
+                let _ = writeln!(
+                    out,
+                    "      {sym} {:width$}  {}",
+                    "",
+                    quote(v),
+                    width = name.chars().count()
+                );
+            }
+        }
+        return;
+    }
+    let _ = writeln!(out, "      {} {name}:", style.yellow("~"));
+    for v in removed {
+        let _ = writeln!(out, "          {} {}", style.red("-"), quote(v));
+    }
+    for v in added {
+        let _ = writeln!(out, "          {} {}", style.green("+"), quote(v));
+    }
+}
+
+/// Long free text (a description, notes), where a word diff reads better than two long strings.
+fn is_prose(s: &str) -> bool {
+    s.len() > 60 && s.split_whitespace().count() >= 6
+}
+
+/// `[-old-]{+new+}` word diff for long values, so a changed word in a long description stands out.
+fn word_diff(before: &str, after: &str, style: Style) -> String {
+    let diff = TextDiff::from_words(before, after);
+    let mut out = String::from("\"");
+    for change in diff.iter_all_changes() {
+        let v = change.value();
+        match change.tag() {
+            ChangeTag::Equal => out.push_str(v),
+            ChangeTag::Delete => out.push_str(&style.red(&format!("[-{v}-]"))),
+            ChangeTag::Insert => out.push_str(&style.green(&format!("{{+{v}+}}"))),
+        }
+    }
+    out.push('"');
+    out
+}
+
+pub fn summary_line(plan: &Plan, style: Style) -> String {
+    let s = &plan.summary;
+    if !plan.has_changes() {
+        let mut out = style.bold("No changes.").to_string();
+        out.push_str(&format!(
+            " {} subjects checked; the destination matches the plan file.\n",
+            plan.subjects.len()
+        ));
+        return out;
+    }
+    format!(
+        "{} {} to create, {} to convert, {} to update, {} to delete, {} imports ({} messages, {} events, {} contacts).\n",
+        style.bold("Plan:"),
+        s.create,
+        s.convert,
+        s.update,
+        s.delete,
+        s.imports,
+        thousands(s.messages),
+        thousands(s.events),
+        thousands(s.contacts)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1234), "1,234");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn word_diff_marks_changed_words() {
+        let s = word_diff(
+            "the quick brown fox",
+            "the slow brown fox",
+            Style { color: false },
+        );
+        assert_eq!(s, "\"the [-quick-]{+slow+} brown fox\"");
+    }
+}

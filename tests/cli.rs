@@ -1,0 +1,352 @@
+//! The CLI end to end: validate, plan, show, graph, generate; exit codes; determinism; the
+//! output schema; bad input. Runs the real `mailplan` binary.
+
+mod common;
+
+use assert_cmd::Command;
+use common::*;
+use predicates::prelude::*;
+
+fn mailplan() -> Command {
+    let mut c = Command::cargo_bin("mailplan").unwrap();
+    c.current_dir(root()).env("NO_COLOR", "1");
+    c
+}
+
+const QUICKSTART: &str = "examples/plans/quickstart.yaml";
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = mailplan().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "mailplan {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn validate_accepts_the_examples() {
+    for plan in ["quickstart", "interactive", "remigration"] {
+        mailplan()
+            .args(["validate", &format!("examples/plans/{plan}.yaml")])
+            .assert()
+            .success()
+            .stderr(predicate::str::contains("is a valid plan file"));
+    }
+}
+
+#[test]
+fn every_example_plans() {
+    for entry in std::fs::read_dir(root().join("examples/plans")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let out = stdout_of(&["plan", path.to_str().unwrap()]);
+            assert!(
+                out.contains("Plan:") || out.contains("No changes."),
+                "{out}"
+            );
+        }
+    }
+}
+
+#[test]
+fn quickstart_plan_shows_every_scenario() {
+    let out = stdout_of(&["plan", QUICKSTART]);
+    for n in 1..=5 {
+        assert!(
+            out.contains(&format!("— scenario {n}:")),
+            "scenario {n} missing:\n{out}"
+        );
+    }
+    assert!(out.contains("= Frank Fischer (scenario 6: existing mailbox, items only; hard match on SMTP proxy frank.fischer@acme.com"), "{out}");
+    assert!(out.contains("error: Henry Hill: ambiguous"), "{out}");
+    assert!(
+        out.contains("would duplicate NT account CN=ggomez,CN=Users,DC=acme,DC=test"),
+        "{out}"
+    );
+    assert!(out.contains("# Sales Team — distribution list"), "{out}");
+    assert!(
+        out.contains("~ member of CN=Marketing Team,OU=Groups,DC=acme,DC=test"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("Plan: 4 to create, 3 to convert, 4 to update, 2 to delete, 0 imports (0 messages, 0 events, 0 contacts)."), "{out}");
+    insta::assert_snapshot!("quickstart_text", out);
+}
+
+#[test]
+fn quickstart_json_and_dot_snapshots() {
+    let json = stdout_of(&["plan", QUICKSTART, "--json"]);
+    insta::assert_snapshot!("quickstart_json", json);
+    let dot = stdout_of(&["graph", QUICKSTART]);
+    insta::assert_snapshot!("quickstart_dot", dot);
+    let mermaid = stdout_of(&["graph", QUICKSTART, "--format", "mermaid"]);
+    assert!(mermaid.starts_with("flowchart LR\n"));
+    assert!(mermaid.contains("-->"));
+}
+
+#[test]
+fn plan_output_is_byte_identical_across_runs() {
+    let a = stdout_of(&["plan", QUICKSTART]);
+    let b = stdout_of(&["plan", QUICKSTART]);
+    assert_eq!(a, b);
+    let a = stdout_of(&["plan", QUICKSTART, "--json"]);
+    let b = stdout_of(&["plan", QUICKSTART, "--json"]);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn detailed_exitcode() {
+    mailplan()
+        .args(["plan", QUICKSTART, "--detailed-exitcode"])
+        .assert()
+        .code(2);
+    mailplan()
+        .args([
+            "plan",
+            "tests/fixtures/scenario6_mailbox/plan.yaml",
+            "--detailed-exitcode",
+        ])
+        .assert()
+        .code(0);
+    mailplan().args(["plan", QUICKSTART]).assert().code(0);
+}
+
+#[test]
+fn saved_plan_round_trips_through_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let saved = dir.path().join("plan.json");
+    let saved = saved.to_str().unwrap();
+    let text = stdout_of(&["plan", QUICKSTART, "--out", saved]);
+    let bytes1 = std::fs::read(saved).unwrap();
+    assert_eq!(stdout_of(&["show", saved]), text);
+    assert_eq!(
+        stdout_of(&["show", saved, "--json"]),
+        stdout_of(&["plan", QUICKSTART, "--json"])
+    );
+    stdout_of(&["plan", QUICKSTART, "--out", saved]);
+    assert_eq!(
+        std::fs::read(saved).unwrap(),
+        bytes1,
+        "saved plans are deterministic"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&bytes1).unwrap();
+    assert_eq!(v["format"], "mailplan-plan/1");
+    assert!(
+        v["plan_fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    // Every destination entry an action depends on is fingerprinted; new objects as null.
+    assert!(
+        v["entries"]["CN=Carol Chen,OU=Contacts,DC=acme,DC=test"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(v["entries"]["CN=Alice Archer,OU=Migrated,DC=acme,DC=test"].is_null());
+    assert_eq!(
+        stdout_of(&["graph", saved]),
+        stdout_of(&["graph", QUICKSTART])
+    );
+}
+
+#[test]
+fn corrupt_or_foreign_saved_plans_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{ \"format\": \"mailplan-plan/1\", \"plan\": ").unwrap();
+    mailplan()
+        .args(["show", bad.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is not a mailplan saved plan"));
+    std::fs::write(&bad, "{ \"format\": \"mailplan-plan/99\" }").unwrap();
+    mailplan()
+        .args(["show", bad.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("format `mailplan-plan/99`"));
+    mailplan()
+        .args(["show", QUICKSTART])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("is a plan file, not a saved plan"));
+}
+
+#[test]
+fn json_output_matches_its_schema() {
+    let path = root().join("schemas/plan-output.schema.json");
+    if std::env::var_os("MAILPLAN_UPDATE_SCHEMAS").is_some() {
+        std::fs::write(&path, mailplan::render::json::schema()).unwrap();
+    }
+    let schema_text = std::fs::read_to_string(&path).unwrap_or_default();
+    {
+        assert_eq!(
+            schema_text,
+            mailplan::render::json::schema(),
+            "schemas/plan-output.schema.json is out of date: run the tests with MAILPLAN_UPDATE_SCHEMAS=1"
+        );
+    }
+    let schema: serde_json::Value = serde_json::from_str(&schema_text).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for plan in [
+        QUICKSTART,
+        "tests/fixtures/distribution_lists/plan.yaml",
+        "tests/fixtures/ambiguous_two_users/plan.yaml",
+    ] {
+        let out: serde_json::Value =
+            serde_json::from_str(&stdout_of(&["plan", plan, "--json"])).unwrap();
+        let errors: Vec<String> = validator
+            .iter_errors(&out)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(errors.is_empty(), "{plan}: {errors:#?}");
+        assert_eq!(out["format_version"], "1");
+    }
+}
+
+#[test]
+fn missing_ldif_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nsource:\n  profile: domino\n  directory:\n    ldif: nowhere.ldif\ndestination:\n  flavor: active-directory\n  directory:\n    ldif: ad.ldif\n  container: \"OU=X,DC=acme\"\n",
+    )
+    .unwrap();
+    mailplan()
+        .args(["plan", plan.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("cannot read LDIF file")
+                .and(predicate::str::contains("nowhere.ldif")),
+        );
+}
+
+#[test]
+fn malformed_ldif_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("src.ldif"),
+        "version: 1\n\ndn: CN=a,O=x\ncn a\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("dst.ldif"), "version: 1\n").unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nsource:\n  profile: domino\n  directory:\n    ldif: src.ldif\ndestination:\n  flavor: active-directory\n  directory:\n    ldif: dst.ldif\n  container: \"OU=X,DC=acme\"\n",
+    )
+    .unwrap();
+    mailplan()
+        .args(["plan", plan.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("src.ldif").and(predicate::str::contains("line 4")));
+}
+
+#[test]
+fn missing_container_is_a_plan_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("src.ldif"), "version: 1\n").unwrap();
+    std::fs::write(
+        dir.path().join("dst.ldif"),
+        "version: 1\n\ndn: DC=acme,DC=test\nobjectClass: domain\n\ndn: CN=acme.com,DC=acme,DC=test\nobjectClass: msExchAcceptedDomain\nmsExchAcceptedDomainName: acme.com\n",
+    )
+    .unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nsource:\n  profile: domino\n  directory:\n    ldif: src.ldif\ndestination:\n  flavor: active-directory\n  directory:\n    ldif: dst.ldif\n  container: \"OU=Migrated,DC=acme,DC=test\"\n  domains: [acme.com, example.org]\n  mailbox_database: \"CN=DB9,DC=acme,DC=test\"\n",
+    )
+    .unwrap();
+    mailplan()
+        .args(["plan", plan.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains(
+                "container `OU=Migrated,DC=acme,DC=test` (destination.container) does not exist",
+            )
+            .and(predicate::str::contains(
+                "mailbox database `CN=DB9,DC=acme,DC=test`",
+            ))
+            .and(predicate::str::contains(
+                "destination domain `example.org` does not exist",
+            ))
+            .and(predicate::str::contains("`acme.com`").not()),
+        );
+}
+
+#[test]
+fn a_pin_to_a_missing_entry_is_located_in_the_plan_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    let text = std::fs::read_to_string(root().join("examples/plans/quickstart.yaml"))
+        .unwrap()
+        .replace("../data/", &format!("{}/examples/data/", root().display()))
+        .replace("CN=bbaker,CN=Users", "CN=nobody,CN=Users");
+    std::fs::write(&plan, text).unwrap();
+    mailplan()
+        .args(["plan", plan.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("CN=nobody,CN=Users,DC=acme,DC=test")
+                .and(predicate::str::contains("plan.yaml")),
+        );
+}
+
+#[test]
+fn generate_then_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("gen");
+    mailplan()
+        .args([
+            "generate",
+            "--persons",
+            "300",
+            "--seed",
+            "7",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    let plan = plan_file(&out.join("plan.yaml"));
+    assert_eq!(
+        plan.subjects
+            .iter()
+            .filter(|s| s.kind == mailplan::plan::SubjectKind::Person)
+            .count(),
+        300
+    );
+    for n in 1..=6u8 {
+        assert!(
+            plan.subjects.iter().any(|s| s.scenario == Some(n)),
+            "scenario {n} missing in generated data"
+        );
+    }
+    assert!(
+        plan.subjects
+            .iter()
+            .any(|s| s.status == mailplan::plan::Status::Ambiguous)
+    );
+}
+
+#[test]
+fn completions_and_help() {
+    mailplan()
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("mailplan"));
+    mailplan()
+        .args(["--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("Exit codes"));
+}
