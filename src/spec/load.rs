@@ -218,6 +218,64 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for Pick<T> {
     }
 }
 
+/// Reads a whole document, going into every mapping and sequence, so serde_yaml's recursion
+/// limit applies (`IgnoredAny` skips nested values without it).
+struct Nested;
+
+impl<'de> Deserialize<'de> for Nested {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NestedVisitor)
+    }
+}
+
+struct NestedVisitor;
+
+impl<'de> Visitor<'de> for NestedVisitor {
+    type Value = Nested;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Nested, E> {
+        Ok(Nested)
+    }
+    fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Nested, D::Error> {
+        Nested::deserialize(d)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Nested, A::Error> {
+        while map.next_entry::<Nested, Nested>()?.is_some() {}
+        Ok(Nested)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Nested, A::Error> {
+        while seq.next_element::<Nested>()?.is_some() {}
+        Ok(Nested)
+    }
+    fn visit_enum<A: de::EnumAccess<'de>>(self, data: A) -> Result<Nested, A::Error> {
+        // A tagged value (`!tag value`).
+        use serde::de::VariantAccess as _;
+        let (_, variant) = data.variant::<IgnoredAny>()?;
+        variant.newtype_variant::<Nested>()
+    }
+}
+
 /// What the document is, as far as its top level goes.
 enum Shape {
     Null,
@@ -283,7 +341,8 @@ impl<'t> Checker<'t> {
         Checker {
             path,
             text,
-            index: SpanIndex::build(text),
+            // The full index is built once the syntax pass has passed.
+            index: SpanIndex::lines(text),
             problems: Vec::new(),
             unknown: BTreeSet::new(),
         }
@@ -295,11 +354,12 @@ impl<'t> Checker<'t> {
 
     fn run(&mut self) -> Option<Spec> {
         // Pass 1: syntax. Nothing later can be trusted after a syntax error.
-        if let Err(e) = IgnoredAny::deserialize(serde_yaml::Deserializer::from_str(self.text)) {
+        if let Err(e) = Nested::deserialize(serde_yaml::Deserializer::from_str(self.text)) {
             let p = self.syntax_problem(&e);
             self.push(p);
             return None;
         }
+        self.index = SpanIndex::build(self.text);
         if !self.check_document_shape() {
             return None;
         }
@@ -751,6 +811,8 @@ impl<'t> Checker<'t> {
             "a quoted value is never closed: add the closing quote"
         } else if lower.contains("more than one document") {
             "a plan file holds one YAML document: remove the `---` lines after the first"
+        } else if lower.contains("recursion limit") {
+            "a plan file is only a few levels deep: check for unbalanced `[` or `{`"
         } else if lower.contains("cannot start any token") {
             "a value that starts with `@`, `` ` `` or `%` must be quoted"
         } else if lower.contains("expected key")
@@ -1986,6 +2048,7 @@ mod tests {
     /// The one problem reading `ldap:` as a `Connection` gives.
     fn connection(text: &str) -> Result<(), Problem> {
         let mut cx = Checker::new(Path::new("plan.yaml"), text);
+        cx.index = SpanIndex::build(text);
         let _ = cx.section::<Connection>("ldap");
         match cx.problems.len() {
             0 => Ok(()),
@@ -2023,6 +2086,7 @@ mod tests {
     fn secrets_are_read_from_env_or_file_and_nothing_else() {
         let ok = |text: &str| {
             let mut cx = Checker::new(Path::new("plan.yaml"), text);
+            cx.index = SpanIndex::build(text);
             cx.section::<raw::Secret>("password").ok().flatten()
         };
         assert_eq!(

@@ -189,9 +189,11 @@ pub struct Matching {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mode {
-    /// Plan without asking; soft matches need confirming in the plan file.
+    /// Soft matches are only reported as warnings; the person gets a new mailbox (unless a
+    /// confirmed pin says otherwise).
     Batch,
-    /// Ask about each soft match while planning.
+    /// Soft matches are proposed: a person with an unconfirmed soft candidate gets no actions
+    /// (`needs_confirmation`) until the match is confirmed in `matching.confirmed`.
     Interactive,
 }
 

@@ -297,6 +297,8 @@ mod tests {
 
     #[test]
     fn knows_the_keys_at_each_path() {
+        // `Checker::run` in load.rs reads each section by name: a new section must be read there
+        // too, or it would be accepted and ignored.
         assert_eq!(
             keys_at(&YamlPath::root()).unwrap(),
             [

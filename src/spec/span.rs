@@ -174,9 +174,20 @@ pub(crate) struct SpanIndex {
 }
 
 impl SpanIndex {
-    pub(crate) fn build(text: &str) -> Self {
+    /// Only the line index, for locating serde_yaml's errors before the text is known to be
+    /// YAML of a sane depth (the event parser slows down badly on input nested thousands deep,
+    /// which serde_yaml rejects at once).
+    pub(crate) fn lines(text: &str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        SpanIndex {
+            line_starts,
+            text_len: text.len(),
+            ..SpanIndex::default()
+        }
+    }
+
+    pub(crate) fn build(text: &str) -> Self {
         let mut builder = Builder {
             text,
             char_to_byte: text
@@ -185,11 +196,7 @@ impl SpanIndex {
                 .chain(std::iter::once(text.len()))
                 .collect(),
             stack: Vec::new(),
-            index: SpanIndex {
-                line_starts,
-                text_len: text.len(),
-                ..SpanIndex::default()
-            },
+            index: SpanIndex::lines(text),
             root_done: false,
             closing: false,
         };
