@@ -15,6 +15,26 @@ fn mailplan() -> Command {
 
 const QUICKSTART: &str = "examples/plans/quickstart.yaml";
 
+/// Writes a minimal plan file into `dir` over `source`/`destination` LDIF files there, with
+/// `container` and any extra destination lines; returns its path.
+fn write_plan(
+    dir: &std::path::Path,
+    source: &str,
+    destination: &str,
+    container: &str,
+    extra: &str,
+) -> String {
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "version: 1\nsource:\n  profile: domino\n  directory:\n    ldif: {source}\ndestination:\n  flavor: active-directory\n  directory:\n    ldif: {destination}\n  container: \"{container}\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    plan.to_str().unwrap().to_string()
+}
+
 fn stdout_of(args: &[&str]) -> String {
     let out = mailplan().args(args).output().unwrap();
     assert!(
@@ -210,20 +230,11 @@ fn json_output_matches_its_schema() {
 #[test]
 fn missing_ldif_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = dir.path().join("plan.yaml");
-    std::fs::write(
-        &plan,
-        "version: 1\nsource:\n  profile: domino\n  directory:\n    ldif: nowhere.ldif\ndestination:\n  flavor: active-directory\n  directory:\n    ldif: ad.ldif\n  container: \"OU=X,DC=acme\"\n",
-    )
-    .unwrap();
-    mailplan()
-        .args(["plan", plan.to_str().unwrap()])
-        .assert()
-        .code(1)
-        .stderr(
-            predicate::str::contains("cannot read LDIF file")
-                .and(predicate::str::contains("nowhere.ldif")),
-        );
+    let plan = write_plan(dir.path(), "nowhere.ldif", "ad.ldif", "OU=X,DC=acme", "");
+    mailplan().args(["plan", &plan]).assert().code(1).stderr(
+        predicate::str::contains("cannot read LDIF file")
+            .and(predicate::str::contains("nowhere.ldif")),
+    );
 }
 
 #[test]
@@ -235,14 +246,9 @@ fn malformed_ldif_names_file_and_line() {
     )
     .unwrap();
     std::fs::write(dir.path().join("dst.ldif"), "version: 1\n").unwrap();
-    let plan = dir.path().join("plan.yaml");
-    std::fs::write(
-        &plan,
-        "version: 1\nsource:\n  profile: domino\n  directory:\n    ldif: src.ldif\ndestination:\n  flavor: active-directory\n  directory:\n    ldif: dst.ldif\n  container: \"OU=X,DC=acme\"\n",
-    )
-    .unwrap();
+    let plan = write_plan(dir.path(), "src.ldif", "dst.ldif", "OU=X,DC=acme", "");
     mailplan()
-        .args(["plan", plan.to_str().unwrap()])
+        .args(["plan", &plan])
         .assert()
         .code(1)
         .stderr(predicate::str::contains("src.ldif").and(predicate::str::contains("line 4")));
@@ -257,28 +263,25 @@ fn missing_container_is_a_plan_error_naming_it() {
         "version: 1\n\ndn: DC=acme,DC=test\nobjectClass: domain\n\ndn: CN=acme.com,DC=acme,DC=test\nobjectClass: msExchAcceptedDomain\nmsExchAcceptedDomainName: acme.com\n",
     )
     .unwrap();
-    let plan = dir.path().join("plan.yaml");
-    std::fs::write(
-        &plan,
-        "version: 1\nsource:\n  profile: domino\n  directory:\n    ldif: src.ldif\ndestination:\n  flavor: active-directory\n  directory:\n    ldif: dst.ldif\n  container: \"OU=Migrated,DC=acme,DC=test\"\n  domains: [acme.com, example.org]\n  mailbox_database: \"CN=DB9,DC=acme,DC=test\"\n",
-    )
-    .unwrap();
-    mailplan()
-        .args(["plan", plan.to_str().unwrap()])
-        .assert()
-        .code(1)
-        .stderr(
-            predicate::str::contains(
-                "container `OU=Migrated,DC=acme,DC=test` (destination.container) does not exist",
-            )
-            .and(predicate::str::contains(
-                "mailbox database `CN=DB9,DC=acme,DC=test`",
-            ))
-            .and(predicate::str::contains(
-                "destination domain `example.org` does not exist",
-            ))
-            .and(predicate::str::contains("`acme.com`").not()),
-        );
+    let plan = write_plan(
+        dir.path(),
+        "src.ldif",
+        "dst.ldif",
+        "OU=Migrated,DC=acme,DC=test",
+        "  domains: [acme.com, example.org]\n  mailbox_database: \"CN=DB9,DC=acme,DC=test\"\n",
+    );
+    mailplan().args(["plan", &plan]).assert().code(1).stderr(
+        predicate::str::contains(
+            "container `OU=Migrated,DC=acme,DC=test` (destination.container) does not exist",
+        )
+        .and(predicate::str::contains(
+            "mailbox database `CN=DB9,DC=acme,DC=test`",
+        ))
+        .and(predicate::str::contains(
+            "destination domain `example.org` does not exist",
+        ))
+        .and(predicate::str::contains("`acme.com`").not()),
+    );
 }
 
 #[test]

@@ -188,6 +188,10 @@ fn attr(name: &str) -> AttrName {
     AttrName::new_unchecked(name)
 }
 
+fn values(texts: &[&str]) -> ValueSet {
+    texts.iter().map(|t| Value::from(*t)).collect()
+}
+
 fn set1(v: impl Into<String>) -> ValueSet {
     ValueSet::from([Value::text(v.into())])
 }
@@ -305,9 +309,8 @@ impl<'a> Planner<'a> {
                                 text: "remigration into an existing mailbox (scenario 6b): items only, no directory data".into(),
                             });
                         }
-                        if *by != By::Pinned || candidate.via != crate::matching::Via::Remigrate {
-                            self.contacts(pm, &mailbox);
-                        }
+                        // Matching leaves a remigration's contacts alone, so this is a no-op there.
+                        self.contacts(pm, &mailbox);
                     }
                     None => subject.status = Status::Error,
                 }
@@ -614,10 +617,7 @@ impl Planner<'_> {
             Flavor::ActiveDirectory => {
                 attrs.insert(
                     attr("objectClass"),
-                    ["top", "person", "organizationalPerson", "user"]
-                        .into_iter()
-                        .map(Value::from)
-                        .collect(),
+                    values(&["top", "person", "organizationalPerson", "user"]),
                 );
                 attrs.insert(attr("sAMAccountName"), set1(&sam));
                 let upn_domain = self
@@ -639,10 +639,7 @@ impl Planner<'_> {
             Flavor::Ldap => {
                 attrs.insert(
                     attr("objectClass"),
-                    ["top", "person", "organizationalPerson", "inetOrgPerson"]
-                        .into_iter()
-                        .map(Value::from)
-                        .collect(),
+                    values(&["top", "person", "organizationalPerson", "inetOrgPerson"]),
                 );
                 attrs.insert(attr("uid"), set1(&sam));
                 attrs.entry(attr("sn")).or_insert_with(|| set1(&name));
@@ -653,15 +650,7 @@ impl Planner<'_> {
                 attrs.insert(a, values);
             }
         }
-        let changes = attrs
-            .iter()
-            .map(|(a, v)| Change {
-                object: None,
-                attribute: a.clone(),
-                before: ValueSet::new(),
-                after: v.clone(),
-            })
-            .collect();
+        let changes = diff(&Attrs::new(), &attrs);
         let id = Action::id_for(ActionKind::CreateMailbox, &dn);
         self.actions.push(Action {
             id: id.clone(),
@@ -850,16 +839,7 @@ impl Planner<'_> {
                 depends = vec![id];
             }
             let id = Action::id_for(ActionKind::DeleteContact, &contact.dn);
-            let changes = contact
-                .attrs
-                .iter()
-                .map(|(a, v)| Change {
-                    object: None,
-                    attribute: a.clone(),
-                    before: v.clone(),
-                    after: ValueSet::new(),
-                })
-                .collect();
+            let changes = diff(&contact.attrs, &Attrs::new());
             let mut preconditions = vec![Precondition::Exists {
                 object: contact.dn.clone(),
                 class: Some(Class::Contact),
@@ -984,14 +964,10 @@ impl Planner<'_> {
             .filter(|e| include.is_empty() || include.contains(&e.dn))
             .filter(|e| !exclude.contains(&e.dn))
             .collect();
-        let person_status: BTreeMap<&Dn, Status> = self
+        let person_status: BTreeMap<Dn, Status> = self
             .subjects
             .iter()
-            .map(|s| (&s.source, s.status))
-            .collect();
-        let person_status: BTreeMap<Dn, Status> = person_status
-            .into_iter()
-            .map(|(d, s)| (d.clone(), s))
+            .map(|s| (s.source.clone(), s.status))
             .collect();
 
         // First pass: where each group lives at the destination.
@@ -1135,10 +1111,7 @@ impl Planner<'_> {
                     attrs.insert(attr("displayName"), set1(&t.name));
                     match self.flavor {
                         Flavor::ActiveDirectory => {
-                            attrs.insert(
-                                attr("objectClass"),
-                                ["top", "group"].into_iter().map(Value::from).collect(),
-                            );
+                            attrs.insert(attr("objectClass"), values(&["top", "group"]));
                             attrs.insert(attr("sAMAccountName"), set1(&sam));
                             // 8: a universal distribution group (not a security group).
                             attrs.insert(attr("groupType"), set1("8"));
@@ -1150,13 +1123,7 @@ impl Planner<'_> {
                             }
                         }
                         Flavor::Ldap => {
-                            attrs.insert(
-                                attr("objectClass"),
-                                ["top", "groupOfNames"]
-                                    .into_iter()
-                                    .map(Value::from)
-                                    .collect(),
-                            );
+                            attrs.insert(attr("objectClass"), values(&["top", "groupOfNames"]));
                         }
                     }
                     for (a, v) in addrs.to_attrs(self.flavor) {
@@ -1171,15 +1138,7 @@ impl Planner<'_> {
                         subject: g.dn.clone(),
                         target: t.dn.clone(),
                         depends_on: Vec::new(),
-                        changes: attrs
-                            .iter()
-                            .map(|(a, v)| Change {
-                                object: None,
-                                attribute: a.clone(),
-                                before: ValueSet::new(),
-                                after: v.clone(),
-                            })
-                            .collect(),
+                        changes: diff(&Attrs::new(), &attrs),
                         preconditions: vec![
                             Precondition::Absent {
                                 object: t.dn.clone(),
@@ -1210,13 +1169,7 @@ impl Planner<'_> {
             if !missing.is_empty() {
                 let after: ValueSet = current.union(&missing);
                 depends.extend(create_id.iter().cloned());
-                depends.remove(&Action::id_for(ActionKind::CreateGroup, &t.dn));
-                let mut depends_on: Vec<String> = depends.into_iter().collect();
-                if let Some(c) = &create_id {
-                    depends_on.insert(0, c.clone());
-                }
-                depends_on.sort();
-                depends_on.dedup();
+                let depends_on: Vec<String> = depends.into_iter().collect();
                 let preconditions = match t.existing {
                     Some(_) => vec![Precondition::Exists {
                         object: t.dn.clone(),

@@ -2,16 +2,8 @@
 
 use std::fmt::Write as _;
 
-use crate::plan::{ActionKind, Effect, Plan};
-
-fn symbol(kind: ActionKind) -> &'static str {
-    match kind.effect() {
-        Effect::Create => "+",
-        Effect::Convert | Effect::Update => "~",
-        Effect::Delete => "-",
-        Effect::Import => "<-",
-    }
-}
+use super::symbol;
+use crate::plan::{Effect, Plan};
 
 fn dot_escape(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")

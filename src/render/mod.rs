@@ -6,3 +6,15 @@
 pub mod graph;
 pub mod json;
 pub mod text;
+
+use crate::plan::{ActionKind, Effect};
+
+/// The plan symbol of an action: `+` create, `~` convert or update, `-` delete, `<-` import.
+pub fn symbol(kind: ActionKind) -> &'static str {
+    match kind.effect() {
+        Effect::Create => "+",
+        Effect::Convert | Effect::Update => "~",
+        Effect::Delete => "-",
+        Effect::Import => "<-",
+    }
+}

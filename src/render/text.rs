@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 
 use similar::{ChangeTag, TextDiff};
 
+use super::symbol;
 use crate::directory::{Value, ValueSet};
 use crate::matching::By;
 use crate::plan::{Action, ActionKind, Change, Effect, Level, Plan, Status, Subject, SubjectKind};
@@ -56,15 +57,6 @@ pub fn scenario_name(n: u8) -> &'static str {
         5 => "mail-enabled user converted to a mailbox",
         6 => "existing mailbox, items only",
         _ => "unknown",
-    }
-}
-
-fn symbol(kind: ActionKind) -> &'static str {
-    match kind.effect() {
-        Effect::Create => "+",
-        Effect::Convert | Effect::Update => "~",
-        Effect::Delete => "-",
-        Effect::Import => "<-",
     }
 }
 
