@@ -5,6 +5,7 @@
 //! `matching` and `plan` are pure functions: no I/O, no clock, no randomness. `ops` does the I/O
 //! behind the commands, and `cli` is the thin command line on top.
 
+pub mod apply;
 pub mod cli;
 pub mod directory;
 pub mod generate;

@@ -64,6 +64,20 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Saved(#[from] SavedPlanError),
+    #[error("the plan file `{}` changed since `{}` was made from it", plan_file.display(), saved.display())]
+    #[diagnostic(
+        code(mailplan::apply::plan_file_changed),
+        help("a saved plan is applied only as reviewed: make and review it again with `mailplan plan {} --out {}`", plan_file.display(), saved.display())
+    )]
+    PlanFileChanged { saved: PathBuf, plan_file: PathBuf },
+    #[error("apply needs your confirmation, and there is no terminal to ask at")]
+    #[diagnostic(
+        code(mailplan::apply::no_terminal),
+        help(
+            "run it at a terminal and answer `yes`, pass --auto-approve, or apply a reviewed saved plan (`mailplan apply FILE`)"
+        )
+    )]
+    NotConfirmed,
 }
 
 impl From<PlanFileError> for Error {
@@ -291,4 +305,86 @@ pub fn is_saved_plan(path: &Path) -> bool {
         || std::fs::read(path)
             .ok()
             .is_some_and(|b| b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{'))
+}
+
+/// A plan ready to apply: its inputs, the plan, and the destination entries that changed since
+/// a saved plan was made (empty for a plan made just now).
+pub struct Prepared {
+    pub inputs: Inputs,
+    pub plan: Plan,
+    pub changed: std::collections::BTreeSet<crate::directory::Dn>,
+}
+
+/// Plans a YAML plan file now, for `apply PLAN.yaml`.
+pub fn prepare_plan_file(path: &Path) -> Result<Prepared, Error> {
+    let inputs = load_inputs(path)?;
+    let plan = make_plan(&inputs)?;
+    Ok(Prepared {
+        inputs,
+        plan,
+        changed: Default::default(),
+    })
+}
+
+/// Loads a saved plan for `apply FILE`: refused whole when its plan file changed since; entries
+/// it depends on that changed are reported so the actions touching them fail as stale.
+pub fn prepare_saved(file: &Path) -> Result<Prepared, Error> {
+    let saved = load_saved(file)?;
+    let plan_path = PathBuf::from(&saved.plan_file);
+    let inputs = load_inputs(&plan_path)?;
+    let now = crate::plan::saved::text_fingerprint(&inputs.spec.text);
+    if now != saved.plan_fingerprint {
+        return Err(Error::PlanFileChanged {
+            saved: file.to_path_buf(),
+            plan_file: plan_path,
+        });
+    }
+    let changed = saved
+        .entries
+        .iter()
+        .filter_map(|(dn, recorded)| {
+            let dn = crate::directory::Dn::parse(dn).ok()?;
+            let live = inputs.destination.get(&dn).map(|e| e.fingerprint());
+            (live != *recorded).then_some(dn)
+        })
+        .collect();
+    Ok(Prepared {
+        inputs,
+        plan: saved.plan,
+        changed,
+    })
+}
+
+/// Applies a prepared plan to its destination.
+pub async fn apply(
+    prepared: Prepared,
+    journal: std::sync::Arc<dyn crate::apply::Journal>,
+    reporter: std::sync::Arc<dyn crate::apply::Reporter>,
+    options: crate::apply::Options,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<crate::apply::Report, Error> {
+    use std::sync::Arc;
+    let Prepared {
+        inputs,
+        plan,
+        changed,
+    } = prepared;
+    let rules = Arc::new(matching::DestinationRules::for_spec(&inputs.spec));
+    match &inputs.spec.destination.directory {
+        DirectorySource::Ldif(path) => {
+            let writer = Arc::new(crate::apply::LdifDirectory::new(path, &inputs.destination));
+            drop(inputs);
+            Ok(crate::apply::execute(
+                Arc::new(plan),
+                writer,
+                rules,
+                journal,
+                reporter,
+                Arc::new(changed),
+                options,
+                cancel,
+            )
+            .await?)
+        }
+    }
 }

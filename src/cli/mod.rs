@@ -63,6 +63,9 @@ pub enum Command {
     },
     /// Match source and destination and print what apply would do. Changes nothing anywhere.
     Plan(PlanArgs),
+    /// Carry out a plan: a YAML plan file (planned now, shown, confirmed) or a reviewed saved
+    /// plan (applied exactly as saved, refused if its plan file changed since).
+    Apply(ApplyArgs),
     /// Print a saved plan (made with `plan --out`).
     Show {
         /// The saved plan.
@@ -117,6 +120,18 @@ pub struct PlanArgs {
     pub detailed_exitcode: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// A YAML plan file, or a saved plan made with `plan --out`.
+    pub input: PathBuf,
+    /// Apply a YAML plan file without asking for `yes` first.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// How many actions may run at once.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub parallelism: u16,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
     Dot,
@@ -136,6 +151,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Command::Validate { plan } => validate(plan),
         Command::Plan(args) => plan(args, style),
+        Command::Apply(args) => apply(args, style),
         Command::Show { file, json } => show(file, json, style),
         Command::Graph { input, format } => graph(input, format),
         Command::Generate {
@@ -254,4 +270,78 @@ fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
         GraphFormat::Dot => render::graph::dot(&plan),
         GraphFormat::Mermaid => render::graph::mermaid(&plan),
     })
+}
+
+fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
+    use std::sync::Arc;
+    let saved = ops::is_saved_plan(&args.input);
+    let prepared = if saved {
+        ops::prepare_saved(&args.input)?
+    } else {
+        ops::prepare_plan_file(&args.input)?
+    };
+    if !saved {
+        print(&render::text::render(&prepared.plan, style))?;
+        if !prepared.plan.has_changes() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !args.auto_approve && !confirm()? {
+            eprintln!("Apply cancelled.");
+            return Ok(ExitCode::FAILURE);
+        }
+    } else if !prepared.plan.has_changes() {
+        eprintln!("The saved plan has no changes.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let reporter: Arc<dyn crate::apply::Reporter> = if std::io::stderr().is_terminal() {
+        Arc::new(crate::apply::reporter::Bar::new())
+    } else {
+        Arc::new(crate::apply::reporter::Lines)
+    };
+    let journal: Arc<dyn crate::apply::Journal> = Arc::new(crate::apply::MemoryJournal::default());
+    let options = crate::apply::Options {
+        parallelism: usize::from(args.parallelism),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Write {
+            path: "<runtime>".into(),
+            source: e,
+        })?;
+    let report = runtime.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        // Ctrl-C: start nothing new, let running actions finish, then report.
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: finishing the running actions, starting no new ones");
+                let _ = tx.send(true);
+            }
+        });
+        ops::apply(prepared, journal, reporter, options, rx).await
+    })?;
+    eprint!("{}", render::apply_summary(&report, style));
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Asks for `yes` at a terminal, as Terraform does; without a terminal nothing is assumed.
+fn confirm() -> Result<bool, Error> {
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::NotConfirmed);
+    }
+    eprint!(
+        "\nDo you want to perform these actions?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: "
+    );
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Error::Write {
+            path: "<stdin>".into(),
+            source: e,
+        })?;
+    Ok(answer.trim() == "yes")
 }

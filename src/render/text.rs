@@ -48,6 +48,11 @@ impl Style {
     }
 }
 
+/// Bold text when colour is on.
+pub fn bold(style: Style, s: &str) -> String {
+    style.bold(s)
+}
+
 pub fn scenario_name(n: u8) -> &'static str {
     match n {
         1 => "new mailbox",

@@ -1,0 +1,91 @@
+//! Progress of an apply for people: a progress bar with counts on a terminal, plain lines
+//! otherwise (logs, CI). Reporting only reports; it never changes what happens.
+
+use std::io::Write as _;
+use std::sync::Mutex;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::plan::Action;
+
+use super::executor::{ActionResult, Reporter};
+
+/// One line per finished action, on standard error.
+pub struct Lines;
+
+impl Reporter for Lines {
+    fn begin(&self, total: usize) {
+        eprintln!("applying {total} actions");
+    }
+    fn finished(&self, action: &Action, result: &ActionResult) {
+        let mut err = std::io::stderr().lock();
+        let _ = match result {
+            ActionResult::Applied => writeln!(err, "applied  {}", action.id),
+            ActionResult::Failed {
+                stale: true,
+                message,
+            } => writeln!(err, "stale    {}: {message}", action.id),
+            ActionResult::Failed { message, .. } => {
+                writeln!(err, "failed   {}: {message}", action.id)
+            }
+            ActionResult::Skipped { because } => {
+                writeln!(err, "skipped  {} (because {because} failed)", action.id)
+            }
+            ActionResult::NotStarted => Ok(()),
+        };
+    }
+    fn end(&self) {}
+}
+
+/// A progress bar; failures are printed above it as they happen.
+pub struct Bar {
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Bar {
+    pub fn new() -> Self {
+        Bar {
+            bar: Mutex::new(None),
+        }
+    }
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reporter for Bar {
+    fn begin(&self, total: usize) {
+        let bar = ProgressBar::new(total as u64);
+        if let Ok(style) =
+            ProgressStyle::with_template("{bar:40} {pos}/{len} actions {elapsed_precise} {msg}")
+        {
+            bar.set_style(style);
+        }
+        *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
+    }
+    fn finished(&self, action: &Action, result: &ActionResult) {
+        let guard = self.bar.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(bar) = guard.as_ref() else { return };
+        match result {
+            ActionResult::Applied => {}
+            ActionResult::Failed { stale, message } => bar.println(format!(
+                "{} {}: {message}",
+                if *stale { "stale " } else { "failed" },
+                action.id
+            )),
+            ActionResult::Skipped { because } => {
+                bar.println(format!("skipped {} (because {because} failed)", action.id))
+            }
+            ActionResult::NotStarted => return,
+        }
+        bar.inc(1);
+    }
+    fn end(&self) {
+        if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            bar.finish_and_clear();
+        }
+    }
+}

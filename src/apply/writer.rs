@@ -1,0 +1,268 @@
+//! The write side of a destination directory, and its LDIF-file implementation.
+//!
+//! `DirectoryWriter` is what the executor needs from a directory: read one live entry, add,
+//! modify, delete, with LDAP's semantics (adding an existing entry or value fails, deleting a
+//! missing one fails), so that the LDAP backend can implement the same trait. `LdifDirectory`
+//! keeps the file's entries in memory and makes every change durable before reporting success:
+//! the whole file is written to a temporary file, synced and renamed over the original, so a kill
+//! at any instant leaves either the old or the new file, never half of one. Concurrent writers
+//! share one such write (group commit). This module must not decide what to change.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::directory::ldif::{self, ModOp, Modification};
+use crate::directory::{Dn, Entry, Snapshot};
+
+/// Why a directory write failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("`{0}` does not exist")]
+    NoSuchObject(Dn),
+    #[error("`{0}` already exists")]
+    AlreadyExists(Dn),
+    #[error("`{dn}` has no value `{value}` in `{attribute}` to remove")]
+    NoSuchValue {
+        dn: Dn,
+        attribute: String,
+        value: String,
+    },
+    #[error("`{dn}` already has `{value}` in `{attribute}`")]
+    ValueExists {
+        dn: Dn,
+        attribute: String,
+        value: String,
+    },
+    #[error("cannot write `{path}`: {message}")]
+    Io { path: PathBuf, message: String },
+}
+
+/// What the executor needs from a destination directory.
+pub trait DirectoryWriter: Send + Sync + 'static {
+    /// The live entry, or `None` when it does not exist.
+    fn get(&self, dn: &Dn) -> impl Future<Output = Result<Option<Entry>, WriteError>> + Send;
+    fn add(&self, entry: Entry) -> impl Future<Output = Result<(), WriteError>> + Send;
+    fn modify(
+        &self,
+        dn: &Dn,
+        mods: Vec<Modification>,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    fn delete(&self, dn: &Dn) -> impl Future<Output = Result<(), WriteError>> + Send;
+}
+
+/// An LDIF file used as a directory.
+pub struct LdifDirectory {
+    path: PathBuf,
+    state: Mutex<Contents>,
+    /// The generation last made durable; holding this lock is holding the right to write.
+    flushed: tokio::sync::Mutex<u64>,
+}
+
+struct Contents {
+    entries: BTreeMap<Dn, Entry>,
+    /// Bumped by every change, so a flush knows which changes it covers.
+    generation: u64,
+}
+
+impl LdifDirectory {
+    /// Takes over the entries of an already-read snapshot of the file at `path`.
+    pub fn new(path: &Path, snapshot: &Snapshot) -> Self {
+        let entries = snapshot
+            .entries()
+            .iter()
+            .map(|e| (e.dn.clone(), e.clone()))
+            .collect();
+        LdifDirectory {
+            path: path.to_path_buf(),
+            state: Mutex::new(Contents {
+                entries,
+                generation: 0,
+            }),
+            flushed: tokio::sync::Mutex::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Contents> {
+        // A panic while holding the lock cannot leave the map half-changed: every mutation is a
+        // single insert/remove/replace, so the contents are still consistent.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `change` in memory, then waits until a write of the file includes it.
+    async fn change(
+        &self,
+        change: impl FnOnce(&mut BTreeMap<Dn, Entry>) -> Result<(), WriteError>,
+    ) -> Result<(), WriteError> {
+        let generation = {
+            let mut s = self.lock();
+            change(&mut s.entries)?;
+            s.generation += 1;
+            s.generation
+        };
+        self.sync(generation).await
+    }
+
+    async fn sync(&self, generation: u64) -> Result<(), WriteError> {
+        let mut flushed = self.flushed.lock().await;
+        if *flushed >= generation {
+            return Ok(()); // Another writer's flush already covered this change.
+        }
+        let (bytes, covers) = {
+            let s = self.lock();
+            let mut out = Vec::new();
+            let mut w = ldif::EntryWriter::new(&mut out).map_err(|e| self.io(e))?;
+            for e in s.entries.values() {
+                w.write(e).map_err(|e| self.io(e))?;
+            }
+            w.finish().map_err(|e| self.io(e))?;
+            (out, s.generation)
+        };
+        let path = self.path.clone();
+        let result = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
+            .await
+            .map_err(|e| WriteError::Io {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        result.map_err(|e| self.io(e))?;
+        *flushed = covers;
+        Ok(())
+    }
+
+    fn io(&self, e: std::io::Error) -> WriteError {
+        WriteError::Io {
+            path: self.path.clone(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Temporary file beside the target, fsync, rename, fsync of the folder: the file is either old
+/// or new after a crash, and the rename itself survives a power cut.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.mailplan-{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Applies LDAP modify semantics to an entry in memory.
+pub fn apply_modifications(entry: &mut Entry, mods: &[Modification]) -> Result<(), WriteError> {
+    // All-or-nothing, as an LDAP modify is: work on a copy.
+    let mut next = entry.clone();
+    for m in mods {
+        let values = next.attrs.entry(m.attr.clone()).or_default();
+        match m.op {
+            ModOp::Add => {
+                for v in &m.values {
+                    if !values.insert(v.clone()) {
+                        return Err(WriteError::ValueExists {
+                            dn: entry.dn.clone(),
+                            attribute: m.attr.to_string(),
+                            value: v.display(),
+                        });
+                    }
+                }
+            }
+            ModOp::Delete if m.values.is_empty() => {
+                if values.is_empty() {
+                    return Err(WriteError::NoSuchValue {
+                        dn: entry.dn.clone(),
+                        attribute: m.attr.to_string(),
+                        value: String::new(),
+                    });
+                }
+                *values = Default::default();
+            }
+            ModOp::Delete => {
+                for v in &m.values {
+                    if !values.remove(v) {
+                        return Err(WriteError::NoSuchValue {
+                            dn: entry.dn.clone(),
+                            attribute: m.attr.to_string(),
+                            value: v.display(),
+                        });
+                    }
+                }
+            }
+            ModOp::Replace => *values = m.values.iter().cloned().collect(),
+            ModOp::Increment => {
+                let by: i64 = m
+                    .values
+                    .first()
+                    .and_then(|v| v.as_str())
+                    .and_then(|s| s.trim().parse().ok())
+                    .unwrap_or(0);
+                let current: Vec<_> = values.iter().cloned().collect();
+                *values = current
+                    .iter()
+                    .map(|v| {
+                        let n: i64 = v.as_str().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+                        crate::directory::Value::text((n + by).to_string())
+                    })
+                    .collect();
+            }
+        }
+        if values.is_empty() {
+            next.attrs.remove(&m.attr);
+        }
+    }
+    *entry = next;
+    Ok(())
+}
+
+impl DirectoryWriter for LdifDirectory {
+    async fn get(&self, dn: &Dn) -> Result<Option<Entry>, WriteError> {
+        Ok(self.lock().entries.get(dn).cloned())
+    }
+
+    async fn add(&self, entry: Entry) -> Result<(), WriteError> {
+        self.change(|entries| {
+            if entries.contains_key(&entry.dn) {
+                return Err(WriteError::AlreadyExists(entry.dn.clone()));
+            }
+            entries.insert(entry.dn.clone(), entry);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn modify(&self, dn: &Dn, mods: Vec<Modification>) -> Result<(), WriteError> {
+        self.change(|entries| {
+            let entry = entries
+                .get_mut(dn)
+                .ok_or_else(|| WriteError::NoSuchObject(dn.clone()))?;
+            apply_modifications(entry, &mods)
+        })
+        .await
+    }
+
+    async fn delete(&self, dn: &Dn) -> Result<(), WriteError> {
+        self.change(|entries| {
+            entries
+                .remove(dn)
+                .map(|_| ())
+                .ok_or_else(|| WriteError::NoSuchObject(dn.clone()))
+        })
+        .await
+    }
+}

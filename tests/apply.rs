@@ -1,0 +1,156 @@
+//! `mailplan apply` end to end, on copies of the embedded example: apply then rerun shows no
+//! changes; saved plans apply as reviewed and are refused when their plan file changed; an
+//! action made stale by a change at the destination fails alone while the rest applies; nothing
+//! is written without confirmation.
+
+mod common;
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+use common::*;
+use predicates::prelude::*;
+
+/// A copy of `examples/` in a temporary folder, so apply can change it.
+struct Example {
+    dir: tempfile::TempDir,
+}
+
+impl Example {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for sub in ["plans", "data"] {
+            let to = dir.path().join("examples").join(sub);
+            std::fs::create_dir_all(&to).unwrap();
+            for f in std::fs::read_dir(root().join("examples").join(sub)).unwrap() {
+                let f = f.unwrap().path();
+                std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+            }
+        }
+        Example { dir }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("mailplan").unwrap();
+        c.current_dir(self.dir.path()).env("NO_COLOR", "1");
+        c
+    }
+    fn destination(&self) -> String {
+        std::fs::read_to_string(self.path("examples/data/ad.ldif")).unwrap()
+    }
+}
+
+const PLAN: &str = "examples/plans/quickstart.yaml";
+
+fn no_changes(ex: &Example) {
+    ex.cmd()
+        .args(["plan", PLAN, "--detailed-exitcode"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("No changes."));
+}
+
+#[test]
+fn apply_then_rerun_shows_no_changes() {
+    let ex = Example::new();
+    ex.cmd()
+        .args(["apply", PLAN, "--auto-approve"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "Apply complete! 13 applied, 0 failed, 0 skipped",
+        ));
+    no_changes(&ex);
+    // Applying again finds nothing to do and changes nothing.
+    let before = ex.destination();
+    ex.cmd()
+        .args(["apply", PLAN, "--auto-approve"])
+        .assert()
+        .success();
+    assert_eq!(ex.destination(), before);
+}
+
+#[test]
+fn apply_without_a_terminal_needs_auto_approve_and_writes_nothing() {
+    let ex = Example::new();
+    let before = ex.destination();
+    ex.cmd()
+        .args(["apply", PLAN])
+        .write_stdin("yes\n")
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("apply needs your confirmation")
+                .and(predicate::str::contains("--auto-approve")),
+        );
+    assert_eq!(ex.destination(), before);
+}
+
+#[test]
+fn a_saved_plan_applies_as_reviewed() {
+    let ex = Example::new();
+    ex.cmd()
+        .args(["plan", PLAN, "--out", "wave1.json"])
+        .assert()
+        .success();
+    ex.cmd().args(["apply", "wave1.json"]).assert().success();
+    no_changes(&ex);
+}
+
+#[test]
+fn a_saved_plan_is_refused_when_its_plan_file_changed() {
+    let ex = Example::new();
+    ex.cmd()
+        .args(["plan", PLAN, "--out", "wave1.json"])
+        .assert()
+        .success();
+    let plan = ex.path(PLAN);
+    let mut text = std::fs::read_to_string(&plan).unwrap();
+    text.push_str("# edited after review\n");
+    std::fs::write(&plan, text).unwrap();
+    let before = ex.destination();
+    ex.cmd()
+        .args(["apply", "wave1.json"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "changed since `wave1.json` was made from it",
+        ));
+    assert_eq!(ex.destination(), before);
+}
+
+#[test]
+fn an_action_made_stale_fails_alone() {
+    let ex = Example::new();
+    ex.cmd()
+        .args(["plan", PLAN, "--out", "wave1.json"])
+        .assert()
+        .success();
+    // Someone edits Carol's contact after the review.
+    let ldif = ex
+        .destination()
+        .replace("title: Marketing Lead\n", "title: Marketing Director\n");
+    std::fs::write(ex.path("examples/data/ad.ldif"), ldif).unwrap();
+    let out = ex.cmd().args(["apply", "wave1.json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stale:  move_memberships:CN=Carol Chen,OU=Contacts,DC=acme,DC=test"),
+        "{err}"
+    );
+    assert!(err.contains("skipped  delete_contact:CN=Carol Chen,OU=Contacts,DC=acme,DC=test (because move_memberships"), "{err}");
+    assert!(err.contains("10 applied, 1 failed, 2 skipped"), "{err}");
+    // The contact is still there, everything independent of it was applied.
+    let dest = ex.destination();
+    assert!(dest.contains("dn: CN=Carol Chen,OU=Contacts,DC=acme,DC=test"));
+    assert!(dest.contains("dn: CN=Alice Archer,OU=Migrated,DC=acme,DC=test"));
+    assert!(!dest.contains("dn: CN=Dan Dorsey,OU=Contacts,DC=acme,DC=test"));
+    // Planning again picks up where it stopped, from the directory as it is now.
+    ex.cmd()
+        .args(["apply", PLAN, "--auto-approve"])
+        .assert()
+        .success();
+    no_changes(&ex);
+}
