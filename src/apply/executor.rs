@@ -313,6 +313,15 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
             }
             ctx.writer.delete(&action.target).await
         }
+        ActionKind::RestoreEntry if matches!(live.get(&action.target), Some(None)) => {
+            let mut entry = Entry::new(action.target.clone());
+            for c in &action.changes {
+                for v in &c.after {
+                    entry.add(c.attribute.clone(), v.clone());
+                }
+            }
+            ctx.writer.add(entry).await
+        }
         ActionKind::ImportMail | ActionKind::ImportCalendar | ActionKind::ImportContacts => {
             return failed("importing items is not available in this version of mailplan");
         }

@@ -5,6 +5,7 @@ pub mod addresses;
 pub mod graph;
 pub mod model;
 pub mod planner;
+pub mod restore;
 pub mod saved;
 
 pub use model::*;

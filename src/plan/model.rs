@@ -28,6 +28,8 @@ pub struct Plan {
 pub enum SubjectKind {
     Person,
     Group,
+    /// A destination entry restored from a backup.
+    Entry,
 }
 
 #[derive(
@@ -131,6 +133,8 @@ pub enum ActionKind {
     ImportMail,
     ImportCalendar,
     ImportContacts,
+    /// Puts an entry back as a backup holds it (`mailplan state restore`).
+    RestoreEntry,
 }
 
 impl ActionKind {
@@ -147,6 +151,7 @@ impl ActionKind {
             ActionKind::ImportMail => "import_mail",
             ActionKind::ImportCalendar => "import_calendar",
             ActionKind::ImportContacts => "import_contacts",
+            ActionKind::RestoreEntry => "restore_entry",
         }
     }
 
@@ -157,7 +162,8 @@ impl ActionKind {
             ActionKind::ConvertNtAccount | ActionKind::ConvertMailUser => Effect::Convert,
             ActionKind::MoveMemberships
             | ActionKind::MergeAttributes
-            | ActionKind::SetGroupMembers => Effect::Update,
+            | ActionKind::SetGroupMembers
+            | ActionKind::RestoreEntry => Effect::Update,
             ActionKind::DeleteContact => Effect::Delete,
             ActionKind::ImportMail | ActionKind::ImportCalendar | ActionKind::ImportContacts => {
                 Effect::Import

@@ -1218,7 +1218,7 @@ fn sanitize(name: &str) -> String {
 }
 
 /// Attribute-by-attribute difference of two attribute maps, in attribute order.
-fn diff(before: &Attrs, after: &Attrs) -> Vec<Change> {
+pub(crate) fn diff(before: &Attrs, after: &Attrs) -> Vec<Change> {
     let names: BTreeSet<&AttrName> = before.keys().chain(after.keys()).collect();
     names
         .into_iter()

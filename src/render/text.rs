@@ -172,6 +172,7 @@ fn how_matched(s: &Subject) -> String {
             }
         }
         None if s.kind == SubjectKind::Group => "new distribution list".into(),
+        None if s.kind == SubjectKind::Entry => "restore from its latest backup".into(),
         None => format!("{scenario}no matching user"),
     }
 }
@@ -220,6 +221,7 @@ fn subject_block(out: &mut String, s: &Subject, actions: &[&Action], style: Styl
             format!("# {} — scenario {n}: {}", s.name, scenario_name(n))
         }
         (SubjectKind::Group, _) => format!("# {} — distribution list", s.name),
+        (SubjectKind::Entry, _) => format!("# {} — restore", s.name),
         _ => format!("# {}", s.name),
     };
     let _ = writeln!(out, "{}", style.bold(&head));
