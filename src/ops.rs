@@ -70,6 +70,18 @@ pub enum Error {
         help("a saved plan is applied only as reviewed: make and review it again with `mailplan plan {} --out {}`", plan_file.display(), saved.display())
     )]
     PlanFileChanged { saved: PathBuf, plan_file: PathBuf },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error("no backup of `{0}` in the state database")]
+    #[diagnostic(
+        code(mailplan::state::no_backup),
+        help("`mailplan state backups PLAN.yaml` lists the entries that have backups")
+    )]
+    NoBackup(String),
+    #[error("the backup of `{dn}` cannot be read: {message}")]
+    #[diagnostic(code(mailplan::state::bad_backup))]
+    BadBackup { dn: String, message: String },
     #[error("apply needs your confirmation, and there is no terminal to ask at")]
     #[diagnostic(
         code(mailplan::apply::no_terminal),
@@ -387,4 +399,45 @@ pub async fn apply(
             .await?)
         }
     }
+}
+
+/// The state folder of a plan file: `--state-dir` when given, else `.mailplan` beside the plan.
+pub fn state_dir(plan_file: &Path, explicit: Option<&Path>) -> PathBuf {
+    match explicit {
+        Some(d) => d.to_path_buf(),
+        None => plan_file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join(".mailplan"),
+    }
+}
+
+/// The plan that restores `dn` from its latest backup, with the inputs to apply it.
+pub fn prepare_restore(
+    plan_file: &Path,
+    state: &crate::state::StateDb,
+    dn: &str,
+) -> Result<Prepared, Error> {
+    let inputs = load_inputs(plan_file)?;
+    let backup = state
+        .latest_backup(dn)?
+        .ok_or_else(|| Error::NoBackup(dn.to_string()))?;
+    let entry = ldif::parse_entries(&backup.ldif, None)
+        .map_err(|e| Error::BadBackup {
+            dn: dn.into(),
+            message: e.to_string(),
+        })?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::BadBackup {
+            dn: dn.into(),
+            message: "it holds no entry".into(),
+        })?;
+    let plan = crate::plan::restore::restore(&entry, inputs.destination.get(&entry.dn));
+    Ok(Prepared {
+        inputs,
+        plan,
+        changed: Default::default(),
+    })
 }

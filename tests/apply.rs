@@ -154,3 +154,123 @@ fn an_action_made_stale_fails_alone() {
         .success();
     no_changes(&ex);
 }
+
+#[test]
+fn runs_are_recorded_and_state_restore_brings_a_deleted_contact_back() {
+    let ex = Example::new();
+    ex.cmd()
+        .args(["apply", PLAN, "--auto-approve"])
+        .assert()
+        .success();
+    ex.cmd()
+        .args(["state", "list", PLAN])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "succeeded    13 applied, 0 failed, 0 skipped",
+        ));
+    ex.cmd()
+        .args([
+            "state",
+            "backups",
+            PLAN,
+            "--dn",
+            "cn=carol chen,ou=contacts,dc=acme,dc=test",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "(before delete_contact:CN=Carol Chen,OU=Contacts,DC=acme,DC=test)",
+        ));
+    assert!(
+        !ex.destination()
+            .contains("dn: CN=Carol Chen,OU=Contacts,DC=acme,DC=test")
+    );
+    ex.cmd()
+        .args([
+            "state",
+            "restore",
+            PLAN,
+            "CN=Carol Chen,OU=Contacts,DC=acme,DC=test",
+            "--auto-approve",
+        ])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("1 applied, 0 failed"));
+    let dest = ex.destination();
+    assert!(
+        dest.contains("dn: CN=Carol Chen,OU=Contacts,DC=acme,DC=test\n"),
+        "{dest}"
+    );
+    assert!(dest.contains("title: Marketing Lead"));
+    // Restoring what is already as backed up changes nothing.
+    ex.cmd()
+        .args([
+            "state",
+            "restore",
+            PLAN,
+            "CN=Carol Chen,OU=Contacts,DC=acme,DC=test",
+            "--auto-approve",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("No changes."));
+    ex.cmd()
+        .args([
+            "state",
+            "restore",
+            PLAN,
+            "CN=Nobody,DC=acme,DC=test",
+            "--auto-approve",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "no backup of `CN=Nobody,DC=acme,DC=test`",
+        ));
+}
+
+#[test]
+fn a_second_apply_is_refused_while_one_holds_the_lock() {
+    let ex = Example::new();
+    let db = mailplan::state::StateDb::open(&ex.path("examples/plans/.mailplan")).unwrap();
+    let guard = db.lock().unwrap();
+    let before = ex.destination();
+    ex.cmd()
+        .args(["apply", PLAN, "--auto-approve"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(format!(
+            "locked by process {}",
+            std::process::id()
+        )));
+    assert_eq!(ex.destination(), before);
+    drop(guard);
+    ex.cmd()
+        .args(["apply", PLAN, "--auto-approve"])
+        .assert()
+        .success();
+}
+
+#[test]
+fn the_state_folder_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let ex = Example::new();
+    ex.cmd()
+        .args(["apply", PLAN, "--auto-approve"])
+        .assert()
+        .success();
+    let dir = ex.path("examples/plans/.mailplan");
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    assert_eq!(
+        std::fs::metadata(dir.join("state.db"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+}

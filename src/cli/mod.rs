@@ -66,6 +66,9 @@ pub enum Command {
     /// Carry out a plan: a YAML plan file (planned now, shown, confirmed) or a reviewed saved
     /// plan (applied exactly as saved, refused if its plan file changed since).
     Apply(ApplyArgs),
+    /// What apply did: runs, outcomes, backups; restore entries from backups.
+    #[command(subcommand)]
+    State(StateCommand),
     /// Print a saved plan (made with `plan --out`).
     Show {
         /// The saved plan.
@@ -130,6 +133,51 @@ pub struct ApplyArgs {
     /// How many actions may run at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub parallelism: u16,
+    /// The state folder (run history, backups, lock); default `.mailplan` beside the plan file.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the runs of apply, newest first.
+    List(StateArgs),
+    /// Show one run's actions and their outcomes.
+    Show {
+        #[command(flatten)]
+        state: StateArgs,
+        /// The run number (from `state list`).
+        run: i64,
+    },
+    /// List the backups taken before entries were changed or deleted.
+    Backups {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Only the backups of this entry.
+        #[arg(long)]
+        dn: Option<String>,
+    },
+    /// Put an entry back as its latest backup holds it (a deleted contact, a modified user).
+    Restore {
+        #[command(flatten)]
+        state: StateArgs,
+        /// The entry's DN.
+        dn: String,
+        /// Restore without asking for `yes` first.
+        #[arg(long)]
+        auto_approve: bool,
+    },
+    /// Remove the apply lock, whoever holds it (only when you are sure no apply runs).
+    Unlock(StateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The YAML plan file whose state this is.
+    pub plan: PathBuf,
+    /// The state folder; default `.mailplan` beside the plan file.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -152,6 +200,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Validate { plan } => validate(plan),
         Command::Plan(args) => plan(args, style),
         Command::Apply(args) => apply(args, style),
+        Command::State(cmd) => state(cmd, style),
         Command::Show { file, json } => show(file, json, style),
         Command::Graph { input, format } => graph(input, format),
         Command::Generate {
@@ -273,7 +322,6 @@ fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
 }
 
 fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
-    use std::sync::Arc;
     let saved = ops::is_saved_plan(&args.input);
     let prepared = if saved {
         ops::prepare_saved(&args.input)?
@@ -293,15 +341,36 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
         eprintln!("The saved plan has no changes.");
         return Ok(ExitCode::SUCCESS);
     }
+    let plan_file = if saved {
+        PathBuf::from(ops::load_saved(&args.input)?.plan_file)
+    } else {
+        args.input.clone()
+    };
+    let dir = ops::state_dir(&plan_file, args.state_dir.as_deref());
+    execute(prepared, &plan_file, &dir, usize::from(args.parallelism))
+}
+
+/// Runs a prepared plan under the state database's lock, recording the run, and prints the
+/// summary. Exit 0 only when every action applied.
+fn execute(
+    prepared: ops::Prepared,
+    plan_file: &std::path::Path,
+    state_dir: &std::path::Path,
+    parallelism: usize,
+) -> Result<ExitCode, Error> {
+    use std::sync::Arc;
+    let style = Style { color: false };
+    let db = crate::state::StateDb::open(state_dir)?;
+    let _lock = db.lock()?;
+    let fingerprint = crate::plan::saved::text_fingerprint(&prepared.inputs.spec.text);
+    let run = db.begin_run(&plan_file.display().to_string(), &fingerprint)?;
+    let journal = Arc::new(crate::state::journal::StateJournal::new(db, run));
     let reporter: Arc<dyn crate::apply::Reporter> = if std::io::stderr().is_terminal() {
         Arc::new(crate::apply::reporter::Bar::new())
     } else {
         Arc::new(crate::apply::reporter::Lines)
     };
-    let journal: Arc<dyn crate::apply::Journal> = Arc::new(crate::apply::MemoryJournal::default());
-    let options = crate::apply::Options {
-        parallelism: usize::from(args.parallelism),
-    };
+    let options = crate::apply::Options { parallelism };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -309,6 +378,7 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
             path: "<runtime>".into(),
             source: e,
         })?;
+    let as_journal: Arc<dyn crate::apply::Journal> = journal.clone();
     let report = runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         // Ctrl-C: start nothing new, let running actions finish, then report.
@@ -318,14 +388,124 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
                 let _ = tx.send(true);
             }
         });
-        ops::apply(prepared, journal, reporter, options, rx).await
+        ops::apply(prepared, as_journal, reporter, options, rx).await
     })?;
+    let outcome = if report.succeeded() {
+        crate::state::RunOutcome::Succeeded
+    } else if report.interrupted {
+        crate::state::RunOutcome::Interrupted
+    } else {
+        crate::state::RunOutcome::Failed
+    };
+    journal.finish(outcome)?;
     eprint!("{}", render::apply_summary(&report, style));
     Ok(if report.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
+    use std::fmt::Write as _;
+    let open = |a: &StateArgs| {
+        crate::state::StateDb::open(&ops::state_dir(&a.plan, a.state_dir.as_deref()))
+    };
+    let mut out = String::new();
+    match cmd {
+        StateCommand::List(a) => {
+            let db = open(&a)?;
+            for r in db.runs()? {
+                let _ = writeln!(
+                    out,
+                    "run {:>4}  {}  {:<11}  {} applied, {} failed, {} skipped  {}",
+                    r.id,
+                    r.started_at,
+                    r.outcome.as_str(),
+                    r.applied,
+                    r.failed,
+                    r.skipped,
+                    r.plan_file
+                );
+            }
+            if out.is_empty() {
+                out.push_str("No runs yet.\n");
+            }
+        }
+        StateCommand::Show { state: a, run } => {
+            let db = open(&a)?;
+            let Some(r) = db.run(run)? else {
+                eprintln!("There is no run {run}; `mailplan state list` shows the runs.");
+                return Ok(ExitCode::FAILURE);
+            };
+            let _ = writeln!(
+                out,
+                "run {} of {} ({}), {} → {}",
+                r.id,
+                r.plan_file,
+                r.outcome.as_str(),
+                r.started_at,
+                r.ended_at.unwrap_or_default()
+            );
+            for a in db.run_actions(run)? {
+                let _ = writeln!(
+                    out,
+                    "  {:<8} {} ({} ms){}",
+                    a.status.as_str(),
+                    a.action_id,
+                    a.duration_ms,
+                    a.error.map(|e| format!(": {e}")).unwrap_or_default()
+                );
+            }
+        }
+        StateCommand::Backups { state: a, dn } => {
+            let db = open(&a)?;
+            for b in db.backups(dn.as_deref())? {
+                let _ = writeln!(
+                    out,
+                    "{}  run {:>4}  {}  (before {})",
+                    b.taken_at, b.run, b.dn, b.action_id
+                );
+            }
+            if out.is_empty() {
+                out.push_str("No backups.\n");
+            }
+        }
+        StateCommand::Restore {
+            state: a,
+            dn,
+            auto_approve,
+        } => {
+            let dir = ops::state_dir(&a.plan, a.state_dir.as_deref());
+            let prepared = {
+                let db = crate::state::StateDb::open(&dir)?;
+                ops::prepare_restore(&a.plan, &db, &dn)?
+            };
+            print(&render::text::render(&prepared.plan, style))?;
+            if !prepared.plan.has_changes() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !auto_approve && !confirm()? {
+                eprintln!("Restore cancelled.");
+                return Ok(ExitCode::FAILURE);
+            }
+            return execute(prepared, &a.plan, &dir, 1);
+        }
+        StateCommand::Unlock(a) => {
+            let db = open(&a)?;
+            match db.lock_holder()? {
+                Some(h) => {
+                    db.force_unlock()?;
+                    eprintln!(
+                        "Removed the lock held by pid {} on {} since {}.",
+                        h.pid, h.host, h.started_at
+                    );
+                }
+                None => eprintln!("The state is not locked."),
+            }
+        }
+    }
+    print(&out)
 }
 
 /// Asks for `yes` at a terminal, as Terraform does; without a terminal nothing is assumed.

@@ -17,6 +17,7 @@
 //! it, and only then touch the directory.
 
 mod host;
+pub mod journal;
 mod schema;
 pub mod time;
 
