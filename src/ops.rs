@@ -322,6 +322,8 @@ pub fn is_saved_plan(path: &Path) -> bool {
 /// A plan ready to apply: its inputs, the plan, and the destination entries that changed since
 /// a saved plan was made (empty for a plan made just now).
 pub struct Prepared {
+    /// The YAML plan file it comes from (a saved plan's recorded one).
+    pub plan_file: PathBuf,
     pub inputs: Inputs,
     pub plan: Plan,
     pub changed: std::collections::BTreeSet<crate::directory::Dn>,
@@ -332,6 +334,7 @@ pub fn prepare_plan_file(path: &Path) -> Result<Prepared, Error> {
     let inputs = load_inputs(path)?;
     let plan = make_plan(&inputs)?;
     Ok(Prepared {
+        plan_file: path.to_path_buf(),
         inputs,
         plan,
         changed: Default::default(),
@@ -361,6 +364,7 @@ pub fn prepare_saved(file: &Path) -> Result<Prepared, Error> {
         })
         .collect();
     Ok(Prepared {
+        plan_file: plan_path,
         inputs,
         plan: saved.plan,
         changed,
@@ -380,6 +384,7 @@ pub async fn apply(
         inputs,
         plan,
         changed,
+        ..
     } = prepared;
     let rules = Arc::new(matching::DestinationRules::for_spec(&inputs.spec));
     match &inputs.spec.destination.directory {
@@ -436,6 +441,7 @@ pub fn prepare_restore(
         })?;
     let plan = crate::plan::restore::restore(&entry, inputs.destination.get(&entry.dn));
     Ok(Prepared {
+        plan_file: plan_file.to_path_buf(),
         inputs,
         plan,
         changed: Default::default(),

@@ -293,13 +293,7 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
     }
     let result = match action.kind {
         ActionKind::CreateMailbox | ActionKind::CreateGroup => {
-            let mut entry = Entry::new(action.target.clone());
-            for c in &action.changes {
-                for v in &c.after {
-                    entry.add(c.attribute.clone(), v.clone());
-                }
-            }
-            ctx.writer.add(entry).await
+            ctx.writer.add(created_entry(action)).await
         }
         ActionKind::DeleteContact => {
             let Some(Some(entry)) = live.get(&action.target) else {
@@ -314,13 +308,7 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
             ctx.writer.delete(&action.target).await
         }
         ActionKind::RestoreEntry if matches!(live.get(&action.target), Some(None)) => {
-            let mut entry = Entry::new(action.target.clone());
-            for c in &action.changes {
-                for v in &c.after {
-                    entry.add(c.attribute.clone(), v.clone());
-                }
-            }
-            ctx.writer.add(entry).await
+            ctx.writer.add(created_entry(action)).await
         }
         ActionKind::ImportMail | ActionKind::ImportCalendar | ActionKind::ImportContacts => {
             return failed("importing items is not available in this version of mailplan");
@@ -346,6 +334,17 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
         Ok(()) => ActionResult::Applied,
         Err(e) => failed(e.to_string()),
     }
+}
+
+/// The entry an action that adds one brings into being: every change's `after` values.
+fn created_entry(action: &Action) -> Entry {
+    let mut entry = Entry::new(action.target.clone());
+    for c in &action.changes {
+        for v in &c.after {
+            entry.add(c.attribute.clone(), v.clone());
+        }
+    }
+    entry
 }
 
 /// Every object an action reads or writes.

@@ -341,20 +341,14 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
         eprintln!("The saved plan has no changes.");
         return Ok(ExitCode::SUCCESS);
     }
-    let plan_file = if saved {
-        PathBuf::from(ops::load_saved(&args.input)?.plan_file)
-    } else {
-        args.input.clone()
-    };
-    let dir = ops::state_dir(&plan_file, args.state_dir.as_deref());
-    execute(prepared, &plan_file, &dir, usize::from(args.parallelism))
+    let dir = ops::state_dir(&prepared.plan_file, args.state_dir.as_deref());
+    execute(prepared, &dir, usize::from(args.parallelism))
 }
 
 /// Runs a prepared plan under the state database's lock, recording the run, and prints the
 /// summary. Exit 0 only when every action applied.
 fn execute(
     prepared: ops::Prepared,
-    plan_file: &std::path::Path,
     state_dir: &std::path::Path,
     parallelism: usize,
 ) -> Result<ExitCode, Error> {
@@ -363,7 +357,7 @@ fn execute(
     let db = crate::state::StateDb::open(state_dir)?;
     let _lock = db.lock()?;
     let fingerprint = crate::plan::saved::text_fingerprint(&prepared.inputs.spec.text);
-    let run = db.begin_run(&plan_file.display().to_string(), &fingerprint)?;
+    let run = db.begin_run(&prepared.plan_file.display().to_string(), &fingerprint)?;
     let journal = Arc::new(crate::state::journal::StateJournal::new(db, run));
     let reporter: Arc<dyn crate::apply::Reporter> = if std::io::stderr().is_terminal() {
         Arc::new(crate::apply::reporter::Bar::new())
@@ -489,7 +483,7 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
                 eprintln!("Restore cancelled.");
                 return Ok(ExitCode::FAILURE);
             }
-            return execute(prepared, &a.plan, &dir, 1);
+            return execute(prepared, &dir, 1);
         }
         StateCommand::Unlock(a) => {
             let db = open(&a)?;
