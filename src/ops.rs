@@ -4,6 +4,7 @@
 //! `plan` stay pure and the CLI stays thin. Errors are typed and carry what miette needs to show
 //! the offending file, line and column.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use miette::{Diagnostic, NamedSource, SourceSpan};
@@ -123,6 +124,8 @@ pub struct Inputs {
     pub spec: Spec,
     pub source: Snapshot,
     pub destination: Snapshot,
+    /// What earlier applies left unfinished (empty until read from a state database).
+    pub history: plan::History,
 }
 
 /// Reads and validates the plan file.
@@ -248,13 +251,69 @@ pub fn load_inputs(path: &Path) -> Result<Inputs, Error> {
         spec,
         source,
         destination,
+        history: plan::History::default(),
     })
+}
+
+/// What earlier applies recorded in a state database, as planning input. A state holding a
+/// DN or backup that does not parse is damaged, and is reported as such.
+pub fn read_history(db: &crate::state::StateDb) -> Result<plan::History, Error> {
+    let stored = db.history()?;
+    let corrupt = |reason: String| {
+        Error::State(crate::state::StateError::Corrupt {
+            path: db.path().to_path_buf(),
+            reason,
+        })
+    };
+    let dn = |text: &str| {
+        crate::directory::Dn::parse(text)
+            .map_err(|e| corrupt(format!("it records `{text}`, which is not a DN: {e}")))
+    };
+    let mut history = plan::History::default();
+    for (source, destination) in &stored.links {
+        history.links.insert(dn(source)?, dn(destination)?);
+    }
+    for p in &stored.pending {
+        let entry = ldif::parse_entries(&p.ldif, None)
+            .map_err(|e| corrupt(format!("the backup of `{}` does not parse: {e}", p.contact)))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| corrupt(format!("the backup of `{}` holds no entry", p.contact)))?;
+        history
+            .pending
+            .entry(dn(&p.source)?)
+            .or_default()
+            .push(entry);
+    }
+    for entries in history.pending.values_mut() {
+        entries.sort_by(|a, b| a.dn.cmp(&b.dn));
+    }
+    Ok(history)
+}
+
+/// The history in the state folder `dir`, or none when nothing was ever applied there.
+pub fn load_history(dir: &Path) -> Result<plan::History, Error> {
+    match crate::state::StateDb::open_existing(dir)? {
+        Some(db) => read_history(&db),
+        None => Ok(plan::History::default()),
+    }
 }
 
 /// Matches and plans: the pure core, with the graph checked.
 pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
-    let matches = matching::match_all(&inputs.spec, &inputs.source, &inputs.destination);
-    let plan = plan::plan(&inputs.spec, &inputs.source, &inputs.destination, &matches)?;
+    let matches = matching::match_all(
+        &inputs.spec,
+        &inputs.source,
+        &inputs.destination,
+        &inputs.history.links,
+    );
+    let plan = plan::plan(
+        &inputs.spec,
+        &inputs.source,
+        &inputs.destination,
+        &matches,
+        &inputs.history,
+    )?;
     ActionGraph::build(&plan)?;
     Ok(plan)
 }
@@ -327,24 +386,37 @@ pub struct Prepared {
     pub inputs: Inputs,
     pub plan: Plan,
     pub changed: std::collections::BTreeSet<crate::directory::Dn>,
+    /// What runs of it are recorded under in the state (see [`plan_fingerprint`]).
+    pub fingerprint: String,
 }
 
-/// Plans a YAML plan file now, for `apply PLAN.yaml`.
-pub fn prepare_plan_file(path: &Path) -> Result<Prepared, Error> {
-    let inputs = load_inputs(path)?;
+/// Plans a YAML plan file now, for `apply PLAN.yaml`, finishing what earlier applies recorded
+/// in `history` left undone.
+pub fn prepare_plan_file(path: &Path, history: plan::History) -> Result<Prepared, Error> {
+    let mut inputs = load_inputs(path)?;
+    inputs.history = history;
     let plan = make_plan(&inputs)?;
+    let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
     Ok(Prepared {
         plan_file: path.to_path_buf(),
         inputs,
         plan,
         changed: Default::default(),
+        fingerprint,
     })
 }
 
 /// Loads a saved plan for `apply FILE`: refused whole when its plan file changed since; entries
 /// it depends on that changed are reported so the actions touching them fail as stale.
-pub fn prepare_saved(file: &Path) -> Result<Prepared, Error> {
-    let saved = load_saved(file)?;
+///
+/// When earlier runs of this same saved plan applied part of it (a run killed or failed), the
+/// second value holds the actions they applied: the executor counts those as done, and the
+/// entries they wrote are not held against the rest.
+pub fn prepare_saved(
+    file: &Path,
+    saved: SavedPlan,
+    db: &crate::state::StateDb,
+) -> Result<(Prepared, Option<BTreeSet<String>>), Error> {
     let plan_path = PathBuf::from(&saved.plan_file);
     let inputs = load_inputs(&plan_path)?;
     let now = crate::plan::saved::text_fingerprint(&inputs.spec.text);
@@ -354,21 +426,89 @@ pub fn prepare_saved(file: &Path) -> Result<Prepared, Error> {
             plan_file: plan_path,
         });
     }
+    let fingerprint = crate::plan::saved::plan_fingerprint(&saved);
+    let mut done = BTreeSet::new();
+    for a in &saved.plan.actions {
+        if db.was_applied(&a.id, &fingerprint)? {
+            done.insert(a.id.clone());
+        }
+    }
+    let resume = db.has_runs_of(&fingerprint)?;
+    // Entries written by this plan's earlier runs changed because of it; each action's own
+    // preconditions still guard them against anyone else's changes.
+    let ours: BTreeSet<crate::directory::Dn> = if resume {
+        saved
+            .plan
+            .actions
+            .iter()
+            .flat_map(crate::apply::executor::touched)
+            .collect()
+    } else {
+        BTreeSet::new()
+    };
     let changed = saved
         .entries
         .iter()
         .filter_map(|(dn, recorded)| {
             let dn = crate::directory::Dn::parse(dn).ok()?;
             let live = inputs.destination.get(&dn).map(|e| e.fingerprint());
-            (live != *recorded).then_some(dn)
+            (live != *recorded && !ours.contains(&dn)).then_some(dn)
         })
         .collect();
-    Ok(Prepared {
-        plan_file: plan_path,
-        inputs,
-        plan: saved.plan,
-        changed,
-    })
+    Ok((
+        Prepared {
+            plan_file: plan_path,
+            inputs,
+            plan: saved.plan,
+            changed,
+            fingerprint,
+        },
+        resume.then_some(done),
+    ))
+}
+
+/// The fingerprint a run of this prepared plan is recorded under: a saved plan's own (so a
+/// rerun of the same saved plan knows what its earlier runs did), else the plan file's.
+pub fn plan_fingerprint(prepared: &Prepared) -> String {
+    prepared.fingerprint.clone()
+}
+
+/// Source persons whose pending merges (see `plan::History`) this plan shows to be complete:
+/// they were planned, and no merge was needed.
+pub fn settled_merges(prepared: &Prepared) -> Vec<String> {
+    let history = &prepared.inputs.history;
+    prepared
+        .plan
+        .subjects
+        .iter()
+        .filter(|s| history.pending.contains_key(&s.source))
+        .filter(|s| matches!(s.status, plan::Status::Planned | plan::Status::Unchanged))
+        .filter(|s| {
+            !prepared
+                .plan
+                .actions
+                .iter()
+                .any(|a| a.kind == plan::ActionKind::MergeAttributes && a.subject == s.source)
+        })
+        .map(|s| s.source.to_string())
+        .collect()
+}
+
+/// Records the merges [`settled_merges`] finds, for an apply that has nothing else to do.
+pub fn settle_merges(db: &crate::state::StateDb, prepared: &Prepared) -> Result<(), Error> {
+    let sources = settled_merges(prepared);
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let run = db.begin_run(
+        &prepared.plan_file.display().to_string(),
+        &prepared.fingerprint,
+    )?;
+    for s in &sources {
+        db.merged(run, s)?;
+    }
+    db.finish_run(run, crate::state::RunOutcome::Succeeded)?;
+    Ok(())
 }
 
 /// Applies a prepared plan to its destination.
@@ -440,10 +580,12 @@ pub fn prepare_restore(
             message: "it holds no entry".into(),
         })?;
     let plan = crate::plan::restore::restore(&entry, inputs.destination.get(&entry.dn));
+    let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
     Ok(Prepared {
         plan_file: plan_file.to_path_buf(),
         inputs,
         plan,
         changed: Default::default(),
+        fingerprint,
     })
 }

@@ -27,6 +27,9 @@ use super::writer::DirectoryWriter;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActionResult {
     Applied,
+    /// An earlier, interrupted run of the same saved plan did it (the state says so, or the
+    /// destination already looks as the action would leave it): nothing was written now.
+    AlreadyApplied,
     /// The write failed, or (`stale`) the destination no longer looks as the plan assumed.
     Failed {
         stale: bool,
@@ -41,8 +44,9 @@ pub enum ActionResult {
 }
 
 impl ActionResult {
+    /// Whether the action's effect is in place (so its dependents may start).
     pub fn is_applied(&self) -> bool {
-        matches!(self, ActionResult::Applied)
+        matches!(self, ActionResult::Applied | ActionResult::AlreadyApplied)
     }
 }
 
@@ -51,6 +55,13 @@ pub trait Journal: Send + Sync + 'static {
     /// The entry as it is, just before `action` modifies or deletes it. The write happens only
     /// after this returned `Ok`, so a backup exists for everything changed.
     fn backup(&self, action: &Action, entry: &Entry) -> Result<(), String>;
+    /// Called just before `action` writes, after its preconditions held. Whatever a rerun
+    /// needs to know in case the process dies right after the write is recorded here (which
+    /// object a person is being given, say); the write happens only after this returned `Ok`.
+    fn intend(&self, action: &Action) -> Result<(), String> {
+        let _ = action;
+        Ok(())
+    }
     /// The action's outcome, once known.
     fn record(
         &self,
@@ -68,10 +79,24 @@ pub trait Reporter: Send + Sync + 'static {
     fn end(&self);
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// How many actions may run at once (at least 1).
     pub parallelism: usize,
+    /// Resuming a saved plan that an earlier run applied in part: these action ids are known
+    /// to be applied, and an action whose preconditions no longer hold but whose effect is
+    /// already in place counts as applied too (the earlier run was stopped after writing it
+    /// but before recording it).
+    pub resume: Option<BTreeSet<String>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            parallelism: 10,
+            resume: None,
+        }
+    }
 }
 
 /// The outcome of a run: every action's result, in plan order.
@@ -103,6 +128,7 @@ struct Context<W> {
     /// Destination entries that changed since a saved plan was made: actions touching them fail
     /// as stale.
     changed: Arc<BTreeSet<Dn>>,
+    resume: Option<Arc<BTreeSet<String>>>,
 }
 
 impl<W> Clone for Context<W> {
@@ -113,6 +139,7 @@ impl<W> Clone for Context<W> {
             rules: self.rules.clone(),
             journal: self.journal.clone(),
             changed: self.changed.clone(),
+            resume: self.resume.clone(),
         }
     }
 }
@@ -161,6 +188,7 @@ pub async fn execute<W: DirectoryWriter>(
         rules,
         journal,
         changed,
+        resume: options.resume.map(Arc::new),
     };
     let parallelism = options.parallelism.max(1);
     let mut running = JoinSet::new();
@@ -174,7 +202,11 @@ pub async fn execute<W: DirectoryWriter>(
             running.spawn(async move {
                 let started = SystemTime::now();
                 let clock = Instant::now();
-                let result = run_action(&ctx, &ctx.plan.actions[i]).await;
+                let action = &ctx.plan.actions[i];
+                let result = match &ctx.resume {
+                    Some(done) if done.contains(&action.id) => ActionResult::AlreadyApplied,
+                    _ => run_action(&ctx, action).await,
+                };
                 ctx.journal
                     .record(&ctx.plan.actions[i], &result, started, clock.elapsed());
                 (i, result)
@@ -270,12 +302,6 @@ fn stale(message: impl Into<String>) -> ActionResult {
 }
 
 async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> ActionResult {
-    if let Some(dn) = touched(action)
-        .into_iter()
-        .find(|dn| ctx.changed.contains(dn))
-    {
-        return stale(format!("`{dn}` changed since the plan was made"));
-    }
     // Live entries, read once per action.
     let mut live: BTreeMap<Dn, Option<Entry>> = BTreeMap::new();
     for dn in touched(action) {
@@ -286,10 +312,36 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
             Err(e) => return failed(e.to_string()),
         }
     }
+    let resuming = ctx.resume.is_some();
+    if let Some(dn) = live.keys().find(|dn| ctx.changed.contains(*dn)) {
+        if resuming && in_effect(action, &live) {
+            return ActionResult::AlreadyApplied;
+        }
+        return stale(format!("`{dn}` changed since the plan was made"));
+    }
     for p in &action.preconditions {
         if let Err(why) = check(p, &live, &ctx.rules) {
+            if resuming && in_effect(action, &live) {
+                return ActionResult::AlreadyApplied;
+            }
             return stale(why);
         }
+    }
+    // An interrupted run may have written this action and died before recording it.
+    if resuming && in_effect(action, &live) {
+        return ActionResult::AlreadyApplied;
+    }
+    if matches!(
+        action.kind,
+        ActionKind::ImportMail | ActionKind::ImportCalendar | ActionKind::ImportContacts
+    ) {
+        return failed("importing items is not available in this version of mailplan");
+    }
+    if let Err(e) = ctx.journal.intend(action) {
+        return failed(format!(
+            "could not record in the state what `{}` is about to do, so it did nothing: {e}",
+            action.id
+        ));
     }
     let result = match action.kind {
         ActionKind::CreateMailbox | ActionKind::CreateGroup => {
@@ -309,9 +361,6 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
         }
         ActionKind::RestoreEntry if matches!(live.get(&action.target), Some(None)) => {
             ctx.writer.add(created_entry(action)).await
-        }
-        ActionKind::ImportMail | ActionKind::ImportCalendar | ActionKind::ImportContacts => {
-            return failed("importing items is not available in this version of mailplan");
         }
         _ => {
             for (object, mods) in modifications(action) {
@@ -345,6 +394,44 @@ fn created_entry(action: &Action) -> Entry {
         }
     }
     entry
+}
+
+/// Whether the destination already looks as `action` would leave it: every object it adds
+/// exists with the values it adds, every object it deletes is gone, every value it removes is
+/// absent and every value it adds present. Only asked when resuming an interrupted saved plan,
+/// for an action whose preconditions no longer hold.
+pub fn in_effect(action: &Action, live: &BTreeMap<Dn, Option<Entry>>) -> bool {
+    let get = |dn: &Dn| live.get(dn).and_then(Option::as_ref);
+    match action.kind {
+        ActionKind::DeleteContact => get(&action.target).is_none(),
+        ActionKind::CreateMailbox | ActionKind::CreateGroup | ActionKind::RestoreEntry => {
+            let Some(entry) = get(&action.target) else {
+                return false;
+            };
+            created_entry(action).attrs.iter().all(|(a, want)| {
+                entry
+                    .attrs
+                    .get(a)
+                    .is_some_and(|have| want.iter().all(|v| have.contains(v)))
+            })
+        }
+        ActionKind::ImportMail | ActionKind::ImportCalendar | ActionKind::ImportContacts => false,
+        _ => modifications(action).iter().all(|(object, mods)| {
+            let Some(entry) = get(object) else {
+                return false;
+            };
+            mods.iter().all(|m| {
+                let have = entry.attrs.get(&m.attr);
+                let holds = |v: &Value| have.is_some_and(|h| h.contains(v));
+                match m.op {
+                    ModOp::Add => m.values.iter().all(holds),
+                    ModOp::Delete => m.values.iter().all(|v| !holds(v)),
+                    ModOp::Replace => m.values.iter().all(holds),
+                    ModOp::Increment => false,
+                }
+            })
+        }),
+    }
 }
 
 /// Every object an action reads or writes.

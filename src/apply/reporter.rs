@@ -21,6 +21,9 @@ impl Reporter for Lines {
         let mut err = std::io::stderr().lock();
         let _ = match result {
             ActionResult::Applied => writeln!(err, "applied  {}", action.id),
+            ActionResult::AlreadyApplied => {
+                writeln!(err, "done     {} (applied by an earlier run)", action.id)
+            }
             ActionResult::Failed {
                 stale: true,
                 message,
@@ -70,7 +73,7 @@ impl Reporter for Bar {
         let guard = self.bar.lock().unwrap_or_else(|p| p.into_inner());
         let Some(bar) = guard.as_ref() else { return };
         match result {
-            ActionResult::Applied => {}
+            ActionResult::Applied | ActionResult::AlreadyApplied => {}
             ActionResult::Failed { stale, message } => bar.println(format!(
                 "{} {}: {message}",
                 if *stale { "stale " } else { "failed" },

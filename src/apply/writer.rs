@@ -65,11 +65,17 @@ struct Contents {
     entries: BTreeMap<Dn, Entry>,
     /// Bumped by every change, so a flush knows which changes it covers.
     generation: u64,
+    /// Set when a write of the file failed. The entries in memory then hold changes the file
+    /// does not, and a later successful write would make a failed action's change durable
+    /// behind its back: so from then on nothing is changed or written, and every call fails
+    /// with the first error. The file keeps its last good contents for the rerun.
+    broken: Option<WriteError>,
 }
 
 impl LdifDirectory {
     /// Takes over the entries of an already-read snapshot of the file at `path`.
     pub fn new(path: &Path, snapshot: &Snapshot) -> Self {
+        remove_abandoned_temporaries(path);
         let entries = snapshot
             .entries()
             .iter()
@@ -80,6 +86,7 @@ impl LdifDirectory {
             state: Mutex::new(Contents {
                 entries,
                 generation: 0,
+                broken: None,
             }),
             flushed: tokio::sync::Mutex::new(0),
         }
@@ -98,6 +105,9 @@ impl LdifDirectory {
     ) -> Result<(), WriteError> {
         let generation = {
             let mut s = self.lock();
+            if let Some(e) = &s.broken {
+                return Err(e.clone());
+            }
             change(&mut s.entries)?;
             s.generation += 1;
             s.generation
@@ -112,6 +122,9 @@ impl LdifDirectory {
         }
         let (bytes, covers) = {
             let s = self.lock();
+            if let Some(e) = &s.broken {
+                return Err(e.clone());
+            }
             let mut out = Vec::new();
             let mut w = ldif::EntryWriter::new(&mut out).map_err(|e| self.io(e))?;
             for e in s.entries.values() {
@@ -127,7 +140,11 @@ impl LdifDirectory {
                 path: self.path.clone(),
                 message: e.to_string(),
             })?;
-        result.map_err(|e| self.io(e))?;
+        if let Err(e) = result {
+            let e = self.io(e);
+            self.lock().broken = Some(e.clone());
+            return Err(e);
+        }
         *flushed = covers;
         Ok(())
     }
@@ -136,6 +153,40 @@ impl LdifDirectory {
         WriteError::Io {
             path: self.path.clone(),
             message: e.to_string(),
+        }
+    }
+}
+
+/// The name of the temporary file a process writes `path`'s new contents to.
+fn temporary_name(name: &str, pid: u32) -> String {
+    format!(".{name}.mailplan-{pid}.tmp")
+}
+
+/// Removes temporary files that killed runs left beside `path` (their process is gone; the
+/// rename never happened, so they hold nothing the file needs). Best effort: a file that cannot
+/// be removed is only clutter.
+fn remove_abandoned_temporaries(path: &Path) {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.mailplan-");
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for f in listing.flatten() {
+        let file = f.file_name().to_string_lossy().into_owned();
+        let pid = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tmp"))
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if pid != std::process::id() && !crate::state::host::process_alive(pid) {
+                let _ = std::fs::remove_file(f.path());
+            }
         }
     }
 }
@@ -151,7 +202,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.mailplan-{}.tmp", std::process::id()));
+    let tmp = dir.join(temporary_name(&name, std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;

@@ -121,6 +121,10 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes, 0 when it has none, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// The state folder of earlier applies (read only, to finish what they left undone);
+    /// default `.mailplan` beside the plan file.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -266,7 +270,8 @@ fn validate(path: PathBuf) -> Result<ExitCode, Error> {
 }
 
 fn plan(args: PlanArgs, style: Style) -> Result<ExitCode, Error> {
-    let inputs = ops::load_inputs(&args.plan)?;
+    let mut inputs = ops::load_inputs(&args.plan)?;
+    inputs.history = ops::load_history(&ops::state_dir(&args.plan, args.state_dir.as_deref()))?;
     let plan = ops::make_plan(&inputs)?;
     let changes = plan.has_changes();
     if let Some(out) = &args.out {
@@ -313,7 +318,9 @@ fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
     let plan: Plan = if ops::is_saved_plan(&input) {
         ops::load_saved(&input)?.plan
     } else {
-        ops::make_plan(&ops::load_inputs(&input)?)?
+        let mut inputs = ops::load_inputs(&input)?;
+        inputs.history = ops::load_history(&ops::state_dir(&input, None))?;
+        ops::make_plan(&inputs)?
     };
     print(&match format {
         GraphFormat::Dot => render::graph::dot(&plan),
@@ -322,49 +329,71 @@ fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
 }
 
 fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
-    let saved = ops::is_saved_plan(&args.input);
-    let prepared = if saved {
-        ops::prepare_saved(&args.input)?
+    let saved = if ops::is_saved_plan(&args.input) {
+        Some(ops::load_saved(&args.input)?)
     } else {
-        ops::prepare_plan_file(&args.input)?
+        None
     };
-    if !saved {
-        print(&render::text::render(&prepared.plan, style))?;
-        if !prepared.plan.has_changes() {
-            return Ok(ExitCode::SUCCESS);
+    let plan_file = match &saved {
+        Some(s) => PathBuf::from(&s.plan_file),
+        None => args.input.clone(),
+    };
+    // The lock comes first: what an apply plans from (the state's record of earlier runs) must
+    // not change under it.
+    let db = crate::state::StateDb::open(&ops::state_dir(&plan_file, args.state_dir.as_deref()))?;
+    let lock = db.lock()?;
+    let (prepared, resume) = match saved {
+        Some(saved) => {
+            let (prepared, resume) = ops::prepare_saved(&args.input, saved, &db)?;
+            if !prepared.plan.has_changes() {
+                eprintln!("The saved plan has no changes.");
+                return Ok(ExitCode::SUCCESS);
+            }
+            (prepared, resume)
         }
-        if !args.auto_approve && !confirm()? {
-            eprintln!("Apply cancelled.");
-            return Ok(ExitCode::FAILURE);
+        None => {
+            let history = ops::read_history(&db)?;
+            let prepared = ops::prepare_plan_file(&args.input, history)?;
+            print(&render::text::render(&prepared.plan, style))?;
+            if !prepared.plan.has_changes() {
+                ops::settle_merges(&db, &prepared)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            if !args.auto_approve && !confirm()? {
+                eprintln!("Apply cancelled.");
+                return Ok(ExitCode::FAILURE);
+            }
+            (prepared, None)
         }
-    } else if !prepared.plan.has_changes() {
-        eprintln!("The saved plan has no changes.");
-        return Ok(ExitCode::SUCCESS);
-    }
-    let dir = ops::state_dir(&prepared.plan_file, args.state_dir.as_deref());
-    execute(prepared, &dir, usize::from(args.parallelism))
+    };
+    let code = execute(prepared, db, usize::from(args.parallelism), resume)?;
+    lock.release()?;
+    Ok(code)
 }
 
-/// Runs a prepared plan under the state database's lock, recording the run, and prints the
-/// summary. Exit 0 only when every action applied.
+/// Runs a prepared plan under the state database's lock (held by the caller), recording the
+/// run, and prints the summary. Exit 0 only when every action applied.
 fn execute(
     prepared: ops::Prepared,
-    state_dir: &std::path::Path,
+    db: crate::state::StateDb,
     parallelism: usize,
+    resume: Option<std::collections::BTreeSet<String>>,
 ) -> Result<ExitCode, Error> {
     use std::sync::Arc;
     let style = Style { color: false };
-    let db = crate::state::StateDb::open(state_dir)?;
-    let _lock = db.lock()?;
-    let fingerprint = crate::plan::saved::text_fingerprint(&prepared.inputs.spec.text);
+    let fingerprint = ops::plan_fingerprint(&prepared);
     let run = db.begin_run(&prepared.plan_file.display().to_string(), &fingerprint)?;
+    let settle = ops::settled_merges(&prepared);
     let journal = Arc::new(crate::state::journal::StateJournal::new(db, run));
     let reporter: Arc<dyn crate::apply::Reporter> = if std::io::stderr().is_terminal() {
         Arc::new(crate::apply::reporter::Bar::new())
     } else {
         Arc::new(crate::apply::reporter::Lines)
     };
-    let options = crate::apply::Options { parallelism };
+    let options = crate::apply::Options {
+        parallelism,
+        resume,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -391,6 +420,9 @@ fn execute(
     } else {
         crate::state::RunOutcome::Failed
     };
+    if report.succeeded() {
+        journal.settle(&settle)?;
+    }
     journal.finish(outcome)?;
     eprint!("{}", render::apply_summary(&report, style));
     Ok(if report.succeeded() {
@@ -470,11 +502,9 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
             dn,
             auto_approve,
         } => {
-            let dir = ops::state_dir(&a.plan, a.state_dir.as_deref());
-            let prepared = {
-                let db = crate::state::StateDb::open(&dir)?;
-                ops::prepare_restore(&a.plan, &db, &dn)?
-            };
+            let db = open(&a)?;
+            let lock = db.lock()?;
+            let prepared = ops::prepare_restore(&a.plan, &db, &dn)?;
             print(&render::text::render(&prepared.plan, style))?;
             if !prepared.plan.has_changes() {
                 return Ok(ExitCode::SUCCESS);
@@ -483,7 +513,9 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
                 eprintln!("Restore cancelled.");
                 return Ok(ExitCode::FAILURE);
             }
-            return execute(prepared, &dir, 1);
+            let code = execute(prepared, db, 1, None)?;
+            lock.release()?;
+            return Ok(code);
         }
         StateCommand::Unlock(a) => {
             let db = open(&a)?;

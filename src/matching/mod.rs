@@ -59,6 +59,9 @@ pub enum Via {
     Cn,
     Confirmed,
     Remigrate,
+    /// The link an earlier apply recorded when it created or converted the object for this
+    /// person (the state database), used when no address matches yet.
+    State,
 }
 
 impl Via {
@@ -70,6 +73,7 @@ impl Via {
             Via::Cn => "CN",
             Via::Confirmed => "confirmed pin",
             Via::Remigrate => "remigration pin",
+            Via::State => "link recorded by an earlier apply",
         }
     }
 }
@@ -165,8 +169,15 @@ pub fn select_persons(spec: &Spec, source: &Snapshot, rules: &SourceRules) -> Ve
         .collect()
 }
 
-/// Matches every person of the wave against the destination.
-pub fn match_all(spec: &Spec, source: &Snapshot, destination: &Snapshot) -> Matches {
+/// Matches every person of the wave against the destination. `links` are the objects earlier
+/// applies created or converted for persons (see `plan::History`): one stands in for a hard
+/// match while the person's addresses have not reached it yet.
+pub fn match_all(
+    spec: &Spec,
+    source: &Snapshot,
+    destination: &Snapshot,
+    links: &BTreeMap<Dn, Dn>,
+) -> Matches {
     let src_rules = SourceRules::for_spec(spec);
     let dst_rules = DestinationRules::for_spec(spec);
     let ignored: BTreeSet<&Dn> = spec
@@ -211,9 +222,11 @@ pub fn match_all(spec: &Spec, source: &Snapshot, destination: &Snapshot) -> Matc
         .into_iter()
         .map(|person| {
             let person_pins = pins.get(&person.dn).map(Vec::as_slice).unwrap_or(&[]);
+            let link = links.get(&person.dn);
             match_person(
                 person,
                 person_pins,
+                link,
                 spec.matching.mode,
                 destination,
                 &classes,
@@ -237,6 +250,7 @@ fn join<T>(r: std::thread::Result<T>) -> T {
 fn match_person(
     person: Person,
     pins: &[(&Dn, Via)],
+    link: Option<&Dn>,
     mode: Mode,
     destination: &Snapshot,
     classes: &[Class],
@@ -339,6 +353,21 @@ fn match_person(
                 reason: format!("{} users hold this person's addresses", ids.len()),
                 candidates: hard,
             }
+        }
+    } else if let Some((id, dn)) = link
+        .and_then(|dn| Some((destination.id_of(dn)?, dn)))
+        .filter(|(id, _)| classes[*id].is_user())
+    {
+        // An earlier apply made this object for this person and was stopped before the
+        // person's addresses reached it: finish that, rather than make a second mailbox.
+        Outcome::Matched {
+            candidate: Candidate {
+                id,
+                class: classes[id],
+                via: Via::State,
+                value: dn.to_string(),
+            },
+            by: By::Pinned,
         }
     } else {
         for name in &person.short_names {

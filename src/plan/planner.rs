@@ -17,6 +17,7 @@ use crate::matching::{By, Candidate, Class, Matches, Outcome, PersonMatch};
 use crate::spec::{Flavor, MergePolicy, Role, Spec, Template, TemplatePart};
 
 use super::addresses::AddressSet;
+use super::history::History;
 use super::model::*;
 
 /// Violated plan-level preconditions: the plan cannot be made until they are fixed.
@@ -51,6 +52,7 @@ pub fn plan(
     source: &Snapshot,
     destination: &Snapshot,
     matches: &Matches,
+    history: &History,
 ) -> Result<Plan, PlanError> {
     let mut problems = check_destination(spec, destination);
     for attr in spec.destination.mapping.keys() {
@@ -68,6 +70,7 @@ pub fn plan(
         source,
         dest: destination,
         matches,
+        history,
         flavor: spec.destination.flavor,
         taken_accounts: FxHashSet::default(),
         mapping: mapping(spec),
@@ -159,6 +162,7 @@ struct Planner<'a> {
     source: &'a Snapshot,
     dest: &'a Snapshot,
     matches: &'a Matches,
+    history: &'a History,
     flavor: Flavor,
     /// Account names given to objects this plan creates.
     taken_accounts: FxHashSet<String>,
@@ -274,7 +278,7 @@ impl<'a> Planner<'a> {
             Outcome::New => {
                 subject.scenario = pm.scenario();
                 match self.create_mailbox(pm, &mut subject) {
-                    Some(mailbox) => self.contacts(pm, &mailbox),
+                    Some(mailbox) => self.contacts(pm, &mailbox, &mut subject),
                     None => subject.status = Status::Error,
                 }
             }
@@ -309,8 +313,10 @@ impl<'a> Planner<'a> {
                                 text: "remigration into an existing mailbox (scenario 6b): items only, no directory data".into(),
                             });
                         }
-                        // Matching leaves a remigration's contacts alone, so this is a no-op there.
-                        self.contacts(pm, &mailbox);
+                        // Matching leaves a remigration's contacts alone, and so does this.
+                        if candidate.via != crate::matching::Via::Remigrate {
+                            self.contacts(pm, &mailbox, &mut subject);
+                        }
                     }
                     None => subject.status = Status::Error,
                 }
@@ -788,9 +794,32 @@ impl Planner<'_> {
 
     /// Scenarios 3 and 4 (and 5/6 when contacts remain): move each contact's memberships to the
     /// mailbox, delete the contact, then merge its data and addresses into the mailbox.
-    fn contacts(&mut self, pm: &PersonMatch, mailbox: &Mailbox) {
-        if pm.contacts.is_empty() {
+    ///
+    /// Contacts an earlier run deleted before it could merge them (the state's pending merges)
+    /// are merged from their backups.
+    fn contacts(&mut self, pm: &PersonMatch, mailbox: &Mailbox, subject: &mut Subject) {
+        let history = self.history;
+        let pending: Vec<&Entry> = history
+            .pending
+            .get(&pm.person.dn)
+            .into_iter()
+            .flatten()
+            .filter(|e| !pm.contacts.iter().any(|c| self.dest.entry(c.id).dn == e.dn))
+            .collect();
+        if pm.contacts.is_empty() && pending.is_empty() {
             return;
+        }
+        if !pending.is_empty() {
+            subject.messages.push(Message {
+                level: Level::Info,
+                text: format!(
+                    "{} deleted by an earlier apply before its data was merged: merged now from the state's backup",
+                    match pending.as_slice() {
+                        [one] => format!("contact {}", one.dn),
+                        many => format!("{} contacts", many.len()),
+                    }
+                ),
+            });
         }
         let mailbox_value = Value::text(mailbox.dn.to_string());
         let mut deletes = Vec::new();
@@ -865,10 +894,22 @@ impl Planner<'_> {
             });
             deletes.push(id);
         }
-        self.merge(pm, mailbox, deletes);
+        if deletes.is_empty() {
+            deletes.extend(mailbox.action.iter().cloned());
+        }
+        let mut contacts: Vec<&Entry> = pm.contacts.iter().map(|c| self.dest.entry(c.id)).collect();
+        contacts.extend(pending);
+        contacts.sort_by(|a, b| a.dn.cmp(&b.dn));
+        self.merge(pm, mailbox, &contacts, deletes);
     }
 
-    fn merge(&mut self, pm: &PersonMatch, mailbox: &Mailbox, deletes: Vec<String>) {
+    fn merge(
+        &mut self,
+        pm: &PersonMatch,
+        mailbox: &Mailbox,
+        contacts: &[&Entry],
+        deletes: Vec<String>,
+    ) {
         let before = &mailbox.attrs;
         let mut after = before.clone();
         let mut addrs = AddressSet::read(self.flavor, before);
@@ -879,8 +920,7 @@ impl Planner<'_> {
                 ProxyAddress::smtp(addr, false)
             });
         }
-        let contacts: Vec<&Entry> = pm.contacts.iter().map(|c| self.dest.entry(c.id)).collect();
-        for contact in &contacts {
+        for contact in contacts {
             for p in AddressSet::of_entry(self.flavor, contact).iter() {
                 addrs.insert_secondary(p.clone());
             }

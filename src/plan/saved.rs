@@ -127,3 +127,9 @@ impl SavedPlan {
         })
     }
 }
+
+/// The fingerprint of a saved plan itself: runs of it are recorded under this in the state, so a
+/// rerun of the same file after an interruption knows what its earlier runs applied.
+pub fn plan_fingerprint(saved: &SavedPlan) -> String {
+    text_fingerprint(&saved.to_json())
+}

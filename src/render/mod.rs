@@ -31,6 +31,7 @@ pub fn apply_summary(report: &crate::apply::Report, style: text::Style) -> Strin
         .collect();
     let skipped = report.count(|r| matches!(r, ActionResult::Skipped { .. }));
     let not_started = report.count(|r| matches!(r, ActionResult::NotStarted));
+    let earlier = report.count(|r| matches!(r, ActionResult::AlreadyApplied));
     for (id, r) in &failed {
         if let ActionResult::Failed { stale, message } = r {
             let _ = writeln!(
@@ -49,9 +50,14 @@ pub fn apply_summary(report: &crate::apply::Report, style: text::Style) -> Strin
     };
     let _ = writeln!(
         out,
-        "{} {} applied, {} failed, {} skipped{} in {:.1} s.",
+        "{} {} applied{}, {} failed, {} skipped{} in {:.1} s.",
         text::bold(style, head),
-        report.applied(),
+        report.applied() - earlier,
+        if earlier > 0 {
+            format!(" ({earlier} more by an earlier run)")
+        } else {
+            String::new()
+        },
         failed.len(),
         skipped,
         if not_started > 0 {

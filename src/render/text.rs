@@ -154,7 +154,9 @@ fn how_matched(s: &Subject) -> String {
                 By::Pinned => "pinned",
             };
             match m.via {
-                crate::matching::Via::Confirmed | crate::matching::Via::Remigrate => {
+                crate::matching::Via::Confirmed
+                | crate::matching::Via::Remigrate
+                | crate::matching::Via::State => {
                     format!(
                         "{scenario}{by} by {} to {} ({})",
                         m.via.describe(),

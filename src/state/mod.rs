@@ -16,7 +16,7 @@
 //! returned survives a crash or power loss. That is what lets the executor write a backup, await
 //! it, and only then touch the directory.
 
-mod host;
+pub(crate) mod host;
 pub mod journal;
 mod schema;
 pub mod time;
@@ -262,6 +262,23 @@ pub enum StateError {
     Corrupt { path: PathBuf, reason: String },
 }
 
+/// What earlier runs did, as stored: see [`StateDb::history`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    /// (source person DN, destination DN), by source.
+    pub links: Vec<(String, String)>,
+    pub pending: Vec<PendingMerge>,
+}
+
+/// A contact deleted for a person whose data has not been merged into their mailbox yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMerge {
+    pub source: String,
+    pub contact: String,
+    /// The contact as it was before the delete.
+    pub ldif: String,
+}
+
 /// The state database of one plan. Not `Sync`: give each thread its own `StateDb` (opening is
 /// cheap, and SQLite serialises the writers).
 pub struct StateDb {
@@ -395,6 +412,54 @@ impl StateDb {
         let conn = connect(&path)?;
         schema::check_and_migrate(&conn, &path)?;
         Ok(StateDb { conn, path })
+    }
+
+    /// Opens `dir/state.db` when it exists, for commands that only read what earlier applies
+    /// did (`plan`): a plan file that was never applied has no state, and gets none created.
+    pub fn open_existing(dir: &Path) -> Result<Option<StateDb>, StateError> {
+        let path = dir.join(STATE_FILE);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        match StateDb::open(dir) {
+            Err(StateError::Open { .. }) => StateDb::open_read_only(&path).map(Some),
+            other => other.map(Some),
+        }
+    }
+
+    /// Opens a state on read-only storage (or one we may not write) for reading: SQLite's
+    /// `immutable` mode needs no lock files or journal beside it. Its schema must be current,
+    /// since it cannot be migrated.
+    fn open_read_only(path: &Path) -> Result<StateDb, StateError> {
+        let uri = format!(
+            "file:{}?immutable=1",
+            path.display()
+                .to_string()
+                .replace('%', "%25")
+                .replace('?', "%3f")
+                .replace('#', "%23")
+        );
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&uri, flags)
+            .map_err(|e| sql_error(path, "opening the database read-only", e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| sql_error(path, "reading the database header", e))?;
+        if version != schema::SCHEMA_VERSION {
+            return Err(StateError::Open {
+                path: path.to_owned(),
+                source: io::Error::other(format!(
+                    "it cannot be written, and its schema (version {version}) needs updating to                      version {} first",
+                    schema::SCHEMA_VERSION
+                )),
+            });
+        }
+        Ok(StateDb {
+            conn,
+            path: path.to_owned(),
+        })
     }
 
     /// The database file.
@@ -550,6 +615,104 @@ impl StateDb {
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Records, before the write, that `action_id` is about to create or convert `destination`
+    /// for the source person `source`. Until the person's addresses reach that object, this is
+    /// the only thing that ties them together, so a rerun finds it instead of creating another.
+    pub fn link(
+        &self,
+        run: RunId,
+        action_id: &str,
+        source: &str,
+        destination: &str,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO links (source_key, source, destination, run, action_id, linked_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (source_key) DO UPDATE SET destination = excluded.destination, \
+                 run = excluded.run, action_id = excluded.action_id, linked_at = excluded.linked_at",
+                params![dn_key(source), source, destination, run, action_id, time::now()],
+            )
+            .map(drop)
+            .map_err(self.err("recording a link"))
+    }
+
+    /// Backs up a contact about to be deleted for `source` and, in the same transaction, notes
+    /// that its data awaits the merge into that person's mailbox. A run killed between the
+    /// delete and the merge leaves the data only here, and the next plan merges it from here.
+    pub fn backup_contact(
+        &self,
+        run: RunId,
+        action_id: &str,
+        contact: &str,
+        ldif: &str,
+        source: &str,
+    ) -> Result<i64, StateError> {
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(self.err("backing up a contact"))?;
+        let id = self.backup(run, action_id, contact, ldif)?;
+        tx.execute(
+            "INSERT INTO pending_merges (contact_key, contact, source_key, source, backup) \
+             VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (contact_key) DO UPDATE SET source_key = excluded.source_key, \
+             source = excluded.source, backup = excluded.backup, merged_run = NULL",
+            params![dn_key(contact), contact, dn_key(source), source, id],
+        )
+        .map_err(self.err("noting a pending merge"))?;
+        tx.commit().map_err(self.err("backing up a contact"))?;
+        Ok(id)
+    }
+
+    /// The merges of `source`'s deleted contacts are done.
+    pub fn merged(&self, run: RunId, source: &str) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "UPDATE pending_merges SET merged_run = ?1 \
+                 WHERE source_key = ?2 AND merged_run IS NULL",
+                params![run, dn_key(source)],
+            )
+            .map(drop)
+            .map_err(self.err("recording a finished merge"))
+    }
+
+    /// What earlier runs did that the directories do not show: every link, and every deleted
+    /// contact whose merge has not happened, in a stable order.
+    pub fn history(&self) -> Result<History, StateError> {
+        let mut links = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare("SELECT source, destination FROM links ORDER BY source_key")
+            .map_err(self.err("reading links"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err("reading links"))?;
+        for row in rows {
+            links.push(row.map_err(self.err("reading links"))?);
+        }
+        let mut pending = Vec::new();
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT p.source, p.contact, b.ldif FROM pending_merges p \
+                 JOIN backups b ON b.id = p.backup \
+                 WHERE p.merged_run IS NULL ORDER BY p.source_key, p.contact_key",
+            )
+            .map_err(self.err("reading pending merges"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(PendingMerge {
+                    source: r.get(0)?,
+                    contact: r.get(1)?,
+                    ldif: r.get(2)?,
+                })
+            })
+            .map_err(self.err("reading pending merges"))?;
+        for row in rows {
+            pending.push(row.map_err(self.err("reading pending merges"))?);
+        }
+        Ok(History { links, pending })
+    }
+
     /// All runs, newest first.
     pub fn runs(&self) -> Result<Vec<Run>, StateError> {
         let mut stmt = self
@@ -633,6 +796,17 @@ impl StateDb {
             )
             .optional()
             .map_err(self.err("reading a backup"))
+    }
+
+    /// Whether any run of the plan with this fingerprint was recorded.
+    pub fn has_runs_of(&self, plan_fingerprint: &str) -> Result<bool, StateError> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE plan_fingerprint = ?1)",
+                [plan_fingerprint],
+                |r| r.get(0),
+            )
+            .map_err(self.err("looking up earlier runs"))
     }
 
     /// Whether `action_id` was applied in any run of the plan with this fingerprint.

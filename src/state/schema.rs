@@ -72,6 +72,28 @@ const MIGRATIONS: &[&str] = &[
         token      TEXT NOT NULL
     );
     ",
+    // 2: what earlier applies did that the directories alone do not show: which destination
+    // object a person was created or converted into (until its addresses move over, nothing
+    // else links them), and contacts deleted whose data still awaits its merge.
+    "
+    CREATE TABLE links (
+        source_key  TEXT PRIMARY KEY,
+        source      TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        run         INTEGER NOT NULL REFERENCES runs (id),
+        action_id   TEXT NOT NULL,
+        linked_at   TEXT NOT NULL
+    );
+    CREATE TABLE pending_merges (
+        contact_key TEXT PRIMARY KEY,
+        contact     TEXT NOT NULL,
+        source_key  TEXT NOT NULL,
+        source      TEXT NOT NULL,
+        backup      INTEGER NOT NULL REFERENCES backups (id),
+        merged_run  INTEGER REFERENCES runs (id)
+    );
+    CREATE INDEX pending_merges_by_source ON pending_merges (source_key);
+    ",
 ];
 
 /// The schema version this build writes and understands.
