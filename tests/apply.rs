@@ -97,6 +97,16 @@ fn a_saved_plan_applies_as_reviewed() {
         .success();
     ex.cmd().args(["apply", "wave1.json"]).assert().success();
     no_changes(&ex);
+    // Applying the same saved plan again writes nothing: its earlier run did it all.
+    let before = ex.destination();
+    ex.cmd()
+        .args(["apply", "wave1.json"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "Apply complete! 0 applied (13 more by an earlier run)",
+        ));
+    assert_eq!(ex.destination(), before);
 }
 
 #[test]

@@ -72,10 +72,22 @@ fn rerun(plan_file: &Path, destination_ldif: &Path) -> (Plan, Plan) {
     let text = std::fs::read_to_string(destination_ldif).unwrap();
     let before = ldif::parse_entries(&text, None).unwrap();
     let after = apply_in_memory(&before, &first);
+    let (_dir, second_file) = with_destination(plan_file, destination_ldif, &after);
+    let second = plan_file_ok(&second_file);
+    (first, second)
+}
 
+/// A copy of `plan_file` whose destination is `entries` (in a temporary folder, kept alive by
+/// the returned guard).
+fn with_destination(
+    plan_file: &Path,
+    destination_ldif: &Path,
+    entries: &[Entry],
+) -> (tempfile::TempDir, std::path::PathBuf) {
+    let after = entries;
     let dir = tempfile::tempdir().unwrap();
     let applied = dir.path().join("applied.ldif");
-    std::fs::write(&applied, ldif::entries_to_string(&after)).unwrap();
+    std::fs::write(&applied, ldif::entries_to_string(after)).unwrap();
     let yaml = std::fs::read_to_string(plan_file).unwrap();
     let dest_name = destination_ldif.file_name().unwrap().to_str().unwrap();
     let base = plan_file.parent().unwrap();
@@ -97,8 +109,104 @@ fn rerun(plan_file: &Path, destination_ldif: &Path) -> (Plan, Plan) {
     }
     let second_file = dir.path().join("plan.yaml");
     std::fs::write(&second_file, rewritten).unwrap();
-    let second = plan_file_ok(&second_file);
-    (first, second)
+    (dir, second_file)
+}
+
+/// A run stopped after every delete but before any merge: the contacts' data is only in the
+/// backups. Planning with the state's history (the links and the pending contacts) finishes the
+/// job, ending exactly where an uninterrupted run ends; planning without it cannot.
+fn interrupted_before_merges(plan_file: &Path, destination_ldif: &Path) -> Option<bool> {
+    let first = plan_file_ok(plan_file);
+    if !first
+        .actions
+        .iter()
+        .any(|a| a.kind == ActionKind::DeleteContact)
+    {
+        return None;
+    }
+    let text = std::fs::read_to_string(destination_ldif).unwrap();
+    let before = ldif::parse_entries(&text, None).unwrap();
+    let complete = apply_in_memory(&before, &first);
+
+    let mut partial = first.clone();
+    let merges: std::collections::BTreeSet<String> = first
+        .actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::MergeAttributes)
+        .map(|a| a.id.clone())
+        .collect();
+    partial
+        .actions
+        .retain(|a| !merges.contains(&a.id) && !a.depends_on.iter().any(|d| merges.contains(d)));
+    let stopped = apply_in_memory(&before, &partial);
+
+    let mut history = mailplan::plan::History::default();
+    for a in &first.actions {
+        match a.kind {
+            ActionKind::CreateMailbox
+            | ActionKind::ConvertNtAccount
+            | ActionKind::ConvertMailUser => {
+                history.links.insert(a.subject.clone(), a.target.clone());
+            }
+            ActionKind::DeleteContact => {
+                let contact = before.iter().find(|e| e.dn == a.target).unwrap().clone();
+                history
+                    .pending
+                    .entry(a.subject.clone())
+                    .or_default()
+                    .push(contact);
+            }
+            _ => {}
+        }
+    }
+    let (_dir, file) = with_destination(plan_file, destination_ldif, &stopped);
+    let mut inputs = mailplan::ops::load_inputs(&file).unwrap();
+    let blind = mailplan::ops::make_plan(&inputs).unwrap();
+    inputs.history = history;
+    let second = mailplan::ops::make_plan(&inputs).unwrap();
+    assert!(
+        second.actions.iter().all(|a| !matches!(
+            a.kind,
+            ActionKind::CreateMailbox | ActionKind::DeleteContact
+        )),
+        "{}: the rerun creates or deletes again: {:#?}",
+        plan_file.display(),
+        second.actions.iter().map(|a| &a.id).collect::<Vec<_>>()
+    );
+    let finished = apply_in_memory(&stopped, &second);
+    assert_eq!(
+        ldif::entries_to_string(&finished),
+        ldif::entries_to_string(&complete),
+        "{}: resumed with the history, the end differs from an uninterrupted run",
+        plan_file.display()
+    );
+    let blind_end = apply_in_memory(&stopped, &blind);
+    Some(ldif::entries_to_string(&blind_end) != ldif::entries_to_string(&complete))
+}
+
+#[test]
+fn a_run_stopped_before_its_merges_is_finished_from_the_history() {
+    let mut cases = vec![(
+        root().join("examples/plans/quickstart.yaml"),
+        root().join("examples/data/ad.ldif"),
+    )];
+    for entry in std::fs::read_dir(root().join("tests/fixtures")).unwrap() {
+        let dir = entry.unwrap().path();
+        if dir.join("destination.ldif").exists() {
+            cases.push((dir.join("plan.yaml"), dir.join("destination.ldif")));
+        }
+    }
+    let mut checked = 0;
+    let mut blind_would_lose = 0;
+    for (plan, dest) in &cases {
+        if let Some(lost) = interrupted_before_merges(plan, dest) {
+            checked += 1;
+            blind_would_lose += usize::from(lost);
+        }
+    }
+    assert!(checked >= 5, "only {checked} cases delete contacts");
+    // Without the history every such case ends elsewhere: the contacts' addresses are lost.
+    assert_eq!(blind_would_lose, checked);
 }
 
 fn plan_file_ok(path: &Path) -> Plan {
