@@ -219,3 +219,58 @@ fn killed_applies_converge_to_the_uninterrupted_result() {
         "only {kills} of the kills hit a running apply; the trials prove little"
     );
 }
+
+#[test]
+fn ctrl_c_lets_running_actions_finish_records_the_run_and_exits_1() {
+    use std::io::BufRead;
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    mailplan::generate::generate_into(
+        dir,
+        &mailplan::generate::GenerateOptions {
+            persons: 300,
+            destination_objects: 900,
+            seed: 3,
+        },
+    )
+    .unwrap();
+    let mut child = mailplan(dir, &["apply", "plan.yaml", "--auto-approve"])
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut applied = 0;
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("applied ") {
+            applied += 1;
+            if applied == 20 {
+                let sent = Command::new("kill")
+                    .args(["-INT", &child.id().to_string()])
+                    .status()
+                    .unwrap();
+                assert!(sent.success());
+                break;
+            }
+        }
+    }
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{rest:#?}");
+    let summary = rest.last().unwrap();
+    assert!(
+        rest.iter()
+            .any(|l| l.starts_with("interrupted: finishing the running actions")),
+        "{rest:#?}"
+    );
+    assert!(
+        summary.contains("Apply interrupted.") && summary.contains("not started"),
+        "{summary}"
+    );
+    let listing = Command::new(bin())
+        .current_dir(dir)
+        .args(["state", "list", "plan.yaml"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&listing.stdout).contains("interrupted"));
+    run(dir, &["apply", "plan.yaml", "--auto-approve"], 0);
+    run(dir, &["plan", "plan.yaml", "--detailed-exitcode"], 0);
+}

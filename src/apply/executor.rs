@@ -574,3 +574,216 @@ impl Journal for MemoryJournal {
             .push((action.id.clone(), result.clone()));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::directory::AttrName;
+    use crate::plan::Change;
+
+    /// A directory in memory whose writes take a little while, that counts how many run at
+    /// once, and refuses to add entries whose DN names `fail`.
+    #[derive(Default)]
+    struct Slow {
+        entries: Mutex<BTreeMap<Dn, Entry>>,
+        running: AtomicUsize,
+        most: AtomicUsize,
+    }
+
+    impl DirectoryWriter for Slow {
+        async fn get(&self, dn: &Dn) -> Result<Option<Entry>, super::super::WriteError> {
+            Ok(self.entries.lock().unwrap().get(dn).cloned())
+        }
+        async fn add(&self, entry: Entry) -> Result<(), super::super::WriteError> {
+            let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            if entry.dn.to_string().contains("fail") {
+                return Err(super::super::WriteError::Io {
+                    path: "test".into(),
+                    message: "refused".into(),
+                });
+            }
+            self.entries.lock().unwrap().insert(entry.dn.clone(), entry);
+            Ok(())
+        }
+        async fn modify(
+            &self,
+            _: &Dn,
+            _: Vec<Modification>,
+        ) -> Result<(), super::super::WriteError> {
+            unreachable!("these plans only add")
+        }
+        async fn delete(&self, _: &Dn) -> Result<(), super::super::WriteError> {
+            unreachable!("these plans only add")
+        }
+    }
+
+    struct Quiet;
+    impl Reporter for Quiet {
+        fn begin(&self, _: usize) {}
+        fn finished(&self, _: &Action, _: &ActionResult) {}
+        fn end(&self) {}
+    }
+
+    fn group(name: &str, depends_on: &[&str]) -> Action {
+        let target = Dn::parse(&format!("CN={name},OU=Groups,DC=test")).unwrap();
+        Action {
+            id: format!("create_group:{name}"),
+            kind: ActionKind::CreateGroup,
+            subject: target.clone(),
+            target: target.clone(),
+            depends_on: depends_on
+                .iter()
+                .map(|d| format!("create_group:{d}"))
+                .collect(),
+            changes: vec![Change {
+                object: None,
+                attribute: AttrName::new_unchecked("objectClass"),
+                before: ValueSet::new(),
+                after: ValueSet::from([Value::text("group".to_string())]),
+            }],
+            preconditions: vec![Precondition::Absent { object: target }],
+            items: None,
+        }
+    }
+
+    fn plan(actions: Vec<Action>) -> Arc<Plan> {
+        Arc::new(Plan {
+            format_version: crate::plan::FORMAT_VERSION.into(),
+            subjects: Vec::new(),
+            summary: Plan::summarise(&[], &actions),
+            actions,
+        })
+    }
+
+    fn rules() -> Arc<DestinationRules> {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/plans/quickstart.yaml");
+        Arc::new(DestinationRules::for_spec(
+            &crate::spec::load(&path).unwrap(),
+        ))
+    }
+
+    async fn run(
+        plan: Arc<Plan>,
+        writer: Arc<Slow>,
+        parallelism: usize,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> (Report, Arc<MemoryJournal>) {
+        let journal = Arc::new(MemoryJournal::default());
+        let report = execute(
+            plan,
+            writer,
+            rules(),
+            journal.clone(),
+            Arc::new(Quiet),
+            Arc::new(BTreeSet::new()),
+            Options {
+                parallelism,
+                resume: None,
+            },
+            cancel,
+        )
+        .await
+        .unwrap();
+        (report, journal)
+    }
+
+    fn result<'a>(report: &'a Report, name: &str) -> &'a ActionResult {
+        let id = format!("create_group:{name}");
+        &report.results.iter().find(|(i, _)| *i == id).unwrap().1
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_more_than_parallelism_actions_run_at_once() {
+        let actions = (0..24).map(|i| group(&format!("g{i}"), &[])).collect();
+        let writer = Arc::new(Slow::default());
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let (report, _) = run(plan(actions), writer.clone(), 4, rx).await;
+        assert!(report.succeeded());
+        assert_eq!(writer.most.load(Ordering::SeqCst), 4);
+        assert_eq!(writer.entries.lock().unwrap().len(), 24);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_skips_its_dependents_once_and_the_rest_goes_on() {
+        // fail ← a ← b, fail ← b (b reachable twice), c independent.
+        let actions = vec![
+            group("fail", &[]),
+            group("a", &["fail"]),
+            group("b", &["a", "fail"]),
+            group("c", &[]),
+        ];
+        let writer = Arc::new(Slow::default());
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let (report, journal) = run(plan(actions), writer, 2, rx).await;
+        assert!(!report.succeeded());
+        assert!(
+            matches!(result(&report, "fail"), ActionResult::Failed { stale: false, message } if message.contains("refused"))
+        );
+        for dependent in ["a", "b"] {
+            assert_eq!(
+                result(&report, dependent),
+                &ActionResult::Skipped {
+                    because: "create_group:fail".into()
+                }
+            );
+        }
+        assert_eq!(result(&report, "c"), &ActionResult::Applied);
+        let records = journal.records.lock().unwrap();
+        let b = records
+            .iter()
+            .filter(|(id, _)| id == "create_group:b")
+            .count();
+        assert_eq!(b, 1, "a skip is recorded once");
+        assert_eq!(records.len(), 4);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_action_fails_alone() {
+        let actions = vec![group("x", &[]), group("y", &["x"]), group("z", &[])];
+        let writer = Arc::new(Slow::default());
+        // Someone created x since the plan was made.
+        let x = Dn::parse("CN=x,OU=Groups,DC=test").unwrap();
+        writer
+            .entries
+            .lock()
+            .unwrap()
+            .insert(x.clone(), Entry::new(x));
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let (report, _) = run(plan(actions), writer, 2, rx).await;
+        assert!(
+            matches!(result(&report, "x"), ActionResult::Failed { stale: true, message } if message.contains("exists now"))
+        );
+        assert!(matches!(result(&report, "y"), ActionResult::Skipped { .. }));
+        assert_eq!(result(&report, "z"), &ActionResult::Applied);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancelling_starts_nothing_new_and_lets_running_actions_finish() {
+        let actions = (0..40).map(|i| group(&format!("g{i}"), &[])).collect();
+        let writer = Arc::new(Slow::default());
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let cancel = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send(true).unwrap();
+            tx
+        });
+        let (report, journal) = run(plan(actions), writer.clone(), 4, rx).await;
+        drop(cancel.await);
+        assert!(report.interrupted);
+        let applied = report.applied();
+        let not_started = report.count(|r| *r == ActionResult::NotStarted);
+        assert!((4..40).contains(&applied), "applied {applied}");
+        assert_eq!(applied + not_started, 40, "nothing failed or was abandoned");
+        // Every action that started finished, wrote, and was recorded.
+        assert_eq!(writer.entries.lock().unwrap().len(), applied);
+        assert_eq!(journal.records.lock().unwrap().len(), applied);
+        assert_eq!(writer.running.load(Ordering::SeqCst), 0);
+    }
+}
