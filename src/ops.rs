@@ -123,6 +123,8 @@ pub struct Inputs {
     pub spec: Spec,
     pub source: Snapshot,
     pub destination: Snapshot,
+    /// Item inventories by source person; empty until `gather_items` ran.
+    pub inventories: crate::items::Inventories,
 }
 
 /// Reads and validates the plan file.
@@ -248,13 +250,32 @@ pub fn load_inputs(path: &Path) -> Result<Inputs, Error> {
         spec,
         source,
         destination,
+        inventories: Default::default(),
     })
+}
+
+/// Takes the item inventories the plan file asks for (source, ledger, destination), so the plan
+/// can say exactly what each import copies. Reads only.
+pub fn gather_items(inputs: &mut Inputs, state_dir: &Path) -> Result<(), Error> {
+    let endpoints = crate::items::endpoints_for(&inputs.spec, &inputs.source);
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    inputs.inventories =
+        crate::items::inventory::gather(&inputs.spec, &endpoints, Some(state_dir))?;
+    Ok(())
 }
 
 /// Matches and plans: the pure core, with the graph checked.
 pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
     let matches = matching::match_all(&inputs.spec, &inputs.source, &inputs.destination);
-    let plan = plan::plan(&inputs.spec, &inputs.source, &inputs.destination, &matches)?;
+    let plan = plan::plan_with_items(
+        &inputs.spec,
+        &inputs.source,
+        &inputs.destination,
+        &matches,
+        &inputs.inventories,
+    )?;
     ActionGraph::build(&plan)?;
     Ok(plan)
 }
@@ -341,6 +362,26 @@ pub fn prepare_plan_file(path: &Path) -> Result<Prepared, Error> {
     })
 }
 
+/// `prepare_plan_file`, with the item inventories taken first (`apply PLAN.yaml`).
+pub fn prepare_plan_file_with_items(
+    path: &Path,
+    state_dir: Option<&Path>,
+) -> Result<Prepared, Error> {
+    let mut inputs = load_inputs(path)?;
+    gather_items(&mut inputs, &state_dir_for(path, state_dir))?;
+    let plan = make_plan(&inputs)?;
+    Ok(Prepared {
+        plan_file: path.to_path_buf(),
+        inputs,
+        plan,
+        changed: Default::default(),
+    })
+}
+
+fn state_dir_for(plan_file: &Path, explicit: Option<&Path>) -> PathBuf {
+    state_dir(plan_file, explicit)
+}
+
 /// Loads a saved plan for `apply FILE`: refused whole when its plan file changed since; entries
 /// it depends on that changed are reported so the actions touching them fail as stale.
 pub fn prepare_saved(file: &Path) -> Result<Prepared, Error> {
@@ -379,7 +420,29 @@ pub async fn apply(
     options: crate::apply::Options,
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<crate::apply::Report, Error> {
+    apply_with_items(prepared, journal, reporter, options, cancel, None).await
+}
+
+/// `apply`, with the item stores: `items` is the state folder and the run the ledger records
+/// copied items under.
+pub async fn apply_with_items(
+    prepared: Prepared,
+    journal: std::sync::Arc<dyn crate::apply::Journal>,
+    reporter: std::sync::Arc<dyn crate::apply::Reporter>,
+    options: crate::apply::Options,
+    cancel: tokio::sync::watch::Receiver<bool>,
+    items: Option<(PathBuf, crate::state::RunId)>,
+) -> Result<crate::apply::Report, Error> {
     use std::sync::Arc;
+    let importer = items.map(|(dir, run)| {
+        let endpoints = crate::items::endpoints_for(&prepared.inputs.spec, &prepared.inputs.source);
+        crate::items::import::shared(crate::items::import::ItemImporter::new(
+            prepared.inputs.spec.items.clone(),
+            endpoints,
+            dir,
+            run,
+        ))
+    });
     let Prepared {
         inputs,
         plan,
@@ -391,13 +454,14 @@ pub async fn apply(
         DirectorySource::Ldif(path) => {
             let writer = Arc::new(crate::apply::LdifDirectory::new(path, &inputs.destination));
             drop(inputs);
-            Ok(crate::apply::execute(
+            Ok(crate::apply::execute_with_importer(
                 Arc::new(plan),
                 writer,
                 rules,
                 journal,
                 reporter,
                 Arc::new(changed),
+                importer,
                 options,
                 cancel,
             )

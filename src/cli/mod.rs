@@ -121,6 +121,10 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes, 0 when it has none, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// The state folder whose item ledger says what was copied already; default `.mailplan`
+    /// beside the plan file. Only read.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -266,7 +270,11 @@ fn validate(path: PathBuf) -> Result<ExitCode, Error> {
 }
 
 fn plan(args: PlanArgs, style: Style) -> Result<ExitCode, Error> {
-    let inputs = ops::load_inputs(&args.plan)?;
+    let mut inputs = ops::load_inputs(&args.plan)?;
+    ops::gather_items(
+        &mut inputs,
+        &ops::state_dir(&args.plan, args.state_dir.as_deref()),
+    )?;
     let plan = ops::make_plan(&inputs)?;
     let changes = plan.has_changes();
     if let Some(out) = &args.out {
@@ -313,7 +321,9 @@ fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
     let plan: Plan = if ops::is_saved_plan(&input) {
         ops::load_saved(&input)?.plan
     } else {
-        ops::make_plan(&ops::load_inputs(&input)?)?
+        let mut inputs = ops::load_inputs(&input)?;
+        ops::gather_items(&mut inputs, &ops::state_dir(&input, None))?;
+        ops::make_plan(&inputs)?
     };
     print(&match format {
         GraphFormat::Dot => render::graph::dot(&plan),
@@ -326,7 +336,7 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
     let prepared = if saved {
         ops::prepare_saved(&args.input)?
     } else {
-        ops::prepare_plan_file(&args.input)?
+        ops::prepare_plan_file_with_items(&args.input, args.state_dir.as_deref())?
     };
     if !saved {
         print(&render::text::render(&prepared.plan, style))?;
@@ -373,6 +383,7 @@ fn execute(
             source: e,
         })?;
     let as_journal: Arc<dyn crate::apply::Journal> = journal.clone();
+    let items_dir = state_dir.to_path_buf();
     let report = runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         // Ctrl-C: start nothing new, let running actions finish, then report.
@@ -382,7 +393,15 @@ fn execute(
                 let _ = tx.send(true);
             }
         });
-        ops::apply(prepared, as_journal, reporter, options, rx).await
+        ops::apply_with_items(
+            prepared,
+            as_journal,
+            reporter,
+            options,
+            rx,
+            Some((items_dir, run)),
+        )
+        .await
     })?;
     let outcome = if report.succeeded() {
         crate::state::RunOutcome::Succeeded

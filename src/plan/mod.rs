@@ -9,4 +9,4 @@ pub mod restore;
 pub mod saved;
 
 pub use model::*;
-pub use planner::{PlanError, plan};
+pub use planner::{PlanError, plan, plan_with_items};

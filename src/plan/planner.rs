@@ -13,6 +13,7 @@ use rustc_hash::FxHashSet;
 use crate::directory::address::{address_key, smtp_domain};
 use crate::directory::snapshot::name_key;
 use crate::directory::{AttrName, Attrs, Dn, Entry, ProxyAddress, Snapshot, Value, ValueSet};
+use crate::items::{Inventories, Inventory};
 use crate::matching::{By, Candidate, Class, Matches, Outcome, PersonMatch};
 use crate::spec::{Flavor, MergePolicy, Role, Spec, Template, TemplatePart};
 
@@ -52,6 +53,18 @@ pub fn plan(
     destination: &Snapshot,
     matches: &Matches,
 ) -> Result<Plan, PlanError> {
+    plan_with_items(spec, source, destination, matches, &Inventories::new())
+}
+
+/// `plan`, with the item inventories gathered before planning: each planned person whose
+/// inventory has new items gets its imports, after the action that makes its mailbox.
+pub fn plan_with_items(
+    spec: &Spec,
+    source: &Snapshot,
+    destination: &Snapshot,
+    matches: &Matches,
+    inventories: &Inventories,
+) -> Result<Plan, PlanError> {
     let mut problems = check_destination(spec, destination);
     for attr in spec.destination.mapping.keys() {
         if MANAGED.iter().any(|m| attr.is(m)) {
@@ -80,6 +93,7 @@ pub fn plan(
         subjects: Vec::new(),
         actions: Vec::new(),
         targets: BTreeMap::new(),
+        inventories,
     };
     for pm in &matches.persons {
         p.person(pm);
@@ -173,6 +187,8 @@ struct Planner<'a> {
     actions: Vec<Action>,
     /// Source DN → (destination DN, id of the action that brings it into being, if any).
     targets: BTreeMap<Dn, (Dn, Option<String>)>,
+    /// Item inventories by source DN.
+    inventories: &'a Inventories,
 }
 
 /// The mailbox a person ends up with, as the planner tracks it through the chain.
@@ -274,7 +290,10 @@ impl<'a> Planner<'a> {
             Outcome::New => {
                 subject.scenario = pm.scenario();
                 match self.create_mailbox(pm, &mut subject) {
-                    Some(mailbox) => self.contacts(pm, &mailbox),
+                    Some(mailbox) => {
+                        self.contacts(pm, &mailbox);
+                        self.imports(pm, &mailbox, &mut subject);
+                    }
                     None => subject.status = Status::Error,
                 }
             }
@@ -311,6 +330,7 @@ impl<'a> Planner<'a> {
                         }
                         // Matching leaves a remigration's contacts alone, so this is a no-op there.
                         self.contacts(pm, &mailbox);
+                        self.imports(pm, &mailbox, &mut subject);
                     }
                     None => subject.status = Status::Error,
                 }
@@ -323,13 +343,63 @@ impl<'a> Planner<'a> {
             if let Some(m) = &subject.matched {
                 let producer = self.actions[first_action..]
                     .first()
-                    .filter(|a| a.target == m.object)
+                    .filter(|a| a.target == m.object && a.kind.effect() != Effect::Import)
                     .map(|a| a.id.clone());
                 self.targets
                     .insert(person.dn.clone(), (m.object.clone(), producer));
             }
         }
         self.subjects.push(subject);
+    }
+
+    /// The person's imports: one action per kind whose inventory has new items, after the action
+    /// that makes the mailbox. Bad items and unreadable stores become messages on the subject.
+    fn imports(&mut self, pm: &PersonMatch, mailbox: &Mailbox, subject: &mut Subject) {
+        let Some(inv) = self.inventories.get(&pm.person.dn) else {
+            return;
+        };
+        let kinds: [(ActionKind, &Option<Inventory>, &str); 3] = [
+            (ActionKind::ImportMail, &inv.mail, "mail"),
+            (ActionKind::ImportCalendar, &inv.calendar, "calendar"),
+            (ActionKind::ImportContacts, &inv.contacts, "contacts"),
+        ];
+        for (kind, inv, what) in kinds {
+            let Some(inv) = inv else { continue };
+            for bad in &inv.bad {
+                subject.messages.push(Message {
+                    level: Level::Warning,
+                    text: format!(
+                        "{what}: bad item skipped: {}: {}",
+                        bad.location, bad.message
+                    ),
+                });
+            }
+            if let Some(e) = &inv.error {
+                subject.messages.push(Message {
+                    level: Level::Error,
+                    text: format!("{what}: cannot take the inventory, nothing planned: {e}"),
+                });
+                continue;
+            }
+            if inv.new == 0 {
+                continue;
+            }
+            self.actions.push(Action {
+                id: Action::id_for(kind, &mailbox.dn),
+                kind,
+                subject: pm.person.dn.clone(),
+                target: mailbox.dn.clone(),
+                depends_on: mailbox.action.iter().cloned().collect(),
+                changes: Vec::new(),
+                preconditions: Vec::new(),
+                items: Some(ItemCount {
+                    count: inv.new,
+                    bytes: inv.new_bytes,
+                    folders: inv.new_folders,
+                    total: inv.total,
+                }),
+            });
+        }
     }
 
     /// The person's SMTP addresses with the intended primary first.
