@@ -16,7 +16,7 @@ use crate::apply::Importer;
 use crate::directory::Dn;
 use crate::items::endpoints::PersonEndpoints;
 use crate::items::inventory::{read_ledger, select_mail};
-use crate::items::mail::{ToCopy, ledger_identity};
+use crate::items::mail::{MessageMeta, ledger_identity};
 use crate::items::{BadItem, ItemKind, human_bytes};
 use crate::plan::{Action, ActionKind};
 use crate::spec::Items;
@@ -95,15 +95,17 @@ impl ItemImporter {
             bad: selection.bad.clone(),
             ..Default::default()
         };
-        // Consecutive messages of one destination folder form batches.
+        // Consecutive messages of one source folder and one destination folder form batches.
         let mut start = 0;
         let copy = &selection.copy;
         while start < copy.len() {
             let folder = &copy[start].folder;
+            let source_folder = &copy[start].source_folder;
             let mut end = start;
             let mut bytes = 0;
             while end < copy.len()
                 && copy[end].folder == *folder
+                && copy[end].source_folder == *source_folder
                 && end - start < BATCH_MESSAGES
                 && (end == start || bytes + copy[end].message.size <= BATCH_BYTES)
             {
@@ -112,25 +114,28 @@ impl ItemImporter {
             }
             let chunk = &copy[start..end];
             start = end;
-            let mut batch: Vec<(&ToCopy, Vec<u8>)> = Vec::with_capacity(chunk.len());
-            for c in chunk {
-                match source.fetch(&c.source_folder, &c.message).await {
-                    Ok(data) => batch.push((c, data)),
+            let metas: Vec<&MessageMeta> = chunk.iter().map(|c| &c.message).collect();
+            let bodies = source
+                .fetch_batch(source_folder, &metas)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut batch: Vec<(&MessageMeta, Vec<u8>)> = Vec::with_capacity(chunk.len());
+            for (m, body) in metas.iter().zip(bodies) {
+                match body {
+                    Ok(data) => batch.push((m, data)),
                     Err(e) => report.bad.push(BadItem {
-                        location: format!("{}/{}", c.source_folder, c.message.key),
+                        location: format!("{source_folder}/{}", m.key),
                         message: format!("cannot read it at the source: {e}"),
                     }),
                 }
             }
-            let refs: Vec<(&crate::items::mail::MessageMeta, Vec<u8>)> =
-                batch.into_iter().map(|(c, d)| (&c.message, d)).collect();
-            let sizes: Vec<u64> = refs.iter().map(|(_, d)| d.len() as u64).collect();
+            let sizes: Vec<u64> = batch.iter().map(|(_, d)| d.len() as u64).collect();
             let results = destination
-                .append_batch(folder, &refs)
+                .append_batch(folder, &batch)
                 .await
                 .map_err(|e| e.to_string())?;
             let mut confirmed = Vec::new();
-            for (((m, _), result), size) in refs.iter().zip(results).zip(sizes) {
+            for (((m, _), result), size) in batch.iter().zip(results).zip(sizes) {
                 match result {
                     Ok(()) => {
                         report.copied += 1;
@@ -145,7 +150,7 @@ impl ItemImporter {
                         });
                     }
                     Err(e) => report.bad.push(BadItem {
-                        location: format!("{folder}/{}", m.key),
+                        location: format!("{source_folder}/{}", m.key),
                         message: format!("the destination refused it: {e}"),
                     }),
                 }

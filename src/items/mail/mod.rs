@@ -190,6 +190,22 @@ impl Store {
         }
     }
 
+    /// Bodies of several messages of one folder (one round trip on IMAP); a message that cannot
+    /// be read is `Err` on its own.
+    pub async fn fetch_batch(
+        &mut self,
+        folder: &str,
+        messages: &[&MessageMeta],
+    ) -> Result<Vec<Result<Vec<u8>, String>>, MailError> {
+        match self {
+            Store::Maildir(d) => Ok(messages
+                .iter()
+                .map(|m| d.fetch(folder, m).map_err(|e| e.to_string()))
+                .collect()),
+            Store::Imap(s) => s.fetch_many(folder, messages).await,
+        }
+    }
+
     /// Stores messages into one folder (created when missing), in order; each result says
     /// whether the store confirmed that message. Batches let IMAP pipeline its APPENDs.
     pub async fn append_batch(
