@@ -303,12 +303,15 @@ impl DavCollection {
         };
         let (status, _, body) = self.send("PUT", &url, rb).await?;
         match status {
-            StatusCode::CREATED => Ok(PutOutcome::Created),
-            StatusCode::OK | StatusCode::NO_CONTENT => Ok(if existing.is_some() {
-                PutOutcome::Updated
-            } else {
-                PutOutcome::Created
-            }),
+            // Servers differ in 200/201/204 for an update (Radicale answers 201): the
+            // precondition the caller chose says which it was.
+            StatusCode::CREATED | StatusCode::OK | StatusCode::NO_CONTENT => {
+                Ok(if existing.is_some() {
+                    PutOutcome::Updated
+                } else {
+                    PutOutcome::Created
+                })
+            }
             // 412: the precondition failed; 409: the server holds this UID in another resource.
             StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => {
                 if existing.is_none() && self.holds(&url, text).await? {

@@ -105,6 +105,84 @@ pub fn line_value(line: &str) -> Option<&str> {
 /// The value of parameter `name` of a content line, unquoted (`TZID` of
 /// `DTSTART;TZID="W. Europe":…` is `W. Europe`).
 pub fn line_param(line: &str, name: &str) -> Option<String> {
+    let params = split_params(line);
+    params.into_iter().find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.eq_ignore_ascii_case(name)
+            .then(|| v.trim_matches('"').to_string())
+    })
+}
+
+/// The UID of the first item in a text of content lines (an iCalendar object or a vCard), with a
+/// `urn:uuid:` prefix removed so that vCard 3.0 and 4.0 forms of the same UID compare equal.
+pub fn first_uid(text: &str) -> Option<String> {
+    unfold(text).into_iter().find_map(|(_, line)| {
+        (line_name(&line) == "UID").then(|| {
+            let v = line_value(&line).unwrap_or("").trim();
+            v.strip_prefix("urn:uuid:").unwrap_or(v).to_string()
+        })
+    })
+}
+
+/// Whether two texts hold the same content, as far as a server's re-serialisation goes: servers
+/// store what they parsed and give back their own text (Radicale reorders properties and
+/// parameters, drops quotes, folds differently). So each component is compared as the sorted
+/// list of its properties (name, sorted unquoted parameters, value) and of its nested
+/// components; PRODID is ignored (servers stamp their own).
+pub fn same_content(a: &str, b: &str) -> bool {
+    canonical(a) == canonical(b)
+}
+
+fn canonical(text: &str) -> Vec<String> {
+    // (name, properties, children) of each open component.
+    let mut stack: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    let mut done = Vec::new();
+    for (_, line) in unfold(text) {
+        let name = line_name(&line);
+        let value = line_value(&line).unwrap_or("").trim_end();
+        match name.as_str() {
+            "BEGIN" => stack.push((value.to_ascii_uppercase(), Vec::new(), Vec::new())),
+            "END" => {
+                let Some((comp, mut props, mut children)) = stack.pop() else {
+                    continue;
+                };
+                props.sort();
+                children.sort();
+                let mut out = format!("BEGIN:{comp}\n");
+                for p in props.iter().chain(&children) {
+                    out.push_str(p);
+                    out.push('\n');
+                }
+                out.push_str(&format!("END:{comp}"));
+                match stack.last_mut() {
+                    Some(parent) => parent.2.push(out),
+                    None => done.push(out),
+                }
+            }
+            "PRODID" => {}
+            _ => {
+                let Some(top) = stack.last_mut() else {
+                    continue;
+                };
+                let mut params: Vec<String> = split_params(&line)
+                    .into_iter()
+                    .map(|p| match p.split_once('=') {
+                        Some((k, v)) => {
+                            format!("{}={}", k.to_ascii_uppercase(), v.replace('"', ""))
+                        }
+                        None => p.to_ascii_uppercase(),
+                    })
+                    .collect();
+                params.sort();
+                top.1.push(format!("{name};{}:{value}", params.join(";")));
+            }
+        }
+    }
+    done
+}
+
+/// The parameters of a content line (`TZID="A; B"`, `VALUE=DATE`), quotes kept.
+fn split_params(line: &str) -> Vec<&str> {
     let value_start = line.len() - line_value(line).map(|v| v.len() + 1).unwrap_or(0);
     let head = &line[..value_start];
     let mut params = Vec::new();
@@ -125,36 +203,7 @@ pub fn line_param(line: &str, name: &str) -> Option<String> {
     if let Some(s) = start {
         params.push(&head[s..]);
     }
-    params.into_iter().find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        k.eq_ignore_ascii_case(name)
-            .then(|| v.trim_matches('"').to_string())
-    })
-}
-
-/// The UID of the first item in a text of content lines (an iCalendar object or a vCard), with a
-/// `urn:uuid:` prefix removed so that vCard 3.0 and 4.0 forms of the same UID compare equal.
-pub fn first_uid(text: &str) -> Option<String> {
-    unfold(text).into_iter().find_map(|(_, line)| {
-        (line_name(&line) == "UID").then(|| {
-            let v = line_value(&line).unwrap_or("").trim();
-            v.strip_prefix("urn:uuid:").unwrap_or(v).to_string()
-        })
-    })
-}
-
-/// The content of a text for comparison with what a server sends back: servers re-serialise what
-/// they store (property order, folding, PRODID), so two texts count as the same content when they
-/// hold the same set of unfolded lines, PRODID aside.
-pub fn same_content(a: &str, b: &str) -> bool {
-    fn lines(t: &str) -> std::collections::BTreeSet<String> {
-        unfold(t)
-            .into_iter()
-            .map(|(_, l)| l.trim_end().to_string())
-            .filter(|l| line_name(l) != "PRODID")
-            .collect()
-    }
-    lines(a) == lines(b)
+    params
 }
 
 /// A folder holding one file per item (`<uid>.<ext>`), the destination when there is no server.
@@ -289,6 +338,27 @@ mod tests {
         assert_eq!(line_param(l, "tzid").as_deref(), Some("W. Europe: Berlin"));
         assert_eq!(line_param(l, "VALUE").as_deref(), Some("DATE-TIME"));
         assert_eq!(line_param("UID:x", "TZID"), None);
+    }
+
+    #[test]
+    fn same_content_ignores_how_a_server_reserialises() {
+        let ours = "BEGIN:VCALENDAR\r\nPRODID:-//Lotus//EN\r\nBEGIN:VEVENT\r\nUID:a\r\n\
+                    DTSTART;TZID=\"W. Europe\";VALUE=DATE-TIME:20240101T090000\r\nSUMMARY:long \r\n \
+                    title\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+        let theirs = "BEGIN:VCALENDAR\nPRODID:-//Radicale//EN\nBEGIN:VEVENT\nSUMMARY:long title\n\
+                      DTSTART;VALUE=DATE-TIME;TZID=W. Europe:20240101T090000\nUID:a\nEND:VEVENT\n\
+                      END:VCALENDAR\n";
+        assert!(same_content(ours, theirs));
+        assert!(!same_content(
+            ours,
+            &theirs.replace("long title", "long  title")
+        ));
+        // A property moved from one component to another is a change.
+        let two = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:a\nSUMMARY:x\nEND:VEVENT\n\
+                   BEGIN:VEVENT\nUID:a\nRECURRENCE-ID:20240101\nEND:VEVENT\nEND:VCALENDAR\n";
+        let moved = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:a\nEND:VEVENT\n\
+                     BEGIN:VEVENT\nUID:a\nSUMMARY:x\nRECURRENCE-ID:20240101\nEND:VEVENT\nEND:VCALENDAR\n";
+        assert!(!same_content(two, moved));
     }
 
     #[test]

@@ -224,8 +224,7 @@ pub fn write(contact: &Contact, uid: &str, version: VcardVersion) -> String {
     for (field, t) in URLS {
         if !get(field).is_empty() {
             let t3 = t.to_ascii_uppercase();
-            // URL is a URI, not TEXT: no backslash escaping (RFC 6350 6.7.8).
-            lines.push(format!("URL{}:{}", type_param(t, &t3), get(field)));
+            lines.push(format!("URL{}:{}", type_param(t, &t3), uri(get(field))));
         }
     }
     for (field, prop) in [("birthday", "BDAY"), ("anniversary", "ANNIVERSARY")] {
@@ -283,6 +282,20 @@ pub fn write(contact: &Contact, uid: &str, version: VcardVersion) -> String {
     }
     out.push_str("END:VCARD\r\n");
     out
+}
+
+/// A URI value. URL is not TEXT, so backslash escapes would be read as part of the address by
+/// some servers, while others (vobject, in Radicale) split an unescaped comma as a list and keep
+/// only the first part. A percent-encoded comma means the same to a web server and survives both.
+fn uri(value: &str) -> String {
+    value
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| match c {
+            ',' => "%2C".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// A Zimbra date (`1980-01-15`, or `19800115`) as year, month, day.
