@@ -439,3 +439,41 @@ async fn vcard_folder_creates_once() {
         5
     );
 }
+
+#[test]
+fn every_vcard_stands_for_its_own_identity() {
+    let (list, _) = contacts::read_csv(&fixture("contacts.csv")).unwrap();
+    for c in &list {
+        for v in [VcardVersion::V4, VcardVersion::V3] {
+            let ids = contacts::vcard_identities(&contacts::to_vcard(c, v));
+            assert!(ids.contains(&c.identity), "{} not in {ids:?}", c.identity);
+        }
+    }
+    // A card another tool wrote: every address counts, case and folding do not.
+    let other = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:other-1\r\nFN:Dr. John Smith\r\nN:Smith;John;;Dr.;\r\n\
+                 EMAIL;TYPE=INTERNET:js@example.org\r\nEMAIL;TYPE=INTERNET:JOHN.SMITH@acme.co\r\n m\r\n\
+                 ORG:Acme\\, Inc.\r\nEND:VCARD\r\n";
+    assert_eq!(
+        contacts::vcard_identities(other),
+        [
+            "email:john.smith@acme.com",
+            "email:js@example.org",
+            "name:dr. john smith;company:acme, inc.",
+            "name:john smith;company:acme, inc.",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn vcard_folder_knows_contacts_written_by_another_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("from-elsewhere.vcf"),
+        "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:elsewhere\r\nFN:J\r\nEMAIL:John.Smith@acme.com\r\nEND:VCARD\r\n",
+    )
+    .unwrap();
+    let store = VcardFolder::new(dir.path());
+    let ids = store.identities().await.unwrap();
+    assert_eq!(ids["email:john.smith@acme.com"], "elsewhere");
+    assert_eq!(store.list().await.unwrap().len(), 1);
+}

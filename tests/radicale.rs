@@ -277,6 +277,68 @@ async fn contacts_are_created_once_as_vcard4_and_vcard3() {
 }
 
 #[tokio::test]
+async fn contacts_made_by_another_tool_are_known_by_identity() {
+    let server = Radicale::start();
+    let url = server.collection("alice", "contacts");
+    let store = CardDav::new(&config(&url, "alice", "alicepass"), VcardVersion::V4).unwrap();
+    let (list, _) = contacts::read_csv(&fixture("contacts.csv")).unwrap();
+    // The address book exists (made by a first put), then another tool adds John its own way.
+    let taro = VcardObject::new(&list[2], VcardVersion::V4);
+    assert_eq!(store.put(&taro, None).await.unwrap(), PutOutcome::Created);
+    let other = "BEGIN:VCARD\r\nVERSION:3.0\r\nUID:other-tool-1\r\nFN:John Smith\r\n\
+                 N:Smith;John;;;\r\nEMAIL;TYPE=INTERNET:JOHN.SMITH@ACME.COM\r\nEND:VCARD\r\n";
+    let client = reqwest::Client::new();
+    let resp = client
+        .put(format!("{url}other-tool-1.vcf"))
+        .basic_auth("alice", Some("alicepass"))
+        .header("Content-Type", "text/vcard; charset=utf-8")
+        .body(other)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let ids = store.identities().await.unwrap();
+    assert_eq!(ids[&list[0].identity], "other-tool-1");
+    assert_eq!(ids[&list[2].identity], taro.uid);
+    assert!(!ids.contains_key(&list[1].identity));
+}
+
+#[tokio::test]
+async fn many_events_go_in_once() {
+    let server = Radicale::start();
+    let url = server.collection("alice", "calendar");
+    let store = CalDav::new(&config(&url, "alice", "alicepass")).unwrap();
+    let mut ics = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n");
+    for i in 0..200 {
+        ics.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:event-{i:03}@acme.com\r\nDTSTAMP:20240101T000000Z\r\n\
+             DTSTART:2024{:02}{:02}T090000Z\r\nSUMMARY:Meeting {i}\r\nEND:VEVENT\r\n",
+            1 + i % 12,
+            1 + i % 28
+        ));
+    }
+    ics.push_str("END:VCALENDAR\r\n");
+    let (objects, bad) = calendar::ics::parse_ics(ics.as_bytes(), "many.ics");
+    assert!(bad.is_empty());
+    assert_eq!(objects.len(), 200);
+    for o in &objects {
+        assert_eq!(store.put(o, None).await.unwrap(), PutOutcome::Created);
+    }
+    let listed = store.list().await.unwrap();
+    assert_eq!(listed.len(), 200);
+    // A rerun after a lost ledger: nothing is created twice.
+    let outcomes: Vec<PutOutcome> = {
+        let mut v = Vec::new();
+        for o in &objects {
+            v.push(store.put(o, None).await.unwrap());
+        }
+        v
+    };
+    assert!(outcomes.iter().all(|o| *o == PutOutcome::Unchanged));
+    assert_eq!(store.list().await.unwrap(), listed);
+}
+
+#[tokio::test]
 async fn a_contact_changed_at_the_source_is_updated_by_etag() {
     let server = Radicale::start();
     let url = server.collection("alice", "contacts");

@@ -212,6 +212,27 @@ impl DavCollection {
     /// empty. Reads the UIDs from the resources themselves (REPORT with the data), so resources
     /// named by another tool are recognised.
     pub async fn list(&self) -> Result<BTreeMap<String, String>, DavError> {
+        let mut out = BTreeMap::new();
+        let mut hrefs = BTreeMap::new();
+        for r in self.resources().await? {
+            let Some(uid) = first_uid(&r.data) else {
+                continue;
+            };
+            // Two resources with one UID: the first by href counts, on every run.
+            if let std::collections::btree_map::Entry::Vacant(e) = out.entry(uid.clone()) {
+                e.insert(r.etag);
+                hrefs.insert(uid, r.href);
+            }
+        }
+        if let Ok(mut map) = self.hrefs.lock() {
+            map.extend(hrefs);
+        }
+        Ok(out)
+    }
+
+    /// Every resource of the collection with its ETag and content, sorted by href; empty when
+    /// the collection does not exist. Never writes.
+    pub async fn resources(&self) -> Result<Vec<Resource>, DavError> {
         let body = match self.kind {
             CollectionKind::Calendar => concat!(
                 r#"<?xml version="1.0" encoding="utf-8"?>"#,
@@ -234,7 +255,7 @@ impl DavCollection {
             .body(body);
         let (status, _, text) = self.send("REPORT", &self.url, rb).await?;
         if status == StatusCode::NOT_FOUND {
-            return Ok(BTreeMap::new());
+            return Ok(Vec::new());
         }
         if status != StatusCode::MULTI_STATUS {
             return Err(Self::status_error("REPORT", &self.url, status, &text));
@@ -243,28 +264,17 @@ impl DavCollection {
             url: self.url.to_string(),
             message,
         })?;
-        let mut out = BTreeMap::new();
-        let mut hrefs = BTreeMap::new();
-        for r in responses {
-            let (Some(etag), Some(data)) = (r.etag, r.data) else {
-                continue;
-            };
-            let Some(uid) = first_uid(&data) else {
-                continue;
-            };
-            let href = match self.url.join(&r.href) {
-                Ok(u) => u.to_string(),
-                Err(_) => continue,
-            };
-            // Two resources with one UID: keep the first by href, deterministically.
-            if let std::collections::btree_map::Entry::Vacant(e) = out.entry(uid.clone()) {
-                e.insert(etag);
-                hrefs.insert(uid, href);
-            }
-        }
-        if let Ok(mut map) = self.hrefs.lock() {
-            map.extend(hrefs);
-        }
+        let mut out: Vec<Resource> = responses
+            .into_iter()
+            .filter_map(|r| {
+                let (Some(etag), Some(data)) = (r.etag, r.data) else {
+                    return None;
+                };
+                let href = self.url.join(&r.href).ok()?.to_string();
+                Some(Resource { href, etag, data })
+            })
+            .collect();
+        out.sort_by(|a, b| a.href.cmp(&b.href));
         Ok(out)
     }
 
@@ -413,6 +423,16 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// One resource of a collection, as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// Absolute URL.
+    pub href: String,
+    pub etag: String,
+    /// The iCalendar or vCard text.
+    pub data: String,
 }
 
 /// One `<response>` of a multistatus: the href and, from its 200 propstat, the ETag and the data.

@@ -232,9 +232,21 @@ impl FileCollection {
     /// The UID is read from the file, so files named by another tool are recognised too.
     pub fn list(&self) -> std::io::Result<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
+        for (path, digest, text) in self.files()? {
+            let uid = first_uid(&text).unwrap_or_else(|| {
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                percent_decode_str(stem).decode_utf8_lossy().into_owned()
+            });
+            out.entry(uid).or_insert(digest);
+        }
+        Ok(out)
+    }
+
+    /// Every `*.<ext>` file with the digest of its bytes and its text, sorted by path.
+    pub fn files(&self) -> std::io::Result<Vec<(PathBuf, String, String)>> {
         let entries = match std::fs::read_dir(&self.dir) {
             Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
         let mut paths: Vec<PathBuf> = Vec::new();
@@ -247,14 +259,12 @@ impl FileCollection {
             }
         }
         paths.sort();
+        let mut out = Vec::with_capacity(paths.len());
         for path in paths {
             let bytes = std::fs::read(&path)?;
-            let text = String::from_utf8_lossy(&bytes);
-            let uid = first_uid(&text).unwrap_or_else(|| {
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                percent_decode_str(stem).decode_utf8_lossy().into_owned()
-            });
-            out.entry(uid).or_insert_with(|| sha256_hex(&bytes));
+            let digest = sha256_hex(&bytes);
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            out.push((path, digest, text));
         }
         Ok(out)
     }

@@ -10,7 +10,10 @@
 //!   resource even when other fields changed.
 //! - [`to_vcard`] writes vCard 4.0 or 3.0; [`VcardObject`] carries the text, UID and digest to a
 //!   [`ContactStore`], whose `list`/`put` behave exactly like the calendar stores' (WebDAV
-//!   preconditions, [`PutOutcome`]).
+//!   preconditions, [`PutOutcome`]). `identities` also says which identities the destination
+//!   already holds under any UID ([`vcard_identities`]: every e-mail address, and the name with
+//!   the company), so contacts that another tool or an earlier import created are not copied
+//!   again.
 //!
 //! Nothing here decides what to copy or records what was copied.
 
@@ -24,7 +27,8 @@ use crate::items::BadItem;
 pub use crate::items::dav::DavConfig;
 use crate::items::dav::{CollectionKind, DavCollection, DavError};
 pub use crate::items::store::PutOutcome;
-use crate::items::store::{FileCollection, sha256_hex};
+use crate::items::store::first_uid;
+use crate::items::store::{FileCollection, line_name, line_value, sha256_hex, unfold};
 
 /// One contact row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +129,68 @@ pub fn identity(fields: &BTreeMap<String, String>) -> Option<String> {
     Some(format!("name:{};company:{}", norm(&name), norm(company)))
 }
 
+/// Every identity a vCard at the destination can stand for: one per e-mail address, and its
+/// name (from N, and from FN) with its company. A contact whose [`Contact::identity`] is among
+/// them is already there, even when another tool created it under another UID.
+pub fn vcard_identities(vcf: &str) -> Vec<String> {
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    let mut emails = Vec::new();
+    let mut names = Vec::new();
+    let mut company = String::new();
+    for (_, line) in unfold(vcf) {
+        let value = line_value(&line).unwrap_or("");
+        match line_name(&line).as_str() {
+            "EMAIL" => emails.push(format!("email:{}", norm(&unescape_parts(value)[0]))),
+            "N" => {
+                let parts = unescape_parts(value);
+                let get = |i: usize| parts.get(i).map(String::as_str).unwrap_or("");
+                names.push(
+                    [get(1), get(2), get(0)]
+                        .iter()
+                        .filter(|p| !p.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+            }
+            "FN" => names.push(unescape_parts(value).join(";")),
+            "ORG" => company = unescape_parts(value)[0].clone(),
+            _ => {}
+        }
+    }
+    let mut out = emails;
+    for name in names {
+        out.push(format!("name:{};company:{}", norm(&name), norm(&company)));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Splits a vCard value on unescaped `;` and undoes the escapes (`\,` `\;` `\\` `\n`).
+fn unescape_parts(value: &str) -> Vec<String> {
+    let mut parts = vec![String::new()];
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        let last = parts.len() - 1;
+        match c {
+            '\\' => match chars.next() {
+                Some('n') | Some('N') => parts[last].push('\n'),
+                Some(o) => parts[last].push(o),
+                None => {}
+            },
+            ';' => parts.push(String::new()),
+            c => parts[last].push(c),
+        }
+    }
+    parts
+}
+
 /// The UID of a contact: a UUID (version 5 layout) from the SHA-256 of its identity.
 pub fn contact_uid(contact: &Contact) -> String {
     let hex = sha256_hex(format!("mailplan-contact:{}", contact.identity).as_bytes());
@@ -154,12 +220,32 @@ pub trait ContactStore: Send + Sync {
     /// UID → ETag of what the destination holds (empty when the address book does not exist
     /// yet). Never writes.
     fn list(&self) -> impl Future<Output = Result<BTreeMap<String, String>, ContactsError>> + Send;
+    /// Identity → UID of every contact the destination holds, by every identity it can stand
+    /// for ([`vcard_identities`]), so contacts created by another tool are not copied again.
+    /// Never writes.
+    fn identities(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, ContactsError>> + Send;
     /// Creates (`existing_etag` `None`) or updates (`If-Match`) one vCard.
     fn put(
         &self,
         card: &VcardObject,
         existing_etag: Option<&str>,
     ) -> impl Future<Output = Result<PutOutcome, ContactsError>> + Send;
+}
+
+/// Identity → UID over vCard texts; the first text (in listing order) wins an identity.
+fn identity_map<'a>(texts: impl Iterator<Item = &'a str>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for text in texts {
+        let Some(uid) = first_uid(text) else {
+            continue;
+        };
+        for identity in vcard_identities(text) {
+            out.entry(identity).or_insert_with(|| uid.clone());
+        }
+    }
+    out
 }
 
 /// A folder with one `<uid>.vcf` per contact, written atomically.
@@ -190,6 +276,15 @@ impl ContactStore for VcardFolder {
             .await
             .map_err(|e| folder_error(self.files.dir(), e))?
             .map_err(|e| folder_error(self.files.dir(), e))
+    }
+
+    async fn identities(&self) -> Result<BTreeMap<String, String>, ContactsError> {
+        let files = self.files.clone();
+        let list = tokio::task::spawn_blocking(move || files.files())
+            .await
+            .map_err(|e| folder_error(self.files.dir(), e))?
+            .map_err(|e| folder_error(self.files.dir(), e))?;
+        Ok(identity_map(list.iter().map(|(_, _, text)| text.as_str())))
     }
 
     async fn put(
@@ -234,6 +329,11 @@ impl CardDav {
 impl ContactStore for CardDav {
     async fn list(&self) -> Result<BTreeMap<String, String>, ContactsError> {
         Ok(self.dav.list().await?)
+    }
+
+    async fn identities(&self) -> Result<BTreeMap<String, String>, ContactsError> {
+        let resources = self.dav.resources().await?;
+        Ok(identity_map(resources.iter().map(|r| r.data.as_str())))
     }
 
     async fn put(
