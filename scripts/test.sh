@@ -4,25 +4,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Real servers the tests start on loopback. Each engineer's packages stay on their own line.
-MAIL_PACKAGES="dovecot-imapd isync"
-PACKAGES="$MAIL_PACKAGES"
-need_install=0
-command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need_install=1
-command -v mbsync >/dev/null 2>&1 || need_install=1
-if [ "$need_install" = 1 ]; then
+# == server packages the tests start (they fail, never skip, without them).
+# One line per package keeps additions from different changes easy to merge.
+packages=()
+command -v radicale >/dev/null 2>&1 || packages+=(radicale) # CalDAV/CardDAV: tests/radicale.rs
+[ -x /usr/sbin/dovecot ] || packages+=(dovecot-imapd) # IMAP with a master user: tests/imap.rs
+command -v mbsync >/dev/null 2>&1 || packages+=(isync) # the mail-copy benchmark's peer: tests/bench_mail.rs
+if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
-    # Installing must not start the system's own servers on the standard ports.
+    echo "== installing ${packages[*]}"
+    # Installing a server must not start the system's copy of it on the ports tests use.
     if [ ! -e /usr/sbin/policy-rc.d ]; then
       printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
       chmod +x /usr/sbin/policy-rc.d
     fi
-    echo "== installing test servers: $PACKAGES"
     apt-get update
-    # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $PACKAGES
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
   else
-    echo "warning: not root, cannot install $PACKAGES; the server tests will fail and say how to install them" >&2
+    echo "== missing ${packages[*]}: run as root, or apt-get install them; their tests will fail" >&2
   fi
 fi
 

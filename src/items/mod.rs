@@ -6,8 +6,13 @@
 //! make "copied once, ever" checkable. Inventories are gathered by I/O code (`inventory`) before
 //! planning and handed to the pure planner as data; `import` does the copying during apply.
 //! Deciding what is new (`mail::new_messages`) is pure and shared by plan and apply, so the two
-//! cannot disagree about it.
+//! cannot disagree about it. The leaf libraries for calendars (`calendar`) and contacts
+//! (`contacts`, with `dav` and `store` under both) parse, convert and store one item at a time
+//! and decide nothing.
 
+pub mod calendar;
+pub mod contacts;
+pub mod dav;
 pub mod endpoints;
 pub mod folders;
 pub mod identity;
@@ -15,6 +20,7 @@ pub mod import;
 pub mod inventory;
 pub mod mail;
 pub mod mutf7;
+pub mod store;
 
 use std::collections::BTreeMap;
 
@@ -31,6 +37,12 @@ pub struct BadItem {
     /// `path:line`, `path: UID x`, or `folder/message` for mail.
     pub location: String,
     pub message: String,
+}
+
+impl std::fmt::Display for BadItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
 }
 
 /// The three kinds of items, as the ledger names them.
