@@ -72,9 +72,35 @@ fn apply_then_rerun_shows_no_changes() {
         .assert()
         .success()
         .stderr(predicate::str::contains(
-            "Apply complete! 16 applied, 0 failed, 0 skipped",
+            "Apply complete! 20 applied, 0 failed, 0 skipped",
         ));
     no_changes(&ex);
+    // The items arrived in the example's output folders, folder names mapped.
+    let alice = ex.path("examples/out/mail/alice.archer@acme.com");
+    for folder in [
+        "cur",
+        ".Sent Items/cur",
+        ".Projects.2024/cur",
+        ".Kunden &ANw-bersicht/cur",
+    ] {
+        assert!(
+            std::fs::read_dir(alice.join(folder))
+                .map(|d| d.count())
+                .unwrap_or(0)
+                > 0,
+            "{folder}"
+        );
+    }
+    assert!(
+        ex.path("examples/out/calendars/alice.archer@acme.com/85257A1B0012ABCD-weekly-sales.ics")
+            .is_file()
+    );
+    assert_eq!(
+        std::fs::read_dir(ex.path("examples/out/contacts/alice.archer@acme.com"))
+            .unwrap()
+            .count(),
+        2
+    );
     // Applying again finds nothing to do and changes nothing.
     let before = ex.destination();
     ex.cmd()
@@ -153,7 +179,7 @@ fn an_action_made_stale_fails_alone() {
         "{err}"
     );
     assert!(err.contains("skipped  delete_contact:CN=Carol Chen,OU=Contacts,DC=acme,DC=test (because move_memberships"), "{err}");
-    assert!(err.contains("13 applied, 1 failed, 2 skipped"), "{err}");
+    assert!(err.contains("17 applied, 1 failed, 2 skipped"), "{err}");
     // The contact is still there, everything independent of it was applied.
     let dest = ex.destination();
     assert!(dest.contains("dn: CN=Carol Chen,OU=Contacts,DC=acme,DC=test"));
@@ -179,7 +205,7 @@ fn runs_are_recorded_and_state_restore_brings_a_deleted_contact_back() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "succeeded    16 applied, 0 failed, 0 skipped",
+            "succeeded    20 applied, 0 failed, 0 skipped",
         ));
     ex.cmd()
         .args([

@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 use crate::apply::Importer;
 use crate::directory::Dn;
+use crate::items::contacts::VcardObject;
 use crate::items::endpoints::PersonEndpoints;
 use crate::items::inventory::{read_ledger, select_mail};
 use crate::items::mail::{MessageMeta, ledger_identity};
-use crate::items::{BadItem, ItemKind, human_bytes};
+use crate::items::store::PutOutcome;
+use crate::items::{BadItem, ItemKind, human_bytes, pim};
 use crate::plan::{Action, ActionKind};
 use crate::spec::Items;
 use crate::state::{LedgerItem, RunId, StateDb};
@@ -65,7 +67,9 @@ impl ItemImporter {
             .ok_or_else(|| format!("the plan file copies no items for `{}`", action.subject))?;
         match action.kind {
             ActionKind::ImportMail => self.mail(ep).await,
-            _ => Err("calendars and contacts are not wired into apply yet".into()),
+            ActionKind::ImportCalendar => self.calendar(ep).await,
+            ActionKind::ImportContacts => self.contacts(ep).await,
+            _ => Err(format!("`{}` is not an import", action.id)),
         }
     }
 
@@ -165,6 +169,119 @@ impl ItemImporter {
     }
 }
 
+impl ItemImporter {
+    fn ledger(
+        &self,
+        mailbox: &str,
+        kind: ItemKind,
+    ) -> Result<std::collections::BTreeSet<String>, String> {
+        let key = (mailbox.to_string(), kind);
+        Ok(read_ledger(Some(&self.state_dir), &[key.clone()].into())
+            .map_err(|e| e.to_string())?
+            .remove(&key)
+            .unwrap_or_default())
+    }
+
+    fn row(&self, mailbox: &str, kind: ItemKind, identity: &str, size: u64) -> LedgerItem {
+        LedgerItem {
+            run: self.run,
+            mailbox: mailbox.to_string(),
+            kind: kind.ledger_kind().into(),
+            folder: None,
+            identity: identity.to_string(),
+            size: Some(size),
+        }
+    }
+
+    async fn calendar(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+        let ep = ep
+            .calendar
+            .as_ref()
+            .ok_or("the plan file copies no calendar for this person")?
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let mailbox = ep.destination.ledger_name();
+        let done = self.ledger(&mailbox, ItemKind::Calendar)?;
+        let (sel, dest) = pim::select_calendar(ep, &done).await?;
+        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let mut report = ImportReport {
+            bad: sel.bad.clone(),
+            ..Default::default()
+        };
+        for o in &sel.copy {
+            match dest.put(o).await {
+                Ok(PutOutcome::Created | PutOutcome::Updated) => {
+                    report.copied += 1;
+                    report.bytes += o.ics.len() as u64;
+                    db.ledger_record(&self.row(
+                        &mailbox,
+                        ItemKind::Calendar,
+                        &o.uid,
+                        o.ics.len() as u64,
+                    ))
+                    .map_err(|e| e.to_string())?;
+                }
+                // Already there (created meanwhile, by us before a kill or by someone else):
+                // remember it, copy nothing.
+                Ok(PutOutcome::Unchanged | PutOutcome::ChangedAtDestination) => {
+                    db.ledger_record(&self.row(
+                        &mailbox,
+                        ItemKind::Calendar,
+                        &o.uid,
+                        o.ics.len() as u64,
+                    ))
+                    .map_err(|e| e.to_string())?;
+                }
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("{}: UID {}", ep.source.display(), o.uid),
+                    message: format!("the destination refused it: {e}"),
+                }),
+            }
+        }
+        record_bad(&db, self.run, &mailbox, "event", &report.bad);
+        Ok(report)
+    }
+
+    async fn contacts(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+        let ep = ep
+            .contacts
+            .as_ref()
+            .ok_or("the plan file copies no contacts for this person")?
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let mailbox = ep.destination.ledger_name();
+        let done = self.ledger(&mailbox, ItemKind::Contacts)?;
+        let (sel, book) = pim::select_contacts(ep, &done).await?;
+        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let mut report = ImportReport {
+            bad: sel.bad.clone(),
+            ..Default::default()
+        };
+        for c in &sel.copy {
+            let card = VcardObject::new(c, book.version());
+            let size = card.vcf.len() as u64;
+            match book.put(&card).await {
+                Ok(PutOutcome::Created | PutOutcome::Updated) => {
+                    report.copied += 1;
+                    report.bytes += size;
+                    db.ledger_record(&self.row(&mailbox, ItemKind::Contacts, &c.identity, size))
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(PutOutcome::Unchanged | PutOutcome::ChangedAtDestination) => {
+                    db.ledger_record(&self.row(&mailbox, ItemKind::Contacts, &c.identity, size))
+                        .map_err(|e| e.to_string())?;
+                }
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("{}:{}", ep.source.display(), c.line),
+                    message: format!("the destination refused it: {e}"),
+                }),
+            }
+        }
+        record_bad(&db, self.run, &mailbox, "contact", &report.bad);
+        Ok(report)
+    }
+}
+
 /// Bad items are kept in the state too (kind `bad-<kind>`), so `mailplan state` can list them
 /// after the terminal output is gone.
 fn record_bad(db: &StateDb, run: RunId, mailbox: &str, kind: &str, bad: &[BadItem]) {
@@ -191,11 +308,12 @@ impl Importer for ItemImporter {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             let report = self.run_import(action).await?;
-            let what = match action.kind {
-                ActionKind::ImportMail => "messages",
-                ActionKind::ImportCalendar => "events",
-                _ => "contacts",
+            let (one, many) = match action.kind {
+                ActionKind::ImportMail => ("message", "messages"),
+                ActionKind::ImportCalendar => ("event", "events"),
+                _ => ("contact", "contacts"),
             };
+            let what = if report.copied == 1 { one } else { many };
             eprintln!(
                 "{}: copied {} {what} ({}){}",
                 action.id,

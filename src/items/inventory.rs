@@ -12,7 +12,7 @@ use std::sync::Arc;
 use crate::directory::Dn;
 use crate::items::endpoints::{MailEndpoints, PersonEndpoints};
 use crate::items::mail::{self, Selection, Store};
-use crate::items::{Inventories, Inventory, ItemKind, PersonInventory};
+use crate::items::{Inventories, Inventory, ItemKind, PersonInventory, contacts, pim};
 use crate::spec::{MailItems, Spec};
 use crate::state::StateDb;
 
@@ -51,24 +51,31 @@ pub async fn select_mail(
     Ok((selection, source, destination))
 }
 
-/// Takes every person's inventories (mail now; calendars and contacts when their libraries are
-/// in), `CONCURRENCY` mailboxes at a time.
+/// Takes every person's inventories (mail, calendar, contacts), `CONCURRENCY` persons at a
+/// time.
 pub fn gather(
     spec: &Spec,
     endpoints: &BTreeMap<Dn, PersonEndpoints>,
     state_dir: Option<&Path>,
 ) -> Result<Inventories, crate::state::StateError> {
     let mut out = Inventories::new();
-    let Some(items) = spec.items.mail.clone() else {
+    let mut mailboxes: BTreeSet<(String, ItemKind)> = BTreeSet::new();
+    for e in endpoints.values() {
+        if let Some(Ok(m)) = &e.mail {
+            mailboxes.insert((m.destination.ledger_name(), ItemKind::Mail));
+        }
+        if let Some(Ok(c)) = &e.calendar {
+            mailboxes.insert((c.destination.ledger_name(), ItemKind::Calendar));
+        }
+        if let Some(Ok(c)) = &e.contacts {
+            mailboxes.insert((c.destination.ledger_name(), ItemKind::Contacts));
+        }
+    }
+    if mailboxes.is_empty() && endpoints.values().all(PersonEndpoints::is_empty) {
         return Ok(out);
-    };
-    let mailboxes: BTreeSet<(String, ItemKind)> = endpoints
-        .values()
-        .filter_map(|e| e.mail.as_ref()?.as_ref().ok())
-        .map(|m| (m.destination.ledger_name(), ItemKind::Mail))
-        .collect();
+    }
     let ledger = Arc::new(read_ledger(state_dir, &mailboxes)?);
-    let items = Arc::new(items);
+    let items = Arc::new(spec.items.mail.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -86,50 +93,20 @@ pub fn gather(
         let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
         for (dn, ep) in endpoints {
-            let Some(m) = &ep.mail else { continue };
-            let m = match m {
-                Ok(m) => m.clone(),
-                Err(e) => {
-                    let dn = dn.clone();
-                    let e = e.clone();
-                    tasks.spawn(async move { (dn, failed_mail(e)) });
-                    continue;
-                }
-            };
-            let (dn, items, ledger, permits) =
-                (dn.clone(), items.clone(), ledger.clone(), permits.clone());
+            if ep.is_empty() {
+                continue;
+            }
+            let (dn, ep, items, ledger, permits) = (
+                dn.clone(),
+                ep.clone(),
+                items.clone(),
+                ledger.clone(),
+                permits.clone(),
+            );
             tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
-                let empty = BTreeSet::new();
-                let copied = ledger
-                    .get(&(m.destination.ledger_name(), ItemKind::Mail))
-                    .unwrap_or(&empty);
-                let inv = match select_mail(&m, &items, copied).await {
-                    Ok((sel, src, dst)) => {
-                        src.close().await;
-                        dst.close().await;
-                        Inventory {
-                            total: sel.total,
-                            new: sel.copy.len() as u64,
-                            new_bytes: sel.bytes(),
-                            new_folders: sel.folders(),
-                            deleted_at_destination: sel.deleted_at_destination,
-                            bad: sel.bad,
-                            error: None,
-                        }
-                    }
-                    Err(e) => Inventory {
-                        error: Some(e.to_string()),
-                        ..Default::default()
-                    },
-                };
-                (
-                    dn,
-                    PersonInventory {
-                        mail: Some(inv),
-                        ..Default::default()
-                    },
-                )
+                let inv = person_inventory(&ep, items.as_ref().as_ref(), &ledger).await;
+                (dn, inv)
             });
         }
         let mut results = Vec::new();
@@ -144,12 +121,101 @@ pub fn gather(
     Ok(out)
 }
 
+type Ledger = BTreeMap<(String, ItemKind), BTreeSet<String>>;
+
+fn copied(ledger: &Ledger, name: String, kind: ItemKind) -> &BTreeSet<String> {
+    static EMPTY: BTreeSet<String> = BTreeSet::new();
+    ledger.get(&(name, kind)).unwrap_or(&EMPTY)
+}
+
+fn failed(e: String) -> Inventory {
+    Inventory {
+        error: Some(e),
+        ..Default::default()
+    }
+}
+
+/// One person's inventories; a store that cannot be read is that kind's error only.
+async fn person_inventory(
+    ep: &PersonEndpoints,
+    mail_items: Option<&MailItems>,
+    ledger: &Ledger,
+) -> PersonInventory {
+    let mut inv = PersonInventory::default();
+    if let (Some(m), Some(items)) = (&ep.mail, mail_items) {
+        inv.mail = Some(match m {
+            Err(e) => failed(e.clone()),
+            Ok(m) => {
+                let done = copied(ledger, m.destination.ledger_name(), ItemKind::Mail);
+                match select_mail(m, items, done).await {
+                    Ok((sel, src, dst)) => {
+                        src.close().await;
+                        dst.close().await;
+                        Inventory {
+                            total: sel.total,
+                            new: sel.copy.len() as u64,
+                            new_bytes: sel.bytes(),
+                            new_folders: sel.folders(),
+                            deleted_at_destination: sel.deleted_at_destination,
+                            bad: sel.bad,
+                            error: None,
+                        }
+                    }
+                    Err(e) => failed(e.to_string()),
+                }
+            }
+        });
+    }
+    if let Some(c) = &ep.calendar {
+        inv.calendar = Some(match c {
+            Err(e) => failed(e.clone()),
+            Ok(c) => {
+                let done = copied(ledger, c.destination.ledger_name(), ItemKind::Calendar);
+                match pim::select_calendar(c, done).await {
+                    Ok((sel, _)) => Inventory {
+                        total: sel.total,
+                        new: sel.copy.len() as u64,
+                        new_bytes: sel.copy.iter().map(|o| o.ics.len() as u64).sum(),
+                        new_folders: 0,
+                        deleted_at_destination: sel.deleted_at_destination,
+                        bad: sel.bad,
+                        error: None,
+                    },
+                    Err(e) => failed(e),
+                }
+            }
+        });
+    }
+    if let Some(c) = &ep.contacts {
+        inv.contacts = Some(match c {
+            Err(e) => failed(e.clone()),
+            Ok(c) => {
+                let done = copied(ledger, c.destination.ledger_name(), ItemKind::Contacts);
+                match pim::select_contacts(c, done).await {
+                    Ok((sel, book)) => Inventory {
+                        total: sel.total,
+                        new: sel.copy.len() as u64,
+                        new_bytes: sel
+                            .copy
+                            .iter()
+                            .map(|c| contacts::to_vcard(c, book.version()).len() as u64)
+                            .sum(),
+                        new_folders: 0,
+                        deleted_at_destination: sel.deleted_at_destination,
+                        bad: sel.bad,
+                        error: None,
+                    },
+                    Err(e) => failed(e),
+                }
+            }
+        });
+    }
+    inv
+}
+
 fn failed_mail(e: String) -> PersonInventory {
     PersonInventory {
-        mail: Some(Inventory {
-            error: Some(e),
-            ..Default::default()
-        }),
+        mail: Some(failed(e)),
         ..Default::default()
     }
 }

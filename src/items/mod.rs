@@ -20,6 +20,7 @@ pub mod import;
 pub mod inventory;
 pub mod mail;
 pub mod mutf7;
+pub mod pim;
 pub mod store;
 
 use std::collections::BTreeMap;
