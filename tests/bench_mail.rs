@@ -94,6 +94,18 @@ fn seed(d: &Dovecot, user: &str, n: usize) -> u64 {
     total
 }
 
+fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
 }
@@ -138,6 +150,21 @@ fn mail_copy_throughput_against_mbsync() {
     )
     .unwrap();
     let bin = assert_cmd::cargo::cargo_bin("mailplan");
+    // What planning costs on its own: both mailboxes listed (UIDs and headers), nothing copied.
+    let start = Instant::now();
+    let out = Command::new(&bin)
+        .args(["plan", "plan.yaml"])
+        .current_dir(work.path())
+        .output()
+        .unwrap();
+    let plan_secs = start.elapsed().as_secs_f64();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("import mail: {} new messages", thousands(n))),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let start = Instant::now();
     let out = Command::new(&bin)
         .args(["apply", "plan.yaml", "--auto-approve"])
@@ -180,6 +207,7 @@ fn mail_copy_throughput_against_mbsync() {
     assert_eq!(d.count_files("mbdst"), n);
 
     println!();
+    println!("mailplan plan alone (inventory of both mailboxes): {plan_secs:.1} s");
     println!("| tool | messages | MiB | seconds | messages/s | MiB/s |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (tool, secs) in [

@@ -1763,8 +1763,15 @@ impl<'t> Checker<'t> {
         })
     }
 
+    /// The folder item paths are relative to, made absolute: a path names a mailbox in the
+    /// ledger, and must name it the same whatever folder mailplan is started from.
     fn base_dir(&self) -> PathBuf {
-        self.path.parent().unwrap_or(Path::new("")).to_path_buf()
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())
     }
 
     fn path_template(&mut self, t: &raw::TemplateText, path: &YamlPath) -> Option<PathTemplate> {

@@ -94,6 +94,10 @@ pub struct Session {
     delimiter: Option<char>,
     /// Who is logged in (for messages), never the password.
     who: String,
+    /// The folder EXAMINEd last (wire name), so a batch of fetches in it costs no round trip.
+    examined: Option<String>,
+    /// Folders known to exist (wire names), so a batch of APPENDs costs no CREATE.
+    created: BTreeSet<String>,
 }
 
 fn err(who: &str, what: impl std::fmt::Display) -> MailError {
@@ -160,6 +164,8 @@ impl Session {
             caps: BTreeSet::new(),
             delimiter: None,
             who,
+            examined: None,
+            created: BTreeSet::new(),
         };
         if store.security != ImapSecurity::StartTls {
             let greeting = s.read_response().await?;
@@ -366,6 +372,7 @@ impl Session {
         let mut out = Vec::new();
         for (logical, wire) in self.folders().await? {
             let exists = self.examine(&wire).await?;
+            self.examined = Some(wire.clone());
             let mut listing = FolderListing {
                 name: logical.clone(),
                 ..Default::default()
@@ -409,7 +416,10 @@ impl Session {
             self.folders().await?;
         }
         let wire = self.wire(folder);
-        self.examine(&wire).await?;
+        if self.examined.as_deref() != Some(wire.as_str()) {
+            self.examine(&wire).await?;
+            self.examined = Some(wire.clone());
+        }
         let set = messages
             .iter()
             .map(|m| m.key.as_str())
@@ -447,14 +457,13 @@ impl Session {
             self.folders().await?;
         }
         let wire = self.wire(folder);
-        if wire == "INBOX" {
+        if wire == "INBOX" || self.created.contains(&wire) {
             return Ok(wire);
         }
-        match self.simple(&format!("CREATE {}", quote(&wire))).await {
-            Ok(_) => Ok(wire),
-            // ALREADYEXISTS (RFC 5530), or a server that just says NO: the APPEND will tell.
-            Err(_) => Ok(wire),
-        }
+        // ALREADYEXISTS (RFC 5530), or a server that just says NO: the APPEND will tell.
+        let _ = self.simple(&format!("CREATE {}", quote(&wire))).await;
+        self.created.insert(wire.clone());
+        Ok(wire)
     }
 
     /// APPENDs a batch into one folder (created when missing), pipelined; one result per
