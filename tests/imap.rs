@@ -443,3 +443,83 @@ fn a_message_the_destination_refuses_is_reported_and_the_rest_goes_on() {
     let target = by_identity(&listing(&d, TARGET));
     assert_eq!(target.len(), 2);
 }
+
+/// A plan whose source is `imap` (its `url` and extra keys given) and destination a Maildir.
+fn tls_plan(dir: &std::path::Path, d: &Dovecot, url: &str, extra: &str) -> (bool, String) {
+    let fixtures = common::root().join("tests/fixtures/scenario6_mailbox");
+    for f in ["source.ldif", "destination.ldif"] {
+        std::fs::copy(fixtures.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("plan.yaml"),
+        format!(
+            "version: 1\nsource:\n  profile: domino\n  directory: {{ ldif: source.ldif }}\ndestination:\n  flavor: active-directory\n  directory: {{ ldif: destination.ldif }}\n  container: \"OU=Migrated,DC=acme,DC=test\"\nitems:\n  mail:\n    source:\n      imap: {{ url: \"{url}\", user: \"{{uid}}\", login: admin, password: {{ file: \"{p}\" }}{extra} }}\n    destination: {{ maildir: out }}\n",
+            p = d.admin_password_file().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::cargo_bin("mailplan")
+        .unwrap()
+        .args(["plan", "plan.yaml"])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn imaps_and_starttls_verify_the_server_certificate() {
+    let d = Dovecot::start_tls(&[(SOURCE, "x")]);
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("tls@example.test"), "tls", 1_000),
+    );
+    d.fix_owner();
+    let tls_port = d.tls_port.unwrap();
+    let ca = format!(", ca_file: \"{}\"", d.ca_file().display());
+    let work = tempfile::tempdir().unwrap();
+    // Trusted through the plan's CA file: implicit TLS and STARTTLS both work.
+    for url in [
+        format!("imaps://127.0.0.1:{tls_port}"),
+        format!("imap://127.0.0.1:{}", d.port),
+    ] {
+        let (ok, out) = tls_plan(work.path(), &d, &url, &ca);
+        assert!(ok, "{out}");
+        assert!(
+            out.contains("<- import mail: 1 new message"),
+            "{url}: {out}"
+        );
+    }
+    // Not trusted by default: the certificate is refused and nothing is planned.
+    let (_, out) = tls_plan(
+        work.path(),
+        &d,
+        &format!("imaps://127.0.0.1:{tls_port}"),
+        "",
+    );
+    assert!(!out.contains("<- import mail"), "{out}");
+    assert!(out.contains("TLS handshake failed"), "{out}");
+    assert!(out.contains("certificate"), "{out}");
+    let (_, out) = tls_plan(work.path(), &d, &format!("imap://127.0.0.1:{}", d.port), "");
+    assert!(out.contains("TLS handshake failed"), "{out}");
+    // Only when the plan says so is the check skipped.
+    let (ok, out) = tls_plan(
+        work.path(),
+        &d,
+        &format!("imaps://127.0.0.1:{tls_port}"),
+        ", insecure: true",
+    );
+    assert!(ok && out.contains("<- import mail: 1 new message"), "{out}");
+}

@@ -1,9 +1,9 @@
 //! Calendars and contacts through `plan` and `apply` into a real Radicale (CalDAV/CardDAV) with
 //! an admin credential: the plan counts what apply creates, and a rerun creates nothing.
 
+mod common;
 #[path = "servers/radicale.rs"]
 mod radicale;
-mod common;
 
 use assert_cmd::Command;
 use mailplan::items::calendar::{CalDav, CalendarStore, DavConfig};
@@ -29,7 +29,9 @@ fn run(dir: &std::path::Path, args: &[&str]) -> (String, String) {
 /// The number in `<- import KIND: N new …`.
 fn planned(plan: &str, kind: &str) -> usize {
     let marker = format!("<- import {kind}: ");
-    let at = plan.find(&marker).unwrap_or_else(|| panic!("no {kind} import:\n{plan}"));
+    let at = plan
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {kind} import:\n{plan}"));
     plan[at + marker.len()..]
         .split_whitespace()
         .next()
@@ -92,7 +94,10 @@ items:
     assert!(events > 0 && contacts > 0, "{plan}");
     let (_, err) = run(dir.path(), &["apply", "plan.yaml", "--auto-approve"]);
     assert!(err.contains(&format!("copied {events} events")), "{err}");
-    assert!(err.contains(&format!("copied {contacts} contacts")), "{err}");
+    assert!(
+        err.contains(&format!("copied {contacts} contacts")),
+        "{err}"
+    );
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let cfg = |url: &str| DavConfig {

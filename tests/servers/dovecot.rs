@@ -15,6 +15,8 @@ pub const ADMIN_PASSWORD: &str = "adminpass";
 pub struct Dovecot {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The implicit-TLS port, when started with TLS.
+    pub tls_port: Option<u16>,
     pid: Option<u32>,
 }
 
@@ -43,6 +45,20 @@ fn free_port() -> u16 {
 impl Dovecot {
     /// Starts Dovecot with these users (name, password).
     pub fn start(users: &[(&str, &str)]) -> Dovecot {
+        Self::start_with(users, false)
+    }
+
+    /// Starts Dovecot with TLS too: STARTTLS on `port`, implicit TLS on `tls_port`, with a
+    /// certificate for 127.0.0.1 signed by a throwaway CA (`ca_file()`).
+    pub fn start_tls(users: &[(&str, &str)]) -> Dovecot {
+        Self::start_with(users, true)
+    }
+
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.pem")
+    }
+
+    fn start_with(users: &[(&str, &str)], tls: bool) -> Dovecot {
         let bin = binary();
         let dir = tempfile::tempdir().expect("temporary folder");
         let root = dir.path();
@@ -53,6 +69,19 @@ impl Dovecot {
         }
         chown(&root.join("mail"));
         let port = free_port();
+        let tls_port = tls.then(free_port);
+        if tls {
+            make_certificates(&root.join("tls"));
+        }
+        let ssl = if tls {
+            format!(
+                "ssl = yes\nssl_cert = <{r}/tls/server.pem\nssl_key = <{r}/tls/server.key\n",
+                r = root.display()
+            )
+        } else {
+            "ssl = no\n".to_string()
+        };
+        let imaps_port = tls_port.unwrap_or(0);
         let r = root.display();
         let conf = format!(
             r#"instance_name = mailplan-test-{port}
@@ -60,8 +89,7 @@ base_dir = {r}/run
 state_dir = {r}/state
 protocols = imap
 listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
+{ssl}disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
 log_path = {r}/log/dovecot.log
@@ -90,7 +118,9 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {imaps_port}
+    ssl = yes
   }}
 }}
 protocol imap {{
@@ -124,6 +154,7 @@ service anvil {{
         let mut d = Dovecot {
             dir,
             port,
+            tls_port,
             pid: None,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -204,6 +235,73 @@ impl Drop for Dovecot {
             }
         }
     }
+}
+
+/// A CA and a server certificate for 127.0.0.1 / localhost signed by it, with openssl.
+fn make_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is needed to make test certificates: apt-get install openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mailplan test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+    // Dovecot reads the key as root at start; the mail processes never need it.
 }
 
 fn log(root: &Path) -> String {
