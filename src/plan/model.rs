@@ -276,6 +276,10 @@ pub struct Summary {
     pub messages: u64,
     pub events: u64,
     pub contacts: u64,
+    /// Items that cannot be copied (broken events, bad CSV rows, unreadable messages): reported
+    /// on their subjects, skipped by the imports.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bad_items: u64,
     /// Subjects per status.
     pub subjects: BTreeMap<Status, usize>,
     /// Persons per scenario ("1" … "6").

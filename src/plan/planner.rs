@@ -102,7 +102,16 @@ pub fn plan_with_items(
     let Planner {
         subjects, actions, ..
     } = p;
-    let summary = Plan::summarise(&subjects, &actions);
+    let mut summary = Plan::summarise(&subjects, &actions);
+    // Bad items of the persons that get imports (an ambiguous person's items are not looked at).
+    summary.bad_items = subjects
+        .iter()
+        .filter(|s| s.status == Status::Planned || s.status == Status::Unchanged)
+        .filter_map(|s| inventories.get(&s.source))
+        .flat_map(|i| [&i.mail, &i.calendar, &i.contacts])
+        .flatten()
+        .map(|i| i.bad.len() as u64)
+        .sum();
     Ok(Plan {
         format_version: FORMAT_VERSION.into(),
         subjects,

@@ -388,8 +388,13 @@ pub fn summary_line(plan: &Plan, style: Style) -> String {
         ));
         return out;
     }
+    let bad = match s.bad_items {
+        0 => String::new(),
+        1 => "; 1 bad item skipped".to_string(),
+        n => format!("; {} bad items skipped", thousands(n)),
+    };
     format!(
-        "{} {} to create, {} to convert, {} to update, {} to delete, {} imports ({} messages, {} events, {} contacts).\n",
+        "{} {} to create, {} to convert, {} to update, {} to delete, {} imports ({} messages, {} events, {} contacts{bad}).\n",
         style.bold("Plan:"),
         s.create,
         s.convert,

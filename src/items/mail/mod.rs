@@ -231,3 +231,63 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: &str, date: i64) -> MessageMeta {
+        MessageMeta {
+            key: id.into(),
+            identity: format!("mid:{id}"),
+            size: 10,
+            flags: Vec::new(),
+            internal_date: date,
+        }
+    }
+
+    #[test]
+    fn new_is_neither_copied_nor_there_nor_excluded_nor_too_old() {
+        let source = vec![
+            FolderListing {
+                name: "($Inbox)".into(),
+                messages: vec![msg("a", 100), msg("b", 100), msg("c", 100), msg("c", 100)],
+                bad: Vec::new(),
+            },
+            FolderListing {
+                name: "Junk".into(),
+                messages: vec![msg("j", 100)],
+                bad: Vec::new(),
+            },
+            FolderListing {
+                name: "Old".into(),
+                messages: vec![msg("o", 1), msg("a", 100)],
+                bad: Vec::new(),
+            },
+        ];
+        let mut mapping = FolderMapping::default();
+        mapping.map.insert("($Inbox)".into(), "INBOX".into());
+        mapping.exclude.push("Junk".into());
+        // `a` was copied to INBOX and is still there; `b` was copied and then deleted there by
+        // its owner; nothing is in the ledger for `Old`.
+        let ledger: BTreeSet<String> = [
+            ledger_identity("INBOX", "mid:a"),
+            ledger_identity("INBOX", "mid:b"),
+        ]
+        .into();
+        let destination: BTreeMap<String, BTreeSet<String>> =
+            [("INBOX".to_string(), ["mid:a".to_string()].into())].into();
+        let s = new_messages(&source, &mapping, Some(50), &ledger, &destination);
+        let copied: Vec<(&str, &str)> = s
+            .copy
+            .iter()
+            .map(|c| (c.folder.as_str(), c.message.identity.as_str()))
+            .collect();
+        // `c` once (twice in its folder), `a` again into another folder, `o` too old, Junk left out.
+        assert_eq!(copied, vec![("INBOX", "mid:c"), ("Old", "mid:a")]);
+        assert_eq!(s.total, 5);
+        assert_eq!(s.deleted_at_destination, 1);
+        assert_eq!(s.folders(), 2);
+        assert_eq!(s.bytes(), 20);
+    }
+}
