@@ -29,8 +29,12 @@ struct Case {
 
 impl Case {
     fn new(d: &Dovecot, dest_auth: &str) -> Case {
+        Self::for_fixture(d, dest_auth, "scenario6_mailbox", "")
+    }
+
+    fn for_fixture(d: &Dovecot, dest_auth: &str, fixture: &str, extra: &str) -> Case {
         let dir = tempfile::tempdir().unwrap();
-        let fixtures = common::root().join("tests/fixtures/scenario6_mailbox");
+        let fixtures = common::root().join("tests/fixtures").join(fixture);
         for f in ["source.ldif", "destination.ldif"] {
             std::fs::copy(fixtures.join(f), dir.path().join(f)).unwrap();
         }
@@ -46,7 +50,7 @@ destination:
   directory:
     ldif: destination.ldif
   container: "OU=Migrated,DC=acme,DC=test"
-items:
+{extra}items:
   mail:
     source:
       imap:
@@ -522,4 +526,66 @@ fn imaps_and_starttls_verify_the_server_certificate() {
         ", insecure: true",
     );
     assert!(ok && out.contains("<- import mail: 1 new message"), "{out}");
+}
+
+#[test]
+fn a_mailbox_this_plan_creates_is_counted_before_it_exists_and_filled_after() {
+    // Only the source mailbox exists when planning: the new one appears when the directory
+    // apply creates the person (here: added to Dovecot's users file, as provisioning would).
+    let d = Dovecot::start(&[(SOURCE, "x")]);
+    for i in 0..5 {
+        seed(
+            &d,
+            SOURCE,
+            "INBOX",
+            &[SEEN],
+            T0 + i,
+            &message(Some(&format!("n{i}@example.test")), "n", 1_000),
+        );
+    }
+    d.fix_owner();
+    let case = Case::for_fixture(
+        &d,
+        "master",
+        "scenario1_new",
+        "  domains: [acme.com]\n  exchange_org: Acme\n",
+    );
+    let plan = case.plan();
+    assert!(plan.contains("+ create_mailbox"), "{plan}");
+    assert!(
+        plan.contains("<- import mail: 5 new messages in 1 folder"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("cannot be opened before this plan makes it"),
+        "{plan}"
+    );
+    let users = d.dir.path().join("users");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    text.push_str(&format!("{TARGET}:{{PLAIN}}y::::::\n"));
+    std::fs::write(&users, text).unwrap();
+    let err = case.apply();
+    assert!(err.contains("copied 5 messages"), "{err}");
+    assert_eq!(listing(&d, TARGET)["INBOX"].len(), 5);
+}
+
+#[test]
+fn an_existing_mailbox_that_cannot_be_opened_is_an_error_not_a_guess() {
+    let d = Dovecot::start(&[(SOURCE, "x")]);
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("e@example.test"), "e", 1_000),
+    );
+    d.fix_owner();
+    let case = Case::new(&d, "master");
+    let plan = case.plan();
+    assert!(!plan.contains("<- import mail"), "{plan}");
+    assert!(
+        plan.contains("cannot open the destination mailbox, nothing planned"),
+        "{plan}"
+    );
 }

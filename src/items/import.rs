@@ -28,7 +28,7 @@ use crate::state::{LedgerItem, RunId, StateDb};
 /// Messages appended in one batch (one pipelined round of APPENDs, one ledger transaction).
 const BATCH_MESSAGES: usize = 100;
 /// ... or this many bytes, whichever comes first, so memory stays bounded with large messages.
-const BATCH_BYTES: u64 = 16 << 20;
+const BATCH_BYTES: u64 = 8 << 20;
 /// Pairs of sessions one mailbox is copied over at once.
 const WORKERS: usize = 6;
 

@@ -51,6 +51,28 @@ pub async fn select_mail(
     Ok((selection, source, destination))
 }
 
+/// `select_mail` for plans: a destination that cannot be opened (a mailbox this plan is about to
+/// create does not exist yet) counts as empty, with the reason.
+pub async fn select_mail_for_plan(
+    ep: &MailEndpoints,
+    items: &MailItems,
+    ledger: &BTreeSet<String>,
+) -> Result<(Selection, Option<String>), mail::MailError> {
+    let mut source = Store::open(&ep.source).await?;
+    let listing = source.list().await?;
+    source.close().await;
+    let (at_dest, unavailable) = match Store::open(&ep.destination).await {
+        Ok(mut d) => {
+            let ids = d.identities().await?;
+            d.close().await;
+            (ids, None)
+        }
+        Err(e) => (BTreeMap::new(), Some(e.to_string())),
+    };
+    let selection = mail::new_messages(&listing, &items.folders, items.since, ledger, &at_dest);
+    Ok((selection, unavailable))
+}
+
 /// Takes every person's inventories (mail, calendar, contacts), `CONCURRENCY` persons at a
 /// time.
 pub fn gather(
@@ -147,20 +169,17 @@ async fn person_inventory(
             Err(e) => failed(e.clone()),
             Ok(m) => {
                 let done = copied(ledger, m.destination.ledger_name(), ItemKind::Mail);
-                match select_mail(m, items, done).await {
-                    Ok((sel, src, dst)) => {
-                        src.close().await;
-                        dst.close().await;
-                        Inventory {
-                            total: sel.total,
-                            new: sel.copy.len() as u64,
-                            new_bytes: sel.bytes(),
-                            new_folders: sel.folders(),
-                            deleted_at_destination: sel.deleted_at_destination,
-                            bad: sel.bad,
-                            error: None,
-                        }
-                    }
+                match select_mail_for_plan(m, items, done).await {
+                    Ok((sel, unavailable)) => Inventory {
+                        total: sel.total,
+                        new: sel.copy.len() as u64,
+                        new_bytes: sel.bytes(),
+                        new_folders: sel.folders(),
+                        deleted_at_destination: sel.deleted_at_destination,
+                        bad: sel.bad,
+                        destination_unavailable: unavailable,
+                        error: None,
+                    },
                     Err(e) => failed(e.to_string()),
                 }
             }
@@ -179,6 +198,7 @@ async fn person_inventory(
                         new_folders: 0,
                         deleted_at_destination: sel.deleted_at_destination,
                         bad: sel.bad,
+                        destination_unavailable: None,
                         error: None,
                     },
                     Err(e) => failed(e),
@@ -203,6 +223,7 @@ async fn person_inventory(
                         new_folders: 0,
                         deleted_at_destination: sel.deleted_at_destination,
                         bad: sel.bad,
+                        destination_unavailable: None,
                         error: None,
                     },
                     Err(e) => failed(e),

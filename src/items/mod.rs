@@ -79,6 +79,10 @@ pub struct Inventory {
     /// owner deleted them, so they are not copied again.
     pub deleted_at_destination: u64,
     pub bad: Vec<BadItem>,
+    /// The destination could not be opened (its mailbox does not exist yet, say): counted as
+    /// empty. The planner plans the import only when the plan itself creates or converts that
+    /// mailbox; otherwise this is an error.
+    pub destination_unavailable: Option<String>,
     /// Why the inventory could not be taken (a store that cannot be read, say); the import is
     /// then planned with unknown counts and apply reports the failure.
     pub error: Option<String>,

@@ -390,6 +390,24 @@ impl<'a> Planner<'a> {
                 });
                 continue;
             }
+            if let Some(e) = &inv.destination_unavailable {
+                if mailbox.action.is_none() {
+                    // The mailbox exists already, so its store should open: something is wrong.
+                    subject.messages.push(Message {
+                        level: Level::Error,
+                        text: format!(
+                            "{what}: cannot open the destination mailbox, nothing planned: {e}"
+                        ),
+                    });
+                    continue;
+                }
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: the destination mailbox cannot be opened before this plan makes it, so every item not in the ledger is counted"
+                    ),
+                });
+            }
             if inv.new == 0 {
                 continue;
             }
