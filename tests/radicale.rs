@@ -374,7 +374,9 @@ async fn rejected_objects_and_wrong_passwords_are_errors_that_name_the_resource(
         ics: "BEGIN:VCALENDAR\r\nthis is not icalendar\r\nEND:VCALENDAR\r\n".into(),
         digest: "x".into(),
     };
-    let err = store.put(&garbage, None).await.unwrap_err().to_string();
+    let err = store.put(&garbage, None).await.unwrap_err();
+    assert!(err.is_item_rejected(), "{err}");
+    let err = err.to_string();
     assert!(err.contains("garbage.ics") && err.contains("400"), "{err}");
     // The good ones still go in after a rejected one.
     assert_eq!(
@@ -383,7 +385,48 @@ async fn rejected_objects_and_wrong_passwords_are_errors_that_name_the_resource(
     );
 
     let wrong = CalDav::new(&config(&url, "alice", "not-the-password")).unwrap();
+    let err = wrong.put(&events()[1], None).await.unwrap_err();
+    assert!(
+        !err.is_item_rejected(),
+        "a wrong password stops the whole store: {err}"
+    );
     let err = wrong.list().await.unwrap_err().to_string();
     assert!(err.contains("401"), "{err}");
     assert!(!err.contains("not-the-password"));
+}
+
+#[tokio::test]
+async fn https_certificates_are_verified_unless_the_plan_says_otherwise() {
+    let server = Radicale::start_tls();
+    let url = server.collection("alice", "calendar");
+    assert!(url.starts_with("https://"));
+    let objects = events();
+
+    // Default: an unknown issuer is refused, and the error says why.
+    let strict = CalDav::new(&config(&url, "alice", "alicepass")).unwrap();
+    let err = strict.list().await.unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(strict.put(&objects[0], None).await.is_err());
+
+    // The CA named by ca_file is trusted.
+    let mut with_ca = config(&url, "alice", "alicepass");
+    with_ca.ca_file = server.ca_file.clone();
+    let store = CalDav::new(&with_ca).unwrap();
+    assert_eq!(
+        store.put(&objects[0], None).await.unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(store.list().await.unwrap().len(), 1);
+
+    // insecure, only when asked for.
+    let mut insecure = config(&url, "alice", "alicepass");
+    insecure.insecure = true;
+    let store = CalDav::new(&insecure).unwrap();
+    assert_eq!(store.list().await.unwrap().len(), 1);
+
+    // A ca_file that is not there is a setup error, before any request.
+    let mut missing = config(&url, "alice", "alicepass");
+    missing.ca_file = Some(PathBuf::from("no-such-ca.pem"));
+    let err = CalDav::new(&missing).unwrap_err().to_string();
+    assert!(err.contains("no-such-ca.pem"), "{err}");
 }

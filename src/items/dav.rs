@@ -92,6 +92,21 @@ pub enum DavError {
     Xml { url: String, message: String },
 }
 
+impl DavError {
+    /// Whether the server refused this one item (400, 403 on the resource, 413, 415, 422…) rather
+    /// than the whole collection being unusable: such an item is a bad item, reported and
+    /// skipped, and the next item goes on. Authentication (401), a missing or forbidden
+    /// collection, server errors and connection failures are not.
+    pub fn is_item_rejected(&self) -> bool {
+        match self {
+            DavError::Status { method, status, .. } => {
+                method == "PUT" && (400..500).contains(status) && !matches!(status, 401 | 404 | 407)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// One CalDAV calendar or CardDAV address book.
 #[derive(Debug)]
 pub struct DavCollection {

@@ -52,6 +52,14 @@ pub enum CalendarError {
     Dav(#[from] DavError),
 }
 
+impl CalendarError {
+    /// Whether only the item was refused by the destination (see
+    /// [`DavError::is_item_rejected`]): report it as a bad item and go on with the next one.
+    pub fn is_item_rejected(&self) -> bool {
+        matches!(self, CalendarError::Dav(e) if e.is_item_rejected())
+    }
+}
+
 /// Reads one person's ICS file.
 pub fn read_ics(path: &Path) -> Result<(Vec<CalendarObject>, Vec<BadItem>), CalendarError> {
     let bytes = std::fs::read(path).map_err(|source| CalendarError::Read {

@@ -82,6 +82,14 @@ pub enum ContactsError {
     Dav(#[from] DavError),
 }
 
+impl ContactsError {
+    /// Whether only the item was refused by the destination (see
+    /// [`DavError::is_item_rejected`]): report it as a bad item and go on with the next one.
+    pub fn is_item_rejected(&self) -> bool {
+        matches!(self, ContactsError::Dav(e) if e.is_item_rejected())
+    }
+}
+
 /// Reads one person's contacts CSV.
 pub fn read_csv(path: &Path) -> Result<(Vec<Contact>, Vec<BadItem>), ContactsError> {
     let bytes = std::fs::read(path).map_err(|source| ContactsError::Read {
