@@ -232,7 +232,9 @@ async fn contacts_are_created_once_as_vcard4_and_vcard3() {
         ("contacts3", VcardVersion::V3),
     ] {
         let url = server.collection("alice", book);
-        let store = CardDav::new(&config(&url, "alice", "alicepass"), version).unwrap();
+        let mut store = CardDav::new(&config(&url, "alice", "alicepass"), version).unwrap();
+        // Radicale does not say which versions it takes: the configured one stays.
+        assert_eq!(store.negotiate_version().await.unwrap(), version);
         assert!(store.list().await.unwrap().is_empty());
         let cards = cards(version);
         for c in &cards {
@@ -255,6 +257,7 @@ async fn contacts_are_created_once_as_vcard4_and_vcard3() {
             assert_eq!(store.put(c, None).await.unwrap(), PutOutcome::Unchanged);
         }
         assert_eq!(store.list().await.unwrap(), listed);
+        assert_eq!(store.negotiate_version().await.unwrap(), version);
         // What the server parsed is what the person had: non-ASCII, escapes, folded lines.
         let (_, body) = raw(
             "REPORT",

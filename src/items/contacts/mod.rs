@@ -332,6 +332,20 @@ impl CardDav {
     pub fn version(&self) -> VcardVersion {
         self.version
     }
+
+    /// Asks the server which vCard versions it takes and switches to 3.0 when it says it takes
+    /// 3.0 but not 4.0; a server that says nothing (Radicale) keeps the configured version.
+    /// Returns the version in use.
+    pub async fn negotiate_version(&mut self) -> Result<VcardVersion, ContactsError> {
+        let versions = self.dav.supported_address_versions().await?;
+        let has = |v: &str| versions.iter().any(|x| x == v);
+        if has("3.0") && !has("4.0") {
+            self.version = VcardVersion::V3;
+        } else if has("4.0") && !has("3.0") {
+            self.version = VcardVersion::V4;
+        }
+        Ok(self.version)
+    }
 }
 
 impl ContactStore for CardDav {
