@@ -165,6 +165,18 @@ async fn updates_go_by_etag_and_never_overwrite_a_change_at_the_destination() {
     );
     let (_, body) = raw("GET", &href, ("alice", "alicepass"), None).await;
     assert!(body.contains("Owner's own title"));
+
+    // The owner deletes it: an update does not bring it back.
+    let etag3 = store.list().await.unwrap()[&o.uid].clone();
+    assert_eq!(
+        raw("DELETE", &href, ("alice", "alicepass"), None).await.0,
+        200
+    );
+    assert_eq!(
+        store.put(&v3, Some(&etag3)).await.unwrap(),
+        PutOutcome::ChangedAtDestination
+    );
+    assert_eq!(raw("GET", &href, ("alice", "alicepass"), None).await.0, 404);
 }
 
 #[tokio::test]
