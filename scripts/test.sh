@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 # == server packages the tests start (they fail, never skip, without them).
 # One line per package keeps additions from different changes easy to merge.
 packages=()
+command -v openssl >/dev/null 2>&1 || packages+=(openssl) # test certificates: tests/radicale.rs
 command -v radicale >/dev/null 2>&1 || packages+=(radicale) # CalDAV/CardDAV: tests/radicale.rs
-command -v openssl >/dev/null 2>&1 || packages+=(openssl)   # test certificates: tests/radicale.rs
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${packages[*]}"
