@@ -199,6 +199,15 @@ async fn resources_made_by_another_tool_are_found_by_uid_and_not_duplicated() {
     )
     .await;
     assert_eq!(status, 201);
+    // A store that did not list first: the server refuses the UID twice (409); the copy under
+    // the other name is found and recognised as the same.
+    let fresh = CalDav::new(&config(&url, "alice", "alicepass")).unwrap();
+    assert_eq!(fresh.put(o, None).await.unwrap(), PutOutcome::Unchanged);
+    let elsewhere = changed(o, "Call with Boston office", "Call with Boston");
+    assert_eq!(
+        fresh.put(&elsewhere, None).await.unwrap(),
+        PutOutcome::ChangedAtDestination
+    );
     let listed = store.list().await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(

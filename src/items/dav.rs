@@ -365,11 +365,22 @@ impl DavCollection {
             }
             // 412: the precondition failed; 409: the server holds this UID in another resource.
             StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => {
-                if existing.is_none() && self.holds(&url, text).await? {
-                    Ok(PutOutcome::Unchanged)
-                } else {
-                    Ok(PutOutcome::ChangedAtDestination)
+                if existing.is_some() {
+                    return Ok(PutOutcome::ChangedAtDestination);
                 }
+                if self.holds(&url, text).await? {
+                    return Ok(PutOutcome::Unchanged);
+                }
+                // 409 from a caller that did not list first: the UID may live in a resource
+                // another tool named; list to find it, and compare that one.
+                if status == StatusCode::CONFLICT {
+                    self.list().await?;
+                    let other = self.href_for(uid)?;
+                    if other != url && self.holds(&other, text).await? {
+                        return Ok(PutOutcome::Unchanged);
+                    }
+                }
+                Ok(PutOutcome::ChangedAtDestination)
             }
             StatusCode::NOT_FOUND if existing.is_some() => Ok(PutOutcome::ChangedAtDestination),
             _ => Err(Self::status_error("PUT", &url, status, &body)),
