@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 # == server packages the tests start (they fail, never skip, without them).
 # One line per package keeps additions from different changes easy to merge.
 packages=()
+command -v openssl >/dev/null 2>&1 || packages+=(openssl) # test certificates: tests/radicale.rs
 command -v radicale >/dev/null 2>&1 || packages+=(radicale) # CalDAV/CardDAV: tests/radicale.rs
 [ -x /usr/sbin/dovecot ] || packages+=(dovecot-imapd) # IMAP with a master user: tests/imap.rs
 command -v mbsync >/dev/null 2>&1 || packages+=(isync) # the mail-copy benchmark's peer: tests/bench_mail.rs

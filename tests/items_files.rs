@@ -255,6 +255,24 @@ fn csv_edge_cases() {
     assert_eq!(list[0].fields["notes"], "open\nb@c.d,x");
 }
 
+#[test]
+fn damaged_csv_never_panics_and_every_contact_still_converts() {
+    let full = std::fs::read(fixture("contacts.csv")).unwrap();
+    for n in (0..full.len()).step_by(7) {
+        // Truncated, and with one byte replaced by one that is never UTF-8.
+        let mut damaged = full.clone();
+        damaged[n] = 0xff;
+        for bytes in [&full[..n], &damaged[..]] {
+            let (list, bad) = parse_csv(bytes, "d.csv");
+            assert!(list.len() + bad.len() <= 6);
+            for c in &list {
+                let vcf = contacts::to_vcard(c, VcardVersion::V4);
+                assert!(vcf.split("\r\n").all(|l| l.len() <= 75));
+            }
+        }
+    }
+}
+
 /// Unfolds a vCard and splits it into (name with params, value) pairs.
 fn unfolded(vcf: &str) -> Vec<(String, String)> {
     mailplan::items::store::unfold(vcf)

@@ -165,6 +165,18 @@ async fn updates_go_by_etag_and_never_overwrite_a_change_at_the_destination() {
     );
     let (_, body) = raw("GET", &href, ("alice", "alicepass"), None).await;
     assert!(body.contains("Owner's own title"));
+
+    // The owner deletes it: an update does not bring it back.
+    let etag3 = store.list().await.unwrap()[&o.uid].clone();
+    assert_eq!(
+        raw("DELETE", &href, ("alice", "alicepass"), None).await.0,
+        200
+    );
+    assert_eq!(
+        store.put(&v3, Some(&etag3)).await.unwrap(),
+        PutOutcome::ChangedAtDestination
+    );
+    assert_eq!(raw("GET", &href, ("alice", "alicepass"), None).await.0, 404);
 }
 
 #[tokio::test]
@@ -187,6 +199,15 @@ async fn resources_made_by_another_tool_are_found_by_uid_and_not_duplicated() {
     )
     .await;
     assert_eq!(status, 201);
+    // A store that did not list first: the server refuses the UID twice (409); the copy under
+    // the other name is found and recognised as the same.
+    let fresh = CalDav::new(&config(&url, "alice", "alicepass")).unwrap();
+    assert_eq!(fresh.put(o, None).await.unwrap(), PutOutcome::Unchanged);
+    let elsewhere = changed(o, "Call with Boston office", "Call with Boston");
+    assert_eq!(
+        fresh.put(&elsewhere, None).await.unwrap(),
+        PutOutcome::ChangedAtDestination
+    );
     let listed = store.list().await.unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(
@@ -232,7 +253,9 @@ async fn contacts_are_created_once_as_vcard4_and_vcard3() {
         ("contacts3", VcardVersion::V3),
     ] {
         let url = server.collection("alice", book);
-        let store = CardDav::new(&config(&url, "alice", "alicepass"), version).unwrap();
+        let mut store = CardDav::new(&config(&url, "alice", "alicepass"), version).unwrap();
+        // Radicale does not say which versions it takes: the configured one stays.
+        assert_eq!(store.negotiate_version().await.unwrap(), version);
         assert!(store.list().await.unwrap().is_empty());
         let cards = cards(version);
         for c in &cards {
@@ -255,6 +278,7 @@ async fn contacts_are_created_once_as_vcard4_and_vcard3() {
             assert_eq!(store.put(c, None).await.unwrap(), PutOutcome::Unchanged);
         }
         assert_eq!(store.list().await.unwrap(), listed);
+        assert_eq!(store.negotiate_version().await.unwrap(), version);
         // What the server parsed is what the person had: non-ASCII, escapes, folded lines.
         let (_, body) = raw(
             "REPORT",
@@ -374,7 +398,9 @@ async fn rejected_objects_and_wrong_passwords_are_errors_that_name_the_resource(
         ics: "BEGIN:VCALENDAR\r\nthis is not icalendar\r\nEND:VCALENDAR\r\n".into(),
         digest: "x".into(),
     };
-    let err = store.put(&garbage, None).await.unwrap_err().to_string();
+    let err = store.put(&garbage, None).await.unwrap_err();
+    assert!(err.is_item_rejected(), "{err}");
+    let err = err.to_string();
     assert!(err.contains("garbage.ics") && err.contains("400"), "{err}");
     // The good ones still go in after a rejected one.
     assert_eq!(
@@ -383,7 +409,48 @@ async fn rejected_objects_and_wrong_passwords_are_errors_that_name_the_resource(
     );
 
     let wrong = CalDav::new(&config(&url, "alice", "not-the-password")).unwrap();
+    let err = wrong.put(&events()[1], None).await.unwrap_err();
+    assert!(
+        !err.is_item_rejected(),
+        "a wrong password stops the whole store: {err}"
+    );
     let err = wrong.list().await.unwrap_err().to_string();
     assert!(err.contains("401"), "{err}");
     assert!(!err.contains("not-the-password"));
+}
+
+#[tokio::test]
+async fn https_certificates_are_verified_unless_the_plan_says_otherwise() {
+    let server = Radicale::start_tls();
+    let url = server.collection("alice", "calendar");
+    assert!(url.starts_with("https://"));
+    let objects = events();
+
+    // Default: an unknown issuer is refused, and the error says why.
+    let strict = CalDav::new(&config(&url, "alice", "alicepass")).unwrap();
+    let err = strict.list().await.unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert!(strict.put(&objects[0], None).await.is_err());
+
+    // The CA named by ca_file is trusted.
+    let mut with_ca = config(&url, "alice", "alicepass");
+    with_ca.ca_file = server.ca_file.clone();
+    let store = CalDav::new(&with_ca).unwrap();
+    assert_eq!(
+        store.put(&objects[0], None).await.unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(store.list().await.unwrap().len(), 1);
+
+    // insecure, only when asked for.
+    let mut insecure = config(&url, "alice", "alicepass");
+    insecure.insecure = true;
+    let store = CalDav::new(&insecure).unwrap();
+    assert_eq!(store.list().await.unwrap().len(), 1);
+
+    // A ca_file that is not there is a setup error, before any request.
+    let mut missing = config(&url, "alice", "alicepass");
+    missing.ca_file = Some(PathBuf::from("no-such-ca.pem"));
+    let err = CalDav::new(&missing).unwrap_err().to_string();
+    assert!(err.contains("no-such-ca.pem"), "{err}");
 }

@@ -92,6 +92,21 @@ pub enum DavError {
     Xml { url: String, message: String },
 }
 
+impl DavError {
+    /// Whether the server refused this one item (400, 403 on the resource, 413, 415, 422…) rather
+    /// than the whole collection being unusable: such an item is a bad item, reported and
+    /// skipped, and the next item goes on. Authentication (401), a missing or forbidden
+    /// collection, server errors and connection failures are not.
+    pub fn is_item_rejected(&self) -> bool {
+        match self {
+            DavError::Status { method, status, .. } => {
+                method == "PUT" && (400..500).contains(status) && !matches!(status, 401 | 404 | 407)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// One CalDAV calendar or CardDAV address book.
 #[derive(Debug)]
 pub struct DavCollection {
@@ -278,6 +293,32 @@ impl DavCollection {
         Ok(out)
     }
 
+    /// The vCard versions an address book says it takes (RFC 6352 `supported-address-data`),
+    /// e.g. `["3.0", "4.0"]`; empty when the server does not say (Radicale does not) or the
+    /// collection does not exist yet. Never writes.
+    pub async fn supported_address_versions(&self) -> Result<Vec<String>, DavError> {
+        let rb = self
+            .request("PROPFIND", &self.url)
+            .header("Depth", "0")
+            .header("Content-Type", "application/xml; charset=utf-8")
+            .body(concat!(
+                r#"<?xml version="1.0" encoding="utf-8"?>"#,
+                r#"<D:propfind xmlns:D="DAV:" xmlns:CR="urn:ietf:params:xml:ns:carddav">"#,
+                r#"<D:prop><CR:supported-address-data/></D:prop></D:propfind>"#
+            ));
+        let (status, _, text) = self.send("PROPFIND", &self.url, rb).await?;
+        match status {
+            StatusCode::MULTI_STATUS => {
+                parse_address_data_versions(&text).map_err(|message| DavError::Xml {
+                    url: self.url.to_string(),
+                    message,
+                })
+            }
+            StatusCode::NOT_FOUND => Ok(Vec::new()),
+            _ => Err(Self::status_error("PROPFIND", &self.url, status, &text)),
+        }
+    }
+
     fn href_for(&self, uid: &str) -> Result<Url, DavError> {
         let known = self.hrefs.lock().ok().and_then(|m| m.get(uid).cloned());
         let url = match known {
@@ -324,11 +365,22 @@ impl DavCollection {
             }
             // 412: the precondition failed; 409: the server holds this UID in another resource.
             StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => {
-                if existing.is_none() && self.holds(&url, text).await? {
-                    Ok(PutOutcome::Unchanged)
-                } else {
-                    Ok(PutOutcome::ChangedAtDestination)
+                if existing.is_some() {
+                    return Ok(PutOutcome::ChangedAtDestination);
                 }
+                if self.holds(&url, text).await? {
+                    return Ok(PutOutcome::Unchanged);
+                }
+                // 409 from a caller that did not list first: the UID may live in a resource
+                // another tool named; list to find it, and compare that one.
+                if status == StatusCode::CONFLICT {
+                    self.list().await?;
+                    let other = self.href_for(uid)?;
+                    if other != url && self.holds(&other, text).await? {
+                        return Ok(PutOutcome::Unchanged);
+                    }
+                }
+                Ok(PutOutcome::ChangedAtDestination)
             }
             StatusCode::NOT_FOUND if existing.is_some() => Ok(PutOutcome::ChangedAtDestination),
             _ => Err(Self::status_error("PUT", &url, status, &body)),
@@ -423,6 +475,38 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     out
+}
+
+/// The `version` attributes of `address-data-type` elements whose content type is vCard.
+fn parse_address_data_versions(xml: &str) -> Result<Vec<String>, String> {
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut out = Vec::new();
+    loop {
+        match reader.read_event().map_err(|e| e.to_string())? {
+            Event::Start(e) | Event::Empty(e)
+                if e.local_name().as_ref() == b"address-data-type" =>
+            {
+                let mut content_type = String::from("text/vcard");
+                let mut version = None;
+                for a in e.attributes().flatten() {
+                    let value = String::from_utf8_lossy(&a.value).into_owned();
+                    match a.key.local_name().as_ref() {
+                        b"content-type" => content_type = value,
+                        b"version" => version = Some(value),
+                        _ => {}
+                    }
+                }
+                if content_type.eq_ignore_ascii_case("text/vcard") {
+                    out.extend(version);
+                }
+            }
+            Event::Eof => break,
+            _ => {}
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 /// One resource of a collection, as listed.
@@ -533,7 +617,9 @@ mod tests {
  <d:response><d:href>/alice/cal/a%40b.ics</d:href>
   <d:propstat><d:prop><d:getetag>"e1"</d:getetag>
    <c:calendar-data>BEGIN:VCALENDAR&#13;
+BEGIN:VEVENT&#13;
 UID:a@b &amp; c&#13;
+END:VEVENT&#13;
 END:VCALENDAR</c:calendar-data></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:propstat>
  </d:response>
 </d:multistatus>"#;
@@ -545,6 +631,24 @@ END:VCALENDAR</c:calendar-data></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:
         assert_eq!(
             first_uid(r[1].data.as_deref().unwrap()).as_deref(),
             Some("a@b & c")
+        );
+    }
+
+    #[test]
+    fn supported_address_data_versions() {
+        let xml = r#"<?xml version="1.0"?>
+<D:multistatus xmlns:D="DAV:" xmlns:C="urn:ietf:params:xml:ns:carddav"><D:response>
+<D:href>/home/a/book/</D:href><D:propstat><D:prop><C:supported-address-data>
+<C:address-data-type content-type="text/vcard" version="4.0"/>
+<C:address-data-type content-type="text/vcard" version="3.0"/>
+<C:address-data-type content-type="application/vcard+json" version="4.0"/>
+</C:supported-address-data></D:prop><D:status>HTTP/1.1 200 OK</D:status></D:propstat>
+</D:response></D:multistatus>"#;
+        assert_eq!(parse_address_data_versions(xml).unwrap(), ["3.0", "4.0"]);
+        assert!(
+            parse_address_data_versions("<multistatus/>")
+                .unwrap()
+                .is_empty()
         );
     }
 

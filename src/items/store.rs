@@ -114,14 +114,28 @@ pub fn line_param(line: &str, name: &str) -> Option<String> {
 }
 
 /// The UID of the first item in a text of content lines (an iCalendar object or a vCard), with a
-/// `urn:uuid:` prefix removed so that vCard 3.0 and 4.0 forms of the same UID compare equal.
+/// `urn:uuid:` prefix removed so that vCard 3.0 and 4.0 forms of the same UID compare equal. Only
+/// a UID of the item itself counts, not one of a nested component (RFC 9074 gives alarms UIDs).
 pub fn first_uid(text: &str) -> Option<String> {
-    unfold(text).into_iter().find_map(|(_, line)| {
-        (line_name(&line) == "UID").then(|| {
-            let v = line_value(&line).unwrap_or("").trim();
-            v.strip_prefix("urn:uuid:").unwrap_or(v).to_string()
-        })
-    })
+    let mut stack: Vec<String> = Vec::new();
+    for (_, line) in unfold(text) {
+        let value = line_value(&line).unwrap_or("").trim();
+        match line_name(&line).as_str() {
+            "BEGIN" => stack.push(value.to_ascii_uppercase()),
+            "END" => {
+                stack.pop();
+            }
+            "UID"
+                if stack.last().is_some_and(|c| {
+                    matches!(c.as_str(), "VEVENT" | "VTODO" | "VJOURNAL" | "VCARD")
+                }) =>
+            {
+                return Some(value.strip_prefix("urn:uuid:").unwrap_or(value).to_string());
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Whether two texts hold the same content, as far as a server's re-serialisation goes: servers
@@ -369,6 +383,16 @@ mod tests {
         let moved = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:a\nEND:VEVENT\n\
                      BEGIN:VEVENT\nUID:a\nSUMMARY:x\nRECURRENCE-ID:20240101\nEND:VEVENT\nEND:VCALENDAR\n";
         assert!(!same_content(two, moved));
+    }
+
+    #[test]
+    fn first_uid_is_the_items_own() {
+        let t = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nBEGIN:VALARM\nUID:alarm\nEND:VALARM\n\
+                 UID:event\nEND:VEVENT\nEND:VCALENDAR\n";
+        assert_eq!(first_uid(t).as_deref(), Some("event"));
+        let v = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:1234\r\nEND:VCARD\r\n";
+        assert_eq!(first_uid(v).as_deref(), Some("1234"));
+        assert_eq!(first_uid("UID:loose"), None);
     }
 
     #[test]

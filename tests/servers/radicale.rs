@@ -20,8 +20,10 @@ pub const USERS: [(&str, &str); 3] = [
 ];
 
 pub struct Radicale {
-    /// `http://127.0.0.1:PORT/`
+    /// `http://127.0.0.1:PORT/` (`https://` when started with TLS)
     pub base: String,
+    /// With TLS: the PEM of the test CA that signed the server's certificate.
+    pub ca_file: Option<PathBuf>,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -61,8 +63,94 @@ fn answers(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 8 && buf.starts_with(b"HTTP/1."))
 }
 
+/// Makes a test CA and a server certificate for 127.0.0.1 signed by it (rustls refuses a
+/// self-signed CA certificate used as the server's own). Returns (ca, cert, key) paths.
+fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("the TLS tests need `openssl` ({e}): run `apt-get install openssl`")
+            });
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+    ]);
+    run(&ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "key.pem",
+        "-out",
+        "req.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&csr);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "req.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "cert.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    )
+}
+
 impl Radicale {
     pub fn start() -> Radicale {
+        Self::start_with(false)
+    }
+
+    /// Radicale over https, with a certificate from a test CA (see `ca_file`).
+    pub fn start_tls() -> Radicale {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Radicale {
         let bin = binary();
         let mut last_log = String::new();
         // A port picked as free can be taken before the server binds it: try a few.
@@ -71,6 +159,19 @@ impl Radicale {
             let root = dir.path();
             let port = free_port();
             std::fs::create_dir_all(root.join("collections")).unwrap();
+            let (ca_file, ssl) = if tls {
+                let (ca, cert, key) = make_certificates(root);
+                (
+                    Some(ca),
+                    format!(
+                        "ssl = True\ncertificate = {}\nkey = {}\n",
+                        cert.display(),
+                        key.display()
+                    ),
+                )
+            } else {
+                (None, String::new())
+            };
             let users: String = USERS.iter().map(|(u, p)| format!("{u}:{p}\n")).collect();
             std::fs::write(root.join("users"), users).unwrap();
             std::fs::write(
@@ -85,7 +186,7 @@ impl Radicale {
             std::fs::write(
                 root.join("config"),
                 format!(
-                    "[server]\nhosts = 127.0.0.1:{port}\n\n\
+                    "[server]\nhosts = 127.0.0.1:{port}\n{ssl}\n\
                      [auth]\ntype = htpasswd\nhtpasswd_filename = {users}\n\
                      htpasswd_encryption = plain\ndelay = 0\n\n\
                      [rights]\ntype = from_file\nfile = {rights}\n\n\
@@ -107,13 +208,20 @@ impl Radicale {
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
             let mut server = Radicale {
-                base: format!("http://127.0.0.1:{port}/"),
+                base: format!("{}://127.0.0.1:{port}/", if tls { "https" } else { "http" }),
+                ca_file,
                 child,
                 dir,
             };
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
-                if answers(port) {
+                // Over TLS a plain HTTP probe is refused: an accepted connection will do.
+                let up = if tls {
+                    TcpStream::connect(("127.0.0.1", port)).is_ok()
+                } else {
+                    answers(port)
+                };
+                if up {
                     return server;
                 }
                 if let Ok(Some(_)) = server.child.try_wait() {

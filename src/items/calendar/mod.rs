@@ -14,7 +14,22 @@
 //!   digest of the file.
 //!
 //! Nothing here decides what to copy or records what was copied: that is the planner's and the
-//! ledger's business.
+//! ledger's business. The intended use, for calendars and contacts alike:
+//!
+//! ```text
+//! plan:   (objects, bad) = read_ics(path)            bad items are counted and shown
+//!         at_destination = store.list()              UID -> ETag, never writes
+//!         new     = not in the ledger and not at the destination
+//!         changed = in the ledger with another digest, still at the destination
+//!         gone    = in the ledger, not at the destination: deleted by its owner, not copied back
+//! apply:  store.put(obj, None)                       new: Created, or Unchanged if already there
+//!         store.put(obj, Some(etag))                 changed: Updated, or ChangedAtDestination
+//!         record (uid, digest) in the ledger after Created/Updated/Unchanged;
+//!         err.is_item_rejected() -> a bad item, go on; any other error stops this store
+//! ```
+//!
+//! A run killed between a PUT and its ledger record copies nothing twice: the next run's PUT
+//! (`If-None-Match: *`) finds the object there and answers Unchanged.
 
 pub mod ics;
 
@@ -50,6 +65,14 @@ pub enum CalendarError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Dav(#[from] DavError),
+}
+
+impl CalendarError {
+    /// Whether only the item was refused by the destination (see
+    /// [`DavError::is_item_rejected`]): report it as a bad item and go on with the next one.
+    pub fn is_item_rejected(&self) -> bool {
+        matches!(self, CalendarError::Dav(e) if e.is_item_rejected())
+    }
 }
 
 /// Reads one person's ICS file.

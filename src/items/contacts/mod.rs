@@ -82,6 +82,14 @@ pub enum ContactsError {
     Dav(#[from] DavError),
 }
 
+impl ContactsError {
+    /// Whether only the item was refused by the destination (see
+    /// [`DavError::is_item_rejected`]): report it as a bad item and go on with the next one.
+    pub fn is_item_rejected(&self) -> bool {
+        matches!(self, ContactsError::Dav(e) if e.is_item_rejected())
+    }
+}
+
 /// Reads one person's contacts CSV.
 pub fn read_csv(path: &Path) -> Result<(Vec<Contact>, Vec<BadItem>), ContactsError> {
     let bytes = std::fs::read(path).map_err(|source| ContactsError::Read {
@@ -323,6 +331,20 @@ impl CardDav {
     /// The vCard version this address book is written with.
     pub fn version(&self) -> VcardVersion {
         self.version
+    }
+
+    /// Asks the server which vCard versions it takes and switches to 3.0 when it says it takes
+    /// 3.0 but not 4.0; a server that says nothing (Radicale) keeps the configured version.
+    /// Returns the version in use.
+    pub async fn negotiate_version(&mut self) -> Result<VcardVersion, ContactsError> {
+        let versions = self.dav.supported_address_versions().await?;
+        let has = |v: &str| versions.iter().any(|x| x == v);
+        if has("3.0") && !has("4.0") {
+            self.version = VcardVersion::V3;
+        } else if has("4.0") && !has("3.0") {
+            self.version = VcardVersion::V4;
+        }
+        Ok(self.version)
     }
 }
 
