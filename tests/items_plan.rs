@@ -126,6 +126,14 @@ fn bad_items_are_reported_skipped_and_the_rest_is_copied_once() {
         .unwrap();
     assert!(!bad.is_empty());
 
+    // `mailplan state items` says what was copied and what was skipped.
+    let (items, _) = case.run(&["state", "items", "plan.yaml", "--bad"]);
+    assert!(items.contains("2 events copied"), "{items}");
+    assert!(items.contains("2 contacts copied"), "{items}");
+    assert!(items.contains("1 message copied"), "{items}");
+    assert!(items.contains("bad items skipped (contact)"), "{items}");
+    assert!(items.contains("jsmith.csv:3"), "{items}");
+
     // A rerun copies nothing (bad items are still reported, never copied).
     let (plan, _) = case.run(&["plan", "plan.yaml"]);
     assert!(!plan.contains("<- import"), "{plan}");

@@ -171,6 +171,15 @@ pub enum StateCommand {
         #[arg(long)]
         auto_approve: bool,
     },
+    /// The item ledger: per destination mailbox, the messages, events and contacts copied, and
+    /// the bad items that were skipped (`--bad` lists them).
+    Items {
+        #[command(flatten)]
+        state: StateArgs,
+        /// List every bad item with its place and reason.
+        #[arg(long)]
+        bad: bool,
+    },
     /// Remove the apply lock, whoever holds it (only when you are sure no apply runs).
     Unlock(StateArgs),
 }
@@ -503,6 +512,44 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
                 return Ok(ExitCode::FAILURE);
             }
             return execute(prepared, &dir, 1);
+        }
+        StateCommand::Items { state: a, bad } => {
+            let db = open(&a)?;
+            for (mailbox, kind, count, bytes) in db.ledger_summary()? {
+                let one = count == 1;
+                let what = match kind.as_str() {
+                    "mail" if one => "message copied",
+                    "mail" => "messages copied",
+                    "event" if one => "event copied",
+                    "event" => "events copied",
+                    "contact" if one => "contact copied",
+                    "contact" => "contacts copied",
+                    k if k.starts_with("bad-") && one => "bad item skipped",
+                    k if k.starts_with("bad-") => "bad items skipped",
+                    _ => "items",
+                };
+                let size = if kind.starts_with("bad-") {
+                    String::new()
+                } else {
+                    format!(" ({})", crate::items::human_bytes(bytes))
+                };
+                let _ = writeln!(
+                    out,
+                    "{mailbox}  {:>7} {what}{size}{}",
+                    render::text::thousands(count),
+                    kind.strip_prefix("bad-")
+                        .map(|k| format!(" ({k})"))
+                        .unwrap_or_default()
+                );
+                if bad && kind.starts_with("bad-") {
+                    for item in db.ledger_identities(&mailbox, &kind)? {
+                        let _ = writeln!(out, "    {item}");
+                    }
+                }
+            }
+            if out.is_empty() {
+                out.push_str("No items copied yet.\n");
+            }
         }
         StateCommand::Unlock(a) => {
             let db = open(&a)?;

@@ -131,6 +131,26 @@ pub fn endpoints_for(spec: &Spec, source: &Snapshot) -> BTreeMap<Dn, PersonEndpo
         .collect()
 }
 
+/// `a/b/../c` → `a/c`, without asking the file system: the path names a mailbox in the
+/// ledger, so one place must have one name (`..` in a plan file is the plan's own, never a
+/// person's: values were checked before).
+fn lexical(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            Component::CurDir => {}
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
+}
+
 struct Expander<'a> {
     person: &'a Person,
     entry: &'a Entry,
@@ -199,11 +219,12 @@ impl Expander<'_> {
             }
         })?;
         let path = Path::new(&text);
-        Ok(if path.is_absolute() {
+        let joined = if path.is_absolute() {
             path.to_path_buf()
         } else {
             p.base.join(path)
-        })
+        };
+        Ok(lexical(&joined))
     }
 
     /// The template with the person's values; an error names the placeholder that is empty.

@@ -702,6 +702,29 @@ impl StateDb {
             .map_err(self.err("listing copied items"))
     }
 
+    /// Per mailbox and kind: how many items the ledger holds and their bytes, sorted.
+    pub fn ledger_summary(&self) -> Result<Vec<(String, String, u64, u64)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT mailbox, kind, count(*), coalesce(sum(size), 0) FROM ledger \
+                 GROUP BY mailbox, kind ORDER BY mailbox, kind",
+            )
+            .map_err(self.err("summarising the ledger"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    to_u64(r.get(2)?),
+                    to_u64(r.get(3)?),
+                ))
+            })
+            .map_err(self.err("summarising the ledger"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("summarising the ledger"))
+    }
+
     /// Records many copied items in one transaction (one fsync for a batch of messages).
     pub fn ledger_record_all(&self, items: &[LedgerItem]) -> Result<(), StateError> {
         let tx = self
