@@ -174,6 +174,27 @@ fn listing(d: &Dovecot, user: &str) -> BTreeMap<String, Vec<MessageMeta>> {
     folders.into_iter().map(|f| (f.name, f.messages)).collect()
 }
 
+/// The body of the inbox message with this identity, as IMAP gives it.
+fn body(d: &Dovecot, user: &str, identity: &str) -> Vec<u8> {
+    let (s, u) = store(d, user);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut session = mailplan::items::mail::imap::Session::connect(&s, &u)
+            .await
+            .unwrap();
+        let folders = session.list().await.unwrap();
+        let m = folders
+            .iter()
+            .find(|f| f.name == "INBOX")
+            .and_then(|f| f.messages.iter().find(|m| m.identity == identity))
+            .unwrap()
+            .clone();
+        let data = session.fetch("INBOX", &m).await.unwrap();
+        session.logout().await;
+        data
+    })
+}
+
 fn by_identity(
     l: &BTreeMap<String, Vec<MessageMeta>>,
 ) -> BTreeMap<(String, String), (Vec<String>, i64, u64)> {
@@ -277,6 +298,11 @@ fn mail_moves_with_folders_flags_dates_and_reruns_copy_only_what_is_new() {
     )));
     let big = &target[&("INBOX".to_string(), "mid:big@example.test".to_string())];
     assert!(big.2 >= 10 << 20, "{big:?}");
+    // The 10 MiB message (streamed from server to server) arrived byte for byte.
+    assert_eq!(
+        body(&d, SOURCE, "mid:big@example.test"),
+        body(&d, TARGET, "mid:big@example.test")
+    );
     // Dovecot names the folder in modified UTF-7 on disk.
     assert!(
         d.maildir(TARGET)

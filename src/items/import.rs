@@ -29,6 +29,9 @@ use crate::state::{LedgerItem, RunId, StateDb};
 const BATCH_MESSAGES: usize = 100;
 /// ... or this many bytes, whichever comes first, so memory stays bounded with large messages.
 const BATCH_BYTES: u64 = 8 << 20;
+/// Messages larger than this are streamed from server to server (IMAP to IMAP) instead of being
+/// held whole.
+const STREAM_ABOVE: u64 = 4 << 20;
 /// Pairs of sessions one mailbox is copied over at once.
 const WORKERS: usize = 6;
 
@@ -316,6 +319,35 @@ async fn copy_run(
     for chunk in &run {
         let folder = &chunk[0].folder;
         let source_folder = &chunk[0].source_folder;
+        // A large message alone in its batch goes straight from one server to the other.
+        if chunk.len() == 1 && chunk[0].message.size > STREAM_ABOVE {
+            let m = &chunk[0].message;
+            if let Some(result) = source
+                .stream_to(source_folder, m, &mut destination, folder)
+                .await
+            {
+                match result.map_err(|e| e.to_string())? {
+                    Ok(size) => {
+                        report.copied += 1;
+                        report.bytes += size;
+                        db.ledger_record(&LedgerItem {
+                            run: runid,
+                            mailbox: mailbox.clone(),
+                            kind: ItemKind::Mail.ledger_kind().into(),
+                            folder: Some(folder.clone()),
+                            identity: ledger_identity(folder, &m.identity),
+                            size: Some(m.size),
+                        })
+                        .map_err(|e| e.to_string())?;
+                    }
+                    Err(e) => report.bad.push(BadItem {
+                        location: format!("{source_folder}/{}", m.key),
+                        message: format!("not copied: {e}"),
+                    }),
+                }
+                continue;
+            }
+        }
         let metas: Vec<&MessageMeta> = chunk.iter().map(|c| &c.message).collect();
         let bodies = source
             .fetch_batch(source_folder, &metas)

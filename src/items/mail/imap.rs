@@ -568,6 +568,122 @@ impl Session {
             .collect())
     }
 
+    /// Copies one message from this (source) session straight into `dest`'s folder: the FETCH
+    /// literal is written into the APPEND literal as it arrives, so a large message is never held
+    /// whole. The outer error is a session failure; the inner one the message's own (gone at the
+    /// source, refused by the destination).
+    pub async fn stream_to(
+        &mut self,
+        folder: &str,
+        m: &MessageMeta,
+        dest: &mut Session,
+        dest_folder: &str,
+    ) -> Result<Result<u64, String>, MailError> {
+        if self.delimiter.is_none() {
+            self.folders().await?;
+        }
+        let wire = self.wire(folder);
+        if self.examined.as_deref() != Some(wire.as_str()) {
+            self.examine(&wire).await?;
+            self.examined = Some(wire.clone());
+        }
+        let dest_wire = dest.ensure_folder(dest_folder).await?;
+        let tag = self.next_tag();
+        self.send(format!("{tag} UID FETCH {} (UID BODY.PEEK[])\r\n", m.key).as_bytes())
+            .await?;
+        // Up to the FETCH line that announces the body literal.
+        let len = loop {
+            let mut line = Vec::new();
+            let n = self
+                .reader
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(|e| err(&self.who, e))?;
+            if n == 0 {
+                return Err(err(&self.who, "the server closed the connection"));
+            }
+            if line.starts_with(format!("{tag} ").as_bytes()) {
+                return Ok(Err(format!("UID {} is no longer in {folder}", m.key)));
+            }
+            let trimmed = line
+                .strip_suffix(b"\r\n")
+                .or_else(|| line.strip_suffix(b"\n"))
+                .unwrap_or(&line);
+            let upper = String::from_utf8_lossy(trimmed).to_ascii_uppercase();
+            if let Some(len) = literal_length(trimmed) {
+                if upper.contains("FETCH") && upper.contains("BODY[]") {
+                    break len;
+                }
+                // Some other literal (an unsolicited response): skip it.
+                let mut sink = vec![0u8; len.min(MAX_LITERAL)];
+                self.reader
+                    .read_exact(&mut sink)
+                    .await
+                    .map_err(|e| err(&self.who, e))?;
+            }
+        };
+        let flags: Vec<&str> = m
+            .flags
+            .iter()
+            .map(String::as_str)
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+            .collect();
+        let plus = dest.caps.contains("LITERAL+");
+        let dtag = dest.next_tag();
+        let head = format!(
+            "{dtag} APPEND {} ({}) \"{}\" {{{len}{}}}\r\n",
+            quote(&dest_wire),
+            flags.join(" "),
+            internal_date(m.internal_date),
+            if plus { "+" } else { "" }
+        );
+        dest.send(head.as_bytes()).await?;
+        let mut refused = None;
+        if !plus {
+            loop {
+                let r = dest.read_response().await?;
+                if r.tag == "+" {
+                    break;
+                }
+                if r.tag == dtag {
+                    refused = Some(r.line());
+                    break;
+                }
+            }
+        }
+        // Move the literal across in pieces (or drain it when the destination said no).
+        let mut left = len;
+        let mut buf = vec![0u8; 256 << 10];
+        while left > 0 {
+            let want = left.min(buf.len());
+            let got = self
+                .reader
+                .read(&mut buf[..want])
+                .await
+                .map_err(|e| err(&self.who, e))?;
+            if got == 0 {
+                return Err(err(&self.who, "the server closed the connection"));
+            }
+            if refused.is_none() {
+                dest.writer
+                    .write_all(&buf[..got])
+                    .await
+                    .map_err(|e| err(&dest.who, e))?;
+            }
+            left -= got;
+        }
+        // The rest of the FETCH response, then its tagged OK.
+        self.finish(&tag).await?;
+        if let Some(why) = refused {
+            return Ok(Err(why));
+        }
+        dest.send(b"\r\n").await?;
+        Ok(match dest.finish(&dtag).await {
+            Ok(_) => Ok(len as u64),
+            Err(e) => Err(e.to_string()),
+        })
+    }
+
     pub async fn logout(mut self) {
         let _ = self.simple("LOGOUT").await;
     }

@@ -225,6 +225,21 @@ impl Store {
         }
     }
 
+    /// Copies one message from `self` into `dest` without holding it whole, when both are IMAP
+    /// sessions; `None` when this pair cannot stream (the caller fetches and appends instead).
+    pub async fn stream_to(
+        &mut self,
+        folder: &str,
+        m: &MessageMeta,
+        dest: &mut Store,
+        dest_folder: &str,
+    ) -> Option<Result<Result<u64, String>, MailError>> {
+        match (self, dest) {
+            (Store::Imap(s), Store::Imap(d)) => Some(s.stream_to(folder, m, d, dest_folder).await),
+            _ => None,
+        }
+    }
+
     pub async fn close(self) {
         if let Store::Imap(s) = self {
             s.logout().await;
