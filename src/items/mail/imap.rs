@@ -28,6 +28,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 type Reader = BufReader<tokio::io::ReadHalf<Box<dyn Stream>>>;
 type Writer = tokio::io::WriteHalf<Box<dyn Stream>>;
 
+/// One pipelined APPEND: its tag, the command up to the literal, the message, and whether the
+/// literal must wait for the server's continuation.
+type Append<'a> = (String, Vec<u8>, std::borrow::Cow<'a, [u8]>, bool);
+
 /// The longest response line or literal accepted (a body larger than this is refused as bad).
 const MAX_LITERAL: usize = 256 << 20;
 
@@ -476,7 +480,7 @@ impl Session {
         let wire = self.ensure_folder(folder).await?;
         let literal_plus = self.caps.contains("LITERAL+");
         let literal_minus = self.caps.contains("LITERAL-");
-        let mut commands: Vec<(String, Vec<u8>, Vec<u8>, bool)> = Vec::with_capacity(batch.len());
+        let mut commands: Vec<Append<'_>> = Vec::with_capacity(batch.len());
         for (m, data) in batch {
             let data = crlf(data);
             let tag = self.next_tag();
@@ -854,19 +858,21 @@ fn fetch_items(r: &Response) -> Option<Result<BTreeMap<String, Val>, String>> {
         Some(v) => v,
         None => return Some(Err(format!("unreadable FETCH response: {}", r.line()))),
     };
-    let Some(Val::List(items)) = vals.get(2) else {
+    let mut map = BTreeMap::new();
+    let Some(Val::List(items)) = vals.into_iter().nth(2) else {
         return Some(Err(format!("unreadable FETCH response: {}", r.line())));
     };
-    let mut map = BTreeMap::new();
-    for pair in items.chunks(2) {
-        if let [Val::Atom(name), value] = pair {
+    let mut it = items.into_iter();
+    while let (Some(name), Some(value)) = (it.next(), it.next()) {
+        if let Val::Atom(name) = name {
             let name = name.to_ascii_uppercase();
             // `BODY[HEADER.FIELDS (…)]` → `BODY[HEADER`, `BODY[]` stays.
             let key = match name.find(".FIELDS") {
                 Some(at) => name[..at].to_string(),
                 None => name,
             };
-            map.insert(key, value.clone());
+            // Moved, not copied: a body may be megabytes.
+            map.insert(key, value);
         }
     }
     Some(Ok(map))
@@ -912,10 +918,10 @@ fn fetch_meta(r: &Response) -> Option<Result<MessageMeta, String>> {
 }
 
 fn fetch_body(r: &Response) -> Option<(String, Vec<u8>)> {
-    let items = fetch_items(r)?.ok()?;
+    let mut items = fetch_items(r)?.ok()?;
     let uid = items.get("UID").and_then(Val::atom)?.to_string();
-    match items.get("BODY[]")? {
-        Val::Str(b) => Some((uid, b.clone())),
+    match items.remove("BODY[]")? {
+        Val::Str(b) => Some((uid, b)),
         _ => None,
     }
 }
@@ -935,8 +941,16 @@ fn quote(s: &str) -> String {
     out
 }
 
-/// Bare LFs become CRLF: IMAP transfers messages with CRLF line ends.
-fn crlf(data: &[u8]) -> Vec<u8> {
+/// Bare LFs become CRLF: IMAP transfers messages with CRLF line ends. A message that has none
+/// (anything read from an IMAP server) is not copied.
+fn crlf(data: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    let bare = data
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'\n' && (i == 0 || data[i - 1] != b'\r'));
+    if !bare {
+        return std::borrow::Cow::Borrowed(data);
+    }
     let mut out = Vec::with_capacity(data.len() + data.len() / 32);
     let mut prev = 0u8;
     for &b in data {
@@ -946,7 +960,7 @@ fn crlf(data: &[u8]) -> Vec<u8> {
         out.push(b);
         prev = b;
     }
-    out
+    std::borrow::Cow::Owned(out)
 }
 
 const MONTHS: [&str; 12] = [
@@ -1148,7 +1162,8 @@ mod tests {
     #[test]
     fn quotes_and_line_ends() {
         assert_eq!(quote("a\"b\\c"), "\"a\\\"b\\\\c\"");
-        assert_eq!(crlf(b"a\nb\r\nc"), b"a\r\nb\r\nc".to_vec());
+        assert_eq!(&*crlf(b"a\nb\r\nc"), b"a\r\nb\r\nc");
+        assert!(matches!(crlf(b"a\r\nb"), std::borrow::Cow::Borrowed(_)));
         assert_eq!(internal_date(0), "01-Jan-1970 00:00:00 +0000");
     }
 }
