@@ -160,6 +160,10 @@ fn an_item_deleted_at_the_destination_is_not_copied_back() {
         .unwrap()
         .path();
     std::fs::remove_file(first).unwrap();
-    let (plan, _) = case.run(&["plan", "plan.yaml"]);
-    assert!(!plan.contains("<- import"), "{plan}");
+    let (plan, _) = case.run(&["plan", "plan.yaml", "--json"]);
+    assert!(!plan.contains("\"import_"), "{plan}");
+    assert!(
+        plan.contains("calendar: 1 items copied earlier were deleted at the destination since"),
+        "{plan}"
+    );
 }

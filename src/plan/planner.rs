@@ -408,6 +408,15 @@ impl<'a> Planner<'a> {
                     ),
                 });
             }
+            if inv.deleted_at_destination > 0 {
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: {} items copied earlier were deleted at the destination since; they are not copied again",
+                        inv.deleted_at_destination
+                    ),
+                });
+            }
             if inv.new == 0 {
                 continue;
             }
