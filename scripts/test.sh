@@ -4,6 +4,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# == server packages the tests start (they fail, never skip, without them).
+# One line per package keeps additions from different changes easy to merge.
+packages=()
+command -v openssl >/dev/null 2>&1 || packages+=(openssl) # test certificates: tests/radicale.rs
+command -v radicale >/dev/null 2>&1 || packages+=(radicale) # CalDAV/CardDAV: tests/radicale.rs
+[ -x /usr/sbin/dovecot ] || packages+=(dovecot-imapd) # IMAP with a master user: tests/imap.rs
+command -v mbsync >/dev/null 2>&1 || packages+=(isync) # the mail-copy benchmark's peer: tests/bench_mail.rs
+if [ ${#packages[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing ${packages[*]}"
+    # Installing a server must not start the system's copy of it on the ports tests use.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod +x /usr/sbin/policy-rc.d
+    fi
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"
+  else
+    echo "== missing ${packages[*]}: run as root, or apt-get install them; their tests will fail" >&2
+  fi
+fi
+
 echo "== formatting"
 cargo fmt --all --check
 

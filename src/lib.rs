@@ -9,6 +9,7 @@ pub mod apply;
 pub mod cli;
 pub mod directory;
 pub mod generate;
+pub mod items;
 pub mod matching;
 pub mod ops;
 pub mod plan;

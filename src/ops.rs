@@ -126,6 +126,8 @@ pub struct Inputs {
     pub destination: Snapshot,
     /// What earlier applies left unfinished (empty until read from a state database).
     pub history: plan::History,
+    /// Item inventories by source person; empty until `gather_items` ran.
+    pub inventories: crate::items::Inventories,
 }
 
 /// Reads and validates the plan file.
@@ -251,6 +253,7 @@ pub fn load_inputs(path: &Path) -> Result<Inputs, Error> {
         spec,
         source,
         destination,
+        inventories: Default::default(),
         history: plan::History::default(),
     })
 }
@@ -299,6 +302,18 @@ pub fn load_history(dir: &Path) -> Result<plan::History, Error> {
     }
 }
 
+/// Takes the item inventories the plan file asks for (source, ledger, destination), so the plan
+/// can say exactly what each import copies. Reads only.
+pub fn gather_items(inputs: &mut Inputs, state_dir: &Path) -> Result<(), Error> {
+    let endpoints = crate::items::endpoints_for(&inputs.spec, &inputs.source);
+    if endpoints.is_empty() {
+        return Ok(());
+    }
+    inputs.inventories =
+        crate::items::inventory::gather(&inputs.spec, &endpoints, Some(state_dir))?;
+    Ok(())
+}
+
 /// Matches and plans: the pure core, with the graph checked.
 pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
     let matches = matching::match_all(
@@ -307,12 +322,13 @@ pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
         &inputs.destination,
         &inputs.history.links,
     );
-    let plan = plan::plan(
+    let plan = plan::plan_with_items(
         &inputs.spec,
         &inputs.source,
         &inputs.destination,
         &matches,
         &inputs.history,
+        &inputs.inventories,
     )?;
     ActionGraph::build(&plan)?;
     Ok(plan)
@@ -390,11 +406,16 @@ pub struct Prepared {
     pub fingerprint: String,
 }
 
-/// Plans a YAML plan file now, for `apply PLAN.yaml`, finishing what earlier applies recorded
-/// in `history` left undone.
-pub fn prepare_plan_file(path: &Path, history: plan::History) -> Result<Prepared, Error> {
+/// Plans a YAML plan file now, for `apply PLAN.yaml`: the item inventories are taken first,
+/// and what earlier applies recorded in `history` and left undone is finished.
+pub fn prepare_plan_file(
+    path: &Path,
+    history: plan::History,
+    state_dir: &Path,
+) -> Result<Prepared, Error> {
     let mut inputs = load_inputs(path)?;
     inputs.history = history;
+    gather_items(&mut inputs, state_dir)?;
     let plan = make_plan(&inputs)?;
     let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
     Ok(Prepared {
@@ -519,7 +540,29 @@ pub async fn apply(
     options: crate::apply::Options,
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<crate::apply::Report, Error> {
+    apply_with_items(prepared, journal, reporter, options, cancel, None).await
+}
+
+/// `apply`, with the item stores: `items` is the state folder and the run the ledger records
+/// copied items under.
+pub async fn apply_with_items(
+    prepared: Prepared,
+    journal: std::sync::Arc<dyn crate::apply::Journal>,
+    reporter: std::sync::Arc<dyn crate::apply::Reporter>,
+    options: crate::apply::Options,
+    cancel: tokio::sync::watch::Receiver<bool>,
+    items: Option<(PathBuf, crate::state::RunId)>,
+) -> Result<crate::apply::Report, Error> {
     use std::sync::Arc;
+    let importer = items.map(|(dir, run)| {
+        let endpoints = crate::items::endpoints_for(&prepared.inputs.spec, &prepared.inputs.source);
+        crate::items::import::shared(crate::items::import::ItemImporter::new(
+            prepared.inputs.spec.items.clone(),
+            endpoints,
+            dir,
+            run,
+        ))
+    });
     let Prepared {
         inputs,
         plan,
@@ -531,13 +574,14 @@ pub async fn apply(
         DirectorySource::Ldif(path) => {
             let writer = Arc::new(crate::apply::LdifDirectory::new(path, &inputs.destination));
             drop(inputs);
-            Ok(crate::apply::execute(
+            Ok(crate::apply::execute_with_importer(
                 Arc::new(plan),
                 writer,
                 rules,
                 journal,
                 reporter,
                 Arc::new(changed),
+                importer,
                 options,
                 cancel,
             )

@@ -20,12 +20,10 @@ impl Example {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         for sub in ["plans", "data"] {
-            let to = dir.path().join("examples").join(sub);
-            std::fs::create_dir_all(&to).unwrap();
-            for f in std::fs::read_dir(root().join("examples").join(sub)).unwrap() {
-                let f = f.unwrap().path();
-                std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
-            }
+            copy_tree(
+                &root().join("examples").join(sub),
+                &dir.path().join("examples").join(sub),
+            );
         }
         Example { dir }
     }
@@ -39,6 +37,20 @@ impl Example {
     }
     fn destination(&self) -> String {
         std::fs::read_to_string(self.path("examples/data/ad.ldif")).unwrap()
+    }
+}
+
+/// Copies a folder with everything below it (the example's Maildir folders included).
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in std::fs::read_dir(from).unwrap() {
+        let f = f.unwrap().path();
+        let target = to.join(f.file_name().unwrap());
+        if f.is_dir() {
+            copy_tree(&f, &target);
+        } else {
+            std::fs::copy(&f, &target).unwrap();
+        }
     }
 }
 
@@ -60,9 +72,35 @@ fn apply_then_rerun_shows_no_changes() {
         .assert()
         .success()
         .stderr(predicate::str::contains(
-            "Apply complete! 13 applied, 0 failed, 0 skipped",
+            "Apply complete! 20 applied, 0 failed, 0 skipped",
         ));
     no_changes(&ex);
+    // The items arrived in the example's output folders, folder names mapped.
+    let alice = ex.path("examples/out/mail/alice.archer@acme.com");
+    for folder in [
+        "cur",
+        ".Sent Items/cur",
+        ".Projects.2024/cur",
+        ".Kunden &ANw-bersicht/cur",
+    ] {
+        assert!(
+            std::fs::read_dir(alice.join(folder))
+                .map(|d| d.count())
+                .unwrap_or(0)
+                > 0,
+            "{folder}"
+        );
+    }
+    assert!(
+        ex.path("examples/out/calendars/alice.archer@acme.com/85257A1B0012ABCD-weekly-sales.ics")
+            .is_file()
+    );
+    assert_eq!(
+        std::fs::read_dir(ex.path("examples/out/contacts/alice.archer@acme.com"))
+            .unwrap()
+            .count(),
+        2
+    );
     // Applying again finds nothing to do and changes nothing.
     let before = ex.destination();
     ex.cmd()
@@ -104,7 +142,7 @@ fn a_saved_plan_applies_as_reviewed() {
         .assert()
         .success()
         .stderr(predicate::str::contains(
-            "Apply complete! 0 applied (13 more by an earlier run)",
+            "Apply complete! 0 applied (20 more by an earlier run)",
         ));
     assert_eq!(ex.destination(), before);
 }
@@ -151,7 +189,7 @@ fn an_action_made_stale_fails_alone() {
         "{err}"
     );
     assert!(err.contains("skipped  delete_contact:CN=Carol Chen,OU=Contacts,DC=acme,DC=test (because move_memberships"), "{err}");
-    assert!(err.contains("10 applied, 1 failed, 2 skipped"), "{err}");
+    assert!(err.contains("17 applied, 1 failed, 2 skipped"), "{err}");
     // The contact is still there, everything independent of it was applied.
     let dest = ex.destination();
     assert!(dest.contains("dn: CN=Carol Chen,OU=Contacts,DC=acme,DC=test"));
@@ -177,7 +215,7 @@ fn runs_are_recorded_and_state_restore_brings_a_deleted_contact_back() {
         .assert()
         .success()
         .stdout(predicate::str::contains(
-            "succeeded    13 applied, 0 failed, 0 skipped",
+            "succeeded    20 applied, 0 failed, 0 skipped",
         ));
     ex.cmd()
         .args([

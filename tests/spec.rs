@@ -473,7 +473,7 @@ fn every_unknown_key_is_reported_with_a_suggestion() {
                 (19, 1),
                 Some(
                     "valid keys at the top level: `version`, `source`, `destination`, \
-                     `matching`, `merge`, `distribution_lists`"
+                     `matching`, `merge`, `distribution_lists`, `items`"
                 )
             ),
         ]
@@ -1308,4 +1308,96 @@ fn mutated_plan_files_never_panic_and_every_label_is_in_the_file() {
             let _ = render(&e);
         }
     }
+}
+
+const ITEMS: &str = r#"
+items:
+  mail:
+    source:
+      imap:
+        url: "imaps://notes.acme.test"
+        user: "{uid}"
+        login: admin
+        password: { env: IMAP_ADMIN }
+    destination:
+      maildir: "out/{primary_smtp}"
+    folders:
+      map: { "Old": "Archive/Old" }
+      separator: "\\"
+      exclude: [Junk]
+    since: 2020-02-29
+  calendars:
+    source: { ics: "cal/{uid}.ics" }
+    destination: { caldav: { url: "https://dav.acme.test/{primary_smtp}/cal/", login: admin, password: { file: dav.pass } } }
+  contacts:
+    source: { csv: "contacts/{uid}.csv" }
+    destination: { vcard_folder: "out/vcf/{uid}" }
+"#;
+
+#[test]
+fn items_section_is_read_with_its_defaults() {
+    let spec = ok("plans/plan.yaml", &format!("{MINIMAL}{ITEMS}"));
+    let mail = spec.items.mail.as_ref().unwrap();
+    match &mail.source {
+        spec::MailStore::Imap(i) => {
+            assert_eq!(i.host, "notes.acme.test");
+            assert_eq!(i.port, 993);
+            assert_eq!(i.security, spec::ImapSecurity::Tls);
+            assert_eq!(i.auth, spec::ImapAuth::Master);
+            assert!(!i.insecure);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Notes' special folders map by default; the plan's entries join them.
+    assert_eq!(mail.folders.map["($Inbox)"], "INBOX");
+    assert_eq!(mail.folders.map["Old"], "Archive/Old");
+    assert_eq!(mail.folders.separator, Some('\\'));
+    assert_eq!(mail.since, Some(1_582_934_400));
+    assert!(spec.items.calendars.is_some());
+    assert!(spec.items.contacts.is_some());
+}
+
+#[test]
+fn items_mistakes_are_reported_at_their_place() {
+    let text = format!(
+        "{MINIMAL}{}",
+        ITEMS
+            .replace("imaps://notes.acme.test", "https://notes.acme.test")
+            .replace("since: 2020-02-29", "since: 2021-02-29")
+            .replace(
+                "destination:\n      maildir: \"out/{primary_smtp}\"",
+                "destination:\n      maildir: \"out/{primary_smtp\"\n      imap: { url: \"imap://x\", user: \"{uid}\", password: { env: X } }"
+            )
+            .replace("vcard_folder: \"out/vcf/{uid}\"", "carddav: { url: \"https://x/\", vcard_version: 5 }")
+    );
+    let e = err(&text);
+    let rendered = render(&e);
+    assert!(rendered.contains("is not an IMAP URL"), "{rendered}");
+    assert!(
+        rendered.contains("`items.mail.since` is not a date"),
+        "{rendered}"
+    );
+    assert!(rendered.contains("names 2 backends"), "{rendered}");
+    assert!(
+        rendered.contains("`items.contacts.destination.carddav.vcard_version` is 5"),
+        "{rendered}"
+    );
+    let (_, at) = problem(&text, &e, codes::UNKNOWN_VALUE);
+    assert_eq!(
+        at.0,
+        text[..text.find("vcard_version").unwrap()]
+            .matches('\n')
+            .count()
+            + 1
+    );
+    // A password written in the plan is refused.
+    let text = format!(
+        "{MINIMAL}{}",
+        ITEMS.replace("{ env: IMAP_ADMIN }", "hunter2")
+    );
+    let rendered = render(&err(&text));
+    assert!(
+        rendered.contains("a secret cannot be written as a plain string"),
+        "{rendered}"
+    );
 }

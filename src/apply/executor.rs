@@ -72,6 +72,16 @@ pub trait Journal: Send + Sync + 'static {
     );
 }
 
+/// Copies an import action's items (mail, events, contacts); see `crate::items::import`. The
+/// executor only schedules imports like any other action: after the mailbox they depend on.
+pub trait Importer: Send + Sync + 'static {
+    /// Runs one import action; `Err` fails the action (its dependents are skipped).
+    fn import<'a>(
+        &'a self,
+        action: &'a Action,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
 /// Progress for people; see `super::reporter`.
 pub trait Reporter: Send + Sync + 'static {
     fn begin(&self, total: usize);
@@ -129,6 +139,7 @@ struct Context<W> {
     /// as stale.
     changed: Arc<BTreeSet<Dn>>,
     resume: Option<Arc<BTreeSet<String>>>,
+    importer: Option<Arc<dyn Importer>>,
 }
 
 impl<W> Clone for Context<W> {
@@ -140,6 +151,7 @@ impl<W> Clone for Context<W> {
             journal: self.journal.clone(),
             changed: self.changed.clone(),
             resume: self.resume.clone(),
+            importer: self.importer.clone(),
         }
     }
 }
@@ -153,6 +165,25 @@ pub async fn execute<W: DirectoryWriter>(
     journal: Arc<dyn Journal>,
     reporter: Arc<dyn Reporter>,
     changed: Arc<BTreeSet<Dn>>,
+    options: Options,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<Report, crate::plan::graph::GraphError> {
+    execute_with_importer(
+        plan, writer, rules, journal, reporter, changed, None, options, cancel,
+    )
+    .await
+}
+
+/// `execute`, with an importer for the plan's import actions (without one they fail).
+#[allow(clippy::too_many_arguments)]
+pub async fn execute_with_importer<W: DirectoryWriter>(
+    plan: Arc<Plan>,
+    writer: Arc<W>,
+    rules: Arc<DestinationRules>,
+    journal: Arc<dyn Journal>,
+    reporter: Arc<dyn Reporter>,
+    changed: Arc<BTreeSet<Dn>>,
+    importer: Option<Arc<dyn Importer>>,
     options: Options,
     mut cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Report, crate::plan::graph::GraphError> {
@@ -189,6 +220,7 @@ pub async fn execute<W: DirectoryWriter>(
         journal,
         changed,
         resume: options.resume.map(Arc::new),
+        importer,
     };
     let parallelism = options.parallelism.max(1);
     let mut running = JoinSet::new();
@@ -335,7 +367,15 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
         action.kind,
         ActionKind::ImportMail | ActionKind::ImportCalendar | ActionKind::ImportContacts
     ) {
-        return failed("importing items is not available in this version of mailplan");
+        // Imports write no directory entry; the importer works out what is new and keeps
+        // its own ledger, so running one again is always safe.
+        return match &ctx.importer {
+            Some(importer) => match importer.import(action).await {
+                Ok(()) => ActionResult::Applied,
+                Err(e) => failed(e),
+            },
+            None => failed("this apply was started without access to the item stores"),
+        };
     }
     if let Err(e) = ctx.journal.intend(action) {
         return failed(format!(

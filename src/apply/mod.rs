@@ -9,5 +9,8 @@ pub mod executor;
 pub mod reporter;
 pub mod writer;
 
-pub use executor::{ActionResult, Journal, MemoryJournal, Options, Report, Reporter, execute};
+pub use executor::{
+    ActionResult, Importer, Journal, MemoryJournal, Options, Report, Reporter, execute,
+    execute_with_importer,
+};
 pub use writer::{DirectoryWriter, LdifDirectory, WriteError};

@@ -121,8 +121,8 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes, 0 when it has none, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// The state folder of earlier applies (read only, to finish what they left undone);
-    /// default `.mailplan` beside the plan file.
+    /// The state folder of earlier applies, only read: what they left undone is finished, and
+    /// its item ledger says what was copied already. Default `.mailplan` beside the plan file.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 }
@@ -170,6 +170,15 @@ pub enum StateCommand {
         /// Restore without asking for `yes` first.
         #[arg(long)]
         auto_approve: bool,
+    },
+    /// The item ledger: per destination mailbox, the messages, events and contacts copied, and
+    /// the bad items that were skipped (`--bad` lists them).
+    Items {
+        #[command(flatten)]
+        state: StateArgs,
+        /// List every bad item with its place and reason.
+        #[arg(long)]
+        bad: bool,
     },
     /// Remove the apply lock, whoever holds it (only when you are sure no apply runs).
     Unlock(StateArgs),
@@ -271,7 +280,9 @@ fn validate(path: PathBuf) -> Result<ExitCode, Error> {
 
 fn plan(args: PlanArgs, style: Style) -> Result<ExitCode, Error> {
     let mut inputs = ops::load_inputs(&args.plan)?;
-    inputs.history = ops::load_history(&ops::state_dir(&args.plan, args.state_dir.as_deref()))?;
+    let state_dir = ops::state_dir(&args.plan, args.state_dir.as_deref());
+    inputs.history = ops::load_history(&state_dir)?;
+    ops::gather_items(&mut inputs, &state_dir)?;
     let plan = ops::make_plan(&inputs)?;
     let changes = plan.has_changes();
     if let Some(out) = &args.out {
@@ -319,7 +330,9 @@ fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
         ops::load_saved(&input)?.plan
     } else {
         let mut inputs = ops::load_inputs(&input)?;
-        inputs.history = ops::load_history(&ops::state_dir(&input, None))?;
+        let state_dir = ops::state_dir(&input, None);
+        inputs.history = ops::load_history(&state_dir)?;
+        ops::gather_items(&mut inputs, &state_dir)?;
         ops::make_plan(&inputs)?
     };
     print(&match format {
@@ -340,7 +353,8 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
     };
     // The lock comes first: what an apply plans from (the state's record of earlier runs) must
     // not change under it.
-    let db = crate::state::StateDb::open(&ops::state_dir(&plan_file, args.state_dir.as_deref()))?;
+    let state_dir = ops::state_dir(&plan_file, args.state_dir.as_deref());
+    let db = crate::state::StateDb::open(&state_dir)?;
     let lock = db.lock()?;
     let (prepared, resume) = match saved {
         Some(saved) => {
@@ -353,7 +367,7 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
         }
         None => {
             let history = ops::read_history(&db)?;
-            let prepared = ops::prepare_plan_file(&args.input, history)?;
+            let prepared = ops::prepare_plan_file(&args.input, history, &state_dir)?;
             print(&render::text::render(&prepared.plan, style))?;
             if !prepared.plan.has_changes() {
                 ops::settle_merges(&db, &prepared)?;
@@ -384,6 +398,12 @@ fn execute(
     let fingerprint = ops::plan_fingerprint(&prepared);
     let run = db.begin_run(&prepared.plan_file.display().to_string(), &fingerprint)?;
     let settle = ops::settled_merges(&prepared);
+    // The item importer keeps its ledger in the same state folder.
+    let items_dir = db
+        .path()
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
     let journal = Arc::new(crate::state::journal::StateJournal::new(db, run));
     let reporter: Arc<dyn crate::apply::Reporter> = if std::io::stderr().is_terminal() {
         Arc::new(crate::apply::reporter::Bar::new())
@@ -411,7 +431,15 @@ fn execute(
                 let _ = tx.send(true);
             }
         });
-        ops::apply(prepared, as_journal, reporter, options, rx).await
+        ops::apply_with_items(
+            prepared,
+            as_journal,
+            reporter,
+            options,
+            rx,
+            Some((items_dir, run)),
+        )
+        .await
     })?;
     let outcome = if report.succeeded() {
         crate::state::RunOutcome::Succeeded
@@ -516,6 +544,44 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
             let code = execute(prepared, db, 1, None)?;
             lock.release()?;
             return Ok(code);
+        }
+        StateCommand::Items { state: a, bad } => {
+            let db = open(&a)?;
+            for (mailbox, kind, count, bytes) in db.ledger_summary()? {
+                let one = count == 1;
+                let what = match kind.as_str() {
+                    "mail" if one => "message copied",
+                    "mail" => "messages copied",
+                    "event" if one => "event copied",
+                    "event" => "events copied",
+                    "contact" if one => "contact copied",
+                    "contact" => "contacts copied",
+                    k if k.starts_with("bad-") && one => "bad item skipped",
+                    k if k.starts_with("bad-") => "bad items skipped",
+                    _ => "items",
+                };
+                let size = if kind.starts_with("bad-") {
+                    String::new()
+                } else {
+                    format!(" ({})", crate::items::human_bytes(bytes))
+                };
+                let _ = writeln!(
+                    out,
+                    "{mailbox}  {:>7} {what}{size}{}",
+                    render::text::thousands(count),
+                    kind.strip_prefix("bad-")
+                        .map(|k| format!(" ({k})"))
+                        .unwrap_or_default()
+                );
+                if bad && kind.starts_with("bad-") {
+                    for item in db.ledger_identities(&mailbox, &kind)? {
+                        let _ = writeln!(out, "    {item}");
+                    }
+                }
+            }
+            if out.is_empty() {
+                out.push_str("No items copied yet.\n");
+            }
         }
         StateCommand::Unlock(a) => {
             let db = open(&a)?;

@@ -11,4 +11,4 @@ pub mod saved;
 
 pub use history::History;
 pub use model::*;
-pub use planner::{PlanError, plan};
+pub use planner::{PlanError, plan, plan_with_items};

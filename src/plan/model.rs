@@ -251,8 +251,19 @@ pub enum Precondition {
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
 )]
 pub struct ItemCount {
+    /// Items the import copies.
     pub count: u64,
     pub bytes: u64,
+    /// Mail folders that get new messages (0 for calendars and contacts).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub folders: u64,
+    /// Items at the source, including those already copied.
+    #[serde(default)]
+    pub total: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
@@ -265,6 +276,10 @@ pub struct Summary {
     pub messages: u64,
     pub events: u64,
     pub contacts: u64,
+    /// Items that cannot be copied (broken events, bad CSV rows, unreadable messages): reported
+    /// on their subjects, skipped by the imports.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bad_items: u64,
     /// Subjects per status.
     pub subjects: BTreeMap<Status, usize>,
     /// Persons per scenario ("1" … "6").

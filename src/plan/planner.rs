@@ -13,6 +13,7 @@ use rustc_hash::FxHashSet;
 use crate::directory::address::{address_key, smtp_domain};
 use crate::directory::snapshot::name_key;
 use crate::directory::{AttrName, Attrs, Dn, Entry, ProxyAddress, Snapshot, Value, ValueSet};
+use crate::items::{Inventories, Inventory};
 use crate::matching::{By, Candidate, Class, Matches, Outcome, PersonMatch};
 use crate::spec::{Flavor, MergePolicy, Role, Spec, Template, TemplatePart};
 
@@ -54,6 +55,26 @@ pub fn plan(
     matches: &Matches,
     history: &History,
 ) -> Result<Plan, PlanError> {
+    plan_with_items(
+        spec,
+        source,
+        destination,
+        matches,
+        history,
+        &Inventories::new(),
+    )
+}
+
+/// `plan`, with the item inventories gathered before planning: each planned person whose
+/// inventory has new items gets its imports, after the action that makes its mailbox.
+pub fn plan_with_items(
+    spec: &Spec,
+    source: &Snapshot,
+    destination: &Snapshot,
+    matches: &Matches,
+    history: &History,
+    inventories: &Inventories,
+) -> Result<Plan, PlanError> {
     let mut problems = check_destination(spec, destination);
     for attr in spec.destination.mapping.keys() {
         if MANAGED.iter().any(|m| attr.is(m)) {
@@ -83,6 +104,7 @@ pub fn plan(
         subjects: Vec::new(),
         actions: Vec::new(),
         targets: BTreeMap::new(),
+        inventories,
     };
     for pm in &matches.persons {
         p.person(pm);
@@ -91,7 +113,16 @@ pub fn plan(
     let Planner {
         subjects, actions, ..
     } = p;
-    let summary = Plan::summarise(&subjects, &actions);
+    let mut summary = Plan::summarise(&subjects, &actions);
+    // Bad items of the persons that get imports (an ambiguous person's items are not looked at).
+    summary.bad_items = subjects
+        .iter()
+        .filter(|s| s.status == Status::Planned || s.status == Status::Unchanged)
+        .filter_map(|s| inventories.get(&s.source))
+        .flat_map(|i| [&i.mail, &i.calendar, &i.contacts])
+        .flatten()
+        .map(|i| i.bad.len() as u64)
+        .sum();
     Ok(Plan {
         format_version: FORMAT_VERSION.into(),
         subjects,
@@ -177,6 +208,8 @@ struct Planner<'a> {
     actions: Vec<Action>,
     /// Source DN → (destination DN, id of the action that brings it into being, if any).
     targets: BTreeMap<Dn, (Dn, Option<String>)>,
+    /// Item inventories by source DN.
+    inventories: &'a Inventories,
 }
 
 /// The mailbox a person ends up with, as the planner tracks it through the chain.
@@ -278,7 +311,10 @@ impl<'a> Planner<'a> {
             Outcome::New => {
                 subject.scenario = pm.scenario();
                 match self.create_mailbox(pm, &mut subject) {
-                    Some(mailbox) => self.contacts(pm, &mailbox, &mut subject),
+                    Some(mailbox) => {
+                        self.contacts(pm, &mailbox, &mut subject);
+                        self.imports(pm, &mailbox, &mut subject);
+                    }
                     None => subject.status = Status::Error,
                 }
             }
@@ -317,6 +353,7 @@ impl<'a> Planner<'a> {
                         if candidate.via != crate::matching::Via::Remigrate {
                             self.contacts(pm, &mailbox, &mut subject);
                         }
+                        self.imports(pm, &mailbox, &mut subject);
                     }
                     None => subject.status = Status::Error,
                 }
@@ -329,13 +366,90 @@ impl<'a> Planner<'a> {
             if let Some(m) = &subject.matched {
                 let producer = self.actions[first_action..]
                     .first()
-                    .filter(|a| a.target == m.object)
+                    .filter(|a| a.target == m.object && a.kind.effect() != Effect::Import)
                     .map(|a| a.id.clone());
                 self.targets
                     .insert(person.dn.clone(), (m.object.clone(), producer));
             }
         }
         self.subjects.push(subject);
+    }
+
+    /// The person's imports: one action per kind whose inventory has new items, after the action
+    /// that makes the mailbox. Bad items and unreadable stores become messages on the subject.
+    fn imports(&mut self, pm: &PersonMatch, mailbox: &Mailbox, subject: &mut Subject) {
+        let Some(inv) = self.inventories.get(&pm.person.dn) else {
+            return;
+        };
+        let kinds: [(ActionKind, &Option<Inventory>, &str); 3] = [
+            (ActionKind::ImportMail, &inv.mail, "mail"),
+            (ActionKind::ImportCalendar, &inv.calendar, "calendar"),
+            (ActionKind::ImportContacts, &inv.contacts, "contacts"),
+        ];
+        for (kind, inv, what) in kinds {
+            let Some(inv) = inv else { continue };
+            for bad in &inv.bad {
+                subject.messages.push(Message {
+                    level: Level::Warning,
+                    text: format!(
+                        "{what}: bad item skipped: {}: {}",
+                        bad.location, bad.message
+                    ),
+                });
+            }
+            if let Some(e) = &inv.error {
+                subject.messages.push(Message {
+                    level: Level::Error,
+                    text: format!("{what}: cannot take the inventory, nothing planned: {e}"),
+                });
+                continue;
+            }
+            if let Some(e) = &inv.destination_unavailable {
+                if mailbox.action.is_none() {
+                    // The mailbox exists already, so its store should open: something is wrong.
+                    subject.messages.push(Message {
+                        level: Level::Error,
+                        text: format!(
+                            "{what}: cannot open the destination mailbox, nothing planned: {e}"
+                        ),
+                    });
+                    continue;
+                }
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: the destination mailbox cannot be opened before this plan makes it, so every item not in the ledger is counted"
+                    ),
+                });
+            }
+            if inv.deleted_at_destination > 0 {
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: {} items copied earlier were deleted at the destination since; they are not copied again",
+                        inv.deleted_at_destination
+                    ),
+                });
+            }
+            if inv.new == 0 {
+                continue;
+            }
+            self.actions.push(Action {
+                id: Action::id_for(kind, &mailbox.dn),
+                kind,
+                subject: pm.person.dn.clone(),
+                target: mailbox.dn.clone(),
+                depends_on: mailbox.action.iter().cloned().collect(),
+                changes: Vec::new(),
+                preconditions: Vec::new(),
+                items: Some(ItemCount {
+                    count: inv.new,
+                    bytes: inv.new_bytes,
+                    folders: inv.new_folders,
+                    total: inv.total,
+                }),
+            });
+        }
     }
 
     /// The person's SMTP addresses with the intended primary first.

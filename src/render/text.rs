@@ -237,13 +237,22 @@ fn subject_block(out: &mut String, s: &Subject, actions: &[&Action], style: Styl
     }
     out.push('\n');
     for a in actions {
-        let _ = writeln!(
-            out,
-            "  {} {} {:?}",
-            paint_symbol(style, symbol(a.kind)),
-            style.bold(a.kind.as_str()),
-            a.target.to_string()
-        );
+        if let Some(line) = import_line(a) {
+            let _ = writeln!(
+                out,
+                "  {} {}",
+                paint_symbol(style, symbol(a.kind)),
+                style.bold(&line)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  {} {} {:?}",
+                paint_symbol(style, symbol(a.kind)),
+                style.bold(a.kind.as_str()),
+                a.target.to_string()
+            );
+        }
         if !a.depends_on.is_empty() {
             let _ = writeln!(
                 out,
@@ -256,6 +265,31 @@ fn subject_block(out: &mut String, s: &Subject, actions: &[&Action], style: Styl
         }
         out.push('\n');
     }
+}
+
+/// `import mail: 12 new messages in 3 folders (4.1 MiB) of 4,210`, for import actions.
+fn import_line(a: &Action) -> Option<String> {
+    let (what, one, many) = match a.kind {
+        crate::plan::ActionKind::ImportMail => ("mail", "message", "messages"),
+        crate::plan::ActionKind::ImportCalendar => ("calendar", "event", "events"),
+        crate::plan::ActionKind::ImportContacts => ("contacts", "contact", "contacts"),
+        _ => return None,
+    };
+    let Some(n) = a.items else {
+        return Some(format!("import {what}"));
+    };
+    let noun = if n.count == 1 { one } else { many };
+    let folders = match n.folders {
+        0 => String::new(),
+        1 => " in 1 folder".to_string(),
+        f => format!(" in {} folders", thousands(f)),
+    };
+    Some(format!(
+        "import {what}: {} new {noun}{folders} ({}) of {}",
+        thousands(n.count),
+        crate::items::human_bytes(n.bytes),
+        thousands(n.total)
+    ))
 }
 
 fn change(out: &mut String, action: &Action, c: &Change, style: Style) {
@@ -356,8 +390,13 @@ pub fn summary_line(plan: &Plan, style: Style) -> String {
         ));
         return out;
     }
+    let bad = match s.bad_items {
+        0 => String::new(),
+        1 => "; 1 bad item skipped".to_string(),
+        n => format!("; {} bad items skipped", thousands(n)),
+    };
     format!(
-        "{} {} to create, {} to convert, {} to update, {} to delete, {} imports ({} messages, {} events, {} contacts).\n",
+        "{} {} to create, {} to convert, {} to update, {} to delete, {} imports ({} messages, {} events, {} contacts{bad}).\n",
         style.bold("Plan:"),
         s.create,
         s.convert,

@@ -25,6 +25,8 @@ pub struct Spec {
     pub matching: Matching,
     pub merge: Merge,
     pub distribution_lists: Option<DistributionLists>,
+    /// Items to copy into each mailbox; all `None` when the plan copies none.
+    pub items: Items,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -160,6 +162,114 @@ pub struct DistributionLists {
     pub exclude: Vec<Dn>,
     /// Where new groups are created; defaults to the destination container.
     pub container: Option<Dn>,
+}
+
+/// Which items are copied, from where, to where.
+#[derive(Debug, Clone, Default)]
+pub struct Items {
+    pub mail: Option<MailItems>,
+    pub calendars: Option<CalendarItems>,
+    pub contacts: Option<ContactItems>,
+}
+
+/// A path written as a template; once expanded for a person it is resolved against `base` (the
+/// plan file's folder) unless absolute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathTemplate {
+    pub template: Template,
+    pub base: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct MailItems {
+    pub source: MailStore,
+    pub destination: MailStore,
+    pub folders: FolderMapping,
+    /// Only messages with an internal date on or after this (seconds since 1970, UTC).
+    pub since: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub enum MailStore {
+    Maildir(PathTemplate),
+    Imap(ImapStore),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapAuth {
+    Plain,
+    Master,
+    Login,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImapSecurity {
+    /// `imaps://`: TLS from the first byte.
+    Tls,
+    /// `imap://`: STARTTLS before logging in.
+    StartTls,
+    /// `imap://` with `tls: none`.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImapStore {
+    pub host: String,
+    pub port: u16,
+    pub security: ImapSecurity,
+    pub user: Template,
+    pub login: Option<String>,
+    pub password: Secret,
+    pub auth: ImapAuth,
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+}
+
+/// How source folder names become destination names. Names are logical: levels separated by
+/// `/`, whatever each store uses on disk or on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderMapping {
+    /// Exact source name → destination name (the Notes defaults included).
+    pub map: BTreeMap<String, String>,
+    /// A character inside source names that separates levels.
+    pub separator: Option<char>,
+    /// Exact names, or `prefix/*` for a folder and everything below it.
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CalendarItems {
+    pub source: PathTemplate,
+    pub destination: CalendarDestination,
+}
+
+#[derive(Debug, Clone)]
+pub enum CalendarDestination {
+    CalDav(DavStore),
+    IcsFolder(PathTemplate),
+}
+
+#[derive(Debug, Clone)]
+pub struct ContactItems {
+    pub source: PathTemplate,
+    pub destination: ContactDestination,
+}
+
+#[derive(Debug, Clone)]
+pub enum ContactDestination {
+    CardDav(DavStore),
+    VcardFolder(PathTemplate),
+}
+
+#[derive(Debug, Clone)]
+pub struct DavStore {
+    pub url: Template,
+    pub login: Option<Template>,
+    pub password: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    /// 3 or 4.
+    pub vcard_version: u8,
 }
 
 /// A value template such as `{givenName} {sn}` or `{short_name}@acme.com`.

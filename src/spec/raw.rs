@@ -47,6 +47,9 @@ pub struct Plan {
     pub merge: Option<Merge>,
     /// Distribution lists (groups) to migrate alongside the people. Leave out to migrate none.
     pub distribution_lists: Option<DistributionLists>,
+    /// Mail, calendars and contacts to copy into each person's destination mailbox. Leave out
+    /// to migrate directory data only.
+    pub items: Option<Items>,
 }
 
 /// The directory the people are migrated from.
@@ -455,4 +458,202 @@ impl JsonSchema for Secret {
             ]
         })
     }
+}
+
+/// Items copied into each person's destination mailbox. Every path, login and URL below is a
+/// template over the source person (`{short_name}`, `{primary_smtp}`, `{mail}`, `{uid}`, …), so one
+/// line describes every person of the wave.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Items {
+    /// Mail folders and messages.
+    pub mail: Option<MailItems>,
+    /// One calendar per person.
+    pub calendars: Option<CalendarItems>,
+    /// One address book per person.
+    pub contacts: Option<ContactItems>,
+}
+
+/// Where each person's mail is read from and written to.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct MailItems {
+    /// The person's mailbox at the source.
+    #[schemars(required)]
+    pub source: Option<MailStore>,
+    /// The person's mailbox at the destination.
+    #[schemars(required)]
+    pub destination: Option<MailStore>,
+    /// How source folder names become destination folder names.
+    pub folders: Option<Folders>,
+    /// Only messages received on or after this date (`YYYY-MM-DD`, internal date) are copied.
+    pub since: Option<String>,
+}
+
+/// A mail store: exactly one of `maildir` or `imap`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(
+    deny_unknown_fields,
+    extend("minProperties" = 1, "maxProperties" = 1)
+)]
+pub struct MailStore {
+    /// A Maildir++ folder (a template), e.g. `mail/{short_name}`: `cur/`, `new/`, `tmp/` for the
+    /// inbox and `.Sent`, `.Projects.2024` for folders; relative paths start at the plan file's
+    /// folder.
+    pub maildir: Option<TemplateText>,
+    /// An IMAP server, logged into as each person with one admin credential.
+    pub imap: Option<Imap>,
+}
+
+/// An IMAP server and how to log into each person's mailbox there.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Imap {
+    /// `imaps://host:993` (TLS), `imap://host:143` (STARTTLS, required unless `tls: none`).
+    #[schemars(required)]
+    pub url: Option<String>,
+    /// The mailbox to open, as a template over the person, e.g. `{primary_smtp}`.
+    #[schemars(required)]
+    pub user: Option<TemplateText>,
+    /// The admin (master) user whose password is given; with `auth: login` the person's own
+    /// login is used and this is left out.
+    pub login: Option<String>,
+    /// The admin's password (or, with `auth: login`, the one password every mailbox shares).
+    #[schemars(required)]
+    pub password: Option<Secret>,
+    /// How the admin logs into each mailbox. Default: `master`.
+    #[schemars(extend("default" = "master"))]
+    pub auth: Option<ImapAuth>,
+    /// `starttls` (default for `imap://`) or `none` (plain text, only for loopback tests).
+    pub tls: Option<ImapTls>,
+    /// A PEM file with the CA certificate(s) to trust instead of the system's.
+    pub ca_file: Option<String>,
+    /// Skip certificate checks. Never do this outside a lab.
+    pub insecure: Option<bool>,
+}
+
+/// How an admin credential opens a person's mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImapAuth {
+    /// SASL PLAIN with the person as authorization identity and the admin as authentication
+    /// identity (Dovecot master users, Cyrus admins, Zimbra).
+    Plain,
+    /// Dovecot's master-user login: `LOGIN person*admin password`.
+    Master,
+    /// `LOGIN person password`: each person's own login, with one shared password (tests).
+    Login,
+}
+
+/// Transport security for `imap://` URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImapTls {
+    /// Upgrade with STARTTLS and verify the certificate.
+    Starttls,
+    /// No TLS at all: passwords cross the network in clear text.
+    None,
+}
+
+/// How source folders are named at the destination.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Folders {
+    /// Source folder → destination folder, with `/` between levels. Notes' `($Inbox)`,
+    /// `($Sent)`, `($Drafts)` and `($Trash)` map to `INBOX`, `Sent`, `Drafts` and `Trash` unless
+    /// given here.
+    pub map: Option<BTreeMap<String, String>>,
+    /// A character that separates levels inside source folder names (Notes exports write
+    /// `Projects\2024`: give `"\\"`); it becomes `/`.
+    pub separator: Option<String>,
+    /// Source folders not copied (`Junk`, or `Archive/*` for a folder and everything below it).
+    pub exclude: Option<Vec<String>>,
+}
+
+/// Where each person's calendar is read from and written to.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CalendarItems {
+    /// The person's calendar export.
+    #[schemars(required)]
+    pub source: Option<CalendarSource>,
+    /// The person's calendar at the destination.
+    #[schemars(required)]
+    pub destination: Option<CalendarDestination>,
+}
+
+/// A calendar export.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CalendarSource {
+    /// One iCalendar file per person (a template), e.g. `calendars/{short_name}.ics`.
+    #[schemars(required)]
+    pub ics: Option<TemplateText>,
+}
+
+/// A calendar destination: exactly one of `caldav` or `ics_folder`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(
+    deny_unknown_fields,
+    extend("minProperties" = 1, "maxProperties" = 1)
+)]
+pub struct CalendarDestination {
+    /// A CalDAV calendar collection; one resource per event UID.
+    pub caldav: Option<Dav>,
+    /// A folder (a template) that gets one `<uid>.ics` per event.
+    pub ics_folder: Option<TemplateText>,
+}
+
+/// Where each person's contacts are read from and written to.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ContactItems {
+    /// The person's contacts export.
+    #[schemars(required)]
+    pub source: Option<ContactSource>,
+    /// The person's address book at the destination.
+    #[schemars(required)]
+    pub destination: Option<ContactDestination>,
+}
+
+/// A contacts export.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct ContactSource {
+    /// One CSV file per person with Zimbra headers (`firstName`, `lastName`, `email`, …), a
+    /// template, e.g. `contacts/{short_name}.csv`.
+    #[schemars(required)]
+    pub csv: Option<TemplateText>,
+}
+
+/// A contacts destination: exactly one of `carddav` or `vcard_folder`.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(
+    deny_unknown_fields,
+    extend("minProperties" = 1, "maxProperties" = 1)
+)]
+pub struct ContactDestination {
+    /// A CardDAV address book; one vCard per contact.
+    pub carddav: Option<Dav>,
+    /// A folder (a template) that gets one `<uid>.vcf` per contact.
+    pub vcard_folder: Option<TemplateText>,
+}
+
+/// A CalDAV or CardDAV collection.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Dav {
+    /// The collection's URL, a template, e.g. `https://dav.acme.test/{primary_smtp}/calendar/`.
+    #[schemars(required)]
+    pub url: Option<TemplateText>,
+    /// The user to log in as (a template); leave out for no authentication.
+    pub login: Option<TemplateText>,
+    /// The password.
+    pub password: Option<Secret>,
+    /// A PEM file with the CA certificate(s) to trust instead of the system's.
+    pub ca_file: Option<String>,
+    /// Skip certificate checks. Never do this outside a lab.
+    pub insecure: Option<bool>,
+    /// vCard version for CardDAV: `4` (default) or `3`.
+    pub vcard_version: Option<u8>,
 }

@@ -307,7 +307,8 @@ mod tests {
                 "destination",
                 "matching",
                 "merge",
-                "distribution_lists"
+                "distribution_lists",
+                "items"
             ]
         );
         let dest = keys_at(&p("destination")).unwrap();

@@ -859,6 +859,58 @@ impl StateDb {
             .map_err(self.err("looking up a copied item"))
     }
 
+    /// Every identity the ledger holds for one mailbox and kind (what was copied there).
+    pub fn ledger_identities(
+        &self,
+        mailbox: &str,
+        kind: &str,
+    ) -> Result<std::collections::BTreeSet<String>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT identity FROM ledger WHERE mailbox = ?1 AND kind = ?2")
+            .map_err(self.err("listing copied items"))?;
+        let rows = stmt
+            .query_map(params![mailbox, kind], |r| r.get::<_, String>(0))
+            .map_err(self.err("listing copied items"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("listing copied items"))
+    }
+
+    /// Per mailbox and kind: how many items the ledger holds and their bytes, sorted.
+    pub fn ledger_summary(&self) -> Result<Vec<(String, String, u64, u64)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT mailbox, kind, count(*), coalesce(sum(size), 0) FROM ledger \
+                 GROUP BY mailbox, kind ORDER BY mailbox, kind",
+            )
+            .map_err(self.err("summarising the ledger"))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    to_u64(r.get(2)?),
+                    to_u64(r.get(3)?),
+                ))
+            })
+            .map_err(self.err("summarising the ledger"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("summarising the ledger"))
+    }
+
+    /// Records many copied items in one transaction (one fsync for a batch of messages).
+    pub fn ledger_record_all(&self, items: &[LedgerItem]) -> Result<(), StateError> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(self.err("recording copied items"))?;
+        for item in items {
+            self.ledger_record(item)?;
+        }
+        tx.commit().map_err(self.err("recording copied items"))
+    }
+
     /// How many items were copied: in all, or into one mailbox.
     pub fn ledger_count(&self, mailbox: Option<&str>) -> Result<u64, StateError> {
         self.conn

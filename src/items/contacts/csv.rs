@@ -1,0 +1,151 @@
+//! Reads a Zimbra/Carbonio contacts CSV: a header row of Zimbra field names (`firstName`,
+//! `lastName`, `email`, `company`, …), then one contact per row.
+//!
+//! Rows are read as bytes and checked one by one, so a bad row (wrong number of fields, bytes that
+//! are not UTF-8, nothing to identify the contact by, the same contact twice) is reported with its
+//! line and skipped while the other rows go on. The file is not transcoded: Zimbra writes UTF-8,
+//! and guessing a legacy code page would silently corrupt names; the report says to save the file
+//! as UTF-8 instead. A UTF-8 byte order mark (as spreadsheet programs write) is accepted.
+
+use std::collections::BTreeMap;
+
+use super::Contact;
+use crate::items::BadItem;
+
+/// Parses the bytes of a contacts CSV. `name` is how locations name the file (its path).
+pub fn parse_csv(bytes: &[u8], name: &str) -> (Vec<Contact>, Vec<BadItem>) {
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let mut bad = Vec::new();
+    let at = |line: u64, message: String| BadItem {
+        location: format!("{name}:{line}"),
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut records = reader.byte_records();
+    // Line numbers are counted from byte offsets: a quoted field may span lines. A record's
+    // offset may point at the end of the line before it, so line ends there are skipped.
+    let line_of = |pos: Option<&csv::Position>| -> u64 {
+        let mut offset = pos.map(|p| p.byte() as usize).unwrap_or(0).min(bytes.len());
+        while offset < bytes.len() && matches!(bytes[offset], b'\r' | b'\n') {
+            offset += 1;
+        }
+        1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count() as u64
+    };
+
+    // The header row.
+    let header = loop {
+        match records.next() {
+            None => return (Vec::new(), bad),
+            Some(Err(e)) => {
+                bad.push(at(
+                    line_of(e.position()),
+                    format!("unreadable header row: {e}"),
+                ));
+                return (Vec::new(), bad);
+            }
+            Some(Ok(r)) if r.iter().all(|f| f.is_empty()) => continue,
+            Some(Ok(r)) => break r,
+        }
+    };
+    let header_line = line_of(header.position());
+    let mut names: Vec<String> = Vec::new();
+    for (i, field) in header.iter().enumerate() {
+        match std::str::from_utf8(field) {
+            Ok(s) => names.push(s.trim().to_string()),
+            Err(e) => {
+                bad.push(at(
+                    header_line,
+                    format!(
+                        "the header row is not UTF-8 (column {}, byte {}); save the file as UTF-8",
+                        i + 1,
+                        e.valid_up_to() + 1
+                    ),
+                ));
+                return (Vec::new(), bad);
+            }
+        }
+    }
+
+    let mut contacts: Vec<Contact> = Vec::new();
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for record in records {
+        let record = match record {
+            Ok(r) => r,
+            Err(e) => {
+                if e.position().is_some() {
+                    bad.push(at(line_of(e.position()), format!("unreadable row: {e}")));
+                    continue;
+                }
+                bad.push(at(0, format!("unreadable: {e}")));
+                break;
+            }
+        };
+        let line = line_of(record.position());
+        if record.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        if record.len() != names.len() {
+            bad.push(at(
+                line,
+                format!(
+                    "{} fields, but the header has {}; skipped",
+                    record.len(),
+                    names.len()
+                ),
+            ));
+            continue;
+        }
+        let mut fields = BTreeMap::new();
+        let mut problem = None;
+        for (i, (field, header)) in record.iter().zip(&names).enumerate() {
+            match std::str::from_utf8(field) {
+                Ok(v) => {
+                    let v = v.trim();
+                    if !v.is_empty() && !header.is_empty() {
+                        fields
+                            .entry(header.clone())
+                            .or_insert_with(|| v.to_string());
+                    }
+                }
+                Err(e) => {
+                    problem = Some(format!(
+                        "field `{header}` (column {}) is not UTF-8 (byte 0x{:02X}); save the file as UTF-8; skipped",
+                        i + 1,
+                        field.get(e.valid_up_to()).copied().unwrap_or(0)
+                    ));
+                    break;
+                }
+            }
+        }
+        if let Some(p) = problem {
+            bad.push(at(line, p));
+            continue;
+        }
+        let line = line as usize;
+        let Some(identity) = super::identity(&fields) else {
+            bad.push(at(
+                line as u64,
+                "no name, email or company to identify the contact; skipped".into(),
+            ));
+            continue;
+        };
+        if let Some(first) = seen.get(&identity) {
+            bad.push(at(
+                line as u64,
+                format!("the same contact as line {first} ({identity}); skipped"),
+            ));
+            continue;
+        }
+        seen.insert(identity.clone(), line);
+        contacts.push(Contact {
+            identity,
+            fields,
+            line,
+        });
+    }
+    contacts.sort_by(|a, b| a.identity.cmp(&b.identity));
+    (contacts, bad)
+}

@@ -1,0 +1,454 @@
+//! Imports during apply: copy what is new, record each item in the ledger once the destination
+//! confirmed it.
+//!
+//! What is new is derived again here, from the source, the ledger and the destination as they
+//! are now, with the same pure function the plan used: a rerun after an interruption then picks
+//! up exactly where the last one stopped, and a message the destination already holds (copied
+//! just before a kill, before its ledger row was written) is recognised there and not copied
+//! again. The ledger row is written only after the destination confirmed the item (APPEND's
+//! tagged OK, or the file renamed into place).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::apply::Importer;
+use crate::directory::Dn;
+use crate::items::contacts::VcardObject;
+use crate::items::endpoints::MailEndpoints;
+use crate::items::endpoints::PersonEndpoints;
+use crate::items::inventory::{read_ledger, select_mail};
+use crate::items::mail::{MessageMeta, Store, ToCopy, ledger_identity};
+use crate::items::store::PutOutcome;
+use crate::items::{BadItem, ItemKind, human_bytes, pim};
+use crate::plan::{Action, ActionKind};
+use crate::spec::Items;
+use crate::state::{LedgerItem, RunId, StateDb};
+
+/// Messages appended in one batch (one pipelined round of APPENDs, one ledger transaction).
+const BATCH_MESSAGES: usize = 100;
+/// ... or this many bytes, whichever comes first, so memory stays bounded with large messages.
+const BATCH_BYTES: u64 = 8 << 20;
+/// Messages larger than this are streamed from server to server (IMAP to IMAP) instead of being
+/// held whole.
+const STREAM_ABOVE: u64 = 4 << 20;
+/// Pairs of sessions one mailbox is copied over at once.
+const WORKERS: usize = 6;
+
+/// The importer apply hands to the executor.
+pub struct ItemImporter {
+    items: Items,
+    endpoints: BTreeMap<Dn, PersonEndpoints>,
+    state_dir: PathBuf,
+    run: RunId,
+}
+
+/// What one import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportReport {
+    pub copied: u64,
+    pub bytes: u64,
+    pub bad: Vec<BadItem>,
+}
+
+impl ItemImporter {
+    pub fn new(
+        items: Items,
+        endpoints: BTreeMap<Dn, PersonEndpoints>,
+        state_dir: PathBuf,
+        run: RunId,
+    ) -> Self {
+        ItemImporter {
+            items,
+            endpoints,
+            state_dir,
+            run,
+        }
+    }
+
+    async fn run_import(&self, action: &Action) -> Result<ImportReport, String> {
+        let ep = self
+            .endpoints
+            .get(&action.subject)
+            .ok_or_else(|| format!("the plan file copies no items for `{}`", action.subject))?;
+        match action.kind {
+            ActionKind::ImportMail => self.mail(ep).await,
+            ActionKind::ImportCalendar => self.calendar(ep).await,
+            ActionKind::ImportContacts => self.contacts(ep).await,
+            _ => Err(format!("`{}` is not an import", action.id)),
+        }
+    }
+
+    async fn mail(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+        let items = self
+            .items
+            .mail
+            .as_ref()
+            .ok_or("the plan file copies no mail")?;
+        let ep = ep
+            .mail
+            .as_ref()
+            .ok_or("the plan file copies no mail for this person")?
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let mailbox = ep.destination.ledger_name();
+        let key = (mailbox.clone(), ItemKind::Mail);
+        let ledger = read_ledger(Some(&self.state_dir), &[key.clone()].into())
+            .map_err(|e| e.to_string())?
+            .remove(&key)
+            .unwrap_or_default();
+        let (selection, source, destination) = select_mail(ep, items, &ledger)
+            .await
+            .map_err(|e| e.to_string())?;
+        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let mut report = ImportReport {
+            bad: selection.bad.clone(),
+            ..Default::default()
+        };
+        // The batches, in order; then up to WORKERS contiguous runs of them, each copied over
+        // its own pair of sessions, so the servers' per-message work (an fsync per stored
+        // message, typically) overlaps instead of adding up.
+        let batches = batches(selection.copy);
+        let workers = WORKERS.min(batches.len()).max(1);
+        let per = batches.len().div_ceil(workers);
+        let mut runs: Vec<Vec<Vec<ToCopy>>> = Vec::new();
+        let mut it = batches.into_iter().peekable();
+        while it.peek().is_some() {
+            runs.push(it.by_ref().take(per).collect());
+        }
+        let mut first = Some((source, destination));
+        let mut tasks = tokio::task::JoinSet::new();
+        for run in runs {
+            let stores = first.take();
+            let (ep, dir, runid, mailbox) = (
+                ep.clone(),
+                self.state_dir.clone(),
+                self.run,
+                mailbox.clone(),
+            );
+            tasks.spawn(async move { copy_run(ep, stores, run, dir, runid, mailbox).await });
+        }
+        if let Some((s, d)) = first {
+            s.close().await;
+            d.close().await;
+        }
+        let mut failure = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(r)) => {
+                    report.copied += r.copied;
+                    report.bytes += r.bytes;
+                    report.bad.extend(r.bad);
+                }
+                Ok(Err(e)) => failure = Some(e),
+                Err(e) => failure = Some(format!("an import task failed: {e}")),
+            }
+        }
+        if let Some(e) = failure {
+            record_bad(&db, self.run, &mailbox, "mail", &report.bad);
+            return Err(format!(
+                "{e} (after {} messages were copied; a rerun copies the rest)",
+                report.copied
+            ));
+        }
+        record_bad(&db, self.run, &mailbox, "mail", &report.bad);
+        Ok(report)
+    }
+}
+
+impl ItemImporter {
+    fn ledger(
+        &self,
+        mailbox: &str,
+        kind: ItemKind,
+    ) -> Result<std::collections::BTreeSet<String>, String> {
+        let key = (mailbox.to_string(), kind);
+        Ok(read_ledger(Some(&self.state_dir), &[key.clone()].into())
+            .map_err(|e| e.to_string())?
+            .remove(&key)
+            .unwrap_or_default())
+    }
+
+    fn row(&self, mailbox: &str, kind: ItemKind, identity: &str, size: u64) -> LedgerItem {
+        LedgerItem {
+            run: self.run,
+            mailbox: mailbox.to_string(),
+            kind: kind.ledger_kind().into(),
+            folder: None,
+            identity: identity.to_string(),
+            size: Some(size),
+        }
+    }
+
+    async fn calendar(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+        let ep = ep
+            .calendar
+            .as_ref()
+            .ok_or("the plan file copies no calendar for this person")?
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let mailbox = ep.destination.ledger_name();
+        let done = self.ledger(&mailbox, ItemKind::Calendar)?;
+        let (sel, dest) = pim::select_calendar(ep, &done).await?;
+        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let mut report = ImportReport {
+            bad: sel.bad.clone(),
+            ..Default::default()
+        };
+        for o in &sel.copy {
+            match dest.put(o).await {
+                Ok(PutOutcome::Created | PutOutcome::Updated) => {
+                    report.copied += 1;
+                    report.bytes += o.ics.len() as u64;
+                    db.ledger_record(&self.row(
+                        &mailbox,
+                        ItemKind::Calendar,
+                        &o.uid,
+                        o.ics.len() as u64,
+                    ))
+                    .map_err(|e| e.to_string())?;
+                }
+                // Already there (created meanwhile, by us before a kill or by someone else):
+                // remember it, copy nothing.
+                Ok(PutOutcome::Unchanged | PutOutcome::ChangedAtDestination) => {
+                    db.ledger_record(&self.row(
+                        &mailbox,
+                        ItemKind::Calendar,
+                        &o.uid,
+                        o.ics.len() as u64,
+                    ))
+                    .map_err(|e| e.to_string())?;
+                }
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("{}: UID {}", ep.source.display(), o.uid),
+                    message: format!("the destination refused it: {e}"),
+                }),
+            }
+        }
+        record_bad(&db, self.run, &mailbox, "event", &report.bad);
+        Ok(report)
+    }
+
+    async fn contacts(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+        let ep = ep
+            .contacts
+            .as_ref()
+            .ok_or("the plan file copies no contacts for this person")?
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let mailbox = ep.destination.ledger_name();
+        let done = self.ledger(&mailbox, ItemKind::Contacts)?;
+        let (sel, book) = pim::select_contacts(ep, &done).await?;
+        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let mut report = ImportReport {
+            bad: sel.bad.clone(),
+            ..Default::default()
+        };
+        for c in &sel.copy {
+            let card = VcardObject::new(c, book.version());
+            let size = card.vcf.len() as u64;
+            match book.put(&card).await {
+                Ok(PutOutcome::Created | PutOutcome::Updated) => {
+                    report.copied += 1;
+                    report.bytes += size;
+                    db.ledger_record(&self.row(&mailbox, ItemKind::Contacts, &c.identity, size))
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(PutOutcome::Unchanged | PutOutcome::ChangedAtDestination) => {
+                    db.ledger_record(&self.row(&mailbox, ItemKind::Contacts, &c.identity, size))
+                        .map_err(|e| e.to_string())?;
+                }
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("{}:{}", ep.source.display(), c.line),
+                    message: format!("the destination refused it: {e}"),
+                }),
+            }
+        }
+        record_bad(&db, self.run, &mailbox, "contact", &report.bad);
+        Ok(report)
+    }
+}
+
+/// Splits the messages to copy into batches: consecutive messages of one source folder and one
+/// destination folder, at most `BATCH_MESSAGES` and (unless alone) `BATCH_BYTES`.
+fn batches(copy: Vec<ToCopy>) -> Vec<Vec<ToCopy>> {
+    let mut out: Vec<Vec<ToCopy>> = Vec::new();
+    let mut bytes = 0u64;
+    for c in copy {
+        let fits = out.last().is_some_and(|b: &Vec<ToCopy>| {
+            let head = &b[0];
+            head.folder == c.folder
+                && head.source_folder == c.source_folder
+                && b.len() < BATCH_MESSAGES
+                && bytes + c.message.size <= BATCH_BYTES
+        });
+        if fits {
+            bytes += c.message.size;
+            if let Some(b) = out.last_mut() {
+                b.push(c);
+            }
+        } else {
+            bytes = c.message.size;
+            out.push(vec![c]);
+        }
+    }
+    out
+}
+
+/// Copies a run of batches over one pair of sessions (opened here unless given), recording each
+/// confirmed message in the ledger batch by batch.
+async fn copy_run(
+    ep: MailEndpoints,
+    stores: Option<(Store, Store)>,
+    run: Vec<Vec<ToCopy>>,
+    state_dir: PathBuf,
+    runid: RunId,
+    mailbox: String,
+) -> Result<ImportReport, String> {
+    let (mut source, mut destination) = match stores {
+        Some(s) => s,
+        None => (
+            Store::open(&ep.source).await.map_err(|e| e.to_string())?,
+            Store::open(&ep.destination)
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+    };
+    let db = StateDb::open(&state_dir).map_err(|e| e.to_string())?;
+    let mut report = ImportReport::default();
+    for chunk in &run {
+        let folder = &chunk[0].folder;
+        let source_folder = &chunk[0].source_folder;
+        // A large message alone in its batch goes straight from one server to the other.
+        if chunk.len() == 1 && chunk[0].message.size > STREAM_ABOVE {
+            let m = &chunk[0].message;
+            if let Some(result) = source
+                .stream_to(source_folder, m, &mut destination, folder)
+                .await
+            {
+                match result.map_err(|e| e.to_string())? {
+                    Ok(size) => {
+                        report.copied += 1;
+                        report.bytes += size;
+                        db.ledger_record(&LedgerItem {
+                            run: runid,
+                            mailbox: mailbox.clone(),
+                            kind: ItemKind::Mail.ledger_kind().into(),
+                            folder: Some(folder.clone()),
+                            identity: ledger_identity(folder, &m.identity),
+                            size: Some(m.size),
+                        })
+                        .map_err(|e| e.to_string())?;
+                    }
+                    Err(e) => report.bad.push(BadItem {
+                        location: format!("{source_folder}/{}", m.key),
+                        message: format!("not copied: {e}"),
+                    }),
+                }
+                continue;
+            }
+        }
+        let metas: Vec<&MessageMeta> = chunk.iter().map(|c| &c.message).collect();
+        let bodies = source
+            .fetch_batch(source_folder, &metas)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut batch: Vec<(&MessageMeta, Vec<u8>)> = Vec::with_capacity(chunk.len());
+        for (m, body) in metas.iter().zip(bodies) {
+            match body {
+                Ok(data) => batch.push((m, data)),
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("{source_folder}/{}", m.key),
+                    message: format!("cannot read it at the source: {e}"),
+                }),
+            }
+        }
+        let sizes: Vec<u64> = batch.iter().map(|(_, d)| d.len() as u64).collect();
+        let results = destination
+            .append_batch(folder, &batch)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut confirmed = Vec::new();
+        for (((m, _), result), size) in batch.iter().zip(results).zip(sizes) {
+            match result {
+                Ok(()) => {
+                    report.copied += 1;
+                    report.bytes += size;
+                    confirmed.push(LedgerItem {
+                        run: runid,
+                        mailbox: mailbox.clone(),
+                        kind: ItemKind::Mail.ledger_kind().into(),
+                        folder: Some(folder.clone()),
+                        identity: ledger_identity(folder, &m.identity),
+                        size: Some(m.size),
+                    });
+                }
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("{source_folder}/{}", m.key),
+                    message: format!("the destination refused it: {e}"),
+                }),
+            }
+        }
+        db.ledger_record_all(&confirmed)
+            .map_err(|e| e.to_string())?;
+    }
+    source.close().await;
+    destination.close().await;
+    Ok(report)
+}
+
+/// Bad items are kept in the state too (kind `bad-<kind>`), so `mailplan state` can list them
+/// after the terminal output is gone.
+fn record_bad(db: &StateDb, run: RunId, mailbox: &str, kind: &str, bad: &[BadItem]) {
+    let rows: Vec<LedgerItem> = bad
+        .iter()
+        .map(|b| LedgerItem {
+            run,
+            mailbox: mailbox.to_string(),
+            kind: format!("bad-{kind}"),
+            folder: None,
+            identity: format!("{}: {}", b.location, b.message),
+            size: None,
+        })
+        .collect();
+    // Recording a bad item is best effort: failing the import over it would lose the good ones'
+    // report too.
+    let _ = db.ledger_record_all(&rows);
+}
+
+impl Importer for ItemImporter {
+    fn import<'a>(
+        &'a self,
+        action: &'a Action,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let report = self.run_import(action).await?;
+            let (one, many) = match action.kind {
+                ActionKind::ImportMail => ("message", "messages"),
+                ActionKind::ImportCalendar => ("event", "events"),
+                _ => ("contact", "contacts"),
+            };
+            let what = if report.copied == 1 { one } else { many };
+            eprintln!(
+                "{}: copied {} {what} ({}){}",
+                action.id,
+                report.copied,
+                human_bytes(report.bytes),
+                if report.bad.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} bad items skipped", report.bad.len())
+                }
+            );
+            for b in &report.bad {
+                eprintln!("  bad item: {}: {}", b.location, b.message);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Keeps the importer shareable with the executor.
+pub fn shared(importer: ItemImporter) -> Arc<dyn Importer> {
+    Arc::new(importer)
+}

@@ -1,0 +1,241 @@
+//! Inventories at plan time: for every person, what the source holds, what the ledger and the
+//! destination already have, and so what apply will copy.
+//!
+//! This is I/O (stores are listed, the ledger is read) done before planning, so the planner can
+//! stay pure and receive the result as data. It reads only: headers and UIDs, never bodies, and
+//! it never creates a folder or a state database.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::directory::Dn;
+use crate::items::endpoints::{MailEndpoints, PersonEndpoints};
+use crate::items::mail::{self, Selection, Store};
+use crate::items::{Inventories, Inventory, ItemKind, PersonInventory, contacts, pim};
+use crate::spec::{MailItems, Spec};
+use crate::state::StateDb;
+
+/// How many mailboxes are listed at once.
+const CONCURRENCY: usize = 8;
+
+/// The ledger's identities per (mailbox, kind), read once for every mailbox in the wave. A
+/// missing state database is an empty ledger (the first plan), and is not created.
+pub fn read_ledger(
+    state_dir: Option<&Path>,
+    mailboxes: &BTreeSet<(String, ItemKind)>,
+) -> Result<BTreeMap<(String, ItemKind), BTreeSet<String>>, crate::state::StateError> {
+    let mut out = BTreeMap::new();
+    let Some(db) = state_dir.map(StateDb::open_existing).transpose()?.flatten() else {
+        return Ok(out);
+    };
+    for (mailbox, kind) in mailboxes {
+        let ids = db.ledger_identities(mailbox, kind.ledger_kind())?;
+        out.insert((mailbox.clone(), *kind), ids);
+    }
+    Ok(out)
+}
+
+/// Lists both stores of one person's mail and decides what is new.
+pub async fn select_mail(
+    ep: &MailEndpoints,
+    items: &MailItems,
+    ledger: &BTreeSet<String>,
+) -> Result<(Selection, Store, Store), mail::MailError> {
+    let mut source = Store::open(&ep.source).await?;
+    let listing = source.list().await?;
+    let mut destination = Store::open(&ep.destination).await?;
+    let at_dest = destination.identities().await?;
+    let selection = mail::new_messages(&listing, &items.folders, items.since, ledger, &at_dest);
+    Ok((selection, source, destination))
+}
+
+/// `select_mail` for plans: a destination that cannot be opened (a mailbox this plan is about to
+/// create does not exist yet) counts as empty, with the reason.
+pub async fn select_mail_for_plan(
+    ep: &MailEndpoints,
+    items: &MailItems,
+    ledger: &BTreeSet<String>,
+) -> Result<(Selection, Option<String>), mail::MailError> {
+    let mut source = Store::open(&ep.source).await?;
+    let listing = source.list().await?;
+    source.close().await;
+    let (at_dest, unavailable) = match Store::open(&ep.destination).await {
+        Ok(mut d) => {
+            let ids = d.identities().await?;
+            d.close().await;
+            (ids, None)
+        }
+        Err(e) => (BTreeMap::new(), Some(e.to_string())),
+    };
+    let selection = mail::new_messages(&listing, &items.folders, items.since, ledger, &at_dest);
+    Ok((selection, unavailable))
+}
+
+/// Takes every person's inventories (mail, calendar, contacts), `CONCURRENCY` persons at a
+/// time.
+pub fn gather(
+    spec: &Spec,
+    endpoints: &BTreeMap<Dn, PersonEndpoints>,
+    state_dir: Option<&Path>,
+) -> Result<Inventories, crate::state::StateError> {
+    let mut out = Inventories::new();
+    let mut mailboxes: BTreeSet<(String, ItemKind)> = BTreeSet::new();
+    for e in endpoints.values() {
+        if let Some(Ok(m)) = &e.mail {
+            mailboxes.insert((m.destination.ledger_name(), ItemKind::Mail));
+        }
+        if let Some(Ok(c)) = &e.calendar {
+            mailboxes.insert((c.destination.ledger_name(), ItemKind::Calendar));
+        }
+        if let Some(Ok(c)) = &e.contacts {
+            mailboxes.insert((c.destination.ledger_name(), ItemKind::Contacts));
+        }
+    }
+    if mailboxes.is_empty() && endpoints.values().all(PersonEndpoints::is_empty) {
+        return Ok(out);
+    }
+    let ledger = Arc::new(read_ledger(state_dir, &mailboxes)?);
+    let items = Arc::new(spec.items.mail.clone());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            for dn in endpoints.keys() {
+                out.insert(dn.clone(), failed_mail(e.to_string()));
+            }
+            return Ok(out);
+        }
+    };
+    let results: Vec<(Dn, PersonInventory)> = runtime.block_on(async {
+        let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (dn, ep) in endpoints {
+            if ep.is_empty() {
+                continue;
+            }
+            let (dn, ep, items, ledger, permits) = (
+                dn.clone(),
+                ep.clone(),
+                items.clone(),
+                ledger.clone(),
+                permits.clone(),
+            );
+            tasks.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let inv = person_inventory(&ep, items.as_ref().as_ref(), &ledger).await;
+                (dn, inv)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            if let Ok(r) = r {
+                results.push(r);
+            }
+        }
+        results
+    });
+    out.extend(results);
+    Ok(out)
+}
+
+type Ledger = BTreeMap<(String, ItemKind), BTreeSet<String>>;
+
+fn copied(ledger: &Ledger, name: String, kind: ItemKind) -> &BTreeSet<String> {
+    static EMPTY: BTreeSet<String> = BTreeSet::new();
+    ledger.get(&(name, kind)).unwrap_or(&EMPTY)
+}
+
+fn failed(e: String) -> Inventory {
+    Inventory {
+        error: Some(e),
+        ..Default::default()
+    }
+}
+
+/// One person's inventories; a store that cannot be read is that kind's error only.
+async fn person_inventory(
+    ep: &PersonEndpoints,
+    mail_items: Option<&MailItems>,
+    ledger: &Ledger,
+) -> PersonInventory {
+    let mut inv = PersonInventory::default();
+    if let (Some(m), Some(items)) = (&ep.mail, mail_items) {
+        inv.mail = Some(match m {
+            Err(e) => failed(e.clone()),
+            Ok(m) => {
+                let done = copied(ledger, m.destination.ledger_name(), ItemKind::Mail);
+                match select_mail_for_plan(m, items, done).await {
+                    Ok((sel, unavailable)) => Inventory {
+                        total: sel.total,
+                        new: sel.copy.len() as u64,
+                        new_bytes: sel.bytes(),
+                        new_folders: sel.folders(),
+                        deleted_at_destination: sel.deleted_at_destination,
+                        bad: sel.bad,
+                        destination_unavailable: unavailable,
+                        error: None,
+                    },
+                    Err(e) => failed(e.to_string()),
+                }
+            }
+        });
+    }
+    if let Some(c) = &ep.calendar {
+        inv.calendar = Some(match c {
+            Err(e) => failed(e.clone()),
+            Ok(c) => {
+                let done = copied(ledger, c.destination.ledger_name(), ItemKind::Calendar);
+                match pim::select_calendar(c, done).await {
+                    Ok((sel, _)) => Inventory {
+                        total: sel.total,
+                        new: sel.copy.len() as u64,
+                        new_bytes: sel.copy.iter().map(|o| o.ics.len() as u64).sum(),
+                        new_folders: 0,
+                        deleted_at_destination: sel.deleted_at_destination,
+                        bad: sel.bad,
+                        destination_unavailable: None,
+                        error: None,
+                    },
+                    Err(e) => failed(e),
+                }
+            }
+        });
+    }
+    if let Some(c) = &ep.contacts {
+        inv.contacts = Some(match c {
+            Err(e) => failed(e.clone()),
+            Ok(c) => {
+                let done = copied(ledger, c.destination.ledger_name(), ItemKind::Contacts);
+                match pim::select_contacts(c, done).await {
+                    Ok((sel, book)) => Inventory {
+                        total: sel.total,
+                        new: sel.copy.len() as u64,
+                        new_bytes: sel
+                            .copy
+                            .iter()
+                            .map(|c| contacts::to_vcard(c, book.version()).len() as u64)
+                            .sum(),
+                        new_folders: 0,
+                        deleted_at_destination: sel.deleted_at_destination,
+                        bad: sel.bad,
+                        destination_unavailable: None,
+                        error: None,
+                    },
+                    Err(e) => failed(e),
+                }
+            }
+        });
+    }
+    inv
+}
+
+fn failed_mail(e: String) -> PersonInventory {
+    PersonInventory {
+        mail: Some(failed(e)),
+        ..Default::default()
+    }
+}

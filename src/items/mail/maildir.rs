@@ -1,0 +1,298 @@
+//! Maildir++ stores: the inbox in `cur/`, `new/`, `tmp/` at the top; folder `A/B` in `.A.B/`
+//! (each level in modified UTF-7, as Dovecot names them, so a store Dovecot serves reads the
+//! same here). Flags are the `:2,` info suffix (`S` seen, `R` answered, `F` flagged, `D` draft,
+//! `T` deleted, `P` forwarded), the internal date is the file's mtime.
+//!
+//! Writes go to `tmp/` first, are synced, then renamed into `cur/`: a message is either whole in
+//! its folder or absent, whatever happens to the process. Listing reads headers only.
+
+use std::fs::{self, File, FileTimes};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::{
+    ANSWERED, DELETED, DRAFT, FLAGGED, FORWARDED, FolderListing, MailError, MessageMeta, SEEN,
+};
+use crate::items::BadItem;
+use crate::items::identity::{crlf_size, header_end, identity, parse_headers};
+use crate::items::mutf7;
+
+/// Maildir info-suffix letters and the IMAP flags they stand for, in the letter order the
+/// Maildir specification asks for (ASCII).
+const FLAG_LETTERS: [(char, &str); 6] = [
+    ('D', DRAFT),
+    ('F', FLAGGED),
+    ('P', FORWARDED),
+    ('R', ANSWERED),
+    ('S', SEEN),
+    ('T', DELETED),
+];
+
+/// Headers larger than this are cut for identity purposes (a header block is rarely over a few KiB).
+const MAX_HEADER: usize = 256 * 1024;
+
+static SEQ: AtomicU64 = AtomicU64::new(0);
+
+pub struct Maildir {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> MailError + '_ {
+    move |source| MailError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Maildir {
+    pub fn new(root: PathBuf) -> Self {
+        Maildir { root }
+    }
+
+    /// The directory of a logical folder.
+    pub fn folder_dir(&self, folder: &str) -> PathBuf {
+        if folder.eq_ignore_ascii_case("INBOX") {
+            return self.root.clone();
+        }
+        let levels: Vec<String> = folder.split('/').map(mutf7::encode).collect();
+        self.root.join(format!(".{}", levels.join(".")))
+    }
+
+    /// Every folder (the inbox first, then the others by name) with its messages. A store that
+    /// does not exist yet lists as empty.
+    pub fn list(&self) -> Result<Vec<FolderListing>, MailError> {
+        let mut out = Vec::new();
+        if !self.root.is_dir() {
+            return Ok(out);
+        }
+        out.push(self.list_folder("INBOX", &self.root)?);
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(io(&self.root))? {
+            let entry = entry.map_err(io(&self.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(encoded) = name.strip_prefix('.') else {
+                continue;
+            };
+            if encoded.is_empty() || encoded == "." || !entry.path().join("cur").is_dir() {
+                continue;
+            }
+            let logical: Option<Vec<String>> = encoded.split('.').map(mutf7::decode).collect();
+            match logical {
+                Some(levels) => names.push((levels.join("/"), entry.path())),
+                None => out.push(FolderListing {
+                    name: name.clone(),
+                    messages: Vec::new(),
+                    bad: vec![BadItem {
+                        location: entry.path().display().to_string(),
+                        message: "the folder name is not valid modified UTF-7; folder skipped"
+                            .into(),
+                    }],
+                }),
+            }
+        }
+        names.sort();
+        for (name, dir) in names {
+            out.push(self.list_folder(&name, &dir)?);
+        }
+        Ok(out)
+    }
+
+    fn list_folder(&self, name: &str, dir: &Path) -> Result<FolderListing, MailError> {
+        let mut listing = FolderListing {
+            name: name.to_string(),
+            ..Default::default()
+        };
+        for sub in ["cur", "new"] {
+            let d = dir.join(sub);
+            let entries = match fs::read_dir(&d) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&d)(e)),
+            };
+            for entry in entries {
+                let entry = entry.map_err(io(&d))?;
+                let file = entry.file_name().to_string_lossy().into_owned();
+                if file.starts_with('.') {
+                    continue;
+                }
+                let path = entry.path();
+                match read_meta(&path, &format!("{sub}/{file}"), &file) {
+                    Ok(Some(m)) => listing.messages.push(m),
+                    // Renamed or removed by a mail client while listing: not there any more.
+                    Ok(None) => {}
+                    Err(e) => listing.bad.push(BadItem {
+                        location: path.display().to_string(),
+                        message: format!("cannot read the message: {e}"),
+                    }),
+                }
+            }
+        }
+        listing.messages.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(listing)
+    }
+
+    pub fn fetch(&self, folder: &str, m: &MessageMeta) -> Result<Vec<u8>, MailError> {
+        let path = self.folder_dir(folder).join(&m.key);
+        fs::read(&path).map_err(io(&path))
+    }
+
+    /// Creates a folder's `cur/`, `new/`, `tmp/` (and the inbox's, for a new store).
+    pub fn ensure_folder(&self, folder: &str) -> Result<(), MailError> {
+        for dir in [self.root.clone(), self.folder_dir(folder)] {
+            for sub in ["cur", "new", "tmp"] {
+                let d = dir.join(sub);
+                fs::create_dir_all(&d).map_err(io(&d))?;
+            }
+            if dir != self.root {
+                // Maildir++ marks subfolders so delivery agents know them.
+                let marker = dir.join("maildirfolder");
+                if !marker.exists() {
+                    File::create(&marker).map_err(io(&marker))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one message into `cur/` with its flags and internal date: tmp, fsync, rename.
+    pub fn append(&self, folder: &str, m: &MessageMeta, data: &[u8]) -> Result<(), MailError> {
+        let dir = self.folder_dir(folder);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let unique = format!(
+            "{}.M{}P{}Q{}.mailplan",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let tmp = dir.join("tmp").join(&unique);
+        let letters: String = FLAG_LETTERS
+            .iter()
+            .filter(|(_, f)| m.flags.iter().any(|x| x.eq_ignore_ascii_case(f)))
+            .map(|(c, _)| *c)
+            .collect();
+        let target = dir
+            .join("cur")
+            .join(format!("{unique},S={}:2,{letters}", data.len()));
+        let result = (|| -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(data)?;
+            let when =
+                UNIX_EPOCH + Duration::from_secs(u64::try_from(m.internal_date).unwrap_or(0));
+            f.set_times(FileTimes::new().set_modified(when).set_accessed(when))?;
+            f.sync_all()?;
+            fs::rename(&tmp, &target)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(io(&target))
+    }
+}
+
+/// Reads one message file's metadata; `Ok(None)` when it vanished meanwhile.
+fn read_meta(path: &Path, key: &str, file: &str) -> std::io::Result<Option<MessageMeta>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = f.metadata()?;
+    let len = meta.len();
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let mut head = Vec::with_capacity(8192);
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+        if header_end(&head).is_some() || head.len() >= MAX_HEADER {
+            break;
+        }
+    }
+    let headers = parse_headers(&head);
+    // The CRLF size (what IMAP reports) only matters for the hash identity, and reading the
+    // whole body is only needed then; Dovecot records it in the name as `W=`.
+    let size = match vsize_from_name(file) {
+        Some(w) => w,
+        None if headers.message_id.is_some() => len,
+        None => {
+            let mut all = head;
+            f.read_to_end(&mut all)?;
+            crlf_size(&all)
+        }
+    };
+    let flags = match file.rsplit_once(":2,") {
+        Some((_, letters)) => FLAG_LETTERS
+            .iter()
+            .filter(|(c, _)| letters.contains(*c))
+            .map(|(_, f)| f.to_string())
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Some(MessageMeta {
+        key: key.to_string(),
+        identity: identity(&headers, size),
+        size,
+        flags: sorted(flags),
+        internal_date: mtime,
+    }))
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Dovecot's `,W=<size with CRLF>` in a Maildir file name.
+fn vsize_from_name(file: &str) -> Option<u64> {
+    let base = file.split(":2,").next()?;
+    base.split(',')
+        .find_map(|p| p.strip_prefix("W="))
+        .and_then(|w| w.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_lists_and_keeps_flags_and_dates() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::new(dir.path().join("box"));
+        assert!(md.list().unwrap().is_empty());
+        md.ensure_folder("Projects/Überblick").unwrap();
+        let meta = MessageMeta {
+            key: String::new(),
+            identity: String::new(),
+            size: 0,
+            flags: vec![SEEN.into(), FLAGGED.into()],
+            internal_date: 1_600_000_000,
+        };
+        md.append(
+            "Projects/Überblick",
+            &meta,
+            b"Message-ID: <a@b>\nSubject: x\n\nhi\n",
+        )
+        .unwrap();
+        assert!(dir.path().join("box/.Projects.&ANw-berblick/cur").is_dir());
+        let listing = md.list().unwrap();
+        assert_eq!(listing.len(), 2);
+        assert_eq!(listing[1].name, "Projects/Überblick");
+        let m = &listing[1].messages[0];
+        assert_eq!(m.identity, "mid:a@b");
+        assert_eq!(m.flags, vec![FLAGGED.to_string(), SEEN.to_string()]);
+        assert_eq!(m.internal_date, 1_600_000_000);
+        assert_eq!(md.fetch("Projects/Überblick", m).unwrap().len(), 33);
+    }
+}

@@ -1,0 +1,308 @@
+//! Mail: message listings, the pure choice of what to copy, and the stores (Maildir, IMAP).
+//!
+//! A store is listed into `FolderListing`s (logical folder names, message identities, sizes,
+//! flags, internal dates; never bodies), `new_messages` decides from the source listing, the
+//! ledger and the destination listing what is new, and the store copies those. Deciding is pure
+//! and shared by `plan` (to count) and `apply` (to copy), so the plan's count is what apply
+//! copies when nothing changed in between.
+
+pub mod imap;
+pub mod maildir;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::items::BadItem;
+use crate::items::endpoints::MailAt;
+use crate::items::folders::map_folder;
+use crate::spec::FolderMapping;
+
+/// IMAP system flags, the common vocabulary of both stores.
+pub const SEEN: &str = "\\Seen";
+pub const ANSWERED: &str = "\\Answered";
+pub const FLAGGED: &str = "\\Flagged";
+pub const DELETED: &str = "\\Deleted";
+pub const DRAFT: &str = "\\Draft";
+pub const FORWARDED: &str = "$Forwarded";
+
+/// One message, as listed (headers only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// The store's handle: a Maildir file name under the folder (`cur/…`), or an IMAP UID.
+    pub key: String,
+    pub identity: String,
+    /// Size with CRLF line ends where known (IMAP RFC822.SIZE), else the stored size.
+    pub size: u64,
+    /// IMAP flag names (`\Seen`, `$Forwarded`, keywords), sorted.
+    pub flags: Vec<String>,
+    /// Seconds since 1970 (UTC).
+    pub internal_date: i64,
+}
+
+/// One folder of a store.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FolderListing {
+    /// Logical name: levels separated by `/`; the inbox is `INBOX`.
+    pub name: String,
+    pub messages: Vec<MessageMeta>,
+    pub bad: Vec<BadItem>,
+}
+
+/// A message chosen for copying.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToCopy {
+    pub source_folder: String,
+    pub folder: String,
+    pub message: MessageMeta,
+}
+
+/// What `new_messages` found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Selection {
+    pub copy: Vec<ToCopy>,
+    /// Messages at the source after excludes and `since`.
+    pub total: u64,
+    /// In the ledger but gone from the destination: deleted there by their owner, not copied.
+    pub deleted_at_destination: u64,
+    pub bad: Vec<BadItem>,
+}
+
+impl Selection {
+    pub fn bytes(&self) -> u64 {
+        self.copy.iter().map(|c| c.message.size).sum()
+    }
+    pub fn folders(&self) -> u64 {
+        self.copy
+            .iter()
+            .map(|c| c.folder.as_str())
+            .collect::<BTreeSet<_>>()
+            .len() as u64
+    }
+}
+
+/// The ledger's identity column for a message: the destination folder and the message identity
+/// (a Message-ID has no tab, a hash neither), so one message may be copied once into each folder
+/// that holds it at the source.
+pub fn ledger_identity(folder: &str, identity: &str) -> String {
+    format!("{folder}\t{identity}")
+}
+
+/// Decides which source messages to copy: mapped and not excluded, not older than `since`, and
+/// neither in the ledger nor at the destination (by destination folder and identity). A message
+/// twice in one source folder is copied once. Pure.
+pub fn new_messages(
+    source: &[FolderListing],
+    mapping: &FolderMapping,
+    since: Option<i64>,
+    ledger: &BTreeSet<String>,
+    destination: &BTreeMap<String, BTreeSet<String>>,
+) -> Selection {
+    let mut s = Selection::default();
+    let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    for folder in source {
+        let Some(dest) = map_folder(mapping, &folder.name) else {
+            continue;
+        };
+        s.bad.extend(folder.bad.iter().cloned());
+        let at_dest = destination.get(&dest);
+        for m in &folder.messages {
+            if since.is_some_and(|t| m.internal_date < t) {
+                continue;
+            }
+            s.total += 1;
+            if !seen.insert((dest.clone(), m.identity.clone())) {
+                continue;
+            }
+            let in_ledger = ledger.contains(&ledger_identity(&dest, &m.identity));
+            let there = at_dest.is_some_and(|d| d.contains(&m.identity));
+            if in_ledger && !there {
+                s.deleted_at_destination += 1;
+            }
+            if in_ledger || there {
+                continue;
+            }
+            s.copy.push(ToCopy {
+                source_folder: folder.name.clone(),
+                folder: dest.clone(),
+                message: m.clone(),
+            });
+        }
+    }
+    s
+}
+
+/// Why a mail store failed as a whole (a bad message is a `BadItem` instead).
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Imap(String),
+    #[error("{what}: {message}")]
+    Rejected { what: String, message: String },
+}
+
+/// An open mail store.
+pub enum Store {
+    Maildir(maildir::Maildir),
+    Imap(Box<imap::Session>),
+}
+
+impl Store {
+    /// Opens a store; a Maildir destination that does not exist yet is created on first write,
+    /// never here (`plan` must not write).
+    pub async fn open(at: &MailAt) -> Result<Store, MailError> {
+        Ok(match at {
+            MailAt::Maildir(path) => Store::Maildir(maildir::Maildir::new(path.clone())),
+            MailAt::Imap { store, user } => {
+                Store::Imap(Box::new(imap::Session::connect(store, user).await?))
+            }
+        })
+    }
+
+    /// Every folder with its messages' identities (headers only, never bodies).
+    pub async fn list(&mut self) -> Result<Vec<FolderListing>, MailError> {
+        match self {
+            Store::Maildir(m) => m.list(),
+            Store::Imap(s) => s.list().await,
+        }
+    }
+
+    /// The destination side of `new_messages`: identities per folder.
+    pub async fn identities(&mut self) -> Result<BTreeMap<String, BTreeSet<String>>, MailError> {
+        Ok(self
+            .list()
+            .await?
+            .into_iter()
+            .map(|f| {
+                let ids = f.messages.into_iter().map(|m| m.identity).collect();
+                (f.name, ids)
+            })
+            .collect())
+    }
+
+    pub async fn fetch(&mut self, folder: &str, m: &MessageMeta) -> Result<Vec<u8>, MailError> {
+        match self {
+            Store::Maildir(d) => d.fetch(folder, m),
+            Store::Imap(s) => s.fetch(folder, m).await,
+        }
+    }
+
+    /// Bodies of several messages of one folder (one round trip on IMAP); a message that cannot
+    /// be read is `Err` on its own.
+    pub async fn fetch_batch(
+        &mut self,
+        folder: &str,
+        messages: &[&MessageMeta],
+    ) -> Result<Vec<Result<Vec<u8>, String>>, MailError> {
+        match self {
+            Store::Maildir(d) => Ok(messages
+                .iter()
+                .map(|m| d.fetch(folder, m).map_err(|e| e.to_string()))
+                .collect()),
+            Store::Imap(s) => s.fetch_many(folder, messages).await,
+        }
+    }
+
+    /// Stores messages into one folder (created when missing), in order; each result says
+    /// whether the store confirmed that message. Batches let IMAP pipeline its APPENDs.
+    pub async fn append_batch(
+        &mut self,
+        folder: &str,
+        batch: &[(&MessageMeta, Vec<u8>)],
+    ) -> Result<Vec<Result<(), String>>, MailError> {
+        match self {
+            Store::Maildir(d) => {
+                d.ensure_folder(folder)?;
+                Ok(batch
+                    .iter()
+                    .map(|(m, data)| d.append(folder, m, data).map_err(|e| e.to_string()))
+                    .collect())
+            }
+            Store::Imap(s) => s.append_batch(folder, batch).await,
+        }
+    }
+
+    /// Copies one message from `self` into `dest` without holding it whole, when both are IMAP
+    /// sessions; `None` when this pair cannot stream (the caller fetches and appends instead).
+    pub async fn stream_to(
+        &mut self,
+        folder: &str,
+        m: &MessageMeta,
+        dest: &mut Store,
+        dest_folder: &str,
+    ) -> Option<Result<Result<u64, String>, MailError>> {
+        match (self, dest) {
+            (Store::Imap(s), Store::Imap(d)) => Some(s.stream_to(folder, m, d, dest_folder).await),
+            _ => None,
+        }
+    }
+
+    pub async fn close(self) {
+        if let Store::Imap(s) = self {
+            s.logout().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(id: &str, date: i64) -> MessageMeta {
+        MessageMeta {
+            key: id.into(),
+            identity: format!("mid:{id}"),
+            size: 10,
+            flags: Vec::new(),
+            internal_date: date,
+        }
+    }
+
+    #[test]
+    fn new_is_neither_copied_nor_there_nor_excluded_nor_too_old() {
+        let source = vec![
+            FolderListing {
+                name: "($Inbox)".into(),
+                messages: vec![msg("a", 100), msg("b", 100), msg("c", 100), msg("c", 100)],
+                bad: Vec::new(),
+            },
+            FolderListing {
+                name: "Junk".into(),
+                messages: vec![msg("j", 100)],
+                bad: Vec::new(),
+            },
+            FolderListing {
+                name: "Old".into(),
+                messages: vec![msg("o", 1), msg("a", 100)],
+                bad: Vec::new(),
+            },
+        ];
+        let mut mapping = FolderMapping::default();
+        mapping.map.insert("($Inbox)".into(), "INBOX".into());
+        mapping.exclude.push("Junk".into());
+        // `a` was copied to INBOX and is still there; `b` was copied and then deleted there by
+        // its owner; nothing is in the ledger for `Old`.
+        let ledger: BTreeSet<String> = [
+            ledger_identity("INBOX", "mid:a"),
+            ledger_identity("INBOX", "mid:b"),
+        ]
+        .into();
+        let destination: BTreeMap<String, BTreeSet<String>> =
+            [("INBOX".to_string(), ["mid:a".to_string()].into())].into();
+        let s = new_messages(&source, &mapping, Some(50), &ledger, &destination);
+        let copied: Vec<(&str, &str)> = s
+            .copy
+            .iter()
+            .map(|c| (c.folder.as_str(), c.message.identity.as_str()))
+            .collect();
+        // `c` once (twice in its folder), `a` again into another folder, `o` too old, Junk left out.
+        assert_eq!(copied, vec![("INBOX", "mid:c"), ("Old", "mid:a")]);
+        assert_eq!(s.total, 5);
+        assert_eq!(s.deleted_at_destination, 1);
+        assert_eq!(s.folders(), 2);
+        assert_eq!(s.bytes(), 20);
+    }
+}

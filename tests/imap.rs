@@ -1,0 +1,617 @@
+//! Mail through a real Dovecot: one user's mailbox into another's through the master login,
+//! with folders (non-ASCII ones in modified UTF-7), flags, internal dates and a 10 MiB message;
+//! reruns copy nothing; new source messages are planned and copied exactly; a message deleted
+//! at the destination by its owner is not copied back; an apply killed with SIGKILL halfway and
+//! run again leaves every message exactly once; a message the destination refuses is reported
+//! and skipped while the rest is copied.
+
+mod common;
+#[path = "servers/dovecot.rs"]
+mod dovecot;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use dovecot::Dovecot;
+use mailplan::items::mail::maildir::Maildir;
+use mailplan::items::mail::{ANSWERED, DRAFT, FLAGGED, FolderListing, MessageMeta, SEEN};
+use mailplan::spec::{ImapAuth, ImapSecurity, ImapStore, Secret, Template};
+
+const SOURCE: &str = "jsmith";
+const TARGET: &str = "new-jsmith";
+
+/// A migration folder: the scenario-6 directories (John Smith already has a mailbox) and a plan
+/// that copies his mail from `jsmith` to `new-jsmith` on one Dovecot.
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new(d: &Dovecot, dest_auth: &str) -> Case {
+        Self::for_fixture(d, dest_auth, "scenario6_mailbox", "")
+    }
+
+    fn for_fixture(d: &Dovecot, dest_auth: &str, fixture: &str, extra: &str) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let fixtures = common::root().join("tests/fixtures").join(fixture);
+        for f in ["source.ldif", "destination.ldif"] {
+            std::fs::copy(fixtures.join(f), dir.path().join(f)).unwrap();
+        }
+        let pass = d.admin_password_file();
+        let plan = format!(
+            r#"version: 1
+source:
+  profile: domino
+  directory:
+    ldif: source.ldif
+destination:
+  flavor: active-directory
+  directory:
+    ldif: destination.ldif
+  container: "OU=Migrated,DC=acme,DC=test"
+{extra}items:
+  mail:
+    source:
+      imap:
+        url: "{url}"
+        tls: none
+        user: "{{uid}}"
+        login: admin
+        password: {{ file: "{pass}" }}
+        auth: master
+    destination:
+      imap:
+        url: "{url}"
+        tls: none
+        user: "new-{{uid}}"
+        login: admin
+        password: {{ file: "{pass}" }}
+        auth: {dest_auth}
+"#,
+            url = d.url(),
+            pass = pass.display()
+        );
+        std::fs::write(dir.path().join("plan.yaml"), plan).unwrap();
+        Case { dir }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("mailplan").unwrap();
+        c.current_dir(self.dir.path()).env("NO_COLOR", "1");
+        c
+    }
+
+    fn plan(&self) -> String {
+        let out = self.cmd().args(["plan", "plan.yaml"]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "plan failed: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    }
+
+    fn apply(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["apply", "plan.yaml", "--auto-approve"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.status.success(),
+            "apply failed: {}{err}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        err
+    }
+}
+
+fn message(id: Option<&str>, subject: &str, body_len: usize) -> Vec<u8> {
+    let mut m = String::new();
+    if let Some(id) = id {
+        m.push_str(&format!("Message-ID: <{id}>\r\n"));
+    }
+    m.push_str(&format!(
+        "From: Sender <sender@example.test>\r\nTo: John Smith <john.smith@acme.com>\r\nSubject: {subject}\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n"
+    ));
+    let mut out = m.into_bytes();
+    let line = b"The quick brown fox jumps over the lazy dog, again and again and again.\r\n";
+    while out.len() < body_len {
+        out.extend_from_slice(line);
+    }
+    out
+}
+
+fn meta(flags: &[&str], date: i64) -> MessageMeta {
+    MessageMeta {
+        key: String::new(),
+        identity: String::new(),
+        size: 0,
+        flags: flags.iter().map(|f| f.to_string()).collect(),
+        internal_date: date,
+    }
+}
+
+/// Puts a message into a user's Maildir on the server's disk.
+fn seed(d: &Dovecot, user: &str, folder: &str, flags: &[&str], date: i64, data: &[u8]) {
+    let md = Maildir::new(d.maildir(user));
+    md.ensure_folder(folder).unwrap();
+    md.append(folder, &meta(flags, date), data).unwrap();
+}
+
+fn store(d: &Dovecot, user: &str) -> (ImapStore, String) {
+    (
+        ImapStore {
+            host: "127.0.0.1".into(),
+            port: d.port,
+            security: ImapSecurity::None,
+            user: Template::parse("x").unwrap(),
+            login: Some("admin".into()),
+            password: Secret::File(d.admin_password_file()),
+            auth: ImapAuth::Master,
+            ca_file: None,
+            insecure: false,
+        },
+        user.to_string(),
+    )
+}
+
+/// A user's mailbox as IMAP shows it: folder → messages.
+fn listing(d: &Dovecot, user: &str) -> BTreeMap<String, Vec<MessageMeta>> {
+    let (s, u) = store(d, user);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let folders: Vec<FolderListing> = rt.block_on(async {
+        let mut session = mailplan::items::mail::imap::Session::connect(&s, &u)
+            .await
+            .unwrap();
+        let l = session.list().await.unwrap();
+        session.logout().await;
+        l
+    });
+    folders.into_iter().map(|f| (f.name, f.messages)).collect()
+}
+
+/// The body of the inbox message with this identity, as IMAP gives it.
+fn body(d: &Dovecot, user: &str, identity: &str) -> Vec<u8> {
+    let (s, u) = store(d, user);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut session = mailplan::items::mail::imap::Session::connect(&s, &u)
+            .await
+            .unwrap();
+        let folders = session.list().await.unwrap();
+        let m = folders
+            .iter()
+            .find(|f| f.name == "INBOX")
+            .and_then(|f| f.messages.iter().find(|m| m.identity == identity))
+            .unwrap()
+            .clone();
+        let data = session.fetch("INBOX", &m).await.unwrap();
+        session.logout().await;
+        data
+    })
+}
+
+fn by_identity(
+    l: &BTreeMap<String, Vec<MessageMeta>>,
+) -> BTreeMap<(String, String), (Vec<String>, i64, u64)> {
+    let mut out = BTreeMap::new();
+    for (folder, msgs) in l {
+        for m in msgs {
+            let prev = out.insert(
+                (folder.clone(), m.identity.clone()),
+                (m.flags.clone(), m.internal_date, m.size),
+            );
+            assert!(prev.is_none(), "{} twice in {folder}", m.identity);
+        }
+    }
+    out
+}
+
+const DAY: i64 = 86_400;
+const T0: i64 = 1_700_000_000;
+
+#[test]
+fn mail_moves_with_folders_flags_dates_and_reruns_copy_only_what_is_new() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("m1@example.test"), "one", 2_000),
+    );
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN, ANSWERED],
+        T0 + DAY,
+        &message(Some("m2@example.test"), "two", 30_000),
+    );
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[FLAGGED],
+        T0 + 2 * DAY,
+        &message(None, "no message id", 500),
+    );
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[],
+        T0 + 3 * DAY,
+        &message(Some("big@example.test"), "ten MiB", 10 << 20),
+    );
+    seed(
+        &d,
+        SOURCE,
+        "Sent",
+        &[SEEN],
+        T0 + 4 * DAY,
+        &message(Some("s1@example.test"), "sent", 1_000),
+    );
+    seed(
+        &d,
+        SOURCE,
+        "Entwürfe/Übersicht",
+        &[DRAFT],
+        T0 + 5 * DAY,
+        &message(Some("d1@example.test"), "draft", 1_000),
+    );
+    seed(
+        &d,
+        SOURCE,
+        "Entwürfe/Übersicht",
+        &[SEEN, "$Forwarded"],
+        T0 + 6 * DAY,
+        &message(Some("d2@example.test"), "draft 2", 1_000),
+    );
+    d.fix_owner();
+
+    let case = Case::new(&d, "plain");
+    let plan = case.plan();
+    assert!(
+        plan.contains("<- import mail: 7 new messages in 3 folders (10.0 MiB) of 7"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("1 imports (7 messages, 0 events, 0 contacts)"),
+        "{plan}"
+    );
+    let err = case.apply();
+    assert!(err.contains("copied 7 messages"), "{err}");
+
+    // Everything arrived once, in the right folder, with its flags and internal date.
+    let source = by_identity(&listing(&d, SOURCE));
+    let target = by_identity(&listing(&d, TARGET));
+    assert_eq!(source, target);
+    assert!(target.contains_key(&(
+        "Entwürfe/Übersicht".to_string(),
+        "mid:d2@example.test".to_string()
+    )));
+    let big = &target[&("INBOX".to_string(), "mid:big@example.test".to_string())];
+    assert!(big.2 >= 10 << 20, "{big:?}");
+    // The 10 MiB message (streamed from server to server) arrived byte for byte.
+    assert_eq!(
+        body(&d, SOURCE, "mid:big@example.test"),
+        body(&d, TARGET, "mid:big@example.test")
+    );
+    // Dovecot names the folder in modified UTF-7 on disk.
+    assert!(
+        d.maildir(TARGET)
+            .join(".Entw&APw-rfe.&ANw-bersicht")
+            .is_dir()
+    );
+
+    // A rerun copies nothing.
+    let again = case.plan();
+    assert!(again.contains("No changes."), "{again}");
+
+    // Three new messages at the source: planned and copied exactly.
+    for i in 0..3 {
+        seed(
+            &d,
+            SOURCE,
+            "Sent",
+            &[SEEN],
+            T0 + 10 * DAY,
+            &message(Some(&format!("new{i}@example.test")), "new", 3_000),
+        );
+    }
+    d.fix_owner();
+    let plan = case.plan();
+    assert!(
+        plan.contains("<- import mail: 3 new messages in 1 folder"),
+        "{plan}"
+    );
+    let err = case.apply();
+    assert!(err.contains("copied 3 messages"), "{err}");
+    assert_eq!(
+        by_identity(&listing(&d, SOURCE)),
+        by_identity(&listing(&d, TARGET))
+    );
+
+    // The owner deletes a copied message at the destination: it is not copied back.
+    let cur = d.maildir(TARGET).join(".Sent/cur");
+    let victim = std::fs::read_dir(&cur)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    std::fs::remove_file(victim).unwrap();
+    let plan = case.plan();
+    assert!(plan.contains("No changes."), "{plan}");
+}
+
+#[test]
+fn a_lost_ledger_makes_no_duplicates() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    for i in 0..20 {
+        seed(
+            &d,
+            SOURCE,
+            "INBOX",
+            &[SEEN],
+            T0 + i,
+            &message(Some(&format!("l{i}@example.test")), "l", 1_000),
+        );
+    }
+    d.fix_owner();
+    let case = Case::new(&d, "master");
+    case.apply();
+    std::fs::remove_dir_all(case.dir.path().join(".mailplan")).unwrap();
+    // Without its ledger the plan still sees every message at the destination.
+    let plan = case.plan();
+    assert!(plan.contains("No changes."), "{plan}");
+}
+
+#[test]
+fn an_apply_killed_halfway_and_rerun_copies_every_message_exactly_once() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let n = 3_000;
+    for i in 0..n {
+        let size = if i % 500 == 0 { 1 << 20 } else { 4_000 };
+        seed(
+            &d,
+            SOURCE,
+            if i % 3 == 0 { "Archive" } else { "INBOX" },
+            &[SEEN],
+            T0 + i as i64,
+            &message(Some(&format!("k{i}@example.test")), "k", size),
+        );
+    }
+    d.fix_owner();
+    let case = Case::new(&d, "master");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mailplan"))
+        .args(["apply", "plan.yaml", "--auto-approve"])
+        .current_dir(case.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let copied = d.count_files(TARGET);
+        if copied >= 300 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("apply ended ({status}) before it could be killed; {copied} copied");
+        }
+        assert!(Instant::now() < deadline, "the import did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The server may still be storing APPENDs the killed client had already sent: a rerun
+    // comes after that (an operator restarts a crashed run, not during its last milliseconds).
+    let mut partial = d.count_files(TARGET);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = d.count_files(TARGET);
+        if now == partial {
+            break;
+        }
+        partial = now;
+    }
+    assert!(
+        partial < n,
+        "the kill came too late to test anything ({partial} copied)"
+    );
+
+    let err = case.apply();
+    assert!(err.contains("Apply complete!"), "{err}");
+    let target = listing(&d, TARGET);
+    let mut count: BTreeMap<String, usize> = BTreeMap::new();
+    for msgs in target.values() {
+        for m in msgs {
+            *count.entry(m.identity.clone()).or_default() += 1;
+        }
+    }
+    assert_eq!(count.len(), n, "every message arrived");
+    assert!(
+        count.values().all(|&c| c == 1),
+        "a message was copied twice"
+    );
+}
+
+#[test]
+fn a_message_the_destination_refuses_is_reported_and_the_rest_goes_on() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("ok1@example.test"), "ok", 1_000),
+    );
+    // A zero-byte message: IMAP servers refuse to store it.
+    seed(&d, SOURCE, "INBOX", &[SEEN], T0 + 1, b"");
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0 + 2,
+        &message(Some("ok2@example.test"), "ok", 1_000),
+    );
+    d.fix_owner();
+    let case = Case::new(&d, "master");
+    let err = case.apply();
+    assert!(err.contains("copied 2 messages"), "{err}");
+    assert!(err.contains("1 bad items skipped"), "{err}");
+    assert!(err.contains("the destination refused it"), "{err}");
+    let target = by_identity(&listing(&d, TARGET));
+    assert_eq!(target.len(), 2);
+}
+
+/// A plan whose source is `imap` (its `url` and extra keys given) and destination a Maildir.
+fn tls_plan(dir: &std::path::Path, d: &Dovecot, url: &str, extra: &str) -> (bool, String) {
+    let fixtures = common::root().join("tests/fixtures/scenario6_mailbox");
+    for f in ["source.ldif", "destination.ldif"] {
+        std::fs::copy(fixtures.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("plan.yaml"),
+        format!(
+            "version: 1\nsource:\n  profile: domino\n  directory: {{ ldif: source.ldif }}\ndestination:\n  flavor: active-directory\n  directory: {{ ldif: destination.ldif }}\n  container: \"OU=Migrated,DC=acme,DC=test\"\nitems:\n  mail:\n    source:\n      imap: {{ url: \"{url}\", user: \"{{uid}}\", login: admin, password: {{ file: \"{p}\" }}{extra} }}\n    destination: {{ maildir: out }}\n",
+            p = d.admin_password_file().display()
+        ),
+    )
+    .unwrap();
+    let out = Command::cargo_bin("mailplan")
+        .unwrap()
+        .args(["plan", "plan.yaml"])
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn imaps_and_starttls_verify_the_server_certificate() {
+    let d = Dovecot::start_tls(&[(SOURCE, "x")]);
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("tls@example.test"), "tls", 1_000),
+    );
+    d.fix_owner();
+    let tls_port = d.tls_port.unwrap();
+    let ca = format!(", ca_file: \"{}\"", d.ca_file().display());
+    let work = tempfile::tempdir().unwrap();
+    // Trusted through the plan's CA file: implicit TLS and STARTTLS both work.
+    for url in [
+        format!("imaps://127.0.0.1:{tls_port}"),
+        format!("imap://127.0.0.1:{}", d.port),
+    ] {
+        let (ok, out) = tls_plan(work.path(), &d, &url, &ca);
+        assert!(ok, "{out}");
+        assert!(
+            out.contains("<- import mail: 1 new message"),
+            "{url}: {out}"
+        );
+    }
+    // Not trusted by default: the certificate is refused and nothing is planned.
+    let (_, out) = tls_plan(
+        work.path(),
+        &d,
+        &format!("imaps://127.0.0.1:{tls_port}"),
+        "",
+    );
+    assert!(!out.contains("<- import mail"), "{out}");
+    assert!(out.contains("TLS handshake failed"), "{out}");
+    assert!(out.contains("certificate"), "{out}");
+    let (_, out) = tls_plan(work.path(), &d, &format!("imap://127.0.0.1:{}", d.port), "");
+    assert!(out.contains("TLS handshake failed"), "{out}");
+    // Only when the plan says so is the check skipped.
+    let (ok, out) = tls_plan(
+        work.path(),
+        &d,
+        &format!("imaps://127.0.0.1:{tls_port}"),
+        ", insecure: true",
+    );
+    assert!(ok && out.contains("<- import mail: 1 new message"), "{out}");
+}
+
+#[test]
+fn a_mailbox_this_plan_creates_is_counted_before_it_exists_and_filled_after() {
+    // Only the source mailbox exists when planning: the new one appears when the directory
+    // apply creates the person (here: added to Dovecot's users file, as provisioning would).
+    let d = Dovecot::start(&[(SOURCE, "x")]);
+    for i in 0..5 {
+        seed(
+            &d,
+            SOURCE,
+            "INBOX",
+            &[SEEN],
+            T0 + i,
+            &message(Some(&format!("n{i}@example.test")), "n", 1_000),
+        );
+    }
+    d.fix_owner();
+    let case = Case::for_fixture(
+        &d,
+        "master",
+        "scenario1_new",
+        "  domains: [acme.com]\n  exchange_org: Acme\n",
+    );
+    let plan = case.plan();
+    assert!(plan.contains("+ create_mailbox"), "{plan}");
+    assert!(
+        plan.contains("<- import mail: 5 new messages in 1 folder"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("cannot be opened before this plan makes it"),
+        "{plan}"
+    );
+    let users = d.dir.path().join("users");
+    let mut text = std::fs::read_to_string(&users).unwrap();
+    text.push_str(&format!("{TARGET}:{{PLAIN}}y::::::\n"));
+    std::fs::write(&users, text).unwrap();
+    let err = case.apply();
+    assert!(err.contains("copied 5 messages"), "{err}");
+    assert_eq!(listing(&d, TARGET)["INBOX"].len(), 5);
+}
+
+#[test]
+fn an_existing_mailbox_that_cannot_be_opened_is_an_error_not_a_guess() {
+    let d = Dovecot::start(&[(SOURCE, "x")]);
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("e@example.test"), "e", 1_000),
+    );
+    d.fix_owner();
+    let case = Case::new(&d, "master");
+    let plan = case.plan();
+    assert!(!plan.contains("<- import mail"), "{plan}");
+    assert!(
+        plan.contains("cannot open the destination mailbox, nothing planned"),
+        "{plan}"
+    );
+}
