@@ -6,8 +6,10 @@
 //! re-plans: deciding is the planner's job.
 
 pub mod executor;
+pub mod ldap;
 pub mod reporter;
 pub mod writer;
 
 pub use executor::{ActionResult, Journal, MemoryJournal, Options, Report, Reporter, execute};
+pub use ldap::LdapDirectory;
 pub use writer::{DirectoryWriter, LdifDirectory, WriteError};
