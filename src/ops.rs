@@ -33,11 +33,13 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{which} directory: {source}")]
-    #[diagnostic(code(mailplan::ldap), help("{}", source.help()))]
+    // `error` rather than `source`: the message already says everything, and a source would
+    // make miette print it a second time as the cause.
+    #[error("{which} directory: {error}")]
+    #[diagnostic(code(mailplan::ldap), help("{}", error.help()))]
     Ldap {
         which: &'static str,
-        source: crate::directory::ldap::LdapError,
+        error: crate::directory::ldap::LdapError,
     },
     #[error("cannot write `{path}`: {source}")]
     #[diagnostic(code(mailplan::io))]
@@ -181,7 +183,7 @@ fn load_ldap(which: &'static str, settings: &spec::LdapSettings) -> Result<Snaps
             }
             Ok(snapshot)
         }
-        Err(ReadSnapshotError::Ldap(e)) => Err(Error::Ldap { which, source: e }),
+        Err(ReadSnapshotError::Ldap(e)) => Err(Error::Ldap { which, error: e }),
         Err(ReadSnapshotError::Duplicate(dn)) => Err(Error::Duplicate {
             which,
             path: settings.url.clone().into(),
@@ -449,7 +451,7 @@ pub async fn apply(
                 .await
                 .map_err(|e| Error::Ldap {
                     which: "destination",
-                    source: e,
+                    error: e,
                 })?;
             drop(inputs);
             Ok(crate::apply::execute(

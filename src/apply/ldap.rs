@@ -224,7 +224,7 @@ impl AsyncOp<()> for Add {
             .entry
             .attrs
             .iter()
-            .filter(|(_, v)| !v.is_empty())
+            .filter(|(a, v)| !v.is_empty() && !server_owned(a.as_str()))
             .map(|(a, v)| {
                 (
                     a.as_str().as_bytes().to_vec(),
@@ -379,6 +379,40 @@ impl crate::apply::DirectoryWriter for LdapDirectory {
         };
         self.run("delete", dn, &[32], op).await
     }
+}
+
+/// Attributes a directory maintains itself and refuses in an add. They are in entries read from
+/// Active Directory (and so in backups), and a restored entry gets fresh ones from the server:
+/// a new objectGUID and objectSid, new timestamps, and memberOf from the groups that list it.
+const SERVER_OWNED: [&str; 24] = [
+    "objectGUID",
+    "objectSid",
+    "distinguishedName",
+    "name",
+    "whenCreated",
+    "whenChanged",
+    "uSNCreated",
+    "uSNChanged",
+    "instanceType",
+    "dSCorePropagationData",
+    "memberOf",
+    "sAMAccountType",
+    "isCriticalSystemObject",
+    "pwdLastSet",
+    "badPwdCount",
+    "badPasswordTime",
+    "lastLogon",
+    "lastLogoff",
+    "lastLogonTimestamp",
+    "logonCount",
+    "primaryGroupID",
+    "objectCategory",
+    "entryUUID",
+    "entryCSN",
+];
+
+fn server_owned(attr: &str) -> bool {
+    SERVER_OWNED.iter().any(|a| a.eq_ignore_ascii_case(attr))
 }
 
 /// Reads `supportedControl` from the root DSE.

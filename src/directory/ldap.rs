@@ -359,7 +359,7 @@ pub async fn read_on(
     for (i, attr, low) in ranged {
         stats.ranged_attributes += 1;
         let dn = entries[i].dn.to_string();
-        let values = fetch_range(ldap, settings, &dn, &attr, low).await?;
+        let values = fetch_range(ldap, settings, &dn, &attr, low, None).await?;
         let name = AttrName::new_unchecked(&attr);
         for v in values {
             entries[i].add(name.clone(), v);
@@ -377,10 +377,14 @@ async fn fetch_range(
     dn: &str,
     attr: &str,
     mut low: u64,
+    step: Option<u64>,
 ) -> Result<Vec<Value>, SearchFailure> {
     let mut out = Vec::new();
     loop {
-        let wanted = format!("{attr};range={low}-*");
+        let wanted = match step {
+            Some(n) => format!("{attr};range={low}-{}", low + n.max(1) - 1),
+            None => format!("{attr};range={low}-*"),
+        };
         let (results, done) = ldap
             .with_timeout(settings.timeout)
             .search(dn, Scope::Base, "(objectClass=*)", vec![wanted.as_str()])
@@ -409,6 +413,25 @@ async fn fetch_range(
             _ => return Ok(out),
         }
     }
+}
+
+/// Reads one attribute of one entry in ranges of `step` values, the way the reader continues
+/// a ranged attribute. Servers that cap values per answer (AD at 1,500) do this on their own;
+/// asking for small ranges shows the same exchange on any server that supports ranges.
+pub async fn read_attribute_in_ranges(
+    settings: &LdapSettings,
+    dn: &Dn,
+    attr: &str,
+    step: u64,
+) -> Result<Vec<Value>, LdapError> {
+    let mut ldap = connect(settings).await?;
+    let result = fetch_range(&mut ldap, settings, &dn.to_string(), attr, 0, Some(step)).await;
+    let _ = ldap.unbind().await;
+    result.map_err(|f| LdapError::Search {
+        url: settings.url.clone(),
+        base: dn.to_string(),
+        message: f.to_string(),
+    })
 }
 
 struct Parsed {

@@ -391,20 +391,15 @@ impl Drop for Slapd {
 }
 
 pub fn ldapmodify(url: &str, who: &str, password: &str, ldif: &str) {
-    let mut child = Command::new(require("ldapmodify", "ldap-utils"))
-        .args(["-x", "-H", url, "-D", who, "-w", password])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+    // Through a file, not a pipe: ldapmodify answers every record on stdout, and a large input
+    // written to its stdin while nobody reads its stdout would block both sides.
+    let mut file = tempfile::NamedTempFile::new().expect("temp LDIF");
+    file.write_all(ldif.as_bytes()).expect("write temp LDIF");
+    let out = Command::new(require("ldapmodify", "ldap-utils"))
+        .args(["-x", "-H", url, "-D", who, "-w", password, "-f"])
+        .arg(file.path())
+        .output()
         .expect("run ldapmodify");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(ldif.as_bytes())
-        .expect("write to ldapmodify");
-    let out = child.wait_with_output().expect("ldapmodify");
     assert!(
         out.status.success(),
         "ldapmodify failed:\n{}{}",
