@@ -436,3 +436,75 @@ fn killing_slapd_mid_apply_then_rerunning_converges() {
         "{deletes} deletions but backups:\n{backups}"
     );
 }
+
+#[test]
+fn writes_carry_their_preconditions_as_an_assertion() {
+    use mailplan::apply::{DirectoryWriter, LdapDirectory};
+    use mailplan::directory::ldif::{ModOp, Modification};
+    use mailplan::directory::{AttrName, Dn, Value, ValueSet};
+    use mailplan::plan::Precondition;
+
+    let s = slapd_with_examples();
+    // SAFETY of the environment: set before the runtime starts any thread.
+    unsafe { std::env::set_var(PW_ENV, ADMIN_PASSWORD) };
+    let settings = mailplan::spec::LdapSettings {
+        url: s.url(),
+        bind_dn: Some(s.admin(DEST)),
+        password: Some(mailplan::spec::Secret::Env(PW_ENV.into())),
+        base: Dn::parse(DEST).unwrap(),
+        filter: "(objectClass=*)".into(),
+        scope: mailplan::spec::LdapScope::Sub,
+        page_size: 100,
+        timeout: std::time::Duration::from_secs(10),
+        starttls: false,
+        ca_file: None,
+        insecure: false,
+    };
+    let erin = Dn::parse("CN=Erin Evans,CN=Users,DC=acme,DC=test").unwrap();
+    let target = AttrName::new("targetAddress").unwrap();
+    let guard = |value: &str| {
+        vec![Precondition::Values {
+            object: erin.clone(),
+            attribute: target.clone(),
+            values: ValueSet::from_iter([Value::text(value)]),
+        }]
+    };
+    let mods = vec![Modification {
+        op: ModOp::Replace,
+        attr: AttrName::new("department").unwrap(),
+        values: vec![Value::text("Audit")],
+    }];
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let d = LdapDirectory::connect(&settings, 2).await.unwrap();
+        assert!(d.uses_assertions(), "slapd supports RFC 4528");
+        // The server holds another targetAddress than the one the plan saw: refused as stale,
+        // and nothing is written.
+        let e = d
+            .modify_guarded(&erin, mods.clone(), &guard("SMTP:someone@else.example"))
+            .await
+            .unwrap_err();
+        assert!(e.is_stale(), "{e}");
+        assert!(e.to_string().contains("assertionFailed (122)"), "{e}");
+        let live = d.get(&erin).await.unwrap().unwrap();
+        assert_eq!(live.text("department"), Some("Finance"));
+        // The value the plan saw: the same write goes through.
+        d.modify_guarded(
+            &erin,
+            mods.clone(),
+            &guard("SMTP:erin.evans@notes.acme.com"),
+        )
+        .await
+        .unwrap();
+        let live = d.get(&erin).await.unwrap().unwrap();
+        assert_eq!(live.text("department"), Some("Audit"));
+        // Permanent errors fail at once with the DN and the server's reason.
+        let gone = Dn::parse("CN=Nobody,CN=Users,DC=acme,DC=test").unwrap();
+        let e = d.modify(&gone, mods.clone()).await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`CN=Nobody,CN=Users,DC=acme,DC=test`: modify refused: noSuchObject (32)"
+        );
+        assert_eq!(d.get(&gone).await.unwrap(), None);
+    });
+}
