@@ -459,6 +459,7 @@ fn writes_carry_their_preconditions_as_an_assertion() {
         starttls: false,
         ca_file: None,
         insecure: false,
+        sasl_external: false,
     };
     let erin = Dn::parse("CN=Erin Evans,CN=Users,DC=acme,DC=test").unwrap();
     let target = AttrName::new("targetAddress").unwrap();
@@ -507,4 +508,21 @@ fn writes_carry_their_preconditions_as_an_assertion() {
         );
         assert_eq!(d.get(&gone).await.unwrap(), None);
     });
+}
+
+#[test]
+fn sasl_external_over_the_local_socket_reads_the_directory() {
+    let s = slapd_with_examples();
+    let dir = tempfile::tempdir().unwrap();
+    let external = |base: &str| {
+        format!(
+            "    ldap:\n      url: \"{}\"\n      sasl: external\n      base: \"{base}\"\n",
+            s.ldapi_url()
+        )
+    };
+    let plan = write_plan(dir.path(), &external(SOURCE), &external(DEST));
+    let o = mailplan(&["plan", p(&plan)]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("Plan: 4 to create, 3 to convert"), "{out}");
 }

@@ -298,5 +298,6 @@ fn ldap_settings(base: &str) -> mailplan::spec::LdapSettings {
         starttls: false,
         ca_file: None,
         insecure: false,
+        sasl_external: false,
     }
 }

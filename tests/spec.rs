@@ -1431,3 +1431,26 @@ fn ldap_settings_that_contradict_each_other_are_rejected() {
     let (p, _) = problem(&text, &e, codes::INVALID_DIRECTORY);
     assert_eq!(p.message(), "`destination.directory` names 2 backends");
 }
+
+#[test]
+fn sasl_external_replaces_the_bind_dn_and_password() {
+    let text = with_ldap_destination(
+        "    ldap:\n      url: \"ldapi://%2Fvar%2Frun%2Fslapd%2Fldapi\"\n      sasl: external\n      base: \"dc=acme,dc=com\"\n",
+    );
+    let spec = ok("plan.yaml", &text);
+    let DirectorySource::Ldap(l) = &spec.destination.directory else {
+        panic!("expected an LDAP destination");
+    };
+    assert!(l.sasl_external);
+    assert_eq!(l.bind_dn, None);
+
+    let text = with_ldap_destination(
+        "    ldap:\n      url: ldap://dc1\n      sasl: external\n      bind_dn: \"cn=a,dc=x\"\n      base: \"dc=x\"\n",
+    );
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::INVALID_DIRECTORY);
+    assert_eq!(
+        p.message(),
+        "`destination.directory.ldap.sasl` cannot be combined with `bind_dn` or `password`"
+    );
+}

@@ -86,10 +86,11 @@ pub struct ReadStats {
 
 /// The label an error names the bind user by.
 pub fn who(settings: &LdapSettings) -> String {
-    settings
-        .bind_dn
-        .clone()
-        .unwrap_or_else(|| "anonymous".into())
+    match (&settings.bind_dn, settings.sasl_external) {
+        (Some(dn), _) => dn.clone(),
+        (None, true) => "SASL EXTERNAL".into(),
+        (None, false) => "anonymous".into(),
+    }
 }
 
 /// Opens one connection and binds as the plan file says.
@@ -114,10 +115,15 @@ pub async fn connect(settings: &LdapSettings) -> Result<Ldap, LdapError> {
         .await
         .map_err(|e| connect_error(&url, &e))?;
     ldap3::drive!(driver);
-    let bound = ldap
-        .with_timeout(settings.timeout)
-        .simple_bind(settings.bind_dn.as_deref().unwrap_or(""), &password)
-        .await;
+    let bound = if settings.sasl_external {
+        ldap.with_timeout(settings.timeout)
+            .sasl_external_bind()
+            .await
+    } else {
+        ldap.with_timeout(settings.timeout)
+            .simple_bind(settings.bind_dn.as_deref().unwrap_or(""), &password)
+            .await
+    };
     match bound {
         Ok(r) if r.rc == 0 => Ok(ldap),
         Ok(r) => Err(LdapError::Bind {

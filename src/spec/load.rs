@@ -1749,7 +1749,7 @@ impl<'t> Checker<'t> {
             let u = self.non_empty(u, &p)?;
             let scheme = u.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
             let host = u.split_once("://").map(|(_, rest)| rest).unwrap_or("");
-            if !matches!(scheme.as_deref(), Some("ldap" | "ldaps"))
+            if !matches!(scheme.as_deref(), Some("ldap" | "ldaps" | "ldapi"))
                 || host.is_empty()
                 || host.starts_with('/')
                 || host.starts_with(':')
@@ -1760,7 +1760,10 @@ impl<'t> Checker<'t> {
                         codes::INVALID_URL,
                         format!("`{p}` is not an LDAP server URL"),
                     )
-                    .label(span, "expected ldap://host[:port] or ldaps://host[:port]")
+                    .label(
+                        span,
+                        "expected ldap://host[:port], ldaps://host[:port] or ldapi://socket",
+                    )
                     .help("write e.g. `ldaps://dc1.example.com` or `ldap://127.0.0.1:389`"),
                 );
                 return None;
@@ -1864,6 +1867,20 @@ impl<'t> Checker<'t> {
             );
             return None;
         }
+        let sasl_external = matches!(l.sasl, Some(raw::SaslMechanism::External));
+        if sasl_external && (l.bind_dn.is_some() || l.password.is_some()) {
+            let p = path.key("sasl");
+            let span = self.span(&p);
+            self.push(
+                Problem::new(
+                    codes::INVALID_DIRECTORY,
+                    format!("`{p}` cannot be combined with `bind_dn` or `password`"),
+                )
+                .label(span, "the connection's own identity is used")
+                .help("remove `bind_dn:` and `password:` for a SASL EXTERNAL bind, or remove `sasl:` for a simple bind"),
+            );
+            return None;
+        }
         Some(LdapSettings {
             url: url?,
             bind_dn: bind_dn?,
@@ -1876,6 +1893,7 @@ impl<'t> Checker<'t> {
             starttls,
             ca_file: checked(ca_file)?,
             insecure: l.insecure.unwrap_or(false),
+            sasl_external,
         })
     }
 

@@ -50,7 +50,7 @@ pub enum DirectorySource {
 /// A live LDAP directory: how to connect, bind and search.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LdapSettings {
-    /// `ldap://…` or `ldaps://…`, as written.
+    /// `ldap://…`, `ldaps://…` or `ldapi://…`, as written.
     pub url: String,
     /// A DN or a userPrincipalName; `None` binds anonymously.
     pub bind_dn: Option<String>,
@@ -65,6 +65,8 @@ pub struct LdapSettings {
     /// Already resolved against the plan file's folder.
     pub ca_file: Option<PathBuf>,
     pub insecure: bool,
+    /// Bind with SASL EXTERNAL instead of a simple bind.
+    pub sasl_external: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

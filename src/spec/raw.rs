@@ -122,7 +122,8 @@ pub struct Directory {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct Ldap {
-    /// The server: `ldap://host[:port]` or `ldaps://host[:port]`.
+    /// The server: `ldap://host[:port]`, `ldaps://host[:port]`, or a local socket
+    /// `ldapi://%2Fpath%2Fto%2Fsocket`.
     #[schemars(required)]
     pub url: Option<String>,
     /// Who to bind as (simple bind): a DN, or on Active Directory a userPrincipalName
@@ -150,10 +151,21 @@ pub struct Ldap {
     /// A PEM file with the certificate authority that signed the server's certificate, trusted in
     /// addition to the system's; relative paths start at the plan file's folder.
     pub ca_file: Option<String>,
+    /// Bind with SASL instead of a simple bind: `external` uses the identity the connection
+    /// already has (the local user on an `ldapi://` socket). Not with `bind_dn`/`password`.
+    pub sasl: Option<SaslMechanism>,
     /// Do not verify the server's TLS certificate. Anyone on the network path can then read the
     /// password and the directory; mailplan prints a warning every time.
     #[schemars(extend("default" = false))]
     pub insecure: Option<bool>,
+}
+
+/// A SASL mechanism for the bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaslMechanism {
+    /// The identity the transport carries (SASL EXTERNAL, RFC 4422).
+    External,
 }
 
 /// How deep an LDAP search goes.

@@ -310,8 +310,10 @@ impl Slapd {
             .arg(root.join("slapd.d"))
             .arg("-h")
             .arg(format!(
-                "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/",
-                self.port, self.tls_port
+                "ldap://127.0.0.1:{}/ ldaps://127.0.0.1:{}/ {}",
+                self.port,
+                self.tls_port,
+                self.ldapi_url()
             ))
             .args(["-d", "0"])
             .stdin(Stdio::null())
@@ -330,6 +332,12 @@ impl Slapd {
 
     pub fn tls_url(&self) -> String {
         format!("ldaps://127.0.0.1:{}", self.tls_port)
+    }
+
+    /// The local socket, URL-encoded as ldapi:// wants it.
+    pub fn ldapi_url(&self) -> String {
+        let path = self.dir.path().join("ldapi").display().to_string();
+        format!("ldapi://{}", path.replace('/', "%2F"))
     }
 
     pub fn admin(&self, suffix: &str) -> String {
