@@ -446,7 +446,7 @@ pub async fn apply(
             .await?)
         }
         DirectorySource::Ldap(settings) => {
-            warn_insecure("destination", settings);
+            // The insecure warning was printed when the destination was read for this plan.
             let writer = crate::apply::LdapDirectory::connect(settings, options.parallelism)
                 .await
                 .map_err(|e| Error::Ldap {

@@ -343,6 +343,44 @@ fn killing_slapd_mid_apply_then_rerunning_converges() {
         servers::dns(&s.search("OU=Migrated,DC=acme,DC=test", "(objectClass=user)", &["dn"])).len()
     };
     let existing = users_in_migrated(&s);
+
+    // Paging is real: an ordinary user may read at most 500 entries per search here, yet the
+    // paged read gets them all.
+    let unpaged = std::process::Command::new("ldapsearch")
+        .args([
+            "-x",
+            "-H",
+            &s.url(),
+            "-D",
+            READER_DN,
+            "-w",
+            READER_PASSWORD,
+            "-b",
+            DEST,
+        ])
+        .arg("(objectClass=*)")
+        .arg("dn")
+        .output()
+        .unwrap();
+    assert_eq!(unpaged.status.code(), Some(4), "sizeLimitExceeded expected");
+    unsafe { std::env::set_var("MAILPLAN_TEST_READER", READER_PASSWORD) };
+    let reader = mailplan::spec::LdapSettings {
+        url: s.url(),
+        bind_dn: Some(READER_DN.into()),
+        password: Some(mailplan::spec::Secret::Env("MAILPLAN_TEST_READER".into())),
+        base: mailplan::directory::Dn::parse(DEST).unwrap(),
+        filter: "(objectClass=*)".into(),
+        scope: mailplan::spec::LdapScope::Sub,
+        page_size: 100,
+        timeout: std::time::Duration::from_secs(10),
+        starttls: false,
+        ca_file: None,
+        insecure: false,
+        sasl_external: false,
+    };
+    let (snapshot, stats) = mailplan::directory::ldap::read_snapshot(&reader).unwrap();
+    assert_eq!(snapshot.len(), 800);
+    assert_eq!(stats.entries, 800);
     let before = mailplan(&["plan", p(&plan), "--json"]);
     assert!(before.status.success(), "{}", text(&before).1);
 
