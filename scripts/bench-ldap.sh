@@ -8,6 +8,7 @@
 #          starting data (the database is copied before the first and put back for the second)
 #
 # Usage: scripts/bench-ldap.sh [PERSONS] [DESTINATION_OBJECTS]   (default 100000 300000)
+# Environment: PARALLELISM (10), PAGE_SIZE (1000), APPLY_WRAPPER (a command to run apply under).
 # Needs: slapd, ldap-utils (apt-get install slapd ldap-utils). Runs slapd on a free loopback port
 # from a temporary folder and stops it by PID on exit.
 set -euo pipefail
@@ -177,7 +178,8 @@ stop_slapd
 cp -a "$W/db1" "$W/db1.before"
 start_slapd
 echo "== mailplan apply (parallelism $PARALLELISM)"
-t0=$(now); "$MP" apply "$W/saved.json" --parallelism "$PARALLELISM" >/dev/null 2>"$W/apply.log" || { tail -20 "$W/apply.log"; exit 1; }; t1=$(now)
+# APPLY_WRAPPER runs apply under a profiler, e.g. APPLY_WRAPPER="strace -f -c -e trace=fsync,fdatasync".
+t0=$(now); ${APPLY_WRAPPER:-} "$MP" apply "$W/saved.json" --parallelism "$PARALLELISM" >/dev/null 2>"$W/apply.log" || { tail -20 "$W/apply.log"; exit 1; }; t1=$(now)
 APPLY=$(secs "$t0" "$t1")
 # How long the reading part of that apply took (a saved plan re-reads both directories to refuse
 # what went stale): the same read again, timed alone.
