@@ -281,6 +281,50 @@ fn the_whole_flow_against_samba_active_directory() {
     );
     assert!(e.contains("invalidCredentials (49)"), "{e}");
     assert!(!e.contains("not-the-password"), "{e}");
+
+    // LDAPS with Samba's self-signed certificate: refused unless the plan says insecure.
+    let mut tls = ldap_settings(SAMBA_BASE);
+    tls.url = "ldaps://127.0.0.1:636".into();
+    let e = mailplan::directory::ldap::read_snapshot(&tls)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("is not trusted"), "{e}");
+    tls.insecure = true;
+    assert!(mailplan::directory::ldap::read_snapshot(&tls).is_ok());
+
+    // A domain user may read the directory but not change it: a write fails with AD's reason
+    // and the DN, and nothing changes.
+    let o = std::process::Command::new("samba-tool")
+        .args(["user", "create", "reader", "Read3r!Pass", "-H", SAMBA_URL])
+        .arg(format!("-UAdministrator%{ADMIN_PASSWORD}"))
+        .arg("-s")
+        .arg(samba.dir.path().join("etc/smb.conf"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", out(&o));
+    unsafe { std::env::set_var("MAILPLAN_TEST_READER", "Read3r!Pass") };
+    let mut as_reader = ldap_settings(SAMBA_BASE);
+    as_reader.bind_dn = Some("reader@test.local".into());
+    as_reader.password = Some(mailplan::spec::Secret::Env("MAILPLAN_TEST_READER".into()));
+    let carol = mailplan::directory::Dn::parse(&carol).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        use mailplan::apply::DirectoryWriter;
+        let d = mailplan::apply::LdapDirectory::connect(&as_reader, 2)
+            .await
+            .unwrap();
+        assert!(
+            d.get(&carol).await.unwrap().is_some(),
+            "the reader can read"
+        );
+        let e = d.delete(&carol).await.unwrap_err().to_string();
+        assert!(e.contains("CN=Carol Chen,OU=Contacts"), "{e}");
+        assert!(e.contains("insufficientAccessRights (50)"), "{e}");
+        assert!(
+            d.get(&carol).await.unwrap().is_some(),
+            "nothing was deleted"
+        );
+    });
 }
 
 fn ldap_settings(base: &str) -> mailplan::spec::LdapSettings {
