@@ -363,11 +363,14 @@ fn killing_slapd_mid_apply_then_rerunning_converges() {
         .output()
         .unwrap();
     assert_eq!(unpaged.status.code(), Some(4), "sizeLimitExceeded expected");
-    unsafe { std::env::set_var("MAILPLAN_TEST_READER", READER_PASSWORD) };
     let reader = mailplan::spec::LdapSettings {
         url: s.url(),
         bind_dn: Some(READER_DN.into()),
-        password: Some(mailplan::spec::Secret::Env("MAILPLAN_TEST_READER".into())),
+        password: Some(servers::secret_file(
+            data.path(),
+            "reader.pw",
+            READER_PASSWORD,
+        )),
         base: mailplan::directory::Dn::parse(DEST).unwrap(),
         filter: "(objectClass=*)".into(),
         scope: mailplan::spec::LdapScope::Sub,
@@ -484,12 +487,14 @@ fn writes_carry_their_preconditions_as_an_assertion() {
     use mailplan::plan::Precondition;
 
     let s = slapd_with_examples();
-    // SAFETY of the environment: set before the runtime starts any thread.
-    unsafe { std::env::set_var(PW_ENV, ADMIN_PASSWORD) };
     let settings = mailplan::spec::LdapSettings {
         url: s.url(),
         bind_dn: Some(s.admin(DEST)),
-        password: Some(mailplan::spec::Secret::Env(PW_ENV.into())),
+        password: Some(servers::secret_file(
+            s.dir.path(),
+            "admin.pw",
+            ADMIN_PASSWORD,
+        )),
         base: Dn::parse(DEST).unwrap(),
         filter: "(objectClass=*)".into(),
         scope: mailplan::spec::LdapScope::Sub,

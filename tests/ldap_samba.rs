@@ -201,7 +201,7 @@ fn the_whole_flow_against_samba_active_directory() {
     samba.ldapmodify(&format!(
         "dn: {frank}\nchangetype: modify\nreplace: msExchMailboxGuid\nmsExchMailboxGuid:: 3q2+78r+ur4AESIzRFVmdw==\n-\n"
     ));
-    let settings = ldap_settings(SAMBA_BASE);
+    let settings = ldap_settings(SAMBA_BASE, dir.path());
     let (snapshot, stats) = mailplan::directory::ldap::read_snapshot(&settings).unwrap();
     assert!(stats.references_skipped > 0);
     let e = snapshot
@@ -266,12 +266,15 @@ fn the_whole_flow_against_samba_active_directory() {
     );
 
     // Connection problems on AD: a wrong password, and a user that may read but not write.
-    let mut wrong = ldap_settings(SAMBA_BASE);
+    let mut wrong = ldap_settings(SAMBA_BASE, dir.path());
     wrong.password = Some(mailplan::spec::Secret::Env("MAILPLAN_TEST_NOT_SET".into()));
     let e = mailplan::directory::ldap::read_snapshot(&wrong).unwrap_err();
     assert!(e.to_string().contains("MAILPLAN_TEST_NOT_SET"), "{e}");
-    unsafe { std::env::set_var("MAILPLAN_TEST_WRONG", "not-the-password") };
-    wrong.password = Some(mailplan::spec::Secret::Env("MAILPLAN_TEST_WRONG".into()));
+    wrong.password = Some(servers::secret_file(
+        dir.path(),
+        "wrong.pw",
+        "not-the-password",
+    ));
     let e = mailplan::directory::ldap::read_snapshot(&wrong)
         .unwrap_err()
         .to_string();
@@ -283,7 +286,7 @@ fn the_whole_flow_against_samba_active_directory() {
     assert!(!e.contains("not-the-password"), "{e}");
 
     // LDAPS with Samba's self-signed certificate: refused unless the plan says insecure.
-    let mut tls = ldap_settings(SAMBA_BASE);
+    let mut tls = ldap_settings(SAMBA_BASE, dir.path());
     tls.url = "ldaps://127.0.0.1:636".into();
     let e = mailplan::directory::ldap::read_snapshot(&tls)
         .unwrap_err()
@@ -302,10 +305,9 @@ fn the_whole_flow_against_samba_active_directory() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", out(&o));
-    unsafe { std::env::set_var("MAILPLAN_TEST_READER", "Read3r!Pass") };
-    let mut as_reader = ldap_settings(SAMBA_BASE);
+    let mut as_reader = ldap_settings(SAMBA_BASE, dir.path());
     as_reader.bind_dn = Some("reader@test.local".into());
-    as_reader.password = Some(mailplan::spec::Secret::Env("MAILPLAN_TEST_READER".into()));
+    as_reader.password = Some(servers::secret_file(dir.path(), "reader.pw", "Read3r!Pass"));
     let carol = mailplan::directory::Dn::parse(&carol).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
@@ -327,13 +329,11 @@ fn the_whole_flow_against_samba_active_directory() {
     });
 }
 
-fn ldap_settings(base: &str) -> mailplan::spec::LdapSettings {
-    // SAFETY of the environment: set once, before any thread of this test reads it.
-    unsafe { std::env::set_var(PW_ENV, ADMIN_PASSWORD) };
+fn ldap_settings(base: &str, dir: &Path) -> mailplan::spec::LdapSettings {
     mailplan::spec::LdapSettings {
         url: SAMBA_URL.into(),
         bind_dn: Some(SAMBA_ADMIN.into()),
-        password: Some(mailplan::spec::Secret::Env(PW_ENV.into())),
+        password: Some(servers::secret_file(dir, "admin.pw", ADMIN_PASSWORD)),
         base: mailplan::directory::Dn::parse(base).unwrap(),
         filter: "(objectClass=*)".into(),
         scope: mailplan::spec::LdapScope::Sub,

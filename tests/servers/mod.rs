@@ -449,6 +449,15 @@ pub fn ldapsearch(
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A password as a plan gives it from a file, in `dir`. Tests read secrets from files rather
+/// than setting environment variables: other threads of the test process start programs, and
+/// changing the environment under them is not safe.
+pub fn secret_file(dir: &Path, name: &str, value: &str) -> mailplan::spec::Secret {
+    let path = dir.join(name);
+    std::fs::write(&path, value).expect("write secret file");
+    mailplan::spec::Secret::File(path)
+}
+
 /// The DNs in an `ldapsearch -LLL` answer, lower-cased.
 pub fn dns(ldif: &str) -> Vec<String> {
     use base64::Engine as _;
