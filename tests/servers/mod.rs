@@ -607,5 +607,14 @@ impl Samba {
 impl Drop for Samba {
     fn drop(&mut self) {
         self.stop();
+        // Samba's worker processes end a moment after its root process and can still create
+        // files (msg.sock) while the folder is being removed: remove it until it stays gone.
+        for _ in 0..30 {
+            let _ = std::fs::remove_dir_all(self.dir.path());
+            std::thread::sleep(Duration::from_millis(100));
+            if !self.dir.path().exists() {
+                break;
+            }
+        }
     }
 }
