@@ -7,7 +7,12 @@ cd "$(dirname "$0")/.."
 # == server packages the tests start (they fail, never skip, without them).
 # One line per package keeps additions from different changes easy to merge.
 packages=()
-command -v openssl >/dev/null 2>&1 || packages+=(openssl) # test certificates: tests/radicale.rs
+command -v openssl >/dev/null 2>&1 || packages+=(openssl) # test certificates: servers' TLS
+[ -x /usr/sbin/slapd ] || packages+=(slapd) # OpenLDAP: tests/ldap_openldap.rs
+command -v ldapsearch >/dev/null 2>&1 || packages+=(ldap-utils) # loading and editing test data
+[ -x /usr/sbin/samba ] || packages+=(samba samba-ad-dc) # Samba AD DC: tests/ldap_samba.rs
+command -v samba-tool >/dev/null 2>&1 || packages+=(samba-ad-provision)
+dpkg -s samba-ad-provision samba-dsdb-modules winbind >/dev/null 2>&1 || packages+=(samba-ad-provision samba-dsdb-modules winbind)
 command -v radicale >/dev/null 2>&1 || packages+=(radicale) # CalDAV/CardDAV: tests/radicale.rs
 [ -x /usr/sbin/dovecot ] || packages+=(dovecot-imapd) # IMAP with a master user: tests/imap.rs
 command -v mbsync >/dev/null 2>&1 || packages+=(isync) # the mail-copy benchmark's peer: tests/bench_mail.rs

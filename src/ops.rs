@@ -34,6 +34,14 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
+    // `error` rather than `source`: the message already says everything, and a source would
+    // make miette print it a second time as the cause.
+    #[error("{which} directory: {error}")]
+    #[diagnostic(code(mailplan::ldap), help("{}", error.help()))]
+    Ldap {
+        which: &'static str,
+        error: crate::directory::ldap::LdapError,
+    },
     #[error("cannot write `{path}`: {source}")]
     #[diagnostic(code(mailplan::io))]
     Write {
@@ -162,6 +170,40 @@ pub fn load_directory(which: &'static str, source: &DirectorySource) -> Result<S
                 dn: d.0.to_string(),
             })
         }
+        DirectorySource::Ldap(settings) => load_ldap(which, settings),
+    }
+}
+
+/// Reads a live LDAP directory; skipped search references are reported, never silent.
+fn load_ldap(which: &'static str, settings: &spec::LdapSettings) -> Result<Snapshot, Error> {
+    use crate::directory::ldap::{self, ReadSnapshotError};
+    warn_insecure(which, settings);
+    match ldap::read_snapshot(settings) {
+        Ok((snapshot, stats)) => {
+            if stats.references_skipped > 0 {
+                eprintln!(
+                    "note: {which} directory `{}`: {} search reference(s) to other servers or partitions skipped",
+                    settings.url, stats.references_skipped
+                );
+            }
+            Ok(snapshot)
+        }
+        Err(ReadSnapshotError::Ldap(e)) => Err(Error::Ldap { which, error: e }),
+        Err(ReadSnapshotError::Duplicate(dn)) => Err(Error::Duplicate {
+            which,
+            path: settings.url.clone().into(),
+            dn: dn.to_string(),
+        }),
+    }
+}
+
+/// `insecure: true` is allowed, and said out loud every time.
+fn warn_insecure(which: &str, settings: &spec::LdapSettings) {
+    if settings.insecure {
+        eprintln!(
+            "warning: {which} directory `{}`: TLS certificates are NOT verified (insecure: true); the connection can be intercepted",
+            settings.url
+        );
     }
 }
 
@@ -577,6 +619,28 @@ pub async fn apply_with_items(
             Ok(crate::apply::execute_with_importer(
                 Arc::new(plan),
                 writer,
+                rules,
+                journal,
+                reporter,
+                Arc::new(changed),
+                importer,
+                options,
+                cancel,
+            )
+            .await?)
+        }
+        DirectorySource::Ldap(settings) => {
+            // The insecure warning was printed when the destination was read for this plan.
+            let writer = crate::apply::LdapDirectory::connect(settings, options.parallelism)
+                .await
+                .map_err(|e| Error::Ldap {
+                    which: "destination",
+                    error: e,
+                })?;
+            drop(inputs);
+            Ok(crate::apply::execute_with_importer(
+                Arc::new(plan),
+                Arc::new(writer),
                 rules,
                 journal,
                 reporter,

@@ -1053,7 +1053,7 @@ fn an_empty_directory_is_reported() {
     let (p, at) = problem(&text, &e, codes::INVALID_DIRECTORY);
     assert_eq!(p.message(), "`source.directory` names no directory backend");
     assert_eq!(at, (5, 3));
-    assert_eq!(p.help_text(), Some("add one of `ldif: ...`"));
+    assert_eq!(p.help_text(), Some("add one of `ldif: ...` or `ldap: ...`"));
 
     let text = MINIMAL.replace("ldif: domino.ldif", "ldif: \"\"");
     let e = err(&text);
@@ -1399,5 +1399,150 @@ fn items_mistakes_are_reported_at_their_place() {
     assert!(
         rendered.contains("a secret cannot be written as a plain string"),
         "{rendered}"
+    );
+}
+
+// ---- Live LDAP directories ----
+
+const LDAP_DESTINATION: &str = r#"    ldap:
+      url: ldaps://dc1.acme.test
+      bind_dn: svc-mailplan@acme.test
+      password: { env: MAILPLAN_LDAP_PASSWORD }
+      base: "DC=acme,DC=test"
+"#;
+
+fn with_ldap_destination(ldap: &str) -> String {
+    MINIMAL.replace(
+        "  directory:\n    ldif: ad.ldif\n",
+        &format!("  directory:\n{ldap}"),
+    )
+}
+
+#[test]
+fn an_ldap_directory_parses_with_its_defaults() {
+    let text = with_ldap_destination(LDAP_DESTINATION);
+    let spec = ok("plans/plan.yaml", &text);
+    let DirectorySource::Ldap(l) = &spec.destination.directory else {
+        panic!("expected an LDAP destination");
+    };
+    assert_eq!(l.url, "ldaps://dc1.acme.test");
+    assert_eq!(l.bind_dn.as_deref(), Some("svc-mailplan@acme.test"));
+    assert_eq!(
+        l.password,
+        Some(mailplan::spec::Secret::Env("MAILPLAN_LDAP_PASSWORD".into()))
+    );
+    assert_eq!(l.base, dn("DC=acme,DC=test"));
+    assert_eq!(l.filter, "(objectClass=*)");
+    assert_eq!(l.scope, mailplan::spec::LdapScope::Sub);
+    assert_eq!(l.page_size, 500);
+    assert_eq!(l.timeout, std::time::Duration::from_secs(30));
+    assert!(!l.starttls && !l.insecure);
+    assert_eq!(l.ca_file, None);
+
+    let text = with_ldap_destination(
+        "    ldap:\n      url: ldap://127.0.0.1:3890\n      bind_dn: \"cn=admin,dc=acme,dc=com\"\n      password: { file: secret.txt }\n      base: \"dc=acme,dc=com\"\n      filter: \"(|(objectClass=user)(objectClass=contact))\"\n      scope: one\n      page_size: 50\n      timeout: 5\n      starttls: true\n      ca_file: ca.pem\n",
+    );
+    let spec = ok("plans/plan.yaml", &text);
+    let DirectorySource::Ldap(l) = &spec.destination.directory else {
+        panic!("expected an LDAP destination");
+    };
+    assert_eq!(
+        l.password,
+        Some(mailplan::spec::Secret::File("plans/secret.txt".into()))
+    );
+    assert_eq!(l.ca_file, Some(PathBuf::from("plans/ca.pem")));
+    assert_eq!(l.scope, mailplan::spec::LdapScope::One);
+    assert_eq!((l.page_size, l.timeout.as_secs()), (50, 5));
+    assert!(l.starttls);
+}
+
+#[test]
+fn bad_ldap_settings_are_each_reported_at_their_value() {
+    let text = with_ldap_destination(
+        "    ldap:\n      url: http://dc1\n      bind_dn: \"cn=admin,,dc=x\"\n      password: { env: P }\n      base: \"dc=acme,dc\"\n      filter: \"(objectClass=user\"\n      scope: deep\n      page_size: 0\n      pagesize: 10\n",
+    );
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::INVALID_URL);
+    assert_eq!(
+        p.message(),
+        "`destination.directory.ldap.url` is not an LDAP server URL"
+    );
+    assert_eq!(at, (11, 12));
+    let dns: Vec<&str> = e
+        .problems()
+        .iter()
+        .filter(|p| p.code() == codes::INVALID_DN)
+        .map(|p| labelled(&text, p))
+        .collect();
+    assert_eq!(
+        dns,
+        ["\"cn=admin,,dc=x\"", "\"dc=acme,dc\""],
+        "{}",
+        render(&e)
+    );
+    let (p, _) = problem(&text, &e, codes::UNKNOWN_KEY);
+    assert!(p.message().contains("pagesize"), "{}", p.message());
+    let (p, _) = problem(&text, &e, codes::UNKNOWN_VALUE);
+    assert!(p.message().contains("deep"), "{}", render(&e));
+    let rendered = render(&e);
+    assert!(rendered.contains("scope"), "{rendered}");
+}
+
+#[test]
+fn ldap_settings_that_contradict_each_other_are_rejected() {
+    let text = with_ldap_destination(
+        "    ldap:\n      url: ldaps://dc1\n      base: \"dc=acme,dc=com\"\n      starttls: true\n      password: { env: P }\n",
+    );
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::INVALID_URL);
+    assert_eq!(
+        p.message(),
+        "`destination.directory.ldap.starttls` cannot be used with an `ldaps://` URL"
+    );
+    let (p, _) = problem(&text, &e, codes::MISSING_KEY);
+    assert!(p.message().contains("without"), "{}", p.message());
+
+    let text = with_ldap_destination("    ldap:\n      url: ldap://dc1\n");
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::MISSING_KEY);
+    assert!(p.message().contains("base"), "{}", render(&e));
+
+    let text = with_ldap_destination(
+        "    ldap:\n      url: ldap://dc1\n      base: \"dc=x\"\n      password: hunter2\n      bind_dn: \"cn=a,dc=x\"\n",
+    );
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::PLAIN_SECRET);
+    assert!(!p.message().contains("hunter2"));
+    assert_eq!(labelled(&text, p), "hunter2");
+
+    let text = MINIMAL.replace(
+        "  directory:\n    ldif: ad.ldif\n",
+        &format!("  directory:\n    ldif: ad.ldif\n{LDAP_DESTINATION}"),
+    );
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::INVALID_DIRECTORY);
+    assert_eq!(p.message(), "`destination.directory` names 2 backends");
+}
+
+#[test]
+fn sasl_external_replaces_the_bind_dn_and_password() {
+    let text = with_ldap_destination(
+        "    ldap:\n      url: \"ldapi://%2Fvar%2Frun%2Fslapd%2Fldapi\"\n      sasl: external\n      base: \"dc=acme,dc=com\"\n",
+    );
+    let spec = ok("plan.yaml", &text);
+    let DirectorySource::Ldap(l) = &spec.destination.directory else {
+        panic!("expected an LDAP destination");
+    };
+    assert!(l.sasl_external);
+    assert_eq!(l.bind_dn, None);
+
+    let text = with_ldap_destination(
+        "    ldap:\n      url: ldap://dc1\n      sasl: external\n      bind_dn: \"cn=a,dc=x\"\n      base: \"dc=x\"\n",
+    );
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::INVALID_DIRECTORY);
+    assert_eq!(
+        p.message(),
+        "`destination.directory.ldap.sasl` cannot be combined with `bind_dn` or `password`"
     );
 }

@@ -397,7 +397,9 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
                     action.target
                 ));
             }
-            ctx.writer.delete(&action.target).await
+            ctx.writer
+                .delete_guarded(&action.target, &action.preconditions)
+                .await
         }
         ActionKind::RestoreEntry if matches!(live.get(&action.target), Some(None)) => {
             ctx.writer.add(created_entry(action)).await
@@ -412,8 +414,12 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
                         "backup of `{object}` failed, so it was not changed: {e}"
                     ));
                 }
-                if let Err(e) = ctx.writer.modify(&object, mods).await {
-                    return failed(e.to_string());
+                if let Err(e) = ctx
+                    .writer
+                    .modify_guarded(&object, mods, &action.preconditions)
+                    .await
+                {
+                    return write_failed(e);
                 }
             }
             Ok(())
@@ -421,7 +427,16 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
     };
     match result {
         Ok(()) => ActionResult::Applied,
-        Err(e) => failed(e.to_string()),
+        Err(e) => write_failed(e),
+    }
+}
+
+/// A refused write; stale when the directory itself found the preconditions broken.
+fn write_failed(e: crate::apply::WriteError) -> ActionResult {
+    if e.is_stale() {
+        stale(e.to_string())
+    } else {
+        failed(e.to_string())
     }
 }
 

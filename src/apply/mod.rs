@@ -6,6 +6,7 @@
 //! re-plans: deciding is the planner's job.
 
 pub mod executor;
+pub mod ldap;
 pub mod reporter;
 pub mod writer;
 
@@ -13,4 +14,5 @@ pub use executor::{
     ActionResult, Importer, Journal, MemoryJournal, Options, Report, Reporter, execute,
     execute_with_importer,
 };
+pub use ldap::LdapDirectory;
 pub use writer::{DirectoryWriter, LdifDirectory, WriteError};

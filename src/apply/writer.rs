@@ -16,6 +16,7 @@ use std::sync::Mutex;
 
 use crate::directory::ldif::{self, ModOp, Modification};
 use crate::directory::{Dn, Entry, Snapshot};
+use crate::plan::Precondition;
 
 /// Why a directory write failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +39,19 @@ pub enum WriteError {
     },
     #[error("cannot write `{path}`: {message}")]
     Io { path: PathBuf, message: String },
+    /// A directory server refused or could not carry out the operation.
+    #[error("`{dn}`: {message}")]
+    Server { dn: Dn, message: String },
+    /// The server checked the action's preconditions with the write and they no longer held.
+    #[error("`{dn}`: {message}")]
+    Stale { dn: Dn, message: String },
+}
+
+impl WriteError {
+    /// True when the write was refused because the object changed since it was planned.
+    pub fn is_stale(&self) -> bool {
+        matches!(self, WriteError::Stale { .. })
+    }
 }
 
 /// What the executor needs from a destination directory.
@@ -51,6 +65,26 @@ pub trait DirectoryWriter: Send + Sync + 'static {
         mods: Vec<Modification>,
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
     fn delete(&self, dn: &Dn) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// `modify`, with the action's preconditions for a directory that can check them in the
+    /// same operation (LDAP's Assertion control); the executor has checked them just before.
+    fn modify_guarded(
+        &self,
+        dn: &Dn,
+        mods: Vec<Modification>,
+        guard: &[Precondition],
+    ) -> impl Future<Output = Result<(), WriteError>> + Send {
+        let _ = guard;
+        self.modify(dn, mods)
+    }
+    /// `delete`, with the action's preconditions (see `modify_guarded`).
+    fn delete_guarded(
+        &self,
+        dn: &Dn,
+        guard: &[Precondition],
+    ) -> impl Future<Output = Result<(), WriteError>> + Send {
+        let _ = guard;
+        self.delete(dn)
+    }
 }
 
 /// An LDIF file used as a directory.

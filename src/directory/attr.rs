@@ -164,6 +164,33 @@ impl Value {
             Some(s) => s.chars().any(|c| c.is_control() && c != '\t'),
         }
     }
+    /// A 16-byte binary value as Active Directory writes a GUID (objectGUID, msExchMailboxGuid):
+    /// the first three groups little-endian, the rest in byte order. `None` for anything else.
+    pub fn guid_text(&self) -> Option<String> {
+        let b: &[u8; 16] = self.0.as_slice().try_into().ok()?;
+        if !self.is_binary() {
+            return None;
+        }
+        Some(format!(
+            "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
+            b[3],
+            b[2],
+            b[1],
+            b[0],
+            b[5],
+            b[4],
+            b[7],
+            b[6],
+            b[8],
+            b[9],
+            b[10],
+            b[11],
+            b[12],
+            b[13],
+            b[14],
+            b[15]
+        ))
+    }
     /// Text for people: the string itself, or `base64:…` for binary values.
     pub fn display(&self) -> String {
         if self.is_binary() {
@@ -251,6 +278,21 @@ impl Borrow<[u8]> for Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sixteen_binary_bytes_read_as_an_ad_guid() {
+        // The msExchMailboxGuid of the Samba test data, and how AD tools print it.
+        let v = Value::bytes(vec![
+            0xde, 0xad, 0xbe, 0xef, 0xca, 0xfe, 0xba, 0xbe, 0x00, 0x11, 0x22, 0x33, 0x44, 0x55,
+            0x66, 0x77,
+        ]);
+        assert_eq!(
+            v.guid_text().as_deref(),
+            Some("efbeadde-feca-beba-0011-223344556677")
+        );
+        assert_eq!(Value::text("0123456789abcdef").guid_text(), None);
+        assert_eq!(Value::bytes(vec![0xff; 15]).guid_text(), None);
+    }
 
     #[test]
     fn attr_names_compare_without_case() {

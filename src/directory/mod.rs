@@ -8,6 +8,7 @@ pub mod attr;
 pub mod dn;
 pub mod entry;
 pub mod filter;
+pub mod ldap;
 pub mod ldif;
 pub mod snapshot;
 

@@ -75,7 +75,11 @@ fn paint_symbol(style: Style, sym: &str) -> String {
 }
 
 fn quote(v: &Value) -> String {
-    format!("{:?}", v.display())
+    // 16 binary bytes are almost always a GUID (objectGUID, msExchMailboxGuid): show both forms.
+    match v.guid_text() {
+        Some(guid) => format!("{:?} (GUID {guid})", v.display()),
+        None => format!("{:?}", v.display()),
+    }
 }
 
 /// Thousands separators, as the summary line shows counts.

@@ -33,6 +33,7 @@ pub mod codes {
     pub const INVALID_DOMAIN: &str = "mailplan::spec::invalid_domain";
     pub const DUPLICATE_DOMAIN: &str = "mailplan::spec::duplicate_domain";
     pub const INVALID_DIRECTORY: &str = "mailplan::spec::invalid_directory";
+    pub const INVALID_URL: &str = "mailplan::spec::invalid_url";
     pub const EMPTY_VALUE: &str = "mailplan::spec::empty_value";
     pub const INVALID_IGNORE: &str = "mailplan::spec::invalid_ignore";
     pub const CONFLICTING_PINS: &str = "mailplan::spec::conflicting_pins";

@@ -46,6 +46,36 @@ pub enum Flavor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DirectorySource {
     Ldif(PathBuf),
+    Ldap(LdapSettings),
+}
+
+/// A live LDAP directory: how to connect, bind and search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LdapSettings {
+    /// `ldap://…`, `ldaps://…` or `ldapi://…`, as written.
+    pub url: String,
+    /// A DN or a userPrincipalName; `None` binds anonymously.
+    pub bind_dn: Option<String>,
+    pub password: Option<Secret>,
+    pub base: Dn,
+    /// Sent to the server as written (it was checked to be a valid RFC 4515 filter).
+    pub filter: String,
+    pub scope: LdapScope,
+    pub page_size: u32,
+    pub timeout: std::time::Duration,
+    pub starttls: bool,
+    /// Already resolved against the plan file's folder.
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    /// Bind with SASL EXTERNAL instead of a simple bind.
+    pub sasl_external: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LdapScope {
+    Base,
+    One,
+    Sub,
 }
 
 #[derive(Debug, Clone)]

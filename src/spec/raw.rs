@@ -116,6 +116,71 @@ pub struct Roles {
 pub struct Directory {
     /// An LDIF export (RFC 2849) of the directory; relative paths start at the plan file's folder.
     pub ldif: Option<String>,
+    /// A live LDAP server (OpenLDAP, Active Directory, Domino LDAP), read with paged searches and,
+    /// for a destination, written by `apply`.
+    pub ldap: Option<Ldap>,
+}
+
+/// How to reach and read a live LDAP directory.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Ldap {
+    /// The server: `ldap://host[:port]`, `ldaps://host[:port]`, or a local socket
+    /// `ldapi://%2Fpath%2Fto%2Fsocket`.
+    #[schemars(required)]
+    pub url: Option<String>,
+    /// Who to bind as (simple bind): a DN, or on Active Directory a userPrincipalName
+    /// (`admin@example.com`). Leave out for an anonymous bind.
+    pub bind_dn: Option<String>,
+    /// The bind password, from the environment or a file.
+    pub password: Option<Secret>,
+    /// Where the search starts, e.g. `DC=acme,DC=com`.
+    #[schemars(required)]
+    pub base: Option<DnText>,
+    /// Which entries to read (an LDAP filter, sent to the server). Default: `(objectClass=*)`.
+    pub filter: Option<FilterText>,
+    /// How deep the search goes below `base`.
+    #[schemars(extend("default" = "sub"))]
+    pub scope: Option<Scope>,
+    /// Entries per page of the paged search (RFC 2696). Active Directory serves at most 1000.
+    #[schemars(extend("default" = 500, "minimum" = 1))]
+    pub page_size: Option<u32>,
+    /// Seconds to wait for the connection and for each operation.
+    #[schemars(extend("default" = 30, "minimum" = 1))]
+    pub timeout: Option<u64>,
+    /// Upgrade a plain `ldap://` connection with StartTLS before binding.
+    #[schemars(extend("default" = false))]
+    pub starttls: Option<bool>,
+    /// A PEM file with the certificate authority that signed the server's certificate, trusted in
+    /// addition to the system's; relative paths start at the plan file's folder.
+    pub ca_file: Option<String>,
+    /// Bind with SASL instead of a simple bind: `external` uses the identity the connection
+    /// already has (the local user on an `ldapi://` socket). Not with `bind_dn`/`password`.
+    pub sasl: Option<SaslMechanism>,
+    /// Do not verify the server's TLS certificate. Anyone on the network path can then read the
+    /// password and the directory; mailplan prints a warning every time.
+    #[schemars(extend("default" = false))]
+    pub insecure: Option<bool>,
+}
+
+/// A SASL mechanism for the bind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaslMechanism {
+    /// The identity the transport carries (SASL EXTERNAL, RFC 4422).
+    External,
+}
+
+/// How deep an LDAP search goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// Only the base entry itself.
+    Base,
+    /// The entries directly below the base.
+    One,
+    /// The base and everything below it.
+    Sub,
 }
 
 /// The directory (and Exchange organisation) the people are migrated to.

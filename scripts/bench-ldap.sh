@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): mailplan against a real slapd, side by side with the OpenLDAP tools.
+#
+#   plan:  `mailplan plan` reading both directories from slapd (paged) and planning, versus
+#          `ldapsearch -E pr=N` reading the same entries (both bases at once, as mailplan does)
+#   apply: `mailplan apply` of the saved plan (preconditions, backups, parallelism 10), versus
+#          `ldapmodify -f` applying exactly the same changes from one LDIF file, on the same
+#          starting data (the database is copied before the first and put back for the second)
+#
+# Usage: scripts/bench-ldap.sh [PERSONS] [DESTINATION_OBJECTS]   (default 100000 300000)
+# Environment: PARALLELISM (10), PAGE_SIZE (1000), PLAN_WRAPPER and APPLY_WRAPPER (a command
+# to run plan or apply under, e.g. a profiler).
+# Needs: slapd, ldap-utils (apt-get install slapd ldap-utils). Runs slapd on a free loopback port
+# from a temporary folder and stops it by PID on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PERSONS=${1:-100000}
+OBJECTS=${2:-300000}
+PARALLELISM=${PARALLELISM:-10}
+PAGE=${PAGE_SIZE:-1000}
+PW='bench-secret'
+SRC='O=Acme'
+DST='DC=acme,DC=test'
+
+for b in slapd slapadd ldapsearch ldapmodify; do
+  command -v "$b" >/dev/null || [ -x "/usr/sbin/$b" ] || {
+    echo "$b is missing: apt-get install slapd ldap-utils" >&2; exit 1; }
+done
+export PATH="$PATH:/usr/sbin"
+
+cargo build --release --quiet --bin mailplan --example plan_to_ldif
+MP=$PWD/target/release/mailplan
+TO_LDIF=$PWD/target/release/examples/plan_to_ldif
+SCHEMA=$PWD/tests/fixtures/ldap/schema.ldif
+
+W=$(mktemp -d /tmp/mailplan-bench.XXXXXX)
+SLAPD_PID=""
+stop_slapd() {
+  if [ -n "$SLAPD_PID" ]; then
+    kill "$SLAPD_PID" 2>/dev/null || true
+    while kill -0 "$SLAPD_PID" 2>/dev/null; do sleep 0.1; done
+    SLAPD_PID=""
+  fi
+}
+trap 'stop_slapd; rm -rf "$W"' EXIT
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc; }
+
+echo "== generating $PERSONS persons, $OBJECTS destination objects"
+"$MP" generate --persons "$PERSONS" --destination-objects "$OBJECTS" --seed 42 --out "$W/data" >/dev/null
+
+# slapadd takes entry records only, and OpenLDAP's `person` requires `sn` (AD's does not).
+loadable() {
+  awk 'BEGIN { RS = ""; ORS = "\n\n" }
+       { out = ""; person = 0; sn = 0; cn = "";
+         n = split($0, L, "\n");
+         for (i = 1; i <= n; i++) {
+           if (L[i] ~ /^#/ || L[i] ~ /^version:/) continue;
+           if (tolower(L[i]) == "objectclass: person") person = 1;
+           if (L[i] ~ /^sn::? /) sn = 1;
+           if (cn == "" && L[i] ~ /^cn::? /) cn = L[i];
+           out = out L[i] "\n";
+         }
+         if (person && !sn && cn != "") out = out "sn" substr(cn, 3) "\n";
+         sub(/\n$/, "", out);
+         if (out != "") print out }' "$1"
+}
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+URL="ldap://127.0.0.1:$PORT"
+mkdir -p "$W/slapd.d" "$W/db0" "$W/db1"
+cat > "$W/config.ldif" <<CONF
+dn: cn=config
+objectClass: olcGlobal
+cn: config
+olcPidFile: $W/slapd.pid
+olcLogLevel: none
+olcThreads: 8
+
+dn: cn=module{0},cn=config
+objectClass: olcModuleList
+cn: module{0}
+olcModulePath: /usr/lib/ldap
+olcModuleLoad: back_mdb
+
+dn: cn=schema,cn=config
+objectClass: olcSchemaConfig
+cn: schema
+
+include: file:///etc/ldap/schema/core.ldif
+
+include: file:///etc/ldap/schema/cosine.ldif
+
+include: file:///etc/ldap/schema/inetorgperson.ldif
+
+include: file://$SCHEMA
+
+dn: olcDatabase={-1}frontend,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcFrontendConfig
+olcDatabase: {-1}frontend
+olcSizeLimit: size.soft=500 size.hard=500 size.pr=unlimited size.prtotal=unlimited
+
+dn: olcDatabase={0}config,cn=config
+objectClass: olcDatabaseConfig
+olcDatabase: {0}config
+
+dn: olcDatabase={1}mdb,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcMdbConfig
+olcDatabase: {1}mdb
+olcSuffix: $SRC
+olcRootDN: cn=admin,$SRC
+olcRootPW: $PW
+olcDbDirectory: $W/db0
+olcDbMaxSize: 8589934592
+olcDbIndex: objectClass eq
+
+dn: olcDatabase={2}mdb,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcMdbConfig
+olcDatabase: {2}mdb
+olcSuffix: $DST
+olcRootDN: cn=admin,$DST
+olcRootPW: $PW
+olcDbDirectory: $W/db1
+olcDbMaxSize: 8589934592
+olcDbIndex: objectClass eq
+CONF
+slapadd -n0 -F "$W/slapd.d" -l "$W/config.ldif"
+echo "== loading slapd"
+loadable "$W/data/source.ldif" > "$W/source.load.ldif"
+loadable "$W/data/destination.ldif" > "$W/destination.load.ldif"
+slapadd -q -F "$W/slapd.d" -b "$SRC" -l "$W/source.load.ldif"
+slapadd -q -F "$W/slapd.d" -b "$DST" -l "$W/destination.load.ldif"
+
+start_slapd() {
+  slapd -F "$W/slapd.d" -h "$URL/" -d 0 >"$W/slapd.log" 2>&1 &
+  SLAPD_PID=$!
+  for _ in $(seq 1 100); do
+    ldapsearch -x -H "$URL" -b "" -s base >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "slapd did not start" >&2; cat "$W/slapd.log" >&2; exit 1
+}
+start_slapd
+
+ldap_block() {
+  printf '    ldap:\n      url: %s\n      bind_dn: "cn=admin,%s"\n      password: { env: BENCH_LDAP_PASSWORD }\n      base: "%s"\n      page_size: %s\n' "$URL" "$1" "$1" "$PAGE"
+}
+export BENCH_LDAP_PASSWORD=$PW
+python3 - "$W/data/plan.yaml" "$W/plan.yaml" "$(ldap_block "$SRC")" "$(ldap_block "$DST")" <<'PY'
+import sys
+text = open(sys.argv[1]).read()
+text = text.replace("    ldif: source.ldif\n", sys.argv[3] + "\n").replace("    ldif: destination.ldif\n", sys.argv[4] + "\n")
+open(sys.argv[2], "w").write(text)
+PY
+
+read_both() {
+  ldapsearch -x -LLL -H "$URL" -D "cn=admin,$SRC" -w "$PW" -b "$SRC" -E "pr=$PAGE/noprompt" '(objectClass=*)' '*' >"$W/read-src.ldif" &
+  local a=$!
+  ldapsearch -x -LLL -H "$URL" -D "cn=admin,$DST" -w "$PW" -b "$DST" -E "pr=$PAGE/noprompt" '(objectClass=*)' '*' >"$W/read-dst.ldif"
+  wait $a
+}
+echo "== reading with ldapsearch (warm-up, then measured)"
+read_both
+t0=$(now); read_both; t1=$(now)
+LDAPSEARCH=$(secs "$t0" "$t1")
+ENTRIES=$(grep -c '^dn:' "$W/read-src.ldif" "$W/read-dst.ldif" | awk -F: '{s+=$2} END {print s}')
+
+echo "== mailplan plan"
+t0=$(now); ${PLAN_WRAPPER:-} "$MP" plan "$W/plan.yaml" >/dev/null; t1=$(now)
+PLAN=$(secs "$t0" "$t1")
+# The saved plan for apply (not timed: writing a reviewable file of every change is extra work
+# ldapsearch does not do).
+t0=$(now); "$MP" plan "$W/plan.yaml" --out "$W/saved.json" >/dev/null; t1=$(now)
+SAVE=$(secs "$t0" "$t1")
+"$TO_LDIF" "$W/saved.json" > "$W/changes.ldif"
+OPS=$(grep -c '^changetype:' "$W/changes.ldif")
+
+# The same starting data for both appliers.
+stop_slapd
+cp -a "$W/db1" "$W/db1.before"
+start_slapd
+echo "== mailplan apply (parallelism $PARALLELISM)"
+# APPLY_WRAPPER runs apply under a profiler, e.g. APPLY_WRAPPER="strace -f -c -e trace=fsync,fdatasync".
+t0=$(now); ${APPLY_WRAPPER:-} "$MP" apply "$W/saved.json" --parallelism "$PARALLELISM" >/dev/null 2>"$W/apply.log" || { tail -20 "$W/apply.log"; exit 1; }; t1=$(now)
+APPLY=$(secs "$t0" "$t1")
+# A saved plan re-reads both directories before applying (to refuse what went stale); that part
+# takes about as long as a plan.
+REREAD=$PLAN
+stop_slapd
+rm -rf "$W/db1"; mv "$W/db1.before" "$W/db1"
+start_slapd
+echo "== ldapmodify -f"
+t0=$(now); ldapmodify -x -H "$URL" -D "cn=admin,$DST" -w "$PW" -f "$W/changes.ldif" >/dev/null; t1=$(now)
+LDAPMODIFY=$(secs "$t0" "$t1")
+
+printf '\n%s persons, %s destination objects; %s entries read; %s directory changes\n' "$PERSONS" "$OBJECTS" "$ENTRIES" "$OPS"
+printf '| step | mailplan | OpenLDAP tool | ratio |\n|---|---|---|---|\n'
+printf '| read + plan (page %s) | %.2f s (plan; %.2f s with --out) | %.2f s (ldapsearch, both bases) | %.2f |\n' "$PAGE" "$PLAN" "$SAVE" "$LDAPSEARCH" "$(echo "$PLAN / $LDAPSEARCH" | bc -l)"
+printf '| apply %s changes | %.2f s (apply, parallelism %s; of which ~%.2f s re-reading) | %.2f s (ldapmodify -f) | %.2f |\n' "$OPS" "$APPLY" "$PARALLELISM" "$REREAD" "$LDAPMODIFY" "$(echo "$APPLY / $LDAPMODIFY" | bc -l)"
