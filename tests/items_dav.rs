@@ -8,6 +8,7 @@ mod radicale;
 use assert_cmd::Command;
 use mailplan::items::calendar::{CalDav, CalendarStore, DavConfig};
 use mailplan::items::contacts::{CardDav, ContactStore, VcardVersion};
+use mailplan::items::dav::{CollectionKind, DavCollection, Resource};
 use radicale::Radicale;
 
 fn run(dir: &std::path::Path, args: &[&str]) -> (String, String) {
@@ -39,9 +40,9 @@ fn planned(plan: &str, kind: &str) -> usize {
         .unwrap()
 }
 
-#[test]
-fn calendars_and_contacts_go_into_radicale_once() {
-    let server = Radicale::start();
+/// A plan folder copying jsmith's calendar and contacts into alice's collections on `server`;
+/// returns it with the URLs of the calendar and the address book.
+fn project(server: &Radicale) -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let root = common::root();
     let six = root.join("tests/fixtures/scenario6_mailbox");
@@ -88,6 +89,13 @@ items:
     )
     .unwrap();
 
+    (dir, calendar, book)
+}
+
+#[test]
+fn calendars_and_contacts_go_into_radicale_once() {
+    let server = Radicale::start();
+    let (dir, calendar, book) = project(&server);
     let (plan, _) = run(dir.path(), &["plan", "plan.yaml"]);
     let events = planned(&plan, "calendar");
     let contacts = planned(&plan, "contacts");
@@ -125,4 +133,149 @@ items:
     std::fs::remove_dir_all(dir.path().join(".mailplan")).unwrap();
     let (plan, _) = run(dir.path(), &["plan", "plan.yaml"]);
     assert!(plan.contains("No changes."), "{plan}");
+}
+
+/// Replaces `from` by `to` in a file, which must hold it.
+fn edit(path: &std::path::Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "`{from}` is not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+/// Every resource of a collection, read as alice (the owner).
+fn resources(rt: &tokio::runtime::Runtime, url: &str, kind: CollectionKind) -> Vec<Resource> {
+    let cfg = DavConfig {
+        url: url.to_string(),
+        user: Some("alice".into()),
+        password: Some("alicepass".into()),
+        ..Default::default()
+    };
+    rt.block_on(DavCollection::new(&cfg, kind).unwrap().resources())
+        .unwrap()
+}
+
+/// The one resource whose data holds `needle`.
+fn holding<'a>(all: &'a [Resource], needle: &str) -> &'a Resource {
+    let hits: Vec<&Resource> = all.iter().filter(|r| r.data.contains(needle)).collect();
+    assert_eq!(hits.len(), 1, "`{needle}` in {all:#?}");
+    hits[0]
+}
+
+#[test]
+fn changes_at_the_source_update_radicale_but_never_the_owners_edits() {
+    let server = Radicale::start();
+    let (dir, calendar, book) = project(&server);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    run(dir.path(), &["apply", "plan.yaml", "--auto-approve"]);
+    let events = resources(&rt, &calendar, CollectionKind::Calendar).len();
+    let cards = resources(&rt, &book, CollectionKind::AddressBook).len();
+
+    // One event's title and one contact's job title change at the source.
+    let ics = dir.path().join("export/jsmith.ics");
+    let csv = dir.path().join("export/jsmith.csv");
+    edit(
+        &ics,
+        "SUMMARY:Call with Boston office",
+        "SUMMARY:Call with Boston office (moved)",
+    );
+    edit(&csv, "\"Head of Sales\"", "\"VP Sales\"");
+    let (plan, _) = run(dir.path(), &["plan", "plan.yaml"]);
+    assert!(
+        plan.contains("<- import calendar: 0 new events, 1 changed"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("<- import contacts: 0 new contacts, 1 changed"),
+        "{plan}"
+    );
+    let (_, err) = run(dir.path(), &["apply", "plan.yaml", "--auto-approve"]);
+    assert!(
+        err.contains("copied 0 events, updated 1 changed at the source"),
+        "{err}"
+    );
+    assert!(
+        err.contains("copied 0 contacts, updated 1 changed at the source"),
+        "{err}"
+    );
+    // Updated in place: the new content, still one resource each.
+    let held = resources(&rt, &calendar, CollectionKind::Calendar);
+    assert_eq!(held.len(), events);
+    holding(&held, "SUMMARY:Call with Boston office (moved)");
+    let held = resources(&rt, &book, CollectionKind::AddressBook);
+    assert_eq!(held.len(), cards);
+    holding(&held, "TITLE:VP Sales");
+    assert!(!held.iter().any(|r| r.data.contains("Head of Sales")));
+    let (plan, _) = run(dir.path(), &["plan", "plan.yaml"]);
+    assert!(plan.contains("No changes."), "{plan}");
+
+    // The owner edits the event at the destination; it changes at the source too, and so does
+    // another event.
+    let held = resources(&rt, &calendar, CollectionKind::Calendar);
+    let mine = holding(&held, "SUMMARY:Call with Boston office (moved)");
+    let owner = DavCollection::new(
+        &DavConfig {
+            url: calendar.clone(),
+            user: Some("alice".into()),
+            password: Some("alicepass".into()),
+            ..Default::default()
+        },
+        CollectionKind::Calendar,
+    )
+    .unwrap();
+    let uid = "B1C2D3E4F5A6B7C8C1258A9A00422222-Lotus_Notes_Generated";
+    let edited = mine
+        .data
+        .replace("Call with Boston office (moved)", "Call Boston (mine)");
+    let put = rt
+        .block_on(async {
+            owner.list().await?;
+            owner.put(uid, &edited, Some(&mine.etag)).await
+        })
+        .unwrap();
+    assert_eq!(put, mailplan::items::store::PutOutcome::Updated);
+    edit(
+        &ics,
+        "Call with Boston office (moved)",
+        "Call with Boston office (moved again)",
+    );
+    edit(
+        &ics,
+        "SUMMARY:Send Q1 forecast",
+        "SUMMARY:Send Q1 forecast (revised)",
+    );
+    let (plan, _) = run(dir.path(), &["plan", "plan.yaml"]);
+    assert!(
+        plan.contains("<- import calendar: 0 new events, 1 changed"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(
+            "calendar: 1 items changed at the source were also edited at the destination"
+        ),
+        "{plan}"
+    );
+    let (_, err) = run(dir.path(), &["apply", "plan.yaml", "--auto-approve"]);
+    assert!(
+        err.contains("copied 0 events, updated 1 changed at the source"),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 changed at the source but edited at the destination skipped"),
+        "{err}"
+    );
+    let held = resources(&rt, &calendar, CollectionKind::Calendar);
+    assert_eq!(held.len(), events);
+    holding(&held, "Call Boston (mine)");
+    holding(&held, "SUMMARY:Send Q1 forecast (revised)");
+    assert!(!held.iter().any(|r| r.data.contains("(moved again)")));
+    // Reported again on the next plan (with the subject's messages, which the text leaves out
+    // for an unchanged subject), never overwritten.
+    let (plan, _) = run(dir.path(), &["plan", "plan.yaml", "--json"]);
+    assert!(!plan.contains("\"import_"), "{plan}");
+    assert!(
+        plan.contains(
+            "calendar: 1 items changed at the source were also edited at the destination"
+        ),
+        "{plan}"
+    );
 }

@@ -167,3 +167,118 @@ fn an_item_deleted_at_the_destination_is_not_copied_back() {
         "{plan}"
     );
 }
+
+/// Replaces `from` by `to` in a file, which must hold it (bytes: the fixtures are not all UTF-8).
+fn edit(path: &std::path::Path, from: &str, to: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    let at = bytes
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+        .unwrap_or_else(|| panic!("`{from}` is not in {}", path.display()));
+    let mut out = bytes[..at].to_vec();
+    out.extend_from_slice(to.as_bytes());
+    out.extend_from_slice(&bytes[at + from.len()..]);
+    std::fs::write(path, out).unwrap();
+}
+
+/// The one file of a folder that holds `needle`.
+fn file_with(dir: &std::path::Path, needle: &str) -> std::path::PathBuf {
+    let hits: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::read_to_string(p).unwrap().contains(needle))
+        .collect();
+    assert_eq!(hits.len(), 1, "{needle} in {hits:?}");
+    hits[0].clone()
+}
+
+#[test]
+fn items_changed_at_the_source_are_updated_unless_edited_at_the_destination() {
+    let case = Case::new();
+    case.run(&["apply", "plan.yaml", "--auto-approve"]);
+    let export = case.dir.path().join("export");
+    let calendars = case.dir.path().join("out/calendars/jsmith");
+    let contacts = case.dir.path().join("out/contacts/jsmith");
+
+    edit(
+        &export.join("jsmith.ics"),
+        "SUMMARY:A good event between broken ones",
+        "SUMMARY:A good event, moved",
+    );
+    edit(
+        &export.join("jsmith.csv"),
+        "bob@acme.com,Acme",
+        "bob@acme.com,Acme Corp",
+    );
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    assert!(
+        plan.contains("<- import calendar: 0 new events, 1 changed"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("<- import contacts: 0 new contacts, 1 changed"),
+        "{plan}"
+    );
+    let (json, _) = case.run(&["plan", "plan.yaml", "--json"]);
+    assert!(json.contains("\"changed\": 1"), "{json}");
+
+    let (_, err) = case.run(&["apply", "plan.yaml", "--auto-approve"]);
+    assert_eq!(
+        err.matches("copied 0 events, updated 1 changed at the source")
+            .count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("copied 0 contacts, updated 1 changed at the source"),
+        "{err}"
+    );
+    // Updated in place: still one file each, with the new content.
+    assert_eq!(std::fs::read_dir(&calendars).unwrap().count(), 2);
+    assert_eq!(std::fs::read_dir(&contacts).unwrap().count(), 2);
+    let event = file_with(&calendars, "SUMMARY:A good event, moved");
+    let bob = file_with(&contacts, "bob@acme.com");
+    assert!(
+        std::fs::read_to_string(&bob).unwrap().contains("Acme Corp"),
+        "{}",
+        std::fs::read_to_string(&bob).unwrap()
+    );
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    assert!(!plan.contains("<- import"), "{plan}");
+
+    // The owner edits the event at the destination, and it changes at the source too: the
+    // owner's version stays, and the plan and the apply say so.
+    edit(&event, "SUMMARY:A good event, moved", "SUMMARY:Mine now");
+    edit(
+        &export.join("jsmith.ics"),
+        "SUMMARY:A good event, moved",
+        "SUMMARY:A good event, moved again",
+    );
+    edit(&export.join("jsmith.csv"), "Acme Corp", "Acme Group");
+    let (plan, _) = case.run(&["plan", "plan.yaml", "--out", "reviewed.plan"]);
+    assert!(!plan.contains("<- import calendar"), "{plan}");
+    assert!(
+        plan.contains(
+            "calendar: 1 items changed at the source were also edited at the destination"
+        ),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("<- import contacts: 0 new contacts, 1 changed"),
+        "{plan}"
+    );
+    // Edited between the reviewed plan and its apply (a 412 from a server): not overwritten
+    // either.
+    edit(&bob, "Acme Corp", "Acme (mine)");
+    let (_, err) = case.run(&["apply", "reviewed.plan"]);
+    assert!(
+        err.contains("copied 0 contacts (0 B)")
+            && err.contains("1 changed at the source but edited at the destination skipped"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&event).unwrap();
+    assert!(text.contains("SUMMARY:Mine now"), "{text}");
+    let text = std::fs::read_to_string(&bob).unwrap();
+    assert!(text.contains("Acme (mine)"), "{text}");
+}

@@ -17,13 +17,13 @@ use crate::directory::Dn;
 use crate::items::contacts::VcardObject;
 use crate::items::endpoints::MailEndpoints;
 use crate::items::endpoints::PersonEndpoints;
-use crate::items::inventory::{read_ledger, select_mail};
+use crate::items::inventory::{read_ledger, read_versions, select_mail};
 use crate::items::mail::{MessageMeta, Store, ToCopy, ledger_identity};
 use crate::items::store::PutOutcome;
 use crate::items::{BadItem, ItemKind, human_bytes, pim};
 use crate::plan::{Action, ActionKind};
 use crate::spec::Items;
-use crate::state::{LedgerItem, RunId, StateDb};
+use crate::state::{ItemVersion, LedgerItem, RunId, StateDb};
 
 /// Messages appended in one batch (one pipelined round of APPENDs, one ledger transaction).
 const BATCH_MESSAGES: usize = 100;
@@ -47,6 +47,11 @@ pub struct ItemImporter {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ImportReport {
     pub copied: u64,
+    /// Calendars and contacts: items copied earlier and updated with their source's changes.
+    pub updated: u64,
+    /// ... and items changed at the source that were left alone, as their owner had edited
+    /// them at the destination.
+    pub changed_at_destination: u64,
     pub bytes: u64,
     pub bad: Vec<BadItem>,
 }
@@ -157,18 +162,6 @@ impl ItemImporter {
 }
 
 impl ItemImporter {
-    fn ledger(
-        &self,
-        mailbox: &str,
-        kind: ItemKind,
-    ) -> Result<std::collections::BTreeSet<String>, String> {
-        let key = (mailbox.to_string(), kind);
-        Ok(read_ledger(Some(&self.state_dir), &[key.clone()].into())
-            .map_err(|e| e.to_string())?
-            .remove(&key)
-            .unwrap_or_default())
-    }
-
     fn row(&self, mailbox: &str, kind: ItemKind, identity: &str, size: u64) -> LedgerItem {
         LedgerItem {
             run: self.run,
@@ -180,6 +173,69 @@ impl ItemImporter {
         }
     }
 
+    /// The ledger's versions of one mailbox's events or contacts.
+    fn versions(&self, mailbox: &str, kind: ItemKind) -> Result<pim::Copied, String> {
+        let key = (mailbox.to_string(), kind);
+        Ok(read_versions(Some(&self.state_dir), &[key.clone()].into())
+            .map_err(|e| e.to_string())?
+            .remove(&key)
+            .unwrap_or_default())
+    }
+
+    /// Records what one PUT did, in the ledger and the report. Returns whether the destination
+    /// now holds our version, whose ETag is then read back (see [`read_back_etags`]).
+    #[allow(clippy::too_many_arguments)]
+    fn record_put(
+        &self,
+        db: &StateDb,
+        mailbox: &str,
+        kind: ItemKind,
+        identity: &str,
+        digest: &str,
+        size: u64,
+        outcome: PutOutcome,
+        updating: bool,
+        report: &mut ImportReport,
+    ) -> Result<bool, String> {
+        let ours = ItemVersion {
+            digest: Some(digest.to_string()),
+            // Unknown until read back: a run stopped before that leaves the item never updated
+            // rather than updated over an edit it cannot see.
+            etag: None,
+        };
+        let k = kind.ledger_kind();
+        match outcome {
+            PutOutcome::Created | PutOutcome::Updated | PutOutcome::Unchanged => {
+                match outcome {
+                    PutOutcome::Created => report.copied += 1,
+                    PutOutcome::Updated => report.updated += 1,
+                    _ => {}
+                }
+                if outcome != PutOutcome::Unchanged {
+                    report.bytes += size;
+                }
+                db.ledger_record(&self.row(mailbox, kind, identity, size))
+                    .map_err(|e| e.to_string())?;
+                db.ledger_set_version(mailbox, k, identity, &ours)
+                    .map_err(|e| e.to_string())?;
+                Ok(true)
+            }
+            // The owner edited (or deleted) our copy since the plan listed it: their version
+            // stays, and the ledger keeps the old ETag so later runs leave it alone too.
+            PutOutcome::ChangedAtDestination if updating => {
+                report.changed_at_destination += 1;
+                Ok(false)
+            }
+            // Created meanwhile by someone else: remember it so it is not tried again, with an
+            // unknown version, as it is not ours to update.
+            PutOutcome::ChangedAtDestination => {
+                db.ledger_record(&self.row(mailbox, kind, identity, size))
+                    .map_err(|e| e.to_string())?;
+                Ok(false)
+            }
+        }
+    }
+
     async fn calendar(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
         let ep = ep
             .calendar
@@ -188,42 +244,45 @@ impl ItemImporter {
             .as_ref()
             .map_err(Clone::clone)?;
         let mailbox = ep.destination.ledger_name();
-        let done = self.ledger(&mailbox, ItemKind::Calendar)?;
+        let done = self.versions(&mailbox, ItemKind::Calendar)?;
         let (sel, dest) = pim::select_calendar(ep, &done).await?;
         let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
         let mut report = ImportReport {
             bad: sel.bad.clone(),
+            changed_at_destination: sel.changed_at_destination,
             ..Default::default()
         };
-        for o in &sel.copy {
-            match dest.put(o).await {
-                Ok(PutOutcome::Created | PutOutcome::Updated) => {
-                    report.copied += 1;
-                    report.bytes += o.ics.len() as u64;
-                    db.ledger_record(&self.row(
+        let work = (sel.copy.into_iter().map(|o| (o, None)))
+            .chain(sel.update.into_iter().map(|(o, e)| (o, Some(e))));
+        // (UID at the destination, ledger identity, digest) of what now holds our version.
+        let mut written = Vec::new();
+        for (o, etag) in work {
+            let size = o.ics.len() as u64;
+            match dest.put(&o, etag.as_deref()).await {
+                Ok(outcome) => {
+                    if self.record_put(
+                        &db,
                         &mailbox,
                         ItemKind::Calendar,
                         &o.uid,
-                        o.ics.len() as u64,
-                    ))
-                    .map_err(|e| e.to_string())?;
-                }
-                // Already there (created meanwhile, by us before a kill or by someone else):
-                // remember it, copy nothing.
-                Ok(PutOutcome::Unchanged | PutOutcome::ChangedAtDestination) => {
-                    db.ledger_record(&self.row(
-                        &mailbox,
-                        ItemKind::Calendar,
-                        &o.uid,
-                        o.ics.len() as u64,
-                    ))
-                    .map_err(|e| e.to_string())?;
+                        &o.digest,
+                        size,
+                        outcome,
+                        etag.is_some(),
+                        &mut report,
+                    )? {
+                        written.push((o.uid.clone(), o.uid.clone(), o.digest.clone()));
+                    }
                 }
                 Err(e) => report.bad.push(BadItem {
                     location: format!("{}: UID {}", ep.source.display(), o.uid),
                     message: format!("the destination refused it: {e}"),
                 }),
             }
+        }
+        if !written.is_empty() {
+            let listing = dest.list().await;
+            read_back_etags(&db, &mailbox, ItemKind::Calendar, listing, &written)?;
         }
         record_bad(&db, self.run, &mailbox, "event", &report.bad);
         Ok(report)
@@ -237,26 +296,36 @@ impl ItemImporter {
             .as_ref()
             .map_err(Clone::clone)?;
         let mailbox = ep.destination.ledger_name();
-        let done = self.ledger(&mailbox, ItemKind::Contacts)?;
+        let done = self.versions(&mailbox, ItemKind::Contacts)?;
         let (sel, book) = pim::select_contacts(ep, &done).await?;
         let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
         let mut report = ImportReport {
             bad: sel.bad.clone(),
+            changed_at_destination: sel.changed_at_destination,
             ..Default::default()
         };
-        for c in &sel.copy {
-            let card = VcardObject::new(c, book.version());
+        let work = (sel.copy.into_iter().map(|c| (c, None)))
+            .chain(sel.update.into_iter().map(|(c, e)| (c, Some(e))));
+        let mut written = Vec::new();
+        for (c, etag) in work {
+            let card = VcardObject::new(&c, book.version());
             let size = card.vcf.len() as u64;
-            match book.put(&card).await {
-                Ok(PutOutcome::Created | PutOutcome::Updated) => {
-                    report.copied += 1;
-                    report.bytes += size;
-                    db.ledger_record(&self.row(&mailbox, ItemKind::Contacts, &c.identity, size))
-                        .map_err(|e| e.to_string())?;
-                }
-                Ok(PutOutcome::Unchanged | PutOutcome::ChangedAtDestination) => {
-                    db.ledger_record(&self.row(&mailbox, ItemKind::Contacts, &c.identity, size))
-                        .map_err(|e| e.to_string())?;
+            let digest = pim::contact_digest(&c);
+            match book.put(&card, etag.as_deref()).await {
+                Ok(outcome) => {
+                    if self.record_put(
+                        &db,
+                        &mailbox,
+                        ItemKind::Contacts,
+                        &c.identity,
+                        &digest,
+                        size,
+                        outcome,
+                        etag.is_some(),
+                        &mut report,
+                    )? {
+                        written.push((card.uid, c.identity, digest));
+                    }
                 }
                 Err(e) => report.bad.push(BadItem {
                     location: format!("{}:{}", ep.source.display(), c.line),
@@ -264,9 +333,44 @@ impl ItemImporter {
                 }),
             }
         }
+        if !written.is_empty() {
+            let listing = book.list().await;
+            read_back_etags(&db, &mailbox, ItemKind::Contacts, listing, &written)?;
+        }
         record_bad(&db, self.run, &mailbox, "contact", &report.bad);
         Ok(report)
     }
+}
+
+/// Records the destination's ETag of each item just written, from a listing taken after the
+/// writes: servers need not return an ETag on PUT (and must not when they changed the content),
+/// so a listing is the one way that works with all of them. An item missing from the listing
+/// keeps an unknown ETag, and so is never updated.
+fn read_back_etags(
+    db: &StateDb,
+    mailbox: &str,
+    kind: ItemKind,
+    listing: Result<BTreeMap<String, String>, String>,
+    written: &[(String, String, String)],
+) -> Result<(), String> {
+    let listing = listing.map_err(|e| {
+        format!(
+            "the items were copied, but their ETags could not be read back, so later changes \
+             to them at the source will not be copied: {e}"
+        )
+    })?;
+    for (uid, identity, digest) in written {
+        let Some(etag) = listing.get(uid) else {
+            continue;
+        };
+        let version = ItemVersion {
+            digest: Some(digest.clone()),
+            etag: Some(etag.clone()),
+        };
+        db.ledger_set_version(mailbox, kind.ledger_kind(), identity, &version)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }
 
 /// Splits the messages to copy into batches: consecutive messages of one source folder and one
@@ -429,8 +533,18 @@ impl Importer for ItemImporter {
                 _ => ("contact", "contacts"),
             };
             let what = if report.copied == 1 { one } else { many };
+            let updated = match report.updated {
+                0 => String::new(),
+                n => format!(", updated {n} changed at the source"),
+            };
+            let kept = match report.changed_at_destination {
+                0 => String::new(),
+                n => format!(
+                    ", {n} changed at the source but edited at the destination skipped (not overwritten)"
+                ),
+            };
             eprintln!(
-                "{}: copied {} {what} ({}){}",
+                "{}: copied {} {what}{updated} ({}){}{kept}",
                 action.id,
                 report.copied,
                 human_bytes(report.bytes),

@@ -36,6 +36,23 @@ pub fn read_ledger(
     Ok(out)
 }
 
+/// The ledger's identities with their recorded versions per (mailbox, kind), for calendars and
+/// contacts, read like [`read_ledger`].
+pub fn read_versions(
+    state_dir: Option<&Path>,
+    mailboxes: &BTreeSet<(String, ItemKind)>,
+) -> Result<BTreeMap<(String, ItemKind), pim::Copied>, crate::state::StateError> {
+    let mut out = BTreeMap::new();
+    let Some(db) = state_dir.map(StateDb::open_existing).transpose()?.flatten() else {
+        return Ok(out);
+    };
+    for (mailbox, kind) in mailboxes {
+        let versions = db.ledger_versions(mailbox, kind.ledger_kind())?;
+        out.insert((mailbox.clone(), *kind), versions);
+    }
+    Ok(out)
+}
+
 /// Lists both stores of one person's mail and decides what is new.
 pub async fn select_mail(
     ep: &MailEndpoints,
@@ -81,21 +98,28 @@ pub fn gather(
 ) -> Result<Inventories, crate::state::StateError> {
     let mut out = Inventories::new();
     let mut mailboxes: BTreeSet<(String, ItemKind)> = BTreeSet::new();
+    let mut pim_books: BTreeSet<(String, ItemKind)> = BTreeSet::new();
     for e in endpoints.values() {
         if let Some(Ok(m)) = &e.mail {
             mailboxes.insert((m.destination.ledger_name(), ItemKind::Mail));
         }
         if let Some(Ok(c)) = &e.calendar {
-            mailboxes.insert((c.destination.ledger_name(), ItemKind::Calendar));
+            pim_books.insert((c.destination.ledger_name(), ItemKind::Calendar));
         }
         if let Some(Ok(c)) = &e.contacts {
-            mailboxes.insert((c.destination.ledger_name(), ItemKind::Contacts));
+            pim_books.insert((c.destination.ledger_name(), ItemKind::Contacts));
         }
     }
-    if mailboxes.is_empty() && endpoints.values().all(PersonEndpoints::is_empty) {
+    if mailboxes.is_empty()
+        && pim_books.is_empty()
+        && endpoints.values().all(PersonEndpoints::is_empty)
+    {
         return Ok(out);
     }
-    let ledger = Arc::new(read_ledger(state_dir, &mailboxes)?);
+    let ledger = Arc::new(Ledgers {
+        mail: read_ledger(state_dir, &mailboxes)?,
+        pim: read_versions(state_dir, &pim_books)?,
+    });
     let items = Arc::new(spec.items.mail.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -142,11 +166,20 @@ pub fn gather(
     Ok(out)
 }
 
-type Ledger = BTreeMap<(String, ItemKind), BTreeSet<String>>;
+/// What the ledger holds for the wave: mail identities, and calendar and contact versions.
+struct Ledgers {
+    mail: BTreeMap<(String, ItemKind), BTreeSet<String>>,
+    pim: BTreeMap<(String, ItemKind), pim::Copied>,
+}
 
-fn copied(ledger: &Ledger, name: String, kind: ItemKind) -> &BTreeSet<String> {
+fn copied(ledger: &Ledgers, name: String, kind: ItemKind) -> &BTreeSet<String> {
     static EMPTY: BTreeSet<String> = BTreeSet::new();
-    ledger.get(&(name, kind)).unwrap_or(&EMPTY)
+    ledger.mail.get(&(name, kind)).unwrap_or(&EMPTY)
+}
+
+fn versions(ledger: &Ledgers, name: String, kind: ItemKind) -> &pim::Copied {
+    static EMPTY: pim::Copied = BTreeMap::new();
+    ledger.pim.get(&(name, kind)).unwrap_or(&EMPTY)
 }
 
 fn failed(e: String) -> Inventory {
@@ -160,7 +193,7 @@ fn failed(e: String) -> Inventory {
 async fn person_inventory(
     ep: &PersonEndpoints,
     mail_items: Option<&MailItems>,
-    ledger: &Ledger,
+    ledger: &Ledgers,
 ) -> PersonInventory {
     let mut inv = PersonInventory::default();
     if let (Some(m), Some(items)) = (&ep.mail, mail_items) {
@@ -178,6 +211,7 @@ async fn person_inventory(
                         bad: sel.bad,
                         destination_unavailable: unavailable,
                         error: None,
+                        ..Default::default()
                     },
                     Err(e) => failed(e.to_string()),
                 }
@@ -188,14 +222,21 @@ async fn person_inventory(
         inv.calendar = Some(match c {
             Err(e) => failed(e.clone()),
             Ok(c) => {
-                let done = copied(ledger, c.destination.ledger_name(), ItemKind::Calendar);
+                let done = versions(ledger, c.destination.ledger_name(), ItemKind::Calendar);
                 match pim::select_calendar(c, done).await {
                     Ok((sel, _)) => Inventory {
                         total: sel.total,
                         new: sel.copy.len() as u64,
-                        new_bytes: sel.copy.iter().map(|o| o.ics.len() as u64).sum(),
+                        changed: sel.update.len() as u64,
+                        new_bytes: sel
+                            .copy
+                            .iter()
+                            .chain(sel.update.iter().map(|(o, _)| o))
+                            .map(|o| o.ics.len() as u64)
+                            .sum(),
                         new_folders: 0,
                         deleted_at_destination: sel.deleted_at_destination,
+                        changed_at_destination: sel.changed_at_destination,
                         bad: sel.bad,
                         destination_unavailable: None,
                         error: None,
@@ -209,18 +250,21 @@ async fn person_inventory(
         inv.contacts = Some(match c {
             Err(e) => failed(e.clone()),
             Ok(c) => {
-                let done = copied(ledger, c.destination.ledger_name(), ItemKind::Contacts);
+                let done = versions(ledger, c.destination.ledger_name(), ItemKind::Contacts);
                 match pim::select_contacts(c, done).await {
                     Ok((sel, book)) => Inventory {
                         total: sel.total,
                         new: sel.copy.len() as u64,
+                        changed: sel.update.len() as u64,
                         new_bytes: sel
                             .copy
                             .iter()
+                            .chain(sel.update.iter().map(|(c, _)| c))
                             .map(|c| contacts::to_vcard(c, book.version()).len() as u64)
                             .sum(),
                         new_folders: 0,
                         deleted_at_destination: sel.deleted_at_destination,
+                        changed_at_destination: sel.changed_at_destination,
                         bad: sel.bad,
                         destination_unavailable: None,
                         error: None,

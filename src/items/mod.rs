@@ -72,12 +72,19 @@ pub struct Inventory {
     pub total: u64,
     /// Items that are neither in the ledger nor at the destination: what apply copies.
     pub new: u64,
+    /// Items copied earlier and changed at the source since (calendars and contacts): apply
+    /// updates them.
+    pub changed: u64,
+    /// Bytes of the new and the changed items.
     pub new_bytes: u64,
     /// Folders (mail) that hold new items.
     pub new_folders: u64,
     /// Items already copied according to the ledger but no longer at the destination: their
     /// owner deleted them, so they are not copied again.
     pub deleted_at_destination: u64,
+    /// Items changed at the source whose copy their owner edited at the destination: the
+    /// owner's edit is kept, they are not updated.
+    pub changed_at_destination: u64,
     pub bad: Vec<BadItem>,
     /// The destination could not be opened (its mailbox does not exist yet, say): counted as
     /// empty. The planner plans the import only when the plan itself creates or converts that

@@ -1,14 +1,21 @@
-//! Calendars and contacts in plans and applies: choose the new items from the source file, the
-//! ledger and the destination collection, and copy them.
+//! Calendars and contacts in plans and applies: choose the new and the changed items from the
+//! source file, the ledger and the destination collection, and copy them.
 //!
 //! Calendars: an event is identified by its UID; contacts by their identity (normalised e-mail,
 //! else name and company), with the destination's contacts known by every identity they can
 //! stand for, so contacts another tool created are not copied again. An item in the ledger but
-//! gone from the destination was deleted by its owner and is not copied back. Items are created
-//! only (`If-None-Match: *`); an event changed at the source after it was copied is not updated.
-//! The ledger row is written after the destination confirmed the PUT.
+//! gone from the destination was deleted by its owner and is not copied back.
+//!
+//! New items are created (`If-None-Match: *`). The ledger remembers which version of each item
+//! was copied ([`ItemVersion`]: the digest of its source content, the destination's ETag after
+//! the copy), so an item changed at the source since is updated (`If-Match` with that ETag) —
+//! but only while the destination still holds the version we wrote: when its ETag differs, its
+//! owner edited it there, and their edit wins (counted as changed at the destination, never
+//! overwritten; a 412 on the PUT means the same). An item whose version is unknown (copied
+//! before versions were recorded, or a run stopped before the ETag was read back) is not
+//! updated. The ledger row is written after the destination confirmed the PUT.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::items::BadItem;
 use crate::items::calendar::{
@@ -18,13 +25,69 @@ use crate::items::contacts::{
     self, CardDav, Contact, ContactStore, VcardFolder, VcardObject, VcardVersion,
 };
 use crate::items::endpoints::{CalendarAt, CalendarEndpoints, ContactEndpoints, ContactsAt, DavAt};
+use crate::items::store::sha256_hex;
+pub use crate::state::ItemVersion;
 
-/// What is new for one person, with the counts the plan shows.
+/// What the ledger knows of one mailbox's items of one kind: identity → version copied.
+pub type Copied = BTreeMap<String, ItemVersion>;
+
+/// What is new or changed for one person, with the counts the plan shows.
 pub struct PimSelection<T> {
+    /// Neither in the ledger nor at the destination: created.
     pub copy: Vec<T>,
+    /// Copied earlier and changed at the source since, with the destination's ETag of the version
+    /// we wrote: updated only if it is still that version.
+    pub update: Vec<(T, String)>,
     pub total: u64,
     pub deleted_at_destination: u64,
+    /// Changed at the source, but edited by its owner at the destination too: left as it is.
+    pub changed_at_destination: u64,
     pub bad: Vec<BadItem>,
+}
+
+/// Sorts one item into the selection, from whether the ledger and the destination hold it and
+/// from the versions involved.
+fn decide<T>(
+    s: &mut PimSelection<T>,
+    item: T,
+    digest: &str,
+    recorded: Option<&ItemVersion>,
+    at_dest: bool,
+    dest_etag: Option<&str>,
+) {
+    match (recorded, at_dest) {
+        (None, false) => s.copy.push(item),
+        (Some(_), false) => s.deleted_at_destination += 1,
+        // At the destination without a ledger row: created there by someone else, or by a run
+        // stopped before its ledger row; either way not ours to overwrite.
+        (None, true) => {}
+        (Some(v), true) => {
+            let (Some(was), Some(etag_then)) = (v.digest.as_deref(), v.etag.as_deref()) else {
+                return;
+            };
+            if was == digest {
+                return;
+            }
+            match dest_etag {
+                Some(now) if now == etag_then => s.update.push((item, now.to_string())),
+                _ => s.changed_at_destination += 1,
+            }
+        }
+    }
+}
+
+/// The digest a contact's version is recorded by: of its source fields, not of the vCard, so
+/// that writing another vCard version (or a better conversion in a later mailplan) is not taken
+/// for a change at the source.
+pub fn contact_digest(c: &Contact) -> String {
+    let mut text = String::new();
+    for (k, v) in &c.fields {
+        text.push_str(k);
+        text.push('\0');
+        text.push_str(v);
+        text.push('\0');
+    }
+    sha256_hex(text.as_bytes())
 }
 
 fn dav_config(d: &DavAt) -> Result<DavConfig, String> {
@@ -58,17 +121,19 @@ impl Calendars {
             )),
         })
     }
-    async fn list(&self) -> Result<BTreeMap<String, String>, String> {
+    /// UID → ETag of what the destination holds.
+    pub async fn list(&self) -> Result<BTreeMap<String, String>, String> {
         match self {
             Calendars::Folder(f) => f.list().await,
             Calendars::Dav(d) => d.list().await,
         }
         .map_err(|e| e.to_string())
     }
-    pub async fn put(&self, o: &CalendarObject) -> Result<PutOutcome, String> {
+    /// Creates (`etag` `None`) or updates the version with that ETag.
+    pub async fn put(&self, o: &CalendarObject, etag: Option<&str>) -> Result<PutOutcome, String> {
         match self {
-            Calendars::Folder(f) => f.put(o, None).await,
-            Calendars::Dav(d) => d.put(o, None).await,
+            Calendars::Folder(f) => f.put(o, etag).await,
+            Calendars::Dav(d) => d.put(o, etag).await,
         }
         .map_err(|e| e.to_string())
     }
@@ -102,19 +167,28 @@ impl AddressBook {
             AddressBook::Dav(d) => d.version(),
         }
     }
-    async fn held(&self) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
-        let (uids, ids) = match self {
-            AddressBook::Folder(f) => (f.list().await, f.identities().await),
-            AddressBook::Dav(d) => (d.list().await, d.identities().await),
-        };
-        let uids = uids.map_err(|e| e.to_string())?.into_keys().collect();
-        let ids = ids.map_err(|e| e.to_string())?.into_keys().collect();
-        Ok((uids, ids))
-    }
-    pub async fn put(&self, card: &VcardObject) -> Result<PutOutcome, String> {
+    /// UID → ETag of what the destination holds.
+    pub async fn list(&self) -> Result<BTreeMap<String, String>, String> {
         match self {
-            AddressBook::Folder(f) => f.put(card, None).await,
-            AddressBook::Dav(d) => d.put(card, None).await,
+            AddressBook::Folder(f) => f.list().await,
+            AddressBook::Dav(d) => d.list().await,
+        }
+        .map_err(|e| e.to_string())
+    }
+    /// UID → ETag, and identity → UID, of what the destination holds.
+    async fn held(&self) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
+        let ids = match self {
+            AddressBook::Folder(f) => f.identities().await,
+            AddressBook::Dav(d) => d.identities().await,
+        };
+        let ids = ids.map_err(|e| e.to_string())?;
+        Ok((self.list().await?, ids))
+    }
+    /// Creates (`etag` `None`) or updates the version with that ETag.
+    pub async fn put(&self, card: &VcardObject, etag: Option<&str>) -> Result<PutOutcome, String> {
+        match self {
+            AddressBook::Folder(f) => f.put(card, etag).await,
+            AddressBook::Dav(d) => d.put(card, etag).await,
         }
         .map_err(|e| e.to_string())
     }
@@ -132,9 +206,20 @@ fn missing_is_empty<T, E: std::fmt::Display>(
     }
 }
 
+fn selection<T>(total: usize, bad: Vec<BadItem>) -> PimSelection<T> {
+    PimSelection {
+        copy: Vec::new(),
+        update: Vec::new(),
+        total: total as u64,
+        deleted_at_destination: 0,
+        changed_at_destination: 0,
+        bad,
+    }
+}
+
 pub async fn select_calendar(
     ep: &CalendarEndpoints,
-    ledger: &BTreeSet<String>,
+    ledger: &Copied,
 ) -> Result<(PimSelection<CalendarObject>, Calendars), String> {
     let (objects, bad) = missing_is_empty(calendar::read_ics(&ep.source), &ep.source)?;
     let dest = Calendars::open(&ep.destination)?;
@@ -143,28 +228,26 @@ pub async fn select_calendar(
     } else {
         dest.list().await?
     };
-    let mut s = PimSelection {
-        copy: Vec::new(),
-        total: objects.len() as u64,
-        deleted_at_destination: 0,
-        bad,
-    };
+    let mut s = selection(objects.len(), bad);
     for o in objects {
-        let in_ledger = ledger.contains(&o.uid);
-        let at_dest = there.contains_key(&o.uid);
-        if in_ledger && !at_dest {
-            s.deleted_at_destination += 1;
-        }
-        if !in_ledger && !at_dest {
-            s.copy.push(o);
-        }
+        let etag = there.get(&o.uid).cloned();
+        let recorded = ledger.get(&o.uid);
+        let digest = o.digest.clone();
+        decide(
+            &mut s,
+            o,
+            &digest,
+            recorded,
+            etag.is_some(),
+            etag.as_deref(),
+        );
     }
     Ok((s, dest))
 }
 
 pub async fn select_contacts(
     ep: &ContactEndpoints,
-    ledger: &BTreeSet<String>,
+    ledger: &Copied,
 ) -> Result<(PimSelection<Contact>, AddressBook), String> {
     let (rows, bad) = missing_is_empty(contacts::read_csv(&ep.source), &ep.source)?;
     let dest = AddressBook::open(&ep.destination)?;
@@ -173,25 +256,88 @@ pub async fn select_contacts(
     } else {
         dest.held().await?
     };
-    let mut s = PimSelection {
-        copy: Vec::new(),
-        total: rows.len() as u64,
-        deleted_at_destination: 0,
-        bad,
-    };
-    let mut seen = BTreeSet::new();
+    let mut s = selection(rows.len(), bad);
+    let mut seen = std::collections::BTreeSet::new();
     for c in rows {
         if !seen.insert(c.identity.clone()) {
             continue;
         }
-        let in_ledger = ledger.contains(&c.identity);
-        let at_dest = ids.contains(&c.identity) || uids.contains(&contacts::contact_uid(&c));
-        if in_ledger && !at_dest {
-            s.deleted_at_destination += 1;
-        }
-        if !in_ledger && !at_dest {
-            s.copy.push(c);
-        }
+        // Only the resource under the contact's own UID is ours to update; a contact another
+        // tool holds under another UID only keeps it from being copied again.
+        let etag = uids.get(&contacts::contact_uid(&c)).cloned();
+        let at_dest = etag.is_some() || ids.contains_key(&c.identity);
+        let recorded = ledger.get(&c.identity);
+        let digest = contact_digest(&c);
+        decide(&mut s, c, &digest, recorded, at_dest, etag.as_deref());
     }
     Ok((s, dest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(digest: &str, etag: &str) -> ItemVersion {
+        ItemVersion {
+            digest: Some(digest.into()),
+            etag: Some(etag.into()),
+        }
+    }
+
+    #[test]
+    fn changed_items_are_updated_only_when_the_destination_holds_our_version() {
+        let mut s = selection::<&str>(6, Vec::new());
+        decide(&mut s, "new", "d", None, false, None);
+        decide(
+            &mut s,
+            "same",
+            "d",
+            Some(&version("d", "e")),
+            true,
+            Some("e"),
+        );
+        decide(
+            &mut s,
+            "changed",
+            "d2",
+            Some(&version("d", "e")),
+            true,
+            Some("e"),
+        );
+        decide(
+            &mut s,
+            "edited",
+            "d2",
+            Some(&version("d", "e")),
+            true,
+            Some("e2"),
+        );
+        decide(&mut s, "gone", "d2", Some(&version("d", "e")), false, None);
+        decide(
+            &mut s,
+            "unknown",
+            "d2",
+            Some(&ItemVersion::default()),
+            true,
+            Some("e"),
+        );
+        assert_eq!(s.copy, vec!["new"]);
+        assert_eq!(s.update, vec![("changed", "e".to_string())]);
+        assert_eq!(s.changed_at_destination, 1);
+        assert_eq!(s.deleted_at_destination, 1);
+    }
+
+    #[test]
+    fn contact_digest_follows_the_fields() {
+        let mut c = Contact {
+            identity: "email:a@example.com".into(),
+            fields: [("email".to_string(), "a@example.com".to_string())].into(),
+            line: 2,
+        };
+        let before = contact_digest(&c);
+        c.line = 3;
+        assert_eq!(contact_digest(&c), before);
+        c.fields.insert("jobTitle".into(), "Boss".into());
+        assert_ne!(contact_digest(&c), before);
+    }
 }

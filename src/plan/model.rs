@@ -251,9 +251,13 @@ pub enum Precondition {
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
 )]
 pub struct ItemCount {
-    /// Items the import copies.
+    /// Items the import copies: the new ones and the changed ones.
     pub count: u64,
     pub bytes: u64,
+    /// Of `count`, the items copied earlier and changed at the source since, which the import
+    /// updates (calendars and contacts).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub changed: u64,
     /// Mail folders that get new messages (0 for calendars and contacts).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub folders: u64,

@@ -431,7 +431,16 @@ impl<'a> Planner<'a> {
                     ),
                 });
             }
-            if inv.new == 0 {
+            if inv.changed_at_destination > 0 {
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: {} items changed at the source were also edited at the destination; the destination's version is kept, they are not updated",
+                        inv.changed_at_destination
+                    ),
+                });
+            }
+            if inv.new + inv.changed == 0 {
                 continue;
             }
             self.actions.push(Action {
@@ -443,8 +452,9 @@ impl<'a> Planner<'a> {
                 changes: Vec::new(),
                 preconditions: Vec::new(),
                 items: Some(ItemCount {
-                    count: inv.new,
+                    count: inv.new + inv.changed,
                     bytes: inv.new_bytes,
+                    changed: inv.changed,
                     folders: inv.new_folders,
                     total: inv.total,
                 }),

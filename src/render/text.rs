@@ -271,7 +271,8 @@ fn subject_block(out: &mut String, s: &Subject, actions: &[&Action], style: Styl
     }
 }
 
-/// `import mail: 12 new messages in 3 folders (4.1 MiB) of 4,210`, for import actions.
+/// `import mail: 12 new messages in 3 folders (4.1 MiB) of 4,210`, or
+/// `import calendar: 2 new events, 1 changed (12 KiB) of 40`, for import actions.
 fn import_line(a: &Action) -> Option<String> {
     let (what, one, many) = match a.kind {
         crate::plan::ActionKind::ImportMail => ("mail", "message", "messages"),
@@ -282,15 +283,20 @@ fn import_line(a: &Action) -> Option<String> {
     let Some(n) = a.items else {
         return Some(format!("import {what}"));
     };
-    let noun = if n.count == 1 { one } else { many };
+    let new = n.count.saturating_sub(n.changed);
+    let noun = if new == 1 { one } else { many };
     let folders = match n.folders {
         0 => String::new(),
         1 => " in 1 folder".to_string(),
         f => format!(" in {} folders", thousands(f)),
     };
+    let changed = match n.changed {
+        0 => String::new(),
+        c => format!(", {} changed", thousands(c)),
+    };
     Some(format!(
-        "import {what}: {} new {noun}{folders} ({}) of {}",
-        thousands(n.count),
+        "import {what}: {} new {noun}{folders}{changed} ({}) of {}",
+        thousands(new),
         crate::items::human_bytes(n.bytes),
         thousands(n.total)
     ))

@@ -199,6 +199,15 @@ pub struct LedgerItem {
     pub size: Option<u64>,
 }
 
+/// Which version of a copied event or contact the ledger knows: the digest of its content at
+/// the source, and the destination's ETag (for a folder, the digest of the file) once the
+/// destination confirmed it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemVersion {
+    pub digest: Option<String>,
+    pub etag: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum StateError {
     #[error("cannot create or open the state database `{}`: {source}", path.display())]
@@ -874,6 +883,53 @@ impl StateDb {
             .map_err(self.err("listing copied items"))?;
         rows.collect::<Result<_, _>>()
             .map_err(self.err("listing copied items"))
+    }
+
+    /// Every identity the ledger holds for one mailbox and kind, with the version recorded for
+    /// it (events and contacts; `None`s for mail and for rows whose version is unknown).
+    pub fn ledger_versions(
+        &self,
+        mailbox: &str,
+        kind: &str,
+    ) -> Result<std::collections::BTreeMap<String, ItemVersion>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT identity, digest, etag FROM ledger WHERE mailbox = ?1 AND kind = ?2",
+            )
+            .map_err(self.err("listing copied items"))?;
+        let rows = stmt
+            .query_map(params![mailbox, kind], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    ItemVersion {
+                        digest: r.get(1)?,
+                        etag: r.get(2)?,
+                    },
+                ))
+            })
+            .map_err(self.err("listing copied items"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("listing copied items"))
+    }
+
+    /// Sets the version recorded for one item already in the ledger (both fields, exactly as
+    /// given: `None` makes it unknown). Returns false when the item is not in the ledger.
+    pub fn ledger_set_version(
+        &self,
+        mailbox: &str,
+        kind: &str,
+        identity: &str,
+        version: &ItemVersion,
+    ) -> Result<bool, StateError> {
+        self.conn
+            .execute(
+                "UPDATE ledger SET digest = ?4, etag = ?5 \
+                 WHERE mailbox = ?1 AND kind = ?2 AND identity = ?3",
+                params![mailbox, kind, identity, version.digest, version.etag],
+            )
+            .map(|n| n == 1)
+            .map_err(self.err("recording the version of a copied item"))
     }
 
     /// Per mailbox and kind: how many items the ledger holds and their bytes, sorted.

@@ -94,6 +94,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX pending_merges_by_source ON pending_merges (source_key);
     ",
+    // 3: which version of an event or contact was copied: the source content's digest and the
+    // destination's ETag right after the copy. A later run updates an item whose source digest
+    // changed only while the destination still has that ETag, so an edit the owner made at the
+    // destination is never overwritten. NULL (rows from before, or not yet confirmed): unknown,
+    // and such an item is never updated.
+    "
+    ALTER TABLE ledger ADD COLUMN digest TEXT;
+    ALTER TABLE ledger ADD COLUMN etag TEXT;
+    ",
 ];
 
 /// The schema version this build writes and understands.

@@ -473,3 +473,44 @@ fn errors_carry_diagnostic_codes() {
     let code = miette::Diagnostic::code(&err).unwrap().to_string();
     assert_eq!(code, "mailplan::state::corrupt");
 }
+
+#[test]
+fn ledger_remembers_the_version_of_copied_items() {
+    let tmp = temp();
+    let db = StateDb::open(tmp.path()).unwrap();
+    let run = db.begin_run("plan.yaml", "fp").unwrap();
+    let event = LedgerItem {
+        run,
+        mailbox: "jane@example.com".to_owned(),
+        kind: "event".to_owned(),
+        folder: None,
+        identity: "uid-1".to_owned(),
+        size: Some(10),
+    };
+    assert!(db.ledger_record(&event).unwrap());
+    // A row recorded without a version has an unknown one.
+    let versions = db.ledger_versions("jane@example.com", "event").unwrap();
+    assert_eq!(versions["uid-1"], super::ItemVersion::default());
+    let v = super::ItemVersion {
+        digest: Some("d1".to_owned()),
+        etag: Some("\"e1\"".to_owned()),
+    };
+    assert!(
+        db.ledger_set_version("jane@example.com", "event", "uid-1", &v)
+            .unwrap()
+    );
+    assert_eq!(
+        db.ledger_versions("jane@example.com", "event").unwrap()["uid-1"],
+        v
+    );
+    // Not in the ledger: nothing to set.
+    assert!(
+        !db.ledger_set_version("jane@example.com", "event", "uid-2", &v)
+            .unwrap()
+    );
+    assert!(
+        db.ledger_versions("jane@example.com", "contact")
+            .unwrap()
+            .is_empty()
+    );
+}
