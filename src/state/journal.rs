@@ -220,19 +220,20 @@ impl StateJournal {
         }
     }
 
-    fn send(&self, write: Write, reply: Reply) -> Result<(), StateError> {
+    /// Queues a request; gives it back when the writer is gone.
+    fn send(&self, write: Write, reply: Reply) -> Result<(), Box<Request>> {
+        let request = Request { write, reply };
         match &self.requests {
-            Some(requests) => requests
-                .send(Request { write, reply })
-                .map_err(|_| self.stopped()),
-            None => Err(self.stopped()),
+            Some(requests) => requests.send(request).map_err(|e| Box::new(e.0)),
+            None => Err(Box::new(request)),
         }
     }
 
     /// Queues `write` and waits, without holding up the async runtime, until it is committed.
     async fn write(&self, write: Write) -> Result<(), StateError> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.send(write, Reply::Await(reply))?;
+        self.send(write, Reply::Await(reply))
+            .map_err(|_| self.stopped())?;
         answer.await.map_err(|_| self.stopped())?
     }
 
@@ -240,14 +241,15 @@ impl StateJournal {
     /// async runtime's threads: it would stall them.
     fn write_blocking(&self, write: Write) -> Result<(), StateError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send(write, Reply::Block(reply))?;
+        self.send(write, Reply::Block(reply))
+            .map_err(|_| self.stopped())?;
         answer.recv().map_err(|_| self.stopped())?
     }
 
     /// Queues `write` without waiting; a failure is printed as `warning`.
     fn write_later(&self, write: Write, warning: String) {
-        if let Err(e) = self.send(write, Reply::Warn(warning.clone())) {
-            eprintln!("warning: {warning}: {e}");
+        if let Err(unsent) = self.send(write, Reply::Warn(warning)) {
+            unsent.answer(Err(self.stopped()));
         }
     }
 }
