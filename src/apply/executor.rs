@@ -50,19 +50,28 @@ impl ActionResult {
     }
 }
 
+/// What [`Journal::backup`] and [`Journal::intend`] return: `Ok` once the record is stored.
+pub type JournalFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
 /// Durable bookkeeping around the writes (the state database implements it).
 pub trait Journal: Send + Sync + 'static {
     /// The entry as it is, just before `action` modifies or deletes it. The write happens only
     /// after this returned `Ok`, so a backup exists for everything changed.
-    fn backup(&self, action: &Action, entry: &Entry) -> Result<(), String>;
+    ///
+    /// Asynchronous so that a journal can wait for its disk (and share one sync among the
+    /// actions waiting at the same moment) without holding up the runtime's threads.
+    fn backup<'a>(&'a self, action: &'a Action, entry: &'a Entry) -> JournalFuture<'a>;
     /// Called just before `action` writes, after its preconditions held. Whatever a rerun
     /// needs to know in case the process dies right after the write is recorded here (which
     /// object a person is being given, say); the write happens only after this returned `Ok`.
-    fn intend(&self, action: &Action) -> Result<(), String> {
+    fn intend<'a>(&'a self, action: &'a Action) -> JournalFuture<'a> {
         let _ = action;
-        Ok(())
+        Box::pin(std::future::ready(Ok(())))
     }
-    /// The action's outcome, once known.
+    /// The action's outcome, once known. Must not block for long (it is called on the
+    /// runtime's threads); a journal may store it later, as long as it is stored before the
+    /// run is reported finished.
     fn record(
         &self,
         action: &Action,
@@ -377,7 +386,7 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
             None => failed("this apply was started without access to the item stores"),
         };
     }
-    if let Err(e) = ctx.journal.intend(action) {
+    if let Err(e) = ctx.journal.intend(action).await {
         return failed(format!(
             "could not record in the state what `{}` is about to do, so it did nothing: {e}",
             action.id
@@ -391,7 +400,7 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
             let Some(Some(entry)) = live.get(&action.target) else {
                 return stale(format!("`{}` no longer exists", action.target));
             };
-            if let Err(e) = ctx.journal.backup(action, entry) {
+            if let Err(e) = ctx.journal.backup(action, entry).await {
                 return failed(format!(
                     "backup of `{}` failed, so it was not deleted: {e}",
                     action.target
@@ -409,7 +418,7 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
                 let Some(Some(entry)) = live.get(&object) else {
                     return stale(format!("`{object}` no longer exists"));
                 };
-                if let Err(e) = ctx.journal.backup(action, entry) {
+                if let Err(e) = ctx.journal.backup(action, entry).await {
                     return failed(format!(
                         "backup of `{object}` failed, so it was not changed: {e}"
                     ));
@@ -615,12 +624,12 @@ pub struct MemoryJournal {
 }
 
 impl Journal for MemoryJournal {
-    fn backup(&self, action: &Action, entry: &Entry) -> Result<(), String> {
+    fn backup<'a>(&'a self, action: &'a Action, entry: &'a Entry) -> JournalFuture<'a> {
         self.backups
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((action.id.clone(), entry.clone()));
-        Ok(())
+        Box::pin(std::future::ready(Ok(())))
     }
     fn record(&self, action: &Action, result: &ActionResult, _: SystemTime, _: Duration) {
         self.records

@@ -1,85 +1,319 @@
 //! The executor's journal, kept in the state database: a backup of every entry before it is
-//! changed, and every action's outcome, both durable before the executor moves on.
+//! changed, the link of every object about to be created or converted, and every action's
+//! outcome.
+//!
+//! Every commit costs an fsync, and with many actions running at once one commit per write makes
+//! the journal, not the directory, the limit of `apply`. So one writer thread owns the database
+//! connection and commits group-wise: it takes the first waiting request, drains every other one
+//! queued behind it, runs them all in one transaction (each in its own savepoint, see
+//! [`StateDb::write_together`]), commits once, and only then answers each requester. What this
+//! must never do is answer a backup or a link before its commit: the executor changes the
+//! directory as soon as that answer arrives. A failure of one write is answered to its requester
+//! alone; when the shared transaction itself fails, each write is retried in a transaction of its
+//! own so that every requester learns its own result.
+//!
+//! Outcomes ([`Journal::record`]) are queued without waiting: the write they describe has
+//! happened either way, and a lost outcome only makes the next run check the directory again.
+//! They are committed in order with everything else, so any backup committed after them carries
+//! them too, and [`StateJournal::finish`] (and dropping the journal) waits until all of them are
+//! on disk.
 
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
-use crate::apply::{ActionResult, Journal};
+use crate::apply::{ActionResult, Journal, JournalFuture};
 use crate::directory::{Entry, ldif};
 use crate::plan::{Action, ActionKind};
 
 use super::time::{rfc3339, unix_seconds};
-use super::{ActionRecord, ActionStatus, RunId, StateDb};
+use super::{ActionRecord, ActionStatus, RunId, RunOutcome, StateDb, StateError};
 
+/// One write the writer thread carries out.
+#[derive(Debug, Clone)]
+enum Write {
+    Backup {
+        run: RunId,
+        action_id: String,
+        dn: String,
+        ldif: String,
+    },
+    BackupContact {
+        run: RunId,
+        action_id: String,
+        contact: String,
+        ldif: String,
+        source: String,
+    },
+    Link {
+        run: RunId,
+        action_id: String,
+        source: String,
+        destination: String,
+    },
+    Record(ActionRecord),
+    Merged {
+        run: RunId,
+        source: String,
+    },
+    Finish {
+        run: RunId,
+        outcome: RunOutcome,
+    },
+}
+
+impl Write {
+    fn apply(&self, db: &StateDb) -> Result<(), StateError> {
+        match self {
+            Write::Backup {
+                run,
+                action_id,
+                dn,
+                ldif,
+            } => db.backup(*run, action_id, dn, ldif).map(drop),
+            Write::BackupContact {
+                run,
+                action_id,
+                contact,
+                ldif,
+                source,
+            } => db
+                .backup_contact(*run, action_id, contact, ldif, source)
+                .map(drop),
+            Write::Link {
+                run,
+                action_id,
+                source,
+                destination,
+            } => db.link(*run, action_id, source, destination),
+            Write::Record(rec) => db.record_action(rec),
+            Write::Merged { run, source } => db.merged(*run, source),
+            Write::Finish { run, outcome } => db.finish_run(*run, *outcome),
+        }
+    }
+}
+
+/// Where the result of a write goes once it is committed (or has failed).
+enum Reply {
+    /// An async caller awaiting it.
+    Await(tokio::sync::oneshot::Sender<Result<(), StateError>>),
+    /// A caller outside the async runtime, blocked on it.
+    Block(mpsc::SyncSender<Result<(), StateError>>),
+    /// Nobody waits: a failure is printed as this warning (what was not recorded, and why
+    /// that is harmless).
+    Warn(String),
+}
+
+struct Request {
+    write: Write,
+    reply: Reply,
+}
+
+impl Request {
+    fn answer(self, result: Result<(), StateError>) {
+        match self.reply {
+            // A caller that stopped waiting (its task was cancelled) needs no answer.
+            Reply::Await(to) => drop(to.send(result)),
+            Reply::Block(to) => drop(to.send(result)),
+            Reply::Warn(what) => {
+                if let Err(e) = result {
+                    eprintln!("warning: {what}: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// The writer thread: group commits until every sender is gone and the queue is empty.
+fn serve(db: StateDb, requests: mpsc::Receiver<Request>, commits: Arc<AtomicU64>) {
+    // `recv` hands out what is still queued before it reports the senders gone, so nothing
+    // sent is ever dropped unwritten.
+    while let Ok(first) = requests.recv() {
+        let mut batch = vec![first];
+        // Everything that queued up while the previous commit was syncing shares this one.
+        batch.extend(requests.try_iter());
+        match db.write_together(&batch, |db, r| r.write.apply(db)) {
+            Ok(results) => {
+                commits.fetch_add(1, Ordering::Relaxed);
+                for (request, result) in batch.into_iter().zip(results) {
+                    request.answer(result);
+                }
+            }
+            Err(_) => {
+                // Nothing of the group was stored (a failed commit, say). One at a time, each
+                // requester gets the result of its own write, never the group's.
+                for request in batch {
+                    let result = request.write.apply(&db);
+                    commits.fetch_add(1, Ordering::Relaxed);
+                    request.answer(result);
+                }
+            }
+        }
+    }
+}
+
+/// The journal of one run, written by its own thread; see the module documentation.
 pub struct StateJournal {
-    db: Mutex<StateDb>,
+    /// `None` only while dropping.
+    requests: Option<mpsc::Sender<Request>>,
+    writer: Option<JoinHandle<()>>,
     run: RunId,
+    path: PathBuf,
+    commits: Arc<AtomicU64>,
 }
 
 impl StateJournal {
-    pub fn new(db: StateDb, run: RunId) -> Self {
-        StateJournal {
-            db: Mutex::new(db),
+    /// Hands `db` to a new writer thread that keeps the journal of `run`.
+    pub fn new(db: StateDb, run: RunId) -> Result<Self, StateError> {
+        let path = db.path().to_owned();
+        let (requests, queue) = mpsc::channel();
+        let commits = Arc::new(AtomicU64::new(0));
+        let counted = commits.clone();
+        let writer = std::thread::Builder::new()
+            .name("state-journal".into())
+            .spawn(move || serve(db, queue, counted))
+            .map_err(|e| StateError::Open {
+                path: path.clone(),
+                source: e,
+            })?;
+        Ok(StateJournal {
+            requests: Some(requests),
+            writer: Some(writer),
             run,
-        }
+            path,
+            commits,
+        })
     }
 
-    /// Closes the run with its outcome (the counts come from the recorded actions).
-    pub fn finish(&self, outcome: super::RunOutcome) -> Result<(), super::StateError> {
-        self.db().finish_run(self.run, outcome)
+    /// Closes the run with its outcome (the counts come from the recorded actions). Every
+    /// outcome queued before is committed first, so the counts include them all.
+    pub fn finish(&self, outcome: RunOutcome) -> Result<(), StateError> {
+        self.write_blocking(Write::Finish {
+            run: self.run,
+            outcome,
+        })
     }
 
     /// The pending merges of these source persons need nothing more: their plan merged
     /// nothing because the mailbox already holds it all.
-    pub fn settle(&self, sources: &[String]) -> Result<(), super::StateError> {
-        let db = self.db();
+    pub fn settle(&self, sources: &[String]) -> Result<(), StateError> {
         for source in sources {
-            db.merged(self.run, source)?;
+            self.write_blocking(Write::Merged {
+                run: self.run,
+                source: source.clone(),
+            })?;
         }
         Ok(())
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, StateDb> {
-        self.db.lock().unwrap_or_else(|p| p.into_inner())
+    /// How many transactions the writer has committed so far.
+    pub fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
+    }
+
+    fn stopped(&self) -> StateError {
+        StateError::WriterStopped {
+            path: self.path.clone(),
+        }
+    }
+
+    /// Queues a request; gives it back when the writer is gone.
+    fn send(&self, write: Write, reply: Reply) -> Result<(), Box<Request>> {
+        let request = Request { write, reply };
+        match &self.requests {
+            Some(requests) => requests.send(request).map_err(|e| Box::new(e.0)),
+            None => Err(Box::new(request)),
+        }
+    }
+
+    /// Queues `write` and waits, without holding up the async runtime, until it is committed.
+    async fn write(&self, write: Write) -> Result<(), StateError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.send(write, Reply::Await(reply))
+            .map_err(|_| self.stopped())?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// Queues `write` and blocks the calling thread until it is committed. Not for use on the
+    /// async runtime's threads: it would stall them.
+    fn write_blocking(&self, write: Write) -> Result<(), StateError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send(write, Reply::Block(reply))
+            .map_err(|_| self.stopped())?;
+        answer.recv().map_err(|_| self.stopped())?
+    }
+
+    /// Queues `write` without waiting; a failure is printed as `warning`.
+    fn write_later(&self, write: Write, warning: String) {
+        if let Err(unsent) = self.send(write, Reply::Warn(warning)) {
+            unsent.answer(Err(self.stopped()));
+        }
+    }
+}
+
+impl Drop for StateJournal {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what is queued and stop; waiting for it
+        // means no outcome queued without waiting is lost when the process exits normally.
+        drop(self.requests.take());
+        if let Some(writer) = self.writer.take() {
+            if writer.join().is_err() {
+                eprintln!(
+                    "warning: the writer of the state database `{}` stopped abnormally; \
+                     outcomes queued at that moment may be missing (a rerun checks the \
+                     directory again)",
+                    self.path.display()
+                );
+            }
+        }
     }
 }
 
 impl Journal for StateJournal {
-    fn backup(&self, action: &Action, entry: &Entry) -> Result<(), String> {
-        let text = ldif::entries_to_string(std::slice::from_ref(entry));
+    fn backup<'a>(&'a self, action: &'a Action, entry: &'a Entry) -> JournalFuture<'a> {
+        let ldif = ldif::entries_to_string(std::slice::from_ref(entry));
         let dn = entry.dn.to_string();
-        let db = self.db();
-        let stored = if action.kind == ActionKind::DeleteContact {
+        let write = if action.kind == ActionKind::DeleteContact {
             // The contact's data reaches the mailbox only in the merge after the delete: until
             // then this backup is its only copy, and the next plan merges from it.
-            db.backup_contact(
-                self.run,
-                &action.id,
-                &dn,
-                &text,
-                &action.subject.to_string(),
-            )
+            Write::BackupContact {
+                run: self.run,
+                action_id: action.id.clone(),
+                contact: dn,
+                ldif,
+                source: action.subject.to_string(),
+            }
         } else {
-            db.backup(self.run, &action.id, &dn, &text)
+            Write::Backup {
+                run: self.run,
+                action_id: action.id.clone(),
+                dn,
+                ldif,
+            }
         };
-        stored.map(drop).map_err(|e| e.to_string())
+        Box::pin(async move { self.write(write).await.map_err(|e| e.to_string()) })
     }
 
-    fn intend(&self, action: &Action) -> Result<(), String> {
-        match action.kind {
-            ActionKind::CreateMailbox
-            | ActionKind::ConvertNtAccount
-            | ActionKind::ConvertMailUser => self
-                .db()
-                .link(
-                    self.run,
-                    &action.id,
-                    &action.subject.to_string(),
-                    &action.target.to_string(),
-                )
-                .map_err(|e| e.to_string()),
-            _ => Ok(()),
-        }
+    fn intend<'a>(&'a self, action: &'a Action) -> JournalFuture<'a> {
+        Box::pin(async move {
+            match action.kind {
+                ActionKind::CreateMailbox
+                | ActionKind::ConvertNtAccount
+                | ActionKind::ConvertMailUser => self
+                    .write(Write::Link {
+                        run: self.run,
+                        action_id: action.id.clone(),
+                        source: action.subject.to_string(),
+                        destination: action.target.to_string(),
+                    })
+                    .await
+                    .map_err(|e| e.to_string()),
+                _ => Ok(()),
+            }
+        })
     }
 
     fn record(
@@ -114,20 +348,129 @@ impl Journal for StateJournal {
             duration_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
         };
         if action.kind == ActionKind::MergeAttributes && result.is_applied() {
-            if let Err(e) = self.db().merged(self.run, &action.subject.to_string()) {
-                eprintln!(
-                    "warning: could not record that the merge into {} is done (the next plan merges again, which changes nothing): {e}",
+            self.write_later(
+                Write::Merged {
+                    run: self.run,
+                    source: action.subject.to_string(),
+                },
+                format!(
+                    "could not record that the merge into {} is done (the next plan merges \
+                     again, which changes nothing)",
                     action.target
-                );
-            }
+                ),
+            );
         }
         // The write itself already happened; a failure to record it is reported, and the next
         // plan still sees the directory as it is, so nothing is applied twice.
-        if let Err(e) = self.db().record_action(&rec) {
-            eprintln!(
-                "warning: could not record the outcome of {}: {e}",
-                action.id
+        self.write_later(
+            Write::Record(rec),
+            format!("could not record the outcome of {}", action.id),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Barrier;
+
+    use super::*;
+
+    /// N threads each queue a backup at the same moment, one of them for a run that does not
+    /// exist (its foreign key fails): the others are committed in fewer transactions than N,
+    /// and only the bad one sees an error.
+    #[test]
+    fn concurrent_writes_share_commits_and_keep_their_own_errors() {
+        const N: usize = 16;
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(tmp.path()).unwrap();
+        let run = db.begin_run("plan.yaml", "fp").unwrap();
+        // Another connection holds the write lock for a moment, as a slow fsync would: the
+        // writer's first transaction waits on it while the other requests queue up behind.
+        let blocker = rusqlite::Connection::open(db.path()).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let journal = StateJournal::new(db, run).unwrap();
+        let start = &Barrier::new(N + 1);
+        let results: Vec<Result<(), StateError>> = std::thread::scope(|s| {
+            s.spawn(move || {
+                start.wait();
+                std::thread::sleep(Duration::from_millis(300));
+                blocker.execute_batch("COMMIT").unwrap();
+            });
+            let workers: Vec<_> = (0..N)
+                .map(|i| {
+                    let journal = &journal;
+                    s.spawn(move || {
+                        start.wait();
+                        journal.write_blocking(Write::Backup {
+                            run: if i == 7 { run + 1000 } else { run },
+                            action_id: format!("a{i}"),
+                            dn: format!("cn=p{i},dc=example,dc=com"),
+                            ldif: format!("dn: cn=p{i},dc=example,dc=com\n"),
+                        })
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(result.is_err(), i == 7, "writer {i}: {result:?}");
+        }
+        let commits = journal.commits();
+        assert!(commits < N as u64, "{commits} commits for {N} writes");
+        drop(journal);
+        let db = StateDb::open(tmp.path()).unwrap();
+        assert_eq!(db.backups(None).unwrap().len(), N - 1);
+        assert!(
+            db.latest_backup("cn=p7,dc=example,dc=com")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    /// Outcomes queued without waiting are all committed, in order, before `finish` closes
+    /// the run, so its counts include them.
+    #[test]
+    fn finish_counts_every_outcome_queued_before_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(tmp.path()).unwrap();
+        let run = db.begin_run("plan.yaml", "fp").unwrap();
+        let journal = StateJournal::new(db, run).unwrap();
+        for i in 0..50 {
+            journal.write_later(
+                Write::Record(ActionRecord {
+                    run,
+                    action_id: format!("a{i}"),
+                    kind: "update".into(),
+                    target: format!("cn=p{i},dc=example,dc=com"),
+                    status: ActionStatus::Applied,
+                    error: None,
+                    started_at: "2026-11-21T06:30:00Z".into(),
+                    ended_at: "2026-11-21T06:30:01Z".into(),
+                    duration_ms: 1,
+                }),
+                "test".into(),
             );
         }
+        journal.finish(RunOutcome::Succeeded).unwrap();
+        drop(journal);
+        let db = StateDb::open(tmp.path()).unwrap();
+        let got = db.run(run).unwrap().unwrap();
+        assert_eq!((got.outcome, got.applied), (RunOutcome::Succeeded, 50));
+    }
+
+    /// In a shared transaction, a write that fails is undone alone: the writes around it
+    /// still commit, and only it reports an error.
+    #[test]
+    fn a_failing_write_in_a_group_is_undone_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(tmp.path()).unwrap();
+        let run = db.begin_run("plan.yaml", "fp").unwrap();
+        let results = db
+            .write_together(&[run, run + 1000, run], |db, &r| {
+                db.link(r, "a", "cn=s", "cn=d")
+            })
+            .unwrap();
+        assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
+        assert_eq!(db.history().unwrap().links.len(), 1);
     }
 }

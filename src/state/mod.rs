@@ -11,10 +11,12 @@
 //! executor acts, and both only read answers such as [`StateDb::was_applied`] from here. It takes
 //! no secrets and must never be given any: the state outlives the run and is read by people.
 //!
-//! Durability comes before speed: every write is its own transaction (or one transaction where
-//! the writes belong together), in WAL mode with `synchronous=FULL`, so a record that a call has
-//! returned survives a crash or power loss. That is what lets the executor write a backup, await
-//! it, and only then touch the directory.
+//! Durability comes before speed: every write is committed (in its own transaction, in one
+//! transaction with the writes that belong with it, or in one shared by writes that were waiting
+//! at the same moment: see [`StateDb::write_together`] and [`journal`]) in WAL mode with
+//! `synchronous=FULL` before the call that made it returns, so a record that a call has returned
+//! survives a crash or power loss. That is what lets the executor write a backup, await it, and
+//! only then touch the directory.
 
 pub(crate) mod host;
 pub mod journal;
@@ -258,6 +260,19 @@ pub enum StateError {
         context: &'static str,
         source: rusqlite::Error,
     },
+
+    #[error(
+        "the state database `{}` can no longer be written: its writer thread has stopped",
+        path.display()
+    )]
+    #[diagnostic(
+        code(mailplan::state::writer_stopped),
+        help(
+            "this is a bug in mailplan; what was recorded before it is kept, and a rerun of \
+             the same plan picks up where this one stopped"
+        )
+    )]
+    WriterStopped { path: PathBuf },
 
     #[error("`{}` is not a usable mailplan state database: {reason}", path.display())]
     #[diagnostic(
@@ -657,19 +672,66 @@ impl StateDb {
         ldif: &str,
         source: &str,
     ) -> Result<i64, StateError> {
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
-            .map_err(self.err("backing up a contact"))?;
+        // Inside a caller's transaction (see `write_together`) that transaction, and the
+        // savepoint around this write, keep the two rows together; SQLite cannot nest BEGINs.
+        let tx = if self.conn.is_autocommit() {
+            Some(
+                rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+                    .map_err(self.err("backing up a contact"))?,
+            )
+        } else {
+            None
+        };
         let id = self.backup(run, action_id, contact, ldif)?;
-        tx.execute(
-            "INSERT INTO pending_merges (contact_key, contact, source_key, source, backup) \
-             VALUES (?1, ?2, ?3, ?4, ?5) \
-             ON CONFLICT (contact_key) DO UPDATE SET source_key = excluded.source_key, \
-             source = excluded.source, backup = excluded.backup, merged_run = NULL",
-            params![dn_key(contact), contact, dn_key(source), source, id],
-        )
-        .map_err(self.err("noting a pending merge"))?;
-        tx.commit().map_err(self.err("backing up a contact"))?;
+        self.conn
+            .execute(
+                "INSERT INTO pending_merges (contact_key, contact, source_key, source, backup) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT (contact_key) DO UPDATE SET source_key = excluded.source_key, \
+                 source = excluded.source, backup = excluded.backup, merged_run = NULL",
+                params![dn_key(contact), contact, dn_key(source), source, id],
+            )
+            .map_err(self.err("noting a pending merge"))?;
+        if let Some(tx) = tx {
+            tx.commit().map_err(self.err("backing up a contact"))?;
+        }
         Ok(id)
+    }
+
+    /// Runs every one of `writes` through `write`, all in one `BEGIN IMMEDIATE` transaction:
+    /// one commit, so one fsync, for the lot. Each write runs inside its own savepoint, so one
+    /// that fails is undone alone and reports its own error, while the others still commit.
+    ///
+    /// `Ok` comes only after the commit, so every `Ok` inside it is durable. `Err` means the
+    /// transaction itself could not begin, keep its savepoints, or commit: then nothing of it
+    /// was stored, and the caller must retry or fail each write on its own (never report them
+    /// done). `write` must not begin a transaction of its own; the methods of this type that
+    /// need one join the enclosing one instead.
+    pub fn write_together<W, T>(
+        &self,
+        writes: &[W],
+        mut write: impl FnMut(&StateDb, &W) -> Result<T, StateError>,
+    ) -> Result<Vec<Result<T, StateError>>, StateError> {
+        const CONTEXT: &str = "writing a group of records in one transaction";
+        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
+            .map_err(self.err(CONTEXT))?;
+        let mut results = Vec::with_capacity(writes.len());
+        for w in writes {
+            self.conn
+                .execute_batch("SAVEPOINT one_write")
+                .map_err(self.err(CONTEXT))?;
+            let result = write(self, w);
+            let end = if result.is_ok() {
+                "RELEASE one_write"
+            } else {
+                "ROLLBACK TO one_write; RELEASE one_write"
+            };
+            self.conn.execute_batch(end).map_err(self.err(CONTEXT))?;
+            results.push(result);
+        }
+        // On any `?` above, dropping `tx` rolls the whole group back.
+        tx.commit().map_err(self.err(CONTEXT))?;
+        Ok(results)
     }
 
     /// The merges of `source`'s deleted contacts are done.
