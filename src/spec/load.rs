@@ -336,6 +336,12 @@ struct Checker<'t> {
     unknown: BTreeSet<YamlPath>,
 }
 
+/// A calendar or contacts destination before it is given its kind.
+enum DavOrFolder {
+    Dav(DavStore),
+    Folder(PathTemplate),
+}
+
 impl<'t> Checker<'t> {
     fn new(path: &'t Path, text: &'t str) -> Self {
         Checker {
@@ -2006,26 +2012,13 @@ impl<'t> Checker<'t> {
             self.path_template(&ics, &path.key("source").key("ics"))
         });
         let destination = c.destination.and_then(|d| {
-            let dpath = path.key("destination");
-            let mut set = Vec::new();
-            if d.caldav.is_some() {
-                set.push("`caldav`");
-            }
-            if d.ics_folder.is_some() {
-                set.push("`ics_folder`");
-            }
-            if !self.one_backend(&set, &dpath) {
-                return None;
-            }
-            match (d.caldav, d.ics_folder) {
-                (Some(dav), _) => self
-                    .dav(&dav, &dpath.key("caldav"))
-                    .map(CalendarDestination::CalDav),
-                (None, Some(t)) => self
-                    .path_template(&t, &dpath.key("ics_folder"))
-                    .map(CalendarDestination::IcsFolder),
-                (None, None) => None,
-            }
+            let at = path.key("destination");
+            Some(
+                match self.dav_or_folder(d.caldav, d.ics_folder, &at, "caldav", "ics_folder")? {
+                    DavOrFolder::Dav(dav) => CalendarDestination::CalDav(dav),
+                    DavOrFolder::Folder(t) => CalendarDestination::IcsFolder(t),
+                },
+            )
         });
         Some(CalendarItems {
             source: source?,
@@ -2039,31 +2032,54 @@ impl<'t> Checker<'t> {
             self.path_template(&csv, &path.key("source").key("csv"))
         });
         let destination = c.destination.and_then(|d| {
-            let dpath = path.key("destination");
-            let mut set = Vec::new();
-            if d.carddav.is_some() {
-                set.push("`carddav`");
-            }
-            if d.vcard_folder.is_some() {
-                set.push("`vcard_folder`");
-            }
-            if !self.one_backend(&set, &dpath) {
-                return None;
-            }
-            match (d.carddav, d.vcard_folder) {
-                (Some(dav), _) => self
-                    .dav(&dav, &dpath.key("carddav"))
-                    .map(ContactDestination::CardDav),
-                (None, Some(t)) => self
-                    .path_template(&t, &dpath.key("vcard_folder"))
-                    .map(ContactDestination::VcardFolder),
-                (None, None) => None,
-            }
+            let at = path.key("destination");
+            Some(
+                match self.dav_or_folder(
+                    d.carddav,
+                    d.vcard_folder,
+                    &at,
+                    "carddav",
+                    "vcard_folder",
+                )? {
+                    DavOrFolder::Dav(dav) => ContactDestination::CardDav(dav),
+                    DavOrFolder::Folder(t) => ContactDestination::VcardFolder(t),
+                },
+            )
         });
         Some(ContactItems {
             source: source?,
             destination: destination?,
         })
+    }
+
+    /// A calendar or contacts destination: exactly one of a DAV collection (`dav_key`) and a
+    /// folder (`folder_key`).
+    fn dav_or_folder(
+        &mut self,
+        dav: Option<raw::Dav>,
+        folder: Option<raw::TemplateText>,
+        path: &YamlPath,
+        dav_key: &str,
+        folder_key: &str,
+    ) -> Option<DavOrFolder> {
+        let mut set = Vec::new();
+        if dav.is_some() {
+            set.push(format!("`{dav_key}`"));
+        }
+        if folder.is_some() {
+            set.push(format!("`{folder_key}`"));
+        }
+        let set: Vec<&str> = set.iter().map(String::as_str).collect();
+        if !self.one_backend(&set, path) {
+            return None;
+        }
+        match (dav, folder) {
+            (Some(dav), _) => self.dav(&dav, &path.key(dav_key)).map(DavOrFolder::Dav),
+            (None, Some(t)) => self
+                .path_template(&t, &path.key(folder_key))
+                .map(DavOrFolder::Folder),
+            (None, None) => None,
+        }
     }
 
     fn dav(&mut self, d: &raw::Dav, path: &YamlPath) -> Option<DavStore> {
