@@ -224,23 +224,7 @@ async fn person_inventory(
             Ok(c) => {
                 let done = versions(ledger, c.destination.ledger_name(), ItemKind::Calendar);
                 match pim::select_calendar(c, done).await {
-                    Ok((sel, _)) => Inventory {
-                        total: sel.total,
-                        new: sel.copy.len() as u64,
-                        changed: sel.update.len() as u64,
-                        new_bytes: sel
-                            .copy
-                            .iter()
-                            .chain(sel.update.iter().map(|(o, _)| o))
-                            .map(|o| o.ics.len() as u64)
-                            .sum(),
-                        new_folders: 0,
-                        deleted_at_destination: sel.deleted_at_destination,
-                        changed_at_destination: sel.changed_at_destination,
-                        bad: sel.bad,
-                        destination_unavailable: None,
-                        error: None,
-                    },
+                    Ok((sel, _)) => pim_inventory(sel, |o| o.ics.len() as u64),
                     Err(e) => failed(e),
                 }
             }
@@ -252,29 +236,37 @@ async fn person_inventory(
             Ok(c) => {
                 let done = versions(ledger, c.destination.ledger_name(), ItemKind::Contacts);
                 match pim::select_contacts(c, done).await {
-                    Ok((sel, book)) => Inventory {
-                        total: sel.total,
-                        new: sel.copy.len() as u64,
-                        changed: sel.update.len() as u64,
-                        new_bytes: sel
-                            .copy
-                            .iter()
-                            .chain(sel.update.iter().map(|(c, _)| c))
-                            .map(|c| contacts::to_vcard(c, book.version()).len() as u64)
-                            .sum(),
-                        new_folders: 0,
-                        deleted_at_destination: sel.deleted_at_destination,
-                        changed_at_destination: sel.changed_at_destination,
-                        bad: sel.bad,
-                        destination_unavailable: None,
-                        error: None,
-                    },
+                    Ok((sel, book)) => {
+                        pim_inventory(sel, |c| contacts::to_vcard(c, book.version()).len() as u64)
+                    }
                     Err(e) => failed(e),
                 }
             }
         });
     }
     inv
+}
+
+/// What a calendar or contacts selection will copy, as the plan counts it; `size` is the bytes
+/// one item takes at the destination.
+fn pim_inventory<T>(sel: pim::PimSelection<T>, size: impl Fn(&T) -> u64) -> Inventory {
+    Inventory {
+        total: sel.total,
+        new: sel.copy.len() as u64,
+        changed: sel.update.len() as u64,
+        new_bytes: sel
+            .copy
+            .iter()
+            .chain(sel.update.iter().map(|(item, _)| item))
+            .map(size)
+            .sum(),
+        new_folders: 0,
+        deleted_at_destination: sel.deleted_at_destination,
+        changed_at_destination: sel.changed_at_destination,
+        bad: sel.bad,
+        destination_unavailable: None,
+        error: None,
+    }
 }
 
 fn failed_mail(e: String) -> PersonInventory {
