@@ -444,7 +444,8 @@ pub struct Prepared {
     pub inputs: Inputs,
     pub plan: Plan,
     pub changed: std::collections::BTreeSet<crate::directory::Dn>,
-    /// What runs of it are recorded under in the state (see [`plan_fingerprint`]).
+    /// What runs of it are recorded under in the state: a saved plan's own fingerprint (so a
+    /// rerun of the same saved plan knows what its earlier runs did), else the plan file's.
     pub fingerprint: String,
 }
 
@@ -528,12 +529,6 @@ pub fn prepare_saved(
         },
         resume.then_some(done),
     ))
-}
-
-/// The fingerprint a run of this prepared plan is recorded under: a saved plan's own (so a
-/// rerun of the same saved plan knows what its earlier runs did), else the plan file's.
-pub fn plan_fingerprint(prepared: &Prepared) -> String {
-    prepared.fingerprint.clone()
 }
 
 /// Source persons whose pending merges (see `plan::History`) this plan shows to be complete:

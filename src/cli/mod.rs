@@ -395,8 +395,10 @@ fn execute(
 ) -> Result<ExitCode, Error> {
     use std::sync::Arc;
     let style = Style { color: false };
-    let fingerprint = ops::plan_fingerprint(&prepared);
-    let run = db.begin_run(&prepared.plan_file.display().to_string(), &fingerprint)?;
+    let run = db.begin_run(
+        &prepared.plan_file.display().to_string(),
+        &prepared.fingerprint,
+    )?;
     let settle = ops::settled_merges(&prepared);
     // The item importer keeps its ledger in the same state folder.
     let items_dir = db
