@@ -44,6 +44,8 @@ stop_slapd() {
 }
 trap 'stop_slapd; rm -rf "$W"' EXIT
 now() { date +%s.%N; }
+# CPU seconds (user + system) slapd has used so far: how busy the server was during a step.
+slapd_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$SLAPD_PID/stat"; }
 secs() { echo "$2 - $1" | bc; }
 
 echo "== generating $PERSONS persons, $OBJECTS destination objects"
@@ -164,13 +166,13 @@ read_both() {
 }
 echo "== reading with ldapsearch (warm-up, then measured)"
 read_both
-t0=$(now); read_both; t1=$(now)
-LDAPSEARCH=$(secs "$t0" "$t1")
+c0=$(slapd_cpu); t0=$(now); read_both; t1=$(now); c1=$(slapd_cpu)
+LDAPSEARCH=$(secs "$t0" "$t1"); LDAPSEARCH_SLAPD=$(secs "$c0" "$c1")
 ENTRIES=$(grep -c '^dn:' "$W/read-src.ldif" "$W/read-dst.ldif" | awk -F: '{s+=$2} END {print s}')
 
 echo "== mailplan plan"
-t0=$(now); ${PLAN_WRAPPER:-} "$MP" plan "$W/plan.yaml" >/dev/null; t1=$(now)
-PLAN=$(secs "$t0" "$t1")
+c0=$(slapd_cpu); t0=$(now); ${PLAN_WRAPPER:-} "$MP" plan "$W/plan.yaml" >/dev/null; t1=$(now); c1=$(slapd_cpu)
+PLAN=$(secs "$t0" "$t1"); PLAN_SLAPD=$(secs "$c0" "$c1")
 # The saved plan for apply (not timed: writing a reviewable file of every change is extra work
 # ldapsearch does not do).
 t0=$(now); "$MP" plan "$W/plan.yaml" --out "$W/saved.json" >/dev/null; t1=$(now)
@@ -184,19 +186,17 @@ cp -a "$W/db1" "$W/db1.before"
 start_slapd
 echo "== mailplan apply (parallelism $PARALLELISM)"
 # APPLY_WRAPPER runs apply under a profiler, e.g. APPLY_WRAPPER="strace -f -c -e trace=fsync,fdatasync".
-t0=$(now); ${APPLY_WRAPPER:-} "$MP" apply "$W/saved.json" --parallelism "$PARALLELISM" >/dev/null 2>"$W/apply.log" || { tail -20 "$W/apply.log"; exit 1; }; t1=$(now)
-APPLY=$(secs "$t0" "$t1")
-# A saved plan re-reads both directories before applying (to refuse what went stale); that part
-# takes about as long as a plan.
-REREAD=$PLAN
+c0=$(slapd_cpu); t0=$(now); ${APPLY_WRAPPER:-} "$MP" apply "$W/saved.json" --parallelism "$PARALLELISM" >/dev/null 2>"$W/apply.log" || { tail -20 "$W/apply.log"; exit 1; }; t1=$(now); c1=$(slapd_cpu)
+APPLY=$(secs "$t0" "$t1"); APPLY_SLAPD=$(secs "$c0" "$c1")
 stop_slapd
 rm -rf "$W/db1"; mv "$W/db1.before" "$W/db1"
 start_slapd
 echo "== ldapmodify -f"
-t0=$(now); ldapmodify -x -H "$URL" -D "cn=admin,$DST" -w "$PW" -f "$W/changes.ldif" >/dev/null; t1=$(now)
-LDAPMODIFY=$(secs "$t0" "$t1")
+c0=$(slapd_cpu); t0=$(now); ldapmodify -x -H "$URL" -D "cn=admin,$DST" -w "$PW" -f "$W/changes.ldif" >/dev/null; t1=$(now); c1=$(slapd_cpu)
+LDAPMODIFY=$(secs "$t0" "$t1"); LDAPMODIFY_SLAPD=$(secs "$c0" "$c1")
 
 printf '\n%s persons, %s destination objects; %s entries read; %s directory changes\n' "$PERSONS" "$OBJECTS" "$ENTRIES" "$OPS"
 printf '| step | mailplan | OpenLDAP tool | ratio |\n|---|---|---|---|\n'
 printf '| read + plan (page %s) | %.2f s (plan; %.2f s with --out) | %.2f s (ldapsearch, both bases) | %.2f |\n' "$PAGE" "$PLAN" "$SAVE" "$LDAPSEARCH" "$(echo "$PLAN / $LDAPSEARCH" | bc -l)"
-printf '| apply %s changes | %.2f s (apply, parallelism %s; of which ~%.2f s re-reading) | %.2f s (ldapmodify -f) | %.2f |\n' "$OPS" "$APPLY" "$PARALLELISM" "$REREAD" "$LDAPMODIFY" "$(echo "$APPLY / $LDAPMODIFY" | bc -l)"
+printf '| apply %s changes | %.2f s (apply, parallelism %s) | %.2f s (ldapmodify -f) | %.2f |\n' "$OPS" "$APPLY" "$PARALLELISM" "$LDAPMODIFY" "$(echo "$APPLY / $LDAPMODIFY" | bc -l)"
+printf 'slapd CPU seconds: ldapsearch %s, plan %s, apply %s, ldapmodify %s\n' "$LDAPSEARCH_SLAPD" "$PLAN_SLAPD" "$APPLY_SLAPD" "$LDAPMODIFY_SLAPD"

@@ -436,14 +436,14 @@ pub fn is_saved_plan(path: &Path) -> bool {
             .is_some_and(|b| b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{'))
 }
 
-/// A plan ready to apply: its inputs, the plan, and the destination entries that changed since
-/// a saved plan was made (empty for a plan made just now).
+/// A plan ready to apply: its inputs, the plan, and what a saved plan recorded of the destination
+/// (nothing for a plan made just now).
 pub struct Prepared {
     /// The YAML plan file it comes from (a saved plan's recorded one).
     pub plan_file: PathBuf,
     pub inputs: Inputs,
     pub plan: Plan,
-    pub changed: std::collections::BTreeSet<crate::directory::Dn>,
+    pub recorded: crate::apply::Recorded,
     /// What runs of it are recorded under in the state: a saved plan's own fingerprint (so a
     /// rerun of the same saved plan knows what its earlier runs did), else the plan file's.
     pub fingerprint: String,
@@ -465,13 +465,14 @@ pub fn prepare_plan_file(
         plan_file: path.to_path_buf(),
         inputs,
         plan,
-        changed: Default::default(),
+        recorded: crate::apply::Recorded::none(),
         fingerprint,
     })
 }
 
-/// Loads a saved plan for `apply FILE`: refused whole when its plan file changed since; entries
-/// it depends on that changed are reported so the actions touching them fail as stale.
+/// Loads a saved plan for `apply FILE`: refused whole when its plan file changed since. The
+/// fingerprints it recorded go to the executor, which fails as stale the actions touching an
+/// entry that changed.
 ///
 /// When earlier runs of this same saved plan applied part of it (a run killed or failed), the
 /// second value holds the actions they applied: the executor counts those as done, and the
@@ -482,14 +483,15 @@ pub fn prepare_saved(
     db: &crate::state::StateDb,
 ) -> Result<(Prepared, Option<BTreeSet<String>>), Error> {
     let plan_path = PathBuf::from(&saved.plan_file);
-    let inputs = load_inputs(&plan_path)?;
-    let now = crate::plan::saved::text_fingerprint(&inputs.spec.text);
+    let spec = load_spec(&plan_path)?;
+    let now = crate::plan::saved::text_fingerprint(&spec.text);
     if now != saved.plan_fingerprint {
         return Err(Error::PlanFileChanged {
             saved: file.to_path_buf(),
             plan_file: plan_path,
         });
     }
+    let inputs = load_for_saved(spec)?;
     let fingerprint = crate::plan::saved::plan_fingerprint(&saved);
     let mut done = BTreeSet::new();
     for a in &saved.plan.actions {
@@ -498,8 +500,6 @@ pub fn prepare_saved(
         }
     }
     let resume = db.has_runs_of(&fingerprint)?;
-    // Entries written by this plan's earlier runs changed because of it; each action's own
-    // preconditions still guard them against anyone else's changes.
     let ours: BTreeSet<crate::directory::Dn> = if resume {
         saved
             .plan
@@ -510,25 +510,49 @@ pub fn prepare_saved(
     } else {
         BTreeSet::new()
     };
-    let changed = saved
+    // A DN that does not parse names nothing an action touches, so it cannot guard one.
+    let fingerprints = saved
         .entries
-        .iter()
-        .filter_map(|(dn, recorded)| {
-            let dn = crate::directory::Dn::parse(dn).ok()?;
-            let live = inputs.destination.get(&dn).map(|e| e.fingerprint());
-            (live != *recorded && !ours.contains(&dn)).then_some(dn)
-        })
+        .into_iter()
+        .filter_map(|(dn, recorded)| Some((crate::directory::Dn::parse(&dn).ok()?, recorded)))
         .collect();
     Ok((
         Prepared {
             plan_file: plan_path,
             inputs,
             plan: saved.plan,
-            changed,
+            recorded: crate::apply::Recorded::new(fingerprints, ours),
             fingerprint,
         },
         resume.then_some(done),
     ))
+}
+
+/// What applying a saved plan needs of the directories, and no more: the destination only when
+/// it is an LDIF file (the writer changes it in memory and rewrites the file), the source only
+/// when items are copied (their mailboxes are named from the persons). Every entry an action
+/// touches is read live right before its write, so a live destination is not read here at all.
+fn load_for_saved(spec: Spec) -> Result<Inputs, Error> {
+    let items = &spec.items;
+    let source = if items.mail.is_some() || items.calendars.is_some() || items.contacts.is_some() {
+        load_directory("source", &spec.source.directory)?
+    } else {
+        Snapshot::default()
+    };
+    let destination = match &spec.destination.directory {
+        DirectorySource::Ldif(_) => load_directory("destination", &spec.destination.directory)?,
+        DirectorySource::Ldap(settings) => {
+            warn_insecure("destination", settings);
+            Snapshot::default()
+        }
+    };
+    Ok(Inputs {
+        spec,
+        source,
+        destination,
+        inventories: Default::default(),
+        history: plan::History::default(),
+    })
 }
 
 /// Source persons whose pending merges (see `plan::History`) this plan shows to be complete:
@@ -603,7 +627,7 @@ pub async fn apply_with_items(
     let Prepared {
         inputs,
         plan,
-        changed,
+        recorded,
         ..
     } = prepared;
     let rules = Arc::new(matching::DestinationRules::for_spec(&inputs.spec));
@@ -617,7 +641,7 @@ pub async fn apply_with_items(
                 rules,
                 journal,
                 reporter,
-                Arc::new(changed),
+                Arc::new(recorded),
                 importer,
                 options,
                 cancel,
@@ -639,7 +663,7 @@ pub async fn apply_with_items(
                 rules,
                 journal,
                 reporter,
-                Arc::new(changed),
+                Arc::new(recorded),
                 importer,
                 options,
                 cancel,
@@ -688,7 +712,7 @@ pub fn prepare_restore(
         plan_file: plan_file.to_path_buf(),
         inputs,
         plan,
-        changed: Default::default(),
+        recorded: crate::apply::Recorded::none(),
         fingerprint,
     })
 }

@@ -196,6 +196,48 @@ fn apply_rerun_stale_action_and_restore_against_slapd() {
     assert!(back.contains("telephoneNumber: +1 555 0103"), "{back}");
 }
 
+/// A saved plan creates mailboxes without reading their DNs first (the add refuses an entry
+/// that exists): one that someone else created since the plan fails as stale, alone, and the
+/// person is not tied to that foreign object by the state.
+#[test]
+fn a_mailbox_created_by_someone_else_since_the_plan_is_stale() {
+    let s = slapd_with_examples();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = standard_plan(dir.path(), &s, "");
+    let saved = dir.path().join("reviewed.json");
+    let o = mailplan(&["plan", p(&plan), "--out", p(&saved)]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let alice = "CN=Alice Archer,OU=Migrated,DC=acme,DC=test";
+    s.ldapmodify(
+        DEST,
+        &format!(
+            "dn: {alice}\nchangetype: add\nobjectClass: top\nobjectClass: person\n\
+             objectClass: organizationalPerson\nobjectClass: user\ncn: Alice Archer\nsn: Archer\n\
+             description: made by hand\n"
+        ),
+    );
+    let o = mailplan(&["apply", p(&saved), "--parallelism", "4"]);
+    let (out, err) = text(&o);
+    assert!(!o.status.success(), "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains(&format!(
+            "`{alice}` exists now; the plan expected it not to"
+        )),
+        "{all}"
+    );
+    // The rest applied: Carol's contact is gone.
+    let carol = "CN=Carol Chen,OU=Contacts,DC=acme,DC=test";
+    assert!(servers::dns(&s.search(carol, "(objectClass=*)", &["dn"])).is_empty());
+    // The hand-made entry is untouched, and the next plan does not claim it for Alice.
+    let hand = s.search(alice, "(objectClass=*)", &["description", "proxyAddresses"]);
+    assert!(hand.contains("description: made by hand"), "{hand}");
+    assert!(!hand.contains("proxyAddresses"), "{hand}");
+    let o = mailplan(&["plan", p(&plan)]);
+    let out = text(&o).0;
+    assert!(!out.contains("link recorded by an earlier apply"), "{out}");
+}
+
 #[test]
 fn connection_problems_are_clear_errors() {
     let s = slapd_with_examples();

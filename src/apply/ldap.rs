@@ -199,6 +199,10 @@ fn is_transient(rc: u32) -> bool {
 fn permanent(what: &str, dn: &Dn, rc: u32, text: &str) -> WriteError {
     let message = result_message(rc, text);
     match rc {
+        // Only an add meets it: the entry is there, which callers tell apart from a refusal.
+        68 => WriteError::AlreadyExists(dn.clone()),
+        // For an add, the parent is missing; the executor reads that way only for creates.
+        32 if what == "add" => WriteError::NoSuchObject(dn.parent()),
         122 => WriteError::Stale {
             dn: dn.clone(),
             message: format!("{what} refused: the entry changed since it was checked ({message})"),
@@ -352,6 +356,10 @@ impl crate::apply::DirectoryWriter for LdapDirectory {
 
     async fn modify(&self, dn: &Dn, mods: Vec<Modification>) -> Result<(), WriteError> {
         self.modify_with(dn, mods, None).await
+    }
+
+    fn add_checks_existence(&self) -> bool {
+        true
     }
 
     async fn delete(&self, dn: &Dn) -> Result<(), WriteError> {

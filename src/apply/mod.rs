@@ -11,8 +11,8 @@ pub mod reporter;
 pub mod writer;
 
 pub use executor::{
-    ActionResult, Importer, Journal, JournalFuture, MemoryJournal, Options, Report, Reporter,
-    execute, execute_with_importer,
+    ActionResult, Importer, Journal, JournalFuture, MemoryJournal, Options, Recorded, Report,
+    Reporter, execute, execute_with_importer,
 };
 pub use ldap::LdapDirectory;
 pub use writer::{DirectoryWriter, LdifDirectory, WriteError};

@@ -76,6 +76,12 @@ pub trait DirectoryWriter: Send + Sync + 'static {
         let _ = guard;
         self.modify(dn, mods)
     }
+    /// True when `add` itself refuses, atomically, an entry that exists
+    /// ([`WriteError::AlreadyExists`]) or whose parent does not ([`WriteError::NoSuchObject`]),
+    /// as directory servers do: a create then needs no read before it.
+    fn add_checks_existence(&self) -> bool {
+        false
+    }
     /// `delete`, with the action's preconditions (see `modify_guarded`).
     fn delete_guarded(
         &self,

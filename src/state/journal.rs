@@ -54,6 +54,10 @@ enum Write {
         source: String,
         destination: String,
     },
+    Unlink {
+        run: RunId,
+        action_id: String,
+    },
     Record(ActionRecord),
     Merged {
         run: RunId,
@@ -89,6 +93,7 @@ impl Write {
                 source,
                 destination,
             } => db.link(*run, action_id, source, destination),
+            Write::Unlink { run, action_id } => db.unlink(*run, action_id),
             Write::Record(rec) => db.record_action(rec),
             Write::Merged { run, source } => db.merged(*run, source),
             Write::Finish { run, outcome } => db.finish_run(*run, *outcome),
@@ -360,6 +365,23 @@ impl Journal for StateJournal {
                 ),
             );
         }
+        if action.kind == ActionKind::CreateMailbox
+            && matches!(result, ActionResult::Failed { stale: true, .. })
+        {
+            // A create refused because something stood at its DN made nothing; the link it may
+            // have recorded would tie the person to somebody else's object.
+            self.write_later(
+                Write::Unlink {
+                    run: self.run,
+                    action_id: action.id.clone(),
+                },
+                format!(
+                    "could not forget the link of {}, whose create was refused; the next plan \
+                     may show the person pinned to `{}` via the state",
+                    action.id, action.target
+                ),
+            );
+        }
         // The write itself already happened; a failure to record it is reported, and the next
         // plan still sees the directory as it is, so nothing is applied twice.
         self.write_later(
@@ -472,5 +494,47 @@ mod tests {
             .unwrap();
         assert!(results[0].is_ok() && results[1].is_err() && results[2].is_ok());
         assert_eq!(db.history().unwrap().links.len(), 1);
+    }
+
+    /// A create refused as stale (something stood at its DN) leaves no link behind, so the
+    /// next plan does not tie the person to an object this tool never made; a create that
+    /// applied keeps its link.
+    #[tokio::test]
+    async fn a_create_refused_as_stale_forgets_its_link() {
+        use crate::directory::Dn;
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(tmp.path()).unwrap();
+        let run = db.begin_run("plan.yaml", "fp").unwrap();
+        let journal = StateJournal::new(db, run).unwrap();
+        let create = |who: &str| Action {
+            id: format!("create_mailbox:{who}"),
+            kind: ActionKind::CreateMailbox,
+            subject: Dn::parse(&format!("CN={who},O=Acme")).unwrap(),
+            target: Dn::parse(&format!("CN={who},OU=Migrated,DC=t")).unwrap(),
+            depends_on: Vec::new(),
+            changes: Vec::new(),
+            preconditions: Vec::new(),
+            items: None,
+        };
+        let (made, refused) = (create("Ann"), create("Bob"));
+        journal.intend(&made).await.unwrap();
+        journal.intend(&refused).await.unwrap();
+        let now = SystemTime::now();
+        journal.record(&made, &ActionResult::Applied, now, Duration::ZERO);
+        let stale = ActionResult::Failed {
+            stale: true,
+            message: "exists now".into(),
+        };
+        journal.record(&refused, &stale, now, Duration::ZERO);
+        journal.finish(RunOutcome::Failed).unwrap();
+        drop(journal);
+        let links = StateDb::open(tmp.path()).unwrap().history().unwrap().links;
+        assert_eq!(
+            links,
+            [(
+                "CN=Ann,O=Acme".to_string(),
+                "CN=Ann,OU=Migrated,DC=t".to_string()
+            )]
+        );
     }
 }

@@ -600,24 +600,23 @@ impl StateDb {
 
     /// Records the outcome of one action.
     pub fn record_action(&self, rec: &ActionRecord) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "INSERT INTO actions (run, action_id, kind, target, status, error, started_at, \
+        self.cached(
+            "INSERT INTO actions (run, action_id, kind, target, status, error, started_at, \
                  ended_at, duration_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    rec.run,
-                    rec.action_id,
-                    rec.kind,
-                    rec.target,
-                    rec.status,
-                    rec.error,
-                    rec.started_at,
-                    rec.ended_at,
-                    to_i64(rec.duration_ms)
-                ],
-            )
-            .map(drop)
-            .map_err(self.err("recording an action"))
+            params![
+                rec.run,
+                rec.action_id,
+                rec.kind,
+                rec.target,
+                rec.status,
+                rec.error,
+                rec.started_at,
+                rec.ended_at,
+                to_i64(rec.duration_ms)
+            ],
+        )
+        .map(drop)
+        .map_err(self.err("recording an action"))
     }
 
     /// Stores the entry `dn` as it was, before `action_id` modifies or deletes it. When this
@@ -629,13 +628,12 @@ impl StateDb {
         dn: &str,
         ldif: &str,
     ) -> Result<i64, StateError> {
-        self.conn
-            .execute(
-                "INSERT INTO backups (run, action_id, dn, dn_key, ldif, taken_at) \
+        self.cached(
+            "INSERT INTO backups (run, action_id, dn, dn_key, ldif, taken_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![run, action_id, dn, dn_key(dn), ldif, time::now()],
-            )
-            .map_err(self.err("storing a backup"))?;
+            params![run, action_id, dn, dn_key(dn), ldif, time::now()],
+        )
+        .map_err(self.err("storing a backup"))?;
         Ok(self.conn.last_insert_rowid())
     }
 
@@ -649,8 +647,7 @@ impl StateDb {
         source: &str,
         destination: &str,
     ) -> Result<(), StateError> {
-        self.conn
-            .execute(
+        self.cached(
                 "INSERT INTO links (source_key, source, destination, run, action_id, linked_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
                  ON CONFLICT (source_key) DO UPDATE SET destination = excluded.destination, \
@@ -659,6 +656,18 @@ impl StateDb {
             )
             .map(drop)
             .map_err(self.err("recording a link"))
+    }
+
+    /// Forgets the link `action_id` recorded in `run`: its create was refused because another
+    /// object stood at that DN, and the person must not be tied to an object this tool never
+    /// made.
+    pub fn unlink(&self, run: RunId, action_id: &str) -> Result<(), StateError> {
+        self.cached(
+            "DELETE FROM links WHERE run = ?1 AND action_id = ?2",
+            params![run, action_id],
+        )
+        .map(drop)
+        .map_err(self.err("forgetting a link"))
     }
 
     /// Backs up a contact about to be deleted for `source` and, in the same transaction, notes
@@ -683,19 +692,24 @@ impl StateDb {
             None
         };
         let id = self.backup(run, action_id, contact, ldif)?;
-        self.conn
-            .execute(
-                "INSERT INTO pending_merges (contact_key, contact, source_key, source, backup) \
+        self.cached(
+            "INSERT INTO pending_merges (contact_key, contact, source_key, source, backup) \
                  VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT (contact_key) DO UPDATE SET source_key = excluded.source_key, \
                  source = excluded.source, backup = excluded.backup, merged_run = NULL",
-                params![dn_key(contact), contact, dn_key(source), source, id],
-            )
-            .map_err(self.err("noting a pending merge"))?;
+            params![dn_key(contact), contact, dn_key(source), source, id],
+        )
+        .map_err(self.err("noting a pending merge"))?;
         if let Some(tx) = tx {
             tx.commit().map_err(self.err("backing up a contact"))?;
         }
         Ok(id)
+    }
+
+    /// Runs one statement through the connection's statement cache: the journal repeats the same
+    /// few inserts for every action, and parsing them again each time showed up in profiles.
+    fn cached(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.conn.prepare_cached(sql)?.execute(params)
     }
 
     /// Runs every one of `writes` through `write`, all in one `BEGIN IMMEDIATE` transaction:
@@ -717,16 +731,15 @@ impl StateDb {
             .map_err(self.err(CONTEXT))?;
         let mut results = Vec::with_capacity(writes.len());
         for w in writes {
-            self.conn
-                .execute_batch("SAVEPOINT one_write")
+            self.cached("SAVEPOINT one_write", [])
                 .map_err(self.err(CONTEXT))?;
             let result = write(self, w);
-            let end = if result.is_ok() {
-                "RELEASE one_write"
-            } else {
-                "ROLLBACK TO one_write; RELEASE one_write"
-            };
-            self.conn.execute_batch(end).map_err(self.err(CONTEXT))?;
+            if result.is_err() {
+                self.cached("ROLLBACK TO one_write", [])
+                    .map_err(self.err(CONTEXT))?;
+            }
+            self.cached("RELEASE one_write", [])
+                .map_err(self.err(CONTEXT))?;
             results.push(result);
         }
         // On any `?` above, dropping `tx` rolls the whole group back.
@@ -736,14 +749,13 @@ impl StateDb {
 
     /// The merges of `source`'s deleted contacts are done.
     pub fn merged(&self, run: RunId, source: &str) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "UPDATE pending_merges SET merged_run = ?1 \
+        self.cached(
+            "UPDATE pending_merges SET merged_run = ?1 \
                  WHERE source_key = ?2 AND merged_run IS NULL",
-                params![run, dn_key(source)],
-            )
-            .map(drop)
-            .map_err(self.err("recording a finished merge"))
+            params![run, dn_key(source)],
+        )
+        .map(drop)
+        .map_err(self.err("recording a finished merge"))
     }
 
     /// What earlier runs did that the directories do not show: every link, and every deleted
