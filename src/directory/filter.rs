@@ -27,7 +27,6 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::fmt;
-use std::ops::Bound;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -624,7 +623,7 @@ fn values_of<'e>(entry: &'e Entry, attr: &'e AttrName) -> impl Iterator<Item = &
     let run = options.is_empty().then(|| {
         entry
             .attrs
-            .range::<AttrName, _>((Bound::Included(attr), Bound::Unbounded))
+            .iter_from(attr)
             .take_while(move |(name, _)| name.folded().starts_with(base))
     });
     let all = (!options.is_empty()).then(|| entry.attrs.iter());

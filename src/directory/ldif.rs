@@ -13,7 +13,6 @@
 //! `:< file:` URLs name.
 
 use std::borrow::Cow;
-use std::collections::btree_map;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -649,11 +648,11 @@ fn parse_attrs(lines: &[LogicalLine<'_>], base_dir: Option<&Path>) -> Result<Att
 }
 
 fn merge_values(attrs: &mut Attrs, attr: AttrName, values: ValueSet) {
-    match attrs.entry(attr) {
-        btree_map::Entry::Vacant(slot) => {
-            slot.insert(values);
-        }
-        btree_map::Entry::Occupied(mut slot) => slot.get_mut().extend(values),
+    let slot = attrs.entry(attr).or_default();
+    if slot.is_empty() {
+        *slot = values;
+    } else {
+        slot.extend(values);
     }
 }
 

@@ -13,7 +13,7 @@ pub mod ldif;
 pub mod snapshot;
 
 pub use address::ProxyAddress;
-pub use attr::{AttrName, Value, ValueSet};
+pub use attr::{AttrKey, AttrName, Value, ValueSet};
 pub use dn::Dn;
 pub use entry::{Attrs, Entry};
 pub use filter::Filter;

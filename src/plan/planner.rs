@@ -780,7 +780,7 @@ impl Planner<'_> {
                 attrs.insert(a, values);
             }
         }
-        let changes = diff(&Attrs::new(), &attrs);
+        let changes = diff(&Attrs::new(), attrs.clone());
         let id = Action::id_for(ActionKind::CreateMailbox, &dn);
         self.actions.push(Action {
             id: id.clone(),
@@ -884,7 +884,7 @@ impl Planner<'_> {
                 after.remove(&attr("mailForwardingAddress"));
             }
         }
-        let changes = diff(&entry.attrs, &after);
+        let changes = diff(&entry.attrs, after.clone());
         let mut preconditions = vec![Precondition::Exists {
             object: entry.dn.clone(),
             class: Some(if kind == ActionKind::ConvertNtAccount {
@@ -992,7 +992,7 @@ impl Planner<'_> {
                 depends = vec![id];
             }
             let id = Action::id_for(ActionKind::DeleteContact, &contact.dn);
-            let changes = diff(&contact.attrs, &Attrs::new());
+            let changes = diff(&contact.attrs, Attrs::new());
             let mut preconditions = vec![Precondition::Exists {
                 object: contact.dn.clone(),
                 class: Some(Class::Contact),
@@ -1084,7 +1084,7 @@ impl Planner<'_> {
                 }
             }
         }
-        let changes = diff(before, &after);
+        let changes = diff(before, after);
         if changes.is_empty() {
             return;
         }
@@ -1302,7 +1302,7 @@ impl Planner<'_> {
                         subject: g.dn.clone(),
                         target: t.dn.clone(),
                         depends_on: Vec::new(),
-                        changes: diff(&Attrs::new(), &attrs),
+                        changes: diff(&Attrs::new(), attrs),
                         preconditions: vec![
                             Precondition::Absent {
                                 object: t.dn.clone(),
@@ -1382,19 +1382,85 @@ fn sanitize(name: &str) -> String {
 }
 
 /// Attribute-by-attribute difference of two attribute maps, in attribute order.
-pub(crate) fn diff(before: &Attrs, after: &Attrs) -> Vec<Change> {
-    let names: BTreeSet<&AttrName> = before.keys().chain(after.keys()).collect();
-    names
-        .into_iter()
-        .filter_map(|a| {
-            let b = before.get(a).cloned().unwrap_or_default();
-            let n = after.get(a).cloned().unwrap_or_default();
-            (b != n).then(|| Change {
-                object: None,
-                attribute: a.clone(),
-                before: b,
-                after: n,
-            })
-        })
-        .collect()
+pub(crate) fn diff(before: &Attrs, after: Attrs) -> Vec<Change> {
+    // Both maps are sorted by name: one walk over the two, and `after`'s values move into the
+    // changes rather than being copied (a large plan makes millions of them).
+    let change = |attribute: AttrName, before: ValueSet, after: ValueSet| Change {
+        object: None,
+        attribute,
+        before,
+        after,
+    };
+    let mut out = Vec::new();
+    let mut olds = before.iter().peekable();
+    let mut news = after.into_iter().peekable();
+    loop {
+        let order = match (olds.peek(), news.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some((old, _)), Some((new, _))) => (*old).cmp(new),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                if let Some((name, values)) = olds.next().filter(|(_, v)| !v.is_empty()) {
+                    out.push(change(name.clone(), values.clone(), ValueSet::new()));
+                }
+            }
+            std::cmp::Ordering::Greater => {
+                if let Some((name, values)) = news.next().filter(|(_, v)| !v.is_empty()) {
+                    out.push(change(name, ValueSet::new(), values));
+                }
+            }
+            std::cmp::Ordering::Equal => {
+                if let (Some((_, old)), Some((name, new))) = (olds.next(), news.next()) {
+                    if *old != new {
+                        out.push(change(name, old.clone(), new));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &[&str])]) -> Attrs {
+        pairs
+            .iter()
+            .map(|(n, vs)| (attr(n), vs.iter().map(|v| Value::from(*v)).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn diff_lists_each_changed_attribute_once_in_name_order() {
+        let before = attrs(&[
+            ("cn", &["Ann"]),
+            ("description", &[]),
+            ("mail", &["a@x"]),
+            ("title", &["Sales"]),
+        ]);
+        let after = attrs(&[
+            ("cn", &["Ann"]),
+            ("displayName", &["Ann A"]),
+            ("mail", &["a@x", "b@x"]),
+            ("pager", &[]),
+        ]);
+        let got: Vec<(String, usize, usize)> = diff(&before, after)
+            .into_iter()
+            .map(|c| (c.attribute.to_string(), c.before.len(), c.after.len()))
+            .collect();
+        // Unchanged `cn`, and attributes empty on one side and absent on the other, are no change.
+        assert_eq!(
+            got,
+            [
+                ("displayName".to_string(), 0, 1),
+                ("mail".to_string(), 1, 2),
+                ("title".to_string(), 1, 0)
+            ]
+        );
+    }
 }

@@ -15,7 +15,7 @@ pub fn restore(backup: &Entry, live: Option<&Entry>) -> Plan {
     let dn = backup.dn.clone();
     let (changes, preconditions) = match live {
         None => (
-            diff(&Attrs::new(), &backup.attrs),
+            diff(&Attrs::new(), backup.attrs.clone()),
             vec![
                 Precondition::Absent { object: dn.clone() },
                 Precondition::Exists {
@@ -25,7 +25,7 @@ pub fn restore(backup: &Entry, live: Option<&Entry>) -> Plan {
             ],
         ),
         Some(live) => {
-            let changes = diff(&live.attrs, &backup.attrs);
+            let changes = diff(&live.attrs, backup.attrs.clone());
             let pre = changes
                 .iter()
                 .map(|c| Precondition::Values {

@@ -106,6 +106,7 @@ pub fn render(plan: &Plan, style: Style) -> String {
     for a in &plan.actions {
         by_subject.entry(&a.subject).or_default().push(a);
     }
+    let mut blocks: Vec<(&Subject, Vec<&Action>)> = Vec::new();
     for subject in &plan.subjects {
         let actions: Vec<&Action> = by_subject.remove(&subject.source).unwrap_or_default();
         if subject.status == Status::Unchanged {
@@ -123,8 +124,9 @@ pub fn render(plan: &Plan, style: Style) -> String {
             );
             first = false;
         }
-        subject_block(&mut out, subject, &actions, style);
+        blocks.push((subject, actions));
     }
+    out.push_str(&subject_blocks(&blocks, style));
     if !unchanged.is_empty() {
         let _ = writeln!(
             out,
@@ -143,6 +145,37 @@ pub fn render(plan: &Plan, style: Style) -> String {
     }
     out.push_str(&summary_line(plan, style));
     out
+}
+
+/// The subject blocks, in order. A plan of 100,000 persons prints over 100 MB: the blocks are
+/// independent, so each core renders a run of them and the runs are joined in order, which
+/// gives exactly the bytes one thread would.
+fn subject_blocks(blocks: &[(&Subject, Vec<&Action>)], style: Style) -> String {
+    const MIN_RUN: usize = 2_000;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runs = (blocks.len() / MIN_RUN).clamp(1, cores);
+    let render_run = |run: &[(&Subject, Vec<&Action>)]| {
+        let mut out = String::new();
+        for (subject, actions) in run {
+            subject_block(&mut out, subject, actions, style);
+        }
+        out
+    };
+    if runs == 1 {
+        return render_run(blocks);
+    }
+    let size = blocks.len().div_ceil(runs);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = blocks
+            .chunks(size)
+            .map(|run| scope.spawn(move || render_run(run)))
+            .collect();
+        let parts: Vec<String> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect();
+        parts.concat()
+    })
 }
 
 fn how_matched(s: &Subject) -> String {
