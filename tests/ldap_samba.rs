@@ -114,7 +114,7 @@ fn the_whole_flow_against_samba_active_directory() {
         &[SOURCE],
         &[(SOURCE, &root().join("examples/data/domino.ldif"))],
     );
-    let samba = Samba::start();
+    let mut samba = Samba::start();
     samba.ldapmodify(&destination_for_samba());
     let dir = tempfile::tempdir().unwrap();
     let plan = samba_plan(dir.path(), &slapd, "      page_size: 50\n");
@@ -327,6 +327,64 @@ fn the_whole_flow_against_samba_active_directory() {
             "nothing was deleted"
         );
     });
+
+    // The domain controller crashes in the middle of an apply and is started again: a rerun
+    // finishes the wave with one mailbox per person and leaves nothing to do.
+    let mut wave = String::new();
+    for i in 0..150 {
+        wave.push_str(&format!(
+            "dn: CN=Wave Person{i:03},OU=Sales,{SOURCE}\nchangetype: add\nobjectClass: top\n\
+             objectClass: person\nobjectClass: organizationalPerson\nobjectClass: inetOrgPerson\n\
+             objectClass: dominoPerson\ncn: Wave Person{i:03}\nsn: Person{i:03}\nuid: wave{i:03}\n\
+             mail: wave.person{i:03}@acme.com\n\n"
+        ));
+    }
+    slapd.ldapmodify(SOURCE, &wave);
+    let migrated = format!("OU=Migrated,{SAMBA_BASE}");
+    let wave_mailboxes = |samba: &Samba| {
+        servers::dns(&samba.search(&migrated, "(&(objectClass=user)(cn=Wave Person*))", &["dn"]))
+    };
+    let mut apply = std::process::Command::new(assert_cmd::cargo::cargo_bin("mailplan"))
+        .env(PW_ENV, ADMIN_PASSWORD)
+        .args(["apply", p(&plan), "--auto-approve", "--parallelism", "4"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while wave_mailboxes(&samba).len() < 15 && started.elapsed().as_secs() < 120 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        apply.try_wait().unwrap().is_none(),
+        "the apply finished before the server could be killed under it"
+    );
+    let made_before_kill = wave_mailboxes(&samba).len();
+    assert!(made_before_kill < 150, "the wave was done before the kill");
+    samba.kill();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    samba.restart();
+    // Its writes are retried with backoff; whatever it could not finish, the rerun does.
+    let first = apply.wait_with_output().unwrap();
+    let first_err = String::from_utf8_lossy(&first.stderr).into_owned();
+    assert!(first_err.contains("applied"), "{first_err}");
+    let o = mailplan(&["apply", p(&plan), "--auto-approve", "--parallelism", "4"]);
+    assert!(
+        o.status.success(),
+        "first run:\n{first_err}\nrerun:\n{}",
+        out(&o)
+    );
+    let o = mailplan(&["plan", p(&plan), "--detailed-exitcode"]);
+    assert_eq!(o.status.code(), Some(0), "{}", out(&o));
+    let made = wave_mailboxes(&samba);
+    assert_eq!(made.len(), 150, "one mailbox per person: {made:?}");
+    for i in 0..150 {
+        let dn = format!(
+            "cn=wave person{i:03},ou=migrated,{}",
+            SAMBA_BASE.to_lowercase()
+        );
+        assert!(made.contains(&dn), "{dn} missing from {made:?}");
+    }
 }
 
 fn ldap_settings(base: &str, dir: &Path) -> mailplan::spec::LdapSettings {

@@ -492,7 +492,7 @@ pub const SAMBA_URL: &str = "ldap://127.0.0.1:389";
 impl Samba {
     pub fn start() -> Samba {
         let tool = require("samba-tool", "samba");
-        let samba = require("samba", "samba-ad-dc");
+        require("samba", "samba-ad-dc");
         require("ldapmodify", "ldap-utils");
         assert!(
             Path::new("/usr/lib/x86_64-linux-gnu/samba/ldb/samba_dsdb.so").exists()
@@ -541,23 +541,39 @@ impl Samba {
             ),
         )
         .expect("smb.conf");
+        let mut s = Samba { dir, child: None };
+        s.launch();
+        let schema = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/ldap/samba-exchange-schema.ldif");
+        s.ldapmodify(&std::fs::read_to_string(schema).expect("schema ldif"));
+        s
+    }
+
+    /// Starts the provisioned domain controller and waits until it answers LDAP. It runs in a
+    /// process group of its own, so that `kill` can crash it with all its worker processes.
+    fn launch(&mut self) {
+        use std::os::unix::process::CommandExt;
+        let samba = require("samba", "samba-ad-dc");
+        let d = self.dir.path();
         let log = d.join("log/samba.out");
-        let out = std::fs::File::create(&log).expect("samba log");
+        let out = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("samba log");
         let mut child = Command::new(samba)
             .arg("-s")
-            .arg(&conf)
+            .arg(d.join("etc/smb.conf"))
             .args(["-F", "--debug-stdout", "-d", "1"])
             .current_dir("/")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log"))
             .stderr(out)
             .spawn()
             .expect("start samba");
         wait_for_port(389, &log, &mut child);
-        let mut s = Samba {
-            dir,
-            child: Some(child),
-        };
+        self.child = Some(child);
         // The LDAP server answers a little after the port opens.
         let start = Instant::now();
         loop {
@@ -578,15 +594,36 @@ impl Samba {
                 break;
             }
             if start.elapsed() > Duration::from_secs(30) {
-                s.stop();
+                self.stop();
                 panic!("Samba did not answer LDAP within 30 s");
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let schema = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/ldap/samba-exchange-schema.ldif");
-        s.ldapmodify(&std::fs::read_to_string(schema).expect("schema ldif"));
-        s
+    }
+
+    /// Crashes the domain controller: SIGKILL to its whole process group (the root process
+    /// and the workers it forked, all started here), then waits until port 389 is free.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", c.id())])
+                .status();
+            let _ = c.wait();
+        }
+        let start = Instant::now();
+        while TcpStream::connect(("127.0.0.1", 389)).is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "port 389 still answers 20 s after Samba was killed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the same domain controller again, with everything it had committed.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
     }
 
     pub fn ldapmodify(&self, ldif: &str) {
