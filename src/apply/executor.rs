@@ -473,10 +473,7 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
         };
     }
     if let Err(e) = ctx.journal.intend(action).await {
-        return failed(format!(
-            "could not record in the state what `{}` is about to do, so it did nothing: {e}",
-            action.id
-        ));
+        return not_recorded(action, &e);
     }
     let result = match action.kind {
         ActionKind::CreateMailbox | ActionKind::CreateGroup => {
@@ -560,24 +557,34 @@ fn blind_create<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> bool {
 /// because it exists (or its parent does not), stale exactly as a read would have found it.
 async fn create_unread<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> ActionResult {
     if let Err(e) = ctx.journal.intend(action).await {
-        return failed(format!(
-            "could not record in the state what `{}` is about to do, so it did nothing: {e}",
-            action.id
-        ));
+        return not_recorded(action, &e);
     }
     match ctx.writer.add(created_entry(action)).await {
         Ok(()) => ActionResult::Applied,
         Err(WriteError::AlreadyExists(dn)) => {
             ctx.recorded.mark_changed(&dn);
-            stale(format!("`{dn}` exists now; the plan expected it not to"))
+            stale(exists_now(&dn))
         }
         Err(WriteError::NoSuchObject(parent)) => stale(format!("`{parent}` no longer exists")),
         Err(e) => write_failed(e),
     }
 }
 
+/// An action that did nothing because the state could not record what it was about to do.
+fn not_recorded(action: &Action, e: &str) -> ActionResult {
+    failed(format!(
+        "could not record in the state what `{}` is about to do, so it did nothing: {e}",
+        action.id
+    ))
+}
+
+/// Why an action that creates `object` is stale, whether a read or the add found it.
+fn exists_now(object: &Dn) -> String {
+    format!("`{object}` exists now; the plan expected it not to")
+}
+
 /// A refused write; stale when the directory itself found the preconditions broken.
-fn write_failed(e: crate::apply::WriteError) -> ActionResult {
+fn write_failed(e: WriteError) -> ActionResult {
     if e.is_stale() {
         stale(e.to_string())
     } else {
@@ -697,9 +704,7 @@ pub fn check(
     match p {
         Precondition::Absent { object } => match get(object) {
             None => Ok(()),
-            Some(_) => Err(format!(
-                "`{object}` exists now; the plan expected it not to"
-            )),
+            Some(_) => Err(exists_now(object)),
         },
         Precondition::Exists { object, class } => match get(object) {
             None => Err(format!("`{object}` no longer exists")),
