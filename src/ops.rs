@@ -533,8 +533,7 @@ pub fn prepare_saved(
 /// when items are copied (their mailboxes are named from the persons). Every entry an action
 /// touches is read live right before its write, so a live destination is not read here at all.
 fn load_for_saved(spec: Spec) -> Result<Inputs, Error> {
-    let items = &spec.items;
-    let source = if items.mail.is_some() || items.calendars.is_some() || items.contacts.is_some() {
+    let source = if spec.items.any() {
         load_directory("source", &spec.source.directory)?
     } else {
         Snapshot::default()

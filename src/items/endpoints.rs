@@ -113,7 +113,7 @@ impl PersonEndpoints {
 /// Every person of the wave's endpoints, by source DN; empty when the plan copies no items.
 pub fn endpoints_for(spec: &Spec, source: &Snapshot) -> BTreeMap<Dn, PersonEndpoints> {
     let items = &spec.items;
-    if items.mail.is_none() && items.calendars.is_none() && items.contacts.is_none() {
+    if !items.any() {
         return BTreeMap::new();
     }
     let rules = SourceRules::for_spec(spec);

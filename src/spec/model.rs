@@ -202,6 +202,13 @@ pub struct Items {
     pub contacts: Option<ContactItems>,
 }
 
+impl Items {
+    /// Whether the plan file copies any items at all.
+    pub fn any(&self) -> bool {
+        self.mail.is_some() || self.calendars.is_some() || self.contacts.is_some()
+    }
+}
+
 /// A path written as a template; once expanded for a person it is resolved against `base` (the
 /// plan file's folder) unless absolute.
 #[derive(Debug, Clone, PartialEq, Eq)]
