@@ -125,14 +125,20 @@ fn dn_types_upper(s: &str) -> String {
         .replace(",o=", ",O=")
 }
 
-#[test]
-fn apply_rerun_stale_action_and_restore_against_slapd() {
-    let s = slapd_with_examples();
+/// The standard plan against `s`, saved for review as `reviewed.json` in a new folder.
+fn reviewed_plan(s: &Slapd) -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let plan = standard_plan(dir.path(), &s, "");
+    let plan = standard_plan(dir.path(), s, "");
     let saved = dir.path().join("reviewed.json");
     let o = mailplan(&["plan", p(&plan), "--out", p(&saved)]);
     assert!(o.status.success(), "{}", text(&o).1);
+    (dir, plan, saved)
+}
+
+#[test]
+fn apply_rerun_stale_action_and_restore_against_slapd() {
+    let s = slapd_with_examples();
+    let (_dir, plan, saved) = reviewed_plan(&s);
 
     // Between review and apply, someone edits Erin's mail-enabled user.
     let erin = "CN=Erin Evans,CN=Users,DC=acme,DC=test";
@@ -202,11 +208,7 @@ fn apply_rerun_stale_action_and_restore_against_slapd() {
 #[test]
 fn a_mailbox_created_by_someone_else_since_the_plan_is_stale() {
     let s = slapd_with_examples();
-    let dir = tempfile::tempdir().unwrap();
-    let plan = standard_plan(dir.path(), &s, "");
-    let saved = dir.path().join("reviewed.json");
-    let o = mailplan(&["plan", p(&plan), "--out", p(&saved)]);
-    assert!(o.status.success(), "{}", text(&o).1);
+    let (_dir, plan, saved) = reviewed_plan(&s);
     let alice = "CN=Alice Archer,OU=Migrated,DC=acme,DC=test";
     s.ldapmodify(
         DEST,
