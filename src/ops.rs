@@ -493,13 +493,12 @@ pub fn prepare_saved(
     }
     let inputs = load_for_saved(spec)?;
     let fingerprint = crate::plan::saved::plan_fingerprint(&saved);
-    let mut done = BTreeSet::new();
-    for a in &saved.plan.actions {
-        if db.was_applied(&a.id, &fingerprint)? {
-            done.insert(a.id.clone());
-        }
-    }
     let resume = db.has_runs_of(&fingerprint)?;
+    let done = if resume {
+        db.applied_actions(&fingerprint)?
+    } else {
+        BTreeSet::new()
+    };
     let ours: BTreeSet<crate::directory::Dn> = if resume {
         saved
             .plan

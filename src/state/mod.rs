@@ -8,7 +8,7 @@
 //! - the lock that keeps two applies of one state apart.
 //!
 //! This module stores and reports. It never decides what to apply: the planner decides, the
-//! executor acts, and both only read answers such as [`StateDb::was_applied`] from here. It takes
+//! executor acts, and both only read answers such as [`StateDb::applied_actions`] from here. It takes
 //! no secrets and must never be given any: the state outlives the run and is read by people.
 //!
 //! Durability comes before speed: every write is committed (in its own transaction, in one
@@ -23,6 +23,7 @@ pub mod journal;
 mod schema;
 pub mod time;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io;
@@ -892,16 +893,21 @@ impl StateDb {
             .map_err(self.err("looking up earlier runs"))
     }
 
-    /// Whether `action_id` was applied in any run of the plan with this fingerprint.
-    pub fn was_applied(&self, action_id: &str, plan_fingerprint: &str) -> Result<bool, StateError> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM actions a JOIN runs r ON r.id = a.run \
-                 WHERE a.action_id = ?1 AND a.status = 'applied' AND r.plan_fingerprint = ?2)",
-                params![action_id, plan_fingerprint],
-                |r| r.get(0),
+    /// The actions applied in any run of the plan with this fingerprint: one query, where a
+    /// question per action cost seconds on a plan of a hundred thousand actions.
+    pub fn applied_actions(&self, plan_fingerprint: &str) -> Result<BTreeSet<String>, StateError> {
+        let context = "looking up applied actions";
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT DISTINCT a.action_id FROM actions a JOIN runs r ON r.id = a.run \
+                 WHERE a.status = 'applied' AND r.plan_fingerprint = ?1",
             )
-            .map_err(self.err("looking up an applied action"))
+            .map_err(self.err(context))?;
+        let rows = stmt
+            .query_map([plan_fingerprint], |r| r.get(0))
+            .map_err(self.err(context))?;
+        rows.collect::<Result<_, _>>().map_err(self.err(context))
     }
 
     /// Records that an item was copied. Returns false, changing nothing, when the same

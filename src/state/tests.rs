@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::sync::{Arc, Barrier};
 
@@ -436,7 +437,7 @@ fn ledger_records_each_item_once() {
 }
 
 #[test]
-fn was_applied_only_for_applied_actions_of_the_same_plan() {
+fn applied_actions_are_those_applied_in_runs_of_the_same_plan() {
     let tmp = temp();
     let db = StateDb::open(tmp.path()).unwrap();
     let r1 = db.begin_run("plan.yaml", "fp-1").unwrap();
@@ -447,18 +448,21 @@ fn was_applied_only_for_applied_actions_of_the_same_plan() {
     db.record_action(&action(r1, "a3", ActionStatus::Skipped))
         .unwrap();
     db.finish_run(r1, RunOutcome::Failed).unwrap();
+    let other = db.begin_run("plan.yaml", "fp-2").unwrap();
+    db.record_action(&action(other, "a3", ActionStatus::Applied))
+        .unwrap();
 
-    assert!(db.was_applied("a1", "fp-1").unwrap());
-    assert!(!db.was_applied("a2", "fp-1").unwrap());
-    assert!(!db.was_applied("a3", "fp-1").unwrap());
-    assert!(!db.was_applied("a1", "fp-2").unwrap());
-    assert!(!db.was_applied("nope", "fp-1").unwrap());
+    let set = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(db.applied_actions("fp-1").unwrap(), set(&["a1"]));
+    assert_eq!(db.applied_actions("fp-3").unwrap(), set(&[]));
 
-    // Failed once, applied on the resumed run.
+    // Failed once, applied on the resumed run; applied twice counts once.
     let r2 = db.begin_run("plan.yaml", "fp-1").unwrap();
     db.record_action(&action(r2, "a2", ActionStatus::Applied))
         .unwrap();
-    assert!(db.was_applied("a2", "fp-1").unwrap());
+    db.record_action(&action(r2, "a1", ActionStatus::Applied))
+        .unwrap();
+    assert_eq!(db.applied_actions("fp-1").unwrap(), set(&["a1", "a2"]));
 }
 
 #[test]
