@@ -531,7 +531,6 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
 /// recorded fingerprint: nothing of it but its existence goes into the create.)
 fn blind_create<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> bool {
     let target = &action.target;
-    let parent = target.parent();
     matches!(
         action.kind,
         ActionKind::CreateMailbox | ActionKind::CreateGroup
@@ -542,7 +541,7 @@ fn blind_create<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> bool {
             Precondition::Exists {
                 object,
                 class: None,
-            } => *object == parent,
+            } => *object == target.parent(),
             _ => false,
         })
         && action
