@@ -16,14 +16,17 @@
 //! happened either way, and a lost outcome only makes the next run check the directory again.
 //! They are committed in order with everything else, so any backup committed after them carries
 //! them too, and [`StateJournal::finish`] (and dropping the journal) waits until all of them are
-//! on disk.
+//! on disk. Nothing waits for them, so they do not get a commit of their own: they wait for the
+//! next backup or link (or [`LINGER`], or [`MAX_DEFERRED`] of them) and share its commit. Every
+//! action ends with an outcome, so this halves the syncs of a run, and the journal's syncs
+//! compete for the disk with the directory server's own.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::apply::{ActionResult, Journal, JournalFuture};
 use crate::directory::{Entry, ldif};
@@ -118,6 +121,11 @@ struct Request {
 }
 
 impl Request {
+    /// Whether nobody waits for this write, so it may wait for a commit to share.
+    fn can_wait(&self) -> bool {
+        matches!(self.reply, Reply::Warn(_))
+    }
+
     fn answer(self, result: Result<(), StateError>) {
         match self.reply {
             // A caller that stopped waiting (its task was cancelled) needs no answer.
@@ -132,29 +140,71 @@ impl Request {
     }
 }
 
+/// The longest an outcome waits for a commit to share.
+pub const LINGER: Duration = Duration::from_millis(200);
+/// The most outcomes kept waiting for a commit to share.
+pub const MAX_DEFERRED: usize = 2048;
+
 /// The writer thread: group commits until every sender is gone and the queue is empty.
 fn serve(db: StateDb, requests: mpsc::Receiver<Request>, commits: Arc<AtomicU64>) {
-    // `recv` hands out what is still queued before it reports the senders gone, so nothing
-    // sent is ever dropped unwritten.
-    while let Ok(first) = requests.recv() {
-        let mut batch = vec![first];
-        // Everything that queued up while the previous commit was syncing shares this one.
-        batch.extend(requests.try_iter());
-        match db.write_together(&batch, |db, r| r.write.apply(db)) {
-            Ok(results) => {
-                commits.fetch_add(1, Ordering::Relaxed);
-                for (request, result) in batch.into_iter().zip(results) {
-                    request.answer(result);
+    // Outcomes waiting for a commit to share (see the module documentation), oldest first.
+    let mut deferred: Vec<Request> = Vec::new();
+    let mut oldest = Instant::now();
+    loop {
+        // `recv` hands out what is still queued before it reports the senders gone, so nothing
+        // sent is ever dropped unwritten.
+        let next = if deferred.is_empty() {
+            match requests.recv() {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        } else {
+            match requests.recv_timeout(LINGER.saturating_sub(oldest.elapsed())) {
+                Ok(r) => r,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    commit(&db, std::mem::take(&mut deferred), &commits);
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    commit(&db, std::mem::take(&mut deferred), &commits);
+                    return;
                 }
             }
-            Err(_) => {
-                // Nothing of the group was stored (a failed commit, say). One at a time, each
-                // requester gets the result of its own write, never the group's.
-                for request in batch {
-                    let result = request.write.apply(&db);
-                    commits.fetch_add(1, Ordering::Relaxed);
-                    request.answer(result);
-                }
+        };
+        if deferred.is_empty() {
+            oldest = Instant::now();
+        }
+        let mut batch = std::mem::take(&mut deferred);
+        batch.push(next);
+        // Everything that queued up while the previous commit was syncing shares this one.
+        batch.extend(requests.try_iter());
+        if batch.len() < MAX_DEFERRED
+            && oldest.elapsed() < LINGER
+            && batch.iter().all(Request::can_wait)
+        {
+            deferred = batch;
+            continue;
+        }
+        commit(&db, batch, &commits);
+    }
+}
+
+/// Commits `batch` in one transaction, then answers each request.
+fn commit(db: &StateDb, batch: Vec<Request>, commits: &AtomicU64) {
+    match db.write_together(&batch, |db, r| r.write.apply(db)) {
+        Ok(results) => {
+            commits.fetch_add(1, Ordering::Relaxed);
+            for (request, result) in batch.into_iter().zip(results) {
+                request.answer(result);
+            }
+        }
+        Err(_) => {
+            // Nothing of the group was stored (a failed commit, say). One at a time, each
+            // requester gets the result of its own write, never the group's.
+            for request in batch {
+                let result = request.write.apply(db);
+                commits.fetch_add(1, Ordering::Relaxed);
+                request.answer(result);
             }
         }
     }
@@ -478,6 +528,59 @@ mod tests {
         let db = StateDb::open(tmp.path()).unwrap();
         let got = db.run(run).unwrap().unwrap();
         assert_eq!((got.outcome, got.applied), (RunOutcome::Succeeded, 50));
+    }
+
+    fn record(run: RunId, i: usize) -> Write {
+        Write::Record(ActionRecord {
+            run,
+            action_id: format!("a{i}"),
+            kind: "update".into(),
+            target: format!("cn=p{i},dc=example,dc=com"),
+            status: ActionStatus::Applied,
+            error: None,
+            started_at: "2026-11-21T06:30:00Z".into(),
+            ended_at: "2026-11-21T06:30:01Z".into(),
+            duration_ms: 1,
+        })
+    }
+
+    /// Outcomes nobody waits for get no commit of their own: they ride along with the next
+    /// backup, or are committed on their own once they have waited `LINGER`.
+    #[test]
+    fn outcomes_share_the_next_commit_or_wait_at_most_linger() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(tmp.path()).unwrap();
+        let run = db.begin_run("plan.yaml", "fp").unwrap();
+        let journal = StateJournal::new(db, run).unwrap();
+        for i in 0..20 {
+            journal.write_later(record(run, i), "test".into());
+        }
+        journal
+            .write_blocking(Write::Backup {
+                run,
+                action_id: "b".into(),
+                dn: "cn=b,dc=example,dc=com".into(),
+                ldif: "dn: cn=b,dc=example,dc=com\n".into(),
+            })
+            .unwrap();
+        assert_eq!(
+            journal.commits(),
+            1,
+            "twenty outcomes and a backup, one commit"
+        );
+        let reader = StateDb::open(tmp.path()).unwrap();
+        assert_eq!(reader.run_actions(run).unwrap().len(), 20);
+
+        journal.write_later(record(run, 20), "test".into());
+        let waited = std::time::Instant::now();
+        while reader.run_actions(run).unwrap().len() < 21 {
+            assert!(
+                waited.elapsed() < LINGER * 10,
+                "the outcome was never committed"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(journal.commits(), 2);
     }
 
     /// In a shared transaction, a write that fails is undone alone: the writes around it
