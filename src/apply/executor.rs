@@ -69,6 +69,19 @@ pub trait Journal: Send + Sync + 'static {
         let _ = action;
         Box::pin(std::future::ready(Ok(())))
     }
+    /// Everything that must be stored before `action` writes: its intent ([`Journal::intend`])
+    /// and a backup of each of `entries` ([`Journal::backup`]), the entries it is about to
+    /// modify or delete. A journal that can store them all at once (one sync instead of one
+    /// each) should; `Ok` only once all are stored.
+    fn prepare<'a>(&'a self, action: &'a Action, entries: &'a [&'a Entry]) -> JournalFuture<'a> {
+        Box::pin(async move {
+            self.intend(action).await?;
+            for entry in entries {
+                self.backup(action, entry).await?;
+            }
+            Ok(())
+        })
+    }
     /// The action's outcome, once known. Must not block for long (it is called on the
     /// runtime's threads); a journal may store it later, as long as it is stored before the
     /// run is reported finished.
@@ -472,40 +485,52 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
             None => failed("this apply was started without access to the item stores"),
         };
     }
-    if let Err(e) = ctx.journal.intend(action).await {
-        return not_recorded(action, &e);
+    let adds = matches!(
+        action.kind,
+        ActionKind::CreateMailbox | ActionKind::CreateGroup
+    ) || (action.kind == ActionKind::RestoreEntry
+        && matches!(live.get(&action.target), Some(None)));
+    let mods = if adds || action.kind == ActionKind::DeleteContact {
+        BTreeMap::new()
+    } else {
+        modifications(action)
+    };
+    // Every entry this action modifies or deletes, as it is now: backed up before any write.
+    let mut written: Vec<&Entry> = Vec::new();
+    match action.kind {
+        _ if adds => {}
+        ActionKind::DeleteContact => match live.get(&action.target) {
+            Some(Some(entry)) => written.push(entry),
+            _ => return stale(format!("`{}` no longer exists", action.target)),
+        },
+        _ => {
+            for object in mods.keys() {
+                match live.get(object) {
+                    Some(Some(entry)) => written.push(entry),
+                    _ => return stale(format!("`{object}` no longer exists")),
+                }
+            }
+        }
+    }
+    if let Err(e) = ctx.journal.prepare(action, &written).await {
+        return match written.first() {
+            None => not_recorded(action, &e),
+            Some(entry) => failed(format!(
+                "the state could not record the backup of `{}` (or what `{}` is about to do), \
+                 so nothing was changed: {e}",
+                entry.dn, action.id
+            )),
+        };
     }
     let result = match action.kind {
-        ActionKind::CreateMailbox | ActionKind::CreateGroup => {
-            ctx.writer.add(created_entry(action)).await
-        }
+        _ if adds => ctx.writer.add(created_entry(action)).await,
         ActionKind::DeleteContact => {
-            let Some(Some(entry)) = live.get(&action.target) else {
-                return stale(format!("`{}` no longer exists", action.target));
-            };
-            if let Err(e) = ctx.journal.backup(action, entry).await {
-                return failed(format!(
-                    "backup of `{}` failed, so it was not deleted: {e}",
-                    action.target
-                ));
-            }
             ctx.writer
                 .delete_guarded(&action.target, &action.preconditions)
                 .await
         }
-        ActionKind::RestoreEntry if matches!(live.get(&action.target), Some(None)) => {
-            ctx.writer.add(created_entry(action)).await
-        }
         _ => {
-            for (object, mods) in modifications(action) {
-                let Some(Some(entry)) = live.get(&object) else {
-                    return stale(format!("`{object}` no longer exists"));
-                };
-                if let Err(e) = ctx.journal.backup(action, entry).await {
-                    return failed(format!(
-                        "backup of `{object}` failed, so it was not changed: {e}"
-                    ));
-                }
+            for (object, mods) in mods {
                 if let Err(e) = ctx
                     .writer
                     .modify_guarded(&object, mods, &action.preconditions)

@@ -406,7 +406,11 @@ fn execute(
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
-    let journal = Arc::new(crate::state::journal::StateJournal::new(db, run)?);
+    let journal = Arc::new(crate::state::journal::StateJournal::new(
+        db,
+        run,
+        parallelism,
+    )?);
     let reporter: Arc<dyn crate::apply::Reporter> = if std::io::stderr().is_terminal() {
         Arc::new(crate::apply::reporter::Bar::new())
     } else {

@@ -2,8 +2,9 @@
 //! changed, the link of every object about to be created or converted, and every action's
 //! outcome.
 //!
-//! Every commit costs an fsync, and with many actions running at once one commit per write makes
-//! the journal, not the directory, the limit of `apply`. So one writer thread owns the database
+//! Every commit costs an fsync, and these syncs compete for the disk with the directory
+//! server's own (which syncs every write it makes): one commit per write would make the
+//! journal, not the directory, the limit of `apply`. So one writer thread owns the database
 //! connection and commits group-wise: it takes the first waiting request, drains every other one
 //! queued behind it, runs them all in one transaction (each in its own savepoint, see
 //! [`StateDb::write_together`]), commits once, and only then answers each requester. What this
@@ -12,14 +13,18 @@
 //! alone; when the shared transaction itself fails, each write is retried in a transaction of its
 //! own so that every requester learns its own result.
 //!
-//! Outcomes ([`Journal::record`]) are queued without waiting: the write they describe has
-//! happened either way, and a lost outcome only makes the next run check the directory again.
-//! They are committed in order with everything else, so any backup committed after them carries
-//! them too, and [`StateJournal::finish`] (and dropping the journal) waits until all of them are
-//! on disk. Nothing waits for them, so they do not get a commit of their own: they wait for the
-//! next backup or link (or [`LINGER`], or [`MAX_DEFERRED`] of them) and share its commit. Every
-//! action ends with an outcome, so this halves the syncs of a run, and the journal's syncs
-//! compete for the disk with the directory server's own.
+//! Three things make the groups large. An action's link and backups are one request
+//! ([`Journal::prepare`]). A backup or link waits up to [`GATHER`] for the other running
+//! actions' before the commit, unless they all wait already: actions arrive one at a time, a
+//! few hundred microseconds apart, and without the wait nearly every commit held one request.
+//! And outcomes ([`Journal::record`]) never get a commit of their own (below).
+//!
+//! Outcomes are queued without waiting: the write they describe has happened either way, and a
+//! lost outcome only makes the next run check the directory again. They are committed in order
+//! with everything else, so any backup committed after them carries them too, and
+//! [`StateJournal::finish`] (and dropping the journal) waits until all of them are on disk.
+//! Nothing waits for them, so they wait for the next backup or link (or [`LINGER`], or
+//! [`MAX_DEFERRED`] of them) and share its commit.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,6 +75,8 @@ enum Write {
         run: RunId,
         outcome: RunOutcome,
     },
+    /// Several writes that stand or fall together (an action's link and backups).
+    All(Vec<Write>),
 }
 
 impl Write {
@@ -100,6 +107,8 @@ impl Write {
             Write::Record(rec) => db.record_action(rec),
             Write::Merged { run, source } => db.merged(*run, source),
             Write::Finish { run, outcome } => db.finish_run(*run, *outcome),
+            // Always inside a request's savepoint (see `commit`): a failure undoes them all.
+            Write::All(writes) => writes.iter().try_for_each(|w| w.apply(db)),
         }
     }
 }
@@ -126,6 +135,11 @@ impl Request {
         matches!(self.reply, Reply::Warn(_))
     }
 
+    /// Whether a running action waits for this write (a backup or a link).
+    fn is_awaited(&self) -> bool {
+        matches!(self.reply, Reply::Await(_))
+    }
+
     fn answer(self, result: Result<(), StateError>) {
         match self.reply {
             // A caller that stopped waiting (its task was cancelled) needs no answer.
@@ -144,9 +158,17 @@ impl Request {
 pub const LINGER: Duration = Duration::from_millis(200);
 /// The most outcomes kept waiting for a commit to share.
 pub const MAX_DEFERRED: usize = 2048;
+/// The longest a backup or link waits for the other running actions' to share its commit.
+pub const GATHER: Duration = Duration::from_millis(2);
 
 /// The writer thread: group commits until every sender is gone and the queue is empty.
-fn serve(db: StateDb, requests: mpsc::Receiver<Request>, commits: Arc<AtomicU64>) {
+fn serve(
+    db: StateDb,
+    requests: mpsc::Receiver<Request>,
+    commits: Arc<AtomicU64>,
+    writers: usize,
+    gather: Duration,
+) {
     // Outcomes waiting for a commit to share (see the module documentation), oldest first.
     let mut deferred: Vec<Request> = Vec::new();
     let mut oldest = Instant::now();
@@ -185,6 +207,17 @@ fn serve(db: StateDb, requests: mpsc::Receiver<Request>, commits: Arc<AtomicU64>
             deferred = batch;
             continue;
         }
+        if batch.iter().any(Request::is_awaited) {
+            // Each running action waits on at most one request; until they all do, more are
+            // on their way, and one sync for all of them is worth a moment's wait.
+            let until = Instant::now() + gather;
+            while batch.iter().filter(|r| r.is_awaited()).count() < writers {
+                match requests.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+        }
         commit(&db, batch, &commits);
     }
 }
@@ -202,7 +235,11 @@ fn commit(db: &StateDb, batch: Vec<Request>, commits: &AtomicU64) {
             // Nothing of the group was stored (a failed commit, say). One at a time, each
             // requester gets the result of its own write, never the group's.
             for request in batch {
-                let result = request.write.apply(db);
+                // In a transaction of its own, so that the writes of one request (`All`)
+                // still stand or fall together.
+                let result = db
+                    .write_together(std::slice::from_ref(&request.write), |db, w| w.apply(db))
+                    .and_then(|mut results| results.pop().unwrap_or(Ok(())));
                 commits.fetch_add(1, Ordering::Relaxed);
                 request.answer(result);
             }
@@ -221,15 +258,26 @@ pub struct StateJournal {
 }
 
 impl StateJournal {
-    /// Hands `db` to a new writer thread that keeps the journal of `run`.
-    pub fn new(db: StateDb, run: RunId) -> Result<Self, StateError> {
+    /// Hands `db` to a new writer thread that keeps the journal of `run`, for at most
+    /// `writers` actions waiting on it at once (apply's parallelism): a backup or link waits
+    /// up to [`GATHER`] for the others' to share its commit.
+    pub fn new(db: StateDb, run: RunId, writers: usize) -> Result<Self, StateError> {
+        Self::gathering(db, run, writers, GATHER)
+    }
+
+    fn gathering(
+        db: StateDb,
+        run: RunId,
+        writers: usize,
+        gather: Duration,
+    ) -> Result<Self, StateError> {
         let path = db.path().to_owned();
         let (requests, queue) = mpsc::channel();
         let commits = Arc::new(AtomicU64::new(0));
         let counted = commits.clone();
         let writer = std::thread::Builder::new()
             .name("state-journal".into())
-            .spawn(move || serve(db, queue, counted))
+            .spawn(move || serve(db, queue, counted, writers.max(1), gather))
             .map_err(|e| StateError::Open {
                 path: path.clone(),
                 source: e,
@@ -327,11 +375,12 @@ impl Drop for StateJournal {
     }
 }
 
-impl Journal for StateJournal {
-    fn backup<'a>(&'a self, action: &'a Action, entry: &'a Entry) -> JournalFuture<'a> {
+impl StateJournal {
+    /// The backup of `entry`, about to be modified or deleted by `action`.
+    fn backup_write(&self, action: &Action, entry: &Entry) -> Write {
         let ldif = ldif::entries_to_string(std::slice::from_ref(entry));
         let dn = entry.dn.to_string();
-        let write = if action.kind == ActionKind::DeleteContact {
+        if action.kind == ActionKind::DeleteContact {
             // The contact's data reaches the mailbox only in the merge after the delete: until
             // then this backup is its only copy, and the next plan merges from it.
             Write::BackupContact {
@@ -348,26 +397,52 @@ impl Journal for StateJournal {
                 dn,
                 ldif,
             }
-        };
+        }
+    }
+
+    /// The link `action` must leave before it writes, if it creates or converts the object a
+    /// person is given.
+    fn link_write(&self, action: &Action) -> Option<Write> {
+        matches!(
+            action.kind,
+            ActionKind::CreateMailbox | ActionKind::ConvertNtAccount | ActionKind::ConvertMailUser
+        )
+        .then(|| Write::Link {
+            run: self.run,
+            action_id: action.id.clone(),
+            source: action.subject.to_string(),
+            destination: action.target.to_string(),
+        })
+    }
+}
+
+impl Journal for StateJournal {
+    fn backup<'a>(&'a self, action: &'a Action, entry: &'a Entry) -> JournalFuture<'a> {
+        let write = self.backup_write(action, entry);
         Box::pin(async move { self.write(write).await.map_err(|e| e.to_string()) })
     }
 
     fn intend<'a>(&'a self, action: &'a Action) -> JournalFuture<'a> {
+        let write = self.link_write(action);
         Box::pin(async move {
-            match action.kind {
-                ActionKind::CreateMailbox
-                | ActionKind::ConvertNtAccount
-                | ActionKind::ConvertMailUser => self
-                    .write(Write::Link {
-                        run: self.run,
-                        action_id: action.id.clone(),
-                        source: action.subject.to_string(),
-                        destination: action.target.to_string(),
-                    })
-                    .await
-                    .map_err(|e| e.to_string()),
-                _ => Ok(()),
+            match write {
+                Some(write) => self.write(write).await.map_err(|e| e.to_string()),
+                None => Ok(()),
             }
+        })
+    }
+
+    /// The link and the backups in one request, so one commit (and one sync) for them all.
+    fn prepare<'a>(&'a self, action: &'a Action, entries: &'a [&'a Entry]) -> JournalFuture<'a> {
+        let mut writes: Vec<Write> = self.link_write(action).into_iter().collect();
+        writes.extend(entries.iter().map(|e| self.backup_write(action, e)));
+        Box::pin(async move {
+            let write = match writes.len() {
+                0 => return Ok(()),
+                1 => writes.remove(0),
+                _ => Write::All(writes),
+            };
+            self.write(write).await.map_err(|e| e.to_string())
         })
     }
 
@@ -460,7 +535,7 @@ mod tests {
         // writer's first transaction waits on it while the other requests queue up behind.
         let blocker = rusqlite::Connection::open(db.path()).unwrap();
         blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
-        let journal = StateJournal::new(db, run).unwrap();
+        let journal = StateJournal::new(db, run, 1).unwrap();
         let start = &Barrier::new(N + 1);
         let results: Vec<Result<(), StateError>> = std::thread::scope(|s| {
             s.spawn(move || {
@@ -506,7 +581,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let db = StateDb::open(tmp.path()).unwrap();
         let run = db.begin_run("plan.yaml", "fp").unwrap();
-        let journal = StateJournal::new(db, run).unwrap();
+        let journal = StateJournal::new(db, run, 1).unwrap();
         for i in 0..50 {
             journal.write_later(
                 Write::Record(ActionRecord {
@@ -551,7 +626,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let db = StateDb::open(tmp.path()).unwrap();
         let run = db.begin_run("plan.yaml", "fp").unwrap();
-        let journal = StateJournal::new(db, run).unwrap();
+        let journal = StateJournal::new(db, run, 1).unwrap();
         for i in 0..20 {
             journal.write_later(record(run, i), "test".into());
         }
@@ -583,6 +658,102 @@ mod tests {
         assert_eq!(journal.commits(), 2);
     }
 
+    fn backup(run: RunId, name: &str) -> Write {
+        Write::Backup {
+            run,
+            action_id: name.into(),
+            dn: format!("cn={name},dc=example,dc=com"),
+            ldif: format!("dn: cn={name},dc=example,dc=com\n"),
+        }
+    }
+
+    /// A backup or link waits for the other running actions' to share its commit: as soon as
+    /// all of them wait, or once the gathering time is over.
+    #[test]
+    fn a_commit_waits_for_every_running_action_but_not_longer_than_gather() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(tmp.path()).unwrap();
+        let run = db.begin_run("plan.yaml", "fp").unwrap();
+        let window = Duration::from_secs(1);
+        let journal = StateJournal::gathering(db, run, 3, window).unwrap();
+        let awaited = |name: &str, after: Duration| {
+            std::thread::sleep(after);
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            rt.block_on(journal.write(backup(run, name))).unwrap();
+        };
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| awaited("a", Duration::ZERO));
+            s.spawn(|| awaited("b", Duration::from_millis(50)));
+            s.spawn(|| awaited("c", Duration::from_millis(100)));
+        });
+        assert_eq!(journal.commits(), 1, "three staggered backups, one commit");
+        assert!(
+            started.elapsed() < window,
+            "it did not wait once all three were in"
+        );
+
+        // Only two of the three writers come: the commit waits out the window, no longer.
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            s.spawn(|| awaited("d", Duration::ZERO));
+            s.spawn(|| awaited("e", Duration::from_millis(50)));
+        });
+        assert_eq!(journal.commits(), 2);
+        let took = started.elapsed();
+        assert!(took >= window && took < window * 2, "{took:?}");
+    }
+
+    /// An action's link and backups are one request: one commit, and all or nothing.
+    #[tokio::test]
+    async fn a_link_and_its_backups_are_stored_together_or_not_at_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(tmp.path()).unwrap();
+        let run = db.begin_run("plan.yaml", "fp").unwrap();
+        let journal = StateJournal::new(db, run, 1).unwrap();
+        let link = |run| Write::Link {
+            run,
+            action_id: "convert".into(),
+            source: "cn=s,o=acme".into(),
+            destination: "cn=d,dc=example,dc=com".into(),
+        };
+        journal
+            .write(Write::All(vec![
+                link(run),
+                backup(run, "d"),
+                backup(run, "g"),
+            ]))
+            .await
+            .unwrap();
+        assert_eq!(journal.commits(), 1);
+        // The second backup names a run that does not exist: nothing of the request stays.
+        let refused = journal
+            .write(Write::All(vec![
+                link(run),
+                backup(run, "x"),
+                backup(run + 1000, "y"),
+            ]))
+            .await;
+        assert!(refused.is_err());
+        drop(journal);
+        let db = StateDb::open(tmp.path()).unwrap();
+        let dns: std::collections::BTreeSet<String> = db
+            .backups(None)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.dn)
+            .collect();
+        assert_eq!(
+            dns,
+            ["cn=d,dc=example,dc=com", "cn=g,dc=example,dc=com"]
+                .map(String::from)
+                .into()
+        );
+        assert_eq!(db.history().unwrap().links.len(), 1);
+    }
+
     /// In a shared transaction, a write that fails is undone alone: the writes around it
     /// still commit, and only it reports an error.
     #[test]
@@ -608,7 +779,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let db = StateDb::open(tmp.path()).unwrap();
         let run = db.begin_run("plan.yaml", "fp").unwrap();
-        let journal = StateJournal::new(db, run).unwrap();
+        let journal = StateJournal::new(db, run, 1).unwrap();
         let create = |who: &str| Action {
             id: format!("create_mailbox:{who}"),
             kind: ActionKind::CreateMailbox,
