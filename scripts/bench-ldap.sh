@@ -8,8 +8,9 @@
 #          starting data (the database is copied before the first and put back for the second)
 #
 # Usage: scripts/bench-ldap.sh [PERSONS] [DESTINATION_OBJECTS]   (default 100000 300000)
-# Environment: PARALLELISM (10), PAGE_SIZE (1000), PLAN_WRAPPER and APPLY_WRAPPER (a command
-# to run plan or apply under, e.g. a profiler).
+# Environment: PARALLELISM (10), PAGE_SIZE (1000), RUNS (2: how many times each applier runs,
+# taking turns), PLAN_WRAPPER and APPLY_WRAPPER (a command to run plan or apply under, e.g. a
+# profiler).
 # Needs: slapd, ldap-utils (apt-get install slapd ldap-utils). Runs slapd on a free loopback port
 # from a temporary folder and stops it by PID on exit.
 set -euo pipefail
@@ -17,6 +18,7 @@ cd "$(dirname "$0")/.."
 PERSONS=${1:-100000}
 OBJECTS=${2:-300000}
 PARALLELISM=${PARALLELISM:-10}
+RUNS=${RUNS:-2}
 PAGE=${PAGE_SIZE:-1000}
 PW='bench-secret'
 SRC='O=Acme'
@@ -180,23 +182,35 @@ SAVE=$(secs "$t0" "$t1")
 "$TO_LDIF" "$W/saved.json" > "$W/changes.ldif"
 OPS=$(grep -c '^changetype:' "$W/changes.ldif")
 
-# The same starting data for both appliers.
+# The same starting data for every apply: the database as planned is kept aside and put back
+# before each one. The appliers take turns (ldapmodify, then mailplan, RUNS times), because
+# this machine's disk and CPU vary from minute to minute: only neighbouring runs compare.
 stop_slapd
-cp -a "$W/db1" "$W/db1.before"
-start_slapd
-echo "== mailplan apply (parallelism $PARALLELISM)"
-# APPLY_WRAPPER runs apply under a profiler, e.g. APPLY_WRAPPER="strace -f -c -e trace=fsync,fdatasync".
-c0=$(slapd_cpu); t0=$(now); ${APPLY_WRAPPER:-} "$MP" apply "$W/saved.json" --parallelism "$PARALLELISM" >/dev/null 2>"$W/apply.log" || { tail -20 "$W/apply.log"; exit 1; }; t1=$(now); c1=$(slapd_cpu)
-APPLY=$(secs "$t0" "$t1"); APPLY_SLAPD=$(secs "$c0" "$c1")
-stop_slapd
-rm -rf "$W/db1"; mv "$W/db1.before" "$W/db1"
-start_slapd
-echo "== ldapmodify -f"
-c0=$(slapd_cpu); t0=$(now); ldapmodify -x -H "$URL" -D "cn=admin,$DST" -w "$PW" -f "$W/changes.ldif" >/dev/null; t1=$(now); c1=$(slapd_cpu)
-LDAPMODIFY=$(secs "$t0" "$t1"); LDAPMODIFY_SLAPD=$(secs "$c0" "$c1")
+cp -a "$W/db1" "$W/db1.planned"
+fresh_start() {
+  stop_slapd
+  rm -rf "$W/db1"; cp -a "$W/db1.planned" "$W/db1"
+  start_slapd
+}
+APPLIES=(); LDAPMODIFIES=(); APPLY_SLAPDS=(); LDAPMODIFY_SLAPDS=()
+for run in $(seq 1 "$RUNS"); do
+  fresh_start
+  echo "== ldapmodify -f (run $run)"
+  c0=$(slapd_cpu); t0=$(now); ldapmodify -x -H "$URL" -D "cn=admin,$DST" -w "$PW" -f "$W/changes.ldif" >/dev/null; t1=$(now); c1=$(slapd_cpu)
+  LDAPMODIFIES+=("$(secs "$t0" "$t1")"); LDAPMODIFY_SLAPDS+=("$(secs "$c0" "$c1")")
+  fresh_start
+  echo "== mailplan apply (parallelism $PARALLELISM, run $run)"
+  # APPLY_WRAPPER runs apply under a profiler, e.g. APPLY_WRAPPER="strace -f -c -e trace=fsync,fdatasync".
+  c0=$(slapd_cpu); t0=$(now)
+  ${APPLY_WRAPPER:-} "$MP" apply "$W/saved.json" --parallelism "$PARALLELISM" --state-dir "$W/state.$run" >/dev/null 2>"$W/apply.log" || { tail -20 "$W/apply.log"; exit 1; }
+  t1=$(now); c1=$(slapd_cpu)
+  APPLIES+=("$(secs "$t0" "$t1")"); APPLY_SLAPDS+=("$(secs "$c0" "$c1")")
+done
 
 printf '\n%s persons, %s destination objects; %s entries read; %s directory changes\n' "$PERSONS" "$OBJECTS" "$ENTRIES" "$OPS"
 printf '| step | mailplan | OpenLDAP tool | ratio |\n|---|---|---|---|\n'
 printf '| read + plan (page %s) | %.2f s (plan; %.2f s with --out) | %.2f s (ldapsearch, both bases) | %.2f |\n' "$PAGE" "$PLAN" "$SAVE" "$LDAPSEARCH" "$(echo "$PLAN / $LDAPSEARCH" | bc -l)"
-printf '| apply %s changes | %.2f s (apply, parallelism %s) | %.2f s (ldapmodify -f) | %.2f |\n' "$OPS" "$APPLY" "$PARALLELISM" "$LDAPMODIFY" "$(echo "$APPLY / $LDAPMODIFY" | bc -l)"
-printf 'slapd CPU seconds: ldapsearch %s, plan %s, apply %s, ldapmodify %s\n' "$LDAPSEARCH_SLAPD" "$PLAN_SLAPD" "$APPLY_SLAPD" "$LDAPMODIFY_SLAPD"
+for i in "${!APPLIES[@]}"; do
+  printf '| apply %s changes, run %s | %.2f s (apply, parallelism %s) | %.2f s (ldapmodify -f) | %.2f |\n' "$OPS" "$((i + 1))" "${APPLIES[$i]}" "$PARALLELISM" "${LDAPMODIFIES[$i]}" "$(echo "${APPLIES[$i]} / ${LDAPMODIFIES[$i]}" | bc -l)"
+done
+printf 'slapd CPU seconds: ldapsearch %s, plan %s, apply %s, ldapmodify %s\n' "$LDAPSEARCH_SLAPD" "$PLAN_SLAPD" "${APPLY_SLAPDS[*]}" "${LDAPMODIFY_SLAPDS[*]}"
