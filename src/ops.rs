@@ -417,6 +417,12 @@ pub fn save_plan(out: &Path, inputs: &Inputs, plan: &Plan, plan_path: &Path) -> 
 
 /// Reads a saved plan.
 pub fn load_saved(path: &Path) -> Result<SavedPlan, Error> {
+    load_saved_with_fingerprint(path).map(|(saved, _)| saved)
+}
+
+/// `load_saved`, with the fingerprint of the file's text: the runs of a saved plan are recorded
+/// in the state under it (see [`prepare_saved`]).
+pub fn load_saved_with_fingerprint(path: &Path) -> Result<(SavedPlan, String), Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
         what: "saved plan",
         path: path.to_path_buf(),
@@ -424,7 +430,7 @@ pub fn load_saved(path: &Path) -> Result<SavedPlan, Error> {
     })?;
     let saved = SavedPlan::from_json(&path.display().to_string(), &text)?;
     ActionGraph::build(&saved.plan)?;
-    Ok(saved)
+    Ok((saved, crate::plan::saved::text_fingerprint(&text)))
 }
 
 /// True when `path` looks like a saved plan rather than a YAML plan file.
@@ -477,9 +483,14 @@ pub fn prepare_plan_file(
 /// When earlier runs of this same saved plan applied part of it (a run killed or failed), the
 /// second value holds the actions they applied: the executor counts those as done, and the
 /// entries they wrote are not held against the rest.
+///
+/// `fingerprint` is the saved plan file's (from [`load_saved_with_fingerprint`]): the file the
+/// user reviewed is what a rerun must match. A file as `plan --out` wrote it hashes the same as
+/// its plan serialised again, without the cost of doing so for a large plan.
 pub fn prepare_saved(
     file: &Path,
     saved: SavedPlan,
+    fingerprint: String,
     db: &crate::state::StateDb,
 ) -> Result<(Prepared, Option<BTreeSet<String>>), Error> {
     let plan_path = PathBuf::from(&saved.plan_file);
@@ -492,7 +503,6 @@ pub fn prepare_saved(
         });
     }
     let inputs = load_for_saved(spec)?;
-    let fingerprint = crate::plan::saved::plan_fingerprint(&saved);
     let resume = db.has_runs_of(&fingerprint)?;
     let done = if resume {
         db.applied_actions(&fingerprint)?

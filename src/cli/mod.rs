@@ -343,12 +343,12 @@ fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
 
 fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
     let saved = if ops::is_saved_plan(&args.input) {
-        Some(ops::load_saved(&args.input)?)
+        Some(ops::load_saved_with_fingerprint(&args.input)?)
     } else {
         None
     };
     let plan_file = match &saved {
-        Some(s) => PathBuf::from(&s.plan_file),
+        Some((s, _)) => PathBuf::from(&s.plan_file),
         None => args.input.clone(),
     };
     // The lock comes first: what an apply plans from (the state's record of earlier runs) must
@@ -357,8 +357,8 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
     let db = crate::state::StateDb::open(&state_dir)?;
     let lock = db.lock()?;
     let (prepared, resume) = match saved {
-        Some(saved) => {
-            let (prepared, resume) = ops::prepare_saved(&args.input, saved, &db)?;
+        Some((saved, fingerprint)) => {
+            let (prepared, resume) = ops::prepare_saved(&args.input, saved, fingerprint, &db)?;
             if !prepared.plan.has_changes() {
                 eprintln!("The saved plan has no changes.");
                 return Ok(ExitCode::SUCCESS);

@@ -101,35 +101,82 @@ impl SavedPlan {
     }
 
     pub fn from_json(path: &str, text: &str) -> Result<Self, SavedPlanError> {
-        #[derive(Deserialize)]
-        struct Head {
-            format: Option<String>,
-        }
         if text.trim_start().chars().next().is_some_and(|c| c != '{') {
             return Err(SavedPlanError::PlanFile { path: path.into() });
         }
-        let head: Head = serde_json::from_str(text).map_err(|error| SavedPlanError::Corrupt {
+        let version = |found: Option<String>| SavedPlanError::Version {
             path: path.into(),
-            error,
-        })?;
-        match head.format.as_deref() {
-            Some(SAVED_FORMAT) => {}
-            other => {
-                return Err(SavedPlanError::Version {
-                    path: path.into(),
-                    found: other.unwrap_or("none").into(),
-                });
+            found: found.unwrap_or_else(|| "none".into()),
+        };
+        // One parse of what is usually a large file; only when it fails is the `format` read
+        // on its own, to tell another version's file from a damaged one.
+        match serde_json::from_str::<SavedPlan>(text) {
+            Ok(saved) if saved.format == SAVED_FORMAT => Ok(saved),
+            Ok(saved) => Err(version(Some(saved.format))),
+            Err(error) => {
+                #[derive(Deserialize)]
+                struct Head {
+                    format: Option<String>,
+                }
+                match serde_json::from_str::<Head>(text) {
+                    Ok(Head { format }) if format.as_deref() != Some(SAVED_FORMAT) => {
+                        Err(version(format))
+                    }
+                    _ => Err(SavedPlanError::Corrupt {
+                        path: path.into(),
+                        error,
+                    }),
+                }
             }
         }
-        serde_json::from_str(text).map_err(|error| SavedPlanError::Corrupt {
-            path: path.into(),
-            error,
-        })
     }
 }
 
-/// The fingerprint of a saved plan itself: runs of it are recorded under this in the state, so a
-/// rerun of the same file after an interruption knows what its earlier runs applied.
-pub fn plan_fingerprint(saved: &SavedPlan) -> String {
-    text_fingerprint(&saved.to_json())
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::model::FORMAT_VERSION;
+
+    fn saved() -> SavedPlan {
+        let plan = Plan {
+            format_version: FORMAT_VERSION.into(),
+            subjects: Vec::new(),
+            actions: Vec::new(),
+            summary: Plan::summarise(&[], &[]),
+        };
+        let destination = Snapshot::new(Vec::new()).unwrap();
+        SavedPlan::new(plan, "plan.yaml", "version: 1\n", &destination)
+    }
+
+    /// A saved plan reads back as written; another version's file, one with no format and a
+    /// damaged one each get their own error.
+    #[test]
+    fn saved_plans_are_told_apart_from_other_versions_and_damage() {
+        let json = saved().to_json();
+        assert_eq!(SavedPlan::from_json("p.json", &json).unwrap(), saved());
+
+        let other = json.replace(SAVED_FORMAT, "mailplan-plan/0");
+        let reshaped = r#"{"format": "mailplan-plan/9", "steps": []}"#;
+        for (text, found) in [
+            (other.as_str(), "mailplan-plan/0"),
+            (reshaped, "mailplan-plan/9"),
+        ] {
+            match SavedPlan::from_json("p.json", text) {
+                Err(SavedPlanError::Version { found: f, .. }) => assert_eq!(f, found),
+                e => panic!("{e:?}"),
+            }
+        }
+        assert!(matches!(
+            SavedPlan::from_json("p.json", r#"{"plan": {}}"#),
+            Err(SavedPlanError::Version { found, .. }) if found == "none"
+        ));
+        assert!(matches!(
+            SavedPlan::from_json("p.json", &json[..json.len() / 2]),
+            Err(SavedPlanError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            SavedPlan::from_json("p.yaml", "version: 1\n"),
+            Err(SavedPlanError::PlanFile { .. })
+        ));
+    }
 }
