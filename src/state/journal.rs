@@ -548,12 +548,8 @@ mod tests {
                     let journal = &journal;
                     s.spawn(move || {
                         start.wait();
-                        journal.write_blocking(Write::Backup {
-                            run: if i == 7 { run + 1000 } else { run },
-                            action_id: format!("a{i}"),
-                            dn: format!("cn=p{i},dc=example,dc=com"),
-                            ldif: format!("dn: cn=p{i},dc=example,dc=com\n"),
-                        })
+                        let run = if i == 7 { run + 1000 } else { run };
+                        journal.write_blocking(backup(run, &format!("p{i}")))
                     })
                 })
                 .collect();
@@ -583,20 +579,7 @@ mod tests {
         let run = db.begin_run("plan.yaml", "fp").unwrap();
         let journal = StateJournal::new(db, run, 1).unwrap();
         for i in 0..50 {
-            journal.write_later(
-                Write::Record(ActionRecord {
-                    run,
-                    action_id: format!("a{i}"),
-                    kind: "update".into(),
-                    target: format!("cn=p{i},dc=example,dc=com"),
-                    status: ActionStatus::Applied,
-                    error: None,
-                    started_at: "2026-11-21T06:30:00Z".into(),
-                    ended_at: "2026-11-21T06:30:01Z".into(),
-                    duration_ms: 1,
-                }),
-                "test".into(),
-            );
+            journal.write_later(record(run, i), "test".into());
         }
         journal.finish(RunOutcome::Succeeded).unwrap();
         drop(journal);
