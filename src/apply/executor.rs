@@ -825,6 +825,16 @@ mod tests {
         gets: AtomicUsize,
     }
 
+    impl Slow {
+        /// `dn` exists already, as if someone had created it since the plan was made.
+        fn made_by_someone_else(&self, dn: &Dn) {
+            self.entries
+                .lock()
+                .unwrap()
+                .insert(dn.clone(), Entry::new(dn.clone()));
+        }
+    }
+
     impl DirectoryWriter for Slow {
         async fn get(&self, dn: &Dn) -> Result<Option<Entry>, super::super::WriteError> {
             self.gets.fetch_add(1, Ordering::SeqCst);
@@ -987,13 +997,7 @@ mod tests {
     async fn a_stale_action_fails_alone() {
         let actions = vec![group("x", &[]), group("y", &["x"]), group("z", &[])];
         let writer = Arc::new(Slow::default());
-        // Someone created x since the plan was made.
-        let x = Dn::parse("CN=x,OU=Groups,DC=test").unwrap();
-        writer
-            .entries
-            .lock()
-            .unwrap()
-            .insert(x.clone(), Entry::new(x));
+        writer.made_by_someone_else(&actions[0].target);
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let (report, _) = run(plan(actions), writer, 2, rx).await;
         assert!(
@@ -1010,12 +1014,7 @@ mod tests {
             checks: true,
             ..Slow::default()
         });
-        let x = Dn::parse("CN=x,OU=Groups,DC=test").unwrap();
-        writer
-            .entries
-            .lock()
-            .unwrap()
-            .insert(x.clone(), Entry::new(x));
+        writer.made_by_someone_else(&actions[0].target);
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let (report, _) = run(plan(actions), writer.clone(), 2, rx).await;
         assert!(
