@@ -138,6 +138,19 @@ pub struct Inputs {
     pub inventories: crate::items::Inventories,
 }
 
+impl Inputs {
+    /// The plan file and both directories, with no history or inventories yet.
+    pub fn new(spec: Spec, source: Snapshot, destination: Snapshot) -> Self {
+        Inputs {
+            spec,
+            source,
+            destination,
+            history: plan::History::default(),
+            inventories: Default::default(),
+        }
+    }
+}
+
 /// Reads and validates the plan file.
 pub fn load_spec(path: &Path) -> Result<Spec, Error> {
     Ok(spec::load(path)?)
@@ -291,13 +304,7 @@ pub fn load_inputs(path: &Path) -> Result<Inputs, Error> {
     });
     let (source, destination) = (source?, destination?);
     spec::check_against(&spec, &source, &destination)?;
-    Ok(Inputs {
-        spec,
-        source,
-        destination,
-        inventories: Default::default(),
-        history: plan::History::default(),
-    })
+    Ok(Inputs::new(spec, source, destination))
 }
 
 /// What earlier applies recorded in a state database, as planning input. A state holding a
@@ -554,13 +561,7 @@ fn load_for_saved(spec: Spec) -> Result<Inputs, Error> {
             Snapshot::default()
         }
     };
-    Ok(Inputs {
-        spec,
-        source,
-        destination,
-        inventories: Default::default(),
-        history: plan::History::default(),
-    })
+    Ok(Inputs::new(spec, source, destination))
 }
 
 /// Source persons whose pending merges (see `plan::History`) this plan shows to be complete:
