@@ -431,13 +431,7 @@ fn killing_slapd_mid_apply_then_rerunning_converges() {
     let before = mailplan(&["plan", p(&plan), "--json"]);
     assert!(before.status.success(), "{}", text(&before).1);
 
-    let mut apply = std::process::Command::new(assert_cmd::cargo::cargo_bin("mailplan"))
-        .env(PW_ENV, ADMIN_PASSWORD)
-        .args(["apply", p(&plan), "--auto-approve", "--parallelism", "4"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut apply = servers::apply_in_background(&plan, PW_ENV, ADMIN_PASSWORD);
     // Let it get going, then crash the server under it and bring it back.
     let started = std::time::Instant::now();
     loop {

@@ -344,13 +344,7 @@ fn the_whole_flow_against_samba_active_directory() {
     let wave_mailboxes = |samba: &Samba| {
         servers::dns(&samba.search(&migrated, "(&(objectClass=user)(cn=Wave Person*))", &["dn"]))
     };
-    let mut apply = std::process::Command::new(assert_cmd::cargo::cargo_bin("mailplan"))
-        .env(PW_ENV, ADMIN_PASSWORD)
-        .args(["apply", p(&plan), "--auto-approve", "--parallelism", "4"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut apply = servers::apply_in_background(&plan, PW_ENV, ADMIN_PASSWORD);
     let started = std::time::Instant::now();
     while wave_mailboxes(&samba).len() < 15 && started.elapsed().as_secs() < 120 {
         std::thread::sleep(std::time::Duration::from_millis(50));

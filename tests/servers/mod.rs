@@ -452,6 +452,21 @@ pub fn ldapsearch(
 /// A password as a plan gives it from a file, in `dir`. Tests read secrets from files rather
 /// than setting environment variables: other threads of the test process start programs, and
 /// changing the environment under them is not safe.
+/// Starts `mailplan apply PLAN --auto-approve --parallelism 4` without waiting for it, the
+/// directory password in the environment variable `password_env`: for a test that kills a
+/// server under a running apply. Its standard error is kept for the test to read.
+pub fn apply_in_background(plan: &Path, password_env: &str, password: &str) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("mailplan"))
+        .env(password_env, password)
+        .arg("apply")
+        .arg(plan)
+        .args(["--auto-approve", "--parallelism", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mailplan starts")
+}
+
 pub fn secret_file(dir: &Path, name: &str, value: &str) -> mailplan::spec::Secret {
     let path = dir.join(name);
     std::fs::write(&path, value).expect("write secret file");
