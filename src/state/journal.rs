@@ -574,10 +574,7 @@ mod tests {
     /// the run, so its counts include them.
     #[test]
     fn finish_counts_every_outcome_queued_before_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = StateDb::open(tmp.path()).unwrap();
-        let run = db.begin_run("plan.yaml", "fp").unwrap();
-        let journal = StateJournal::new(db, run, 1).unwrap();
+        let (tmp, run, journal) = started(1, GATHER);
         for i in 0..50 {
             journal.write_later(record(run, i), "test".into());
         }
@@ -586,6 +583,15 @@ mod tests {
         let db = StateDb::open(tmp.path()).unwrap();
         let got = db.run(run).unwrap().unwrap();
         assert_eq!((got.outcome, got.applied), (RunOutcome::Succeeded, 50));
+    }
+
+    /// A journal of a new run in a fresh state folder, for `writers` actions at once.
+    fn started(writers: usize, gather: Duration) -> (tempfile::TempDir, RunId, StateJournal) {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = StateDb::open(tmp.path()).unwrap();
+        let run = db.begin_run("plan.yaml", "fp").unwrap();
+        let journal = StateJournal::gathering(db, run, writers, gather).unwrap();
+        (tmp, run, journal)
     }
 
     fn record(run: RunId, i: usize) -> Write {
@@ -606,10 +612,7 @@ mod tests {
     /// backup, or are committed on their own once they have waited `LINGER`.
     #[test]
     fn outcomes_share_the_next_commit_or_wait_at_most_linger() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = StateDb::open(tmp.path()).unwrap();
-        let run = db.begin_run("plan.yaml", "fp").unwrap();
-        let journal = StateJournal::new(db, run, 1).unwrap();
+        let (tmp, run, journal) = started(1, GATHER);
         for i in 0..20 {
             journal.write_later(record(run, i), "test".into());
         }
@@ -654,11 +657,8 @@ mod tests {
     /// all of them wait, or once the gathering time is over.
     #[test]
     fn a_commit_waits_for_every_running_action_but_not_longer_than_gather() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = StateDb::open(tmp.path()).unwrap();
-        let run = db.begin_run("plan.yaml", "fp").unwrap();
         let window = Duration::from_secs(1);
-        let journal = StateJournal::gathering(db, run, 3, window).unwrap();
+        let (_tmp, run, journal) = started(3, window);
         let awaited = |name: &str, after: Duration| {
             std::thread::sleep(after);
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -692,10 +692,7 @@ mod tests {
     /// An action's link and backups are one request: one commit, and all or nothing.
     #[tokio::test]
     async fn a_link_and_its_backups_are_stored_together_or_not_at_all() {
-        let tmp = tempfile::tempdir().unwrap();
-        let db = StateDb::open(tmp.path()).unwrap();
-        let run = db.begin_run("plan.yaml", "fp").unwrap();
-        let journal = StateJournal::new(db, run, 1).unwrap();
+        let (tmp, run, journal) = started(1, GATHER);
         let link = |run| Write::Link {
             run,
             action_id: "convert".into(),
@@ -759,10 +756,7 @@ mod tests {
     #[tokio::test]
     async fn a_create_refused_as_stale_forgets_its_link() {
         use crate::directory::Dn;
-        let tmp = tempfile::tempdir().unwrap();
-        let db = StateDb::open(tmp.path()).unwrap();
-        let run = db.begin_run("plan.yaml", "fp").unwrap();
-        let journal = StateJournal::new(db, run, 1).unwrap();
+        let (tmp, _, journal) = started(1, GATHER);
         let create = |who: &str| Action {
             id: format!("create_mailbox:{who}"),
             kind: ActionKind::CreateMailbox,
