@@ -1,5 +1,6 @@
 //! Times each stage of `mailplan plan` on one plan file, with the memory in use after it:
-//! reading the plan file, each directory, matching, planning, the graph and the text.
+//! reading the plan file, both directories (side by side, as `mailplan plan` reads them),
+//! matching, planning, the graph and the text.
 //!
 //!     cargo run --release --example plan_stages -- PLAN.yaml
 //!
@@ -22,6 +23,19 @@ fn rss_mib() -> u64 {
         .map_or(0, |pages| pages * 4 / 1024)
 }
 
+/// A writer that only counts what the renderer writes, as `mailplan plan >/dev/null` would.
+struct Counted(usize);
+
+impl std::io::Write for Counted {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn stage<T>(name: &str, f: impl FnOnce() -> T) -> T {
     let t = Instant::now();
     let out = f();
@@ -39,27 +53,26 @@ fn main() -> Result<(), Box<dyn Error>> {
         .ok_or("usage: plan_stages PLAN.yaml")?;
     let path = std::path::PathBuf::from(path);
     let spec = stage("plan file", || ops::load_spec(&path))?;
-    let source = stage("source", || {
-        ops::load_directory("source", &spec.source.directory)
-    })?;
-    let destination = stage("destination", || {
-        ops::load_directory("destination", &spec.destination.directory)
-    })?;
+    drop(spec);
+    // Both directories at once, as `mailplan plan` reads them.
+    let inputs = stage("directories", || ops::load_inputs(&path))?;
+    let (spec, source, destination) = (&inputs.spec, &inputs.source, &inputs.destination);
     let history = plan::History::default();
     let matches = stage("match", || {
-        matching::match_all(&spec, &source, &destination, &history.links)
+        matching::match_all(spec, source, destination, &history.links)
     });
     let plan = stage("plan", || {
-        plan::plan(&spec, &source, &destination, &matches, &history)
+        plan::plan(spec, source, destination, &matches, &history)
     })?;
     stage("graph", || plan::graph::ActionGraph::build(&plan))?;
-    let text = stage("render", || {
-        render::text::render(&plan, render::text::Style { color: false })
-    });
+    let mut text = Counted(0);
+    stage("render", || {
+        render::text::write(&plan, render::text::Style { color: false }, &mut text)
+    })?;
     eprintln!(
         "{} actions, {} bytes of plan text",
         plan.actions.len(),
-        text.len()
+        text.0
     );
     Ok(())
 }

@@ -312,17 +312,18 @@ fn output(plan: &Plan, json: bool, style: Style) -> Result<ExitCode, Error> {
     if json {
         print_with(|out| render::json::write(plan, out))
     } else {
-        print(&render::text::render(plan, style))
+        print_text(plan, style)
     }
+}
+
+/// Prints a plan as text, streamed as it is rendered.
+fn print_text(plan: &Plan, style: Style) -> Result<ExitCode, Error> {
+    print_with(|out| render::text::write(plan, style, out))
 }
 
 fn show(file: PathBuf, json: bool, style: Style) -> Result<ExitCode, Error> {
     let saved = ops::load_saved(&file)?;
-    print(&if json {
-        render::json::render(&saved.plan)
-    } else {
-        render::text::render(&saved.plan, style)
-    })
+    output(&saved.plan, json, style)
 }
 
 fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
@@ -368,7 +369,7 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
         None => {
             let history = ops::read_history(&db)?;
             let prepared = ops::prepare_plan_file(&args.input, history, &state_dir)?;
-            print(&render::text::render(&prepared.plan, style))?;
+            print_text(&prepared.plan, style)?;
             if !prepared.plan.has_changes() {
                 ops::settle_merges(&db, &prepared)?;
                 return Ok(ExitCode::SUCCESS);
@@ -539,7 +540,7 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
             let db = open(&a)?;
             let lock = db.lock()?;
             let prepared = ops::prepare_restore(&a.plan, &db, &dn)?;
-            print(&render::text::render(&prepared.plan, style))?;
+            print_text(&prepared.plan, style)?;
             if !prepared.plan.has_changes() {
                 return Ok(ExitCode::SUCCESS);
             }

@@ -95,12 +95,21 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// The plan as one string (for `show` of small plans and for tests); see [`write`].
 pub fn render(plan: &Plan, style: Style) -> String {
-    let mut out = String::new();
-    problems(&mut out, plan, style);
+    let mut out = Vec::new();
+    // Writing to a vector cannot fail, and every piece written is a `str`.
+    let _ = write(plan, style, &mut out);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// Writes the plan to `out` as it is rendered. A plan of 100,000 persons is over 100 MB of
+/// text: it goes out a batch of subject blocks at a time, never held whole in memory.
+pub fn write(plan: &Plan, style: Style, out: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut head = String::new();
+    problems(&mut head, plan, style);
 
     let mut unchanged = Vec::new();
-    let mut first = true;
     // One pass over the actions, so rendering stays linear in the size of the plan.
     let mut by_subject: BTreeMap<&crate::directory::Dn, Vec<&Action>> = BTreeMap::new();
     for a in &plan.actions {
@@ -116,66 +125,80 @@ pub fn render(plan: &Plan, style: Style) -> String {
         if actions.is_empty() {
             continue; // Shown under problems.
         }
-        if first {
-            let _ = writeln!(
-                out,
-                "{}\n",
-                style.bold("mailplan will perform these actions:")
-            );
-            first = false;
-        }
         blocks.push((subject, actions));
     }
-    out.push_str(&subject_blocks(&blocks, style));
+    if !blocks.is_empty() {
+        let _ = writeln!(
+            head,
+            "{}\n",
+            style.bold("mailplan will perform these actions:")
+        );
+    }
+    out.write_all(head.as_bytes())?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    subject_blocks(&blocks, style, cores, out)?;
+    let mut tail = String::new();
     if !unchanged.is_empty() {
         let _ = writeln!(
-            out,
+            tail,
             "{}",
             style.bold(&format!("Unchanged ({}):", unchanged.len()))
         );
         for s in unchanged {
             let _ = writeln!(
-                out,
+                tail,
                 "  = {} {}",
                 s.name,
                 style.dim(&format!("({})", how_matched(s)))
             );
         }
-        out.push('\n');
+        tail.push('\n');
     }
-    out.push_str(&summary_line(plan, style));
-    out
+    tail.push_str(&summary_line(plan, style));
+    out.write_all(tail.as_bytes())
 }
 
-/// The subject blocks, in order. A plan of 100,000 persons prints over 100 MB: the blocks are
-/// independent, so each core renders a run of them and the runs are joined in order, which
-/// gives exactly the bytes one thread would.
-fn subject_blocks(blocks: &[(&Subject, Vec<&Action>)], style: Style) -> String {
-    const MIN_RUN: usize = 2_000;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let runs = (blocks.len() / MIN_RUN).clamp(1, cores);
+/// Subject blocks one thread renders at a time.
+const RUN: usize = 1_000;
+
+/// Writes the subject blocks in order. The blocks are independent: each of `cores` threads
+/// renders a run of a batch, and the runs go out in order, which gives exactly the bytes one
+/// thread would, with only one batch in memory at a time.
+fn subject_blocks(
+    blocks: &[(&Subject, Vec<&Action>)],
+    style: Style,
+    cores: usize,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
     let render_run = |run: &[(&Subject, Vec<&Action>)]| {
-        let mut out = String::new();
+        let mut text = String::new();
         for (subject, actions) in run {
-            subject_block(&mut out, subject, actions, style);
+            subject_block(&mut text, subject, actions, style);
         }
-        out
+        text
     };
-    if runs == 1 {
-        return render_run(blocks);
+    if cores == 1 || blocks.len() <= RUN {
+        for run in blocks.chunks(RUN) {
+            out.write_all(render_run(run).as_bytes())?;
+        }
+        return Ok(());
     }
-    let size = blocks.len().div_ceil(runs);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = blocks
-            .chunks(size)
-            .map(|run| scope.spawn(move || render_run(run)))
-            .collect();
-        let parts: Vec<String> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect();
-        parts.concat()
-    })
+    for batch in blocks.chunks(RUN * cores) {
+        let parts: Vec<String> = std::thread::scope(|scope| {
+            let handles: Vec<_> = batch
+                .chunks(RUN)
+                .map(|run| scope.spawn(move || render_run(run)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        for part in parts {
+            out.write_all(part.as_bytes())?;
+        }
+    }
+    Ok(())
 }
 
 fn how_matched(s: &Subject) -> String {
@@ -462,6 +485,44 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1234), "1,234");
         assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn blocks_rendered_side_by_side_are_the_bytes_of_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::generate::GenerateOptions {
+            persons: 2_500,
+            destination_objects: 6_000,
+            seed: 5,
+        };
+        crate::generate::generate_into(dir.path(), &opts).unwrap();
+        let inputs = crate::ops::load_inputs(&dir.path().join("plan.yaml")).unwrap();
+        let plan = crate::ops::make_plan(&inputs).unwrap();
+        let mut by_subject: BTreeMap<&crate::directory::Dn, Vec<&Action>> = BTreeMap::new();
+        for a in &plan.actions {
+            by_subject.entry(&a.subject).or_default().push(a);
+        }
+        let blocks: Vec<(&Subject, Vec<&Action>)> = plan
+            .subjects
+            .iter()
+            .filter_map(|s| Some((s, by_subject.remove(&s.source)?)))
+            .collect();
+        assert!(blocks.len() > 2 * RUN, "{} blocks", blocks.len());
+        let render_with = |cores| {
+            let mut out = Vec::new();
+            subject_blocks(&blocks, Style { color: false }, cores, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let one = render_with(1);
+        assert_eq!(render_with(2), one);
+        assert_eq!(render_with(3), one);
+        // Every block once, in plan order.
+        let heads: Vec<&str> = one
+            .lines()
+            .filter_map(|l| l.strip_prefix("  source: "))
+            .collect();
+        let sources: Vec<String> = blocks.iter().map(|(s, _)| s.source.to_string()).collect();
+        assert_eq!(heads, sources);
     }
 
     #[test]
