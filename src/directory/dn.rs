@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -41,15 +42,17 @@ impl Rdn {
 
 /// A distinguished name, e.g. `CN=John Smith,OU=Sales,O=Acme`.
 ///
-/// Stored as two strings only, the canonical text and the normalised key, because snapshots hold
-/// hundreds of thousands of DNs; RDNs are parsed again on demand (the text is canonical, so that
-/// parse cannot fail).
+/// Stored as one shared string only, the canonical text followed by the normalised key, because
+/// snapshots hold hundreds of thousands of DNs and plans copy each several times: a copy is a
+/// reference count, not two allocations. RDNs are parsed again on demand (the text is
+/// canonical, so that parse cannot fail).
 #[derive(Clone)]
 pub struct Dn {
-    /// Canonical RFC 4514 text, as `Display` shows it.
-    text: Box<str>,
-    /// Normalised RDNs, root first, joined by `,`: the identity used for Eq, Hash and Ord.
-    key: Box<str>,
+    /// Canonical RFC 4514 text (as `Display` shows it), then the normalised RDNs, root first,
+    /// joined by `,` (the identity used for Eq, Hash and Ord).
+    both: Arc<str>,
+    /// Where the key starts in `both`.
+    split: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,12 +78,23 @@ pub enum DnError {
 }
 
 impl Dn {
+    fn new(mut text: String, key: &str) -> Self {
+        let split = text.len();
+        text.push_str(key);
+        Dn {
+            both: text.into(),
+            split,
+        }
+    }
+
+    /// Canonical RFC 4514 text.
+    fn text(&self) -> &str {
+        &self.both[..self.split]
+    }
+
     /// The empty DN (the root DSE).
     pub fn root() -> Self {
-        Dn {
-            text: "".into(),
-            key: "".into(),
-        }
+        Dn::new(String::new(), "")
     }
 
     /// Parses an RFC 4514 string (also accepting RFC 1779's `;` separators, quoted values and
@@ -97,24 +111,21 @@ impl Dn {
             }
             push_normalised_rdn(&mut key, rdn);
         }
-        Dn {
-            text: render(&rdns).into(),
-            key: key.into(),
-        }
+        Dn::new(render(&rdns), &key)
     }
 
     /// RDNs, leaf first (as written).
     pub fn rdns(&self) -> Vec<Rdn> {
-        parse_rdns(&self.text).unwrap_or_default()
+        parse_rdns(self.text()).unwrap_or_default()
     }
 
     pub fn is_root(&self) -> bool {
-        self.text.is_empty()
+        self.text().is_empty()
     }
 
     /// The leaf RDN.
     pub fn rdn(&self) -> Option<Rdn> {
-        let first = split_unescaped(&self.text, &[','])
+        let first = split_unescaped(self.text(), &[','])
             .ok()?
             .into_iter()
             .next()?;
@@ -141,30 +152,28 @@ impl Dn {
             attr: AttrName::new_unchecked(attr),
             value: value.to_string(),
         }]);
-        let text = if self.text.is_empty() {
+        let text = if self.text().is_empty() {
             render(std::slice::from_ref(&rdn))
         } else {
-            format!("{},{}", render(std::slice::from_ref(&rdn)), self.text)
+            format!("{},{}", render(std::slice::from_ref(&rdn)), self.text())
         };
-        let key = if self.key.is_empty() {
+        let key = if self.key().is_empty() {
             normalise_rdn(&rdn)
         } else {
-            format!("{},{}", self.key, normalise_rdn(&rdn))
+            format!("{},{}", self.key(), normalise_rdn(&rdn))
         };
-        Dn {
-            text: text.into(),
-            key: key.into(),
-        }
+        Dn::new(text, &key)
     }
 
     /// True when `self` equals `base` or lies below it.
     pub fn is_within(&self, base: &Dn) -> bool {
-        if base.key.is_empty() {
+        let (key, base) = (self.key(), base.key());
+        if base.is_empty() {
             return true;
         }
-        self.key.len() >= base.key.len()
-            && self.key.starts_with(&*base.key)
-            && (self.key.len() == base.key.len() || self.key.as_bytes()[base.key.len()] == b',')
+        key.len() >= base.len()
+            && key.starts_with(base)
+            && (key.len() == base.len() || key.as_bytes()[base.len()] == b',')
     }
 
     /// Domino's abbreviated form: the RDN values leaf first, joined by `/`
@@ -177,7 +186,7 @@ impl Dn {
 
     /// The normalised identity (lower-case, root first); stable across runs.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.both[self.split..]
     }
 }
 
@@ -396,13 +405,13 @@ fn normalise_rdn(rdn: &Rdn) -> String {
 
 impl PartialEq for Dn {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
+        Arc::ptr_eq(&self.both, &other.both) || self.key() == other.key()
     }
 }
 impl Eq for Dn {}
 impl Hash for Dn {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        self.key.hash(state)
+        self.key().hash(state)
     }
 }
 impl PartialOrd for Dn {
@@ -412,13 +421,13 @@ impl PartialOrd for Dn {
 }
 impl Ord for Dn {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.key.cmp(&other.key)
+        self.key().cmp(other.key())
     }
 }
 
 impl fmt::Display for Dn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
+        f.write_str(self.text())
     }
 }
 
