@@ -206,22 +206,49 @@ impl<'de> Deserialize<'de> for AttrName {
 }
 
 /// One attribute value. Text in almost every case; bytes where the directory says so.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Value(Vec<u8>);
+///
+/// A snapshot holds millions of values and a plan copies many of them (into changes, backups
+/// and mailboxes), so a value is 24 bytes: short ones (object classes, names, flags, phone
+/// numbers) inline, with no allocation at all; longer ones shared, so a copy is a reference
+/// count. It compares, orders and hashes as its bytes.
+#[derive(Clone)]
+pub struct Value(Repr);
+
+/// The longest value kept inline.
+const INLINE: usize = 22;
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Shared(Arc<[u8]>),
+}
 
 impl Value {
+    fn from_slice(b: &[u8]) -> Self {
+        match u8::try_from(b.len()) {
+            Ok(len) if b.len() <= INLINE => {
+                let mut bytes = [0; INLINE];
+                bytes[..b.len()].copy_from_slice(b);
+                Value(Repr::Inline { len, bytes })
+            }
+            _ => Value(Repr::Shared(b.into())),
+        }
+    }
     pub fn text(s: impl Into<String>) -> Self {
-        Value(s.into().into_bytes())
+        Self::from_slice(s.into().as_bytes())
     }
     pub fn bytes(b: impl Into<Vec<u8>>) -> Self {
-        Value(b.into())
+        Self::from_slice(&b.into())
     }
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        match &self.0 {
+            Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            Repr::Shared(b) => b,
+        }
     }
     /// The value as text, when it is valid UTF-8.
     pub fn as_str(&self) -> Option<&str> {
-        std::str::from_utf8(&self.0).ok()
+        std::str::from_utf8(self.as_bytes()).ok()
     }
     /// True when the value is not printable text and must be shown or written as base64.
     pub fn is_binary(&self) -> bool {
@@ -233,7 +260,7 @@ impl Value {
     /// A 16-byte binary value as Active Directory writes a GUID (objectGUID, msExchMailboxGuid):
     /// the first three groups little-endian, the rest in byte order. `None` for anything else.
     pub fn guid_text(&self) -> Option<String> {
-        let b: &[u8; 16] = self.0.as_slice().try_into().ok()?;
+        let b: &[u8; 16] = self.as_bytes().try_into().ok()?;
         if !self.is_binary() {
             return None;
         }
@@ -262,10 +289,10 @@ impl Value {
         if self.is_binary() {
             format!(
                 "base64:{}",
-                base64::engine::general_purpose::STANDARD.encode(&self.0)
+                base64::engine::general_purpose::STANDARD.encode(self.as_bytes())
             )
         } else {
-            String::from_utf8_lossy(&self.0).into_owned()
+            String::from_utf8_lossy(self.as_bytes()).into_owned()
         }
     }
 }
@@ -302,7 +329,7 @@ impl<'de> Deserialize<'de> for Value {
         let s = String::deserialize(d)?;
         if let Some(b64) = s.strip_prefix("base64:") {
             if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) {
-                let v = Value(bytes);
+                let v = Value::bytes(bytes);
                 if v.is_binary() {
                     return Ok(v);
                 }
@@ -337,7 +364,29 @@ impl schemars::JsonSchema for AttrName {
 
 impl Borrow<[u8]> for Value {
     fn borrow(&self) -> &[u8] {
-        &self.0
+        self.as_bytes()
+    }
+}
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+impl Eq for Value {}
+impl PartialOrd for Value {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Value {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+impl Hash for Value {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // As `[u8]` hashes, which `Borrow<[u8]>` requires.
+        self.as_bytes().hash(state)
     }
 }
 
@@ -358,6 +407,34 @@ mod tests {
         );
         assert_eq!(Value::text("0123456789abcdef").guid_text(), None);
         assert_eq!(Value::bytes(vec![0xff; 15]).guid_text(), None);
+    }
+
+    #[test]
+    fn values_inline_and_shared_compare_as_their_bytes() {
+        use std::hash::BuildHasher;
+        let hasher = std::collections::hash_map::RandomState::new();
+        // Around the inline limit, and one value that is not UTF-8.
+        let raw: Vec<Vec<u8>> = vec![
+            b"".to_vec(),
+            b"a".repeat(INLINE - 1),
+            b"a".repeat(INLINE),
+            b"a".repeat(INLINE + 1),
+            [b"a".repeat(INLINE), b"b".to_vec()].concat(),
+            b"b".to_vec(),
+            vec![0xff, 0x00, 0xfe],
+        ];
+        for a in &raw {
+            let va = Value::bytes(a.clone());
+            assert_eq!(va.as_bytes(), a.as_slice());
+            assert_eq!(hasher.hash_one(&va), hasher.hash_one(a.as_slice()));
+            for b in &raw {
+                let vb = Value::bytes(b.clone());
+                assert_eq!(va.cmp(&vb), a.cmp(b), "{a:?} vs {b:?}");
+                assert_eq!(va == vb, a == b);
+            }
+        }
+        let long = Value::text("x".repeat(100));
+        assert_eq!(long.clone().as_str(), Some("x".repeat(100).as_str()));
     }
 
     #[test]
