@@ -659,6 +659,15 @@ fn folded_chars(s: &str) -> impl Iterator<Item = char> + '_ {
 }
 
 fn text_eq_ignore_case(a: &str, b: &str) -> bool {
+    // Most comparisons are short ASCII words (`objectClass=user` against each class of an
+    // entry, for every entry): with no white space to trim or fold, they need no folding.
+    let plain = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii() && !b.is_ascii_whitespace() && b != 0x0b)
+    };
+    if plain(a) && plain(b) {
+        return a.eq_ignore_ascii_case(b);
+    }
     folded_chars(a).eq(folded_chars(b))
 }
 
@@ -968,6 +977,37 @@ impl schemars::JsonSchema for Filter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_words_compare_as_folding_would() {
+        let words = [
+            "user",
+            "User",
+            "USER",
+            "users",
+            " user",
+            "user ",
+            "us er",
+            "us  er",
+            "us\ter",
+            "us\u{b}er",
+            "ÜSER",
+            "üser",
+            "",
+            " ",
+            "a\u{b}",
+            "A",
+        ];
+        for a in words {
+            for b in words {
+                assert_eq!(
+                    text_eq_ignore_case(a, b),
+                    folded_chars(a).eq(folded_chars(b)),
+                    "{a:?} vs {b:?}"
+                );
+            }
+        }
+    }
 
     fn parse(s: &str) -> Filter {
         Filter::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
