@@ -20,20 +20,22 @@ impl ProxyAddress {
     /// Parses `TYPE:address`. A value without a type prefix is taken as an SMTP address when it
     /// looks like one (the `mail` attribute holds bare addresses).
     pub fn parse(value: &str) -> Option<Self> {
-        let value = value.trim();
-        if let Some((kind, address)) = value.split_once(':') {
-            let typed = !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric());
-            if typed && !address.is_empty() {
-                let primary = kind.chars().any(|c| c.is_ascii_uppercase())
-                    && !kind.chars().any(|c| c.is_ascii_lowercase());
-                return Some(ProxyAddress {
-                    kind: kind.to_ascii_uppercase(),
-                    address: address.to_string(),
-                    primary,
-                });
-            }
+        match split(value)? {
+            (Some(kind), address) => Some(ProxyAddress {
+                kind: kind.to_ascii_uppercase(),
+                address: address.to_string(),
+                primary: kind.chars().any(|c| c.is_ascii_uppercase())
+                    && !kind.chars().any(|c| c.is_ascii_lowercase()),
+            }),
+            (None, address) => Some(ProxyAddress::smtp(address, false)),
         }
-        is_smtp(value).then(|| ProxyAddress::smtp(value, false))
+    }
+
+    /// `parse(value)?.key()`, without making the address first: indexing a directory takes
+    /// the key of every address it holds.
+    pub fn key_of(value: &str) -> Option<String> {
+        let (kind, address) = split(value)?;
+        Some(address_key(kind.unwrap_or("SMTP"), address))
     }
 
     pub fn smtp(address: &str, primary: bool) -> Self {
@@ -78,12 +80,32 @@ impl ProxyAddress {
     }
 }
 
+/// A stored address value as its type (none for a bare internet address) and address.
+fn split(value: &str) -> Option<(Option<&str>, &str)> {
+    let value = value.trim();
+    if let Some((kind, address)) = value.split_once(':') {
+        let typed = !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric());
+        if typed && !address.is_empty() {
+            return Some((Some(kind), address));
+        }
+    }
+    is_smtp(value).then_some((None, value))
+}
+
 /// The comparison key of an address of a type.
 pub fn address_key(kind: &str, address: &str) -> String {
+    let address = address.trim();
     let mut key = String::with_capacity(kind.len() + address.len() + 1);
-    key.push_str(&kind.to_ascii_lowercase());
+    key.push_str(kind);
+    key.make_ascii_lowercase();
     key.push(':');
-    key.extend(address.trim().chars().flat_map(char::to_lowercase));
+    if address.is_ascii() {
+        let from = key.len();
+        key.push_str(address);
+        key[from..].make_ascii_lowercase();
+    } else {
+        key.extend(address.chars().flat_map(char::to_lowercase));
+    }
     key
 }
 
@@ -121,6 +143,30 @@ pub fn smtp_domain(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_of_stored_values_are_the_keys_of_their_addresses() {
+        for v in [
+            "SMTP:John.Smith@Acme.COM",
+            "smtp:john@acme.com",
+            " SMTP: Jöhn@Ácme.com ",
+            "X500:/o=Acme/ou=Sales/cn=Recipients/cn=jsmith",
+            "NOTES:John Smith/Sales/Acme@ACME",
+            "John.Smith@Acme.com",
+            "no address",
+            "SMTP:",
+            ":john@acme.com",
+            "",
+        ] {
+            assert_eq!(
+                ProxyAddress::key_of(v),
+                ProxyAddress::parse(v).map(|p| p.key()),
+                "{v:?}"
+            );
+        }
+        assert_eq!(address_key("SMTP", " A@B.com"), "smtp:a@b.com");
+        assert_eq!(address_key("smtp", "Ä@B.com"), "smtp:ä@b.com");
+    }
 
     #[test]
     fn parses_typed_and_bare_addresses() {

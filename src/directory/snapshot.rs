@@ -6,6 +6,7 @@
 //! (`ldif`, `ldap`) produce the entries, this module only organises them.
 
 use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use super::address::{ProxyAddress, address_key};
 use super::attr::{AttrName, Value};
@@ -101,8 +102,7 @@ impl Snapshot {
             let mut seen_addr: Vec<String> = Vec::new();
             for attr in &config.address_attrs {
                 for v in e.texts(attr.as_str()) {
-                    if let Some(p) = ProxyAddress::parse(v) {
-                        let key = p.key();
+                    if let Some(key) = ProxyAddress::key_of(v) {
                         if !seen_addr.contains(&key) {
                             seen_addr.push(key);
                         }
@@ -159,30 +159,33 @@ pub struct IndexConfig {
 #[derive(Debug, Default)]
 pub struct Indexes {
     /// `address_key(type, address)` → entries holding that address.
-    pub addresses: FxHashMap<String, Vec<EntryId>>,
+    pub addresses: FxHashMap<String, Postings>,
     /// `name_key(account)` → entries with that account name.
-    pub accounts: FxHashMap<String, Vec<EntryId>>,
+    pub accounts: FxHashMap<String, Postings>,
     /// `name_key(cn)` → entries with that common name.
-    pub names: FxHashMap<String, Vec<EntryId>>,
+    pub names: FxHashMap<String, Postings>,
 }
+
+/// The entries one key leads to: almost always one, kept without an allocation of its own.
+pub type Postings = SmallVec<[EntryId; 1]>;
 
 impl Indexes {
     pub fn by_address(&self, kind: &str, address: &str) -> &[EntryId] {
         self.addresses
             .get(&address_key(kind, address))
-            .map(Vec::as_slice)
+            .map(Postings::as_slice)
             .unwrap_or(&[])
     }
     pub fn by_account(&self, name: &str) -> &[EntryId] {
         self.accounts
             .get(&name_key(name))
-            .map(Vec::as_slice)
+            .map(Postings::as_slice)
             .unwrap_or(&[])
     }
     pub fn by_name(&self, name: &str) -> &[EntryId] {
         self.names
             .get(&name_key(name))
-            .map(Vec::as_slice)
+            .map(Postings::as_slice)
             .unwrap_or(&[])
     }
 }
