@@ -11,6 +11,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::attr::AttrName;
@@ -234,9 +236,10 @@ fn parse_rdns(s: &str) -> Result<Vec<Rdn>, DnError> {
     Ok(rdns)
 }
 
-/// Splits at unescaped separators, outside double quotes.
-fn split_unescaped<'a>(s: &'a str, seps: &[char]) -> Result<Vec<&'a str>, ()> {
-    let mut parts = Vec::new();
+/// Splits at unescaped separators, outside double quotes. Parts are kept inline (DNs are read
+/// by the hundred thousand, and few have more than eight RDNs).
+fn split_unescaped<'a>(s: &'a str, seps: &[char]) -> Result<SmallVec<[&'a str; 8]>, ()> {
+    let mut parts = SmallVec::new();
     let mut start = 0;
     let mut escaped = false;
     let mut quoted = false;

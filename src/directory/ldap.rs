@@ -503,8 +503,13 @@ fn parse_entry(re: ResultEntry) -> Result<Parsed, String> {
 /// `member;range=0-1499` is `member` from value 0 to 1499; `member;range=1500-*` is the last
 /// part. Other options (`;binary`, `;lang-de`) stay part of the name.
 fn split_range(name: &str) -> (&str, Option<(u64, Option<u64>)>) {
-    let lower = name.to_ascii_lowercase();
-    let Some(at) = lower.find(";range=") else {
+    // Every attribute name of every entry comes through here: no copy to search in.
+    const RANGE: &[u8] = b";range=";
+    let Some(at) = name
+        .as_bytes()
+        .windows(RANGE.len())
+        .position(|w| w.eq_ignore_ascii_case(RANGE))
+    else {
         return (name, None);
     };
     let spec = &name[at + ";range=".len()..];
