@@ -75,6 +75,28 @@ pub fn plan_with_items(
     history: &History,
     inventories: &Inventories,
 ) -> Result<Plan, PlanError> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    plan_on(
+        spec,
+        source,
+        destination,
+        matches,
+        history,
+        inventories,
+        cores,
+    )
+}
+
+/// `plan_with_items` on up to `cores` threads; the plan is the same for any number.
+fn plan_on(
+    spec: &Spec,
+    source: &Snapshot,
+    destination: &Snapshot,
+    matches: &Matches,
+    history: &History,
+    inventories: &Inventories,
+    cores: usize,
+) -> Result<Plan, PlanError> {
     let mut problems = check_destination(spec, destination);
     for attr in spec.destination.mapping.keys() {
         if MANAGED.iter().any(|m| attr.is(m)) {
@@ -106,8 +128,21 @@ pub fn plan_with_items(
         targets: BTreeMap::new(),
         inventories,
     };
-    for pm in &matches.persons {
-        p.person(pm);
+    // Names are the one thing a person's plan takes from the others' (a second John Smith
+    // gets `jsmith2`): they are chosen first, in person order. The rest of each person's plan
+    // depends only on the inputs, so runs of persons are planned side by side and joined in
+    // order, which gives exactly the plan one thread would.
+    let names: Vec<Option<NewNames>> = matches
+        .persons
+        .iter()
+        .map(|pm| matches!(pm.outcome, Outcome::New).then(|| p.new_names(&pm.person)))
+        .collect();
+    let work: Vec<(&PersonMatch, Option<NewNames>)> = matches.persons.iter().zip(names).collect();
+    let runs = plan_runs(&p, work, cores);
+    for run in runs {
+        p.subjects.extend(run.subjects);
+        p.actions.extend(run.actions);
+        p.targets.extend(run.targets);
     }
     p.groups();
     let Planner {
@@ -128,6 +163,54 @@ pub fn plan_with_items(
         subjects,
         actions,
         summary,
+    })
+}
+
+/// Persons planned on one thread: what [`Planner::person`] adds for each, in order.
+struct Run {
+    subjects: Vec<Subject>,
+    actions: Vec<Action>,
+    targets: BTreeMap<Dn, (Dn, Option<String>)>,
+}
+
+/// Plans the persons (with their chosen names) in runs, one per core, each on a planner of
+/// its own that shares the inputs; the runs come back in person order.
+fn plan_runs<'a>(
+    p: &Planner<'a>,
+    work: Vec<(&'a PersonMatch, Option<NewNames>)>,
+    cores: usize,
+) -> Vec<Run> {
+    const MIN_RUN: usize = 1_000;
+    let runs = (work.len() / MIN_RUN).clamp(1, cores);
+    let size = work.len().div_ceil(runs).max(1);
+    let mut chunks: Vec<Vec<(&PersonMatch, Option<NewNames>)>> = Vec::new();
+    let mut work = work.into_iter().peekable();
+    while work.peek().is_some() {
+        chunks.push(work.by_ref().take(size).collect());
+    }
+    let plan_run = |chunk: Vec<(&'a PersonMatch, Option<NewNames>)>| {
+        let mut w = p.helper();
+        for (pm, names) in chunk {
+            w.person(pm, names);
+        }
+        Run {
+            subjects: w.subjects,
+            actions: w.actions,
+            targets: w.targets,
+        }
+    };
+    if chunks.len() <= 1 {
+        return chunks.into_iter().map(plan_run).collect();
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || plan_run(chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+            .collect()
     })
 }
 
@@ -221,6 +304,19 @@ struct Mailbox {
     action: Option<String>,
 }
 
+/// The account name and DN a new mailbox gets, chosen before persons are planned.
+struct NewNames {
+    /// The account name the person would have had, were it free.
+    wanted_sam: String,
+    sam: String,
+    /// The DN's common name, were it free.
+    name: String,
+    dn: Dn,
+    /// Whether `sam` and `dn` differ from what was wanted (both were taken).
+    sam_changed: bool,
+    dn_changed: bool,
+}
+
 fn attr(name: &str) -> AttrName {
     AttrName::new_unchecked(name)
 }
@@ -243,7 +339,56 @@ fn candidate_info(dest: &Snapshot, c: &Candidate) -> CandidateInfo {
 }
 
 impl<'a> Planner<'a> {
-    fn person(&mut self, pm: &PersonMatch) {
+    /// A planner for a run of persons: the same inputs, nothing planned yet. Names are chosen
+    /// before runs start, so it needs none of the taken-name sets.
+    fn helper(&self) -> Planner<'a> {
+        Planner {
+            spec: self.spec,
+            source: self.source,
+            dest: self.dest,
+            matches: self.matches,
+            history: self.history,
+            flavor: self.flavor,
+            taken_accounts: FxHashSet::default(),
+            mapping: self.mapping.clone(),
+            reserved_accounts: FxHashSet::default(),
+            taken_dns: BTreeSet::new(),
+            subjects: Vec::new(),
+            actions: Vec::new(),
+            targets: BTreeMap::new(),
+            inventories: self.inventories,
+        }
+    }
+
+    /// Chooses the account name and DN of a person's new mailbox, and takes them.
+    fn new_names(&mut self, person: &crate::matching::Person) -> NewNames {
+        let wanted_sam = person
+            .short_names
+            .first()
+            .cloned()
+            .or_else(|| {
+                person
+                    .smtp
+                    .first()
+                    .and_then(|a| a.split('@').next())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| person.display_name().replace(' ', "."));
+        let (sam, sam_changed) = self.unique_account(&wanted_sam);
+        let name = person.display_name();
+        let container = self.spec.destination.container.clone();
+        let (dn, dn_changed) = self.unique_dn(&container, &name);
+        NewNames {
+            wanted_sam,
+            sam,
+            name,
+            dn,
+            sam_changed,
+            dn_changed,
+        }
+    }
+
+    fn person(&mut self, pm: &PersonMatch, names: Option<NewNames>) {
         let person = &pm.person;
         let mut subject = Subject {
             source: person.dn.clone(),
@@ -310,7 +455,8 @@ impl<'a> Planner<'a> {
             }
             Outcome::New => {
                 subject.scenario = pm.scenario();
-                match self.create_mailbox(pm, &mut subject) {
+                let created = names.and_then(|n| self.create_mailbox(pm, n, &mut subject));
+                match created {
                     Some(mailbox) => {
                         self.contacts(pm, &mailbox, &mut subject);
                         self.imports(pm, &mailbox, &mut subject);
@@ -683,21 +829,21 @@ impl Planner<'_> {
     }
 
     /// Scenario 1 and 3: a new mailbox user.
-    fn create_mailbox(&mut self, pm: &PersonMatch, subject: &mut Subject) -> Option<Mailbox> {
+    fn create_mailbox(
+        &mut self,
+        pm: &PersonMatch,
+        names: NewNames,
+        subject: &mut Subject,
+    ) -> Option<Mailbox> {
         let person = &pm.person;
-        let wanted_sam = person
-            .short_names
-            .first()
-            .cloned()
-            .or_else(|| {
-                person
-                    .smtp
-                    .first()
-                    .and_then(|a| a.split('@').next())
-                    .map(str::to_string)
-            })
-            .unwrap_or_else(|| person.display_name().replace(' ', "."));
-        let (sam, sam_changed) = self.unique_account(&wanted_sam);
+        let NewNames {
+            wanted_sam,
+            sam,
+            name,
+            dn,
+            sam_changed,
+            dn_changed,
+        } = names;
         if sam_changed {
             subject.messages.push(Message {
                 level: Level::Warning,
@@ -705,8 +851,6 @@ impl Planner<'_> {
             });
         }
         let container = self.spec.destination.container.clone();
-        let name = person.display_name();
-        let (dn, dn_changed) = self.unique_dn(&container, &name);
         if dn_changed {
             subject.messages.push(Message {
                 level: Level::Warning,
@@ -1433,6 +1577,43 @@ mod tests {
             .iter()
             .map(|(n, vs)| (attr(n), vs.iter().map(|v| Value::from(*v)).collect()))
             .collect()
+    }
+
+    #[test]
+    fn persons_planned_side_by_side_make_the_plan_of_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::generate::GenerateOptions {
+            persons: 3_000,
+            destination_objects: 8_000,
+            seed: 9,
+        };
+        crate::generate::generate_into(dir.path(), &opts).unwrap();
+        let inputs = crate::ops::load_inputs(&dir.path().join("plan.yaml")).unwrap();
+        let matches = crate::matching::match_all(
+            &inputs.spec,
+            &inputs.source,
+            &inputs.destination,
+            &inputs.history.links,
+        );
+        let on = |cores| {
+            let plan = plan_on(
+                &inputs.spec,
+                &inputs.source,
+                &inputs.destination,
+                &matches,
+                &inputs.history,
+                &Inventories::new(),
+                cores,
+            )
+            .unwrap();
+            serde_json::to_string(&plan).unwrap()
+        };
+        let one = on(1);
+        // Names taken by another run's persons must still be seen as taken.
+        assert!(one.contains("is taken at the destination"));
+        assert!(one.contains("already exists; the new mailbox is created as"));
+        assert_eq!(on(2), one);
+        assert_eq!(on(3), one);
     }
 
     #[test]
