@@ -12,6 +12,7 @@ pub mod generate;
 pub mod items;
 pub mod matching;
 pub mod ops;
+pub mod parallel;
 pub mod plan;
 pub mod render;
 pub mod spec;

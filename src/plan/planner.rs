@@ -75,7 +75,6 @@ pub fn plan_with_items(
     history: &History,
     inventories: &Inventories,
 ) -> Result<Plan, PlanError> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     plan_on(
         spec,
         source,
@@ -83,7 +82,7 @@ pub fn plan_with_items(
         matches,
         history,
         inventories,
-        cores,
+        crate::parallel::cores(),
     )
 }
 
@@ -180,17 +179,9 @@ fn plan_runs<'a>(
     work: Vec<(&'a PersonMatch, Option<NewNames>)>,
     cores: usize,
 ) -> Vec<Run> {
-    const MIN_RUN: usize = 1_000;
-    let runs = (work.len() / MIN_RUN).clamp(1, cores);
-    let size = work.len().div_ceil(runs).max(1);
-    let mut chunks: Vec<Vec<(&PersonMatch, Option<NewNames>)>> = Vec::new();
-    let mut work = work.into_iter().peekable();
-    while work.peek().is_some() {
-        chunks.push(work.by_ref().take(size).collect());
-    }
-    let plan_run = |chunk: Vec<(&'a PersonMatch, Option<NewNames>)>| {
+    crate::parallel::runs(work, cores, 1_000, |run| {
         let mut w = p.helper();
-        for (pm, names) in chunk {
+        for (pm, names) in run {
             w.person(pm, names);
         }
         Run {
@@ -198,19 +189,6 @@ fn plan_runs<'a>(
             actions: w.actions,
             targets: w.targets,
         }
-    };
-    if chunks.len() <= 1 {
-        return chunks.into_iter().map(plan_run).collect();
-    }
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .into_iter()
-            .map(|chunk| scope.spawn(move || plan_run(chunk)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-            .collect()
     })
 }
 

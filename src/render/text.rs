@@ -135,8 +135,7 @@ pub fn write(plan: &Plan, style: Style, out: &mut dyn std::io::Write) -> std::io
         );
     }
     out.write_all(head.as_bytes())?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    subject_blocks(&blocks, style, cores, out)?;
+    subject_blocks(&blocks, style, crate::parallel::cores(), out)?;
     let mut tail = String::new();
     if !unchanged.is_empty() {
         let _ = writeln!(
@@ -177,24 +176,11 @@ fn subject_blocks(
         }
         text
     };
-    if cores == 1 || blocks.len() <= RUN {
-        for run in blocks.chunks(RUN) {
-            out.write_all(render_run(run).as_bytes())?;
-        }
-        return Ok(());
-    }
-    for batch in blocks.chunks(RUN * cores) {
-        let parts: Vec<String> = std::thread::scope(|scope| {
-            let handles: Vec<_> = batch
-                .chunks(RUN)
-                .map(|run| scope.spawn(move || render_run(run)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                .collect()
-        });
-        for part in parts {
+    for batch in blocks.chunks(RUN * cores.max(1)) {
+        let runs: Vec<&[(&Subject, Vec<&Action>)]> = batch.chunks(RUN).collect();
+        for part in crate::parallel::runs(runs, cores, 1, |runs| {
+            runs.into_iter().map(render_run).collect::<String>()
+        }) {
             out.write_all(part.as_bytes())?;
         }
     }

@@ -1,0 +1,72 @@
+//! Work split into runs on the machine's cores, with results in input order.
+//!
+//! Matching, planning and rendering each have a long list of independent pieces (persons,
+//! subject blocks). They hand runs of it to this module and get back, in order, exactly what
+//! one thread would have produced: determinism does not depend on the number of cores. This
+//! module must not know what the pieces are, and must not be used where one piece's result
+//! depends on another's.
+
+/// The cores this process may use (1 when that cannot be told).
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Splits `items` into at most `threads` runs of at least `min_run` items (fewer runs when
+/// there is too little work), applies `f` to each run on a thread of its own, and returns the
+/// results in run order. A panic in `f` is raised again here.
+pub fn runs<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    min_run: usize,
+    f: impl Fn(Vec<T>) -> R + Sync,
+) -> Vec<R> {
+    let count = (items.len() / min_run.max(1)).clamp(1, threads.max(1));
+    let size = items.len().div_ceil(count).max(1);
+    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(count);
+    let mut items = items.into_iter().peekable();
+    while items.peek().is_some() {
+        chunks.push(items.by_ref().take(size).collect());
+    }
+    if chunks.len() <= 1 {
+        return chunks.into_iter().map(&f).collect();
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|chunk| scope.spawn(move || f(chunk)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_come_back_in_order_whatever_the_threads() {
+        let items: Vec<u32> = (0..10_007).collect();
+        let sum_run = |run: Vec<u32>| run.iter().map(|&x| u64::from(x)).collect::<Vec<_>>();
+        for threads in [1, 2, 3, 8] {
+            let out: Vec<u64> = runs(items.clone(), threads, 100, sum_run)
+                .into_iter()
+                .flatten()
+                .collect();
+            assert_eq!(out, (0..10_007u64).collect::<Vec<_>>(), "{threads} threads");
+        }
+        assert_eq!(
+            runs(Vec::<u32>::new(), 4, 10, |r| r.len()),
+            Vec::<usize>::new()
+        );
+        assert_eq!(
+            runs(vec![1, 2, 3], 4, 10, |r| r.len()),
+            vec![3],
+            "too little for two"
+        );
+        assert_eq!(runs(vec![1; 40], 4, 10, |r| r.len()), vec![10; 4]);
+    }
+}
