@@ -178,6 +178,17 @@ pub fn match_all(
     destination: &Snapshot,
     links: &BTreeMap<Dn, Dn>,
 ) -> Matches {
+    match_on(spec, source, destination, links, crate::parallel::cores())
+}
+
+/// `match_all` on up to `cores` threads; the matches are the same for any number.
+fn match_on(
+    spec: &Spec,
+    source: &Snapshot,
+    destination: &Snapshot,
+    links: &BTreeMap<Dn, Dn>,
+    cores: usize,
+) -> Matches {
     let src_rules = SourceRules::for_spec(spec);
     let dst_rules = DestinationRules::for_spec(spec);
     let ignored: BTreeSet<&Dn> = spec
@@ -218,22 +229,28 @@ pub fn match_all(
             .push((&p.destination.value, Via::Remigrate));
     }
 
-    let mut out: Vec<PersonMatch> = persons
-        .into_iter()
-        .map(|person| {
-            let person_pins = pins.get(&person.dn).map(Vec::as_slice).unwrap_or(&[]);
-            let link = links.get(&person.dn);
-            match_person(
-                person,
-                person_pins,
-                link,
-                spec.matching.mode,
-                destination,
-                &classes,
-                &index,
-            )
-        })
-        .collect();
+    // Each person is matched on their own (conflicts between them are resolved next), so runs
+    // of persons are matched side by side.
+    let mut out: Vec<PersonMatch> = crate::parallel::runs(persons, cores, 1_000, |run| {
+        run.into_iter()
+            .map(|person| {
+                let person_pins = pins.get(&person.dn).map(Vec::as_slice).unwrap_or(&[]);
+                let link = links.get(&person.dn);
+                match_person(
+                    person,
+                    person_pins,
+                    link,
+                    spec.matching.mode,
+                    destination,
+                    &classes,
+                    &index,
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     resolve_conflicts(&mut out, destination);
     Matches {
         persons: out,
@@ -495,5 +512,39 @@ fn resolve_conflicts(persons: &mut [PersonMatch], destination: &Snapshot) {
             reason: rs.join("; "),
             candidates,
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persons_matched_side_by_side_match_as_on_one_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = crate::generate::GenerateOptions {
+            persons: 3_000,
+            destination_objects: 8_000,
+            seed: 3,
+        };
+        crate::generate::generate_into(dir.path(), &opts).unwrap();
+        let inputs = crate::ops::load_inputs(&dir.path().join("plan.yaml")).unwrap();
+        let on = |cores| {
+            let m = match_on(
+                &inputs.spec,
+                &inputs.source,
+                &inputs.destination,
+                &inputs.history.links,
+                cores,
+            );
+            format!("{:?}", m.persons)
+        };
+        let one = on(1);
+        // Hard, soft and contact matches, and conflicts between persons, all take part.
+        for scenario in ["Hard", "contacts: [Candidate", "Ambiguous"] {
+            assert!(one.contains(scenario), "{scenario}");
+        }
+        assert_eq!(on(2), one);
+        assert_eq!(on(3), one);
     }
 }
