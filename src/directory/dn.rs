@@ -134,6 +134,23 @@ impl Dn {
         parse_rdns(first).ok()?.into_iter().next()
     }
 
+    /// `self.rdn()?.value_of(attr)`: the value of the leaf RDN's first AVA of type `attr`
+    /// (`John Smith` of `CN=John Smith,O=Acme` for `cn`). Indexing asks this of every entry: a
+    /// leaf of one AVA with nothing escaped is read in place, without parsing the DN.
+    pub fn leaf_value_of(&self, attr: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let text = self.text();
+        let leaf = &text[..text.find(',').unwrap_or(text.len())];
+        if !leaf.contains(['\\', '+', '"']) {
+            let (ty, value) = leaf.split_once('=')?;
+            return ty
+                .eq_ignore_ascii_case(attr)
+                .then_some(std::borrow::Cow::Borrowed(value));
+        }
+        let rdn = self.rdn()?;
+        rdn.value_of(attr)
+            .map(|v| std::borrow::Cow::Owned(v.to_string()))
+    }
+
     /// The value of the leaf RDN's first AVA (`John Smith` for `CN=John Smith,O=Acme`).
     pub fn rdn_value(&self) -> Option<String> {
         self.rdn().map(|r| r.first_value().to_string())
@@ -489,6 +506,35 @@ impl schemars::JsonSchema for Dn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leaf_values_read_in_place_are_those_of_the_parsed_rdn() {
+        for text in [
+            "CN=John Smith,OU=Sales,O=Acme",
+            "cn=john smith,o=acme",
+            "CN=Smith\\, John,O=Acme",
+            "CN=x+UID=jsmith,O=Acme",
+            "UID=jsmith+CN=John,O=Acme",
+            "OU=Sales,O=Acme",
+            "CN=\\ lead,O=Acme",
+            "CN=#hash,O=Acme",
+            "CN=a\\+b,O=Acme",
+            "CN=,O=Acme",
+            "2.5.4.3=John,O=Acme",
+            "CN=Jöhn Smith",
+            "",
+        ] {
+            let d = Dn::parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            for attr in ["cn", "CN", "uid", "ou"] {
+                let expected = d.rdn().and_then(|r| r.value_of(attr).map(str::to_string));
+                assert_eq!(
+                    d.leaf_value_of(attr).map(|v| v.into_owned()),
+                    expected,
+                    "{text} / {attr}"
+                );
+            }
+        }
+    }
 
     fn dn(s: &str) -> Dn {
         Dn::parse(s).unwrap()

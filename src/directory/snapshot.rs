@@ -125,7 +125,7 @@ impl Snapshot {
                 ix.accounts.entry(key).or_default().push(id);
             }
             let mut names: Vec<String> = Vec::new();
-            if let Some(cn) = e.dn.rdn().and_then(|r| r.value_of("cn").map(name_key)) {
+            if let Some(cn) = e.dn.leaf_value_of("cn").map(|v| name_key(&v)) {
                 names.push(cn);
             }
             for attr in &config.name_attrs {
@@ -197,7 +197,13 @@ pub fn name_key(s: &str) -> String {
         if !out.is_empty() {
             out.push(' ');
         }
-        out.extend(word.chars().flat_map(char::to_lowercase));
+        if word.is_ascii() {
+            let from = out.len();
+            out.push_str(word);
+            out[from..].make_ascii_lowercase();
+        } else {
+            out.extend(word.chars().flat_map(char::to_lowercase));
+        }
     }
     out
 }
