@@ -102,7 +102,10 @@ impl Dn {
     /// Parses an RFC 4514 string (also accepting RFC 1779's `;` separators, quoted values and
     /// spaces around separators, which real exports contain).
     pub fn parse(s: &str) -> Result<Self, DnError> {
-        Ok(Self::from_rdns(parse_rdns(s)?))
+        match parse_plain(s) {
+            Some(dn) => Ok(dn),
+            None => Ok(Self::from_rdns(parse_rdns(s)?)),
+        }
     }
 
     fn from_rdns(rdns: Vec<Rdn>) -> Self {
@@ -207,6 +210,52 @@ impl Dn {
     pub fn key(&self) -> &str {
         &self.both[self.split..]
     }
+}
+
+/// `Dn::parse` of the DNs servers almost always send: `type=value` RDNs joined by `,`, with
+/// nothing to unescape, trim or quote. The text and the key are built in one pass, without
+/// RDNs in between (every entry read has a DN, every group a DN per member). `None` leaves
+/// anything else, errors included, to the full parser.
+fn parse_plain(s: &str) -> Option<Dn> {
+    if s.is_empty()
+        || s.bytes()
+            .any(|b| matches!(b, b'\\' | b'"' | b'+' | b';' | b'<' | b'>' | b'#' | 0))
+    {
+        return None;
+    }
+    let mut avas: SmallVec<[(AttrName, &str); 8]> = SmallVec::new();
+    for rdn in s.split(',') {
+        let (ty, value) = rdn.split_once('=')?;
+        if value.is_empty()
+            || value.starts_with(char::is_whitespace)
+            || value.ends_with(char::is_whitespace)
+        {
+            return None;
+        }
+        avas.push((AttrName::new(ty).ok()?, value));
+    }
+    let mut both = String::with_capacity(2 * s.len() + 8);
+    for (i, (attr, value)) in avas.iter().enumerate() {
+        if i > 0 {
+            both.push(',');
+        }
+        both.push_str(attr.as_str());
+        both.push('=');
+        both.push_str(value);
+    }
+    let split = both.len();
+    for (i, (attr, value)) in avas.iter().rev().enumerate() {
+        if i > 0 {
+            both.push(',');
+        }
+        both.push_str(attr.folded());
+        both.push('=');
+        push_normalised_value(&mut both, value);
+    }
+    Some(Dn {
+        both: both.into(),
+        split,
+    })
 }
 
 /// Parses the RDNs of a DN string, leaf first.
@@ -506,6 +555,83 @@ impl schemars::JsonSchema for Dn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_dns_parse_as_the_full_parser_does() {
+        // Random strings over the characters DNs are made of, the tricky ones included: any
+        // string the shortcut takes must come out exactly as the full parser makes it.
+        let value_chars: Vec<char> = "ab Z09-.=éß#\\\",+;<>\t\u{a0}".chars().collect();
+        let types = ["CN", "cn", "O", "ou", "2.5.4.3", " CN", "C N", ""];
+        let separators = [",", ",", ",", ", ", ";"];
+        let mut seed: u64 = 0x5eed;
+        let mut next = |n: usize| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) as usize % n
+        };
+        let mut taken = 0;
+        for _ in 0..100_000 {
+            let mut text = String::new();
+            for r in 0..next(4) + 1 {
+                if r > 0 {
+                    text.push_str(separators[next(separators.len())]);
+                }
+                text.push_str(types[next(types.len())]);
+                text.push('=');
+                for _ in 0..next(7) {
+                    // Mostly letters, now and then one of the characters that need care.
+                    let c = if next(4) == 0 {
+                        next(value_chars.len())
+                    } else {
+                        next(4)
+                    };
+                    text.push(value_chars[c]);
+                }
+            }
+            let Some(fast) = parse_plain(&text) else {
+                continue;
+            };
+            taken += 1;
+            let full = Dn::from_rdns(parse_rdns(&text).unwrap_or_else(|e| panic!("{text:?}: {e}")));
+            assert_eq!(
+                (fast.text(), fast.key()),
+                (full.text(), full.key()),
+                "{text:?}"
+            );
+        }
+        assert!(taken > 1_000, "only {taken} strings took the shortcut");
+        for text in [
+            "CN=John Smith,OU=Sales,O=Acme",
+            "cn=JOHN  SMITH,o=acme",
+            "CN=a=b,DC=x",
+            "CN=Jöhn,DC=x",
+            "2.5.4.3=x,DC=y",
+        ] {
+            let fast = parse_plain(text).unwrap_or_else(|| panic!("{text} is plain"));
+            let full = Dn::from_rdns(parse_rdns(text).unwrap());
+            assert_eq!(
+                (fast.text(), fast.key()),
+                (full.text(), full.key()),
+                "{text}"
+            );
+        }
+        for text in [
+            "",
+            " CN=x",
+            "CN=x ",
+            "CN= x",
+            "CN=x, O=y",
+            "CN=a+UID=b",
+            "CN=\\,",
+            "CN",
+        ] {
+            assert!(
+                parse_plain(text).is_none(),
+                "{text:?} is left to the full parser"
+            );
+        }
+    }
 
     #[test]
     fn leaf_values_read_in_place_are_those_of_the_parsed_rdn() {
