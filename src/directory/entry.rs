@@ -56,6 +56,19 @@ impl Attrs {
         Attrs(Vec::new())
     }
 
+    /// Room for `n` names without growing: a reader knows how many an entry has.
+    pub fn with_capacity(n: usize) -> Self {
+        Attrs(Vec::with_capacity(n))
+    }
+
+    /// Adds `values` to `name`'s (a set union; the whole set when `name` is new).
+    pub fn add_all(&mut self, name: AttrName, values: ValueSet) {
+        match self.find(&name) {
+            Ok(i) => self.0[i].1.extend(values),
+            Err(i) => self.0.insert(i, (name, values)),
+        }
+    }
+
     fn find<Q: Ord + ?Sized>(&self, name: &Q) -> Result<usize, usize>
     where
         AttrName: Borrow<Q>,

@@ -19,7 +19,7 @@ use ldap3::adapters::{Adapter, PagedResults};
 use ldap3::asn1::StructureTag;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope};
 
-use crate::directory::{AttrName, Dn, Entry, Snapshot, Value};
+use crate::directory::{AttrName, Attrs, Dn, Entry, Snapshot, Value, ValueSet};
 use crate::spec::{LdapScope, LdapSettings, SecretError};
 
 /// Why a live directory could not be reached or read. Never contains the password.
@@ -460,12 +460,15 @@ fn parse_entry(re: ResultEntry) -> Result<Parsed, String> {
         .ok_or_else(|| bad("no DN"))?;
     let dn_text = String::from_utf8(dn_bytes).map_err(|_| bad("the DN is not UTF-8"))?;
     let dn = Dn::parse(&dn_text).map_err(|e| format!("the DN `{dn_text}` is not valid: {e}"))?;
-    let mut entry = Entry::new(dn);
     let mut incomplete = Vec::new();
     let attrs = parts
         .next()
         .and_then(StructureTag::expect_constructed)
         .ok_or_else(|| bad("no attribute list"))?;
+    let mut entry = Entry {
+        dn,
+        attrs: Attrs::with_capacity(attrs.len()),
+    };
     for a in attrs {
         let mut pa = a
             .expect_constructed()
@@ -483,14 +486,16 @@ fn parse_entry(re: ResultEntry) -> Result<Parsed, String> {
         let (base_name, range) = split_range(&name);
         let attr = AttrName::new(base_name)
             .map_err(|e| format!("`{dn_text}` has an attribute `{name}` that is not valid: {e}"))?;
-        let mut count = 0u64;
-        for v in values {
-            let bytes = v
-                .expect_primitive()
-                .ok_or_else(|| bad(&format!("a value of `{name}` is not a string")))?;
-            entry.add(attr.clone(), Value::bytes(bytes));
-            count += 1;
-        }
+        let count = values.len() as u64;
+        let values = values
+            .into_iter()
+            .map(|v| {
+                v.expect_primitive()
+                    .map(Value::bytes)
+                    .ok_or_else(|| bad(&format!("a value of `{name}` is not a string")))
+            })
+            .collect::<Result<ValueSet, String>>()?;
+        entry.attrs.add_all(attr, values);
         if let Some((low, Some(high))) = range {
             // `member;range=0-1499`: more values follow from 1500 on.
             let next = high.max(low.saturating_add(count.saturating_sub(1))) + 1;
