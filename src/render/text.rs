@@ -4,8 +4,9 @@
 //! subject with its actions and attribute diffs, then the `Plan: …` line. Subjects that need no
 //! change get one line each, so an audit still sees every match and why.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 
 use similar::{ChangeTag, TextDiff};
 
@@ -21,36 +22,38 @@ pub struct Style {
 }
 
 impl Style {
-    fn paint(&self, code: &str, s: &str) -> String {
+    /// `s` as it is when colour is off: most plans are printed to files and pipes, and every
+    /// line of a large plan passes here.
+    fn paint<'s>(&self, code: &str, s: &'s str) -> Cow<'s, str> {
         if self.color {
-            format!("\x1b[{code}m{s}\x1b[0m")
+            Cow::Owned(format!("\x1b[{code}m{s}\x1b[0m"))
         } else {
-            s.to_string()
+            Cow::Borrowed(s)
         }
     }
-    fn green(&self, s: &str) -> String {
+    fn green<'s>(&self, s: &'s str) -> Cow<'s, str> {
         self.paint("32", s)
     }
-    fn yellow(&self, s: &str) -> String {
+    fn yellow<'s>(&self, s: &'s str) -> Cow<'s, str> {
         self.paint("33", s)
     }
-    fn red(&self, s: &str) -> String {
+    fn red<'s>(&self, s: &'s str) -> Cow<'s, str> {
         self.paint("31", s)
     }
-    fn cyan(&self, s: &str) -> String {
+    fn cyan<'s>(&self, s: &'s str) -> Cow<'s, str> {
         self.paint("36", s)
     }
-    fn bold(&self, s: &str) -> String {
+    fn bold<'s>(&self, s: &'s str) -> Cow<'s, str> {
         self.paint("1", s)
     }
-    fn dim(&self, s: &str) -> String {
+    fn dim<'s>(&self, s: &'s str) -> Cow<'s, str> {
         self.paint("2", s)
     }
 }
 
 /// Bold text when colour is on.
 pub fn bold(style: Style, s: &str) -> String {
-    style.bold(s)
+    style.bold(s).into_owned()
 }
 
 pub fn scenario_name(n: u8) -> &'static str {
@@ -65,7 +68,7 @@ pub fn scenario_name(n: u8) -> &'static str {
     }
 }
 
-fn paint_symbol(style: Style, sym: &str) -> String {
+fn paint_symbol(style: Style, sym: &str) -> Cow<'_, str> {
     match sym {
         "+" => style.green(sym),
         "-" => style.red(sym),
@@ -74,11 +77,24 @@ fn paint_symbol(style: Style, sym: &str) -> String {
     }
 }
 
-fn quote(v: &Value) -> String {
-    // 16 binary bytes are almost always a GUID (objectGUID, msExchMailboxGuid): show both forms.
-    match v.guid_text() {
-        Some(guid) => format!("{:?} (GUID {guid})", v.display()),
-        None => format!("{:?}", v.display()),
+/// A value as the plan shows it, quoted; 16 binary bytes (almost always a GUID: objectGUID,
+/// msExchMailboxGuid) in both forms. Written straight into the line, with no string between.
+fn quote(v: &Value) -> Quoted<'_> {
+    Quoted(v)
+}
+
+struct Quoted<'a>(&'a Value);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        if let Some(guid) = v.guid_text() {
+            return write!(f, "{:?} (GUID {guid})", v.display());
+        }
+        match v.as_str().filter(|_| !v.is_binary()) {
+            Some(text) => write!(f, "{text:?}"),
+            None => write!(f, "{:?}", v.display()),
+        }
     }
 }
 
@@ -380,7 +396,7 @@ fn change(out: &mut String, action: &Action, c: &Change, style: Style) {
         return;
     }
     if creating || deleting {
-        let (sym, values): (String, &ValueSet) = if deleting {
+        let (sym, values): (Cow<'_, str>, &ValueSet) = if deleting {
             (style.red("-"), &c.before)
         } else {
             (style.green("+"), &c.after)
