@@ -20,17 +20,20 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// An attribute description such as `proxyAddresses` or `cn;lang-de`, compared case-insensitively.
 ///
 /// Names are interned: a directory of 300,000 entries repeats a few dozen names millions of
-/// times, so each distinct spelling is stored once and an `AttrName` is one shared pointer.
+/// times, so each distinct spelling is stored once, for the life of the process, and an
+/// `AttrName` is a plain reference to it. Copying one touches no reference count, which
+/// matters when several threads copy the same few names millions of times.
 #[derive(Clone)]
-pub struct AttrName(Arc<Spelling>);
+pub struct AttrName(&'static Spelling);
 
 struct Spelling {
     display: Box<str>,
     folded: Box<str>,
 }
 
-/// Every spelling seen so far. It only grows, by the number of distinct names in the inputs.
-static INTERNED: LazyLock<Mutex<FxHashMap<Box<str>, Arc<Spelling>>>> =
+/// Every spelling seen so far. It only grows, by the number of distinct names in the inputs
+/// (which is why its spellings may live as long as the process).
+static INTERNED: LazyLock<Mutex<FxHashMap<Box<str>, &'static Spelling>>> =
     LazyLock::new(Default::default);
 
 /// Why a string is not a valid attribute description (RFC 4512 `attributedescription`).
@@ -71,28 +74,28 @@ impl AttrName {
         // Readers and the planner intern millions of names on several threads: each thread
         // asks its own copy first, and takes the shared lock only for a spelling new to it.
         thread_local! {
-            static SEEN: std::cell::RefCell<FxHashMap<Box<str>, Arc<Spelling>>> =
+            static SEEN: std::cell::RefCell<FxHashMap<Box<str>, &'static Spelling>> =
                 Default::default();
         }
-        if let Some(sp) = SEEN.with_borrow(|seen| seen.get(s).cloned()) {
+        if let Some(sp) = SEEN.with_borrow(|seen| seen.get(s).copied()) {
             return AttrName(sp);
         }
         let sp = {
             // A poisoned lock only means another thread panicked mid-insert; the map is valid.
             let mut map = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
             match map.get(s) {
-                Some(sp) => sp.clone(),
+                Some(sp) => *sp,
                 None => {
-                    let sp = Arc::new(Spelling {
+                    let sp: &'static Spelling = Box::leak(Box::new(Spelling {
                         display: s.into(),
                         folded: s.to_ascii_lowercase().into(),
-                    });
-                    map.insert(s.into(), sp.clone());
+                    }));
+                    map.insert(s.into(), sp);
                     sp
                 }
             }
         };
-        SEEN.with_borrow_mut(|seen| seen.insert(s.into(), sp.clone()));
+        SEEN.with_borrow_mut(|seen| seen.insert(s.into(), sp));
         AttrName(sp)
     }
 
@@ -163,7 +166,7 @@ impl Borrow<AttrKey> for AttrName {
 
 impl PartialEq for AttrName {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0.folded == other.0.folded
+        std::ptr::eq(self.0, other.0) || self.0.folded == other.0.folded
     }
 }
 impl Eq for AttrName {}
@@ -180,6 +183,9 @@ impl PartialOrd for AttrName {
 }
 impl Ord for AttrName {
     fn cmp(&self, other: &Self) -> Ordering {
+        if std::ptr::eq(self.0, other.0) {
+            return Ordering::Equal;
+        }
         self.0.folded.cmp(&other.0.folded)
     }
 }
