@@ -184,6 +184,24 @@ pub fn generate_into(dir: &Path, opts: &GenerateOptions) -> io::Result<Summary> 
     Ok(summary)
 }
 
+/// The inputs of a generated wave, read as `mailplan plan` reads them: for tests of matching,
+/// planning and rendering at a size where work is split over threads.
+#[cfg(test)]
+pub(crate) fn generated_inputs(
+    persons: usize,
+    destination_objects: usize,
+    seed: u64,
+) -> crate::ops::Inputs {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let opts = GenerateOptions {
+        persons,
+        destination_objects,
+        seed,
+    };
+    generate_into(dir.path(), &opts).expect("the generated wave is written");
+    crate::ops::load_inputs(&dir.path().join(PLAN_FILE)).expect("the generated wave loads")
+}
+
 /// Writes a batch-mode plan over the two generated directories. `source_file` and
 /// `destination_file` are paths relative to the plan file.
 pub fn write_plan_yaml(

@@ -521,14 +521,7 @@ mod tests {
 
     #[test]
     fn persons_matched_side_by_side_match_as_on_one_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = crate::generate::GenerateOptions {
-            persons: 3_000,
-            destination_objects: 8_000,
-            seed: 3,
-        };
-        crate::generate::generate_into(dir.path(), &opts).unwrap();
-        let inputs = crate::ops::load_inputs(&dir.path().join("plan.yaml")).unwrap();
+        let inputs = crate::generate::generated_inputs(3_000, 8_000, 3);
         let on = |cores| {
             let m = match_on(
                 &inputs.spec,

@@ -1559,14 +1559,7 @@ mod tests {
 
     #[test]
     fn persons_planned_side_by_side_make_the_plan_of_one_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = crate::generate::GenerateOptions {
-            persons: 3_000,
-            destination_objects: 8_000,
-            seed: 9,
-        };
-        crate::generate::generate_into(dir.path(), &opts).unwrap();
-        let inputs = crate::ops::load_inputs(&dir.path().join("plan.yaml")).unwrap();
+        let inputs = crate::generate::generated_inputs(3_000, 8_000, 9);
         let matches = crate::matching::match_all(
             &inputs.spec,
             &inputs.source,

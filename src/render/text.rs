@@ -491,14 +491,7 @@ mod tests {
 
     #[test]
     fn blocks_rendered_side_by_side_are_the_bytes_of_one_thread() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = crate::generate::GenerateOptions {
-            persons: 2_500,
-            destination_objects: 6_000,
-            seed: 5,
-        };
-        crate::generate::generate_into(dir.path(), &opts).unwrap();
-        let inputs = crate::ops::load_inputs(&dir.path().join("plan.yaml")).unwrap();
+        let inputs = crate::generate::generated_inputs(2_500, 6_000, 5);
         let plan = crate::ops::make_plan(&inputs).unwrap();
         let mut by_subject: BTreeMap<&crate::directory::Dn, Vec<&Action>> = BTreeMap::new();
         for a in &plan.actions {
