@@ -99,13 +99,7 @@ pub fn address_key(kind: &str, address: &str) -> String {
     key.push_str(kind);
     key.make_ascii_lowercase();
     key.push(':');
-    if address.is_ascii() {
-        let from = key.len();
-        key.push_str(address);
-        key[from..].make_ascii_lowercase();
-    } else {
-        key.extend(address.chars().flat_map(char::to_lowercase));
-    }
+    super::push_lowercase(&mut key, address);
     key
 }
 

@@ -18,3 +18,16 @@ pub use dn::Dn;
 pub use entry::{Attrs, Entry};
 pub use filter::Filter;
 pub use snapshot::{EntryId, IndexConfig, Indexes, Membership, Snapshot};
+
+/// Appends `s` lower-cased (Unicode's full mapping, as `char::to_lowercase`). Keys for names
+/// and addresses are made for every entry of a directory, and are nearly always ASCII, which
+/// is lower-cased in place rather than char by char.
+pub(crate) fn push_lowercase(out: &mut String, s: &str) {
+    if s.is_ascii() {
+        let from = out.len();
+        out.push_str(s);
+        out[from..].make_ascii_lowercase();
+    } else {
+        out.extend(s.chars().flat_map(char::to_lowercase));
+    }
+}

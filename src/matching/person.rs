@@ -128,7 +128,8 @@ struct Keyed {
 
 impl Keyed {
     fn insert(&mut self, v: &str) {
-        let key: String = v.chars().flat_map(char::to_lowercase).collect();
+        let mut key = String::with_capacity(v.len());
+        crate::directory::push_lowercase(&mut key, v);
         if self.seen.insert(key.clone()) {
             self.order.push((key, v.to_string()));
         }
