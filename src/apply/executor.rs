@@ -1,13 +1,15 @@
 //! The executor: carries out a plan's actions in dependency order, in parallel, safely.
 //!
-//! An action starts when every action it depends on applied; at most `parallelism` run at once.
-//! Before each write the action's preconditions are checked against the live entries (the plan
-//! was computed from what the directory looked like then; if that changed, the action fails as
-//! stale instead of writing over someone else's change), and every entry about to be modified or
-//! deleted is handed to the journal for backup first. A failed action's dependents are skipped,
-//! each reported once with the action that caused it; independent work goes on. On cancellation
-//! no new action starts and running ones finish. The executor never re-plans: it does exactly
-//! what the plan says or fails.
+//! An action starts when every action it depends on applied. Before each write the action's
+//! preconditions are checked against the live entries (the plan was computed from what the
+//! directory looked like then; if that changed, the action fails as stale instead of writing over
+//! someone else's change), and every entry about to be modified or deleted is handed to the
+//! journal for backup first. At most `parallelism` actions write at once; the reading, checking
+//! and journaling of the next ones runs ahead of the writes (see [`Options::in_flight`]). A
+//! failed action's dependents are skipped, each reported once with the action that caused it;
+//! independent work goes on. On cancellation no new action starts, none that has not yet written
+//! begins to, and those writing finish. The executor never re-plans: it does exactly what the
+//! plan says or fails.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -56,13 +58,13 @@ pub type JournalFuture<'a> =
 
 /// Durable bookkeeping around the writes (the state database implements it).
 pub trait Journal: Send + Sync + 'static {
-    /// The entry as it is, just before `action` modifies or deletes it. The write happens only
+    /// The entry as it is, read before `action` modifies or deletes it. The write happens only
     /// after this returned `Ok`, so a backup exists for everything changed.
     ///
     /// Asynchronous so that a journal can wait for its disk (and share one sync among the
     /// actions waiting at the same moment) without holding up the runtime's threads.
     fn backup<'a>(&'a self, action: &'a Action, entry: &'a Entry) -> JournalFuture<'a>;
-    /// Called just before `action` writes, after its preconditions held. Whatever a rerun
+    /// Called before `action` writes, after its preconditions held. Whatever a rerun
     /// needs to know in case the process dies right after the write is recorded here (which
     /// object a person is being given, say); the write happens only after this returned `Ok`.
     fn intend<'a>(&'a self, action: &'a Action) -> JournalFuture<'a> {
@@ -113,7 +115,7 @@ pub trait Reporter: Send + Sync + 'static {
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// How many actions may run at once (at least 1).
+    /// How many actions may write at once (at least 1).
     pub parallelism: usize,
     /// Resuming a saved plan that an earlier run applied in part: these action ids are known
     /// to be applied, and an action whose preconditions no longer hold but whose effect is
@@ -128,6 +130,25 @@ impl Default for Options {
             parallelism: 10,
             resume: None,
         }
+    }
+}
+
+/// How many actions are prepared ahead of the writes, for each one writing.
+///
+/// A directory server syncs its disk once per write, and so does the journal per commit: with
+/// only the writing actions preparing, nearly every backup had a commit of its own, and each
+/// action waited for it before writing. Prepared ahead, the backups of many actions share one
+/// commit while the writes go on, and no write waits for the journal.
+const LOOKAHEAD: usize = 16;
+
+impl Options {
+    /// The most actions in flight at once: `parallelism` writing, and up to [`LOOKAHEAD`] times
+    /// as many reading their live entries, checking their preconditions and waiting for their
+    /// backups (a journal should expect that many waiting on it at once). An action prepared
+    /// ahead writes a few moments after its check, not right after it: the Assertion control,
+    /// where the directory has it, still makes the check and the write one operation.
+    pub fn in_flight(&self) -> usize {
+        self.parallelism.max(1) * (1 + LOOKAHEAD)
     }
 }
 
@@ -245,6 +266,9 @@ struct Context<W> {
     recorded: Arc<Recorded>,
     resume: Option<Arc<BTreeSet<String>>>,
     importer: Option<Arc<dyn Importer>>,
+    /// One permit per action allowed to write at once (`parallelism`).
+    writes: Arc<tokio::sync::Semaphore>,
+    cancel: tokio::sync::watch::Receiver<bool>,
 }
 
 impl<W> Clone for Context<W> {
@@ -257,7 +281,23 @@ impl<W> Clone for Context<W> {
             recorded: self.recorded.clone(),
             resume: self.resume.clone(),
             importer: self.importer.clone(),
+            writes: self.writes.clone(),
+            cancel: self.cancel.clone(),
         }
+    }
+}
+
+impl<W> Context<W> {
+    /// Waits for a turn to write. `None` when the run was interrupted meanwhile: an action
+    /// prepared ahead has written nothing yet, so it is not started at all (its backup, if it
+    /// took one, is of an entry left as it was).
+    async fn turn_to_write(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        if *self.cancel.borrow() {
+            return None;
+        }
+        // The semaphore is never closed.
+        let permit = self.writes.acquire().await.ok()?;
+        (!*self.cancel.borrow()).then_some(permit)
     }
 }
 
@@ -318,6 +358,8 @@ pub async fn execute_with_importer<W: DirectoryWriter>(
         .filter(|&i| waiting[i] == 0)
         .collect();
     let mut results: Vec<Option<ActionResult>> = vec![None; n];
+    let parallelism = options.parallelism.max(1);
+    let in_flight = options.in_flight();
     let ctx = Context {
         plan: plan.clone(),
         writer,
@@ -326,14 +368,18 @@ pub async fn execute_with_importer<W: DirectoryWriter>(
         recorded,
         resume: options.resume.map(Arc::new),
         importer,
+        writes: Arc::new(tokio::sync::Semaphore::new(parallelism)),
+        cancel: cancel.clone(),
     };
-    let parallelism = options.parallelism.max(1);
     let mut running = JoinSet::new();
     let mut interrupted = *cancel.borrow();
     reporter.begin(n);
 
     loop {
-        while !interrupted && running.len() < parallelism {
+        // Topped up once half the actions prepared ahead have gone on to write, not one at a
+        // time: the next ones then reach the journal together and share a commit.
+        let refill = running.len() <= parallelism + (in_flight - parallelism) / 2;
+        while !interrupted && refill && running.len() < in_flight {
             let Some(i) = ready.pop_front() else { break };
             let ctx = ctx.clone();
             running.spawn(async move {
@@ -344,8 +390,10 @@ pub async fn execute_with_importer<W: DirectoryWriter>(
                     Some(done) if done.contains(&action.id) => ActionResult::AlreadyApplied,
                     _ => run_action(&ctx, action).await,
                 };
-                ctx.journal
-                    .record(&ctx.plan.actions[i], &result, started, clock.elapsed());
+                if result != ActionResult::NotStarted {
+                    ctx.journal
+                        .record(&ctx.plan.actions[i], &result, started, clock.elapsed());
+                }
                 (i, result)
             });
         }
@@ -365,6 +413,10 @@ pub async fn execute_with_importer<W: DirectoryWriter>(
                         continue;
                     }
                 };
+                if result == ActionResult::NotStarted {
+                    // Interrupted before it wrote: it and its dependents stay not started.
+                    continue;
+                }
                 reporter.finished(&plan.actions[i], &result);
                 if result.is_applied() {
                     for &d in &dependents[i] {
@@ -477,6 +529,9 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
     ) {
         // Imports write no directory entry; the importer works out what is new and keeps
         // its own ledger, so running one again is always safe.
+        let Some(_turn) = ctx.turn_to_write().await else {
+            return ActionResult::NotStarted;
+        };
         return match &ctx.importer {
             Some(importer) => match importer.import(action).await {
                 Ok(()) => ActionResult::Applied,
@@ -522,6 +577,9 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
             )),
         };
     }
+    let Some(_turn) = ctx.turn_to_write().await else {
+        return ActionResult::NotStarted;
+    };
     let result = match action.kind {
         _ if adds => ctx.writer.add(created_entry(action)).await,
         ActionKind::DeleteContact => {
@@ -583,6 +641,9 @@ async fn create_unread<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) ->
     if let Err(e) = ctx.journal.intend(action).await {
         return not_recorded(action, &e);
     }
+    let Some(_turn) = ctx.turn_to_write().await else {
+        return ActionResult::NotStarted;
+    };
     match ctx.writer.add(created_entry(action)).await {
         Ok(()) => ActionResult::Applied,
         Err(WriteError::AlreadyExists(dn)) => {
@@ -1077,6 +1138,64 @@ mod tests {
         assert_eq!(
             fresh.changed(&live(&[(&gone, Some(Entry::new(gone.clone())))])),
             Some(&gone)
+        );
+    }
+
+    /// A journal that notes, each time an action is about to write, how many entries the
+    /// directory already holds.
+    struct Watching {
+        writer: Arc<Slow>,
+        written_at_intent: Mutex<Vec<usize>>,
+    }
+
+    impl Journal for Watching {
+        fn backup<'a>(&'a self, _: &'a Action, _: &'a Entry) -> JournalFuture<'a> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+        fn intend<'a>(&'a self, _: &'a Action) -> JournalFuture<'a> {
+            let written = self.writer.entries.lock().unwrap().len();
+            self.written_at_intent.lock().unwrap().push(written);
+            Box::pin(std::future::ready(Ok(())))
+        }
+        fn record(&self, _: &Action, _: &ActionResult, _: SystemTime, _: Duration) {}
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn actions_are_prepared_ahead_of_the_writes_which_stay_bounded() {
+        let actions: Vec<Action> = (0..30).map(|i| group(&format!("g{i}"), &[])).collect();
+        let writer = Arc::new(Slow::default());
+        let journal = Arc::new(Watching {
+            writer: writer.clone(),
+            written_at_intent: Mutex::new(Vec::new()),
+        });
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let options = Options {
+            parallelism: 2,
+            resume: None,
+        };
+        assert!(options.in_flight() >= 30);
+        let report = execute(
+            plan(actions),
+            writer.clone(),
+            rules(),
+            journal.clone(),
+            Arc::new(Quiet),
+            Arc::new(Recorded::none()),
+            options,
+            rx,
+        )
+        .await
+        .unwrap();
+        assert!(report.succeeded());
+        assert_eq!(writer.entries.lock().unwrap().len(), 30);
+        assert_eq!(writer.most.load(Ordering::SeqCst), 2, "two writes at once");
+        // Each write takes a while: every action read, checked and journaled its intent before
+        // the first two writes were done, instead of two at a time.
+        let seen = journal.written_at_intent.lock().unwrap().clone();
+        assert_eq!(seen.len(), 30);
+        assert!(
+            seen.iter().all(|&written| written < 2),
+            "intents journaled while this many entries were written: {seen:?}"
         );
     }
 

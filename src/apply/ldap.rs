@@ -1,6 +1,9 @@
 //! The write side of a live LDAP directory: `LdapDirectory` implements `DirectoryWriter`.
 //!
-//! Writes go through a pool of bound connections (as many as actions run at once). Errors are
+//! Writes go through a pool of bound connections, as many as actions write at once. Reads (of
+//! the live entries the actions preparing ahead check) share one more connection, all in flight
+//! on it together, so that they never wait behind writes queued for the server's write lock.
+//! Errors are
 //! sorted into transient ones (busy, unavailable, a dropped connection, a timeout), which are
 //! retried with backoff a bounded number of times on a fresh connection, and permanent ones
 //! (constraint violation, no such object, insufficient access…), which fail the action at once
@@ -32,8 +35,30 @@ const ATTEMPTS: u32 = 6;
 pub struct LdapDirectory {
     settings: LdapSettings,
     idle: Mutex<Vec<Ldap>>,
-    max_idle: usize,
+    /// One permit per connection: an operation holds one while it runs, so there are never
+    /// more connections than permits, and operations waiting for one are served in turn.
+    slots: tokio::sync::Semaphore,
+    /// The connection reads share (ldap3 runs any number of operations on one connection at
+    /// once); replaced when it closes or fails.
+    shared: tokio::sync::Mutex<Shared>,
     assertions: bool,
+}
+
+/// The connection reads share, numbered so that a failed one is replaced once.
+#[derive(Default)]
+struct Shared {
+    number: u64,
+    /// `None` until the first read, and after a failed one.
+    ldap: Option<Ldap>,
+}
+
+/// Which connections an operation runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// The shared read connection.
+    Read,
+    /// A pooled connection of its own, for as long as the operation runs.
+    Write,
 }
 
 /// How one attempt of an operation ended.
@@ -52,7 +77,8 @@ impl LdapDirectory {
         Ok(LdapDirectory {
             settings: settings.clone(),
             idle: Mutex::new(vec![ldap]),
-            max_idle: parallelism.max(1),
+            slots: tokio::sync::Semaphore::new(parallelism.max(1)),
+            shared: Default::default(),
             assertions,
         })
     }
@@ -80,9 +106,35 @@ impl LdapDirectory {
     }
 
     fn checkin(&self, ldap: Ldap) {
-        let mut idle = self.idle();
-        if idle.len() < self.max_idle {
-            idle.push(ldap);
+        self.idle().push(ldap);
+    }
+
+    /// A handle on the shared read connection and its number, connecting it first if need be.
+    async fn shared(&self) -> Result<(u64, Ldap), String> {
+        // Held across the connect, so that reads finding the connection closed open one, not
+        // one each.
+        let mut shared = self.shared.lock().await;
+        if let Some(ldap) = &shared.ldap {
+            let mut ldap = ldap.clone();
+            if !ldap.is_closed() {
+                return Ok((shared.number, ldap));
+            }
+        }
+        let ldap = reader::connect(&self.settings)
+            .await
+            .map_err(|e| e.to_string())?;
+        shared.number += 1;
+        shared.ldap = Some(ldap.clone());
+        Ok((shared.number, ldap))
+    }
+
+    /// Drops shared connection `number` after a read on it failed for a reason worth another
+    /// try (a timeout, say, on a connection that still looks open). A newer one is kept: the
+    /// reads that failed together replace it once, not once each.
+    async fn forget_shared(&self, number: u64) {
+        let mut shared = self.shared.lock().await;
+        if shared.number == number {
+            shared.ldap = None;
         }
     }
 
@@ -91,6 +143,7 @@ impl LdapDirectory {
     /// connection dropped mid-operation the server may have applied the write without answering.
     async fn run<T, F>(
         &self,
+        lane: Lane,
         what: &str,
         dn: &Dn,
         retry_ok: &[u32],
@@ -104,27 +157,52 @@ impl LdapDirectory {
             if attempt > 0 {
                 tokio::time::sleep(backoff(attempt - 1)).await;
             }
-            let mut ldap = match self.checkout().await {
+            let mut shared = None;
+            let (connection, _slot) = match lane {
+                Lane::Read => match self.shared().await {
+                    Ok((number, ldap)) => {
+                        shared = Some(number);
+                        (Ok(ldap), None)
+                    }
+                    Err(e) => (Err(e), None),
+                },
+                // The semaphore is never closed, so this only waits.
+                Lane::Write => {
+                    let slot = self.slots.acquire().await.ok();
+                    (self.checkout().await, slot)
+                }
+            };
+            let mut ldap = match connection {
                 Ok(l) => l,
                 Err(e) => {
                     last = e;
                     continue;
                 }
             };
+            // A shared handle is a clone: dropping it leaves the connection to the others.
+            let checkin = |ldap| {
+                if lane == Lane::Write {
+                    self.checkin(ldap)
+                }
+            };
             match op.call(&mut ldap, self.settings.timeout).await {
                 Ok(Attempt::Done(v)) => {
-                    self.checkin(ldap);
+                    checkin(ldap);
                     return Ok(v);
                 }
                 Ok(Attempt::Transient(why)) => {
+                    // A pooled connection is dropped here; the shared one by its number.
+                    if let Some(number) = shared {
+                        self.forget_shared(number).await;
+                    }
                     last = why;
                 }
                 Err(rc) if attempt > 0 && retry_ok.contains(&rc.0) => {
-                    self.checkin(ldap);
+                    checkin(ldap);
                     return op.already_done();
                 }
                 Err(rc) => {
-                    self.checkin(ldap);
+                    checkin(ldap);
                     return Err(permanent(what, dn, rc.0, &rc.1));
                 }
             }
@@ -160,7 +238,7 @@ impl LdapDirectory {
             mods,
             control,
         };
-        self.run("modify", dn, &[20, 16], op).await
+        self.run(Lane::Write, "modify", dn, &[20, 16], op).await
     }
 }
 
@@ -346,12 +424,13 @@ impl crate::apply::DirectoryWriter for LdapDirectory {
             dn: dn.to_string(),
             settings: self.settings.clone(),
         };
-        self.run("read", dn, &[], op).await
+        self.run(Lane::Read, "read", dn, &[], op).await
     }
 
     async fn add(&self, entry: Entry) -> Result<(), WriteError> {
         let dn = entry.dn.clone();
-        self.run("add", &dn, &[68], Add { entry }).await
+        self.run(Lane::Write, "add", &dn, &[68], Add { entry })
+            .await
     }
 
     async fn modify(&self, dn: &Dn, mods: Vec<Modification>) -> Result<(), WriteError> {
@@ -367,7 +446,7 @@ impl crate::apply::DirectoryWriter for LdapDirectory {
             dn: dn.to_string(),
             control: None,
         };
-        self.run("delete", dn, &[32], op).await
+        self.run(Lane::Write, "delete", dn, &[32], op).await
     }
 
     async fn modify_guarded(
@@ -385,7 +464,7 @@ impl crate::apply::DirectoryWriter for LdapDirectory {
             dn: dn.to_string(),
             control: self.assertion(dn, guard),
         };
-        self.run("delete", dn, &[32], op).await
+        self.run(Lane::Write, "delete", dn, &[32], op).await
     }
 }
 

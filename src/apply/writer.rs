@@ -66,7 +66,7 @@ pub trait DirectoryWriter: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), WriteError>> + Send;
     fn delete(&self, dn: &Dn) -> impl Future<Output = Result<(), WriteError>> + Send;
     /// `modify`, with the action's preconditions for a directory that can check them in the
-    /// same operation (LDAP's Assertion control); the executor has checked them just before.
+    /// same operation (LDAP's Assertion control); the executor has checked them before.
     fn modify_guarded(
         &self,
         dn: &Dn,

@@ -407,19 +407,19 @@ fn execute(
         .parent()
         .map(std::path::Path::to_path_buf)
         .unwrap_or_default();
+    let options = crate::apply::Options {
+        parallelism,
+        resume,
+    };
     let journal = Arc::new(crate::state::journal::StateJournal::new(
         db,
         run,
-        parallelism,
+        options.in_flight(),
     )?);
     let reporter: Arc<dyn crate::apply::Reporter> = if std::io::stderr().is_terminal() {
         Arc::new(crate::apply::reporter::Bar::new())
     } else {
         Arc::new(crate::apply::reporter::Lines)
-    };
-    let options = crate::apply::Options {
-        parallelism,
-        resume,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
