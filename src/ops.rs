@@ -435,9 +435,18 @@ pub fn load_saved_with_fingerprint(path: &Path) -> Result<(SavedPlan, String), E
         path: path.to_path_buf(),
         source: e,
     })?;
-    let saved = SavedPlan::from_json(&path.display().to_string(), &text)?;
+    // Hashing a large file takes a while too: it runs beside the parse.
+    let (saved, fingerprint) = std::thread::scope(|scope| {
+        let hash = scope.spawn(|| crate::plan::saved::text_fingerprint(&text));
+        let saved = SavedPlan::from_json(&path.display().to_string(), &text);
+        (
+            saved,
+            hash.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        )
+    });
+    let saved = saved?;
     ActionGraph::build(&saved.plan)?;
-    Ok((saved, crate::plan::saved::text_fingerprint(&text)))
+    Ok((saved, fingerprint))
 }
 
 /// True when `path` looks like a saved plan rather than a YAML plan file.

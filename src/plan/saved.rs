@@ -6,12 +6,14 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::directory::entry::hex;
 use crate::directory::{Dn, Snapshot};
 
-use super::model::{Plan, Precondition};
+use super::model::{Plan, Precondition, Summary};
 
 pub const SAVED_FORMAT: &str = "mailplan-plan/1";
 
@@ -108,9 +110,14 @@ impl SavedPlan {
             path: path.into(),
             found: found.unwrap_or_else(|| "none".into()),
         };
-        // One parse of what is usually a large file; only when it fails is the `format` read
-        // on its own, to tell another version's file from a damaged one.
-        match serde_json::from_str::<SavedPlan>(text) {
+        // One parse of what is usually a large file; only when it fails is it parsed again in
+        // one piece, for the place of the error, and the `format` read on its own, to tell
+        // another version's file from a damaged one.
+        let whole = match parse_side_by_side(text) {
+            Ok(saved) => Ok(saved),
+            Err(_) => serde_json::from_str::<SavedPlan>(text),
+        };
+        match whole {
             Ok(saved) if saved.format == SAVED_FORMAT => Ok(saved),
             Ok(saved) => Err(version(Some(saved.format))),
             Err(error) => {
@@ -132,10 +139,83 @@ impl SavedPlan {
     }
 }
 
+/// A saved plan with its subjects and actions still as JSON text (borrowed from the file).
+#[derive(Deserialize)]
+struct Outline<'a> {
+    format: String,
+    mailplan_version: String,
+    plan_file: String,
+    plan_fingerprint: String,
+    entries: BTreeMap<String, Option<String>>,
+    #[serde(borrow)]
+    plan: PlanOutline<'a>,
+}
+
+#[derive(Deserialize)]
+struct PlanOutline<'a> {
+    format_version: String,
+    #[serde(borrow)]
+    subjects: Vec<&'a RawValue>,
+    #[serde(borrow)]
+    actions: Vec<&'a RawValue>,
+    summary: Summary,
+}
+
+/// Parses a saved plan as `serde_json` would in one piece, but its subjects and actions (most
+/// of a large file, and most of the work: every DN in them is parsed and checked) side by side
+/// on the cores, after one quick pass over the file finds where each begins and ends. Another
+/// version's file is given back with only its outline read, for the caller to refuse by its
+/// format.
+fn parse_side_by_side(text: &str) -> Result<SavedPlan, serde_json::Error> {
+    let outline: Outline = serde_json::from_str(text)?;
+    let plan = if outline.format == SAVED_FORMAT {
+        let threads = crate::parallel::cores();
+        Plan {
+            format_version: outline.plan.format_version,
+            subjects: parse_each(outline.plan.subjects, threads)?,
+            actions: parse_each(outline.plan.actions, threads)?,
+            summary: outline.plan.summary,
+        }
+    } else {
+        Plan {
+            format_version: outline.plan.format_version,
+            subjects: Vec::new(),
+            actions: Vec::new(),
+            summary: outline.plan.summary,
+        }
+    };
+    Ok(SavedPlan {
+        format: outline.format,
+        mailplan_version: outline.mailplan_version,
+        plan_file: outline.plan_file,
+        plan_fingerprint: outline.plan_fingerprint,
+        entries: outline.entries,
+        plan,
+    })
+}
+
+/// Parses each of `raw`, in order, in runs on `threads` threads.
+fn parse_each<T: DeserializeOwned + Send>(
+    raw: Vec<&RawValue>,
+    threads: usize,
+) -> Result<Vec<T>, serde_json::Error> {
+    let count = raw.len();
+    let runs = crate::parallel::runs(raw, threads, 1000, |run| {
+        run.into_iter()
+            .map(|r| serde_json::from_str(r.get()))
+            .collect::<Result<Vec<T>, _>>()
+    });
+    let mut all = Vec::with_capacity(count);
+    for run in runs {
+        all.extend(run?);
+    }
+    Ok(all)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::model::FORMAT_VERSION;
+    use crate::plan::model::{Action, FORMAT_VERSION, Subject};
 
     fn saved() -> SavedPlan {
         let plan = Plan {
@@ -146,6 +226,50 @@ mod tests {
         };
         let destination = Snapshot::new(Vec::new()).unwrap();
         SavedPlan::new(plan, "plan.yaml", "version: 1\n", &destination)
+    }
+
+    /// A large saved plan, parsed in runs on several threads, is the plan parsed in one piece;
+    /// damage in one of its actions is reported where the one-piece parse finds it.
+    #[test]
+    fn a_plan_parsed_side_by_side_is_the_plan_parsed_in_one_piece() {
+        let inputs = crate::generate::generated_inputs(1_500, 3_000, 11);
+        let plan = crate::ops::make_plan(&inputs).unwrap();
+        assert!(plan.actions.len() > 2_000, "{} actions", plan.actions.len());
+        let saved = SavedPlan::new(plan, "plan.yaml", &inputs.spec.text, &inputs.destination);
+        let json = saved.to_json();
+        let whole: SavedPlan = serde_json::from_str(&json).unwrap();
+        assert_eq!(whole, saved);
+        for threads in [1, 2, 3] {
+            let outline: Outline = serde_json::from_str(&json).unwrap();
+            let actions: Vec<Action> = parse_each(outline.plan.actions, threads).unwrap();
+            let subjects: Vec<Subject> = parse_each(outline.plan.subjects, threads).unwrap();
+            assert_eq!(actions, saved.plan.actions, "{threads} threads");
+            assert_eq!(subjects, saved.plan.subjects, "{threads} threads");
+        }
+        assert_eq!(SavedPlan::from_json("p.json", &json).unwrap(), saved);
+
+        // An attribute name that is no attribute name, in an action late in the file.
+        let last = saved.plan.actions.last().unwrap();
+        let attribute = last.changes[0].attribute.as_str();
+        let at = json
+            .rfind(&format!("\"attribute\": \"{attribute}\""))
+            .unwrap();
+        let damaged = format!(
+            "{}\"attribute\": \"not an attribute!\"{}",
+            &json[..at],
+            &json[at + format!("\"attribute\": \"{attribute}\"").len()..]
+        );
+        let expected = serde_json::from_str::<SavedPlan>(&damaged).unwrap_err();
+        match SavedPlan::from_json("p.json", &damaged) {
+            Err(SavedPlanError::Corrupt { error, .. }) => {
+                assert_eq!(
+                    (error.line(), error.column()),
+                    (expected.line(), expected.column())
+                );
+                assert_eq!(error.to_string(), expected.to_string());
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     /// A saved plan reads back as written; another version's file, one with no format and a
