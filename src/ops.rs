@@ -386,6 +386,15 @@ pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
 /// Writes a file whole or not at all: a temporary file beside it, then a rename.
 pub fn write_atomic(path: &Path, contents: &str) -> Result<(), Error> {
     use std::io::Write;
+    write_atomic_with(path, |f| f.write_all(contents.as_bytes()))
+}
+
+/// [`write_atomic`], with the contents written by `write` as they are made.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> Result<(), Error> {
+    use std::io::Write;
     let err = |e| Error::Write {
         path: path.to_path_buf(),
         source: e,
@@ -400,9 +409,10 @@ pub fn write_atomic(path: &Path, contents: &str) -> Result<(), Error> {
         .unwrap_or_else(|| "plan".into());
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(contents.as_bytes())?;
-        f.sync_all()?;
+        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
+        write(&mut f)?;
+        f.flush()?;
+        f.get_ref().sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
@@ -413,13 +423,15 @@ pub fn write_atomic(path: &Path, contents: &str) -> Result<(), Error> {
 
 /// Saves a plan for review and a later `apply FILE`.
 pub fn save_plan(out: &Path, inputs: &Inputs, plan: &Plan, plan_path: &Path) -> Result<(), Error> {
-    let saved = SavedPlan::new(
-        plan.clone(),
-        &plan_path.display().to_string(),
-        &inputs.spec.text,
-        &inputs.destination,
-    );
-    write_atomic(out, &saved.to_json())
+    write_atomic_with(out, |f| {
+        crate::plan::saved::write_saved(
+            f,
+            plan,
+            &plan_path.display().to_string(),
+            &inputs.spec.text,
+            &inputs.destination,
+        )
+    })
 }
 
 /// Reads a saved plan.

@@ -61,36 +61,76 @@ pub fn text_fingerprint(text: &str) -> String {
     format!("sha256:{}", hex(&Sha256::digest(text.as_bytes())))
 }
 
-impl SavedPlan {
-    pub fn new(plan: Plan, plan_file: &str, plan_text: &str, destination: &Snapshot) -> Self {
-        let mut entries = BTreeMap::new();
-        let mut note = |dn: &Dn| {
-            entries
-                .entry(dn.to_string())
-                .or_insert_with(|| destination.get(dn).map(|e| e.fingerprint()));
-        };
-        for a in &plan.actions {
-            note(&a.target);
-            for c in &a.changes {
-                if let Some(o) = &c.object {
-                    note(o);
-                }
-            }
-            for p in &a.preconditions {
-                match p {
-                    Precondition::Absent { object }
-                    | Precondition::Exists { object, .. }
-                    | Precondition::Values { object, .. }
-                    | Precondition::Contains { object, .. } => note(object),
-                }
+/// Fingerprints of the destination entries `plan`'s actions depend on (`None`: absent).
+fn recorded_entries(plan: &Plan, destination: &Snapshot) -> BTreeMap<String, Option<String>> {
+    let mut entries = BTreeMap::new();
+    let mut note = |dn: &Dn| {
+        entries
+            .entry(dn.to_string())
+            .or_insert_with(|| destination.get(dn).map(|e| e.fingerprint()));
+    };
+    for a in &plan.actions {
+        note(&a.target);
+        for c in &a.changes {
+            if let Some(o) = &c.object {
+                note(o);
             }
         }
+        for p in &a.preconditions {
+            match p {
+                Precondition::Absent { object }
+                | Precondition::Exists { object, .. }
+                | Precondition::Values { object, .. }
+                | Precondition::Contains { object, .. } => note(object),
+            }
+        }
+    }
+    entries
+}
+
+/// What [`SavedPlan`] serialises, field for field, with everything borrowed.
+#[derive(Serialize)]
+struct Saving<'a> {
+    format: &'a str,
+    mailplan_version: &'a str,
+    plan_file: &'a str,
+    plan_fingerprint: &'a str,
+    entries: &'a BTreeMap<String, Option<String>>,
+    plan: &'a Plan,
+}
+
+/// Writes the saved plan of `plan` to `out`, the same bytes as
+/// `SavedPlan::new(plan, ..).to_json()` but as they are made: a large plan is neither copied
+/// nor held whole as text first.
+pub fn write_saved(
+    mut out: impl std::io::Write,
+    plan: &Plan,
+    plan_file: &str,
+    plan_text: &str,
+    destination: &Snapshot,
+) -> std::io::Result<()> {
+    let entries = recorded_entries(plan, destination);
+    let fingerprint = text_fingerprint(plan_text);
+    let saving = Saving {
+        format: SAVED_FORMAT,
+        mailplan_version: env!("CARGO_PKG_VERSION"),
+        plan_file,
+        plan_fingerprint: &fingerprint,
+        entries: &entries,
+        plan,
+    };
+    serde_json::to_writer_pretty(&mut out, &saving)?;
+    out.write_all(b"\n")
+}
+
+impl SavedPlan {
+    pub fn new(plan: Plan, plan_file: &str, plan_text: &str, destination: &Snapshot) -> Self {
         SavedPlan {
             format: SAVED_FORMAT.into(),
             mailplan_version: env!("CARGO_PKG_VERSION").into(),
             plan_file: plan_file.into(),
             plan_fingerprint: text_fingerprint(plan_text),
-            entries,
+            entries: recorded_entries(&plan, destination),
             plan,
         }
     }
@@ -239,6 +279,19 @@ mod tests {
         let json = saved.to_json();
         let whole: SavedPlan = serde_json::from_str(&json).unwrap();
         assert_eq!(whole, saved);
+        let mut written = Vec::new();
+        write_saved(
+            &mut written,
+            &saved.plan,
+            "plan.yaml",
+            &inputs.spec.text,
+            &inputs.destination,
+        )
+        .unwrap();
+        assert!(
+            written == json.as_bytes(),
+            "written as made, the same bytes"
+        );
         for threads in [1, 2, 3] {
             let outline: Outline = serde_json::from_str(&json).unwrap();
             let actions: Vec<Action> = parse_each(outline.plan.actions, threads).unwrap();
