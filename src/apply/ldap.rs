@@ -3,14 +3,14 @@
 //! Writes go through a pool of bound connections, as many as actions write at once. Reads (of
 //! the live entries the actions preparing ahead check) share one more connection, all in flight
 //! on it together, so that they never wait behind writes queued for the server's write lock.
-//! Errors are
-//! sorted into transient ones (busy, unavailable, a dropped connection, a timeout), which are
-//! retried with backoff a bounded number of times on a fresh connection, and permanent ones
-//! (constraint violation, no such object, insufficient access…), which fail the action at once
-//! with the server's message and the DN. When the server supports the LDAP Assertion control
-//! (RFC 4528), a modify or delete carries the action's preconditions as an assertion filter, so
-//! the check and the write are one operation; the executor's own check just before still runs,
-//! so servers without the control get the same guarantee minus that small window.
+//! Errors are sorted into transient ones (busy, unavailable, a dropped connection, a timeout),
+//! which are retried with backoff a bounded number of times on a fresh connection, and permanent
+//! ones (constraint violation, no such object, insufficient access…), which fail the action at
+//! once with the server's message and the DN. When the server supports the LDAP Assertion
+//! control (RFC 4528), a modify or delete carries the action's preconditions as an assertion
+//! filter, so the check and the write are one operation; the executor's own check, made when it
+//! read the entries (a few moments before the write, for an action prepared ahead), still runs,
+//! so servers without the control get the same guarantee minus that window.
 //! This module must not decide what to change; it carries out exactly the modifications given.
 
 use std::collections::{BTreeSet, HashSet};

@@ -134,7 +134,7 @@ pub struct ApplyArgs {
     /// Apply a YAML plan file without asking for `yes` first.
     #[arg(long)]
     pub auto_approve: bool,
-    /// How many actions may run at once.
+    /// How many actions may write at once (the next ones read and check their entries ahead).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub parallelism: u16,
     /// The state folder (run history, backups, lock); default `.mailplan` beside the plan file.

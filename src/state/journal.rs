@@ -211,9 +211,13 @@ fn serve(
             // Each running action waits on at most one request; until they all do, more are
             // on their way, and one sync for all of them is worth a moment's wait.
             let until = Instant::now() + gather;
-            while batch.iter().filter(|r| r.is_awaited()).count() < writers {
+            let mut awaited = batch.iter().filter(|r| r.is_awaited()).count();
+            while awaited < writers {
                 match requests.recv_timeout(until.saturating_duration_since(Instant::now())) {
-                    Ok(r) => batch.push(r),
+                    Ok(r) => {
+                        awaited += usize::from(r.is_awaited());
+                        batch.push(r);
+                    }
                     Err(_) => break,
                 }
             }
