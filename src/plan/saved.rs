@@ -111,16 +111,23 @@ pub fn write_saved(
 ) -> std::io::Result<()> {
     let entries = recorded_entries(plan, destination);
     let fingerprint = text_fingerprint(plan_text);
-    let saving = Saving {
+    Saving {
         format: SAVED_FORMAT,
         mailplan_version: env!("CARGO_PKG_VERSION"),
         plan_file,
         plan_fingerprint: &fingerprint,
         entries: &entries,
         plan,
-    };
-    serde_json::to_writer_pretty(&mut out, &saving)?;
-    out.write_all(b"\n")
+    }
+    .write(&mut out)
+}
+
+impl Saving<'_> {
+    /// Pretty JSON with a trailing newline; the same plan gives the same bytes.
+    fn write(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n")
+    }
 }
 
 impl SavedPlan {
@@ -137,9 +144,18 @@ impl SavedPlan {
 
     /// Pretty JSON with a trailing newline; the same plan gives the same bytes.
     pub fn to_json(&self) -> String {
-        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
-        s.push('\n');
-        s
+        let saving = Saving {
+            format: &self.format,
+            mailplan_version: &self.mailplan_version,
+            plan_file: &self.plan_file,
+            plan_fingerprint: &self.plan_fingerprint,
+            entries: &self.entries,
+            plan: &self.plan,
+        };
+        let mut out = Vec::new();
+        // Writing to memory does not fail, and serde_json writes UTF-8.
+        let _ = saving.write(&mut out);
+        String::from_utf8(out).unwrap_or_default()
     }
 
     pub fn from_json(path: &str, text: &str) -> Result<Self, SavedPlanError> {
@@ -208,21 +224,14 @@ struct PlanOutline<'a> {
 /// format.
 fn parse_side_by_side(text: &str) -> Result<SavedPlan, serde_json::Error> {
     let outline: Outline = serde_json::from_str(text)?;
-    let plan = if outline.format == SAVED_FORMAT {
+    let (subjects, actions) = if outline.format == SAVED_FORMAT {
         let threads = crate::parallel::cores();
-        Plan {
-            format_version: outline.plan.format_version,
-            subjects: parse_each(outline.plan.subjects, threads)?,
-            actions: parse_each(outline.plan.actions, threads)?,
-            summary: outline.plan.summary,
-        }
+        (
+            parse_each(outline.plan.subjects, threads)?,
+            parse_each(outline.plan.actions, threads)?,
+        )
     } else {
-        Plan {
-            format_version: outline.plan.format_version,
-            subjects: Vec::new(),
-            actions: Vec::new(),
-            summary: outline.plan.summary,
-        }
+        (Vec::new(), Vec::new())
     };
     Ok(SavedPlan {
         format: outline.format,
@@ -230,7 +239,12 @@ fn parse_side_by_side(text: &str) -> Result<SavedPlan, serde_json::Error> {
         plan_file: outline.plan_file,
         plan_fingerprint: outline.plan_fingerprint,
         entries: outline.entries,
-        plan,
+        plan: Plan {
+            format_version: outline.plan.format_version,
+            subjects,
+            actions,
+            summary: outline.plan.summary,
+        },
     })
 }
 
