@@ -1,10 +1,10 @@
 //! Work split into runs on the machine's cores, with results in input order.
 //!
-//! Matching, planning and rendering each have a long list of independent pieces (persons,
-//! subject blocks). They hand runs of it to this module and get back, in order, exactly what
-//! one thread would have produced: determinism does not depend on the number of cores. This
-//! module must not know what the pieces are, and must not be used where one piece's result
-//! depends on another's.
+//! Matching, planning, rendering and loading a saved plan each have a long list of independent
+//! pieces (persons, subject blocks, actions). They hand runs of it to this module and get back,
+//! in order, exactly what one thread would have produced: determinism does not depend on the
+//! number of cores. This module must not know what the pieces are, and must not be used where
+//! one piece's result depends on another's.
 
 /// The cores this process may use (1 when that cannot be told).
 pub fn cores() -> usize {
@@ -43,6 +43,24 @@ pub fn runs<T: Send, R: Send>(
     })
 }
 
+/// Applies `f` to each of `items`, in runs on up to `threads` threads (see [`runs`]), and
+/// returns the results in the order of `items`.
+pub fn map<T: Send, R: Send>(
+    items: Vec<T>,
+    threads: usize,
+    min_run: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let count = items.len();
+    let mut all = Vec::with_capacity(count);
+    for run in runs(items, threads, min_run, |run| {
+        run.into_iter().map(&f).collect::<Vec<R>>()
+    }) {
+        all.extend(run);
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +86,19 @@ mod tests {
             "too little for two"
         );
         assert_eq!(runs(vec![1; 40], 4, 10, |r| r.len()), vec![10; 4]);
+    }
+
+    #[test]
+    fn each_item_is_mapped_in_order_whatever_the_threads() {
+        let items: Vec<u32> = (0..10_007).collect();
+        for threads in [1, 2, 3, 8] {
+            let out = map(items.clone(), threads, 100, |x| u64::from(x) * 3);
+            assert_eq!(
+                out,
+                (0..10_007u64).map(|x| x * 3).collect::<Vec<_>>(),
+                "{threads} threads"
+            );
+        }
+        assert_eq!(map(Vec::<u32>::new(), 4, 10, |x| x), Vec::<u32>::new());
     }
 }

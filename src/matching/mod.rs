@@ -231,26 +231,19 @@ fn match_on(
 
     // Each person is matched on their own (conflicts between them are resolved next), so runs
     // of persons are matched side by side.
-    let mut out: Vec<PersonMatch> = crate::parallel::runs(persons, cores, 1_000, |run| {
-        run.into_iter()
-            .map(|person| {
-                let person_pins = pins.get(&person.dn).map(Vec::as_slice).unwrap_or(&[]);
-                let link = links.get(&person.dn);
-                match_person(
-                    person,
-                    person_pins,
-                    link,
-                    spec.matching.mode,
-                    destination,
-                    &classes,
-                    &index,
-                )
-            })
-            .collect::<Vec<_>>()
-    })
-    .into_iter()
-    .flatten()
-    .collect();
+    let mut out: Vec<PersonMatch> = crate::parallel::map(persons, cores, 1_000, |person| {
+        let person_pins = pins.get(&person.dn).map(Vec::as_slice).unwrap_or(&[]);
+        let link = links.get(&person.dn);
+        match_person(
+            person,
+            person_pins,
+            link,
+            spec.matching.mode,
+            destination,
+            &classes,
+            &index,
+        )
+    });
     resolve_conflicts(&mut out, destination);
     Matches {
         persons: out,

@@ -253,17 +253,9 @@ fn parse_each<T: DeserializeOwned + Send>(
     raw: Vec<&RawValue>,
     threads: usize,
 ) -> Result<Vec<T>, serde_json::Error> {
-    let count = raw.len();
-    let runs = crate::parallel::runs(raw, threads, 1000, |run| {
-        run.into_iter()
-            .map(|r| serde_json::from_str(r.get()))
-            .collect::<Result<Vec<T>, _>>()
-    });
-    let mut all = Vec::with_capacity(count);
-    for run in runs {
-        all.extend(run?);
-    }
-    Ok(all)
+    crate::parallel::map(raw, threads, 1000, |r| serde_json::from_str(r.get()))
+        .into_iter()
+        .collect()
 }
 
 #[cfg(test)]
