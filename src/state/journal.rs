@@ -264,8 +264,8 @@ pub struct StateJournal {
 impl StateJournal {
     /// Hands `db` to a new writer thread that keeps the journal of `run`, for at most
     /// `writers` actions waiting on it at once (apply's actions in flight,
-    /// [`crate::apply::Options::in_flight`]): a backup or link waits
-    /// up to [`GATHER`] for the others' to share its commit.
+    /// [`crate::apply::Options::in_flight`]): a backup or link waits up to [`GATHER`] for the
+    /// others' to share its commit.
     pub fn new(db: StateDb, run: RunId, writers: usize) -> Result<Self, StateError> {
         Self::gathering(db, run, writers, GATHER)
     }
