@@ -142,11 +142,11 @@ impl Default for Options {
 const LOOKAHEAD: usize = 16;
 
 impl Options {
-    /// The most actions in flight at once: `parallelism` writing, and up to [`LOOKAHEAD`] times
-    /// as many reading their live entries, checking their preconditions and waiting for their
-    /// backups (a journal should expect that many waiting on it at once). An action prepared
-    /// ahead writes a few moments after its check, not right after it: the Assertion control,
-    /// where the directory has it, still makes the check and the write one operation.
+    /// The most actions in flight at once: `parallelism` writing, and up to `LOOKAHEAD` (16)
+    /// times as many reading their live entries, checking their preconditions and waiting for
+    /// their backups (a journal should expect that many waiting on it at once). An action
+    /// prepared ahead writes a few moments after its check, not right after it: the Assertion
+    /// control, where the directory has it, still makes the check and the write one operation.
     pub fn in_flight(&self) -> usize {
         self.parallelism.max(1) * (1 + LOOKAHEAD)
     }
