@@ -31,6 +31,9 @@ if [ ${#packages[@]} -gt 0 ]; then
   fi
 fi
 
+# A clean run gains nothing from incremental caches, and they would double what it writes to disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 echo "== formatting"
 cargo fmt --all --check
 
