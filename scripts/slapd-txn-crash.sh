@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Why `mailplan apply` does not batch its writes in LDAP transactions (RFC 5805), shown with
+# OpenLDAP's own tools only: a throwaway slapd takes transactions of 32 adds from
+# `ldapmodify -E txn=commit`, first alone, then with one base search after another beside them.
+# slapd 2.5.13 (Debian 12's) commits them all alone, and dies with a segmentation fault within
+# seconds once something searches while it commits.
+#
+# Usage: scripts/slapd-txn-crash.sh [TRANSACTIONS]   (default 300 per round)
+# Needs: slapd, ldap-utils. Runs slapd on a free loopback port from a temporary folder and
+# stops it by PID on exit. Exits 0 when slapd survived both rounds, 1 when it died.
+set -euo pipefail
+TXNS=${1:-300}
+export PATH="$PATH:/usr/sbin"
+for b in slapd slapadd ldapsearch ldapmodify; do
+  command -v "$b" >/dev/null || { echo "$b is missing: apt-get install slapd ldap-utils" >&2; exit 2; }
+done
+
+W=$(mktemp -d /tmp/slapd-txn.XXXXXX)
+SLAPD_PID=""
+READER_PID=""
+cleanup() {
+  [ -n "$READER_PID" ] && kill "$READER_PID" 2>/dev/null || true
+  if [ -n "$SLAPD_PID" ] && kill -0 "$SLAPD_PID" 2>/dev/null; then
+    kill "$SLAPD_PID"
+    while kill -0 "$SLAPD_PID" 2>/dev/null; do sleep 0.1; done
+  fi
+  rm -rf "$W"
+}
+trap cleanup EXIT
+
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+URL="ldap://127.0.0.1:$PORT"
+BASE='dc=example,dc=test'
+PW='txn-secret'
+mkdir -p "$W/slapd.d" "$W/db"
+cat > "$W/config.ldif" <<CONF
+dn: cn=config
+objectClass: olcGlobal
+cn: config
+olcPidFile: $W/slapd.pid
+
+dn: cn=module{0},cn=config
+objectClass: olcModuleList
+cn: module{0}
+olcModulePath: /usr/lib/ldap
+olcModuleLoad: back_mdb
+
+dn: cn=schema,cn=config
+objectClass: olcSchemaConfig
+cn: schema
+
+include: file:///etc/ldap/schema/core.ldif
+
+dn: olcDatabase={0}config,cn=config
+objectClass: olcDatabaseConfig
+olcDatabase: {0}config
+
+dn: olcDatabase={1}mdb,cn=config
+objectClass: olcDatabaseConfig
+objectClass: olcMdbConfig
+olcDatabase: {1}mdb
+olcSuffix: $BASE
+olcRootDN: cn=admin,$BASE
+olcRootPW: $PW
+olcDbDirectory: $W/db
+CONF
+slapadd -n0 -F "$W/slapd.d" -l "$W/config.ldif" >/dev/null
+printf 'dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n' "$BASE" |
+  slapadd -q -F "$W/slapd.d" -b "$BASE"
+
+slapd -F "$W/slapd.d" -h "$URL/" -d 0 >"$W/slapd.log" 2>&1 &
+SLAPD_PID=$!
+for _ in $(seq 1 100); do
+  ldapsearch -x -H "$URL" -b "" -s base >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+# One transaction: 32 adds under the base, numbered from $1.
+transaction() {
+  local i
+  for i in $(seq "$1" $(($1 + 31))); do
+    printf 'dn: cn=d%s,%s\nchangetype: add\nobjectClass: device\ncn: d%s\n\n' "$i" "$BASE" "$i"
+  done > "$W/txn.ldif"
+  ldapmodify -x -H "$URL" -D "cn=admin,$BASE" -w "$PW" -E txn=commit -f "$W/txn.ldif" >/dev/null 2>&1
+}
+
+# Round $1 ("alone" or "with searches"), adding entries numbered from $2.
+round() {
+  local t
+  for t in $(seq 0 $((TXNS - 1))); do
+    if ! transaction $(($2 + t * 32)); then
+      if kill -0 "$SLAPD_PID" 2>/dev/null; then
+        echo "$1: transaction $((t + 1)) failed, slapd still running" >&2
+        exit 2
+      fi
+      wait "$SLAPD_PID" 2>/dev/null && status=0 || status=$?
+      echo "$1: slapd died during transaction $((t + 1)) of $TXNS (exit status $status; 139 is a segmentation fault)"
+      SLAPD_PID=""
+      exit 1
+    fi
+  done
+  echo "$1: $TXNS transactions of 32 adds committed"
+}
+
+echo "slapd $(slapd -VV 2>&1 | grep -o 'slapd [0-9.]*' | head -1 | cut -d' ' -f2) on $URL"
+round "alone" 0
+(while true; do ldapsearch -x -H "$URL" -b "$BASE" -s base >/dev/null 2>&1 || true; done) &
+READER_PID=$!
+round "with searches" $((TXNS * 32))
