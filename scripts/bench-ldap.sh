@@ -36,14 +36,7 @@ TO_LDIF=$PWD/target/release/examples/plan_to_ldif
 SCHEMA=$PWD/tests/fixtures/ldap/schema.ldif
 
 W=$(mktemp -d /tmp/mailplan-bench.XXXXXX)
-SLAPD_PID=""
-stop_slapd() {
-  if [ -n "$SLAPD_PID" ]; then
-    kill "$SLAPD_PID" 2>/dev/null || true
-    while kill -0 "$SLAPD_PID" 2>/dev/null; do sleep 0.1; done
-    SLAPD_PID=""
-  fi
-}
+. scripts/slapd-lib.sh
 trap 'stop_slapd; rm -rf "$W"' EXIT
 now() { date +%s.%N; }
 # CPU seconds (user + system) slapd has used so far: how busy the server was during a step.
@@ -70,45 +63,22 @@ loadable() {
          if (out != "") print out }' "$1"
 }
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 URL="ldap://127.0.0.1:$PORT"
 mkdir -p "$W/slapd.d" "$W/db0" "$W/db1"
-cat > "$W/config.ldif" <<CONF
-dn: cn=config
-objectClass: olcGlobal
-cn: config
-olcPidFile: $W/slapd.pid
-olcLogLevel: none
-olcThreads: 8
-
-dn: cn=module{0},cn=config
-objectClass: olcModuleList
-cn: module{0}
-olcModulePath: /usr/lib/ldap
-olcModuleLoad: back_mdb
-
-dn: cn=schema,cn=config
-objectClass: olcSchemaConfig
-cn: schema
-
-include: file:///etc/ldap/schema/core.ldif
-
-include: file:///etc/ldap/schema/cosine.ldif
-
-include: file:///etc/ldap/schema/inetorgperson.ldif
-
-include: file://$SCHEMA
-
+{
+  slapd_config_head /etc/ldap/schema/core.ldif /etc/ldap/schema/cosine.ldif \
+    /etc/ldap/schema/inetorgperson.ldif "$SCHEMA"
+  cat <<CONF
 dn: olcDatabase={-1}frontend,cn=config
 objectClass: olcDatabaseConfig
 objectClass: olcFrontendConfig
 olcDatabase: {-1}frontend
 olcSizeLimit: size.soft=500 size.hard=500 size.pr=unlimited size.prtotal=unlimited
 
-dn: olcDatabase={0}config,cn=config
-objectClass: olcDatabaseConfig
-olcDatabase: {0}config
-
+CONF
+  slapd_config_database
+  cat <<CONF
 dn: olcDatabase={1}mdb,cn=config
 objectClass: olcDatabaseConfig
 objectClass: olcMdbConfig
@@ -131,6 +101,7 @@ olcDbDirectory: $W/db1
 olcDbMaxSize: 8589934592
 olcDbIndex: objectClass eq
 CONF
+} > "$W/config.ldif"
 slapadd -n0 -F "$W/slapd.d" -l "$W/config.ldif"
 echo "== loading slapd"
 loadable "$W/data/source.ldif" > "$W/source.load.ldif"
@@ -138,15 +109,6 @@ loadable "$W/data/destination.ldif" > "$W/destination.load.ldif"
 slapadd -q -F "$W/slapd.d" -b "$SRC" -l "$W/source.load.ldif"
 slapadd -q -F "$W/slapd.d" -b "$DST" -l "$W/destination.load.ldif"
 
-start_slapd() {
-  slapd -F "$W/slapd.d" -h "$URL/" -d 0 >"$W/slapd.log" 2>&1 &
-  SLAPD_PID=$!
-  for _ in $(seq 1 100); do
-    ldapsearch -x -H "$URL" -b "" -s base >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  echo "slapd did not start" >&2; cat "$W/slapd.log" >&2; exit 1
-}
 start_slapd
 
 ldap_block() {

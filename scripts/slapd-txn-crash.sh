@@ -16,45 +16,24 @@ for b in slapd slapadd ldapsearch ldapmodify; do
 done
 
 W=$(mktemp -d /tmp/slapd-txn.XXXXXX)
-SLAPD_PID=""
+cd "$(dirname "$0")/.."
+. scripts/slapd-lib.sh
 READER_PID=""
 cleanup() {
   [ -n "$READER_PID" ] && kill "$READER_PID" 2>/dev/null || true
-  if [ -n "$SLAPD_PID" ] && kill -0 "$SLAPD_PID" 2>/dev/null; then
-    kill "$SLAPD_PID"
-    while kill -0 "$SLAPD_PID" 2>/dev/null; do sleep 0.1; done
-  fi
+  stop_slapd
   rm -rf "$W"
 }
 trap cleanup EXIT
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-URL="ldap://127.0.0.1:$PORT"
+URL="ldap://127.0.0.1:$(free_port)"
 BASE='dc=example,dc=test'
 PW='txn-secret'
 mkdir -p "$W/slapd.d" "$W/db"
-cat > "$W/config.ldif" <<CONF
-dn: cn=config
-objectClass: olcGlobal
-cn: config
-olcPidFile: $W/slapd.pid
-
-dn: cn=module{0},cn=config
-objectClass: olcModuleList
-cn: module{0}
-olcModulePath: /usr/lib/ldap
-olcModuleLoad: back_mdb
-
-dn: cn=schema,cn=config
-objectClass: olcSchemaConfig
-cn: schema
-
-include: file:///etc/ldap/schema/core.ldif
-
-dn: olcDatabase={0}config,cn=config
-objectClass: olcDatabaseConfig
-olcDatabase: {0}config
-
+{
+  slapd_config_head /etc/ldap/schema/core.ldif
+  slapd_config_database
+  cat <<CONF
 dn: olcDatabase={1}mdb,cn=config
 objectClass: olcDatabaseConfig
 objectClass: olcMdbConfig
@@ -64,16 +43,12 @@ olcRootDN: cn=admin,$BASE
 olcRootPW: $PW
 olcDbDirectory: $W/db
 CONF
+} > "$W/config.ldif"
 slapadd -n0 -F "$W/slapd.d" -l "$W/config.ldif" >/dev/null
 printf 'dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n' "$BASE" |
   slapadd -q -F "$W/slapd.d" -b "$BASE"
 
-slapd -F "$W/slapd.d" -h "$URL/" -d 0 >"$W/slapd.log" 2>&1 &
-SLAPD_PID=$!
-for _ in $(seq 1 100); do
-  ldapsearch -x -H "$URL" -b "" -s base >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_slapd
 
 # One transaction: 32 adds under the base, numbered from $1.
 transaction() {
