@@ -78,29 +78,8 @@ olcSizeLimit: size.soft=500 size.hard=500 size.pr=unlimited size.prtotal=unlimit
 
 CONF
   slapd_config_database
-  cat <<CONF
-dn: olcDatabase={1}mdb,cn=config
-objectClass: olcDatabaseConfig
-objectClass: olcMdbConfig
-olcDatabase: {1}mdb
-olcSuffix: $SRC
-olcRootDN: cn=admin,$SRC
-olcRootPW: $PW
-olcDbDirectory: $W/db0
-olcDbMaxSize: 8589934592
-olcDbIndex: objectClass eq
-
-dn: olcDatabase={2}mdb,cn=config
-objectClass: olcDatabaseConfig
-objectClass: olcMdbConfig
-olcDatabase: {2}mdb
-olcSuffix: $DST
-olcRootDN: cn=admin,$DST
-olcRootPW: $PW
-olcDbDirectory: $W/db1
-olcDbMaxSize: 8589934592
-olcDbIndex: objectClass eq
-CONF
+  slapd_mdb_database 1 "$SRC" "$PW" "$W/db0"
+  slapd_mdb_database 2 "$DST" "$PW" "$W/db1"
 } > "$W/config.ldif"
 slapadd -n0 -F "$W/slapd.d" -l "$W/config.ldif"
 echo "== loading slapd"

@@ -32,6 +32,15 @@ slapd_config_database() {
   printf 'olcDatabase: {0}config\n\n'
 }
 
+# A back-mdb database: slapd_mdb_database INDEX SUFFIX PASSWORD FOLDER. Its root DN is
+# cn=admin,SUFFIX; it may grow to 8 GiB and indexes objectClass.
+slapd_mdb_database() {
+  printf 'dn: olcDatabase={%s}mdb,cn=config\nobjectClass: olcDatabaseConfig\n' "$1"
+  printf 'objectClass: olcMdbConfig\nolcDatabase: {%s}mdb\nolcSuffix: %s\n' "$1" "$2"
+  printf 'olcRootDN: cn=admin,%s\nolcRootPW: %s\nolcDbDirectory: %s\n' "$2" "$3" "$4"
+  printf 'olcDbMaxSize: 8589934592\nolcDbIndex: objectClass eq\n\n'
+}
+
 # Starts slapd from $W/slapd.d on $URL and waits until it answers.
 start_slapd() {
   slapd -F "$W/slapd.d" -h "$URL/" -d 0 >"$W/slapd.log" 2>&1 &

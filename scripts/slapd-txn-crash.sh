@@ -33,16 +33,7 @@ mkdir -p "$W/slapd.d" "$W/db"
 {
   slapd_config_head /etc/ldap/schema/core.ldif
   slapd_config_database
-  cat <<CONF
-dn: olcDatabase={1}mdb,cn=config
-objectClass: olcDatabaseConfig
-objectClass: olcMdbConfig
-olcDatabase: {1}mdb
-olcSuffix: $BASE
-olcRootDN: cn=admin,$BASE
-olcRootPW: $PW
-olcDbDirectory: $W/db
-CONF
+  slapd_mdb_database 1 "$BASE" "$PW" "$W/db"
 } > "$W/config.ldif"
 slapadd -n0 -F "$W/slapd.d" -l "$W/config.ldif" >/dev/null
 printf 'dn: %s\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n' "$BASE" |
