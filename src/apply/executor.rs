@@ -84,6 +84,17 @@ pub trait Journal: Send + Sync + 'static {
             Ok(())
         })
     }
+    /// [`Journal::prepare`] for several actions that write together (see [`batch_object`]),
+    /// each with the entries it is about to modify. A journal that can store them all in one
+    /// commit should; `Ok` only once all are stored.
+    fn prepare_all<'a>(&'a self, each: &'a [(&'a Action, Vec<&'a Entry>)]) -> JournalFuture<'a> {
+        Box::pin(async move {
+            for (action, entries) in each {
+                self.prepare(action, entries).await?;
+            }
+            Ok(())
+        })
+    }
     /// The action's outcome, once known. Must not block for long (it is called on the
     /// runtime's threads); a journal may store it later, as long as it is stored before the
     /// run is reported finished.
@@ -351,12 +362,12 @@ pub async fn execute_with_importer<W: DirectoryWriter>(
         }
     }
     // Start in topological order, ties in plan order, so runs are reproducible.
-    let mut ready: VecDeque<usize> = graph
-        .order
-        .iter()
-        .copied()
-        .filter(|&i| waiting[i] == 0)
-        .collect();
+    let mut ready = Ready::new(&plan);
+    for &i in &graph.order {
+        if waiting[i] == 0 {
+            ready.push(i);
+        }
+    }
     let mut results: Vec<Option<ActionResult>> = vec![None; n];
     let parallelism = options.parallelism.max(1);
     let in_flight = options.in_flight();
@@ -380,21 +391,19 @@ pub async fn execute_with_importer<W: DirectoryWriter>(
         // time: the next ones then reach the journal together and share a commit.
         let refill = running.len() <= parallelism + (in_flight - parallelism) / 2;
         while !interrupted && refill && running.len() < in_flight {
-            let Some(i) = ready.pop_front() else { break };
+            let Some(batch) = ready.pop(&plan) else { break };
             let ctx = ctx.clone();
             running.spawn(async move {
                 let started = SystemTime::now();
                 let clock = Instant::now();
-                let action = &ctx.plan.actions[i];
-                let result = match &ctx.resume {
-                    Some(done) if done.contains(&action.id) => ActionResult::AlreadyApplied,
-                    _ => run_action(&ctx, action).await,
-                };
-                if result != ActionResult::NotStarted {
-                    ctx.journal
-                        .record(&ctx.plan.actions[i], &result, started, clock.elapsed());
+                let outcomes = run_batch(&ctx, &batch).await;
+                for (&i, result) in batch.iter().zip(&outcomes) {
+                    if *result != ActionResult::NotStarted {
+                        ctx.journal
+                            .record(&ctx.plan.actions[i], result, started, clock.elapsed());
+                    }
                 }
-                (i, result)
+                batch.into_iter().zip(outcomes).collect::<Vec<_>>()
             });
         }
         if running.is_empty() {
@@ -403,9 +412,9 @@ pub async fn execute_with_importer<W: DirectoryWriter>(
         tokio::select! {
             joined = running.join_next() => {
                 let Some(joined) = joined else { continue };
-                let (i, result) = match joined {
+                let outcomes = match joined {
                     Ok(done) => done,
-                    // A task that panicked: its action's index is unknown, so it cannot be
+                    // A task that panicked: its actions are unknown, so they cannot be
                     // attributed; this is a bug, and the remaining actions stay not started.
                     Err(e) => {
                         interrupted = true;
@@ -413,22 +422,24 @@ pub async fn execute_with_importer<W: DirectoryWriter>(
                         continue;
                     }
                 };
-                if result == ActionResult::NotStarted {
-                    // Interrupted before it wrote: it and its dependents stay not started.
-                    continue;
-                }
-                reporter.finished(&plan.actions[i], &result);
-                if result.is_applied() {
-                    for &d in &dependents[i] {
-                        waiting[d] -= 1;
-                        if waiting[d] == 0 && results[d].is_none() {
-                            ready.push_back(d);
-                        }
+                for (i, result) in outcomes {
+                    if result == ActionResult::NotStarted {
+                        // Interrupted before it wrote: it and its dependents stay not started.
+                        continue;
                     }
-                } else {
-                    skip_dependents(i, &plan, &dependents, &mut results, &*reporter, &*ctx.journal);
+                    reporter.finished(&plan.actions[i], &result);
+                    if result.is_applied() {
+                        for &d in &dependents[i] {
+                            waiting[d] -= 1;
+                            if waiting[d] == 0 && results[d].is_none() {
+                                ready.push(d);
+                            }
+                        }
+                    } else {
+                        skip_dependents(i, &plan, &dependents, &mut results, &*reporter, &*ctx.journal);
+                    }
+                    results[i] = Some(result);
                 }
-                results[i] = Some(result);
             }
             changed = cancel.changed(), if !interrupted => {
                 if changed.is_err() || *cancel.borrow() {
@@ -449,6 +460,253 @@ pub async fn execute_with_importer<W: DirectoryWriter>(
         interrupted,
         elapsed: start.elapsed(),
     })
+}
+
+/// The most membership moves written together as one modify (see [`batch_object`]): large
+/// enough that a group's moves are a handful of writes, small enough that a request stays far
+/// below any server's size limit.
+const MAX_BATCH: usize = 500;
+
+/// The object a membership move writes, when it may share one modify with the other moves on
+/// that object that are ready at the same moment.
+///
+/// A directory server syncs its disk once per write, so a group's hundreds of moves cost
+/// hundreds of syncs one by one and one sync together. Only moves qualify: they change values
+/// of one object, and their preconditions are only that this object holds the values they
+/// remove, so moves of different values commute and an LDAP modify carrying all of them (it is
+/// atomic) does exactly what they would one after the other.
+fn batch_object(action: &Action) -> Option<&Dn> {
+    if action.kind != ActionKind::MoveMemberships {
+        return None;
+    }
+    let object = action.changes.first()?.object.as_ref()?;
+    let one_object = action
+        .changes
+        .iter()
+        .all(|c| c.object.as_ref() == Some(object));
+    let guards_only_values = action
+        .preconditions
+        .iter()
+        .all(|p| matches!(p, Precondition::Contains { object: o, .. } if o == object));
+    (one_object && guards_only_values).then_some(object)
+}
+
+/// The actions ready to start, in the order they became ready; moves on one object that are
+/// ready together leave the queue together (see [`batch_object`]).
+struct Ready {
+    queue: VecDeque<usize>,
+    /// Per action, the number of the object it may share a write on.
+    object: Vec<Option<usize>>,
+    /// Per object, its ready moves not yet started, in queue order.
+    moves: BTreeMap<usize, VecDeque<usize>>,
+    /// Started as part of an earlier action's batch: skipped when the queue reaches them.
+    started: Vec<bool>,
+}
+
+impl Ready {
+    fn new(plan: &Plan) -> Self {
+        let mut numbers: BTreeMap<&Dn, usize> = BTreeMap::new();
+        let object = plan
+            .actions
+            .iter()
+            .map(|a| {
+                batch_object(a).map(|dn| {
+                    let next = numbers.len();
+                    *numbers.entry(dn).or_insert(next)
+                })
+            })
+            .collect();
+        Ready {
+            queue: VecDeque::new(),
+            object,
+            moves: BTreeMap::new(),
+            started: vec![false; plan.actions.len()],
+        }
+    }
+
+    fn push(&mut self, i: usize) {
+        self.queue.push_back(i);
+        if let Some(o) = self.object[i] {
+            self.moves.entry(o).or_default().push_back(i);
+        }
+    }
+
+    /// The next action to start, with every ready move that can share its write. Moves whose
+    /// values overlap the batch's stay queued: together they would not do what they do in turn.
+    fn pop(&mut self, plan: &Plan) -> Option<Vec<usize>> {
+        let first = loop {
+            let i = self.queue.pop_front()?;
+            if !self.started[i] {
+                break i;
+            }
+        };
+        self.started[first] = true;
+        let Some(o) = self.object[first] else {
+            return Some(vec![first]);
+        };
+        let candidates = self.moves.remove(&o).unwrap_or_default();
+        let mut batch = vec![first];
+        let mut values: BTreeSet<(&crate::directory::AttrName, &Value)> = BTreeSet::new();
+        let claim = |i: usize, values: &mut BTreeSet<_>| {
+            let mine: Vec<_> = plan.actions[i]
+                .changes
+                .iter()
+                .flat_map(|c| {
+                    c.before
+                        .iter()
+                        .chain(&c.after)
+                        .map(move |v| (&c.attribute, v))
+                })
+                .collect();
+            let free = mine.iter().all(|v| !values.contains(v));
+            if free {
+                values.extend(mine);
+            }
+            free
+        };
+        claim(first, &mut values);
+        let mut left = VecDeque::new();
+        for i in candidates {
+            if i == first || self.started[i] {
+                continue;
+            }
+            if batch.len() < MAX_BATCH && claim(i, &mut values) {
+                self.started[i] = true;
+                batch.push(i);
+            } else {
+                left.push_back(i);
+            }
+        }
+        if !left.is_empty() {
+            self.moves.insert(o, left);
+        }
+        Some(batch)
+    }
+}
+
+/// Runs the actions [`Ready::pop`] started together: one alone as itself; moves on one object
+/// read, checked and backed up each as if alone, then written as one modify. When that write
+/// is refused over its values (someone changed the object since the check), every move is run
+/// again alone, so that only the ones that no longer fit fail.
+async fn run_batch<W: DirectoryWriter>(ctx: &Context<W>, batch: &[usize]) -> Vec<ActionResult> {
+    let actions: Vec<&Action> = batch.iter().map(|&i| &ctx.plan.actions[i]).collect();
+    let resumed = |a: &Action| matches!(&ctx.resume, Some(done) if done.contains(&a.id));
+    if let [action] = actions[..] {
+        return vec![if resumed(action) {
+            ActionResult::AlreadyApplied
+        } else {
+            run_action(ctx, action).await
+        }];
+    }
+    let mut results: Vec<Option<ActionResult>> = vec![None; actions.len()];
+    let Some(object) = batch_object(actions[0]) else {
+        return vec![
+            failed("internal error: a batch of actions that cannot share a write");
+            actions.len()
+        ];
+    };
+    // Every entry the moves touch, read once.
+    let mut live: BTreeMap<Dn, Option<Entry>> = BTreeMap::new();
+    for dn in actions.iter().flat_map(|a| touched(a)) {
+        if live.contains_key(&dn) {
+            continue;
+        }
+        match ctx.writer.get(&dn).await {
+            Ok(e) => {
+                live.insert(dn, e);
+            }
+            Err(e) => return vec![failed(e.to_string()); actions.len()],
+        }
+    }
+    for (k, action) in actions.iter().enumerate() {
+        if resumed(action) {
+            results[k] = Some(ActionResult::AlreadyApplied);
+            continue;
+        }
+        let own: BTreeMap<Dn, Option<Entry>> = touched(action)
+            .into_iter()
+            .map(|dn| {
+                let entry = live.get(&dn).cloned().flatten();
+                (dn, entry)
+            })
+            .collect();
+        results[k] = before_write(ctx, action, &own);
+    }
+    let writing: Vec<usize> = (0..actions.len())
+        .filter(|&k| results[k].is_none())
+        .collect();
+    let finish = |mut results: Vec<Option<ActionResult>>,
+                  outcome: &dyn Fn(&Action) -> ActionResult| {
+        for &k in &writing {
+            results[k].get_or_insert_with(|| outcome(actions[k]));
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(ActionResult::NotStarted))
+            .collect::<Vec<_>>()
+    };
+    let Some(Some(entry)) = live.get(object) else {
+        return finish(results, &|_| stale(format!("`{object}` no longer exists")));
+    };
+    if writing.is_empty() {
+        return finish(results, &|_| ActionResult::NotStarted);
+    }
+    let each: Vec<(&Action, Vec<&Entry>)> =
+        writing.iter().map(|&k| (actions[k], vec![entry])).collect();
+    if let Err(e) = ctx.journal.prepare_all(&each).await {
+        let message = format!(
+            "the state could not record the backup of `{object}`, so nothing was changed: {e}"
+        );
+        return finish(results, &|_| failed(message.clone()));
+    }
+    // All values removed, then all added: the same as the moves one after the other, since
+    // no two of them name the same value.
+    let mut removed: BTreeMap<crate::directory::AttrName, Vec<Value>> = BTreeMap::new();
+    let mut added: BTreeMap<crate::directory::AttrName, Vec<Value>> = BTreeMap::new();
+    let mut guard = Vec::new();
+    for &k in &writing {
+        for c in &actions[k].changes {
+            removed
+                .entry(c.attribute.clone())
+                .or_default()
+                .extend(c.removed().cloned());
+            added
+                .entry(c.attribute.clone())
+                .or_default()
+                .extend(c.added().cloned());
+        }
+        guard.extend(actions[k].preconditions.iter().cloned());
+    }
+    let mods: Vec<Modification> = removed
+        .into_iter()
+        .map(|(attr, values)| Modification {
+            op: ModOp::Delete,
+            attr,
+            values,
+        })
+        .chain(added.into_iter().map(|(attr, values)| Modification {
+            op: ModOp::Add,
+            attr,
+            values,
+        }))
+        .filter(|m| !m.values.is_empty())
+        .collect();
+    let written = {
+        let Some(_turn) = ctx.turn_to_write().await else {
+            return finish(results, &|_| ActionResult::NotStarted);
+        };
+        ctx.writer.modify_guarded(object, mods, &guard).await
+    };
+    match written {
+        Ok(()) => finish(results, &|_| ActionResult::Applied),
+        Err(e) if e.is_about_values() => {
+            for &k in &writing {
+                results[k] = Some(run_action(ctx, actions[k]).await);
+            }
+            finish(results, &|_| ActionResult::NotStarted)
+        }
+        Err(e) => finish(results, &|_| write_failed(e.clone())),
+    }
 }
 
 /// Marks every transitive dependent of a failed action as skipped because of it (once each).
@@ -504,24 +762,8 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
             Err(e) => return failed(e.to_string()),
         }
     }
-    let resuming = ctx.resume.is_some();
-    if let Some(dn) = ctx.recorded.changed(&live) {
-        if resuming && in_effect(action, &live) {
-            return ActionResult::AlreadyApplied;
-        }
-        return stale(format!("`{dn}` changed since the plan was made"));
-    }
-    for p in &action.preconditions {
-        if let Err(why) = check(p, &live, &ctx.rules) {
-            if resuming && in_effect(action, &live) {
-                return ActionResult::AlreadyApplied;
-            }
-            return stale(why);
-        }
-    }
-    // An interrupted run may have written this action and died before recording it.
-    if resuming && in_effect(action, &live) {
-        return ActionResult::AlreadyApplied;
+    if let Some(result) = before_write(ctx, action, &live) {
+        return result;
     }
     if matches!(
         action.kind,
@@ -604,6 +846,36 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
         Ok(()) => ActionResult::Applied,
         Err(e) => write_failed(e),
     }
+}
+
+/// What `action` comes to before it writes, judged on the live entries it touches: stale when
+/// they changed since the plan was made or its preconditions no longer hold, already applied
+/// when an interrupted run wrote it. `None`: it goes on to write.
+fn before_write<W>(
+    ctx: &Context<W>,
+    action: &Action,
+    live: &BTreeMap<Dn, Option<Entry>>,
+) -> Option<ActionResult> {
+    let resuming = ctx.resume.is_some();
+    if let Some(dn) = ctx.recorded.changed(live) {
+        if resuming && in_effect(action, live) {
+            return Some(ActionResult::AlreadyApplied);
+        }
+        return Some(stale(format!("`{dn}` changed since the plan was made")));
+    }
+    for p in &action.preconditions {
+        if let Err(why) = check(p, live, &ctx.rules) {
+            if resuming && in_effect(action, live) {
+                return Some(ActionResult::AlreadyApplied);
+            }
+            return Some(stale(why));
+        }
+    }
+    // An interrupted run may have written this action and died before recording it.
+    if resuming && in_effect(action, live) {
+        return Some(ActionResult::AlreadyApplied);
+    }
+    None
 }
 
 /// Whether `action` may create its object without reading first: its conditions are that the
@@ -884,6 +1156,10 @@ mod tests {
         /// Whether its adds check existence, as a server does (creates then skip the read).
         checks: bool,
         gets: AtomicUsize,
+        /// Every modify it carried out or refused: the object and how many values it named.
+        modifies: Mutex<Vec<(Dn, usize)>>,
+        /// Refuses, as stale, modifies that name more values than this.
+        refuse_beyond: Option<usize>,
     }
 
     impl Slow {
@@ -923,10 +1199,23 @@ mod tests {
         }
         async fn modify(
             &self,
-            _: &Dn,
-            _: Vec<Modification>,
+            dn: &Dn,
+            mods: Vec<Modification>,
         ) -> Result<(), super::super::WriteError> {
-            unreachable!("these plans only add")
+            use super::super::WriteError;
+            let named = mods.iter().map(|m| m.values.len()).sum();
+            self.modifies.lock().unwrap().push((dn.clone(), named));
+            if self.refuse_beyond.is_some_and(|most| named > most) {
+                return Err(WriteError::Stale {
+                    dn: dn.clone(),
+                    message: "assertion failed".into(),
+                });
+            }
+            let mut entries = self.entries.lock().unwrap();
+            let Some(entry) = entries.get_mut(dn) else {
+                return Err(WriteError::NoSuchObject(dn.clone()));
+            };
+            super::super::writer::apply_modifications(entry, &mods)
         }
         async fn delete(&self, _: &Dn) -> Result<(), super::super::WriteError> {
             unreachable!("these plans only add")
@@ -1220,5 +1509,183 @@ mod tests {
         assert_eq!(writer.entries.lock().unwrap().len(), applied);
         assert_eq!(journal.records.lock().unwrap().len(), applied);
         assert_eq!(writer.running.load(Ordering::SeqCst), 0);
+    }
+
+    /// A group holding `n` contacts, and a move for each from its contact to its mailbox.
+    fn moves(n: usize) -> (Entry, Vec<Action>) {
+        let group = Dn::parse("CN=Staff,OU=Groups,DC=test").unwrap();
+        let member = AttrName::new_unchecked("member");
+        let contact = |i: usize| Dn::parse(&format!("CN=c{i},OU=Contacts,DC=test")).unwrap();
+        let mut entry = Entry::new(group.clone());
+        let actions = (0..n)
+            .map(|i| {
+                let old = Value::text(contact(i).to_string());
+                let new = Value::text(format!("CN=m{i},OU=Mail,DC=test"));
+                entry.add(member.clone(), old.clone());
+                Action {
+                    id: format!("move_memberships:{}", contact(i)),
+                    kind: ActionKind::MoveMemberships,
+                    subject: contact(i),
+                    target: contact(i),
+                    depends_on: Vec::new(),
+                    changes: vec![Change {
+                        object: Some(group.clone()),
+                        attribute: member.clone(),
+                        before: ValueSet::from([old.clone()]),
+                        after: ValueSet::from([new]),
+                    }],
+                    preconditions: vec![Precondition::Contains {
+                        object: group.clone(),
+                        attribute: member.clone(),
+                        value: old,
+                    }],
+                    items: None,
+                }
+            })
+            .collect();
+        (entry, actions)
+    }
+
+    fn members(writer: &Slow, group: &Dn) -> Vec<String> {
+        let entries = writer.entries.lock().unwrap();
+        entries[group].texts("member").map(str::to_string).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moves_on_one_group_ready_together_are_one_write() {
+        let (group, actions) = moves(40);
+        let writer = Arc::new(Slow::default());
+        writer
+            .entries
+            .lock()
+            .unwrap()
+            .insert(group.dn.clone(), group.clone());
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let (report, journal) = run(plan(actions), writer.clone(), 4, rx).await;
+        assert!(report.succeeded(), "{:?}", report.results);
+        assert_eq!(
+            *writer.modifies.lock().unwrap(),
+            vec![(group.dn.clone(), 80)],
+            "one modify naming every value removed and added"
+        );
+        let now = members(&writer, &group.dn);
+        assert_eq!(now.len(), 40);
+        assert!(now.iter().all(|m| m.starts_with("CN=m")), "{now:?}");
+        // Each move has its own backup of the group as it was, and its own outcome.
+        let backups = journal.backups.lock().unwrap();
+        assert_eq!(backups.len(), 40);
+        assert!(backups.iter().all(|(_, e)| *e == group));
+        assert_eq!(journal.records.lock().unwrap().len(), 40);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stale_move_in_a_batch_fails_alone() {
+        let (mut group, actions) = moves(10);
+        // Someone took c3 out of the group since the plan was made.
+        let member = AttrName::new_unchecked("member");
+        group
+            .attrs
+            .entry(member)
+            .or_default()
+            .remove(&Value::text("CN=c3,OU=Contacts,DC=test"));
+        let writer = Arc::new(Slow::default());
+        writer
+            .entries
+            .lock()
+            .unwrap()
+            .insert(group.dn.clone(), group.clone());
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let (report, _) = run(plan(actions), writer.clone(), 4, rx).await;
+        for (id, result) in &report.results {
+            if id.contains("CN=c3,") {
+                assert!(
+                    matches!(result, ActionResult::Failed { stale: true, message } if message.contains("no longer holds")),
+                    "{result:?}"
+                );
+            } else {
+                assert_eq!(result, &ActionResult::Applied, "{id}");
+            }
+        }
+        assert_eq!(
+            writer.modifies.lock().unwrap().len(),
+            1,
+            "the other nine in one write"
+        );
+        assert_eq!(members(&writer, &group.dn).len(), 9);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_refused_over_its_values_is_written_again_move_by_move() {
+        let (mut group, actions) = moves(6);
+        // The batch is refused (as if the group changed between the check and the write);
+        // one by one, the move whose value is gone by then fails alone.
+        let member = AttrName::new_unchecked("member");
+        group.add(member.clone(), Value::text("CN=m2,OU=Mail,DC=test"));
+        let writer = Arc::new(Slow {
+            refuse_beyond: Some(2),
+            ..Slow::default()
+        });
+        writer
+            .entries
+            .lock()
+            .unwrap()
+            .insert(group.dn.clone(), group.clone());
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let (report, _) = run(plan(actions), writer.clone(), 4, rx).await;
+        let modifies = writer.modifies.lock().unwrap().clone();
+        assert_eq!(
+            modifies.len(),
+            7,
+            "one refused batch, then six moves: {modifies:?}"
+        );
+        assert_eq!(modifies[0].1, 12);
+        for (id, result) in &report.results {
+            if id.contains("CN=c2,") {
+                assert!(
+                    matches!(result, ActionResult::Failed { stale: false, message } if message.contains("already has")),
+                    "{result:?}"
+                );
+            } else {
+                assert_eq!(result, &ActionResult::Applied, "{id}");
+            }
+        }
+        let now = members(&writer, &group.dn);
+        assert!(
+            now.contains(&"CN=c2,OU=Contacts,DC=test".to_string()),
+            "c2 stays: {now:?}"
+        );
+        assert_eq!(now.len(), 7, "five moved, c2 and m2 as they were");
+    }
+
+    #[test]
+    fn only_moves_of_distinct_values_on_one_object_share_a_write() {
+        let (_, mut actions) = moves(4);
+        // Move 1 takes the value move 0 puts in: in turn they would differ from together.
+        actions[1].changes[0].before = actions[0].changes[0].after.clone();
+        // Move 2 also changes a second group; move 3 is held to the whole member list.
+        let mut two_groups = actions[2].changes[0].clone();
+        two_groups.object = Some(Dn::parse("CN=Other,OU=Groups,DC=test").unwrap());
+        actions[2].changes.push(two_groups);
+        actions[3].preconditions = vec![Precondition::Values {
+            object: actions[3].changes[0].object.clone().unwrap(),
+            attribute: AttrName::new_unchecked("member"),
+            values: ValueSet::new(),
+        }];
+        assert!(batch_object(&actions[0]).is_some());
+        assert!(batch_object(&actions[1]).is_some());
+        assert!(batch_object(&actions[2]).is_none());
+        assert!(batch_object(&actions[3]).is_none());
+        let (_, more) = moves(7);
+        actions.extend(more.into_iter().skip(4));
+        let plan = plan(actions);
+        let mut ready = Ready::new(&plan);
+        for i in 0..plan.actions.len() {
+            ready.push(i);
+        }
+        let mut batches = Vec::new();
+        while let Some(b) = ready.pop(&plan) {
+            batches.push(b);
+        }
+        assert_eq!(batches, vec![vec![0, 4, 5, 6], vec![1], vec![2], vec![3]]);
     }
 }

@@ -281,6 +281,10 @@ fn permanent(what: &str, dn: &Dn, rc: u32, text: &str) -> WriteError {
         68 => WriteError::AlreadyExists(dn.clone()),
         // For an add, the parent is missing; the executor reads that way only for creates.
         32 if what == "add" => WriteError::NoSuchObject(dn.parent()),
+        16 | 20 => WriteError::Conflict {
+            dn: dn.clone(),
+            message: format!("{what} refused: {message}"),
+        },
         122 => WriteError::Stale {
             dn: dn.clone(),
             message: format!("{what} refused: the entry changed since it was checked ({message})"),

@@ -42,6 +42,10 @@ pub enum WriteError {
     /// A directory server refused or could not carry out the operation.
     #[error("`{dn}`: {message}")]
     Server { dn: Dn, message: String },
+    /// A directory server refused a modify because a value it removes is missing or a value it
+    /// adds is there already (LDAP's noSuchAttribute and attributeOrValueExists).
+    #[error("`{dn}`: {message}")]
+    Conflict { dn: Dn, message: String },
     /// The server checked the action's preconditions with the write and they no longer held.
     #[error("`{dn}`: {message}")]
     Stale { dn: Dn, message: String },
@@ -51,6 +55,18 @@ impl WriteError {
     /// True when the write was refused because the object changed since it was planned.
     pub fn is_stale(&self) -> bool {
         matches!(self, WriteError::Stale { .. })
+    }
+
+    /// True when the write was refused because of the values it names (or the preconditions
+    /// guarding them): something a different set of values, written alone, could avoid.
+    pub fn is_about_values(&self) -> bool {
+        matches!(
+            self,
+            WriteError::Stale { .. }
+                | WriteError::Conflict { .. }
+                | WriteError::NoSuchValue { .. }
+                | WriteError::ValueExists { .. }
+        )
     }
 }
 

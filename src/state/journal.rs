@@ -451,6 +451,26 @@ impl Journal for StateJournal {
         })
     }
 
+    /// Every action's link and backups in one request: one commit for the whole batch.
+    fn prepare_all<'a>(&'a self, each: &'a [(&'a Action, Vec<&'a Entry>)]) -> JournalFuture<'a> {
+        let writes: Vec<Write> = each
+            .iter()
+            .flat_map(|(action, entries)| {
+                self.link_write(action)
+                    .into_iter()
+                    .chain(entries.iter().map(|e| self.backup_write(action, e)))
+            })
+            .collect();
+        Box::pin(async move {
+            if writes.is_empty() {
+                return Ok(());
+            }
+            self.write(Write::All(writes))
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
     fn record(
         &self,
         action: &Action,
