@@ -585,7 +585,7 @@ impl Ready {
 }
 
 /// Runs the actions [`Ready::pop`] started together: one alone as itself; moves on one object
-/// read, checked and backed up each as if alone, then written as one modify. When that write
+/// read and checked each as if alone, then the object backed up once and written as one modify. When that write
 /// is refused over its values (someone changed the object since the check), every move is run
 /// again alone, so that only the ones that no longer fit fail.
 async fn run_batch<W: DirectoryWriter>(ctx: &Context<W>, batch: &[usize]) -> Vec<ActionResult> {
@@ -651,8 +651,14 @@ async fn run_batch<W: DirectoryWriter>(ctx: &Context<W>, batch: &[usize]) -> Vec
     if writing.is_empty() {
         return finish(results, &|_| ActionResult::NotStarted);
     }
-    let each: Vec<(&Action, Vec<&Entry>)> =
-        writing.iter().map(|&k| (actions[k], vec![entry])).collect();
+    // One write, one backup: the object as it was before the write, kept under the first
+    // move (a group's backup holds every member, and hundreds of copies of it would only load
+    // the disk the directory server is waiting on).
+    let each: Vec<(&Action, Vec<&Entry>)> = writing
+        .iter()
+        .enumerate()
+        .map(|(n, &k)| (actions[k], if n == 0 { vec![entry] } else { Vec::new() }))
+        .collect();
     if let Err(e) = ctx.journal.prepare_all(&each).await {
         let message = format!(
             "the state could not record the backup of `{object}`, so nothing was changed: {e}"
@@ -1571,10 +1577,10 @@ mod tests {
         let now = members(&writer, &group.dn);
         assert_eq!(now.len(), 40);
         assert!(now.iter().all(|m| m.starts_with("CN=m")), "{now:?}");
-        // Each move has its own backup of the group as it was, and its own outcome.
+        // One backup of the group as it was before the write, and an outcome for each move.
         let backups = journal.backups.lock().unwrap();
-        assert_eq!(backups.len(), 40);
-        assert!(backups.iter().all(|(_, e)| *e == group));
+        assert_eq!(backups.len(), 1);
+        assert!(backups[0].0.starts_with("move_memberships:") && backups[0].1 == group);
         assert_eq!(journal.records.lock().unwrap().len(), 40);
     }
 
