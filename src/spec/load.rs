@@ -78,7 +78,6 @@ pub fn check_against(
     source: &Snapshot,
     destination: &Snapshot,
 ) -> Result<(), PlanFileError> {
-    let index = SpanIndex::build(&spec.text);
     let mut problems = Vec::new();
     let mut check = |dn: &Dn, span: Option<Range<usize>>, side: Side| {
         let snapshot = match side {
@@ -117,10 +116,19 @@ pub fn check_against(
             dl.map_or(&[], |d| &d.exclude),
         ),
     ];
+    // Locating them means parsing the plan file's text again (a large plan file takes a good
+    // part of a second): only done for a DN that is missing.
+    let mut index = None;
     for (section, key, dns) in lists {
-        let path = YamlPath::root().key(section).key(key);
         for (i, dn) in dns.iter().enumerate() {
-            check(dn, index.value_span(&path.index(i)), Side::Source);
+            if source.contains(dn) {
+                continue;
+            }
+            let path = YamlPath::root().key(section).key(key).index(i);
+            let span = index
+                .get_or_insert_with(|| SpanIndex::build(&spec.text))
+                .value_span(&path);
+            check(dn, span, Side::Source);
         }
     }
     if problems.is_empty() {
