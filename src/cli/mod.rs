@@ -421,13 +421,10 @@ fn execute(
     } else {
         Arc::new(crate::apply::reporter::Lines)
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::Write {
-            path: "<runtime>".into(),
-            source: e,
-        })?;
+    let runtime = ops::apply_runtime(&prepared.plan).map_err(|e| Error::Write {
+        path: "<runtime>".into(),
+        source: e,
+    })?;
     let as_journal: Arc<dyn crate::apply::Journal> = journal.clone();
     let report = runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
