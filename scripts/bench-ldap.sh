@@ -8,7 +8,7 @@
 #          starting data (the database is copied before the first and put back for the second)
 #
 # Usage: scripts/bench-ldap.sh [PERSONS] [DESTINATION_OBJECTS]   (default 100000 300000)
-# Environment: PARALLELISM (10), PAGE_SIZE (1000), RUNS (2: how many times each reader and each
+# Environment: PARALLELISM (10), PAGE_SIZE (1000), RUNS (3: how many times each reader and each
 # applier runs, taking turns), PLAN_WRAPPER and APPLY_WRAPPER (a command to run plan or apply under, e.g. a
 # profiler).
 # Needs: slapd, ldap-utils (apt-get install slapd ldap-utils). Runs slapd on a free loopback port
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 PERSONS=${1:-100000}
 OBJECTS=${2:-300000}
 PARALLELISM=${PARALLELISM:-10}
-RUNS=${RUNS:-2}
+RUNS=${RUNS:-3}
 PAGE=${PAGE_SIZE:-1000}
 PW='bench-secret'
 SRC='O=Acme'
@@ -161,5 +161,12 @@ done
 for i in "${!APPLIES[@]}"; do
   printf '| apply %s changes, run %s | %.2f s (apply, parallelism %s) | %.2f s (ldapmodify -f) | %.2f |\n' "$OPS" "$((i + 1))" "${APPLIES[$i]}" "$PARALLELISM" "${LDAPMODIFIES[$i]}" "$(echo "${APPLIES[$i]} / ${LDAPMODIFIES[$i]}" | bc -l)"
 done
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+if [ "$RUNS" -gt 1 ]; then
+  mp=$(median "${PLANS[@]}"); tool=$(median "${LDAPSEARCHES[@]}")
+  printf '| read + plan, median of %s | %.2f s | %.2f s | %.2f |\n' "$RUNS" "$mp" "$tool" "$(echo "$mp / $tool" | bc -l)"
+  mp=$(median "${APPLIES[@]}"); tool=$(median "${LDAPMODIFIES[@]}")
+  printf '| apply, median of %s | %.2f s | %.2f s | %.2f |\n' "$RUNS" "$mp" "$tool" "$(echo "$mp / $tool" | bc -l)"
+fi
 printf 'plan --out (the saved plan for apply, not compared): %.2f s\n' "$SAVE"
 printf 'slapd CPU seconds: ldapsearch %s, plan %s, apply %s, ldapmodify %s\n' "${LDAPSEARCH_SLAPDS[*]}" "${PLAN_SLAPDS[*]}" "${APPLY_SLAPDS[*]}" "${LDAPMODIFY_SLAPDS[*]}"
