@@ -385,8 +385,8 @@ pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
 
 /// The async runtime an apply of `plan` runs on. Directory changes wait on the server, which
 /// syncs its disk for every write: one thread drives them all, without the wake-ups from
-/// thread to thread a pool costs (a fifth less CPU in the LDAP benchmark, and the server keeps
-/// the other cores). Item imports parse and copy message bodies, and get a thread per core.
+/// thread to thread a pool costs (a seventh less CPU in the LDAP benchmark, and the server
+/// keeps the other cores). Item imports parse and copy message bodies, and get a thread per core.
 pub fn apply_runtime(plan: &Plan) -> std::io::Result<tokio::runtime::Runtime> {
     let imports = plan
         .actions
