@@ -1557,17 +1557,27 @@ mod tests {
         entries[group].texts("member").map(str::to_string).collect()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn moves_on_one_group_ready_together_are_one_write() {
-        let (group, actions) = moves(40);
-        let writer = Arc::new(Slow::default());
+    /// Runs `actions`, four at a time, on `writer` once it holds `group`.
+    async fn run_on(
+        writer: Slow,
+        group: &Entry,
+        actions: Vec<Action>,
+    ) -> (Report, Arc<MemoryJournal>, Arc<Slow>) {
         writer
             .entries
             .lock()
             .unwrap()
             .insert(group.dn.clone(), group.clone());
+        let writer = Arc::new(writer);
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let (report, journal) = run(plan(actions), writer.clone(), 4, rx).await;
+        (report, journal, writer)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn moves_on_one_group_ready_together_are_one_write() {
+        let (group, actions) = moves(40);
+        let (report, journal, writer) = run_on(Slow::default(), &group, actions).await;
         assert!(report.succeeded(), "{:?}", report.results);
         assert_eq!(
             *writer.modifies.lock().unwrap(),
@@ -1594,14 +1604,7 @@ mod tests {
             .entry(member)
             .or_default()
             .remove(&Value::text("CN=c3,OU=Contacts,DC=test"));
-        let writer = Arc::new(Slow::default());
-        writer
-            .entries
-            .lock()
-            .unwrap()
-            .insert(group.dn.clone(), group.clone());
-        let (_tx, rx) = tokio::sync::watch::channel(false);
-        let (report, _) = run(plan(actions), writer.clone(), 4, rx).await;
+        let (report, _, writer) = run_on(Slow::default(), &group, actions).await;
         for (id, result) in &report.results {
             if id.contains("CN=c3,") {
                 assert!(
@@ -1627,17 +1630,11 @@ mod tests {
         // one by one, the move whose value is gone by then fails alone.
         let member = AttrName::new_unchecked("member");
         group.add(member.clone(), Value::text("CN=m2,OU=Mail,DC=test"));
-        let writer = Arc::new(Slow {
+        let refusing = Slow {
             refuse_beyond: Some(2),
             ..Slow::default()
-        });
-        writer
-            .entries
-            .lock()
-            .unwrap()
-            .insert(group.dn.clone(), group.clone());
-        let (_tx, rx) = tokio::sync::watch::channel(false);
-        let (report, _) = run(plan(actions), writer.clone(), 4, rx).await;
+        };
+        let (report, _, writer) = run_on(refusing, &group, actions).await;
         let modifies = writer.modifies.lock().unwrap().clone();
         assert_eq!(
             modifies.len(),
