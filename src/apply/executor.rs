@@ -7,9 +7,10 @@
 //! journal for backup first. At most `parallelism` actions write at once; the reading, checking
 //! and journaling of the next ones runs ahead of the writes (see [`Options::in_flight`]). A
 //! failed action's dependents are skipped, each reported once with the action that caused it;
-//! independent work goes on. On cancellation no new action starts, none that has not yet written
-//! begins to, and those writing finish. The executor never re-plans: it does exactly what the
-//! plan says or fails.
+//! independent work goes on. Membership moves on one object that are ready together share one
+//! write (see `batch_object`), each still checked and recorded as itself. On cancellation no new
+//! action starts, none that has not yet written begins to, and those writing finish. The
+//! executor never re-plans: it does exactly what the plan says or fails.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -84,7 +85,7 @@ pub trait Journal: Send + Sync + 'static {
             Ok(())
         })
     }
-    /// [`Journal::prepare`] for several actions that write together (see [`batch_object`]),
+    /// [`Journal::prepare`] for several actions that write together (see `batch_object`),
     /// each with the entries it is about to modify. A journal that can store them all in one
     /// commit should; `Ok` only once all are stored.
     fn prepare_all<'a>(&'a self, each: &'a [(&'a Action, Vec<&'a Entry>)]) -> JournalFuture<'a> {
