@@ -111,7 +111,7 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// The plan as one string (for `show` of small plans and for tests); see [`write`].
+/// The plan as one string (for `show` of small plans and for tests); see [`write()`].
 pub fn render(plan: &Plan, style: Style) -> String {
     let mut out = Vec::new();
     // Writing to a vector cannot fail, and every piece written is a `str`.
