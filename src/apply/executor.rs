@@ -1558,6 +1558,21 @@ mod tests {
         entries[group].texts("member").map(str::to_string).collect()
     }
 
+    /// Every action applied but the one whose id names `contact`, which failed (as stale or
+    /// not) with a message saying `why`.
+    fn only_fails(report: &Report, contact: &str, stale: bool, why: &str) {
+        for (id, result) in &report.results {
+            if id.contains(contact) {
+                assert!(
+                    matches!(result, ActionResult::Failed { stale: s, message } if *s == stale && message.contains(why)),
+                    "{id}: {result:?}"
+                );
+            } else {
+                assert_eq!(result, &ActionResult::Applied, "{id}");
+            }
+        }
+    }
+
     /// Runs `actions`, four at a time, on `writer` once it holds `group`.
     async fn run_on(
         writer: Slow,
@@ -1606,16 +1621,7 @@ mod tests {
             .or_default()
             .remove(&Value::text("CN=c3,OU=Contacts,DC=test"));
         let (report, _, writer) = run_on(Slow::default(), &group, actions).await;
-        for (id, result) in &report.results {
-            if id.contains("CN=c3,") {
-                assert!(
-                    matches!(result, ActionResult::Failed { stale: true, message } if message.contains("no longer holds")),
-                    "{result:?}"
-                );
-            } else {
-                assert_eq!(result, &ActionResult::Applied, "{id}");
-            }
-        }
+        only_fails(&report, "CN=c3,", true, "no longer holds");
         assert_eq!(
             writer.modifies.lock().unwrap().len(),
             1,
@@ -1628,7 +1634,7 @@ mod tests {
     async fn a_batch_refused_over_its_values_is_written_again_move_by_move() {
         let (mut group, actions) = moves(6);
         // The batch is refused (as if the group changed between the check and the write);
-        // one by one, the move whose value is gone by then fails alone.
+        // one by one, the move whose new value the group already holds fails alone.
         let member = AttrName::new_unchecked("member");
         group.add(member.clone(), Value::text("CN=m2,OU=Mail,DC=test"));
         let refusing = Slow {
@@ -1643,16 +1649,7 @@ mod tests {
             "one refused batch, then six moves: {modifies:?}"
         );
         assert_eq!(modifies[0].1, 12);
-        for (id, result) in &report.results {
-            if id.contains("CN=c2,") {
-                assert!(
-                    matches!(result, ActionResult::Failed { stale: false, message } if message.contains("already has")),
-                    "{result:?}"
-                );
-            } else {
-                assert_eq!(result, &ActionResult::Applied, "{id}");
-            }
-        }
+        only_fails(&report, "CN=c2,", false, "already has");
         let now = members(&writer, &group.dn);
         assert!(
             now.contains(&"CN=c2,OU=Contacts,DC=test".to_string()),
