@@ -61,9 +61,27 @@ pub fn map<T: Send, R: Send>(
     all
 }
 
+/// Runs `a` on a thread of its own and `b` on this one, and returns both results. A panic in
+/// either is raised again here.
+pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|scope| {
+        let a = scope.spawn(a);
+        let b = b();
+        (a.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), b)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn join_returns_both_results_and_raises_a_panic_again() {
+        let (a, b) = join(|| (1..=100u32).sum::<u32>(), || "here".len());
+        assert_eq!((a, b), (5050, 4));
+        let caught = std::panic::catch_unwind(|| join(|| panic!("on the other thread"), || 1));
+        assert!(caught.is_err());
+    }
 
     #[test]
     fn runs_come_back_in_order_whatever_the_threads() {

@@ -37,24 +37,27 @@ pub struct Membership {
 
 impl Snapshot {
     pub fn new(mut entries: Vec<Entry>) -> Result<Self, DuplicateDn> {
-        entries.sort_by(|a, b| a.dn.cmp(&b.dn));
+        // A directory of a few hundred thousand entries is read on one thread per directory,
+        // and the larger one is still being organised here when the other core is already
+        // free: above this size the work is split in two.
+        const SPLIT: usize = 20_000;
+        let split = entries.len() >= SPLIT && crate::parallel::cores() > 1;
+        if split {
+            // Each half sorted on its own core; the sort of the whole then finds two runs and
+            // only merges them.
+            let half = entries.len() / 2;
+            let (a, b) = entries.split_at_mut(half);
+            crate::parallel::join(|| sort_by_dn(a), || sort_by_dn(b));
+        }
+        sort_by_dn(&mut entries);
         if let Some(w) = entries.windows(2).find(|w| w[0].dn == w[1].dn) {
             return Err(DuplicateDn(w[1].dn.clone()));
         }
-        let mut by_dn = FxHashMap::default();
-        by_dn.reserve(entries.len());
-        let mut groups_of: FxHashMap<Dn, Vec<Membership>> = FxHashMap::default();
-        for (id, e) in entries.iter().enumerate() {
-            by_dn.insert(e.dn.clone(), id);
-            for value in e.get("member").into_iter().flatten() {
-                if let Some(m) = value.as_str().and_then(|m| Dn::parse(m).ok()) {
-                    groups_of.entry(m).or_default().push(Membership {
-                        group: id,
-                        value: value.clone(),
-                    });
-                }
-            }
-        }
+        let (by_dn, groups_of) = if split {
+            crate::parallel::join(|| dn_index(&entries), || memberships(&entries))
+        } else {
+            (dn_index(&entries), memberships(&entries))
+        };
         Ok(Snapshot {
             entries,
             by_dn,
@@ -142,6 +145,36 @@ impl Snapshot {
         }
         ix
     }
+}
+
+fn sort_by_dn(entries: &mut [Entry]) {
+    entries.sort_by(|a, b| a.dn.cmp(&b.dn));
+}
+
+/// Each entry's position, by DN.
+fn dn_index(entries: &[Entry]) -> FxHashMap<Dn, EntryId> {
+    let mut by_dn = FxHashMap::default();
+    by_dn.reserve(entries.len());
+    for (id, e) in entries.iter().enumerate() {
+        by_dn.insert(e.dn.clone(), id);
+    }
+    by_dn
+}
+
+/// Member DN → the groups whose `member` holds it, in group order.
+fn memberships(entries: &[Entry]) -> FxHashMap<Dn, Vec<Membership>> {
+    let mut groups_of: FxHashMap<Dn, Vec<Membership>> = FxHashMap::default();
+    for (id, e) in entries.iter().enumerate() {
+        for value in e.get("member").into_iter().flatten() {
+            if let Some(m) = value.as_str().and_then(|m| Dn::parse(m).ok()) {
+                groups_of.entry(m).or_default().push(Membership {
+                    group: id,
+                    value: value.clone(),
+                });
+            }
+        }
+    }
+    groups_of
 }
 
 /// Which attributes feed which index.
@@ -246,6 +279,57 @@ mod tests {
             (0, Some("cn=john smith,dc=acme"))
         );
         assert_eq!(snap.entries()[0].dn, dn("CN=Group,DC=acme"), "sorted by DN");
+    }
+
+    /// Above the size where the work is split over two cores, the snapshot is the one a single
+    /// thread builds: sorted, every DN found, every membership in group order.
+    #[test]
+    fn a_large_snapshot_is_organised_as_a_small_one() {
+        let n = 30_000;
+        // Out of order (a stride through the ids); entries 0 and 1 of every ten are groups of the
+        // next two.
+        let entries: Vec<Entry> = (0..n)
+            .map(|i| (i * 7_919) % n)
+            .map(|i| {
+                let e = Entry::new(dn(&format!("CN=E{i:05},DC=acme")));
+                if i % 10 <= 1 {
+                    e.with("member", &format!("cn=e{:05},dc=acme", (i + 1) % n))
+                        .with("member", &format!("CN=E{:05},DC=acme", (i + 2) % n))
+                } else {
+                    e
+                }
+            })
+            .collect();
+        let snap = Snapshot::new(entries).unwrap();
+        assert_eq!(snap.len(), n);
+        assert!(
+            snap.entries().windows(2).all(|w| w[0].dn < w[1].dn),
+            "sorted by DN"
+        );
+        for (id, e) in snap.entries().iter().enumerate() {
+            assert_eq!(snap.id_of(&e.dn), Some(id));
+        }
+        let groups = snap.groups_of(&dn("CN=E00012,DC=acme"));
+        let names: Vec<_> = groups
+            .iter()
+            .map(|m| snap.entry(m.group).dn.to_string())
+            .collect();
+        assert_eq!(
+            names,
+            ["CN=E00010,DC=acme", "CN=E00011,DC=acme"].map(|s| dn(s).to_string())
+        );
+        let values: Vec<_> = groups.iter().map(|m| m.value.as_str()).collect();
+        assert_eq!(
+            values,
+            [Some("CN=E00012,DC=acme"), Some("cn=e00012,dc=acme")],
+            "as stored"
+        );
+
+        let mut twice: Vec<Entry> = (0..n)
+            .map(|i| Entry::new(dn(&format!("CN=E{i:05},DC=acme"))))
+            .collect();
+        twice.push(Entry::new(dn("cn=e04711,dc=acme")));
+        assert_eq!(Snapshot::new(twice).unwrap_err().0, dn("CN=E04711,DC=acme"));
     }
 
     #[test]
