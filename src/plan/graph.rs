@@ -3,7 +3,7 @@
 //! Built with petgraph and checked once: ids unique, every dependency known, no cycle. Apply walks
 //! it; `graph` renders it. This module only builds and checks; it never decides what depends on what.
 
-use std::collections::BTreeMap;
+use rustc_hash::FxHashMap;
 
 use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -36,7 +36,9 @@ impl ActionGraph {
 
     pub fn from_actions(actions: &[Action]) -> Result<Self, GraphError> {
         let mut graph = DiGraph::with_capacity(actions.len(), actions.len());
-        let mut by_id: BTreeMap<&str, NodeIndex> = BTreeMap::new();
+        // Only looked up, never walked: a hash map (the order of actions is the plan's).
+        let mut by_id: FxHashMap<&str, NodeIndex> = FxHashMap::default();
+        by_id.reserve(actions.len());
         let mut nodes = Vec::with_capacity(actions.len());
         for (i, a) in actions.iter().enumerate() {
             let n = graph.add_node(i);
