@@ -193,6 +193,17 @@ fn load_ldap(which: &'static str, settings: &spec::LdapSettings) -> Result<Snaps
     warn_insecure(which, settings);
     match ldap::read_snapshot(settings) {
         Ok((snapshot, stats)) => {
+            if stats.entries == 0 {
+                // A search the bind user may not see into answers "success, nothing": the plan
+                // would then count every person as new, or every DN in the plan file as missing.
+                eprintln!(
+                    "warning: {which} directory `{}` returned no entries under `{}` with filter `{}`; check the base and the filter, and that `{}` may read them",
+                    settings.url,
+                    settings.base,
+                    settings.filter,
+                    crate::directory::ldap::who(settings)
+                );
+            }
             if stats.references_skipped > 0 {
                 eprintln!(
                     "note: {which} directory `{}`: {} search reference(s) to other servers or partitions skipped",

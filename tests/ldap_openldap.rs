@@ -322,6 +322,31 @@ fn connection_problems_are_clear_errors() {
     assert!(all.contains("warning: source directory"), "{all}");
     assert!(all.contains("NOT verified"), "{all}");
 
+    // A search that finds nothing (here a filter no entry matches; on a real server also a bind
+    // user who may not see into the base) is said out loud, before any of its consequences.
+    let (code, all) = run_plan(ldap_block(
+        &s.url(),
+        &s.admin(SOURCE),
+        SOURCE,
+        "      filter: \"(objectClass=noSuchClass)\"\n",
+    ));
+    // The quickstart plan pins persons by DN, so the empty source is also an error; the warning
+    // comes first and says why.
+    assert_eq!(code, Some(1), "{all}");
+    let warning = format!(
+        "warning: source directory `{}` returned no entries under `O=Acme` with filter `(objectClass=noSuchClass)`; check the base and the filter, and that `cn=admin,O=Acme` may read them",
+        s.url()
+    );
+    let (Some(warned), Some(missing)) = (
+        all.find(&warning),
+        all.find("`CN=Bob Baker,OU=Sales,O=Acme` is not in the source directory"),
+    ) else {
+        panic!("no warning, or no missing pin: {all}");
+    };
+    assert!(warned < missing, "{all}");
+    let (_, all) = run_plan(ldap_block(&s.url(), &s.admin(SOURCE), SOURCE, ""));
+    assert!(!all.contains("returned no entries"), "{all}");
+
     // A bind user that may read but not write: the plan works, each write fails with the
     // server's reason and the DN.
     let mut c = Command::cargo_bin("mailplan").unwrap();
