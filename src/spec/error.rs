@@ -343,32 +343,11 @@ impl SourceCode for PlanSource {
 mod tests {
     use super::*;
 
-    /// What miette itself reads for a span, read from the whole text.
-    fn miette_reads(
-        text: &str,
-        span: SourceSpan,
-        before: usize,
-        after: usize,
-    ) -> Option<(String, SourceSpan, usize, usize, usize)> {
-        let c = text.read_span(&span, before, after).ok()?;
-        Some((
-            String::from_utf8_lossy(c.data()).into_owned(),
-            *c.span(),
-            c.line(),
-            c.column(),
-            c.line_count(),
-        ))
-    }
+    type Read = (String, SourceSpan, usize, usize, usize);
 
-    fn indexed_reads(
-        source: &PlanSource,
-        span: SourceSpan,
-        before: usize,
-        after: usize,
-    ) -> Option<(String, SourceSpan, usize, usize, usize)> {
-        let c = source.read_span(&span, before, after).ok()?;
-        assert_eq!(c.name(), Some("plan.yaml"));
-        assert_eq!(c.language(), Some("yaml"));
+    /// What a source gives miette for a span: the snippet, its span, line, column and lines.
+    fn reads(code: &dyn SourceCode, span: SourceSpan, before: usize, after: usize) -> Option<Read> {
+        let c = code.read_span(&span, before, after).ok()?;
         Some((
             String::from_utf8_lossy(c.data()).into_owned(),
             *c.span(),
@@ -392,6 +371,10 @@ mod tests {
         ];
         for text in texts {
             let source = PlanSource::new(Path::new("plan.yaml"), text);
+            let named = source.read_span(&SourceSpan::new(0.into(), 0), 0, 0);
+            let named = named.expect("an empty span at the start");
+            assert_eq!(named.name(), Some("plan.yaml"));
+            assert_eq!(named.language(), Some("yaml"));
             // Spans inside the text: problems point at what was parsed (miette itself panics
             // on a span past the end).
             for start in 0..=text.len() {
@@ -402,9 +385,10 @@ mod tests {
                     for (before, after) in [(0, 0), (1, 1), (2, 3), (5, 0)] {
                         let span = SourceSpan::new(start.into(), len);
                         let case = format!("{text:?} at {start}+{len}, {before}/{after} lines");
-                        let want = miette_reads(text, span, before, after);
+                        // miette's own reading, from the whole text.
+                        let want = reads(&text, span, before, after);
                         assert!(want.is_some(), "miette cannot read {case}");
-                        assert_eq!(indexed_reads(&source, span, before, after), want, "{case}");
+                        assert_eq!(reads(&source, span, before, after), want, "{case}");
                     }
                 }
             }
