@@ -390,6 +390,10 @@ pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
         &inputs.history,
         &inputs.inventories,
     )?;
+    // Matching's indexes hold a key for every address, account and name of the destination
+    // (about a million for 300,000 objects): freeing them here held up the graph check and
+    // the text of the plan by 0.1 s.
+    crate::parallel::drop_elsewhere(matches);
     ActionGraph::build(&plan)?;
     Ok(plan)
 }

@@ -71,6 +71,15 @@ pub fn join<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> 
     })
 }
 
+/// Frees `value` on a thread of its own, so that whoever let go of it goes on at once. For
+/// large structures of many small allocations that nothing reads any more; when no thread can
+/// be started it is freed here.
+pub fn drop_elsewhere<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("free".into())
+        .spawn(move || drop(value));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,6 +90,22 @@ mod tests {
         assert_eq!((a, b), (5050, 4));
         let caught = std::panic::catch_unwind(|| join(|| panic!("on the other thread"), || 1));
         assert!(caught.is_err());
+    }
+
+    #[test]
+    fn drop_elsewhere_frees_on_another_thread() {
+        struct Tell(std::sync::mpsc::Sender<std::thread::ThreadId>);
+        impl Drop for Tell {
+            fn drop(&mut self) {
+                let _ = self.0.send(std::thread::current().id());
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        drop_elsewhere(Tell(tx));
+        let freed_on = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the value was freed");
+        assert_ne!(freed_on, std::thread::current().id());
     }
 
     #[test]
