@@ -1,4 +1,6 @@
-//! Times each stage of `mailplan plan` on one plan file, with the memory in use after it:
+//! Times each stage of `mailplan plan` on one plan file, with the CPU seconds the process spent
+//! in it (on every thread: more than the wall time where a stage uses several cores, less where
+//! it waits on a server) and the memory in use after it:
 //! reading the plan file, both directories (side by side, as `mailplan plan` reads them),
 //! matching, planning, the graph and the text.
 //!
@@ -36,12 +38,26 @@ impl std::io::Write for Counted {
     }
 }
 
+/// CPU seconds (user and system) this process has used so far, on all its threads.
+fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given, and only that.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) } != 0 {
+        return 0.0;
+    }
+    // SAFETY: zeroed is a valid rusage, and getrusage succeeded.
+    let usage = unsafe { usage.assume_init() };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn stage<T>(name: &str, f: impl FnOnce() -> T) -> T {
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), cpu_seconds());
     let out = f();
     eprintln!(
-        "{name:<12} {:>8.3} s  {:>6} MiB",
+        "{name:<12} {:>8.3} s  {:>7.2} s CPU  {:>6} MiB",
         t.elapsed().as_secs_f64(),
+        cpu_seconds() - cpu,
         rss_mib()
     );
     out
