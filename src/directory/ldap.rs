@@ -335,6 +335,7 @@ pub async fn read_on(
         .map_err(|e| failure(&e))?;
     let mut stats = ReadStats::default();
     let mut entries = Vec::new();
+    let mut names = Names::default();
     let mut ranged: Vec<(usize, String, u64)> = Vec::new();
     loop {
         let re = match stream.next().await {
@@ -352,7 +353,7 @@ pub async fn read_on(
         if re.is_intermediate() {
             continue;
         }
-        let parsed = parse_entry(re).map_err(SearchFailure::Malformed)?;
+        let parsed = parse_entry(re, &mut names).map_err(SearchFailure::Malformed)?;
         for (attr, next_low) in &parsed.incomplete {
             ranged.push((entries.len(), attr.clone(), *next_low));
         }
@@ -404,7 +405,7 @@ async fn fetch_range(
                 "`{dn}` disappeared while its `{attr}` was read"
             )));
         };
-        let parsed = parse_entry(re).map_err(SearchFailure::Malformed)?;
+        let parsed = parse_entry(re, &mut Names::default()).map_err(SearchFailure::Malformed)?;
         let name = AttrName::new_unchecked(attr);
         let got: Vec<Value> = parsed
             .entry
@@ -446,8 +447,39 @@ struct Parsed {
     incomplete: Vec<(String, u64)>,
 }
 
+/// The attribute names one read has met, by the bytes the server sent: a directory repeats a
+/// few dozen names millions of times, and each is then checked and interned once. Ranged names
+/// (`member;range=0-1499`) are not kept: their range differs from entry to entry.
+#[derive(Default)]
+struct Names(rustc_hash::FxHashMap<Vec<u8>, AttrName>);
+
+impl Names {
+    /// Far more than any schema has; past it, names are checked each time (a server sending
+    /// endless new names costs time, not memory).
+    const MAX: usize = 4096;
+
+    /// The attribute a name on the wire stands for, and its range when it is ranged.
+    fn attr(&mut self, raw: Vec<u8>, dn: &str) -> Result<(AttrName, Option<Range>), String> {
+        if let Some(attr) = self.0.get(raw.as_slice()) {
+            return Ok((attr.clone(), None));
+        }
+        let name = String::from_utf8(raw)
+            .map_err(|_| "malformed search result entry: an attribute has no name".to_string())?;
+        let (base_name, range) = split_range(&name);
+        let attr = AttrName::new(base_name)
+            .map_err(|e| format!("`{dn}` has an attribute `{name}` that is not valid: {e}"))?;
+        if range.is_none() && self.0.len() < Self::MAX {
+            self.0.insert(name.into_bytes(), attr.clone());
+        }
+        Ok((attr, range))
+    }
+}
+
+/// Where a ranged attribute's values start, and end (`None`: they are the last ones).
+type Range = (u64, Option<u64>);
+
 /// A SearchResultEntry, read without trusting it (ldap3's own conversion panics on bad input).
-fn parse_entry(re: ResultEntry) -> Result<Parsed, String> {
+fn parse_entry(re: ResultEntry, names: &mut Names) -> Result<Parsed, String> {
     let bad = |what: &str| format!("malformed search result entry: {what}");
     let mut parts =
         re.0.match_id(4)
@@ -474,40 +506,37 @@ fn parse_entry(re: ResultEntry) -> Result<Parsed, String> {
             .expect_constructed()
             .ok_or_else(|| bad("an attribute is not a sequence"))?
             .into_iter();
-        let name = pa
+        let raw = pa
             .next()
             .and_then(StructureTag::expect_primitive)
-            .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| bad("an attribute has no name"))?;
+        let (attr, range) = names.attr(raw, &dn_text)?;
         let values = pa
             .next()
             .and_then(StructureTag::expect_constructed)
-            .ok_or_else(|| bad(&format!("`{name}` has no value set")))?;
-        let (base_name, range) = split_range(&name);
-        let attr = AttrName::new(base_name)
-            .map_err(|e| format!("`{dn_text}` has an attribute `{name}` that is not valid: {e}"))?;
+            .ok_or_else(|| bad(&format!("`{attr}` has no value set")))?;
         let count = values.len() as u64;
         let values = values
             .into_iter()
             .map(|v| {
                 v.expect_primitive()
                     .map(Value::bytes)
-                    .ok_or_else(|| bad(&format!("a value of `{name}` is not a string")))
+                    .ok_or_else(|| bad(&format!("a value of `{attr}` is not a string")))
             })
             .collect::<Result<ValueSet, String>>()?;
-        entry.attrs.add_all(attr, values);
         if let Some((low, Some(high))) = range {
             // `member;range=0-1499`: more values follow from 1500 on.
             let next = high.max(low.saturating_add(count.saturating_sub(1))) + 1;
-            incomplete.push((base_name.to_string(), next));
+            incomplete.push((attr.as_str().to_string(), next));
         }
+        entry.attrs.add_all(attr, values);
     }
     Ok(Parsed { entry, incomplete })
 }
 
 /// `member;range=0-1499` is `member` from value 0 to 1499; `member;range=1500-*` is the last
 /// part. Other options (`;binary`, `;lang-de`) stay part of the name.
-fn split_range(name: &str) -> (&str, Option<(u64, Option<u64>)>) {
+fn split_range(name: &str) -> (&str, Option<Range>) {
     // Every attribute name of every entry comes through here: no copy to search in.
     const RANGE: &[u8] = b";range=";
     let Some(at) = name
@@ -587,6 +616,51 @@ mod tests {
             split_range("userCertificate;binary"),
             ("userCertificate;binary", None)
         );
+    }
+
+    #[test]
+    fn names_met_before_are_not_checked_again_but_ranges_and_bad_names_are() {
+        let mut names = Names::default();
+        let dn = "CN=g,DC=acme";
+        let (mail, range) = names.attr(b"mail".to_vec(), dn).unwrap();
+        assert_eq!((mail.as_str(), range), ("mail", None));
+        let (again, _) = names.attr(b"mail".to_vec(), dn).unwrap();
+        assert_eq!(again, mail);
+        assert_eq!(names.0.len(), 1, "kept once");
+
+        // A range is read from every name that has one, and such names are not kept.
+        for (wire, want) in [
+            (&b"member;range=0-1499"[..], (0, Some(1499))),
+            (&b"member;range=1500-*"[..], (1500, None)),
+            (&b"member;range=0-1499"[..], (0, Some(1499))),
+        ] {
+            let (attr, range) = names.attr(wire.to_vec(), dn).unwrap();
+            assert!(attr.is("member"));
+            assert_eq!(range, Some(want));
+        }
+        assert_eq!(names.0.len(), 1);
+
+        // A bad name is refused every time, naming the entry.
+        for _ in 0..2 {
+            let e = names.attr(b"bad name".to_vec(), dn).unwrap_err();
+            assert!(
+                e.contains("`CN=g,DC=acme` has an attribute `bad name`"),
+                "{e}"
+            );
+        }
+        assert!(
+            names
+                .attr(vec![0xff, b'x'], dn)
+                .unwrap_err()
+                .contains("has no name")
+        );
+
+        // Past the limit, names are still read, only no longer kept.
+        for i in 0..Names::MAX + 10 {
+            let wire = format!("x{i}").into_bytes();
+            assert_eq!(names.attr(wire, dn).unwrap().0.as_str(), format!("x{i}"));
+        }
+        assert_eq!(names.0.len(), Names::MAX);
     }
 
     #[test]
