@@ -3,8 +3,10 @@
 //! Matching, planning, rendering and loading a saved plan each have a long list of independent
 //! pieces (persons, subject blocks, actions). They hand runs of it to this module and get back,
 //! in order, exactly what one thread would have produced: determinism does not depend on the
-//! number of cores. This module must not know what the pieces are, and must not be used where
-//! one piece's result depends on another's.
+//! number of cores. Two independent steps can also run side by side (`join`), and a large
+//! value nothing reads any more can be freed off the critical path (`drop_elsewhere`). This
+//! module must not know what the pieces are, and must not be used where one piece's result
+//! depends on another's.
 
 /// The cores this process may use (1 when that cannot be told).
 pub fn cores() -> usize {
