@@ -607,24 +607,25 @@ async fn run_batch<W: DirectoryWriter>(ctx: &Context<W>, batch: &[usize]) -> Vec
         ];
     };
     // Every entry the moves touch, read once.
+    let touches: Vec<BTreeSet<Dn>> = actions.iter().map(|a| touched(a)).collect();
     let mut live: BTreeMap<Dn, Option<Entry>> = BTreeMap::new();
-    for dn in actions.iter().flat_map(|a| touched(a)) {
-        if live.contains_key(&dn) {
+    for dn in touches.iter().flatten() {
+        if live.contains_key(dn) {
             continue;
         }
-        match ctx.writer.get(&dn).await {
+        match ctx.writer.get(dn).await {
             Ok(e) => {
-                live.insert(dn, e);
+                live.insert(dn.clone(), e);
             }
             Err(e) => return vec![failed(e.to_string()); actions.len()],
         }
     }
-    for (k, action) in actions.iter().enumerate() {
+    for (k, (action, touched)) in actions.iter().zip(touches).enumerate() {
         if resumed(action) {
             results[k] = Some(ActionResult::AlreadyApplied);
             continue;
         }
-        let own: BTreeMap<Dn, Option<Entry>> = touched(action)
+        let own: BTreeMap<Dn, Option<Entry>> = touched
             .into_iter()
             .map(|dn| {
                 let entry = live.get(&dn).cloned().flatten();
