@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::task::JoinSet;
 
 use crate::directory::ldif::{ModOp, Modification};
-use crate::directory::{Dn, Entry, Value, ValueSet};
+use crate::directory::{AttrName, Dn, Entry, Value, ValueSet};
 use crate::matching::DestinationRules;
 use crate::plan::graph::ActionGraph;
 use crate::plan::{Action, ActionKind, Plan, Precondition};
@@ -547,7 +547,7 @@ impl Ready {
         };
         let candidates = self.moves.remove(&o).unwrap_or_default();
         let mut batch = vec![first];
-        let mut values: BTreeSet<(&crate::directory::AttrName, &Value)> = BTreeSet::new();
+        let mut values: BTreeSet<(&AttrName, &Value)> = BTreeSet::new();
         let claim = |i: usize, values: &mut BTreeSet<_>| {
             let mine: Vec<_> = plan.actions[i]
                 .changes
@@ -586,9 +586,9 @@ impl Ready {
 }
 
 /// Runs the actions [`Ready::pop`] started together: one alone as itself; moves on one object
-/// read and checked each as if alone, then the object backed up once and written as one modify. When that write
-/// is refused over its values (someone changed the object since the check), every move is run
-/// again alone, so that only the ones that no longer fit fail.
+/// read and checked each as if alone, then the object backed up once and written as one
+/// modify. When that write is refused over its values (someone changed the object since the
+/// check), every move is run again alone, so that only the ones that no longer fit fail.
 async fn run_batch<W: DirectoryWriter>(ctx: &Context<W>, batch: &[usize]) -> Vec<ActionResult> {
     let actions: Vec<&Action> = batch.iter().map(|&i| &ctx.plan.actions[i]).collect();
     let resumed = |a: &Action| matches!(&ctx.resume, Some(done) if done.contains(&a.id));
@@ -669,8 +669,8 @@ async fn run_batch<W: DirectoryWriter>(ctx: &Context<W>, batch: &[usize]) -> Vec
     }
     // All values removed, then all added: the same as the moves one after the other, since
     // no two of them name the same value.
-    let mut removed: BTreeMap<crate::directory::AttrName, Vec<Value>> = BTreeMap::new();
-    let mut added: BTreeMap<crate::directory::AttrName, Vec<Value>> = BTreeMap::new();
+    let mut removed: BTreeMap<AttrName, Vec<Value>> = BTreeMap::new();
+    let mut added: BTreeMap<AttrName, Vec<Value>> = BTreeMap::new();
     let mut guard = Vec::new();
     for &k in &writing {
         for c in &actions[k].changes {
