@@ -132,8 +132,9 @@ impl Filter {
                 let mut assertion = Assertion::new(value.as_bytes());
                 let by_category = attr.is("objectCategory");
                 values_of(entry, attr).any(|v| {
-                    assertion.equals(v.as_bytes())
-                        || (by_category && assertion.names_category(v.as_bytes()))
+                    let text = value_text(v);
+                    assertion.equals_text(v.as_bytes(), text)
+                        || (by_category && assertion.names_category(text))
                 })
             }
             Filter::GreaterOrEqual { attr, value } => values_of(entry, attr)
@@ -611,6 +612,13 @@ fn values_of<'e>(entry: &'e Entry, attr: &'e AttrName) -> impl Iterator<Item = &
     let (base, options) = folded.split_once(';').unwrap_or((folded, ""));
     let is_subtype = move |name: &AttrName| {
         let name = name.folded();
+        // Without options (nearly every filter), a subtype is the name itself or the name
+        // followed by `;`: no splitting, which was a tenth of classifying a directory.
+        if options.is_empty() {
+            return name
+                .strip_prefix(base)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(';'));
+        }
         let (name_base, name_options) = name.split_once(';').unwrap_or((name, ""));
         name_base == base
             && options
@@ -634,8 +642,12 @@ fn values_of<'e>(entry: &'e Entry, attr: &'e AttrName) -> impl Iterator<Item = &
         .flat_map(|(_, values)| values.iter())
 }
 
-/// A value's text for comparison, or `None` when it must compare as bytes (the same line
-/// `Value::is_binary` draws).
+/// A value's text for comparison, or `None` when it must compare as bytes.
+fn value_text(v: &Value) -> Option<&str> {
+    if v.is_binary() { None } else { v.as_str() }
+}
+
+/// `value_text` for bytes that are not a `Value` (the same line `Value::is_binary` draws).
 fn as_text(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(bytes)
         .ok()
@@ -675,26 +687,35 @@ fn text_eq_ignore_case(a: &str, b: &str) -> bool {
 struct Assertion<'a> {
     bytes: &'a [u8],
     text: Option<&'a str>,
+    /// Whether the text has a `=`, and so may be a DN.
+    may_be_dn: bool,
     dn: Option<Option<Dn>>,
 }
 
 impl<'a> Assertion<'a> {
     fn new(bytes: &'a [u8]) -> Self {
+        let text = as_text(bytes);
         Assertion {
             bytes,
-            text: as_text(bytes),
+            text,
+            may_be_dn: text.is_some_and(|t| t.contains('=')),
             dn: None,
         }
     }
 
     fn equals(&mut self, candidate: &[u8]) -> bool {
-        let (Some(text), Some(candidate)) = (self.text, as_text(candidate)) else {
-            return self.bytes == candidate;
+        self.equals_text(candidate, as_text(candidate))
+    }
+
+    /// `equals` for a candidate whose text (`as_text`) is known.
+    fn equals_text(&mut self, bytes: &[u8], candidate: Option<&str>) -> bool {
+        let (Some(text), Some(candidate)) = (self.text, candidate) else {
+            return self.bytes == bytes;
         };
         if text_eq_ignore_case(text, candidate) {
             return true;
         }
-        if !(text.contains('=') && candidate.contains('=')) {
+        if !(self.may_be_dn && candidate.contains('=')) {
             return false;
         }
         let dn = self
@@ -707,11 +728,11 @@ impl<'a> Assertion<'a> {
     /// Active Directory resolves `(objectCategory=person)` to the class's DN; its RDN is the
     /// class's common name, which is the lDAPDisplayName with hyphens between the words
     /// (`Organizational-Person` for `organizationalPerson`).
-    fn names_category(&self, candidate: &[u8]) -> bool {
-        let Some(text) = self.text.filter(|t| !t.contains('=')) else {
+    fn names_category(&self, candidate: Option<&str>) -> bool {
+        let Some(text) = self.text.filter(|_| !self.may_be_dn) else {
             return false;
         };
-        let Some(category) = as_text(candidate).and_then(|c| Dn::parse(c).ok()) else {
+        let Some(category) = candidate.and_then(|c| Dn::parse(c).ok()) else {
             return false;
         };
         let Some(rdn) = category.rdn() else {
