@@ -90,7 +90,7 @@ impl Dn {
     }
 
     /// Canonical RFC 4514 text.
-    fn text(&self) -> &str {
+    pub fn text(&self) -> &str {
         &self.both[..self.split]
     }
 

@@ -92,9 +92,24 @@ impl fmt::Display for Quoted<'_> {
             return write!(f, "{:?} (GUID {guid})", v.display());
         }
         match v.as_str().filter(|_| !v.is_binary()) {
-            Some(text) => write!(f, "{text:?}"),
+            Some(text) => debug_quoted(f, text),
             None => write!(f, "{:?}", v.display()),
         }
+    }
+}
+
+/// `{text:?}`, written without escaping character by character when there is nothing to
+/// escape: printable ASCII with no `"` or `\\`, which is almost every value of a plan.
+fn debug_quoted(f: &mut impl fmt::Write, text: &str) -> fmt::Result {
+    if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        f.write_char('"')?;
+        f.write_str(text)?;
+        f.write_char('"')
+    } else {
+        write!(f, "{text:?}")
     }
 }
 
@@ -307,13 +322,14 @@ fn subject_block(out: &mut String, s: &Subject, actions: &[&Action], style: Styl
                 style.bold(&line)
             );
         } else {
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "  {} {} {:?}",
+                "  {} {} ",
                 paint_symbol(style, symbol(a.kind)),
                 style.bold(a.kind.as_str()),
-                a.target.to_string()
             );
+            let _ = debug_quoted(out, a.target.text());
+            out.push('\n');
         }
         if !a.depends_on.is_empty() {
             let _ = writeln!(
