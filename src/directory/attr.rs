@@ -653,11 +653,20 @@ impl ValueSet {
 
 impl FromIterator<Value> for ValueSet {
     fn from_iter<I: IntoIterator<Item = Value>>(iter: I) -> Self {
-        let mut v: SmallVec<[Value; 1]> = iter.into_iter().collect();
-        v.sort();
-        v.dedup();
-        v.shrink_to_fit();
-        ValueSet(v)
+        ValueSet::from_values(iter.into_iter().collect())
+    }
+}
+
+impl ValueSet {
+    /// The set of `values`, in any order and with any repeats. Readers build millions of sets,
+    /// nearly all of one value, which needs neither sorting nor shrinking.
+    pub fn from_values(mut values: SmallVec<[Value; 1]>) -> Self {
+        if values.len() > 1 {
+            values.sort_unstable();
+            values.dedup();
+            values.shrink_to_fit();
+        }
+        ValueSet(values)
     }
 }
 

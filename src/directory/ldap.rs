@@ -18,6 +18,7 @@ use std::time::Duration;
 use ldap3::adapters::{Adapter, PagedResults};
 use ldap3::asn1::StructureTag;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope};
+use smallvec::SmallVec;
 
 use crate::directory::{AttrName, Attrs, Dn, Entry, Snapshot, Value, ValueSet};
 use crate::spec::{LdapScope, LdapSettings, SecretError};
@@ -516,14 +517,15 @@ fn parse_entry(re: ResultEntry, names: &mut Names) -> Result<Parsed, String> {
             .and_then(StructureTag::expect_constructed)
             .ok_or_else(|| bad(&format!("`{attr}` has no value set")))?;
         let count = values.len() as u64;
-        let values = values
-            .into_iter()
-            .map(|v| {
-                v.expect_primitive()
-                    .map(Value::bytes)
-                    .ok_or_else(|| bad(&format!("a value of `{attr}` is not a string")))
-            })
-            .collect::<Result<ValueSet, String>>()?;
+        // A loop rather than collecting `Result`s: it runs for every attribute of every entry.
+        let mut set = SmallVec::with_capacity(values.len());
+        for v in values {
+            match v.expect_primitive() {
+                Some(bytes) => set.push(Value::bytes(bytes)),
+                None => return Err(bad(&format!("a value of `{attr}` is not a string"))),
+            }
+        }
+        let values = ValueSet::from_values(set);
         if let Some((low, Some(high))) = range {
             // `member;range=0-1499`: more values follow from 1500 on.
             let next = high.max(low.saturating_add(count.saturating_sub(1))) + 1;
