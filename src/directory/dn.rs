@@ -141,10 +141,8 @@ impl Dn {
     /// (`John Smith` of `CN=John Smith,O=Acme` for `cn`). Indexing asks this of every entry: a
     /// leaf of one AVA with nothing escaped is read in place, without parsing the DN.
     pub fn leaf_value_of(&self, attr: &str) -> Option<std::borrow::Cow<'_, str>> {
-        let text = self.text();
-        let leaf = &text[..text.find(',').unwrap_or(text.len())];
-        if !leaf.contains(['\\', '+', '"']) {
-            let (ty, value) = leaf.split_once('=')?;
+        if let Some(leaf) = self.plain_leaf() {
+            let (ty, value) = leaf?;
             return ty
                 .eq_ignore_ascii_case(attr)
                 .then_some(std::borrow::Cow::Borrowed(value));
@@ -154,8 +152,19 @@ impl Dn {
             .map(|v| std::borrow::Cow::Owned(v.to_string()))
     }
 
+    /// The leaf RDN's type and value read in place, when it is one AVA with nothing escaped
+    /// (`Some(None)` for the root); `None` when it must be parsed.
+    fn plain_leaf(&self) -> Option<Option<(&str, &str)>> {
+        let text = self.text();
+        let leaf = &text[..text.find(',').unwrap_or(text.len())];
+        (!leaf.contains(['\\', '+', '"'])).then(|| leaf.split_once('='))
+    }
+
     /// The value of the leaf RDN's first AVA (`John Smith` for `CN=John Smith,O=Acme`).
     pub fn rdn_value(&self) -> Option<String> {
+        if let Some(leaf) = self.plain_leaf() {
+            return leaf.map(|(_, value)| value.to_string());
+        }
         self.rdn().map(|r| r.first_value().to_string())
     }
 
@@ -729,6 +738,11 @@ mod tests {
                     "{text} / {attr}"
                 );
             }
+            assert_eq!(
+                d.rdn_value(),
+                d.rdn().map(|r| r.first_value().to_string()),
+                "{text}"
+            );
         }
     }
 
