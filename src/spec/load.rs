@@ -226,6 +226,72 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for Pick<T> {
     }
 }
 
+/// The plan file's sections, read in one pass (see `Checker::all_sections`).
+#[derive(Default)]
+struct Sections {
+    version: Option<u32>,
+    source: Option<raw::Source>,
+    destination: Option<raw::Destination>,
+    matching: Option<raw::Matching>,
+    merge: Option<raw::Merge>,
+    distribution_lists: Option<raw::DistributionLists>,
+    items: Option<raw::Items>,
+}
+
+struct SectionsVisitor;
+
+impl<'de> Visitor<'de> for SectionsVisitor {
+    type Value = Option<Sections>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a mapping of plan-file sections")
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<Sections>, E> {
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Sections>, A::Error> {
+        /// The first value of a key; a repeated one is skipped, as `Pick` skips it.
+        fn first<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+            map: &mut A,
+            slot: &mut Option<Option<T>>,
+        ) -> Result<(), A::Error> {
+            if slot.is_none() {
+                *slot = Some(map.next_value::<Option<T>>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+            Ok(())
+        }
+        let (mut version, mut source, mut destination, mut matching) = (None, None, None, None);
+        let (mut merge, mut lists, mut items) = (None, None, None);
+        while let Some(key) = map.next_key::<serde_yaml::Value>()? {
+            match key.as_str() {
+                Some("version") => first(&mut map, &mut version)?,
+                Some("source") => first(&mut map, &mut source)?,
+                Some("destination") => first(&mut map, &mut destination)?,
+                Some("matching") => first(&mut map, &mut matching)?,
+                Some("merge") => first(&mut map, &mut merge)?,
+                Some("distribution_lists") => first(&mut map, &mut lists)?,
+                Some("items") => first(&mut map, &mut items)?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Some(Sections {
+            version: version.flatten(),
+            source: source.flatten(),
+            destination: destination.flatten(),
+            matching: matching.flatten(),
+            merge: merge.flatten(),
+            distribution_lists: lists.flatten(),
+            items: items.flatten(),
+        }))
+    }
+}
+
 /// Reads a whole document, going into every mapping and sequence, so serde_yaml's recursion
 /// limit applies (`IgnoredAny` skips nested values without it).
 struct Nested;
@@ -393,27 +459,39 @@ impl<'t> Checker<'t> {
             );
         }
 
-        // Pass 2: shape, one section at a time.
-        self.top_level_unknown_keys();
-        let version = self.section::<Option<u32>>("version").map(Option::flatten);
-        let source = self
-            .section::<Option<raw::Source>>("source")
-            .map(Option::flatten);
-        let destination = self
-            .section::<Option<raw::Destination>>("destination")
-            .map(Option::flatten);
-        let matching = self
-            .section::<Option<raw::Matching>>("matching")
-            .map(Option::flatten);
-        let merge = self
-            .section::<Option<raw::Merge>>("merge")
-            .map(Option::flatten);
-        let lists = self
-            .section::<Option<raw::DistributionLists>>("distribution_lists")
-            .map(Option::flatten);
-        let items = self
-            .section::<Option<raw::Items>>("items")
-            .map(Option::flatten);
+        // Pass 2: shape. A plan file with every value of the right type (nearly every one
+        // checked) is read in one pass; otherwise one section at a time, so that each wrong
+        // value is reported.
+        let (version, source, destination, matching, merge, lists, items) =
+            match self.all_sections() {
+                Some(s) => (
+                    Ok(s.version),
+                    Ok(s.source),
+                    Ok(s.destination),
+                    Ok(s.matching),
+                    Ok(s.merge),
+                    Ok(s.distribution_lists),
+                    Ok(s.items),
+                ),
+                None => {
+                    self.top_level_unknown_keys();
+                    (
+                        self.section::<Option<u32>>("version").map(Option::flatten),
+                        self.section::<Option<raw::Source>>("source")
+                            .map(Option::flatten),
+                        self.section::<Option<raw::Destination>>("destination")
+                            .map(Option::flatten),
+                        self.section::<Option<raw::Matching>>("matching")
+                            .map(Option::flatten),
+                        self.section::<Option<raw::Merge>>("merge")
+                            .map(Option::flatten),
+                        self.section::<Option<raw::DistributionLists>>("distribution_lists")
+                            .map(Option::flatten),
+                        self.section::<Option<raw::Items>>("items")
+                            .map(Option::flatten),
+                    )
+                }
+            };
         self.schema_unknown_keys();
         let unknown: Vec<YamlPath> = self.unknown.iter().cloned().collect();
         for path in unknown {
@@ -651,6 +729,29 @@ impl<'t> Checker<'t> {
                 return Err(Failed);
             }
         }
+    }
+
+    /// Every section in one pass over the text, with the unknown keys it met; `None` (and
+    /// nothing recorded) when any value has the wrong shape. The sections are read as
+    /// `section` reads them, one by one: the first of a repeated key counts, and a key that is
+    /// no section is unknown.
+    fn all_sections(&mut self) -> Option<Sections> {
+        let mut ignored = Vec::new();
+        let mut record = |p: serde_ignored::Path| ignored.push(yaml_path(&p));
+        let de = serde_yaml::Deserializer::from_str(self.text);
+        let sections = serde_ignored::Deserializer::new(de, &mut record)
+            .deserialize_map(SectionsVisitor)
+            .ok()?
+            .unwrap_or_default();
+        let names = schema::keys_at(&YamlPath::root()).unwrap_or_default();
+        self.unknown
+            .extend(ignored.into_iter().filter(|p| match p.segs().len() {
+                0 => false,
+                // A key that is no section; a repeated section is reported from the span index.
+                1 => !p.last_key().is_some_and(|k| names.contains(&k)),
+                _ => true,
+            }));
+        Some(sections)
     }
 
     /// Overwrites a `key: value` entry (and the comma after it in a flow mapping) with spaces.
@@ -2631,6 +2732,51 @@ mod tests {
     struct Connection {
         #[allow(dead_code)]
         password: Option<raw::Secret>,
+    }
+
+    #[test]
+    fn one_pass_reads_the_sections_and_unknown_keys_as_section_by_section() {
+        let valid = include_str!("../../tests/fixtures/spec/valid.yaml");
+        for (i, text) in [
+            valid.to_string(),
+            format!("{valid}colour: blue\nsource: {{ profile: x }}\n"),
+            valid.replacen("source:\n", "source:\n  notes-domain: X\n", 1),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut one = Checker::new(Path::new("plan.yaml"), &text);
+            one.index = SpanIndex::build(&text);
+            let sections = one.all_sections().expect("every value has the right shape");
+            let mut each = Checker::new(Path::new("plan.yaml"), &text);
+            each.index = SpanIndex::build(&text);
+            each.top_level_unknown_keys();
+            let debug = |v: &dyn std::fmt::Debug| format!("{v:?}");
+            macro_rules! same {
+                ($field:ident, $key:literal, $t:ty) => {
+                    assert_eq!(
+                        debug(&sections.$field),
+                        debug(&each.section::<Option<$t>>($key).ok().flatten().flatten()),
+                        "{}",
+                        $key
+                    )
+                };
+            }
+            same!(version, "version", u32);
+            same!(source, "source", raw::Source);
+            same!(destination, "destination", raw::Destination);
+            same!(matching, "matching", raw::Matching);
+            same!(merge, "merge", raw::Merge);
+            same!(
+                distribution_lists,
+                "distribution_lists",
+                raw::DistributionLists
+            );
+            same!(items, "items", raw::Items);
+            assert_eq!(one.unknown, each.unknown);
+            assert_eq!(one.unknown.len(), [0, 1, 1][i], "{:?}", one.unknown);
+            assert!(each.problems.is_empty(), "{:?}", each.problems);
+        }
     }
 
     /// The one problem reading `ldap:` as a `Connection` gives.
