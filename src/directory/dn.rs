@@ -210,6 +210,19 @@ impl Dn {
     /// Domino's abbreviated form: the RDN values leaf first, joined by `/`
     /// (`CN=John Smith,OU=Sales,O=Acme` gives `John Smith/Sales/Acme`).
     pub fn abbreviated(&self) -> String {
+        // Every person's Notes name is made here: a DN with nothing escaped and one AVA per
+        // RDN is read in place, as `plain_leaf` reads a leaf.
+        let text = self.text();
+        if !text.contains(['\\', '+', '"']) {
+            let values: Option<Vec<&str>> = text
+                .split(',')
+                .filter(|r| !r.is_empty())
+                .map(|r| r.split_once('=').map(|(_, v)| v))
+                .collect();
+            if let Some(values) = values {
+                return values.join("/");
+            }
+        }
         let rdns = self.rdns();
         let parts: Vec<&str> = rdns.iter().map(|r| r.first_value()).collect();
         parts.join("/")
@@ -743,6 +756,8 @@ mod tests {
                 d.rdn().map(|r| r.first_value().to_string()),
                 "{text}"
             );
+            let parsed: Vec<String> = d.rdns().iter().map(|r| r.first_value().into()).collect();
+            assert_eq!(d.abbreviated(), parsed.join("/"), "{text}");
         }
     }
 

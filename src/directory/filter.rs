@@ -671,6 +671,10 @@ fn folded_chars(s: &str) -> impl Iterator<Item = char> + '_ {
 }
 
 fn text_eq_ignore_case(a: &str, b: &str) -> bool {
+    // Strings equal but for the case of ASCII letters fold to the same text.
+    if a.eq_ignore_ascii_case(b) {
+        return true;
+    }
     // Most comparisons are short ASCII words (`objectClass=user` against each class of an
     // entry, for every entry): with no white space to trim or fold, they need no folding.
     let plain = |s: &str| {
@@ -678,7 +682,7 @@ fn text_eq_ignore_case(a: &str, b: &str) -> bool {
             .all(|b| b.is_ascii() && !b.is_ascii_whitespace() && b != 0x0b)
     };
     if plain(a) && plain(b) {
-        return a.eq_ignore_ascii_case(b);
+        return false;
     }
     folded_chars(a).eq(folded_chars(b))
 }
