@@ -29,6 +29,9 @@ pub struct AttrName(&'static Spelling);
 struct Spelling {
     display: Box<str>,
     folded: Box<str>,
+    /// Where `;options` start in `folded` (its length when there are none): filters ask this
+    /// of a name for every entry they test.
+    options_at: usize,
 }
 
 /// Every spelling seen so far. It only grows, by the number of distinct names in the inputs
@@ -89,6 +92,7 @@ impl AttrName {
                     let sp: &'static Spelling = Box::leak(Box::new(Spelling {
                         display: s.into(),
                         folded: s.to_ascii_lowercase().into(),
+                        options_at: s.find(';').unwrap_or(s.len()),
                     }));
                     map.insert(s.into(), sp);
                     sp
@@ -107,6 +111,12 @@ impl AttrName {
     /// The lower-cased form used for comparison.
     pub fn folded(&self) -> &str {
         &self.0.folded
+    }
+
+    /// The folded name without its options, and the options (`cn;lang-de` is `cn` and
+    /// `;lang-de`; `cn` is `cn` and ``).
+    pub fn folded_parts(&self) -> (&str, &str) {
+        self.0.folded.split_at(self.0.options_at)
     }
 
     /// True when this name equals `other`, ignoring case.

@@ -608,23 +608,15 @@ impl fmt::Display for Filter {
 /// The values of `attr` and of its subtypes by option (`cn` also finds `cn;lang-de`; `cn;x`
 /// finds `cn;x` and `cn;x;y`).
 fn values_of<'e>(entry: &'e Entry, attr: &'e AttrName) -> impl Iterator<Item = &'e Value> + 'e {
-    let folded = attr.folded();
-    let (base, options) = folded.split_once(';').unwrap_or((folded, ""));
+    let (base, options) = attr.folded_parts();
     let is_subtype = move |name: &AttrName| {
-        let name = name.folded();
-        // Without options (nearly every filter), a subtype is the name itself or the name
-        // followed by `;`: no splitting, which was a tenth of classifying a directory.
-        if options.is_empty() {
-            return name
-                .strip_prefix(base)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with(';'));
-        }
-        let (name_base, name_options) = name.split_once(';').unwrap_or((name, ""));
+        let (name_base, name_options) = name.folded_parts();
         name_base == base
-            && options
-                .split(';')
-                .filter(|o| !o.is_empty())
-                .all(|o| name_options.split(';').any(|have| have == o))
+            && (options.is_empty()
+                || options
+                    .split(';')
+                    .filter(|o| !o.is_empty())
+                    .all(|o| name_options.split(';').any(|have| have == o)))
     };
     // Without options, every candidate name starts with the filter's name and so sorts in one
     // run from it: a range scan instead of a walk over all attributes.
