@@ -99,7 +99,7 @@ impl fmt::Display for Quoted<'_> {
 }
 
 /// `{text:?}`, written without escaping character by character when there is nothing to
-/// escape: printable ASCII with no `"` or `\\`, which is almost every value of a plan.
+/// escape: printable ASCII with no `"` or `\`, which is almost every value of a plan.
 fn debug_quoted(f: &mut impl fmt::Write, text: &str) -> fmt::Result {
     if text
         .bytes()
