@@ -34,8 +34,19 @@ impl ProxyAddress {
     /// `parse(value)?.key()`, without making the address first: indexing a directory takes
     /// the key of every address it holds.
     pub fn key_of(value: &str) -> Option<String> {
-        let (kind, address) = split(value)?;
-        Some(address_key(kind.unwrap_or("SMTP"), address))
+        let mut key = String::new();
+        Self::push_key_of(&mut key, value).then_some(key)
+    }
+
+    /// `key_of`, written into `out` (cleared first); false when `value` is no address. Indexing
+    /// a directory makes a key for every address it holds, in one buffer.
+    pub fn push_key_of(out: &mut String, value: &str) -> bool {
+        out.clear();
+        let Some((kind, address)) = split(value) else {
+            return false;
+        };
+        push_address_key(out, kind.unwrap_or("SMTP"), address);
+        true
     }
 
     pub fn smtp(address: &str, primary: bool) -> Self {
@@ -94,13 +105,18 @@ fn split(value: &str) -> Option<(Option<&str>, &str)> {
 
 /// The comparison key of an address of a type.
 pub fn address_key(kind: &str, address: &str) -> String {
-    let address = address.trim();
     let mut key = String::with_capacity(kind.len() + address.len() + 1);
-    key.push_str(kind);
-    key.make_ascii_lowercase();
-    key.push(':');
-    super::push_lowercase(&mut key, address);
+    push_address_key(&mut key, kind, address);
     key
+}
+
+/// `address_key`, appended to `out`.
+fn push_address_key(out: &mut String, kind: &str, address: &str) {
+    let from = out.len();
+    out.push_str(kind);
+    out[from..].make_ascii_lowercase();
+    out.push(':');
+    super::push_lowercase(out, address.trim());
 }
 
 /// The value as stored in `proxyAddresses`: upper-case type for a primary, lower-case otherwise.

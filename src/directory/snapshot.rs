@@ -101,49 +101,50 @@ impl Snapshot {
     /// Builds the lookups matching uses, over the attributes a flavor says hold them.
     pub fn index(&self, config: &IndexConfig) -> Indexes {
         let mut ix = Indexes::default();
+        // Every key is made in this one buffer, and copied only when it is new to its map: an
+        // entry's `cn` is usually its DN's leaf value too, and most keys are looked up once.
+        let mut key = String::new();
         for (id, e) in self.entries.iter().enumerate() {
-            let mut seen_addr: Vec<String> = Vec::new();
             for attr in &config.address_attrs {
                 for v in e.texts(attr.as_str()) {
-                    if let Some(key) = ProxyAddress::key_of(v) {
-                        if !seen_addr.contains(&key) {
-                            seen_addr.push(key);
-                        }
+                    if ProxyAddress::push_key_of(&mut key, v) {
+                        post(&mut ix.addresses, &key, id);
                     }
                 }
             }
-            for key in seen_addr {
-                ix.addresses.entry(key).or_default().push(id);
-            }
-            let mut seen: Vec<String> = Vec::new();
             for attr in &config.account_attrs {
                 for v in e.texts(attr.as_str()) {
-                    let key = name_key(v);
-                    if !seen.contains(&key) {
-                        seen.push(key);
-                    }
+                    push_name_key(&mut key, v);
+                    post(&mut ix.accounts, &key, id);
                 }
             }
-            for key in seen {
-                ix.accounts.entry(key).or_default().push(id);
-            }
-            let mut names: Vec<String> = Vec::new();
-            if let Some(cn) = e.dn.leaf_value_of("cn").map(|v| name_key(&v)) {
-                names.push(cn);
+            if let Some(cn) = e.dn.leaf_value_of("cn") {
+                push_name_key(&mut key, &cn);
+                post(&mut ix.names, &key, id);
             }
             for attr in &config.name_attrs {
                 for v in e.texts(attr.as_str()) {
-                    let key = name_key(v);
-                    if !names.contains(&key) {
-                        names.push(key);
-                    }
+                    push_name_key(&mut key, v);
+                    post(&mut ix.names, &key, id);
                 }
-            }
-            for key in names {
-                ix.names.entry(key).or_default().push(id);
             }
         }
         ix
+    }
+}
+
+/// Adds entry `id` under `key`, once: entries are indexed in order, so an entry that holds a
+/// key twice finds itself last in its postings.
+fn post(map: &mut FxHashMap<String, Postings>, key: &str, id: EntryId) {
+    match map.get_mut(key) {
+        Some(postings) => {
+            if postings.last() != Some(&id) {
+                postings.push(id);
+            }
+        }
+        None => {
+            map.insert(key.to_string(), smallvec::smallvec![id]);
+        }
     }
 }
 
@@ -226,13 +227,19 @@ impl Indexes {
 /// Names compare case-insensitively with runs of white space folded to one space.
 pub fn name_key(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
+    push_name_key(&mut out, s);
+    out
+}
+
+/// `name_key`, written into `out` (cleared first).
+fn push_name_key(out: &mut String, s: &str) {
+    out.clear();
     for word in s.split_whitespace() {
         if !out.is_empty() {
             out.push(' ');
         }
-        super::push_lowercase(&mut out, word);
+        super::push_lowercase(out, word);
     }
-    out
 }
 
 #[cfg(test)]
@@ -260,7 +267,8 @@ mod tests {
             Entry::new(dn("CN=John Smith,DC=acme"))
                 .with("proxyAddresses", "SMTP:John.Smith@Acme.com")
                 .with("mail", "john.smith@acme.com")
-                .with("sAMAccountName", "JSmith"),
+                .with("sAMAccountName", "JSmith")
+                .with("cn", "John  Smith"),
             Entry::new(dn("CN=Group,DC=acme")).with("member", "cn=john smith,dc=acme"),
         ])
         .unwrap();
@@ -271,7 +279,11 @@ mod tests {
             "one entry once, though two attributes hold it"
         );
         assert_eq!(ix.by_account("jsmith"), &[1]);
-        assert_eq!(ix.by_name("john   SMITH"), &[1]);
+        assert_eq!(
+            ix.by_name("john   SMITH"),
+            &[1],
+            "once, though its DN and its cn both name it"
+        );
         let groups = snap.groups_of(&dn("CN=John Smith,DC=acme"));
         assert_eq!(groups.len(), 1);
         assert_eq!(
