@@ -216,14 +216,28 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for Pick<T> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
         let mut found = None;
         while let Some(key) = map.next_key::<serde_yaml::Value>()? {
-            if found.is_none() && key.as_str() == Some(self.key) {
-                found = Some(map.next_value::<T>()?);
+            if key.as_str() == Some(self.key) {
+                first(&mut map, &mut found)?;
             } else {
                 map.next_value::<IgnoredAny>()?;
             }
         }
         Ok(found)
     }
+}
+
+/// Reads a key's value into `slot` the first time the key is met; a repeated key's value is
+/// skipped (the span index reports the repeat).
+fn first<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut A,
+    slot: &mut Option<T>,
+) -> Result<(), A::Error> {
+    if slot.is_none() {
+        *slot = Some(map.next_value::<T>()?);
+    } else {
+        map.next_value::<IgnoredAny>()?;
+    }
+    Ok(())
 }
 
 /// The plan file's sections, read in one pass (see `Checker::all_sections`).
@@ -252,18 +266,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Sections>, A::Error> {
-        /// The first value of a key; a repeated one is skipped, as `Pick` skips it.
-        fn first<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
-            map: &mut A,
-            slot: &mut Option<Option<T>>,
-        ) -> Result<(), A::Error> {
-            if slot.is_none() {
-                *slot = Some(map.next_value::<Option<T>>()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-            Ok(())
-        }
+        // Each slot is `Some` once its key was met, whatever the value (`~` included).
         let (mut version, mut source, mut destination, mut matching) = (None, None, None, None);
         let (mut merge, mut lists, mut items) = (None, None, None);
         while let Some(key) = map.next_key::<serde_yaml::Value>()? {
