@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::directory::address::{address_key, smtp_domain};
 use crate::directory::snapshot::name_key;
@@ -121,20 +121,27 @@ fn plan_on(
             .iter()
             .flat_map(|p| p.person.short_names.iter().map(|n| name_key(n)))
             .collect(),
-        taken_dns: BTreeSet::new(),
+        taken_dns: FxHashSet::default(),
         subjects: Vec::new(),
         actions: Vec::new(),
-        targets: BTreeMap::new(),
+        targets: FxHashMap::default(),
         inventories,
     };
     // Names are the one thing a person's plan takes from the others' (a second John Smith
     // gets `jsmith2`): they are chosen first, in person order. The rest of each person's plan
     // depends only on the inputs, so runs of persons are planned side by side and joined in
     // order, which gives exactly the plan one thread would.
-    let names: Vec<Option<NewNames>> = matches
-        .persons
-        .iter()
-        .map(|pm| matches!(pm.outcome, Outcome::New).then(|| p.new_names(&pm.person)))
+    // The first choice of each name depends on the person and the destination only, and is
+    // drafted side by side; only the check against names taken earlier in the wave is in order.
+    let drafts = crate::parallel::map(
+        matches.persons.iter().collect(),
+        cores,
+        1_000,
+        |pm: &PersonMatch| matches!(pm.outcome, Outcome::New).then(|| p.draft_names(&pm.person)),
+    );
+    let names: Vec<Option<NewNames>> = drafts
+        .into_iter()
+        .map(|d| d.map(|d| p.new_names(d)))
         .collect();
     let work: Vec<(&PersonMatch, Option<NewNames>)> = matches.persons.iter().zip(names).collect();
     let runs = plan_runs(&p, work, cores);
@@ -169,7 +176,7 @@ fn plan_on(
 struct Run {
     subjects: Vec<Subject>,
     actions: Vec<Action>,
-    targets: BTreeMap<Dn, (Dn, Option<String>)>,
+    targets: FxHashMap<Dn, (Dn, Option<String>)>,
 }
 
 /// Plans the persons (with their chosen names) in runs, one per core, each on a planner of
@@ -264,11 +271,11 @@ struct Planner<'a> {
     /// person's own short name, or that person would be renamed in turn.
     reserved_accounts: FxHashSet<String>,
     /// DNs of objects this plan creates.
-    taken_dns: BTreeSet<Dn>,
+    taken_dns: FxHashSet<Dn>,
     subjects: Vec<Subject>,
     actions: Vec<Action>,
     /// Source DN → (destination DN, id of the action that brings it into being, if any).
-    targets: BTreeMap<Dn, (Dn, Option<String>)>,
+    targets: FxHashMap<Dn, (Dn, Option<String>)>,
     /// Item inventories by source DN.
     inventories: &'a Inventories,
 }
@@ -280,6 +287,19 @@ struct Mailbox {
     attrs: Attrs,
     /// The action that creates or converts it.
     action: Option<String>,
+}
+
+/// The first choice of a new mailbox's names, and whether the destination already holds them.
+struct NameDraft {
+    wanted_sam: String,
+    /// `wanted_sam` reduced to the characters an account name may hold.
+    base: String,
+    sam: String,
+    sam_key: String,
+    sam_at_destination: bool,
+    name: String,
+    dn: Dn,
+    dn_at_destination: bool,
 }
 
 /// The account name and DN a new mailbox gets, chosen before persons are planned.
@@ -330,16 +350,17 @@ impl<'a> Planner<'a> {
             taken_accounts: FxHashSet::default(),
             mapping: self.mapping.clone(),
             reserved_accounts: FxHashSet::default(),
-            taken_dns: BTreeSet::new(),
+            taken_dns: FxHashSet::default(),
             subjects: Vec::new(),
             actions: Vec::new(),
-            targets: BTreeMap::new(),
+            targets: FxHashMap::default(),
             inventories: self.inventories,
         }
     }
 
     /// Chooses the account name and DN of a person's new mailbox, and takes them.
-    fn new_names(&mut self, person: &crate::matching::Person) -> NewNames {
+    /// The names a new mailbox for `person` would get if nothing else in the wave took them.
+    fn draft_names(&self, person: &crate::matching::Person) -> NameDraft {
         let wanted_sam = person
             .short_names
             .first()
@@ -352,10 +373,50 @@ impl<'a> Planner<'a> {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| person.display_name().replace(' ', "."));
-        let (sam, sam_changed) = self.unique_account(&wanted_sam);
+        let base = account_base(&wanted_sam);
+        let sam: String = base.chars().take(SAM_MAX).collect();
+        let sam_key = name_key(&sam);
+        let sam_at_destination = !self.matches.index.by_account(&sam).is_empty();
         let name = person.display_name();
-        let container = self.spec.destination.container.clone();
-        let (dn, dn_changed) = self.unique_dn(&container, &name);
+        let dn = self.spec.destination.container.child("CN", &name);
+        let dn_at_destination = self.dest.contains(&dn);
+        NameDraft {
+            wanted_sam,
+            base,
+            sam,
+            sam_key,
+            sam_at_destination,
+            name,
+            dn,
+            dn_at_destination,
+        }
+    }
+
+    /// The drafted names, or the next free ones when the destination or an earlier person of
+    /// the wave holds them.
+    fn new_names(&mut self, draft: NameDraft) -> NewNames {
+        let NameDraft {
+            wanted_sam,
+            base,
+            sam,
+            sam_key,
+            sam_at_destination,
+            name,
+            dn,
+            dn_at_destination,
+        } = draft;
+        let sam = if !sam_at_destination && self.taken_accounts.insert(sam_key) {
+            sam
+        } else {
+            self.next_account(&base)
+        };
+        let sam_changed = !sam.eq_ignore_ascii_case(&wanted_sam);
+        let (dn, dn_changed) = if !dn_at_destination && self.taken_dns.insert(dn.clone()) {
+            (dn, false)
+        } else {
+            let container = self.spec.destination.container.clone();
+            (self.next_dn(&container, &name), true)
+        };
         NewNames {
             wanted_sam,
             sam,
@@ -659,47 +720,68 @@ impl<'a> Planner<'a> {
         set
     }
 
+    /// A free account name made from `wanted`, and whether it differs from `wanted`.
     fn unique_account(&mut self, wanted: &str) -> (String, bool) {
-        let base: String = wanted
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let base = if base.is_empty() {
-            "user".to_string()
-        } else {
-            base
-        };
-        let free = |p: &Self, n: &str| {
-            p.matches.index.by_account(n).is_empty() && !p.taken_accounts.contains(&name_key(n))
-        };
-        let mut candidate: String = base.chars().take(SAM_MAX).collect();
-        let mut n = 1;
-        while !free(self, &candidate)
-            || (n > 1 && self.reserved_accounts.contains(&name_key(&candidate)))
+        let base = account_base(wanted);
+        let candidate: String = base.chars().take(SAM_MAX).collect();
+        let candidate = if self.matches.index.by_account(&candidate).is_empty()
+            && self.taken_accounts.insert(name_key(&candidate))
         {
-            n += 1;
-            let suffix = n.to_string();
-            candidate = base
-                .chars()
-                .take(SAM_MAX - suffix.len())
-                .collect::<String>()
-                + &suffix;
-        }
-        self.taken_accounts.insert(name_key(&candidate));
+            candidate
+        } else {
+            self.next_account(&base)
+        };
         let changed = !candidate.eq_ignore_ascii_case(wanted);
         (candidate, changed)
     }
 
-    fn unique_dn(&mut self, container: &Dn, name: &str) -> (Dn, bool) {
-        let mut dn = container.child("CN", name);
+    /// The first free account name `base2`, `base3`, … (cut to fit), for when `base` itself
+    /// is taken. A derived name must not be another person's own short name either.
+    fn next_account(&mut self, base: &str) -> String {
+        let free = |p: &Self, n: &str| {
+            let key = name_key(n);
+            p.matches.index.by_account(n).is_empty()
+                && !p.taken_accounts.contains(&key)
+                && !p.reserved_accounts.contains(&key)
+        };
         let mut n = 1;
-        while self.dest.contains(&dn) || self.taken_dns.contains(&dn) {
+        loop {
             n += 1;
-            dn = container.child("CN", &format!("{name} {n}"));
+            let suffix = n.to_string();
+            let candidate = base
+                .chars()
+                .take(SAM_MAX - suffix.len())
+                .collect::<String>()
+                + &suffix;
+            if free(self, &candidate) {
+                self.taken_accounts.insert(name_key(&candidate));
+                return candidate;
+            }
         }
-        self.taken_dns.insert(dn.clone());
-        (dn, n > 1)
+    }
+
+    /// A free DN for `name` in `container`, and whether it is not `CN=name` itself.
+    fn unique_dn(&mut self, container: &Dn, name: &str) -> (Dn, bool) {
+        let dn = container.child("CN", name);
+        if !self.dest.contains(&dn) && self.taken_dns.insert(dn.clone()) {
+            (dn, false)
+        } else {
+            (self.next_dn(container, name), true)
+        }
+    }
+
+    /// The first free DN `CN=name 2`, `CN=name 3`, … in `container`, for when `CN=name` is
+    /// taken.
+    fn next_dn(&mut self, container: &Dn, name: &str) -> Dn {
+        let mut n = 1;
+        loop {
+            n += 1;
+            let dn = container.child("CN", &format!("{name} {n}"));
+            if !self.dest.contains(&dn) && !self.taken_dns.contains(&dn) {
+                self.taken_dns.insert(dn.clone());
+                return dn;
+            }
+        }
     }
 
     fn template_value(
@@ -1250,7 +1332,7 @@ impl Planner<'_> {
             .filter(|e| include.is_empty() || include.contains(&e.dn))
             .filter(|e| !exclude.contains(&e.dn))
             .collect();
-        let person_status: BTreeMap<Dn, Status> = self
+        let person_status: FxHashMap<Dn, Status> = self
             .subjects
             .iter()
             .map(|s| (s.source.clone(), s.status))
@@ -1488,6 +1570,20 @@ impl Planner<'_> {
 }
 
 /// An account-name-safe rendering of a display name.
+/// `wanted` reduced to the characters an account name may hold, lower-cased.
+fn account_base(wanted: &str) -> String {
+    let base: String = wanted
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if base.is_empty() {
+        "user".to_string()
+    } else {
+        base
+    }
+}
+
 fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
