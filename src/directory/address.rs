@@ -111,7 +111,7 @@ pub fn address_key(kind: &str, address: &str) -> String {
 }
 
 /// `address_key`, appended to `out`.
-fn push_address_key(out: &mut String, kind: &str, address: &str) {
+pub fn push_address_key(out: &mut String, kind: &str, address: &str) {
     let from = out.len();
     out.push_str(kind);
     out[from..].make_ascii_lowercase();
