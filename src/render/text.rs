@@ -5,7 +5,6 @@
 //! change get one line each, so an audit still sees every match and why.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt::{self, Write as _};
 
 use similar::{ChangeTag, TextDiff};
@@ -142,7 +141,8 @@ pub fn write(plan: &Plan, style: Style, out: &mut dyn std::io::Write) -> std::io
 
     let mut unchanged = Vec::new();
     // One pass over the actions, so rendering stays linear in the size of the plan.
-    let mut by_subject: BTreeMap<&crate::directory::Dn, Vec<&Action>> = BTreeMap::new();
+    let mut by_subject: rustc_hash::FxHashMap<&crate::directory::Dn, Vec<&Action>> =
+        rustc_hash::FxHashMap::default();
     for a in &plan.actions {
         by_subject.entry(&a.subject).or_default().push(a);
     }
@@ -509,7 +509,8 @@ mod tests {
     fn blocks_rendered_side_by_side_are_the_bytes_of_one_thread() {
         let inputs = crate::generate::generated_inputs(2_500, 6_000, 5);
         let plan = crate::ops::make_plan(&inputs).unwrap();
-        let mut by_subject: BTreeMap<&crate::directory::Dn, Vec<&Action>> = BTreeMap::new();
+        let mut by_subject: rustc_hash::FxHashMap<&crate::directory::Dn, Vec<&Action>> =
+            rustc_hash::FxHashMap::default();
         for a in &plan.actions {
             by_subject.entry(&a.subject).or_default().push(a);
         }
