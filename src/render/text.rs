@@ -97,6 +97,18 @@ impl fmt::Display for Quoted<'_> {
     }
 }
 
+/// `quote(v)`, appended to `out` (a value that is text is never a GUID).
+fn push_quoted(out: &mut String, v: &Value) {
+    match v.as_str().filter(|_| !v.is_binary()) {
+        Some(text) => {
+            let _ = debug_quoted(out, text);
+        }
+        _ => {
+            let _ = write!(out, "{}", quote(v));
+        }
+    }
+}
+
 /// `{text:?}`, written without escaping character by character when there is nothing to
 /// escape: printable ASCII with no `"` or `\`, which is almost every value of a plan.
 fn debug_quoted(f: &mut impl fmt::Write, text: &str) -> fmt::Result {
@@ -256,41 +268,52 @@ fn how_matched(s: &Subject) -> String {
     }
 }
 
+/// The warnings and ambiguities above the actions. Each subject's lines depend on it alone,
+/// so runs of subjects are written side by side and joined in order.
 fn problems(out: &mut String, plan: &Plan, style: Style) {
-    let mut lines = Vec::new();
-    for s in &plan.subjects {
-        for m in &s.messages {
-            let tag = match m.level {
-                Level::Error => style.red("error"),
-                Level::Warning => style.yellow("warning"),
-                Level::Info => continue,
-            };
-            lines.push(format!("  {tag}: {}: {}", s.name, m.text));
-            if m.level == Level::Error || s.status == Status::NeedsConfirmation {
-                lines.push(format!(
-                    "      {}",
-                    style.dim(&format!("source: {}", s.source))
-                ));
-            }
+    let subjects: Vec<&Subject> = plan.subjects.iter().collect();
+    let lines: String = crate::parallel::runs(subjects, crate::parallel::cores(), 2_000, |run| {
+        let mut lines = String::new();
+        for s in run {
+            subject_problems(&mut lines, s, style);
         }
-        if matches!(s.status, Status::Ambiguous | Status::NeedsConfirmation) {
-            for c in &s.candidates {
-                lines.push(format!(
-                    "      candidate: {} ({}, {} `{}`)",
-                    c.object,
-                    c.class.describe(),
-                    c.via.describe(),
-                    c.value
-                ));
-            }
-        }
-    }
+        lines
+    })
+    .concat();
     if !lines.is_empty() {
         let _ = writeln!(out, "{}", style.bold("Warnings and ambiguities:"));
-        for l in lines {
-            let _ = writeln!(out, "{l}");
-        }
+        out.push_str(&lines);
         out.push('\n');
+    }
+}
+
+fn subject_problems(lines: &mut String, s: &Subject, style: Style) {
+    for m in &s.messages {
+        let tag = match m.level {
+            Level::Error => style.red("error"),
+            Level::Warning => style.yellow("warning"),
+            Level::Info => continue,
+        };
+        let _ = writeln!(lines, "  {tag}: {}: {}", s.name, m.text);
+        if m.level == Level::Error || s.status == Status::NeedsConfirmation {
+            let _ = writeln!(
+                lines,
+                "      {}",
+                style.dim(&format!("source: {}", s.source))
+            );
+        }
+    }
+    if matches!(s.status, Status::Ambiguous | Status::NeedsConfirmation) {
+        for c in &s.candidates {
+            let _ = writeln!(
+                lines,
+                "      candidate: {} ({}, {} `{}`)",
+                c.object,
+                c.class.describe(),
+                c.via.describe(),
+                c.value
+            );
+        }
     }
 }
 
@@ -377,12 +400,10 @@ fn import_line(a: &Action) -> Option<String> {
 }
 
 fn change(out: &mut String, action: &Action, c: &Change, style: Style) {
-    let name = match &c.object {
-        Some(o) => format!("{} of {o}", c.attribute),
-        None => c.attribute.to_string(),
+    let name: Cow<'_, str> = match &c.object {
+        Some(o) => format!("{} of {o}", c.attribute).into(),
+        None => c.attribute.as_str().into(),
     };
-    let added: Vec<&Value> = c.added().collect();
-    let removed: Vec<&Value> = c.removed().collect();
     let creating =
         action.kind.effect() == Effect::Create || (c.before.is_empty() && c.after.len() == 1);
     let deleting =
@@ -417,28 +438,27 @@ fn change(out: &mut String, action: &Action, c: &Change, style: Style) {
         } else {
             (style.green("+"), &c.after)
         };
-        let mut first = true;
-        for v in values {
-            if first {
-                let _ = writeln!(out, "      {sym} {name}: {}", quote(v));
-                first = false;
+        // Most lines of a plan are these: written piece by piece, not through the formatter.
+        for (i, v) in values.iter().enumerate() {
+            out.push_str("      ");
+            out.push_str(&sym);
+            out.push(' ');
+            if i == 0 {
+                out.push_str(&name);
+                out.push_str(": ");
             } else {
-                let _ = writeln!(
-                    out,
-                    "      {sym} {:width$}  {}",
-                    "",
-                    quote(v),
-                    width = name.chars().count()
-                );
+                out.extend(std::iter::repeat_n(' ', name.chars().count() + 2));
             }
+            push_quoted(out, v);
+            out.push('\n');
         }
         return;
     }
     let _ = writeln!(out, "      {} {name}:", style.yellow("~"));
-    for v in removed {
+    for v in c.removed() {
         let _ = writeln!(out, "          {} {}", style.red("-"), quote(v));
     }
-    for v in added {
+    for v in c.added() {
         let _ = writeln!(out, "          {} {}", style.green("+"), quote(v));
     }
 }
