@@ -98,38 +98,65 @@ impl Snapshot {
         self.groups_of.get(dn).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// Builds the lookups matching uses, over the attributes a flavor says hold them.
+    /// Builds the lookups matching uses, over the attributes a flavor says hold them. The
+    /// address lookup (the largest) is built beside the account and name lookups.
     pub fn index(&self, config: &IndexConfig) -> Indexes {
-        let mut ix = Indexes::default();
-        // Every key is made in this one buffer, and copied only when it is new to its map: an
-        // entry's `cn` is usually its DN's leaf value too, and most keys are looked up once.
+        let (addresses, (accounts, names)) =
+            crate::parallel::join(|| self.address_index(config), || self.name_indexes(config));
+        Indexes {
+            addresses,
+            accounts,
+            names,
+        }
+    }
+
+    // Every key is made in one buffer, and copied only when it is new to its map: an entry's
+    // `cn` is usually its DN's leaf value too, and most keys are looked up once. Each map is
+    // sized for a key or so per entry, so it does not grow by doubling from empty.
+
+    fn address_index(&self, config: &IndexConfig) -> FxHashMap<String, Postings> {
+        let mut addresses = FxHashMap::default();
+        addresses.reserve(self.entries.len() * 2);
         let mut key = String::new();
         for (id, e) in self.entries.iter().enumerate() {
             for attr in &config.address_attrs {
                 for v in e.texts(attr.as_str()) {
                     if ProxyAddress::push_key_of(&mut key, v) {
-                        post(&mut ix.addresses, &key, id);
+                        post(&mut addresses, &key, id);
                     }
                 }
             }
+        }
+        addresses
+    }
+
+    fn name_indexes(
+        &self,
+        config: &IndexConfig,
+    ) -> (FxHashMap<String, Postings>, FxHashMap<String, Postings>) {
+        let mut accounts = FxHashMap::default();
+        let mut names = FxHashMap::default();
+        names.reserve(self.entries.len());
+        let mut key = String::new();
+        for (id, e) in self.entries.iter().enumerate() {
             for attr in &config.account_attrs {
                 for v in e.texts(attr.as_str()) {
                     push_name_key(&mut key, v);
-                    post(&mut ix.accounts, &key, id);
+                    post(&mut accounts, &key, id);
                 }
             }
             if let Some(cn) = e.dn.leaf_value_of("cn") {
                 push_name_key(&mut key, &cn);
-                post(&mut ix.names, &key, id);
+                post(&mut names, &key, id);
             }
             for attr in &config.name_attrs {
                 for v in e.texts(attr.as_str()) {
                     push_name_key(&mut key, v);
-                    post(&mut ix.names, &key, id);
+                    post(&mut names, &key, id);
                 }
             }
         }
-        ix
+        (accounts, names)
     }
 }
 
