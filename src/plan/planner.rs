@@ -358,7 +358,6 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// Chooses the account name and DN of a person's new mailbox, and takes them.
     /// The names a new mailbox for `person` would get if nothing else in the wave took them.
     fn draft_names(&self, person: &crate::matching::Person) -> NameDraft {
         let wanted_sam = person
