@@ -394,32 +394,23 @@ impl<'a> Planner<'a> {
     /// The drafted names, or the next free ones when the destination or an earlier person of
     /// the wave holds them.
     fn new_names(&mut self, draft: NameDraft) -> NewNames {
-        let NameDraft {
-            wanted_sam,
-            base,
-            sam,
-            sam_key,
-            sam_at_destination,
-            name,
-            dn,
-            dn_at_destination,
-        } = draft;
-        let sam = if !sam_at_destination && self.taken_accounts.insert(sam_key) {
-            sam
+        let sam = if !draft.sam_at_destination && self.taken_accounts.insert(draft.sam_key) {
+            draft.sam
         } else {
-            self.next_account(&base)
+            self.next_account(&draft.base)
         };
-        let sam_changed = !sam.eq_ignore_ascii_case(&wanted_sam);
-        let (dn, dn_changed) = if !dn_at_destination && self.taken_dns.insert(dn.clone()) {
-            (dn, false)
-        } else {
-            let container = self.spec.destination.container.clone();
-            (self.next_dn(&container, &name), true)
-        };
+        let sam_changed = !sam.eq_ignore_ascii_case(&draft.wanted_sam);
+        let (dn, dn_changed) =
+            if !draft.dn_at_destination && self.taken_dns.insert(draft.dn.clone()) {
+                (draft.dn, false)
+            } else {
+                let container = self.spec.destination.container.clone();
+                (self.next_dn(&container, &draft.name), true)
+            };
         NewNames {
-            wanted_sam,
+            wanted_sam: draft.wanted_sam,
             sam,
-            name,
+            name: draft.name,
             dn,
             sam_changed,
             dn_changed,
