@@ -52,6 +52,12 @@ pub enum AttrNameError {
     BadChar { name: String, ch: char },
 }
 
+/// A character of an attribute type: an ASCII letter or digit, `-` or `.` (a description
+/// adds `;` before each option).
+pub(crate) fn is_type_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'-' || c == b'.'
+}
+
 impl AttrName {
     /// Parses an attribute description: a descriptor (`cn`) or numeric OID (`2.5.4.3`), optionally
     /// followed by `;options`.
@@ -62,7 +68,7 @@ impl AttrName {
         }
         if let Some(ch) = s
             .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ';')))
+            .find(|&c| !(c == ';' || u8::try_from(c).is_ok_and(is_type_char)))
         {
             return Err(AttrNameError::BadChar {
                 name: s.to_string(),

@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::attr::AttrName;
+use super::attr::{AttrName, is_type_char};
 
 /// One `type=value` pair of an RDN.
 #[derive(Clone, Debug)]
@@ -441,18 +441,16 @@ pub fn escape_value(value: &str) -> String {
     out
 }
 
-/// Appends the normalised form of a value: case folded, runs of white space as one space,
-/// escaped as in `escape_value`. Written out by hand because it runs for every DN of every
-/// snapshot; an allocation per value showed up in profiles.
 /// An attribute type `AttrName::new` accepts, without options (`;` is not plain in a DN): read
 /// here without interning it, as every entry's DN comes through `parse_plain`.
 fn is_plain_type(ty: &str) -> bool {
     let b = ty.as_bytes();
-    b.first().is_some_and(u8::is_ascii_alphanumeric)
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+    b.first().is_some_and(u8::is_ascii_alphanumeric) && b.iter().all(|&c| is_type_char(c))
 }
 
+/// Appends the normalised form of a value: case folded, runs of white space as one space,
+/// escaped as in `escape_value`. Written out by hand because it runs for every DN of every
+/// snapshot; an allocation per value showed up in profiles.
 fn push_normalised_value(out: &mut String, v: &str) {
     if v.is_ascii() {
         push_normalised_ascii(out, v);
