@@ -328,9 +328,9 @@ impl Value {
         let s = s.into();
         Self::new(Kind::of_text(&s), s.as_bytes())
     }
-    pub fn bytes(b: impl Into<Vec<u8>>) -> Self {
-        let b = b.into();
-        Self::new(Kind::of(&b), &b)
+    pub fn bytes(b: impl AsRef<[u8]>) -> Self {
+        let b = b.as_ref();
+        Self::new(Kind::of(b), b)
     }
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {

@@ -1044,16 +1044,13 @@ fn connector(
     MailError,
 > {
     use rustls::pki_types::pem::PemObject;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| err(who, e))?;
     let config = if store.insecure {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
-            .with_no_client_auth()
+        crate::tls::insecure_config().map_err(|e| err(who, e))?
     } else {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err(who, e))?;
         let mut roots = rustls::RootCertStore::empty();
         match &store.ca_file {
             Some(path) => {
@@ -1072,7 +1069,7 @@ fn connector(
                 }
             }
         }
-        builder.with_root_certificates(roots).with_no_client_auth()
+        Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
     };
     let name = rustls::pki_types::ServerName::try_from(store.host.clone()).map_err(|e| {
         err(
@@ -1080,54 +1077,7 @@ fn connector(
             format!("`{}` is not a TLS server name: {e}", store.host),
         )
     })?;
-    Ok((tokio_rustls::TlsConnector::from(Arc::new(config)), name))
-}
-
-/// `insecure: true`: accepts any certificate (signatures are still checked, so the session is
-/// encrypted, but the server is not authenticated).
-#[derive(Debug)]
-struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    Ok((tokio_rustls::TlsConnector::from(config), name))
 }
 
 #[cfg(test)]

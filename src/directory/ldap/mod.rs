@@ -11,16 +11,18 @@
 //! Connection setup lives here too, because the write side (`apply::ldap`) connects the same way.
 //! This module must not decide anything about the entries it reads.
 
+mod ber;
+pub mod wire;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ldap3::adapters::{Adapter, PagedResults};
 use ldap3::asn1::StructureTag;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope};
 use smallvec::SmallVec;
 
-use crate::directory::{AttrName, Attrs, Dn, Entry, Snapshot, Value, ValueSet};
+use crate::directory::{AttrName, Dn, Entry, Snapshot, Value, ValueSet};
 use crate::spec::{LdapScope, LdapSettings, SecretError};
 
 /// Why a live directory could not be reached or read. Never contains the password.
@@ -94,7 +96,18 @@ pub fn who(settings: &LdapSettings) -> String {
     }
 }
 
-/// Opens one connection and binds as the plan file says.
+/// The bind password, read from where the plan file says; none for anonymous and SASL binds.
+fn password(settings: &LdapSettings) -> Result<String, LdapError> {
+    match (&settings.bind_dn, &settings.password) {
+        (Some(_), Some(secret)) => secret.resolve().map_err(|source| LdapError::Password {
+            who: who(settings),
+            source,
+        }),
+        _ => Ok(String::new()),
+    }
+}
+
+/// Opens one connection of ldap3's, as the write side uses, and binds as the plan file says.
 pub async fn connect(settings: &LdapSettings) -> Result<Ldap, LdapError> {
     let url = settings.url.clone();
     let mut conn = LdapConnSettings::new()
@@ -105,13 +118,7 @@ pub async fn connect(settings: &LdapSettings) -> Result<Ldap, LdapError> {
     } else {
         conn = conn.set_config(tls_config(settings)?);
     }
-    let password = match (&settings.bind_dn, &settings.password) {
-        (Some(_), Some(secret)) => secret.resolve().map_err(|source| LdapError::Password {
-            who: who(settings),
-            source,
-        })?,
-        _ => String::new(),
-    };
+    let password = password(settings)?;
     let (driver, mut ldap) = LdapConnAsync::with_settings(conn, &url)
         .await
         .map_err(|e| connect_error(&url, &e))?;
@@ -173,8 +180,63 @@ fn tls_config(settings: &LdapSettings) -> Result<Arc<rustls::ClientConfig>, Ldap
     Ok(Arc::new(config))
 }
 
+/// Opens the connection a read runs on (`wire`) and binds as the plan file says. The TLS roots
+/// are loaded only when the connection uses TLS.
+pub async fn open(settings: &LdapSettings) -> Result<wire::Connection, LdapError> {
+    let url = settings.url.clone();
+    let address = wire::Address::parse(&url).map_err(|message| LdapError::Connect {
+        url: url.clone(),
+        message,
+    })?;
+    let uses_tls = settings.starttls || matches!(address, wire::Address::Tcp { tls: true, .. });
+    let tls = if !uses_tls {
+        None
+    } else if settings.insecure {
+        Some(wire::TlsSetup::new(crate::tls::insecure_config().map_err(
+            |message| LdapError::Connect {
+                url: url.clone(),
+                message,
+            },
+        )?))
+    } else {
+        Some(wire::TlsSetup::new(tls_config(settings)?))
+    };
+    let password = password(settings)?;
+    let mut conn =
+        wire::Connection::open(&address, tls.as_ref(), settings.starttls, settings.timeout)
+            .await
+            .map_err(|e| wire_connect_error(&url, e))?;
+    let bound = if settings.sasl_external {
+        conn.sasl_external_bind().await
+    } else {
+        conn.simple_bind(settings.bind_dn.as_deref().unwrap_or(""), &password)
+            .await
+    };
+    match bound {
+        Ok(()) => Ok(conn),
+        Err(wire::WireError::Result { code, message }) => Err(LdapError::Bind {
+            url,
+            who: who(settings),
+            message: result_message(code, &message),
+        }),
+        Err(e) => Err(wire_connect_error(&url, e)),
+    }
+}
+
+fn wire_connect_error(url: &str, e: wire::WireError) -> LdapError {
+    let message = match e {
+        wire::WireError::Io(m) | wire::WireError::Malformed(m) => m,
+        wire::WireError::Result { code, message } => result_message(code, &message),
+    };
+    classify_connect_error(url, message)
+}
+
 fn connect_error(url: &str, e: &ldap3::LdapError) -> LdapError {
-    let message = error_text(e);
+    classify_connect_error(url, error_text(e))
+}
+
+/// A failed connection is a certificate problem when the TLS layer says so.
+fn classify_connect_error(url: &str, message: String) -> LdapError {
     let lower = message.to_ascii_lowercase();
     if lower.contains("certificate") || lower.contains("unknownissuer") {
         LdapError::Certificate {
@@ -247,27 +309,10 @@ pub fn result_message(rc: u32, text: &str) -> String {
     }
 }
 
-fn scope(s: LdapScope) -> Scope {
-    match s {
-        LdapScope::Base => Scope::Base,
-        LdapScope::One => Scope::OneLevel,
-        LdapScope::Sub => Scope::Subtree,
-    }
-}
-
 /// Reads every entry the settings select.
 pub async fn read(settings: &LdapSettings) -> Result<(Vec<Entry>, ReadStats), LdapError> {
-    let mut ldap = connect(settings).await?;
-    let result = read_with(&mut ldap, settings).await;
-    let _ = ldap.unbind().await;
-    result
-}
-
-async fn read_with(
-    ldap: &mut Ldap,
-    settings: &LdapSettings,
-) -> Result<(Vec<Entry>, ReadStats), LdapError> {
-    read_on(ldap, settings).await.map_err(|f| match f {
+    let mut conn = open(settings).await?;
+    let result = read_all(&mut conn, settings).await.map_err(|f| match f {
         SearchFailure::Malformed(message) => LdapError::Malformed {
             url: settings.url.clone(),
             message,
@@ -277,7 +322,9 @@ async fn read_with(
             base: settings.base.to_string(),
             message: f.to_string(),
         },
-    })
+    });
+    conn.unbind().await;
+    result
 }
 
 /// Why a search on an open connection failed.
@@ -302,74 +349,70 @@ fn failure(e: &ldap3::LdapError) -> SearchFailure {
     }
 }
 
-/// Only the entries, for a base-scope read of one object.
-pub async fn read_entries_on(
-    ldap: &mut Ldap,
-    settings: &LdapSettings,
-) -> Result<Vec<Entry>, SearchFailure> {
-    read_on(ldap, settings).await.map(|r| r.0)
+impl From<wire::WireError> for SearchFailure {
+    fn from(e: wire::WireError) -> Self {
+        match e {
+            wire::WireError::Io(m) => SearchFailure::Connection(m),
+            wire::WireError::Malformed(m) => SearchFailure::Malformed(m),
+            wire::WireError::Result { code, message } => SearchFailure::Code(code, message),
+        }
+    }
 }
 
-/// Runs the search the settings describe on an open connection: paged unless it reads one entry.
-pub async fn read_on(
-    ldap: &mut Ldap,
+fn wire_scope(s: LdapScope) -> wire::Scope {
+    match s {
+        LdapScope::Base => wire::Scope::Base,
+        LdapScope::One => wire::Scope::One,
+        LdapScope::Sub => wire::Scope::Sub,
+    }
+}
+
+/// Runs the search the settings describe, paged unless it reads one entry, and completes the
+/// attributes that came in ranges.
+async fn read_all(
+    conn: &mut wire::Connection,
     settings: &LdapSettings,
 ) -> Result<(Vec<Entry>, ReadStats), SearchFailure> {
     let base = settings.base.to_string();
-    let page = i32::try_from(settings.page_size).unwrap_or(i32::MAX);
-    // Only the paging adapter: ldap3's EntriesOnly would drop search references silently, and
-    // they are counted here instead.
-    let adapters: Vec<Box<dyn Adapter<&str, Vec<&str>>>> = match settings.scope {
-        LdapScope::Base => Vec::new(),
-        _ => vec![Box::new(PagedResults::new(page))],
+    let page = match settings.scope {
+        LdapScope::Base => None,
+        _ => Some(i32::try_from(settings.page_size).unwrap_or(i32::MAX)),
     };
-    let mut stream = ldap
-        .with_timeout(settings.timeout)
-        .streaming_search_with(
-            adapters,
-            &base,
-            scope(settings.scope),
-            &settings.filter,
-            vec!["*"],
-        )
-        .await
-        .map_err(|e| failure(&e))?;
     let mut stats = ReadStats::default();
     let mut entries = Vec::new();
     let mut names = Names::default();
     let mut ranged: Vec<(usize, String, u64)> = Vec::new();
-    loop {
-        let re = match stream.next().await {
-            Ok(Some(re)) => re,
-            Ok(None) => break,
-            Err(e) => {
-                let _ = stream.finish().await;
-                return Err(failure(&e));
+    conn.search(
+        &base,
+        wire_scope(settings.scope),
+        &settings.filter,
+        &["*"],
+        page,
+        &mut |found| {
+            match found {
+                wire::Found::Reference => stats.references_skipped += 1,
+                wire::Found::Entry(body) => {
+                    let parsed = read_entry(body, &mut names)?;
+                    for (attr, next_low) in parsed.incomplete {
+                        ranged.push((entries.len(), attr, next_low));
+                    }
+                    entries.push(parsed.entry);
+                }
             }
-        };
-        if re.is_ref() {
-            stats.references_skipped += 1;
-            continue;
-        }
-        if re.is_intermediate() {
-            continue;
-        }
-        let parsed = parse_entry(re, &mut names).map_err(SearchFailure::Malformed)?;
-        for (attr, next_low) in &parsed.incomplete {
-            ranged.push((entries.len(), attr.clone(), *next_low));
-        }
-        entries.push(parsed.entry);
-    }
-    let done = stream.finish().await;
-    if done.rc != 0 {
-        return Err(SearchFailure::Code(done.rc, done.text));
-    }
+            Ok(())
+        },
+    )
+    .await?;
     for (i, attr, low) in ranged {
         stats.ranged_attributes += 1;
         let dn = entries[i].dn.to_string();
-        let values = fetch_range(ldap, settings, &dn, &attr, low, None).await?;
+        let mut rest = RangeFetch::new(&attr, low, None);
+        while let Some(wanted) = rest.wanted() {
+            let answer = read_base(conn, &dn, &wanted).await?;
+            rest.take(&dn, answer)?;
+        }
         let name = AttrName::new_unchecked(&attr);
-        for v in values {
+        for v in rest.values {
             entries[i].add(name.clone(), v);
         }
     }
@@ -377,50 +420,130 @@ pub async fn read_on(
     Ok((entries, stats))
 }
 
-/// The rest of a ranged attribute, from value `low` on (Active Directory's incremental
-/// retrieval: ask for `attr;range=low-*` until the server answers with a range ending in `*`).
-async fn fetch_range(
+/// Reads one entry (base scope) on a connection of ldap3's, as apply does before it writes, and
+/// completes its ranged attributes.
+pub async fn read_entries_on(
     ldap: &mut Ldap,
     settings: &LdapSettings,
-    dn: &str,
-    attr: &str,
-    mut low: u64,
-    step: Option<u64>,
-) -> Result<Vec<Value>, SearchFailure> {
-    let mut out = Vec::new();
-    loop {
-        let wanted = match step {
-            Some(n) => format!("{attr};range={low}-{}", low + n.max(1) - 1),
-            None => format!("{attr};range={low}-*"),
-        };
-        let (results, done) = ldap
-            .with_timeout(settings.timeout)
-            .search(dn, Scope::Base, "(objectClass=*)", vec![wanted.as_str()])
-            .await
-            .map_err(|e| failure(&e))?
-            .success()
-            .map_err(|e| failure(&e))?;
-        let _ = done;
-        let Some(re) = results.into_iter().next() else {
-            return Err(SearchFailure::Malformed(format!(
-                "`{dn}` disappeared while its `{attr}` was read"
-            )));
-        };
+) -> Result<Vec<Entry>, SearchFailure> {
+    let base = settings.base.to_string();
+    let (results, _) = ldap
+        .with_timeout(settings.timeout)
+        .search(&base, Scope::Base, &settings.filter, vec!["*"])
+        .await
+        .map_err(|e| failure(&e))?
+        .success()
+        .map_err(|e| failure(&e))?;
+    let mut entries = Vec::new();
+    for re in results {
+        if re.is_ref() || re.is_intermediate() {
+            continue;
+        }
         let parsed = parse_entry(re, &mut Names::default()).map_err(SearchFailure::Malformed)?;
-        let name = AttrName::new_unchecked(attr);
-        let got: Vec<Value> = parsed
-            .entry
-            .attrs
-            .get(&name)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        let n = got.len() as u64;
-        out.extend(got);
-        match parsed.incomplete.first() {
-            Some((_, next)) if n > 0 => low = *next,
-            _ => return Ok(out),
+        let mut entry = parsed.entry;
+        let dn = entry.dn.to_string();
+        for (attr, low) in parsed.incomplete {
+            let mut rest = RangeFetch::new(&attr, low, None);
+            while let Some(wanted) = rest.wanted() {
+                let (results, _) = ldap
+                    .with_timeout(settings.timeout)
+                    .search(&dn, Scope::Base, "(objectClass=*)", vec![wanted.as_str()])
+                    .await
+                    .map_err(|e| failure(&e))?
+                    .success()
+                    .map_err(|e| failure(&e))?;
+                let answer = match results.into_iter().next() {
+                    Some(re) => Some(
+                        parse_entry(re, &mut Names::default()).map_err(SearchFailure::Malformed)?,
+                    ),
+                    None => None,
+                };
+                rest.take(&dn, answer)?;
+            }
+            let name = AttrName::new_unchecked(&attr);
+            for v in rest.values {
+                entry.add(name.clone(), v);
+            }
+        }
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// The rest of a ranged attribute, from value `low` on (Active Directory's incremental
+/// retrieval: ask for `attr;range=low-*` until the server answers with a range ending in `*`).
+/// The caller runs the searches, on whichever connection it reads with.
+struct RangeFetch {
+    attr: String,
+    /// The next value to ask for; `None` once the last range has come.
+    low: Option<u64>,
+    /// How many values to ask for at a time; `None` leaves it to the server.
+    step: Option<u64>,
+    values: Vec<Value>,
+}
+
+impl RangeFetch {
+    fn new(attr: &str, low: u64, step: Option<u64>) -> Self {
+        RangeFetch {
+            attr: attr.to_string(),
+            low: Some(low),
+            step,
+            values: Vec::new(),
         }
     }
+
+    /// The attribute to ask for next, or `None` when every value is in.
+    fn wanted(&self) -> Option<String> {
+        let low = self.low?;
+        Some(match self.step {
+            Some(n) => format!("{};range={low}-{}", self.attr, low + n.max(1) - 1),
+            None => format!("{};range={low}-*", self.attr),
+        })
+    }
+
+    /// Takes the entry the last search returned (`None`: it returned none).
+    fn take(&mut self, dn: &str, answer: Option<Parsed>) -> Result<(), SearchFailure> {
+        let Some(parsed) = answer else {
+            return Err(SearchFailure::Malformed(format!(
+                "`{dn}` disappeared while its `{}` was read",
+                self.attr
+            )));
+        };
+        let name = AttrName::new_unchecked(&self.attr);
+        let before = self.values.len();
+        if let Some(set) = parsed.entry.attrs.get(&name) {
+            self.values.extend(set.iter().cloned());
+        }
+        self.low = match parsed.incomplete.first() {
+            Some((_, next)) if self.values.len() > before => Some(*next),
+            _ => None,
+        };
+        Ok(())
+    }
+}
+
+/// The one entry a base-scope search for `attr` returns, on a connection of `wire`'s.
+async fn read_base(
+    conn: &mut wire::Connection,
+    dn: &str,
+    attr: &str,
+) -> Result<Option<Parsed>, SearchFailure> {
+    let mut first = None;
+    conn.search(
+        dn,
+        wire::Scope::Base,
+        "(objectClass=*)",
+        &[attr],
+        None,
+        &mut |found| {
+            if let (wire::Found::Entry(body), true) = (found, first.is_none()) {
+                first = Some(read_entry(body, &mut Names::default())?);
+            }
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(first)
 }
 
 /// Reads one attribute of one entry in ranges of `step` values, the way the reader continues
@@ -432,20 +555,68 @@ pub async fn read_attribute_in_ranges(
     attr: &str,
     step: u64,
 ) -> Result<Vec<Value>, LdapError> {
-    let mut ldap = connect(settings).await?;
-    let result = fetch_range(&mut ldap, settings, &dn.to_string(), attr, 0, Some(step)).await;
-    let _ = ldap.unbind().await;
-    result.map_err(|f| LdapError::Search {
+    let mut conn = open(settings).await?;
+    let dn = dn.to_string();
+    let mut rest = RangeFetch::new(attr, 0, Some(step));
+    let mut result = Ok(());
+    while let Some(wanted) = rest.wanted() {
+        result = match read_base(&mut conn, &dn, &wanted).await {
+            Ok(answer) => rest.take(&dn, answer),
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            break;
+        }
+    }
+    conn.unbind().await;
+    result.map(|()| rest.values).map_err(|f| LdapError::Search {
         url: settings.url.clone(),
-        base: dn.to_string(),
+        base: dn.clone(),
         message: f.to_string(),
     })
 }
 
+#[derive(Debug)]
 struct Parsed {
     entry: Entry,
     /// Ranged attributes that are not complete yet, with the index of the next value to ask for.
     incomplete: Vec<(String, u64)>,
+}
+
+impl Parsed {
+    /// An entry named by the DN the server sent, with no attributes yet.
+    fn start(dn: &[u8]) -> Result<(Parsed, &str), String> {
+        let text = std::str::from_utf8(dn)
+            .map_err(|_| "malformed search result entry: the DN is not UTF-8".to_string())?;
+        let dn = Dn::parse(text).map_err(|e| format!("the DN `{text}` is not valid: {e}"))?;
+        let parsed = Parsed {
+            entry: Entry::new(dn),
+            incomplete: Vec::new(),
+        };
+        Ok((parsed, text))
+    }
+
+    /// Adds an attribute as the server sent it: its name on the wire, which may carry a range,
+    /// and its values.
+    fn attribute(
+        &mut self,
+        names: &mut Names,
+        dn: &str,
+        raw_name: &[u8],
+        values: SmallVec<[Value; 1]>,
+    ) -> Result<(), String> {
+        let (attr, range) = names.attr(raw_name, dn)?;
+        let count = values.len() as u64;
+        if let Some((low, Some(high))) = range {
+            // `member;range=0-1499`: more values follow from 1500 on.
+            let next = high.max(low.saturating_add(count.saturating_sub(1))) + 1;
+            self.incomplete.push((attr.as_str().to_string(), next));
+        }
+        self.entry
+            .attrs
+            .add_all(attr, ValueSet::from_values(values));
+        Ok(())
+    }
 }
 
 /// The attribute names one read has met, by the bytes the server sent: a directory repeats a
@@ -460,17 +631,17 @@ impl Names {
     const MAX: usize = 4096;
 
     /// The attribute a name on the wire stands for, and its range when it is ranged.
-    fn attr(&mut self, raw: Vec<u8>, dn: &str) -> Result<(AttrName, Option<Range>), String> {
-        if let Some(attr) = self.0.get(raw.as_slice()) {
+    fn attr(&mut self, raw: &[u8], dn: &str) -> Result<(AttrName, Option<Range>), String> {
+        if let Some(attr) = self.0.get(raw) {
             return Ok((attr.clone(), None));
         }
-        let name = String::from_utf8(raw)
+        let name = std::str::from_utf8(raw)
             .map_err(|_| "malformed search result entry: an attribute has no name".to_string())?;
-        let (base_name, range) = split_range(&name);
+        let (base_name, range) = split_range(name);
         let attr = AttrName::new(base_name)
             .map_err(|e| format!("`{dn}` has an attribute `{name}` that is not valid: {e}"))?;
         if range.is_none() && self.0.len() < Self::MAX {
-            self.0.insert(name.into_bytes(), attr.clone());
+            self.0.insert(raw.to_vec(), attr.clone());
         }
         Ok((attr, range))
     }
@@ -479,7 +650,43 @@ impl Names {
 /// Where a ranged attribute's values start, and end (`None`: they are the last ones).
 type Range = (u64, Option<u64>);
 
-/// A SearchResultEntry, read without trusting it (ldap3's own conversion panics on bad input).
+/// A SearchResultEntry's contents as `wire` hands them over, read without trusting them.
+fn read_entry(body: &[u8], names: &mut Names) -> Result<Parsed, String> {
+    let bad = |e: ber::BerError| format!("malformed search result entry: {e}");
+    let mut r = ber::Reader::new(body);
+    let dn = r.expect(ber::tag::OCTET_STRING, "no DN").map_err(bad)?;
+    let (mut parsed, dn_text) = Parsed::start(dn)?;
+    let mut attrs = ber::Reader::new(
+        r.expect(ber::tag::SEQUENCE, "no attribute list")
+            .map_err(bad)?,
+    );
+    while !attrs.is_empty() {
+        let mut pa = ber::Reader::new(
+            attrs
+                .expect(ber::tag::SEQUENCE, "an attribute is not a sequence")
+                .map_err(bad)?,
+        );
+        let name = pa
+            .expect(ber::tag::OCTET_STRING, "an attribute has no name")
+            .map_err(bad)?;
+        let mut vals = ber::Reader::new(
+            pa.expect(ber::tag::SET, "an attribute has no value set")
+                .map_err(bad)?,
+        );
+        let mut values = SmallVec::new();
+        while !vals.is_empty() {
+            let v = vals
+                .expect(ber::tag::OCTET_STRING, "a value is not a string")
+                .map_err(bad)?;
+            values.push(Value::bytes(v));
+        }
+        parsed.attribute(names, dn_text, name, values)?;
+    }
+    Ok(parsed)
+}
+
+/// A SearchResultEntry from ldap3, read without trusting it (ldap3's own conversion panics on
+/// bad input).
 fn parse_entry(re: ResultEntry, names: &mut Names) -> Result<Parsed, String> {
     let bad = |what: &str| format!("malformed search result entry: {what}");
     let mut parts =
@@ -491,17 +698,11 @@ fn parse_entry(re: ResultEntry, names: &mut Names) -> Result<Parsed, String> {
         .next()
         .and_then(StructureTag::expect_primitive)
         .ok_or_else(|| bad("no DN"))?;
-    let dn_text = String::from_utf8(dn_bytes).map_err(|_| bad("the DN is not UTF-8"))?;
-    let dn = Dn::parse(&dn_text).map_err(|e| format!("the DN `{dn_text}` is not valid: {e}"))?;
-    let mut incomplete = Vec::new();
+    let (mut parsed, dn_text) = Parsed::start(&dn_bytes)?;
     let attrs = parts
         .next()
         .and_then(StructureTag::expect_constructed)
         .ok_or_else(|| bad("no attribute list"))?;
-    let mut entry = Entry {
-        dn,
-        attrs: Attrs::with_capacity(attrs.len()),
-    };
     for a in attrs {
         let mut pa = a
             .expect_constructed()
@@ -511,29 +712,20 @@ fn parse_entry(re: ResultEntry, names: &mut Names) -> Result<Parsed, String> {
             .next()
             .and_then(StructureTag::expect_primitive)
             .ok_or_else(|| bad("an attribute has no name"))?;
-        let (attr, range) = names.attr(raw, &dn_text)?;
         let values = pa
             .next()
             .and_then(StructureTag::expect_constructed)
-            .ok_or_else(|| bad(&format!("`{attr}` has no value set")))?;
-        let count = values.len() as u64;
-        // A loop rather than collecting `Result`s: it runs for every attribute of every entry.
+            .ok_or_else(|| bad("an attribute has no value set"))?;
         let mut set = SmallVec::with_capacity(values.len());
         for v in values {
             match v.expect_primitive() {
                 Some(bytes) => set.push(Value::bytes(bytes)),
-                None => return Err(bad(&format!("a value of `{attr}` is not a string"))),
+                None => return Err(bad("a value is not a string")),
             }
         }
-        let values = ValueSet::from_values(set);
-        if let Some((low, Some(high))) = range {
-            // `member;range=0-1499`: more values follow from 1500 on.
-            let next = high.max(low.saturating_add(count.saturating_sub(1))) + 1;
-            incomplete.push((attr.as_str().to_string(), next));
-        }
-        entry.attrs.add_all(attr, values);
+        parsed.attribute(names, dn_text, &raw, set)?;
     }
-    Ok(Parsed { entry, incomplete })
+    Ok(parsed)
 }
 
 /// `member;range=0-1499` is `member` from value 0 to 1499; `member;range=1500-*` is the last
@@ -624,9 +816,9 @@ mod tests {
     fn names_met_before_are_not_checked_again_but_ranges_and_bad_names_are() {
         let mut names = Names::default();
         let dn = "CN=g,DC=acme";
-        let (mail, range) = names.attr(b"mail".to_vec(), dn).unwrap();
+        let (mail, range) = names.attr(b"mail", dn).unwrap();
         assert_eq!((mail.as_str(), range), ("mail", None));
-        let (again, _) = names.attr(b"mail".to_vec(), dn).unwrap();
+        let (again, _) = names.attr(b"mail", dn).unwrap();
         assert_eq!(again, mail);
         assert_eq!(names.0.len(), 1, "kept once");
 
@@ -636,7 +828,7 @@ mod tests {
             (&b"member;range=1500-*"[..], (1500, None)),
             (&b"member;range=0-1499"[..], (0, Some(1499))),
         ] {
-            let (attr, range) = names.attr(wire.to_vec(), dn).unwrap();
+            let (attr, range) = names.attr(wire, dn).unwrap();
             assert!(attr.is("member"));
             assert_eq!(range, Some(want));
         }
@@ -644,7 +836,7 @@ mod tests {
 
         // A bad name is refused every time, naming the entry.
         for _ in 0..2 {
-            let e = names.attr(b"bad name".to_vec(), dn).unwrap_err();
+            let e = names.attr(b"bad name", dn).unwrap_err();
             assert!(
                 e.contains("`CN=g,DC=acme` has an attribute `bad name`"),
                 "{e}"
@@ -652,7 +844,7 @@ mod tests {
         }
         assert!(
             names
-                .attr(vec![0xff, b'x'], dn)
+                .attr(&[0xff, b'x'], dn)
                 .unwrap_err()
                 .contains("has no name")
         );
@@ -660,9 +852,104 @@ mod tests {
         // Past the limit, names are still read, only no longer kept.
         for i in 0..Names::MAX + 10 {
             let wire = format!("x{i}").into_bytes();
-            assert_eq!(names.attr(wire, dn).unwrap().0.as_str(), format!("x{i}"));
+            assert_eq!(names.attr(&wire, dn).unwrap().0.as_str(), format!("x{i}"));
         }
         assert_eq!(names.0.len(), Names::MAX);
+    }
+
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            n if n < 0x80 => out.push(n as u8),
+            n => {
+                out.extend([0x82, (n >> 8) as u8, n as u8]);
+            }
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// A SearchResultEntry's contents: the DN and the attribute list.
+    fn entry_body(dn: &str, attrs: &[(&str, &[&[u8]])]) -> Vec<u8> {
+        let mut list = Vec::new();
+        for (name, values) in attrs {
+            let set: Vec<u8> = values.iter().flat_map(|v| tlv(0x04, v)).collect();
+            let mut attr = tlv(0x04, name.as_bytes());
+            attr.extend(tlv(0x31, &set));
+            list.extend(tlv(0x30, &attr));
+        }
+        let mut body = tlv(0x04, dn.as_bytes());
+        body.extend(tlv(0x30, &list));
+        body
+    }
+
+    #[test]
+    fn entries_are_read_from_the_wire_with_their_bytes_and_ranges() {
+        let guid: &[u8] = &[0x00, 0xff, 0x10, 0x80, 0x7f, 0x01, 0x02, 0x03];
+        let body = entry_body(
+            "CN=Big Group,DC=acme,DC=test",
+            &[
+                ("objectGUID", &[guid]),
+                ("cn", &[b"Big Group"]),
+                (
+                    "member;range=0-1",
+                    &[b"CN=a,DC=acme,DC=test", b"CN=b,DC=acme,DC=test"],
+                ),
+                ("mail", &[b"b@acme.test", b"a@acme.test", b"a@acme.test"]),
+            ],
+        );
+        let parsed = read_entry(&body, &mut Names::default()).unwrap();
+        let e = &parsed.entry;
+        assert_eq!(e.dn, Dn::parse("cn=big group,dc=acme,dc=test").unwrap());
+        let get = |name: &str| -> Vec<Vec<u8>> {
+            e.attrs
+                .get(&AttrName::new(name).unwrap())
+                .map(|s| s.iter().map(|v| v.as_bytes().to_vec()).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            get("objectguid"),
+            [guid.to_vec()],
+            "binary values kept exactly"
+        );
+        assert_eq!(
+            get("MAIL"),
+            [b"a@acme.test".to_vec(), b"b@acme.test".to_vec()],
+            "a set"
+        );
+        assert_eq!(
+            get("member").len(),
+            2,
+            "a ranged attribute keeps its name without the range"
+        );
+        assert_eq!(parsed.incomplete, [("member".to_string(), 2)]);
+
+        // Every cut of the body is an error, never a smaller entry or a panic.
+        for cut in 0..body.len() {
+            assert!(
+                read_entry(&body[..cut], &mut Names::default()).is_err(),
+                "cut at {cut}"
+            );
+        }
+        // Values that are not strings, and DNs that are not DNs, are refused by name.
+        let mut bad = tlv(0x04, b"CN=x,DC=y");
+        bad.extend(tlv(
+            0x30,
+            &tlv(
+                0x30,
+                &[tlv(0x04, b"cn"), tlv(0x31, &tlv(0x02, &[1]))].concat(),
+            ),
+        ));
+        let e = read_entry(&bad, &mut Names::default()).unwrap_err();
+        assert!(e.contains("a value is not a string"), "{e}");
+        let e = read_entry(&entry_body("not a dn", &[]), &mut Names::default()).unwrap_err();
+        assert!(e.contains("the DN `not a dn` is not valid"), "{e}");
+        let e = read_entry(
+            &entry_body("CN=x,DC=y", &[("bad name", &[b"v"])]),
+            &mut Names::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("`CN=x,DC=y` has an attribute `bad name`"), "{e}");
     }
 
     #[test]
