@@ -136,6 +136,10 @@ pub struct Inputs {
     pub history: plan::History,
     /// Item inventories by source person; empty until `gather_items` ran.
     pub inventories: crate::items::Inventories,
+    /// The wave's persons, chosen from the source while the destination was still being read
+    /// (`load_inputs`). The first plan made from these inputs takes them; a later one chooses
+    /// them again, which gives the same persons: they depend only on the plan file and the source.
+    early_persons: std::sync::Mutex<Option<Vec<matching::Person>>>,
 }
 
 impl Inputs {
@@ -147,7 +151,13 @@ impl Inputs {
             destination,
             history: plan::History::default(),
             inventories: Default::default(),
+            early_persons: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The persons chosen early, if they are still there to take.
+    fn take_early_persons(&self) -> Option<Vec<matching::Person>> {
+        self.early_persons.lock().ok()?.take()
     }
 }
 
@@ -304,18 +314,30 @@ fn line_span(text: &str, line: usize) -> SourceSpan {
 /// Loads the plan file and both directories, and checks the plan file against them.
 pub fn load_inputs(path: &Path) -> Result<Inputs, Error> {
     let spec = load_spec(path)?;
-    // The two directories are independent: read them side by side.
+    // The two directories are independent: read them side by side. The source is usually the
+    // smaller and is in first; choosing its persons then uses a core the destination's read
+    // leaves idle (a live read waits on the server) instead of adding to matching.
     let (source, destination) = std::thread::scope(|scope| {
-        let source = scope.spawn(|| load_directory("source", &spec.source.directory));
+        let source = scope.spawn(|| {
+            load_directory("source", &spec.source.directory).map(|source| {
+                let rules = matching::SourceRules::for_spec(&spec);
+                let persons = matching::select_persons(&spec, &source, &rules);
+                (source, persons)
+            })
+        });
         let destination = load_directory("destination", &spec.destination.directory);
         let source = source
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         (source, destination)
     });
-    let (source, destination) = (source?, destination?);
+    let ((source, persons), destination) = (source?, destination?);
     spec::check_against(&spec, &source, &destination)?;
-    Ok(Inputs::new(spec, source, destination))
+    let inputs = Inputs::new(spec, source, destination);
+    if let Ok(mut early) = inputs.early_persons.lock() {
+        *early = Some(persons);
+    }
+    Ok(inputs)
 }
 
 /// What earlier applies recorded in a state database, as planning input. A state holding a
@@ -376,12 +398,21 @@ pub fn gather_items(inputs: &mut Inputs, state_dir: &Path) -> Result<(), Error> 
 
 /// Matches and plans: the pure core, with the graph checked.
 pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
-    let matches = matching::match_all(
-        &inputs.spec,
-        &inputs.source,
-        &inputs.destination,
-        &inputs.history.links,
-    );
+    let matches = match inputs.take_early_persons() {
+        Some(persons) => matching::match_persons(
+            &inputs.spec,
+            &inputs.source,
+            &inputs.destination,
+            &inputs.history.links,
+            persons,
+        ),
+        None => matching::match_all(
+            &inputs.spec,
+            &inputs.source,
+            &inputs.destination,
+            &inputs.history.links,
+        ),
+    };
     let plan = plan::plan_with_items(
         &inputs.spec,
         &inputs.source,

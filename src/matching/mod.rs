@@ -185,6 +185,27 @@ pub fn match_all(
         source,
         destination,
         links,
+        None,
+        crate::parallel::cores(),
+        address_hash,
+    )
+}
+
+/// `match_all` for persons already chosen with `select_persons` (from the same plan file and
+/// source): the caller chose them while it still waited for the destination.
+pub fn match_persons(
+    spec: &Spec,
+    source: &Snapshot,
+    destination: &Snapshot,
+    links: &BTreeMap<Dn, Dn>,
+    persons: Vec<Person>,
+) -> Matches {
+    match_on(
+        spec,
+        source,
+        destination,
+        links,
+        Some(persons),
         crate::parallel::cores(),
         address_hash,
     )
@@ -196,12 +217,13 @@ fn address_hash(key: &str) -> u64 {
 }
 
 /// `match_all` on up to `cores` threads; the matches are the same for any number, and for
-/// any `hash` of addresses.
+/// any `hash` of addresses. `chosen` are the wave's persons when the caller has them already.
 fn match_on(
     spec: &Spec,
     source: &Snapshot,
     destination: &Snapshot,
     links: &BTreeMap<Dn, Dn>,
+    chosen: Option<Vec<Person>>,
     cores: usize,
     hash: fn(&str) -> u64,
 ) -> Matches {
@@ -218,7 +240,8 @@ fn match_on(
     // outcome is exactly that of a sequential run.
     let (classes, index, persons) = std::thread::scope(|scope| {
         let index = scope.spawn(|| destination.index(&dst_rules.index));
-        let persons = scope.spawn(|| select_persons(spec, source, &src_rules));
+        let persons =
+            scope.spawn(|| chosen.unwrap_or_else(|| select_persons(spec, source, &src_rules)));
         let classes: Vec<Class> = destination
             .entries()
             .iter()
@@ -574,6 +597,7 @@ mod tests {
                 &inputs.source,
                 &inputs.destination,
                 &inputs.history.links,
+                None,
                 cores,
                 hash,
             );
@@ -589,5 +613,16 @@ mod tests {
         // Addresses are grouped by hash before their keys are compared: with every address
         // in one group, only the really shared ones are conflicts, still in key order.
         assert_eq!(on(2, |_| 7), one);
+        // Persons chosen before matching (while the destination is read) match the same.
+        let rules = SourceRules::for_spec(&inputs.spec);
+        let chosen = select_persons(&inputs.spec, &inputs.source, &rules);
+        let early = match_persons(
+            &inputs.spec,
+            &inputs.source,
+            &inputs.destination,
+            &inputs.history.links,
+            chosen,
+        );
+        assert_eq!(format!("{:?}", early.persons), one);
     }
 }
