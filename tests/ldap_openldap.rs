@@ -372,6 +372,25 @@ fn connection_problems_are_clear_errors() {
         all.contains("`CN=Alice Archer,OU=Migrated,DC=acme,DC=test`: add refused"),
         "{all}"
     );
+
+    // Writes go over TLS too, verified with the CA given: the destination over LDAPS, the
+    // source over StartTLS. The rerun plans nothing, so every write arrived.
+    let plan = write_plan(
+        dir.path(),
+        &ldap_block(
+            &s.url().replace("127.0.0.1", "localhost"),
+            &s.admin(SOURCE),
+            SOURCE,
+            &format!("{ca}      starttls: true\n"),
+        ),
+        &ldap_block(&s.tls_url(), &s.admin(DEST), DEST, &ca),
+    );
+    let o = mailplan(&["apply", p(&plan), "--auto-approve"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    let o = mailplan(&["plan", p(&plan), "--detailed-exitcode"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
 }
 
 #[test]

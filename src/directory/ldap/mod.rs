@@ -115,7 +115,7 @@ pub async fn connect(settings: &LdapSettings) -> Result<Ldap, LdapError> {
         .set_starttls(settings.starttls);
     if settings.insecure {
         conn = conn.set_no_tls_verify(true);
-    } else {
+    } else if uses_tls(settings) {
         conn = conn.set_config(tls_config(settings)?);
     }
     let password = password(settings)?;
@@ -141,6 +141,16 @@ pub async fn connect(settings: &LdapSettings) -> Result<Ldap, LdapError> {
         }),
         Err(e) => Err(connect_error(&url, &e)),
     }
+}
+
+/// Whether a connection to `settings.url` uses TLS (ldaps://, or StartTLS): only then are the
+/// system's roots worth loading.
+fn uses_tls(settings: &LdapSettings) -> bool {
+    settings.starttls
+        || matches!(
+            wire::Address::parse(&settings.url),
+            Ok(wire::Address::Tcp { tls: true, .. })
+        )
 }
 
 /// The TLS setup when certificates are verified: the system's roots plus `ca_file`.
@@ -188,8 +198,7 @@ pub async fn open(settings: &LdapSettings) -> Result<wire::Connection, LdapError
         url: url.clone(),
         message,
     })?;
-    let uses_tls = settings.starttls || matches!(address, wire::Address::Tcp { tls: true, .. });
-    let tls = if !uses_tls {
+    let tls = if !uses_tls(settings) {
         None
     } else if settings.insecure {
         Some(wire::TlsSetup::new(crate::tls::insecure_config().map_err(
