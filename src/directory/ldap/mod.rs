@@ -1,6 +1,8 @@
 //! A live LDAP directory as a `Snapshot`: connect, bind, read every entry with paged searches.
 //!
-//! This is the read side of the `ldap:` backend (ldap3 on tokio). It turns search results into
+//! This is the read side of the `ldap:` backend, on tokio. Whole directories are read on a
+//! connection of mailplan's own (`wire`, `open`); the write side's connections and apply's reads
+//! before each write are ldap3's (`connect`, `read_entries_on`). Both turn search results into
 //! the same `Entry` values the LDIF reader builds (attribute names as the server spells them,
 //! values as raw bytes, so binary attributes such as objectGUID stay exact), so matching and
 //! planning cannot tell where a snapshot came from. Search references (Active Directory answers
@@ -12,7 +14,7 @@
 //! This module must not decide anything about the entries it reads.
 
 mod ber;
-pub mod wire;
+mod wire;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -192,7 +194,7 @@ fn tls_config(settings: &LdapSettings) -> Result<Arc<rustls::ClientConfig>, Ldap
 
 /// Opens the connection a read runs on (`wire`) and binds as the plan file says. The TLS roots
 /// are loaded only when the connection uses TLS.
-pub async fn open(settings: &LdapSettings) -> Result<wire::Connection, LdapError> {
+async fn open(settings: &LdapSettings) -> Result<wire::Connection, LdapError> {
     let url = settings.url.clone();
     let address = wire::Address::parse(&url).map_err(|message| LdapError::Connect {
         url: url.clone(),
