@@ -256,7 +256,8 @@ fn match_on(
         (classes, join(index.join()), join(persons.join()))
     });
 
-    let mut pins: BTreeMap<&Dn, Vec<(&Dn, Via)>> = BTreeMap::new();
+    // Looked up once per person, never walked: a hash map, not a tree of DN comparisons.
+    let mut pins: rustc_hash::FxHashMap<&Dn, Vec<(&Dn, Via)>> = Default::default();
     for p in &spec.matching.confirmed {
         pins.entry(&p.source.value)
             .or_default()
