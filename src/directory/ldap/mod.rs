@@ -417,13 +417,9 @@ async fn read_all(
     for (i, attr, low) in ranged {
         stats.ranged_attributes += 1;
         let dn = entries[i].dn.to_string();
-        let mut rest = RangeFetch::new(&attr, low, None);
-        while let Some(wanted) = rest.wanted() {
-            let answer = read_base(conn, &dn, &wanted).await?;
-            rest.take(&dn, answer)?;
-        }
+        let values = read_rest(conn, &dn, &attr, low, None).await?;
         let name = AttrName::new_unchecked(&attr);
-        for v in rest.values {
+        for v in values {
             entries[i].add(name.clone(), v);
         }
     }
@@ -533,6 +529,22 @@ impl RangeFetch {
     }
 }
 
+/// The values of a ranged attribute from `low` on, read on a connection of `wire`'s.
+async fn read_rest(
+    conn: &mut wire::Connection,
+    dn: &str,
+    attr: &str,
+    low: u64,
+    step: Option<u64>,
+) -> Result<Vec<Value>, SearchFailure> {
+    let mut rest = RangeFetch::new(attr, low, step);
+    while let Some(wanted) = rest.wanted() {
+        let answer = read_base(conn, dn, &wanted).await?;
+        rest.take(dn, answer)?;
+    }
+    Ok(rest.values)
+}
+
 /// The one entry a base-scope search for `attr` returns, on a connection of `wire`'s.
 async fn read_base(
     conn: &mut wire::Connection,
@@ -568,19 +580,9 @@ pub async fn read_attribute_in_ranges(
 ) -> Result<Vec<Value>, LdapError> {
     let mut conn = open(settings).await?;
     let dn = dn.to_string();
-    let mut rest = RangeFetch::new(attr, 0, Some(step));
-    let mut result = Ok(());
-    while let Some(wanted) = rest.wanted() {
-        result = match read_base(&mut conn, &dn, &wanted).await {
-            Ok(answer) => rest.take(&dn, answer),
-            Err(e) => Err(e),
-        };
-        if result.is_err() {
-            break;
-        }
-    }
+    let result = read_rest(&mut conn, &dn, attr, 0, Some(step)).await;
     conn.unbind().await;
-    result.map(|()| rest.values).map_err(|f| LdapError::Search {
+    result.map_err(|f| LdapError::Search {
         url: settings.url.clone(),
         base: dn.clone(),
         message: f.to_string(),
