@@ -74,8 +74,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let inputs = stage("directories", || ops::load_inputs(&path))?;
     let (spec, source, destination) = (&inputs.spec, &inputs.source, &inputs.destination);
     let history = plan::History::default();
+    // With what was worked out while the directories were read, as `mailplan plan` matches.
+    let prepared = inputs.take_prepared();
     let matches = stage("match", || {
-        matching::match_all(spec, source, destination, &history.links)
+        matching::match_prepared(spec, source, destination, &history.links, prepared)
     });
     let plan = stage("plan", || {
         plan::plan(spec, source, destination, &matches, &history)

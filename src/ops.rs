@@ -136,10 +136,11 @@ pub struct Inputs {
     pub history: plan::History,
     /// Item inventories by source person; empty until `gather_items` ran.
     pub inventories: crate::items::Inventories,
-    /// The wave's persons, chosen from the source while the destination was still being read
-    /// (`load_inputs`). The first plan made from these inputs takes them; a later one chooses
-    /// them again, which gives the same persons: they depend only on the plan file and the source.
-    early_persons: std::sync::Mutex<Option<Vec<matching::Person>>>,
+    /// What matching works out first, worked out while a directory was still being read
+    /// (`load_inputs`): the wave's persons, and a live destination's classes and lookups. The
+    /// first plan made from these inputs takes it; a later one works it out again, which gives
+    /// the same: it depends only on the plan file and the snapshots.
+    prepared: std::sync::Mutex<Option<matching::Prepared>>,
 }
 
 impl Inputs {
@@ -151,13 +152,17 @@ impl Inputs {
             destination,
             history: plan::History::default(),
             inventories: Default::default(),
-            early_persons: std::sync::Mutex::new(None),
+            prepared: std::sync::Mutex::new(None),
         }
     }
 
-    /// The persons chosen early, if they are still there to take.
-    fn take_early_persons(&self) -> Option<Vec<matching::Person>> {
-        self.early_persons.lock().ok()?.take()
+    /// What matching worked out early, if it is still there to take.
+    pub fn take_prepared(&self) -> matching::Prepared {
+        self.prepared
+            .lock()
+            .ok()
+            .and_then(|mut p| p.take())
+            .unwrap_or_default()
     }
 }
 
@@ -193,16 +198,48 @@ pub fn load_directory(which: &'static str, source: &DirectorySource) -> Result<S
                 dn: d.0.to_string(),
             })
         }
-        DirectorySource::Ldap(settings) => load_ldap(which, settings),
+        DirectorySource::Ldap(settings) => {
+            let builder = crate::directory::snapshot::Builder::new(None, |_| ());
+            load_ldap(which, settings, builder).map(|o| o.snapshot)
+        }
     }
 }
 
-/// Reads a live LDAP directory; skipped search references are reported, never silent.
-fn load_ldap(which: &'static str, settings: &spec::LdapSettings) -> Result<Snapshot, Error> {
+/// Reads the destination as the plan file describes it. A live one is classified and indexed
+/// as matching will (`pass`) while it is read; a file is left to matching, which does it on
+/// every core once the file is in.
+fn load_destination(
+    source: &DirectorySource,
+    pass: &matching::DestinationPass,
+) -> Result<(Snapshot, Option<matching::DestinationFacts>), Error> {
+    match source {
+        DirectorySource::Ldap(settings) => {
+            let builder = crate::directory::snapshot::Builder::new(
+                Some(pass.index_config().clone()),
+                |e: &crate::directory::Entry| pass.class_of(e),
+            );
+            let organised = load_ldap("destination", settings, builder)?;
+            let facts = organised.index.map(|index| matching::DestinationFacts {
+                classes: organised.tags,
+                index,
+            });
+            Ok((organised.snapshot, facts))
+        }
+        source => Ok((load_directory("destination", source)?, None)),
+    }
+}
+
+/// Reads a live LDAP directory, organised by `builder` as it arrives; skipped search
+/// references are reported, never silent.
+fn load_ldap<T: Copy + Send, F: FnMut(&crate::directory::Entry) -> T + Send>(
+    which: &'static str,
+    settings: &spec::LdapSettings,
+    builder: crate::directory::snapshot::Builder<T, F>,
+) -> Result<crate::directory::snapshot::Organised<T>, Error> {
     use crate::directory::ldap::{self, ReadSnapshotError};
     warn_insecure(which, settings);
-    match ldap::read_snapshot(settings) {
-        Ok((snapshot, stats)) => {
+    match ldap::read_organised(settings, builder) {
+        Ok((organised, stats)) => {
             if stats.entries == 0 {
                 // A search the bind user may not see into answers "success, nothing": the plan
                 // would then count every person as new, or every DN in the plan file as missing.
@@ -220,7 +257,7 @@ fn load_ldap(which: &'static str, settings: &spec::LdapSettings) -> Result<Snaps
                     settings.url, stats.references_skipped
                 );
             }
-            Ok(snapshot)
+            Ok(organised)
         }
         Err(ReadSnapshotError::Ldap(e)) => Err(Error::Ldap { which, error: e }),
         Err(ReadSnapshotError::Duplicate(dn)) => Err(Error::Duplicate {
@@ -317,6 +354,7 @@ pub fn load_inputs(path: &Path) -> Result<Inputs, Error> {
     // The two directories are independent: read them side by side. The source is usually the
     // smaller and is in first; choosing its persons then uses a core the destination's read
     // leaves idle (a live read waits on the server) instead of adding to matching.
+    let pass = matching::DestinationPass::for_spec(&spec);
     let (source, destination) = std::thread::scope(|scope| {
         let source = scope.spawn(|| {
             load_directory("source", &spec.source.directory).map(|source| {
@@ -325,17 +363,20 @@ pub fn load_inputs(path: &Path) -> Result<Inputs, Error> {
                 (source, persons)
             })
         });
-        let destination = load_directory("destination", &spec.destination.directory);
+        let destination = load_destination(&spec.destination.directory, &pass);
         let source = source
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
         (source, destination)
     });
-    let ((source, persons), destination) = (source?, destination?);
+    let ((source, persons), (destination, facts)) = (source?, destination?);
     spec::check_against(&spec, &source, &destination)?;
     let inputs = Inputs::new(spec, source, destination);
-    if let Ok(mut early) = inputs.early_persons.lock() {
-        *early = Some(persons);
+    if let Ok(mut prepared) = inputs.prepared.lock() {
+        *prepared = Some(matching::Prepared {
+            persons: Some(persons),
+            destination: facts,
+        });
     }
     Ok(inputs)
 }
@@ -398,21 +439,13 @@ pub fn gather_items(inputs: &mut Inputs, state_dir: &Path) -> Result<(), Error> 
 
 /// Matches and plans: the pure core, with the graph checked.
 pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
-    let matches = match inputs.take_early_persons() {
-        Some(persons) => matching::match_persons(
-            &inputs.spec,
-            &inputs.source,
-            &inputs.destination,
-            &inputs.history.links,
-            persons,
-        ),
-        None => matching::match_all(
-            &inputs.spec,
-            &inputs.source,
-            &inputs.destination,
-            &inputs.history.links,
-        ),
-    };
+    let matches = matching::match_prepared(
+        &inputs.spec,
+        &inputs.source,
+        &inputs.destination,
+        &inputs.history.links,
+        inputs.take_prepared(),
+    );
     let plan = plan::plan_with_items(
         &inputs.spec,
         &inputs.source,

@@ -37,19 +37,7 @@ pub struct Membership {
 
 impl Snapshot {
     pub fn new(mut entries: Vec<Entry>) -> Result<Self, DuplicateDn> {
-        // A directory of a few hundred thousand entries is read on one thread per directory,
-        // and the larger one is still being organised here when the other core is already
-        // free: above this size the work is split in two.
-        const SPLIT: usize = 20_000;
-        let split = entries.len() >= SPLIT && crate::parallel::cores() > 1;
-        if split {
-            // Each half sorted on its own core; the sort of the whole then finds two runs and
-            // only merges them.
-            let half = entries.len() / 2;
-            let (a, b) = entries.split_at_mut(half);
-            crate::parallel::join(|| sort_by_dn(a), || sort_by_dn(b));
-        }
-        sort_by_dn(&mut entries);
+        let split = sort_by_dn(&mut entries, |e| &e.dn);
         if let Some(w) = entries.windows(2).find(|w| w[0].dn == w[1].dn) {
             return Err(DuplicateDn(w[1].dn.clone()));
         }
@@ -101,62 +89,92 @@ impl Snapshot {
     /// Builds the lookups matching uses, over the attributes a flavor says hold them. The
     /// address lookup (the largest) is built beside the account and name lookups.
     pub fn index(&self, config: &IndexConfig) -> Indexes {
-        let (addresses, (accounts, names)) =
-            crate::parallel::join(|| self.address_index(config), || self.name_indexes(config));
+        let entries = self.entries.iter().enumerate();
+        let (addresses, (accounts, names)) = crate::parallel::join(
+            || {
+                let mut addresses = address_map(self.entries.len());
+                let mut key = String::new();
+                for (id, e) in entries.clone() {
+                    index_addresses(&mut addresses, &mut key, config, id, e);
+                }
+                addresses
+            },
+            || {
+                let (mut accounts, mut names) = name_maps(self.entries.len());
+                let mut key = String::new();
+                for (id, e) in entries.clone() {
+                    index_names(&mut accounts, &mut names, &mut key, config, id, e);
+                }
+                (accounts, names)
+            },
+        );
         Indexes {
             addresses,
             accounts,
             names,
         }
     }
+}
 
-    // Every key is made in one buffer, and copied only when it is new to its map: an entry's
-    // `cn` is usually its DN's leaf value too, and most keys are looked up once. Each map is
-    // sized for a key or so per entry, so it does not grow by doubling from empty.
+// Every key is made in one buffer, and copied only when it is new to its map: an entry's `cn`
+// is usually its DN's leaf value too, and most keys are looked up once. Each map is sized for a
+// key or so per entry, so it does not grow by doubling from empty. The same functions index a
+// whole snapshot (`Snapshot::index`) and one entry as it arrives (`Builder`), so the two give
+// the same lookups.
 
-    fn address_index(&self, config: &IndexConfig) -> FxHashMap<String, Postings> {
-        let mut addresses = FxHashMap::default();
-        addresses.reserve(self.entries.len() * 2);
-        let mut key = String::new();
-        for (id, e) in self.entries.iter().enumerate() {
-            for attr in &config.address_attrs {
-                for v in e.texts(attr.as_str()) {
-                    if ProxyAddress::push_key_of(&mut key, v) {
-                        post(&mut addresses, &key, id);
-                    }
-                }
+fn address_map(entries: usize) -> FxHashMap<String, Postings> {
+    let mut addresses = FxHashMap::default();
+    addresses.reserve(entries * 2);
+    addresses
+}
+
+fn name_maps(entries: usize) -> (FxHashMap<String, Postings>, FxHashMap<String, Postings>) {
+    let mut names = FxHashMap::default();
+    names.reserve(entries);
+    (FxHashMap::default(), names)
+}
+
+/// Posts entry `id`'s addresses.
+fn index_addresses(
+    addresses: &mut FxHashMap<String, Postings>,
+    key: &mut String,
+    config: &IndexConfig,
+    id: EntryId,
+    e: &Entry,
+) {
+    for attr in &config.address_attrs {
+        for v in e.texts(attr.as_str()) {
+            if ProxyAddress::push_key_of(key, v) {
+                post(addresses, key, id);
             }
         }
-        addresses
     }
+}
 
-    fn name_indexes(
-        &self,
-        config: &IndexConfig,
-    ) -> (FxHashMap<String, Postings>, FxHashMap<String, Postings>) {
-        let mut accounts = FxHashMap::default();
-        let mut names = FxHashMap::default();
-        names.reserve(self.entries.len());
-        let mut key = String::new();
-        for (id, e) in self.entries.iter().enumerate() {
-            for attr in &config.account_attrs {
-                for v in e.texts(attr.as_str()) {
-                    push_name_key(&mut key, v);
-                    post(&mut accounts, &key, id);
-                }
-            }
-            if let Some(cn) = e.dn.leaf_value_of("cn") {
-                push_name_key(&mut key, &cn);
-                post(&mut names, &key, id);
-            }
-            for attr in &config.name_attrs {
-                for v in e.texts(attr.as_str()) {
-                    push_name_key(&mut key, v);
-                    post(&mut names, &key, id);
-                }
-            }
+/// Posts entry `id`'s account names, and its names: the CN of its RDN and the name attributes.
+fn index_names(
+    accounts: &mut FxHashMap<String, Postings>,
+    names: &mut FxHashMap<String, Postings>,
+    key: &mut String,
+    config: &IndexConfig,
+    id: EntryId,
+    e: &Entry,
+) {
+    for attr in &config.account_attrs {
+        for v in e.texts(attr.as_str()) {
+            push_name_key(key, v);
+            post(accounts, key, id);
         }
-        (accounts, names)
+    }
+    if let Some(cn) = e.dn.leaf_value_of("cn") {
+        push_name_key(key, &cn);
+        post(names, key, id);
+    }
+    for attr in &config.name_attrs {
+        for v in e.texts(attr.as_str()) {
+            push_name_key(key, v);
+            post(names, key, id);
+        }
     }
 }
 
@@ -175,8 +193,21 @@ fn post(map: &mut FxHashMap<String, Postings>, key: &str, id: EntryId) {
     }
 }
 
-fn sort_by_dn(entries: &mut [Entry]) {
-    entries.sort_by(|a, b| a.dn.cmp(&b.dn));
+/// Sorts `items` by the DN `dn` gives of each. A directory of a few hundred thousand entries
+/// is read on one thread per directory, and the larger one is still being organised when the
+/// other core is already free: above this size each half is sorted on a core of its own, and
+/// the sort of the whole then finds two runs and only merges them. Returns whether it split.
+fn sort_by_dn<T: Send>(items: &mut [T], dn: fn(&T) -> &Dn) -> bool {
+    const SPLIT: usize = 20_000;
+    let by_dn = |a: &T, b: &T| dn(a).cmp(dn(b));
+    let split = items.len() >= SPLIT && crate::parallel::cores() > 1;
+    if split {
+        let half = items.len() / 2;
+        let (a, b) = items.split_at_mut(half);
+        crate::parallel::join(|| a.sort_by(by_dn), || b.sort_by(by_dn));
+    }
+    items.sort_by(by_dn);
+    split
 }
 
 /// Each entry's position, by DN.
@@ -191,18 +222,142 @@ fn dn_index(entries: &[Entry]) -> FxHashMap<Dn, EntryId> {
 
 /// Member DN → the groups whose `member` holds it, in group order.
 fn memberships(entries: &[Entry]) -> FxHashMap<Dn, Vec<Membership>> {
-    let mut groups_of: FxHashMap<Dn, Vec<Membership>> = FxHashMap::default();
+    let mut groups_of = FxHashMap::default();
     for (id, e) in entries.iter().enumerate() {
-        for value in e.get("member").into_iter().flatten() {
-            if let Some(m) = value.as_str().and_then(|m| Dn::parse(m).ok()) {
-                groups_of.entry(m).or_default().push(Membership {
-                    group: id,
-                    value: value.clone(),
-                });
-            }
-        }
+        add_memberships(&mut groups_of, id, e);
     }
     groups_of
+}
+
+/// Records the members of entry `id` (when it has any), in the order of its values.
+fn add_memberships(groups_of: &mut FxHashMap<Dn, Vec<Membership>>, id: EntryId, e: &Entry) {
+    for value in e.get("member").into_iter().flatten() {
+        if let Some(m) = value.as_str().and_then(|m| Dn::parse(m).ok()) {
+            groups_of.entry(m).or_default().push(Membership {
+                group: id,
+                value: value.clone(),
+            });
+        }
+    }
+}
+
+/// A snapshot organised while its entries arrive, one at a time, from a live read.
+///
+/// A read from a server leaves one core waiting on the server, and an entry just decoded is
+/// still in the cache: organising it then (its DN, its memberships, its index keys and whatever
+/// `tag` works out from it) costs about half what a pass over the finished snapshot does, and
+/// keeps that work off the time after the read. Positions are those of arrival until `finish`
+/// sorts the entries by DN and renumbers everything, so the result is exactly what
+/// `Snapshot::new`, `Snapshot::index` and a pass of `tag` over the entries give.
+pub struct Builder<T, F> {
+    entries: Vec<Entry>,
+    by_dn: FxHashMap<Dn, EntryId>,
+    groups_of: FxHashMap<Dn, Vec<Membership>>,
+    /// The smallest DN that arrived twice, which is the one `Snapshot::new` reports.
+    duplicate: Option<Dn>,
+    index: Option<(IndexConfig, Indexes)>,
+    key: String,
+    tag: F,
+    tags: Vec<T>,
+}
+
+/// What a [`Builder`] made: the snapshot, its lookups when it was given an `IndexConfig`, and
+/// each entry's tag, in entry order.
+pub struct Organised<T> {
+    pub snapshot: Snapshot,
+    pub index: Option<Indexes>,
+    pub tags: Vec<T>,
+}
+
+impl<T: Copy, F: FnMut(&Entry) -> T> Builder<T, F> {
+    /// A builder that indexes entries with `index` when there is one, and tags each with `tag`.
+    pub fn new(index: Option<IndexConfig>, tag: F) -> Self {
+        Builder {
+            entries: Vec::new(),
+            by_dn: FxHashMap::default(),
+            groups_of: FxHashMap::default(),
+            duplicate: None,
+            index: index.map(|config| (config, Indexes::default())),
+            key: String::new(),
+            tag,
+            tags: Vec::new(),
+        }
+    }
+
+    /// Organises one more entry.
+    pub fn push(&mut self, entry: Entry) {
+        let id = self.entries.len();
+        if self.by_dn.insert(entry.dn.clone(), id).is_some()
+            && self.duplicate.as_ref().is_none_or(|d| entry.dn < *d)
+        {
+            self.duplicate = Some(entry.dn.clone());
+        }
+        add_memberships(&mut self.groups_of, id, &entry);
+        if let Some((config, ix)) = &mut self.index {
+            index_addresses(&mut ix.addresses, &mut self.key, config, id, &entry);
+            index_names(
+                &mut ix.accounts,
+                &mut ix.names,
+                &mut self.key,
+                config,
+                id,
+                &entry,
+            );
+        }
+        self.tags.push((self.tag)(&entry));
+        self.entries.push(entry);
+    }
+
+    /// Sorts the entries by DN and renumbers what refers to them; fails as `Snapshot::new`
+    /// does when a DN arrived twice.
+    pub fn finish(self) -> Result<Organised<T>, DuplicateDn> {
+        if let Some(dn) = self.duplicate {
+            return Err(DuplicateDn(dn));
+        }
+        let mut arrived: Vec<(Entry, EntryId)> = self.entries.into_iter().zip(0..).collect();
+        sort_by_dn(&mut arrived, |(e, _)| &e.dn);
+        let mut at = vec![0; arrived.len()];
+        for (position, (_, arrival)) in arrived.iter().enumerate() {
+            at[*arrival] = position;
+        }
+        let tags = arrived
+            .iter()
+            .map(|(_, arrival)| self.tags[*arrival])
+            .collect();
+        let entries = arrived.into_iter().map(|(e, _)| e).collect();
+        let mut by_dn = self.by_dn;
+        for id in by_dn.values_mut() {
+            *id = at[*id];
+        }
+        let mut groups_of = self.groups_of;
+        for memberships in groups_of.values_mut() {
+            for m in memberships.iter_mut() {
+                m.group = at[m.group];
+            }
+            // Stable: one group's values stay in their order, as `memberships` lists them.
+            memberships.sort_by_key(|m| m.group);
+        }
+        let index = self.index.map(|(_, mut ix)| {
+            for map in [&mut ix.addresses, &mut ix.accounts, &mut ix.names] {
+                for postings in map.values_mut() {
+                    for id in postings.iter_mut() {
+                        *id = at[*id];
+                    }
+                    postings.sort_unstable();
+                }
+            }
+            ix
+        });
+        Ok(Organised {
+            snapshot: Snapshot {
+                entries,
+                by_dn,
+                groups_of,
+            },
+            index,
+            tags,
+        })
+    }
 }
 
 /// Which attributes feed which index.
@@ -217,7 +372,7 @@ pub struct IndexConfig {
 }
 
 /// Lookups from normalised keys to entries, each list in DN order.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct Indexes {
     /// `address_key(type, address)` → entries holding that address.
     pub addresses: FxHashMap<String, Postings>,
@@ -369,6 +524,65 @@ mod tests {
             .collect();
         twice.push(Entry::new(dn("cn=e04711,dc=acme")));
         assert_eq!(Snapshot::new(twice).unwrap_err().0, dn("CN=E04711,DC=acme"));
+    }
+
+    /// A builder fed entries in any order organises them exactly as `Snapshot::new`,
+    /// `Snapshot::index` and a pass over the sorted entries do.
+    #[test]
+    fn entries_organised_as_they_arrive_are_organised_as_a_whole() {
+        let n = 2_900;
+        let entries: Vec<Entry> = (0..n)
+            .map(|i| {
+                let e = Entry::new(dn(&format!("CN=Person {i},DC=acme")))
+                    .with("proxyAddresses", &format!("SMTP:p{}@acme.com", i % 1_000))
+                    .with("proxyAddresses", &format!("smtp:P{}@Acme.com", i % 700))
+                    .with("sAMAccountName", &format!("p{}", i % 900))
+                    .with("cn", &format!("Person  {}", i % 800));
+                if i % 10 == 0 {
+                    // Members in two spellings, some of them entries that are not there.
+                    e.with("member", &format!("cn=person {},dc=acme", (i + 1) % n))
+                        .with("member", &format!("CN=Person {},DC=acme", (i + 1) % n))
+                        .with("member", &format!("CN=Person {},DC=acme", (i + 11) % n))
+                } else {
+                    e
+                }
+            })
+            .collect();
+        let whole = Snapshot::new(entries.clone()).unwrap();
+        let tag = |e: &Entry| e.attrs.len() + e.dn.to_string().len();
+        // Arrival in a stride through the entries, as a server's order is not DN order.
+        let mut builder = Builder::new(Some(config()), tag);
+        for i in 0..entries.len() {
+            builder.push(entries[(i * 7_919) % entries.len()].clone());
+        }
+        let built = builder.finish().unwrap();
+        assert_eq!(built.snapshot.entries(), whole.entries());
+        for (id, e) in whole.entries().iter().enumerate() {
+            assert_eq!(built.snapshot.id_of(&e.dn), Some(id));
+            assert_eq!(built.snapshot.groups_of(&e.dn), whole.groups_of(&e.dn));
+        }
+        assert!(
+            whole.entries().iter().any(|e| {
+                let groups = whole.groups_of(&e.dn);
+                groups.first().map(|m| m.group) != groups.last().map(|m| m.group)
+            }),
+            "some entry is in several groups"
+        );
+        assert_eq!(built.index, Some(whole.index(&config())));
+        let tags: Vec<usize> = whole.entries().iter().map(tag).collect();
+        assert_eq!(built.tags, tags);
+
+        // DNs that arrive twice: the smallest is reported, as `Snapshot::new` reports it.
+        let mut twice = entries.clone();
+        twice.push(Entry::new(dn("cn=person 2000,dc=acme")));
+        twice.push(Entry::new(dn("cn=person 1000,dc=acme")));
+        let mut builder = Builder::new(None, |_| ());
+        for e in &twice {
+            builder.push(e.clone());
+        }
+        let err = builder.finish().err().map(|d| d.0);
+        assert_eq!(err, Some(dn("CN=Person 1000,DC=acme")));
+        assert_eq!(err, Snapshot::new(twice).err().map(|d| d.0));
     }
 
     #[test]

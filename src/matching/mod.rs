@@ -180,35 +180,81 @@ pub fn match_all(
     destination: &Snapshot,
     links: &BTreeMap<Dn, Dn>,
 ) -> Matches {
-    match_on(
-        spec,
-        source,
-        destination,
-        links,
-        None,
-        crate::parallel::cores(),
-        address_hash,
-    )
+    match_prepared(spec, source, destination, links, Prepared::default())
 }
 
-/// `match_all` for persons already chosen with `select_persons` (from the same plan file and
-/// source): the caller chose them while it still waited for the destination.
-pub fn match_persons(
+/// What matching works out before it compares anyone, when a caller worked it out already
+/// (from the same plan file and snapshots), while it still waited for a directory.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// The wave's persons, from `select_persons`.
+    pub persons: Option<Vec<Person>>,
+    /// What the destination's entries are, and its lookups.
+    pub destination: Option<DestinationFacts>,
+}
+
+/// What matching works out about every destination entry before it compares anyone.
+#[derive(Debug)]
+pub struct DestinationFacts {
+    /// Each entry's class (from [`DestinationPass::class_of`]), in entry order.
+    pub classes: Vec<Class>,
+    /// The destination's lookups (over [`DestinationPass::index_config`]).
+    pub index: Indexes,
+}
+
+/// `match_all`, taking from `prepared` what is there and working out the rest.
+pub fn match_prepared(
     spec: &Spec,
     source: &Snapshot,
     destination: &Snapshot,
     links: &BTreeMap<Dn, Dn>,
-    persons: Vec<Person>,
+    prepared: Prepared,
 ) -> Matches {
     match_on(
         spec,
         source,
         destination,
         links,
-        Some(persons),
+        prepared,
         crate::parallel::cores(),
         address_hash,
     )
+}
+
+/// How the plan file classifies and indexes destination entries: what matching works out for
+/// every destination entry before it compares anyone, one entry at a time, so that a reader can
+/// do it as each entry arrives.
+pub struct DestinationPass<'s> {
+    rules: DestinationRules,
+    ignored: rustc_hash::FxHashSet<&'s Dn>,
+}
+
+impl<'s> DestinationPass<'s> {
+    pub fn for_spec(spec: &'s Spec) -> Self {
+        DestinationPass {
+            rules: DestinationRules::for_spec(spec),
+            ignored: spec
+                .matching
+                .ignore_destinations
+                .iter()
+                .map(|l| &l.value)
+                .collect(),
+        }
+    }
+
+    /// The entry's class; an entry the plan file says to ignore is `Other`, whatever it is.
+    pub fn class_of(&self, entry: &crate::directory::Entry) -> Class {
+        if self.ignored.contains(&entry.dn) {
+            Class::Other
+        } else {
+            self.rules.classify(entry)
+        }
+    }
+
+    /// Which attributes feed the destination's lookups.
+    pub fn index_config(&self) -> &crate::directory::IndexConfig {
+        &self.rules.index
+    }
 }
 
 /// The hash persons' addresses are grouped by before their keys are compared.
@@ -216,44 +262,42 @@ fn address_hash(key: &str) -> u64 {
     rustc_hash::FxBuildHasher.hash_one(key)
 }
 
-/// `match_all` on up to `cores` threads; the matches are the same for any number, and for
-/// any `hash` of addresses. `chosen` are the wave's persons when the caller has them already.
+/// `match_prepared` on up to `cores` threads; the matches are the same for any number, and
+/// for any `hash` of addresses.
 fn match_on(
     spec: &Spec,
     source: &Snapshot,
     destination: &Snapshot,
     links: &BTreeMap<Dn, Dn>,
-    chosen: Option<Vec<Person>>,
+    prepared: Prepared,
     cores: usize,
     hash: fn(&str) -> u64,
 ) -> Matches {
+    let pass = DestinationPass::for_spec(spec);
     let src_rules = SourceRules::for_spec(spec);
-    let dst_rules = DestinationRules::for_spec(spec);
-    let ignored: BTreeSet<&Dn> = spec
-        .matching
-        .ignore_destinations
-        .iter()
-        .map(|l| &l.value)
-        .collect();
     // Classifying, indexing and selecting persons are independent passes over large
     // directories: they run side by side. Each produces its result in entry order, so the
     // outcome is exactly that of a sequential run.
-    let (classes, index, persons) = std::thread::scope(|scope| {
-        let index = scope.spawn(|| destination.index(&dst_rules.index));
+    let Prepared {
+        persons,
+        destination: facts,
+    } = prepared;
+    let (DestinationFacts { classes, index }, persons) = std::thread::scope(|scope| {
         let persons =
-            scope.spawn(|| chosen.unwrap_or_else(|| select_persons(spec, source, &src_rules)));
-        let classes: Vec<Class> = destination
-            .entries()
-            .iter()
-            .map(|e| {
-                if ignored.contains(&e.dn) {
-                    Class::Other
-                } else {
-                    dst_rules.classify(e)
-                }
-            })
-            .collect();
-        (classes, join(index.join()), join(persons.join()))
+            scope.spawn(|| persons.unwrap_or_else(|| select_persons(spec, source, &src_rules)));
+        let facts = facts.unwrap_or_else(|| {
+            let index = scope.spawn(|| destination.index(pass.index_config()));
+            let classes = destination
+                .entries()
+                .iter()
+                .map(|e| pass.class_of(e))
+                .collect();
+            DestinationFacts {
+                classes,
+                index: join(index.join()),
+            }
+        });
+        (facts, join(persons.join()))
     });
 
     // Looked up once per person, never walked: a hash map, not a tree of DN comparisons.
@@ -598,7 +642,7 @@ mod tests {
                 &inputs.source,
                 &inputs.destination,
                 &inputs.history.links,
-                None,
+                Prepared::default(),
                 cores,
                 hash,
             );
@@ -614,16 +658,41 @@ mod tests {
         // Addresses are grouped by hash before their keys are compared: with every address
         // in one group, only the really shared ones are conflicts, still in key order.
         assert_eq!(on(2, |_| 7), one);
-        // Persons chosen before matching (while the destination is read) match the same.
+        // Persons chosen, and destination entries classified and indexed, before matching
+        // (while the destination is read, in the order the server sends it) match the same.
         let rules = SourceRules::for_spec(&inputs.spec);
         let chosen = select_persons(&inputs.spec, &inputs.source, &rules);
-        let early = match_persons(
+        let pass = DestinationPass::for_spec(&inputs.spec);
+        let mut builder = crate::directory::snapshot::Builder::new(
+            Some(pass.index_config().clone()),
+            |e: &crate::directory::Entry| pass.class_of(e),
+        );
+        for e in inputs.destination.entries().iter().rev() {
+            builder.push(e.clone());
+        }
+        let organised = builder.finish().unwrap_or_else(|d| panic!("{d:?}"));
+        let prepared = Prepared {
+            persons: Some(chosen),
+            destination: organised.index.map(|index| DestinationFacts {
+                classes: organised.tags,
+                index,
+            }),
+        };
+        let early = match_prepared(
+            &inputs.spec,
+            &inputs.source,
+            &organised.snapshot,
+            &inputs.history.links,
+            prepared,
+        );
+        let late = match_all(
             &inputs.spec,
             &inputs.source,
             &inputs.destination,
             &inputs.history.links,
-            chosen,
         );
+        assert_eq!(early.classes, late.classes);
+        assert_eq!(early.index, late.index);
         assert_eq!(format!("{:?}", early.persons), one);
     }
 }

@@ -24,6 +24,7 @@ use ldap3::asn1::StructureTag;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, ResultEntry, Scope};
 use smallvec::SmallVec;
 
+use crate::directory::snapshot::{Builder, Organised};
 use crate::directory::{AttrName, Dn, Entry, Snapshot, Value, ValueSet};
 use crate::spec::{LdapScope, LdapSettings, SecretError};
 
@@ -320,20 +321,25 @@ pub fn result_message(rc: u32, text: &str) -> String {
     }
 }
 
-/// Reads every entry the settings select.
-pub async fn read(settings: &LdapSettings) -> Result<(Vec<Entry>, ReadStats), LdapError> {
+/// Reads every entry the settings select, handing each to `push` as soon as it is whole.
+pub async fn read_into(
+    settings: &LdapSettings,
+    push: &mut dyn FnMut(Entry),
+) -> Result<ReadStats, LdapError> {
     let mut conn = open(settings).await?;
-    let result = read_all(&mut conn, settings).await.map_err(|f| match f {
-        SearchFailure::Malformed(message) => LdapError::Malformed {
-            url: settings.url.clone(),
-            message,
-        },
-        f => LdapError::Search {
-            url: settings.url.clone(),
-            base: settings.base.to_string(),
-            message: f.to_string(),
-        },
-    });
+    let result = read_all(&mut conn, settings, push)
+        .await
+        .map_err(|f| match f {
+            SearchFailure::Malformed(message) => LdapError::Malformed {
+                url: settings.url.clone(),
+                message,
+            },
+            f => LdapError::Search {
+                url: settings.url.clone(),
+                base: settings.base.to_string(),
+                message: f.to_string(),
+            },
+        });
     conn.unbind().await;
     result
 }
@@ -378,21 +384,22 @@ fn wire_scope(s: LdapScope) -> wire::Scope {
     }
 }
 
-/// Runs the search the settings describe, paged unless it reads one entry, and completes the
-/// attributes that came in ranges.
+/// Runs the search the settings describe, paged unless it reads one entry, and hands each
+/// entry to `push`: at once, or, when some of its attributes came in ranges, once the rest of
+/// them is read after the search.
 async fn read_all(
     conn: &mut wire::Connection,
     settings: &LdapSettings,
-) -> Result<(Vec<Entry>, ReadStats), SearchFailure> {
+    push: &mut dyn FnMut(Entry),
+) -> Result<ReadStats, SearchFailure> {
     let base = settings.base.to_string();
     let page = match settings.scope {
         LdapScope::Base => None,
         _ => Some(i32::try_from(settings.page_size).unwrap_or(i32::MAX)),
     };
     let mut stats = ReadStats::default();
-    let mut entries = Vec::new();
     let mut names = Names::default();
-    let mut ranged: Vec<(usize, String, u64)> = Vec::new();
+    let mut ranged: Vec<(Entry, Vec<(String, u64)>)> = Vec::new();
     conn.search(
         &base,
         wire_scope(settings.scope),
@@ -404,27 +411,31 @@ async fn read_all(
                 wire::Found::Reference => stats.references_skipped += 1,
                 wire::Found::Entry(body) => {
                     let parsed = read_entry(body, &mut names)?;
-                    for (attr, next_low) in parsed.incomplete {
-                        ranged.push((entries.len(), attr, next_low));
+                    stats.entries += 1;
+                    if parsed.incomplete.is_empty() {
+                        push(parsed.entry);
+                    } else {
+                        ranged.push((parsed.entry, parsed.incomplete));
                     }
-                    entries.push(parsed.entry);
                 }
             }
             Ok(())
         },
     )
     .await?;
-    for (i, attr, low) in ranged {
-        stats.ranged_attributes += 1;
-        let dn = entries[i].dn.to_string();
-        let values = read_rest(conn, &dn, &attr, low, None).await?;
-        let name = AttrName::new_unchecked(&attr);
-        for v in values {
-            entries[i].add(name.clone(), v);
+    for (mut entry, incomplete) in ranged {
+        let dn = entry.dn.to_string();
+        for (attr, low) in incomplete {
+            stats.ranged_attributes += 1;
+            let values = read_rest(conn, &dn, &attr, low, None).await?;
+            let name = AttrName::new_unchecked(&attr);
+            for v in values {
+                entry.add(name.clone(), v);
+            }
         }
+        push(entry);
     }
-    stats.entries = entries.len();
-    Ok((entries, stats))
+    Ok(stats)
 }
 
 /// Reads one entry (base scope) on a connection of ldap3's, as apply does before it writes, and
@@ -774,6 +785,24 @@ fn split_range(name: &str) -> (&str, Option<Range>) {
 /// Reads a live directory into a snapshot, from synchronous code (the loaders run on plain
 /// threads); a small runtime of its own drives the connection.
 pub fn read_snapshot(settings: &LdapSettings) -> Result<(Snapshot, ReadStats), ReadSnapshotError> {
+    let (organised, stats) = read_organised(settings, Builder::new(None, |_| ()))?;
+    Ok((organised.snapshot, stats))
+}
+
+/// [`read_snapshot`], with each entry organised by `builder` as it arrives (see
+/// [`Builder`]): its lookups and tags come with the snapshot.
+///
+/// The builder works on a thread of its own, fed batches of entries as they are decoded: the
+/// read goes only as fast as the thread that decodes keeps up with the server, and the server
+/// waits for the request of each page until the last page is decoded, so that thread does
+/// nothing else.
+pub fn read_organised<T: Copy + Send, F: FnMut(&Entry) -> T + Send>(
+    settings: &LdapSettings,
+    mut builder: Builder<T, F>,
+) -> Result<(Organised<T>, ReadStats), ReadSnapshotError> {
+    // Large enough that handing over costs nothing next to organising; small enough that a
+    // batch is still in the shared cache when the builder takes it.
+    const BATCH: usize = 256;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -783,11 +812,36 @@ pub fn read_snapshot(settings: &LdapSettings) -> Result<(Snapshot, ReadStats), R
                 message: format!("cannot start the network runtime: {e}"),
             })
         })?;
-    let (entries, stats) = runtime
-        .block_on(read(settings))
-        .map_err(ReadSnapshotError::Ldap)?;
-    let snapshot = Snapshot::new(entries).map_err(|d| ReadSnapshotError::Duplicate(d.0))?;
-    Ok((snapshot, stats))
+    let (stats, builder) = std::thread::scope(|scope| {
+        let (batches, arrived) = std::sync::mpsc::channel::<Vec<Entry>>();
+        let organiser = scope.spawn(move || {
+            for batch in arrived {
+                for entry in batch {
+                    builder.push(entry);
+                }
+            }
+            builder
+        });
+        let mut batch = Vec::with_capacity(BATCH);
+        let stats = runtime.block_on(read_into(settings, &mut |entry| {
+            batch.push(entry);
+            if batch.len() == BATCH {
+                // The builder only stops by panicking, which the join below raises again.
+                let _ = batches.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+            }
+        }));
+        let _ = batches.send(batch);
+        drop(batches);
+        let builder = organiser
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (stats, builder)
+    });
+    let stats = stats.map_err(ReadSnapshotError::Ldap)?;
+    let organised = builder
+        .finish()
+        .map_err(|d| ReadSnapshotError::Duplicate(d.0))?;
+    Ok((organised, stats))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
