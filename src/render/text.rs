@@ -203,31 +203,66 @@ pub fn write(plan: &Plan, style: Style, out: &mut dyn std::io::Write) -> std::io
 /// Subject blocks one thread renders at a time.
 const RUN: usize = 1_000;
 
+/// Runs a renderer may have done before the writer takes them: enough that neither waits on
+/// the other, few enough that a large plan is never all in memory as text.
+const AHEAD: usize = 2;
+
 /// Writes the subject blocks in order. The blocks are independent: each of `cores` threads
-/// renders a run of a batch, and the runs go out in order, which gives exactly the bytes one
-/// thread would, with only one batch in memory at a time.
+/// renders every `cores`-th run of them, into a buffer it is handed back once written, while
+/// this thread writes the runs out in order. That gives exactly the bytes one thread would,
+/// with writing overlapping rendering and with no more than a few runs in memory at a time.
 fn subject_blocks(
     blocks: &[(&Subject, Vec<&Action>)],
     style: Style,
     cores: usize,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    let render_run = |run: &[(&Subject, Vec<&Action>)]| {
-        let mut text = String::new();
+    let render_run = |text: &mut String, run: &[(&Subject, Vec<&Action>)]| {
+        text.clear();
         for (subject, actions) in run {
-            subject_block(&mut text, subject, actions, style);
+            subject_block(text, subject, actions, style);
         }
-        text
     };
-    for batch in blocks.chunks(RUN * cores.max(1)) {
-        let runs: Vec<&[(&Subject, Vec<&Action>)]> = batch.chunks(RUN).collect();
-        for part in crate::parallel::runs(runs, cores, 1, |runs| {
-            runs.into_iter().map(render_run).collect::<String>()
-        }) {
-            out.write_all(part.as_bytes())?;
+    let runs: Vec<&[(&Subject, Vec<&Action>)]> = blocks.chunks(RUN).collect();
+    let cores = cores.clamp(1, runs.len().max(1));
+    if cores == 1 {
+        let mut text = String::new();
+        for run in runs {
+            render_run(&mut text, run);
+            out.write_all(text.as_bytes())?;
         }
+        return Ok(());
     }
-    Ok(())
+    std::thread::scope(|scope| {
+        let mut rendered = Vec::with_capacity(cores);
+        let mut spent = Vec::with_capacity(cores);
+        for first in 0..cores {
+            let (done, taken) = std::sync::mpsc::sync_channel::<String>(AHEAD);
+            let (give_back, returned) = std::sync::mpsc::channel::<String>();
+            let runs = &runs;
+            scope.spawn(move || {
+                for run in runs.iter().skip(first).step_by(cores) {
+                    let mut text = returned.try_recv().unwrap_or_default();
+                    render_run(&mut text, run);
+                    // The writer stops taking runs only when writing failed.
+                    if done.send(text).is_err() {
+                        break;
+                    }
+                }
+            });
+            rendered.push(taken);
+            spent.push(give_back);
+        }
+        for k in 0..runs.len() {
+            // A renderer that stops early has panicked; the scope raises its panic.
+            let Ok(text) = rendered[k % cores].recv() else {
+                break;
+            };
+            out.write_all(text.as_bytes())?;
+            let _ = spent[k % cores].send(text);
+        }
+        Ok(())
+    })
 }
 
 fn how_matched(s: &Subject) -> String {
