@@ -121,10 +121,10 @@ impl Snapshot {
 }
 
 // Every key is made in one buffer, and copied only when it is new to its map: an entry's `cn`
-// is usually its DN's leaf value too, and most keys are looked up once. Each map is sized for a
-// key or so per entry, so it does not grow by doubling from empty. The same functions index a
-// whole snapshot (`Snapshot::index`) and one entry as it arrives (`Builder`), so the two give
-// the same lookups.
+// is usually its DN's leaf value too, and most keys are looked up once. Over a whole snapshot,
+// each map is sized for a key or so per entry, so it does not grow by doubling from empty. The
+// same functions index a whole snapshot (`Snapshot::index`) and one entry as it arrives
+// (`Builder`), so the two give the same lookups.
 
 fn address_map(entries: usize) -> FxHashMap<String, Postings> {
     let mut addresses = FxHashMap::default();
@@ -566,7 +566,7 @@ mod tests {
                     .with("sAMAccountName", &format!("p{}", i % 900))
                     .with("cn", &format!("Person  {}", i % 800));
                 if i % 10 == 0 {
-                    // Members in two spellings, some of them entries that are not there.
+                    // One member in two spellings, and one that is in another group too.
                     e.with("member", &format!("cn=person {},dc=acme", (i + 1) % n))
                         .with("member", &format!("CN=Person {},DC=acme", (i + 1) % n))
                         .with("member", &format!("CN=Person {},DC=acme", (i + 11) % n))
