@@ -3,7 +3,8 @@
 //! Entries are kept sorted by DN so iteration is deterministic; indexes are hash maps from a
 //! normalised key to entry positions (in DN order), so lookups are O(1) and planning stays linear
 //! in the size of the directories. A snapshot is immutable once built and does no I/O: backends
-//! (`ldif`, `ldap`) produce the entries, this module only organises them.
+//! (`ldif`, `ldap`) produce the entries, this module only organises them, from a whole list
+//! (`Snapshot::new`) or one entry at a time as a live read delivers them (`Builder`).
 
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
