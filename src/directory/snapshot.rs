@@ -206,34 +206,70 @@ fn post(map: &mut FxHashMap<String, Postings>, key: &str, id: EntryId) {
 /// share (the base, as keys start at the root), into a list sorted in place; only DNs that tie
 /// on those bytes are compared in full. The order is exactly that of `Dn::cmp`: past the shared
 /// part, the prefixes compare as the keys do (a shorter key, padded with zeros, ties with a
-/// longer one it begins, and the full comparison decides).
+/// longer one it begins, and the full comparison decides). A large snapshot is sorted in two
+/// halves side by side, which are then merged: this runs after the last entry of a live read
+/// arrives, when nothing else can go on.
 fn dn_order(entries: &[Entry]) -> Vec<EntryId> {
     const WIDTH: usize = 32;
-    let shared = entries.split_first().map_or(0, |(first, rest)| {
-        let first = first.dn.key().as_bytes();
-        rest.iter().fold(first.len(), |shared, e| {
-            let key = e.dn.key().as_bytes();
+    // Above this size the halves are sorted side by side.
+    const SPLIT: usize = 20_000;
+    let Some(first) = entries.first() else {
+        return Vec::new();
+    };
+    let first = first.dn.key().as_bytes();
+    let shared_with_first = |part: &[Entry]| {
+        part.iter().fold(first.len(), |shared, e| {
             first[..shared]
                 .iter()
-                .zip(key)
+                .zip(e.dn.key().as_bytes())
                 .take_while(|(a, b)| a == b)
                 .count()
         })
-    });
-    let prefix = |e: &Entry| {
+    };
+    let prefix = |shared: usize, e: &Entry| {
         let mut bytes = [0u8; WIDTH];
         let key = &e.dn.key().as_bytes()[shared..];
         let n = key.len().min(WIDTH);
         bytes[..n].copy_from_slice(&key[..n]);
         bytes
     };
-    let mut keys: Vec<([u8; WIDTH], EntryId)> = entries.iter().map(prefix).zip(0..).collect();
-    keys.sort_unstable_by(|(pa, a), (pb, b)| {
+    let order = |(pa, a): &([u8; WIDTH], EntryId), (pb, b): &([u8; WIDTH], EntryId)| {
         pa.cmp(pb)
             .then_with(|| entries[*a].dn.cmp(&entries[*b].dn))
             .then(a.cmp(b))
-    });
-    keys.into_iter().map(|(_, at)| at).collect()
+    };
+    let sorted = |shared: usize, part: &[Entry], from: EntryId| {
+        let mut keys: Vec<([u8; WIDTH], EntryId)> =
+            part.iter().map(|e| prefix(shared, e)).zip(from..).collect();
+        keys.sort_unstable_by(order);
+        keys
+    };
+    if entries.len() < SPLIT || crate::parallel::cores() < 2 {
+        let shared = shared_with_first(entries);
+        return sorted(shared, entries, 0)
+            .into_iter()
+            .map(|(_, at)| at)
+            .collect();
+    }
+    let half = entries.len() / 2;
+    let (low, high) = entries.split_at(half);
+    let (a, b) = crate::parallel::join(|| shared_with_first(low), || shared_with_first(high));
+    let shared = a.min(b);
+    let (low, high) =
+        crate::parallel::join(|| sorted(shared, low, 0), || sorted(shared, high, half));
+    let mut out = Vec::with_capacity(entries.len());
+    let (mut low, mut high) = (low.into_iter().peekable(), high.into_iter().peekable());
+    loop {
+        let next = match (low.peek(), high.peek()) {
+            (Some(l), Some(h)) if order(l, h).is_gt() => high.next(),
+            (Some(_), _) => low.next(),
+            (None, _) => high.next(),
+        };
+        match next {
+            Some((_, at)) => out.push(at),
+            None => return out,
+        }
+    }
 }
 
 /// `items` in the order `order` gives (a permutation of their positions).
@@ -351,41 +387,72 @@ impl<T: Copy, F: FnMut(&Entry) -> T> Builder<T, F> {
         for (position, arrival) in order.iter().enumerate() {
             at[*arrival] = position;
         }
-        let tags = order.iter().map(|arrival| self.tags[*arrival]).collect();
-        let entries = arrange(self.entries, &order);
-        let mut by_dn = self.by_dn;
-        for id in by_dn.values_mut() {
-            *id = at[*id];
-        }
-        let mut groups_of = self.groups_of;
-        for memberships in groups_of.values_mut() {
-            for m in memberships.iter_mut() {
-                m.group = at[m.group];
-            }
-            // Stable: one group's values stay in their order, as `memberships` lists them.
-            memberships.sort_by_key(|m| m.group);
-        }
-        let index = self.index.map(|(_, mut ix)| {
-            for map in [&mut ix.addresses, &mut ix.accounts, &mut ix.names] {
-                for postings in map.values_mut() {
-                    for id in postings.iter_mut() {
-                        *id = at[*id];
-                    }
-                    postings.sort_unstable();
-                }
-            }
-            ix
-        });
+        // The entries move into place while the lookups are renumbered, side by side: this
+        // is the last thing a live read waits for.
+        let Builder {
+            entries,
+            by_dn,
+            groups_of,
+            index,
+            tags,
+            ..
+        } = self;
+        let at = &at;
+        let lookups = Lookups {
+            by_dn,
+            groups_of,
+            index: index.map(|(_, ix)| ix),
+        };
+        let (lookups, (entries, tags)) = crate::parallel::join(
+            || renumber(at, lookups),
+            || {
+                let tags: Vec<T> = order.iter().map(|arrival| tags[*arrival]).collect();
+                (arrange(entries, &order), tags)
+            },
+        );
         Ok(Organised {
             snapshot: Snapshot {
                 entries,
-                by_dn,
-                groups_of,
+                by_dn: lookups.by_dn,
+                groups_of: lookups.groups_of,
             },
-            index,
+            index: lookups.index,
             tags,
         })
     }
+}
+
+/// What refers to entries by position.
+struct Lookups {
+    by_dn: FxHashMap<Dn, EntryId>,
+    groups_of: FxHashMap<Dn, Vec<Membership>>,
+    index: Option<Indexes>,
+}
+
+/// The lookups a [`Builder`] made by position of arrival, by position in DN order: `at` gives
+/// each arrival's position.
+fn renumber(at: &[EntryId], mut lookups: Lookups) -> Lookups {
+    for id in lookups.by_dn.values_mut() {
+        *id = at[*id];
+    }
+    for memberships in lookups.groups_of.values_mut() {
+        for m in memberships.iter_mut() {
+            m.group = at[m.group];
+        }
+        // Stable: one group's values stay in their order, as `memberships` lists them.
+        memberships.sort_by_key(|m| m.group);
+    }
+    if let Some(ix) = &mut lookups.index {
+        for map in [&mut ix.addresses, &mut ix.accounts, &mut ix.names] {
+            for postings in map.values_mut() {
+                for id in postings.iter_mut() {
+                    *id = at[*id];
+                }
+                postings.sort_unstable();
+            }
+        }
+    }
+    lookups
 }
 
 /// Which attributes feed which index.
@@ -653,6 +720,30 @@ mod tests {
             .collect();
         assert_eq!(sorted, ["C=us", "O=Acme", "CN=x,O=Acme"]);
         assert!(Snapshot::new(Vec::new()).unwrap().is_empty());
+    }
+
+    /// A snapshot large enough to be sorted in halves is in the same order as one sort gives:
+    /// DNs that tie past the first bytes compared, and the same DN twice (in arrival order).
+    #[test]
+    fn halves_sorted_side_by_side_merge_into_one_order() {
+        let long = "A Very Long Common Name That Runs Past Thirty-Two Bytes";
+        let n = 25_000;
+        let entries: Vec<Entry> = (0..n)
+            .map(|i| (i * 7_919) % n)
+            .map(|i| {
+                let text = match i % 4 {
+                    0 => format!("CN={long} {},OU=Users,DC=acme,DC=test", i % 3_000),
+                    1 => format!("cn={} {long},ou=users,dc=acme,dc=test", i % 2_000),
+                    2 => format!("CN=E{i},DC=acme,DC=test"),
+                    _ => format!("OU=Unit {},DC=acme,DC=test", i % 500),
+                };
+                Entry::new(dn(&text))
+            })
+            .collect();
+        let mut expected: Vec<EntryId> = (0..n).collect();
+        expected.sort_by(|a, b| entries[*a].dn.cmp(&entries[*b].dn).then(a.cmp(b)));
+        assert!(n >= 20_000, "large enough to be split");
+        assert_eq!(dn_order(&entries), expected);
     }
 
     #[test]
