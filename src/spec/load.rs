@@ -240,7 +240,21 @@ fn first<'de, A: MapAccess<'de>, T: Deserialize<'de>>(
     Ok(())
 }
 
-/// The plan file's sections, read in one pass (see `Checker::all_sections`).
+/// Every section of the plan file read in one pass, with the keys the pass went over (not in
+/// the schema); none when some value has the wrong shape, and the sections are then read one
+/// at a time, so that each wrong value is reported.
+fn read_sections(text: &str) -> Option<(Sections, Vec<YamlPath>)> {
+    let mut ignored = Vec::new();
+    let mut record = |p: serde_ignored::Path| ignored.push(yaml_path(&p));
+    let de = serde_yaml::Deserializer::from_str(text);
+    let sections = serde_ignored::Deserializer::new(de, &mut record)
+        .deserialize_map(SectionsVisitor)
+        .ok()?
+        .unwrap_or_default();
+    Some((sections, ignored))
+}
+
+/// The plan file's sections, read in one pass (see `read_sections`).
 #[derive(Default)]
 struct Sections {
     version: Option<u32>,
@@ -436,13 +450,25 @@ impl<'t> Checker<'t> {
     }
 
     fn run(&mut self) -> Option<Spec> {
+        // The span index and the one-pass read of the sections are made side by side with the
+        // syntax pass: each reads the whole file, and a plan file naming thousands of persons
+        // is read before any directory is. Both are only used once the syntax is right.
+        let text = self.text;
+        let (index, (syntax, sections)) = crate::parallel::join(
+            || SpanIndex::build(text),
+            || {
+                let syntax = Nested::deserialize(serde_yaml::Deserializer::from_str(text));
+                let sections = syntax.is_ok().then(|| read_sections(text));
+                (syntax, sections)
+            },
+        );
         // Pass 1: syntax. Nothing later can be trusted after a syntax error.
-        if let Err(e) = Nested::deserialize(serde_yaml::Deserializer::from_str(self.text)) {
+        if let Err(e) = syntax {
             let p = self.syntax_problem(&e);
             self.push(p);
             return None;
         }
-        self.index = SpanIndex::build(self.text);
+        self.index = index;
         if !self.check_document_shape() {
             return None;
         }
@@ -466,7 +492,7 @@ impl<'t> Checker<'t> {
         // checked) is read in one pass; otherwise one section at a time, so that each wrong
         // value is reported.
         let (version, source, destination, matching, merge, lists, items) =
-            match self.all_sections() {
+            match sections.flatten().map(|read| self.take_sections(read)) {
                 Some(s) => (
                     Ok(s.version),
                     Ok(s.source),
@@ -738,14 +764,14 @@ impl<'t> Checker<'t> {
     /// nothing recorded) when any value has the wrong shape. The sections are read as
     /// `section` reads them, one by one: the first of a repeated key counts, and a key that is
     /// no section is unknown.
+    #[cfg(test)]
     fn all_sections(&mut self) -> Option<Sections> {
-        let mut ignored = Vec::new();
-        let mut record = |p: serde_ignored::Path| ignored.push(yaml_path(&p));
-        let de = serde_yaml::Deserializer::from_str(self.text);
-        let sections = serde_ignored::Deserializer::new(de, &mut record)
-            .deserialize_map(SectionsVisitor)
-            .ok()?
-            .unwrap_or_default();
+        read_sections(self.text).map(|read| self.take_sections(read))
+    }
+
+    /// The sections [`read_sections`] read, with the keys it passed over recorded as unknown
+    /// where they are no section.
+    fn take_sections(&mut self, (sections, ignored): (Sections, Vec<YamlPath>)) -> Sections {
         let names = schema::keys_at(&YamlPath::root()).unwrap_or_default();
         self.unknown
             .extend(ignored.into_iter().filter(|p| match p.segs().len() {
@@ -754,7 +780,7 @@ impl<'t> Checker<'t> {
                 1 => !p.last_key().is_some_and(|k| names.contains(&k)),
                 _ => true,
             }));
-        Some(sections)
+        sections
     }
 
     /// Overwrites a `key: value` entry (and the comma after it in a flow mapping) with spaces.
