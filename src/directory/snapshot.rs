@@ -21,6 +21,10 @@ pub struct DuplicateDn(pub Dn);
 /// Position of an entry in its snapshot.
 pub type EntryId = usize;
 
+/// From this many entries on, a snapshot is sorted in two halves, and its lookups are built,
+/// side by side.
+const SPLIT: usize = 20_000;
+
 #[derive(Debug, Default)]
 pub struct Snapshot {
     entries: Vec<Entry>,
@@ -40,8 +44,6 @@ impl Snapshot {
     pub fn new(entries: Vec<Entry>) -> Result<Self, DuplicateDn> {
         let order = dn_order(&entries);
         let entries = arrange(entries, &order);
-        // Above this size the two lookups are built side by side.
-        const SPLIT: usize = 20_000;
         let split = entries.len() >= SPLIT && crate::parallel::cores() > 1;
         if let Some(w) = entries.windows(2).find(|w| w[0].dn == w[1].dn) {
             return Err(DuplicateDn(w[1].dn.clone()));
@@ -211,8 +213,6 @@ fn post(map: &mut FxHashMap<String, Postings>, key: &str, id: EntryId) {
 /// arrives, when nothing else can go on.
 fn dn_order(entries: &[Entry]) -> Vec<EntryId> {
     const WIDTH: usize = 32;
-    // Above this size the halves are sorted side by side.
-    const SPLIT: usize = 20_000;
     let Some(first) = entries.first() else {
         return Vec::new();
     };
@@ -742,7 +742,7 @@ mod tests {
             .collect();
         let mut expected: Vec<EntryId> = (0..n).collect();
         expected.sort_by(|a, b| entries[*a].dn.cmp(&entries[*b].dn).then(a.cmp(b)));
-        assert!(n >= 20_000, "large enough to be split");
+        assert!(n >= SPLIT, "large enough to be split");
         assert_eq!(dn_order(&entries), expected);
     }
 
