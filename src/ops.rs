@@ -214,16 +214,8 @@ fn load_destination(
 ) -> Result<(Snapshot, Option<matching::DestinationFacts>), Error> {
     match source {
         DirectorySource::Ldap(settings) => {
-            let builder = crate::directory::snapshot::Builder::new(
-                Some(pass.index_config().clone()),
-                |e: &crate::directory::Entry| pass.class_of(e),
-            );
-            let organised = load_ldap("destination", settings, builder)?;
-            let facts = organised.index.map(|index| matching::DestinationFacts {
-                classes: organised.tags,
-                index,
-            });
-            Ok((organised.snapshot, facts))
+            let organised = load_ldap("destination", settings, pass.builder())?;
+            Ok(matching::DestinationFacts::from_organised(organised))
         }
         source => Ok((load_directory("destination", source)?, None)),
     }

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasher;
 
 use crate::directory::address::address_key;
-use crate::directory::{Dn, EntryId, Indexes, Snapshot};
+use crate::directory::snapshot::{Builder, Organised};
+use crate::directory::{Dn, Entry, EntryId, Indexes, Snapshot};
 use crate::spec::{Mode, Spec};
 
 pub use person::Person;
@@ -202,6 +203,17 @@ pub struct DestinationFacts {
     pub index: Indexes,
 }
 
+impl DestinationFacts {
+    /// The snapshot a [`DestinationPass::builder`] organised, and the facts it worked out.
+    pub fn from_organised(organised: Organised<Class>) -> (Snapshot, Option<Self>) {
+        let facts = organised.index.map(|index| DestinationFacts {
+            classes: organised.tags,
+            index,
+        });
+        (organised.snapshot, facts)
+    }
+}
+
 /// `match_all`, taking from `prepared` what is there and working out the rest.
 pub fn match_prepared(
     spec: &Spec,
@@ -243,7 +255,7 @@ impl<'s> DestinationPass<'s> {
     }
 
     /// The entry's class; an entry the plan file says to ignore is `Other`, whatever it is.
-    pub fn class_of(&self, entry: &crate::directory::Entry) -> Class {
+    pub fn class_of(&self, entry: &Entry) -> Class {
         if self.ignored.contains(&entry.dn) {
             Class::Other
         } else {
@@ -254,6 +266,14 @@ impl<'s> DestinationPass<'s> {
     /// Which attributes feed the destination's lookups.
     pub fn index_config(&self) -> &crate::directory::IndexConfig {
         &self.rules.index
+    }
+
+    /// A builder that classifies and indexes destination entries as they arrive, as matching
+    /// would over the finished snapshot.
+    pub fn builder(&self) -> Builder<Class, impl FnMut(&Entry) -> Class + Send + '_> {
+        Builder::new(Some(self.index_config().clone()), |e: &Entry| {
+            self.class_of(e)
+        })
     }
 }
 
@@ -273,7 +293,6 @@ fn match_on(
     cores: usize,
     hash: fn(&str) -> u64,
 ) -> Matches {
-    let pass = DestinationPass::for_spec(spec);
     let src_rules = SourceRules::for_spec(spec);
     // Classifying, indexing and selecting persons are independent passes over large
     // directories: they run side by side. Each produces its result in entry order, so the
@@ -286,7 +305,9 @@ fn match_on(
         let persons =
             scope.spawn(|| persons.unwrap_or_else(|| select_persons(spec, source, &src_rules)));
         let facts = facts.unwrap_or_else(|| {
-            let index = scope.spawn(|| destination.index(pass.index_config()));
+            let pass = DestinationPass::for_spec(spec);
+            let config = pass.index_config().clone();
+            let index = scope.spawn(move || destination.index(&config));
             let classes = destination
                 .entries()
                 .iter()
@@ -663,25 +684,20 @@ mod tests {
         let rules = SourceRules::for_spec(&inputs.spec);
         let chosen = select_persons(&inputs.spec, &inputs.source, &rules);
         let pass = DestinationPass::for_spec(&inputs.spec);
-        let mut builder = crate::directory::snapshot::Builder::new(
-            Some(pass.index_config().clone()),
-            |e: &crate::directory::Entry| pass.class_of(e),
-        );
+        let mut builder = pass.builder();
         for e in inputs.destination.entries().iter().rev() {
             builder.push(e.clone());
         }
         let organised = builder.finish().unwrap_or_else(|d| panic!("{d:?}"));
+        let (snapshot, facts) = DestinationFacts::from_organised(organised);
         let prepared = Prepared {
             persons: Some(chosen),
-            destination: organised.index.map(|index| DestinationFacts {
-                classes: organised.tags,
-                index,
-            }),
+            destination: facts,
         };
         let early = match_prepared(
             &inputs.spec,
             &inputs.source,
-            &organised.snapshot,
+            &snapshot,
             &inputs.history.links,
             prepared,
         );
