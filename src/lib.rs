@@ -10,6 +10,7 @@ pub mod cli;
 pub mod directory;
 pub mod generate;
 pub mod items;
+pub mod lockfile;
 pub mod matching;
 pub mod ops;
 pub mod parallel;

@@ -91,6 +91,14 @@ pub enum Error {
     #[error("the backup of `{dn}` cannot be read: {message}")]
     #[diagnostic(code(mailplan::state::bad_backup))]
     BadBackup { dn: String, message: String },
+    #[error(transparent)]
+    #[diagnostic(
+        code(mailplan::apply::destination_locked),
+        help(
+            "one destination takes one writer at a time: wait for that apply to finish, then run this one again (it finds what the other changed); the lock goes with its process, so a killed apply does not hold it"
+        )
+    )]
+    DestinationLocked(crate::lockfile::LockError),
     #[error("apply needs your confirmation, and there is no terminal to ask at")]
     #[diagnostic(
         code(mailplan::apply::no_terminal),
@@ -340,9 +348,23 @@ fn line_span(text: &str, line: usize) -> SourceSpan {
     SourceSpan::new(text.len().into(), 0)
 }
 
-/// Loads the plan file and both directories, and checks the plan file against them.
+/// Loads the plan file and both directories, and checks the plan file against them. Every
+/// secret the plan file names is read first: a missing one stops everything before any
+/// connection is made.
 pub fn load_inputs(path: &Path) -> Result<Inputs, Error> {
+    load_inputs_for(load_checked_spec(path)?)
+}
+
+/// Reads and validates the plan file, then reads every secret it names (`spec::check_secrets`):
+/// what a command needs before it connects to anything or writes any state.
+pub fn load_checked_spec(path: &Path) -> Result<Spec, Error> {
     let spec = load_spec(path)?;
+    spec::check_secrets(&spec)?;
+    Ok(spec)
+}
+
+/// [`load_inputs`] for a plan file already read and checked ([`load_checked_spec`]).
+pub fn load_inputs_for(spec: Spec) -> Result<Inputs, Error> {
     // The two directories are independent: read them side by side. The source is usually the
     // smaller and is in first; choosing its persons then uses a core the destination's read
     // leaves idle (a live read waits on the server) instead of adding to matching.
@@ -574,17 +596,18 @@ pub struct Prepared {
 /// Plans a YAML plan file now, for `apply PLAN.yaml`: the item inventories are taken first,
 /// and what earlier applies recorded in `history` and left undone is finished.
 pub fn prepare_plan_file(
-    path: &Path,
+    spec: Spec,
     history: plan::History,
     state_dir: &Path,
 ) -> Result<Prepared, Error> {
-    let mut inputs = load_inputs(path)?;
+    let path = spec.path.clone();
+    let mut inputs = load_inputs_for(spec)?;
     inputs.history = history;
     gather_items(&mut inputs, state_dir)?;
     let plan = make_plan(&inputs)?;
     let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
     Ok(Prepared {
-        plan_file: path.to_path_buf(),
+        plan_file: path,
         inputs,
         plan,
         recorded: crate::apply::Recorded::none(),
@@ -592,7 +615,8 @@ pub fn prepare_plan_file(
     })
 }
 
-/// Loads a saved plan for `apply FILE`: refused whole when its plan file changed since. The
+/// Loads a saved plan for `apply FILE`, with its plan file as `spec` (read and checked with
+/// [`load_checked_spec`]): refused whole when the plan file changed since. The
 /// fingerprints it recorded go to the executor, which fails as stale the actions touching an
 /// entry that changed.
 ///
@@ -607,10 +631,10 @@ pub fn prepare_saved(
     file: &Path,
     saved: SavedPlan,
     fingerprint: String,
+    spec: Spec,
     db: &crate::state::StateDb,
 ) -> Result<(Prepared, Option<BTreeSet<String>>), Error> {
     let plan_path = PathBuf::from(&saved.plan_file);
-    let spec = load_spec(&plan_path)?;
     let now = crate::plan::saved::text_fingerprint(&spec.text);
     if now != saved.plan_fingerprint {
         return Err(Error::PlanFileChanged {
@@ -711,7 +735,7 @@ pub fn settle_merges(db: &crate::state::StateDb, prepared: &Prepared) -> Result<
     Ok(())
 }
 
-/// Applies a prepared plan to its destination.
+/// Applies a prepared plan to its destination (no item stores: a plan without imports).
 pub async fn apply(
     prepared: Prepared,
     journal: std::sync::Arc<dyn crate::apply::Journal>,
@@ -719,11 +743,14 @@ pub async fn apply(
     options: crate::apply::Options,
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<crate::apply::Report, Error> {
-    apply_with_items(prepared, journal, reporter, options, cancel, None).await
+    apply_with_items(prepared, journal, reporter, options, cancel, None)
+        .await
+        .map(|a| a.report)
 }
 
 /// `apply`, with the item stores: `items` is the state folder and the run the ledger records
-/// copied items under.
+/// copied items under. The outcome names every person the plan leaves out and every item
+/// skipped as bad, so the caller can tell whether everything arrived.
 pub async fn apply_with_items(
     prepared: Prepared,
     journal: std::sync::Arc<dyn crate::apply::Journal>,
@@ -731,40 +758,44 @@ pub async fn apply_with_items(
     options: crate::apply::Options,
     cancel: tokio::sync::watch::Receiver<bool>,
     items: Option<(PathBuf, crate::state::RunId)>,
-) -> Result<crate::apply::Report, Error> {
+) -> Result<crate::apply::Applied, Error> {
     use std::sync::Arc;
     let importer = items.map(|(dir, run)| {
         let endpoints = crate::items::endpoints_for(&prepared.inputs.spec, &prepared.inputs.source);
-        crate::items::import::shared(crate::items::import::ItemImporter::new(
+        Arc::new(crate::items::import::ItemImporter::new(
             prepared.inputs.spec.items.clone(),
             endpoints,
             dir,
             run,
         ))
     });
+    let shared = importer
+        .clone()
+        .map(|i| i as Arc<dyn crate::apply::Importer>);
     let Prepared {
         inputs,
         plan,
         recorded,
         ..
     } = prepared;
+    let plan = Arc::new(plan);
     let rules = Arc::new(matching::DestinationRules::for_spec(&inputs.spec));
-    match &inputs.spec.destination.directory {
+    let report = match &inputs.spec.destination.directory {
         DirectorySource::Ldif(path) => {
             let writer = Arc::new(crate::apply::LdifDirectory::new(path, &inputs.destination));
             drop(inputs);
-            Ok(crate::apply::execute_with_importer(
-                Arc::new(plan),
+            crate::apply::execute_with_importer(
+                plan.clone(),
                 writer,
                 rules,
                 journal,
                 reporter,
                 Arc::new(recorded),
-                importer,
+                shared,
                 options,
                 cancel,
             )
-            .await?)
+            .await?
         }
         DirectorySource::Ldap(settings) => {
             // The insecure warning was printed when the destination was read for this plan.
@@ -775,20 +806,103 @@ pub async fn apply_with_items(
                     error: e,
                 })?;
             drop(inputs);
-            Ok(crate::apply::execute_with_importer(
-                Arc::new(plan),
+            crate::apply::execute_with_importer(
+                plan.clone(),
                 Arc::new(writer),
                 rules,
                 journal,
                 reporter,
                 Arc::new(recorded),
-                importer,
+                shared,
                 options,
                 cancel,
             )
-            .await?)
+            .await?
+        }
+    };
+    let mut skipped = importer
+        .as_ref()
+        .map(|i| i.take_skipped())
+        .unwrap_or_default();
+    // Bad items the plan found for persons whose import of that kind did not run now: nothing
+    // else of that kind to copy (or the import failed). They are left out all the same.
+    let ran: BTreeSet<(&crate::directory::Dn, plan::ActionKind)> = report
+        .results
+        .iter()
+        .zip(plan.actions.iter())
+        .filter(|((_, r), _)| *r == crate::apply::ActionResult::Applied)
+        .map(|(_, a)| (&a.subject, a.kind))
+        .collect();
+    for subject in plan.subjects.iter().filter(|s| !s.bad_items.is_empty()) {
+        for kind in [
+            crate::items::ItemKind::Mail,
+            crate::items::ItemKind::Calendar,
+            crate::items::ItemKind::Contacts,
+        ] {
+            if ran.contains(&(&subject.source, import_kind(kind))) {
+                continue;
+            }
+            let bad: Vec<crate::items::BadItem> = subject
+                .bad_items
+                .iter()
+                .filter(|b| b.kind == kind)
+                .map(|b| crate::items::BadItem {
+                    location: b.location.clone(),
+                    message: b.message.clone(),
+                })
+                .collect();
+            if bad.is_empty() {
+                continue;
+            }
+            if let Some(i) = &importer {
+                i.record_planned_bad(&subject.source, kind, &bad);
+            }
+            skipped.extend(bad.into_iter().map(|item| crate::apply::SkippedItem {
+                source: subject.source.clone(),
+                kind,
+                item,
+            }));
         }
     }
+    // By person and kind; each import's own items stay in the order it found them.
+    skipped.sort_by(|a, b| (&a.source, a.kind).cmp(&(&b.source, b.kind)));
+    Ok(crate::apply::Applied {
+        left_out: plan.left_out(),
+        report,
+        skipped,
+    })
+}
+
+/// The import action of a kind of item.
+fn import_kind(kind: crate::items::ItemKind) -> plan::ActionKind {
+    match kind {
+        crate::items::ItemKind::Mail => plan::ActionKind::ImportMail,
+        crate::items::ItemKind::Calendar => plan::ActionKind::ImportCalendar,
+        crate::items::ItemKind::Contacts => plan::ActionKind::ImportContacts,
+    }
+}
+
+/// Locks the destination for one writer, whichever state folder the apply uses: an LDIF file
+/// through a lock file beside it (`.NAME.mailplan-lock`), held until the returned guard is
+/// dropped. Taken before the destination is read for the apply, so that what is planned and
+/// written is the file as no other apply can change it meanwhile. A directory server guards
+/// itself: each write carries its preconditions, so nothing is locked there.
+pub fn lock_destination(spec: &Spec) -> Result<Option<crate::lockfile::Held>, Error> {
+    let DirectorySource::Ldif(path) = &spec.destination.directory else {
+        return Ok(None);
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "destination".into());
+    let lock = path.with_file_name(format!(".{name}.mailplan-lock"));
+    crate::lockfile::try_lock(
+        path,
+        &lock,
+        &crate::lockfile::holder_description(&spec.path),
+    )
+    .map(Some)
+    .map_err(Error::DestinationLocked)
 }
 
 /// The state folder of a plan file: `--state-dir` when given, else `.mailplan` beside the plan.
@@ -805,11 +919,12 @@ pub fn state_dir(plan_file: &Path, explicit: Option<&Path>) -> PathBuf {
 
 /// The plan that restores `dn` from its latest backup, with the inputs to apply it.
 pub fn prepare_restore(
-    plan_file: &Path,
+    spec: Spec,
     state: &crate::state::StateDb,
     dn: &str,
 ) -> Result<Prepared, Error> {
-    let inputs = load_inputs(plan_file)?;
+    let plan_file = spec.path.clone();
+    let inputs = load_inputs_for(spec)?;
     let backup = state
         .latest_backup(dn)?
         .ok_or_else(|| Error::NoBackup(dn.to_string()))?;
@@ -827,7 +942,7 @@ pub fn prepare_restore(
     let plan = crate::plan::restore::restore(&entry, inputs.destination.get(&entry.dn));
     let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
     Ok(Prepared {
-        plan_file: plan_file.to_path_buf(),
+        plan_file,
         inputs,
         plan,
         recorded: crate::apply::Recorded::none(),

@@ -71,8 +71,15 @@ fn apply_then_rerun_shows_no_changes() {
         .args(["apply", PLAN, "--auto-approve"])
         .assert()
         .success()
+        // Henry Hill is ambiguous in the example: a decision, named, not an error.
         .stderr(predicate::str::contains(
-            "Apply complete! 20 applied, 0 failed, 0 skipped",
+            "Apply finished; some persons await a decision. 20 applied, 0 failed, 0 skipped",
+        ))
+        .stderr(predicate::str::contains(
+            "not migrated (ambiguous): Henry Hill (CN=Henry Hill,OU=Support,O=Acme): 2 users hold",
+        ))
+        .stderr(predicate::str::contains(
+            "Not migrated: 1 person (1 ambiguous).",
         ));
     no_changes(&ex);
     // The items arrived in the example's output folders, folder names mapped.
@@ -142,7 +149,7 @@ fn a_saved_plan_applies_as_reviewed() {
         .assert()
         .success()
         .stderr(predicate::str::contains(
-            "Apply complete! 0 applied (20 more by an earlier run)",
+            "some persons await a decision. 0 applied (20 more by an earlier run)",
         ));
     assert_eq!(ex.destination(), before);
 }

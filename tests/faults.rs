@@ -101,7 +101,8 @@ impl Example {
     fn converges(&self) {
         self.apply()
             .success()
-            .stderr(predicate::str::contains("Apply complete!"));
+            .stderr(predicate::str::contains("0 failed, 0 skipped"))
+            .stderr(predicate::str::contains("Apply finished with errors").not());
         self.cmd()
             .args(["plan", PLAN, "--detailed-exitcode"])
             .assert()

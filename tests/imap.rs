@@ -466,12 +466,27 @@ fn a_message_the_destination_refuses_is_reported_and_the_rest_goes_on() {
     );
     d.fix_owner();
     let case = Case::new(&d, "master");
-    let err = case.apply();
+    let out = case
+        .cmd()
+        .args(["apply", "plan.yaml", "--auto-approve"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // Not everything arrived: the run says which message, counts it, and fails.
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("copied 2 messages"), "{err}");
     assert!(err.contains("1 bad items skipped"), "{err}");
     assert!(err.contains("the destination refused it"), "{err}");
+    assert!(err.contains("Apply finished with errors."), "{err}");
+    assert!(
+        err.contains("0 failed, 0 skipped, 1 bad item skipped"),
+        "{err}"
+    );
     let target = by_identity(&listing(&d, TARGET));
     assert_eq!(target.len(), 2);
+    // It is not in the ledger: the next run tries it again.
+    let plan = case.plan();
+    assert!(plan.contains("<- import mail: 1 new message"), "{plan}");
 }
 
 /// A plan whose source is `imap` (its `url` and extra keys given) and destination a Maildir.
@@ -608,10 +623,14 @@ fn an_existing_mailbox_that_cannot_be_opened_is_an_error_not_a_guess() {
     );
     d.fix_owner();
     let case = Case::new(&d, "master");
-    let plan = case.plan();
+    // The person is left out: the plan says why, and exits 1.
+    let out = case.cmd().args(["plan", "plan.yaml"]).output().unwrap();
+    let plan = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{plan}");
     assert!(!plan.contains("<- import mail"), "{plan}");
     assert!(
         plan.contains("cannot open the destination mailbox, nothing planned"),
         "{plan}"
     );
+    assert!(plan.contains("Not migrated: 1 person (1 error)."), "{plan}");
 }

@@ -1,7 +1,8 @@
 //! Items through `plan` and `apply` without a server: Maildir, ICS and CSV sources into Maildir,
 //! ICS and vCard folders. Bad items (a broken ICS event, CSV rows with the wrong number of fields
 //! or bytes that are not UTF-8) are reported with their file and line in the plan and the apply,
-//! skipped, recorded in the state, and the rest is copied; a rerun copies nothing.
+//! skipped, recorded in the state, and the rest is copied; a rerun copies nothing. An apply that
+//! skipped a bad item exits 1 (it did not all arrive), also when it had nothing else to do.
 
 mod common;
 
@@ -69,6 +70,11 @@ items:
     }
 
     fn run(&self, args: &[&str]) -> (String, String) {
+        self.run_code(args, 0)
+    }
+
+    /// Runs mailplan, which must exit with `code`; its stdout and stderr.
+    fn run_code(&self, args: &[&str], code: i32) -> (String, String) {
         let out = Command::cargo_bin("mailplan")
             .unwrap()
             .args(args)
@@ -80,7 +86,14 @@ items:
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         );
-        assert!(out.status.success(), "{o}{e}");
+        assert_eq!(out.status.code(), Some(code), "{o}{e}");
+        (o, e)
+    }
+
+    /// An apply of this case's wave, whose bad items make it exit 1.
+    fn apply(&self) -> (String, String) {
+        let (o, e) = self.run_code(&["apply", "plan.yaml", "--auto-approve"], 1);
+        assert!(e.contains("Apply finished with errors."), "{e}");
         (o, e)
     }
 }
@@ -106,11 +119,20 @@ fn bad_items_are_reported_skipped_and_the_rest_is_copied_once() {
         "{plan}"
     );
 
-    let (_, err) = case.run(&["apply", "plan.yaml", "--auto-approve"]);
+    let (_, err) = case.apply();
     assert!(err.contains("copied 2 events"), "{err}");
     assert!(err.contains("copied 2 contacts"), "{err}");
     assert!(err.contains("bad items skipped"), "{err}");
     assert!(err.contains("  bad item: "), "{err}");
+    // The summary names them too, and counts them: the run did not all arrive.
+    assert!(
+        err.contains("bad item skipped: CN=John Smith,OU=Sales,O=Acme contact: "),
+        "{err}"
+    );
+    assert!(
+        err.contains("0 failed, 0 skipped, 8 bad items skipped"),
+        "{err}"
+    );
     let calendars = case.dir.path().join("out/calendars/jsmith");
     assert_eq!(std::fs::read_dir(&calendars).unwrap().count(), 2);
     let contacts = case.dir.path().join("out/contacts/jsmith");
@@ -134,16 +156,56 @@ fn bad_items_are_reported_skipped_and_the_rest_is_copied_once() {
     assert!(items.contains("bad items skipped (contact)"), "{items}");
     assert!(items.contains("jsmith.csv:3"), "{items}");
 
-    // A rerun copies nothing (bad items are still reported, never copied).
+    // A rerun copies nothing (bad items are still reported, never copied), and an apply with
+    // nothing to change still says they are missing, and fails.
     let (plan, _) = case.run(&["plan", "plan.yaml"]);
     assert!(!plan.contains("<- import"), "{plan}");
     assert!(plan.contains("bad item skipped"), "{plan}");
+    assert!(plan.contains("No changes."), "{plan}");
+    assert!(
+        !plan.contains("the destination matches the plan file"),
+        "{plan}"
+    );
+    let (_, err) = case.apply();
+    assert!(
+        err.contains("0 applied, 0 failed, 0 skipped, 8 bad items skipped"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_items_of_a_person_with_nothing_else_to_copy_are_recorded() {
+    let case = Case::new();
+    let export = case.dir.path().join("export");
+    // Only broken events in the calendar, only bad rows in the contacts: no import of either.
+    std::fs::write(
+        export.join("jsmith.ics"),
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nSUMMARY:no UID, no start\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
+    std::fs::write(
+        export.join("jsmith.csv"),
+        "firstName,lastName,email\nOnly,Two\n",
+    )
+    .unwrap();
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    assert!(!plan.contains("<- import calendar"), "{plan}");
+    assert!(!plan.contains("<- import contacts"), "{plan}");
+    assert!(plan.contains("calendar: bad item skipped"), "{plan}");
+    assert!(plan.contains("contacts: bad item skipped: "), "{plan}");
+    let (_, err) = case.apply();
+    assert!(err.contains("2 bad items skipped"), "{err}");
+    assert!(err.contains("event: "), "{err}");
+    let (items, _) = case.run(&["state", "items", "plan.yaml", "--bad"]);
+    assert!(items.contains("bad item skipped (event)"), "{items}");
+    assert!(items.contains("bad item skipped (contact)"), "{items}");
+    assert!(items.contains("jsmith.csv:2"), "{items}");
 }
 
 #[test]
 fn an_item_deleted_at_the_destination_is_not_copied_back() {
     let case = Case::new();
-    case.run(&["apply", "plan.yaml", "--auto-approve"]);
+    case.apply();
     let calendars = case.dir.path().join("out/calendars/jsmith");
     let first = std::fs::read_dir(&calendars)
         .unwrap()
@@ -196,7 +258,7 @@ fn file_with(dir: &std::path::Path, needle: &str) -> std::path::PathBuf {
 #[test]
 fn items_changed_at_the_source_are_updated_unless_edited_at_the_destination() {
     let case = Case::new();
-    case.run(&["apply", "plan.yaml", "--auto-approve"]);
+    case.apply();
     let export = case.dir.path().join("export");
     let calendars = case.dir.path().join("out/calendars/jsmith");
     let contacts = case.dir.path().join("out/contacts/jsmith");
@@ -223,7 +285,7 @@ fn items_changed_at_the_source_are_updated_unless_edited_at_the_destination() {
     let (json, _) = case.run(&["plan", "plan.yaml", "--json"]);
     assert!(json.contains("\"changed\": 1"), "{json}");
 
-    let (_, err) = case.run(&["apply", "plan.yaml", "--auto-approve"]);
+    let (_, err) = case.apply();
     assert_eq!(
         err.matches("copied 0 events, updated 1 changed at the source")
             .count(),
@@ -271,7 +333,7 @@ fn items_changed_at_the_source_are_updated_unless_edited_at_the_destination() {
     // Edited between the reviewed plan and its apply (a 412 from a server): not overwritten
     // either.
     edit(&bob, "Acme Corp", "Acme (mine)");
-    let (_, err) = case.run(&["apply", "reviewed.plan"]);
+    let (_, err) = case.run_code(&["apply", "reviewed.plan"], 1);
     assert!(
         err.contains("copied 0 contacts (0 B)")
             && err.contains("1 changed at the source but edited at the destination skipped"),

@@ -95,10 +95,10 @@ impl LdapDirectory {
 
     async fn checkout(&self) -> Result<Ldap, String> {
         let pooled = self.idle().pop();
-        if let Some(mut ldap) = pooled {
-            if !ldap.is_closed() {
-                return Ok(ldap);
-            }
+        if let Some(mut ldap) = pooled
+            && !ldap.is_closed()
+        {
+            return Ok(ldap);
         }
         reader::connect(&self.settings)
             .await

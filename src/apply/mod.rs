@@ -2,11 +2,13 @@
 //!
 //! `executor` walks the action graph (bounded parallelism, preconditions checked against live
 //! entries, backups before every change, dependents of a failure skipped); `writer` is the write
-//! side of a directory (LDIF file now; LDAP later); `reporter` shows progress. Apply never
+//! side of a directory (LDIF file, `ldap` for servers); `reporter` shows progress; `outcome`
+//! is what a run did as a whole, left-out persons and skipped items included. Apply never
 //! re-plans: deciding is the planner's job.
 
 pub mod executor;
 pub mod ldap;
+pub mod outcome;
 pub mod reporter;
 pub mod writer;
 
@@ -15,4 +17,5 @@ pub use executor::{
     Reporter, execute, execute_with_importer,
 };
 pub use ldap::LdapDirectory;
+pub use outcome::{Applied, SkippedItem};
 pub use writer::{DirectoryWriter, LdifDirectory, WriteError};

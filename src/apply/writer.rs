@@ -239,10 +239,11 @@ fn remove_abandoned_temporaries(path: &Path) {
             .strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(".tmp"))
             .and_then(|pid| pid.parse::<u32>().ok());
-        if let Some(pid) = pid {
-            if pid != std::process::id() && !crate::state::host::process_alive(pid) {
-                let _ = std::fs::remove_file(f.path());
-            }
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !crate::state::host::process_alive(pid)
+        {
+            let _ = std::fs::remove_file(f.path());
         }
     }
 }

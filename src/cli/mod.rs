@@ -296,11 +296,22 @@ fn plan(args: PlanArgs, style: Style) -> Result<ExitCode, Error> {
             out.display()
         );
     }
+    let errors = plan.summary.not_migrated.error;
+    if errors > 0 {
+        // Everything that could be planned was printed; the plan is still not whole.
+        eprintln!(
+            "error: {errors} {} could not be planned, in whole or in part (see the errors above); applying this plan leaves {} out",
+            if errors == 1 { "person" } else { "persons" },
+            if errors == 1 { "that person" } else { "them" },
+        );
+    }
     // The process ends here: freeing hundreds of thousands of entries one by one would only
     // delay the exit by seconds on large directories.
     std::mem::forget(inputs);
     std::mem::forget(plan);
-    Ok(if args.detailed_exitcode && changes {
+    Ok(if errors > 0 {
+        ExitCode::FAILURE
+    } else if args.detailed_exitcode && changes {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
@@ -352,15 +363,19 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
         Some((s, _)) => PathBuf::from(&s.plan_file),
         None => args.input.clone(),
     };
+    // The plan file and its secrets are checked before anything is written, the state included.
+    let spec = ops::load_checked_spec(&plan_file)?;
     // The lock comes first: what an apply plans from (the state's record of earlier runs) must
     // not change under it.
     let state_dir = ops::state_dir(&plan_file, args.state_dir.as_deref());
     let db = crate::state::StateDb::open(&state_dir)?;
     let lock = db.lock()?;
+    let _destination = ops::lock_destination(&spec)?;
     let (prepared, resume) = match saved {
         Some((saved, fingerprint)) => {
-            let (prepared, resume) = ops::prepare_saved(&args.input, saved, fingerprint, &db)?;
-            if !prepared.plan.has_changes() {
+            let (prepared, resume) =
+                ops::prepare_saved(&args.input, saved, fingerprint, spec, &db)?;
+            if !prepared.plan.has_changes() && !leaves_out_errors(&prepared.plan) {
                 eprintln!("The saved plan has no changes.");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -368,13 +383,16 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
         }
         None => {
             let history = ops::read_history(&db)?;
-            let prepared = ops::prepare_plan_file(&args.input, history, &state_dir)?;
+            let prepared = ops::prepare_plan_file(spec, history, &state_dir)?;
             print_text(&prepared.plan, style)?;
             if !prepared.plan.has_changes() {
-                ops::settle_merges(&db, &prepared)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            if !args.auto_approve && !confirm()? {
+                if !leaves_out_errors(&prepared.plan) {
+                    ops::settle_merges(&db, &prepared)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                // Nothing to change, but not everything is there: the run records what is
+                // left out, and says so.
+            } else if !args.auto_approve && !confirm()? {
                 eprintln!("Apply cancelled.");
                 return Ok(ExitCode::FAILURE);
             }
@@ -386,8 +404,15 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
     Ok(code)
 }
 
+/// Whether a plan leaves out a person because of an error, or an item as bad: then an apply
+/// of it fails even when it has nothing to change.
+fn leaves_out_errors(plan: &Plan) -> bool {
+    plan.has_errors() || plan.summary.bad_items > 0
+}
+
 /// Runs a prepared plan under the state database's lock (held by the caller), recording the
-/// run, and prints the summary. Exit 0 only when every action applied.
+/// run, and prints the summary. Exit 0 only when everything arrived: every action applied, no
+/// person left out for an error, no item skipped.
 fn execute(
     prepared: ops::Prepared,
     db: crate::state::StateDb,
@@ -426,7 +451,7 @@ fn execute(
         source: e,
     })?;
     let as_journal: Arc<dyn crate::apply::Journal> = journal.clone();
-    let report = runtime.block_on(async move {
+    let applied = runtime.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         // Ctrl-C: start nothing new, let running actions finish, then report.
         tokio::spawn(async move {
@@ -445,19 +470,20 @@ fn execute(
         )
         .await
     })?;
-    let outcome = if report.succeeded() {
+    // The run's record says what its actions did; whether everything arrived is the exit code.
+    let outcome = if applied.report.succeeded() {
         crate::state::RunOutcome::Succeeded
-    } else if report.interrupted {
+    } else if applied.report.interrupted {
         crate::state::RunOutcome::Interrupted
     } else {
         crate::state::RunOutcome::Failed
     };
-    if report.succeeded() {
+    if applied.report.succeeded() {
         journal.settle(&settle)?;
     }
     journal.finish(outcome)?;
-    eprint!("{}", render::apply_summary(&report, style));
-    Ok(if report.succeeded() {
+    eprint!("{}", render::apply_summary(&applied, style));
+    Ok(if applied.succeeded() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -534,9 +560,11 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
             dn,
             auto_approve,
         } => {
+            let spec = ops::load_checked_spec(&a.plan)?;
             let db = open(&a)?;
             let lock = db.lock()?;
-            let prepared = ops::prepare_restore(&a.plan, &db, &dn)?;
+            let _destination = ops::lock_destination(&spec)?;
+            let prepared = ops::prepare_restore(spec, &db, &dn)?;
             print_text(&prepared.plan, style)?;
             if !prepared.plan.has_changes() {
                 return Ok(ExitCode::SUCCESS);

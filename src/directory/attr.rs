@@ -424,12 +424,12 @@ impl Serialize for Value {
 impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        if let Some(b64) = s.strip_prefix("base64:") {
-            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) {
-                let v = Value::bytes(bytes);
-                if v.is_binary() {
-                    return Ok(v);
-                }
+        if let Some(b64) = s.strip_prefix("base64:")
+            && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64)
+        {
+            let v = Value::bytes(bytes);
+            if v.is_binary() {
+                return Ok(v);
             }
         }
         Ok(Value::text(s))

@@ -321,11 +321,11 @@ fn for_each_record(
             let mut lines = &record[..];
             if !seen_first {
                 seen_first = true;
-                if let Some((first, rest)) = lines.split_first() {
-                    if name_is(&first.text, "version") {
-                        check_version(first)?;
-                        lines = rest;
-                    }
+                if let Some((first, rest)) = lines.split_first()
+                    && name_is(&first.text, "version")
+                {
+                    check_version(first)?;
+                    lines = rest;
                 }
             }
             if let Some((dn_line, rest)) = lines.split_first() {

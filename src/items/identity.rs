@@ -90,10 +90,10 @@ pub fn normalise_message_id(id: &str) -> Option<String> {
     if id.is_empty() {
         return None;
     }
-    if let Some((left, _right)) = id.rsplit_once('@') {
-        if is_domino_left(left) {
-            return Some(format!("domino:{left}"));
-        }
+    if let Some((left, _right)) = id.rsplit_once('@')
+        && is_domino_left(left)
+    {
+        return Some(format!("domino:{left}"));
     }
     Some(format!("mid:{id}"))
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::apply::Importer;
+use crate::apply::{Importer, SkippedItem};
 use crate::directory::Dn;
 use crate::items::contacts::VcardObject;
 use crate::items::endpoints::MailEndpoints;
@@ -41,6 +41,8 @@ pub struct ItemImporter {
     endpoints: BTreeMap<Dn, PersonEndpoints>,
     state_dir: PathBuf,
     run: RunId,
+    /// The bad items the imports of this run skipped, for the run's summary.
+    skipped: std::sync::Mutex<Vec<SkippedItem>>,
 }
 
 /// What one import did.
@@ -68,7 +70,43 @@ impl ItemImporter {
             endpoints,
             state_dir,
             run,
+            skipped: Default::default(),
         }
+    }
+
+    /// The bad items this run's imports skipped (and forgotten here).
+    pub fn take_skipped(&self) -> Vec<SkippedItem> {
+        std::mem::take(&mut *self.skipped.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Records in the state the bad items the plan found for a person whose import of that kind
+    /// did not run (there was nothing else to copy, or it failed), as the imports record theirs,
+    /// so `mailplan state items --bad` lists every one.
+    pub fn record_planned_bad(&self, source: &Dn, kind: ItemKind, bad: &[BadItem]) {
+        let Some(ep) = self.endpoints.get(source) else {
+            return;
+        };
+        let mailbox = match kind {
+            ItemKind::Mail => ep
+                .mail
+                .as_ref()
+                .and_then(|m| m.as_ref().ok())
+                .map(|m| m.destination.ledger_name()),
+            ItemKind::Calendar => ep
+                .calendar
+                .as_ref()
+                .and_then(|c| c.as_ref().ok())
+                .map(|c| c.destination.ledger_name()),
+            ItemKind::Contacts => ep
+                .contacts
+                .as_ref()
+                .and_then(|c| c.as_ref().ok())
+                .map(|c| c.destination.ledger_name()),
+        };
+        let (Some(mailbox), Ok(db)) = (mailbox, StateDb::open(&self.state_dir)) else {
+            return;
+        };
+        record_bad(&db, self.run, &mailbox, kind.ledger_kind(), bad);
     }
 
     async fn run_import(&self, action: &Action) -> Result<ImportReport, String> {
@@ -527,6 +565,19 @@ impl Importer for ItemImporter {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             let report = self.run_import(action).await?;
+            let kind = match action.kind {
+                ActionKind::ImportMail => ItemKind::Mail,
+                ActionKind::ImportCalendar => ItemKind::Calendar,
+                _ => ItemKind::Contacts,
+            };
+            self.skipped
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(report.bad.iter().map(|b| SkippedItem {
+                    source: action.subject.clone(),
+                    kind,
+                    item: b.clone(),
+                }));
             let (one, many) = match action.kind {
                 ActionKind::ImportMail => ("message", "messages"),
                 ActionKind::ImportCalendar => ("event", "events"),

@@ -128,8 +128,8 @@ pub fn gather(
     {
         Ok(r) => r,
         Err(e) => {
-            for dn in endpoints.keys() {
-                out.insert(dn.clone(), failed_mail(e.to_string()));
+            for (dn, ep) in endpoints {
+                out.insert(dn.clone(), failed_all(ep, e.to_string()));
             }
             return Ok(out);
         }
@@ -137,27 +137,39 @@ pub fn gather(
     let results: Vec<(Dn, PersonInventory)> = runtime.block_on(async {
         let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
+        // Which person each task is for, so a task that fails is that person's error.
+        let mut persons = BTreeMap::new();
         for (dn, ep) in endpoints {
             if ep.is_empty() {
                 continue;
             }
-            let (dn, ep, items, ledger, permits) = (
+            let (task_dn, ep, items, ledger, permits) = (
                 dn.clone(),
                 ep.clone(),
                 items.clone(),
                 ledger.clone(),
                 permits.clone(),
             );
-            tasks.spawn(async move {
+            let handle = tasks.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 let inv = person_inventory(&ep, items.as_ref().as_ref(), &ledger).await;
-                (dn, inv)
+                (task_dn, inv)
             });
+            persons.insert(handle.id(), dn);
         }
         let mut results = Vec::new();
         while let Some(r) = tasks.join_next().await {
-            if let Ok(r) = r {
-                results.push(r);
+            match r {
+                Ok(r) => results.push(r),
+                Err(e) => {
+                    if let Some(dn) = persons.get(&e.id()) {
+                        let ep = &endpoints[dn];
+                        results.push((
+                            (*dn).clone(),
+                            failed_all(ep, format!("the inventory failed: {e}")),
+                        ));
+                    }
+                }
             }
         }
         results
@@ -269,9 +281,11 @@ fn pim_inventory<T>(sel: pim::PimSelection<T>, size: impl Fn(&T) -> u64) -> Inve
     }
 }
 
-fn failed_mail(e: String) -> PersonInventory {
+/// Every kind the person's endpoints copy, failed with `e`.
+fn failed_all(ep: &PersonEndpoints, e: String) -> PersonInventory {
     PersonInventory {
-        mail: Some(failed(e)),
-        ..Default::default()
+        mail: ep.mail.as_ref().map(|_| failed(e.clone())),
+        calendar: ep.calendar.as_ref().map(|_| failed(e.clone())),
+        contacts: ep.contacts.as_ref().map(|_| failed(e)),
     }
 }

@@ -53,10 +53,10 @@ impl AddressSet {
     /// Adds an address; an existing one with the same key keeps its spelling and flag.
     pub fn insert(&mut self, p: ProxyAddress) {
         let key = p.key();
-        if let Some(existing) = self.by_key.get(&key) {
-            if existing.primary || !p.primary {
-                return;
-            }
+        if let Some(existing) = self.by_key.get(&key)
+            && (existing.primary || !p.primary)
+        {
+            return;
         }
         if p.primary {
             for other in self.by_key.values_mut().filter(|o| o.kind == p.kind) {
@@ -103,10 +103,10 @@ impl AddressSet {
             if kind == "X500" || kind == "X400" {
                 continue;
             }
-            if self.primary(&kind).is_none() {
-                if let Some(first) = self.by_key.values_mut().find(|p| p.kind == kind) {
-                    first.primary = true;
-                }
+            if self.primary(&kind).is_none()
+                && let Some(first) = self.by_key.values_mut().find(|p| p.kind == kind)
+            {
+                first.primary = true;
             }
         }
     }

@@ -71,6 +71,49 @@ pub struct Subject {
     /// Soft candidates and ambiguous candidates, for review.
     pub candidates: Vec<CandidateInfo>,
     pub messages: Vec<Message>,
+    /// Items that cannot be copied (a broken event, a bad CSV row, an unreadable message, a
+    /// folder that cannot be mapped safely), found when the plan was made: skipped, counted in
+    /// the summary, and recorded in the state by apply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bad_items: Vec<BadItemInfo>,
+}
+
+/// One item left out of an import, with where it is and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct BadItemInfo {
+    pub kind: crate::items::ItemKind,
+    /// `path:line`, `path: UID x`, or `folder/message` for mail.
+    pub location: String,
+    pub message: String,
+}
+
+/// A person the plan does not migrate, in whole or in part, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    pub name: String,
+    pub source: Dn,
+    pub status: Status,
+    pub reason: String,
+}
+
+/// Persons not migrated by this plan, by reason. Errors make `plan` and `apply` exit 1;
+/// ambiguities and confirmations are decisions left to the administrator.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+pub struct NotMigrated {
+    /// Persons that could not be planned, in whole or in part (status `error`).
+    pub error: usize,
+    /// Persons whose match is ambiguous (status `ambiguous`).
+    pub ambiguous: usize,
+    /// Persons awaiting a confirmed soft match (status `needs_confirmation`).
+    pub needs_confirmation: usize,
+}
+
+impl NotMigrated {
+    pub fn total(&self) -> usize {
+        self.error + self.ambiguous + self.needs_confirmation
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -284,6 +327,9 @@ pub struct Summary {
     /// on their subjects, skipped by the imports.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bad_items: u64,
+    /// Persons not migrated, by reason.
+    #[serde(default)]
+    pub not_migrated: NotMigrated,
     /// Subjects per status.
     pub subjects: BTreeMap<Status, usize>,
     /// Persons per scenario ("1" … "6").
@@ -295,6 +341,56 @@ impl Plan {
     /// True when applying would change anything.
     pub fn has_changes(&self) -> bool {
         !self.actions.is_empty()
+    }
+
+    /// True when a person could not be planned, in whole or in part: `plan` and `apply` exit 1.
+    pub fn has_errors(&self) -> bool {
+        self.summary.not_migrated.error > 0
+    }
+
+    /// Every person this plan does not migrate (wholly), with why, in plan order.
+    pub fn left_out(&self) -> Vec<LeftOut> {
+        self.subjects
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.status,
+                    Status::Error | Status::Ambiguous | Status::NeedsConfirmation
+                )
+            })
+            .map(|s| {
+                let errors: Vec<&str> = s
+                    .messages
+                    .iter()
+                    .filter(|m| m.level == Level::Error)
+                    .map(|m| m.text.as_str())
+                    .collect();
+                let reason = match s.status {
+                    Status::NeedsConfirmation => {
+                        let names: Vec<String> =
+                            s.candidates.iter().map(|c| c.object.to_string()).collect();
+                        format!(
+                            "awaiting confirmation of a soft match (candidates: {})",
+                            names.join("; ")
+                        )
+                    }
+                    // The planner's own wording starts with the status the line already says.
+                    Status::Ambiguous if !errors.is_empty() => errors
+                        .iter()
+                        .map(|e| e.strip_prefix("ambiguous: ").unwrap_or(e))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    _ if !errors.is_empty() => errors.join("; "),
+                    _ => "no reason recorded".to_string(),
+                };
+                LeftOut {
+                    name: s.name.clone(),
+                    source: s.source.clone(),
+                    status: s.status,
+                    reason,
+                }
+            })
+            .collect()
     }
 
     pub fn summarise(subjects: &[Subject], actions: &[Action]) -> Summary {
@@ -317,6 +413,13 @@ impl Plan {
         }
         for subj in subjects {
             *s.subjects.entry(subj.status).or_default() += 1;
+            match subj.status {
+                Status::Error => s.not_migrated.error += 1,
+                Status::Ambiguous => s.not_migrated.ambiguous += 1,
+                Status::NeedsConfirmation => s.not_migrated.needs_confirmation += 1,
+                Status::Planned | Status::Unchanged => {}
+            }
+            s.bad_items += subj.bad_items.len() as u64;
             if let Some(n) = subj.scenario {
                 *s.scenarios.entry(n.to_string()).or_default() += 1;
             }

@@ -13,7 +13,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use crate::directory::address::{address_key, smtp_domain};
 use crate::directory::snapshot::name_key;
 use crate::directory::{AttrName, Attrs, Dn, Entry, ProxyAddress, Snapshot, Value, ValueSet};
-use crate::items::{Inventories, Inventory};
+use crate::items::{Inventories, Inventory, ItemKind};
 use crate::matching::{By, Candidate, Class, Matches, Outcome, PersonMatch};
 use crate::spec::{Flavor, MergePolicy, Role, Spec, Template, TemplatePart};
 
@@ -154,16 +154,9 @@ fn plan_on(
     let Planner {
         subjects, actions, ..
     } = p;
-    let mut summary = Plan::summarise(&subjects, &actions);
-    // Bad items of the persons that get imports (an ambiguous person's items are not looked at).
-    summary.bad_items = subjects
-        .iter()
-        .filter(|s| s.status == Status::Planned || s.status == Status::Unchanged)
-        .filter_map(|s| inventories.get(&s.source))
-        .flat_map(|i| [&i.mail, &i.calendar, &i.contacts])
-        .flatten()
-        .map(|i| i.bad.len() as u64)
-        .sum();
+    // Bad items are those of the persons that get imports (an ambiguous person's items are not
+    // looked at): `imports` puts them on the subject.
+    let summary = Plan::summarise(&subjects, &actions);
     Ok(Plan {
         format_version: FORMAT_VERSION.into(),
         subjects,
@@ -209,21 +202,20 @@ fn check_destination(spec: &Spec, dest: &Snapshot) -> Vec<String> {
             d.container
         ));
     }
-    if let Some(db) = &d.mailbox_database {
-        if !dest.contains(db) {
-            problems.push(format!("mailbox database `{db}` (destination.mailbox_database) does not exist in the destination"));
-        }
+    if let Some(db) = &d.mailbox_database
+        && !dest.contains(db)
+    {
+        problems.push(format!("mailbox database `{db}` (destination.mailbox_database) does not exist in the destination"));
     }
     if let Some(c) = spec
         .distribution_lists
         .as_ref()
         .and_then(|l| l.container.as_ref())
+        && !dest.contains(c)
     {
-        if !dest.contains(c) {
-            problems.push(format!(
-                "container `{c}` (distribution_lists.container) does not exist in the destination"
-            ));
-        }
+        problems.push(format!(
+            "container `{c}` (distribution_lists.container) does not exist in the destination"
+        ));
     }
     for domain in &d.domains {
         if !domain_exists(dest, domain) {
@@ -244,10 +236,10 @@ fn check_destination(spec: &Spec, dest: &Snapshot) -> Vec<String> {
 /// holds the domain's own DC object (a generic LDAP mail directory's convention).
 fn domain_exists(dest: &Snapshot, domain: &str) -> bool {
     let dc: Vec<String> = domain.split('.').map(|l| format!("DC={l}")).collect();
-    if let Ok(dn) = Dn::parse(&dc.join(",")) {
-        if dest.contains(&dn) {
-            return true;
-        }
+    if let Ok(dn) = Dn::parse(&dc.join(","))
+        && dest.contains(&dn)
+    {
+        return true;
     }
     dest.entries().iter().any(|e| {
         e.has_class("msExchAcceptedDomain")
@@ -444,8 +436,12 @@ impl<'a> Planner<'a> {
                     text: w.clone(),
                 })
                 .collect(),
+            bad_items: Vec::new(),
         };
         let first_action = self.actions.len();
+        // Set when part of the person's items could not be planned: what could be planned
+        // still is, and the person counts as not (wholly) migrated.
+        let mut items_failed = false;
         match &pm.outcome {
             Outcome::Ambiguous { reason, candidates } => {
                 subject.status = Status::Ambiguous;
@@ -488,7 +484,7 @@ impl<'a> Planner<'a> {
                 match created {
                     Some(mailbox) => {
                         self.contacts(pm, &mailbox, &mut subject);
-                        self.imports(pm, &mailbox, &mut subject);
+                        items_failed = !self.imports(pm, &mailbox, &mut subject);
                     }
                     None => subject.status = Status::Error,
                 }
@@ -528,7 +524,7 @@ impl<'a> Planner<'a> {
                         if candidate.via != crate::matching::Via::Remigrate {
                             self.contacts(pm, &mailbox, &mut subject);
                         }
-                        self.imports(pm, &mailbox, &mut subject);
+                        items_failed = !self.imports(pm, &mailbox, &mut subject);
                     }
                     None => subject.status = Status::Error,
                 }
@@ -546,22 +542,40 @@ impl<'a> Planner<'a> {
                 self.targets
                     .insert(person.dn.clone(), (m.object.clone(), producer));
             }
+            // Its directory actions (and its lists' use of its mailbox) stand; the person is
+            // still reported as left out, with the reason among its messages.
+            if items_failed {
+                subject.status = Status::Error;
+            }
         }
         self.subjects.push(subject);
     }
 
     /// The person's imports: one action per kind whose inventory has new items, after the action
     /// that makes the mailbox. Bad items and unreadable stores become messages on the subject.
-    fn imports(&mut self, pm: &PersonMatch, mailbox: &Mailbox, subject: &mut Subject) {
+    /// False when an import could not be planned (its store could not be read): the error is
+    /// among the subject's messages.
+    fn imports(&mut self, pm: &PersonMatch, mailbox: &Mailbox, subject: &mut Subject) -> bool {
         let Some(inv) = self.inventories.get(&pm.person.dn) else {
-            return;
+            return true;
         };
-        let kinds: [(ActionKind, &Option<Inventory>, &str); 3] = [
-            (ActionKind::ImportMail, &inv.mail, "mail"),
-            (ActionKind::ImportCalendar, &inv.calendar, "calendar"),
-            (ActionKind::ImportContacts, &inv.contacts, "contacts"),
+        let mut planned = true;
+        let kinds: [(ActionKind, ItemKind, &Option<Inventory>, &str); 3] = [
+            (ActionKind::ImportMail, ItemKind::Mail, &inv.mail, "mail"),
+            (
+                ActionKind::ImportCalendar,
+                ItemKind::Calendar,
+                &inv.calendar,
+                "calendar",
+            ),
+            (
+                ActionKind::ImportContacts,
+                ItemKind::Contacts,
+                &inv.contacts,
+                "contacts",
+            ),
         ];
-        for (kind, inv, what) in kinds {
+        for (kind, item_kind, inv, what) in kinds {
             let Some(inv) = inv else { continue };
             for bad in &inv.bad {
                 subject.messages.push(Message {
@@ -571,12 +585,18 @@ impl<'a> Planner<'a> {
                         bad.location, bad.message
                     ),
                 });
+                subject.bad_items.push(BadItemInfo {
+                    kind: item_kind,
+                    location: bad.location.clone(),
+                    message: bad.message.clone(),
+                });
             }
             if let Some(e) = &inv.error {
                 subject.messages.push(Message {
                     level: Level::Error,
                     text: format!("{what}: cannot take the inventory, nothing planned: {e}"),
                 });
+                planned = false;
                 continue;
             }
             if let Some(e) = &inv.destination_unavailable {
@@ -588,6 +608,7 @@ impl<'a> Planner<'a> {
                             "{what}: cannot open the destination mailbox, nothing planned: {e}"
                         ),
                     });
+                    planned = false;
                     continue;
                 }
                 subject.messages.push(Message {
@@ -635,6 +656,7 @@ impl<'a> Planner<'a> {
                 }),
             });
         }
+        planned
     }
 
     /// The person's SMTP addresses with the intended primary first.
@@ -1020,18 +1042,17 @@ impl Planner<'_> {
         for p in self.usable_addresses(pm, Some(&entry.dn), subject).iter() {
             addrs.insert_secondary(p.clone());
         }
-        if existing_primary.is_none() {
-            if let Some(p) = self
+        if existing_primary.is_none()
+            && let Some(p) = self
                 .intended_primary(pm)
                 .filter(|p| addrs.contains_key(&address_key("SMTP", p)))
-            {
-                addrs.set_primary(&ProxyAddress::smtp(&p, true));
-            }
+        {
+            addrs.set_primary(&ProxyAddress::smtp(&p, true));
         }
-        if addrs.primary("SMTP").is_none() {
-            if let Some(routing) = self.routing_address(pm, &sam) {
-                addrs.set_primary(&routing);
-            }
+        if addrs.primary("SMTP").is_none()
+            && let Some(routing) = self.routing_address(pm, &sam)
+        {
+            addrs.set_primary(&routing);
         }
         addrs.ensure_primaries();
         if addrs.primary("SMTP").is_none() {
@@ -1242,10 +1263,10 @@ impl Planner<'_> {
             for p in AddressSet::of_entry(self.flavor, contact).iter() {
                 addrs.insert_secondary(p.clone());
             }
-            if self.flavor == Flavor::ActiveDirectory {
-                if let Some(l) = contact.text("legacyExchangeDN") {
-                    addrs.insert_secondary(ProxyAddress::x500(l));
-                }
+            if self.flavor == Flavor::ActiveDirectory
+                && let Some(l) = contact.text("legacyExchangeDN")
+            {
+                addrs.insert_secondary(ProxyAddress::x500(l));
             }
         }
         if let Some(p) = self.intended_primary(pm) {
@@ -1415,6 +1436,7 @@ impl Planner<'_> {
                 contacts: Vec::new(),
                 candidates: Vec::new(),
                 messages: t.messages,
+                bad_items: Vec::new(),
             };
             let first_action = self.actions.len();
             let mut depends = BTreeSet::new();
@@ -1621,10 +1643,10 @@ pub(crate) fn diff(before: &Attrs, after: Attrs) -> Vec<Change> {
                 }
             }
             std::cmp::Ordering::Equal => {
-                if let (Some((_, old)), Some((name, new))) = (olds.next(), news.next()) {
-                    if *old != new {
-                        out.push(change(name, old.clone(), new));
-                    }
+                if let (Some((_, old)), Some((name, new))) = (olds.next(), news.next())
+                    && *old != new
+                {
+                    out.push(change(name, old.clone(), new));
                 }
             }
         }

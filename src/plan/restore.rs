@@ -71,6 +71,7 @@ pub fn restore(backup: &Entry, live: Option<&Entry>) -> Plan {
                 "add the deleted entry back from its backup".into()
             },
         }],
+        bad_items: Vec::new(),
     }];
     let summary = Plan::summarise(&subjects, &actions);
     Plan {

@@ -19,10 +19,15 @@ pub fn symbol(kind: ActionKind) -> &'static str {
     }
 }
 
-/// The end of an apply: counts, then every failure with its reason and every skip with its cause.
-pub fn apply_summary(report: &crate::apply::Report, style: text::Style) -> String {
+/// Items listed one by one at the end of an apply; the rest are counted (the state lists all).
+const SKIPPED_SHOWN: usize = 20;
+
+/// The end of an apply: every failure with its reason, every person left out with why, the
+/// items skipped, then the counts. "Apply complete!" only when nothing at all was left out.
+pub fn apply_summary(applied: &crate::apply::Applied, style: text::Style) -> String {
     use crate::apply::ActionResult;
     use std::fmt::Write as _;
+    let report = &applied.report;
     let mut out = String::new();
     let failed: Vec<_> = report
         .results
@@ -41,16 +46,51 @@ pub fn apply_summary(report: &crate::apply::Report, style: text::Style) -> Strin
             );
         }
     }
-    let head = if report.succeeded() {
+    for l in &applied.left_out {
+        let what = match l.status {
+            crate::plan::Status::Error => "not migrated (error)",
+            crate::plan::Status::Ambiguous => "not migrated (ambiguous)",
+            _ => "not migrated (awaiting confirmation)",
+        };
+        let _ = writeln!(out, "{what}: {} ({}): {}", l.name, l.source, l.reason);
+    }
+    for s in applied.skipped.iter().take(SKIPPED_SHOWN) {
+        let _ = writeln!(
+            out,
+            "bad item skipped: {} {}: {}: {}",
+            s.source,
+            s.kind.ledger_kind(),
+            s.item.location,
+            s.item.message
+        );
+    }
+    if applied.skipped.len() > SKIPPED_SHOWN {
+        let _ = writeln!(
+            out,
+            "... and {} more bad items (`mailplan state items PLAN --bad` lists them all)",
+            text::thousands((applied.skipped.len() - SKIPPED_SHOWN) as u64)
+        );
+    }
+    let head = if applied.complete() {
         "Apply complete!"
     } else if report.interrupted {
         "Apply interrupted."
+    } else if applied.succeeded() {
+        "Apply finished; some persons await a decision."
     } else {
         "Apply finished with errors."
     };
+    let mut not_migrated = crate::plan::NotMigrated::default();
+    for l in &applied.left_out {
+        match l.status {
+            crate::plan::Status::Error => not_migrated.error += 1,
+            crate::plan::Status::Ambiguous => not_migrated.ambiguous += 1,
+            _ => not_migrated.needs_confirmation += 1,
+        }
+    }
     let _ = writeln!(
         out,
-        "{} {} applied{}, {} failed, {} skipped{} in {:.1} s.",
+        "{} {} applied{}, {} failed, {} skipped{}{} in {:.1} s.{}",
         text::bold(style, head),
         report.applied() - earlier,
         if earlier > 0 {
@@ -65,7 +105,13 @@ pub fn apply_summary(report: &crate::apply::Report, style: text::Style) -> Strin
         } else {
             String::new()
         },
-        report.elapsed.as_secs_f64()
+        match applied.skipped.len() {
+            0 => String::new(),
+            1 => ", 1 bad item skipped".to_string(),
+            n => format!(", {} bad items skipped", text::thousands(n as u64)),
+        },
+        report.elapsed.as_secs_f64(),
+        text::not_migrated(&not_migrated),
     );
     out
 }

@@ -129,7 +129,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -519,14 +519,26 @@ fn word_diff(before: &str, after: &str, style: Style) -> String {
     out
 }
 
+/// The last line: what the plan changes, and who and what it leaves out. "The destination
+/// matches the plan file" is said only when nothing is left out.
 pub fn summary_line(plan: &Plan, style: Style) -> String {
     let s = &plan.summary;
+    let left_out = not_migrated(&s.not_migrated);
     if !plan.has_changes() {
         let mut out = style.bold("No changes.").to_string();
-        out.push_str(&format!(
-            " {} subjects checked; the destination matches the plan file.\n",
-            plan.subjects.len()
-        ));
+        out.push_str(&format!(" {} subjects checked", plan.subjects.len()));
+        if left_out.is_empty() && s.bad_items == 0 {
+            out.push_str("; the destination matches the plan file.\n");
+        } else {
+            out.push('.');
+            out.push_str(&left_out);
+            match s.bad_items {
+                0 => {}
+                1 => out.push_str(" 1 bad item cannot be copied."),
+                n => out.push_str(&format!(" {} bad items cannot be copied.", thousands(n))),
+            }
+            out.push('\n');
+        }
         return out;
     }
     let bad = match s.bad_items {
@@ -535,7 +547,7 @@ pub fn summary_line(plan: &Plan, style: Style) -> String {
         n => format!("; {} bad items skipped", thousands(n)),
     };
     format!(
-        "{} {} to create, {} to convert, {} to update, {} to delete, {} imports ({} messages, {} events, {} contacts{bad}).\n",
+        "{} {} to create, {} to convert, {} to update, {} to delete, {} imports ({} messages, {} events, {} contacts{bad}).{left_out}\n",
         style.bold("Plan:"),
         s.create,
         s.convert,
@@ -545,6 +557,35 @@ pub fn summary_line(plan: &Plan, style: Style) -> String {
         thousands(s.messages),
         thousands(s.events),
         thousands(s.contacts)
+    )
+}
+
+/// ` Not migrated: 4 persons (1 error, 2 ambiguous, 1 awaiting confirmation).`, or nothing
+/// when every person is migrated. Shared by the plan's last line and apply's summary.
+pub fn not_migrated(n: &crate::plan::NotMigrated) -> String {
+    if n.total() == 0 {
+        return String::new();
+    }
+    let mut parts = Vec::new();
+    match n.error {
+        0 => {}
+        1 => parts.push("1 error".to_string()),
+        e => parts.push(format!("{} errors", thousands(e as u64))),
+    }
+    if n.ambiguous > 0 {
+        parts.push(format!("{} ambiguous", thousands(n.ambiguous as u64)));
+    }
+    if n.needs_confirmation > 0 {
+        parts.push(format!(
+            "{} awaiting confirmation",
+            thousands(n.needs_confirmation as u64)
+        ));
+    }
+    format!(
+        " Not migrated: {} {} ({}).",
+        thousands(n.total() as u64),
+        if n.total() == 1 { "person" } else { "persons" },
+        parts.join(", ")
     )
 }
 

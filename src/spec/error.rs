@@ -41,6 +41,7 @@ pub mod codes {
     pub const CONFLICTING_PINS: &str = "mailplan::spec::conflicting_pins";
     pub const INCLUDED_AND_EXCLUDED: &str = "mailplan::spec::included_and_excluded";
     pub const NOT_IN_DIRECTORY: &str = "mailplan::spec::not_in_directory";
+    pub const SECRET_UNAVAILABLE: &str = "mailplan::spec::secret_unavailable";
     /// A check failed without saying why: a bug, reported rather than hidden.
     pub const INCOMPLETE: &str = "mailplan::spec::incomplete";
 }

@@ -138,6 +138,52 @@ pub fn check_against(
     }
 }
 
+/// Reads every secret the plan file names, once each, before anything connects: a variable
+/// that is not set or a file that cannot be read is one problem, at every place that names it,
+/// reported together with the others. The values are not kept: each connection reads its
+/// secret again when it opens (the same one, unless it changed meanwhile).
+pub fn check_secrets(spec: &Spec) -> Result<(), PlanFileError> {
+    let mut failures: Vec<(&Secret, SecretError, Vec<&SecretUse>)> = Vec::new();
+    let mut checked: Vec<&Secret> = Vec::new();
+    for used in &spec.secrets {
+        if let Some(f) = failures.iter_mut().find(|f| *f.0 == used.secret) {
+            f.2.push(used);
+            continue;
+        }
+        if checked.contains(&&used.secret) {
+            continue;
+        }
+        checked.push(&used.secret);
+        if let Err(e) = used.secret.resolve() {
+            failures.push((&used.secret, e, vec![used]));
+        }
+    }
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let problems = failures
+        .into_iter()
+        .map(|(secret, error, uses)| {
+            let keys: Vec<String> = uses.iter().map(|u| format!("`{}`", u.key)).collect();
+            let help = match secret {
+                Secret::Env(name) => format!(
+                    "set it before running mailplan (`export {name}=…`, or from your secret store), or point the key at a file with `{{ file: PATH }}`"
+                ),
+                Secret::File(_) => "create the file with the secret as its only line, readable by the user that runs mailplan (paths are relative to the plan file)".to_string(),
+            };
+            let mut p = Problem::new(
+                codes::SECRET_UNAVAILABLE,
+                format!("{error} (needed by {}); nothing was connected", keys.join(", ")),
+            );
+            for u in uses {
+                p = p.label(range(u.span), "named here");
+            }
+            p.help(help)
+        })
+        .collect();
+    Err(PlanFileError::new(&spec.path, &spec.text, problems))
+}
+
 #[derive(Clone, Copy)]
 enum Side {
     Source,
@@ -425,6 +471,8 @@ struct Checker<'t> {
     index: SpanIndex,
     problems: Vec<Problem>,
     unknown: BTreeSet<YamlPath>,
+    /// Every secret named so far, for `check_secrets`.
+    secrets: Vec<SecretUse>,
 }
 
 /// A calendar or contacts destination before it is given its kind.
@@ -442,6 +490,7 @@ impl<'t> Checker<'t> {
             index: SpanIndex::lines(text),
             problems: Vec::new(),
             unknown: BTreeSet::new(),
+            secrets: Vec::new(),
         }
     }
 
@@ -595,6 +644,7 @@ impl<'t> Checker<'t> {
             merge: merge?,
             distribution_lists: distribution_lists?,
             items: items?,
+            secrets: std::mem::take(&mut self.secrets),
         })
     }
 
@@ -1051,14 +1101,12 @@ impl<'t> Checker<'t> {
             if let Some(rest) = head
                 .strip_prefix(form.as_str())
                 .and_then(|r| r.strip_prefix(": "))
-            {
-                if path
+                && path
                     .as_ref()
                     .is_none_or(|q: &YamlPath| q.serde_yaml_form().len() < form.len())
-                {
-                    path = Some(p.clone());
-                    body = rest;
-                }
+            {
+                path = Some(p.clone());
+                body = rest;
             }
         }
         let location = e.location().map(|l| {
@@ -2057,7 +2105,10 @@ impl<'t> Checker<'t> {
                 None
             }
         };
-        let password = i.password.as_ref().map(|p| self.secret(p));
+        let password = i
+            .password
+            .as_ref()
+            .map(|p| self.secret(p, &path.key("password")));
         let (host, port, tls) = url?;
         let security = match (tls, i.tls) {
             (true, _) => ImapSecurity::Tls,
@@ -2077,11 +2128,22 @@ impl<'t> Checker<'t> {
         })
     }
 
-    fn secret(&self, s: &raw::Secret) -> Secret {
-        match s {
-            raw::Secret::Env(name) => Secret::Env(name.clone()),
-            raw::Secret::File(f) => Secret::File(self.resolve(f)),
-        }
+    /// The secret at `path` (a `password` key), remembered with where it is written.
+    fn secret(&mut self, s: &raw::Secret, path: &YamlPath) -> Secret {
+        let (secret, inner) = match s {
+            raw::Secret::Env(name) => (Secret::Env(name.clone()), "env"),
+            raw::Secret::File(f) => (Secret::File(self.resolve(f)), "file"),
+        };
+        let span = self
+            .index
+            .value_span(&path.key(inner))
+            .unwrap_or_else(|| self.span(path));
+        self.secrets.push(SecretUse {
+            secret: secret.clone(),
+            key: path.to_string(),
+            span: (span.start, span.len()).into(),
+        });
+        secret
     }
 
     fn folders(&mut self, f: raw::Folders, path: &YamlPath) -> Option<FolderMapping> {
@@ -2259,7 +2321,10 @@ impl<'t> Checker<'t> {
         Some(DavStore {
             url: url?,
             login: login?,
-            password: d.password.as_ref().map(|p| self.secret(p)),
+            password: d
+                .password
+                .as_ref()
+                .map(|p| self.secret(p, &path.key("password"))),
             ca_file: d.ca_file.as_deref().map(|f| self.resolve(f)),
             insecure: d.insecure.unwrap_or(false),
             vcard_version: version?,
@@ -2323,10 +2388,10 @@ impl<'t> Checker<'t> {
                 }
             }
         };
-        let password = l.password.as_ref().map(|s| match s {
-            raw::Secret::Env(name) => Secret::Env(name.clone()),
-            raw::Secret::File(file) => Secret::File(self.resolve(file)),
-        });
+        let password = l
+            .password
+            .as_ref()
+            .map(|s| self.secret(s, &path.key("password")));
         if password.is_some() && l.bind_dn.is_none() {
             let p = path.key("password");
             let span = self.key_span(&p);

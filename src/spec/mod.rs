@@ -15,6 +15,8 @@ mod schema;
 mod span;
 
 pub use error::{Label, PlanFileError, Problem, codes};
-pub use load::{DEFAULT_GROUP_FILTER, DEFAULT_MERGE_ATTRIBUTES, check_against, load, parse};
+pub use load::{
+    DEFAULT_GROUP_FILTER, DEFAULT_MERGE_ATTRIBUTES, check_against, check_secrets, load, parse,
+};
 pub use model::*;
 pub use schema::json_schema;

@@ -27,6 +27,19 @@ pub struct Spec {
     pub distribution_lists: Option<DistributionLists>,
     /// Items to copy into each mailbox; all `None` when the plan copies none.
     pub items: Items,
+    /// Every secret the plan file names, where it names it: checked once, before anything
+    /// connects (see `spec::check_secrets`).
+    pub secrets: Vec<SecretUse>,
+}
+
+/// One place a plan file names a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretUse {
+    pub secret: Secret,
+    /// The key that holds it (`items.mail.source.imap.password`).
+    pub key: String,
+    /// Where its `env:` or `file:` value is written.
+    pub span: SourceSpan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

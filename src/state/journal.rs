@@ -367,15 +367,15 @@ impl Drop for StateJournal {
         // Closing the queue lets the writer finish what is queued and stop; waiting for it
         // means no outcome queued without waiting is lost when the process exits normally.
         drop(self.requests.take());
-        if let Some(writer) = self.writer.take() {
-            if writer.join().is_err() {
-                eprintln!(
-                    "warning: the writer of the state database `{}` stopped abnormally; \
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            eprintln!(
+                "warning: the writer of the state database `{}` stopped abnormally; \
                      outcomes queued at that moment may be missing (a rerun checks the \
                      directory again)",
-                    self.path.display()
-                );
-            }
+                self.path.display()
+            );
         }
     }
 }

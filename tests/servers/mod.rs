@@ -187,12 +187,13 @@ pub fn loadable(text: &str) -> String {
             out.push_str(l);
             out.push('\n');
         }
-        if person && !has_sn {
-            if let Some(cn) = record.iter().find(|l| l.starts_with("cn:")) {
-                out.push_str("sn");
-                out.push_str(&cn[2..]);
-                out.push('\n');
-            }
+        if person
+            && !has_sn
+            && let Some(cn) = record.iter().find(|l| l.starts_with("cn:"))
+        {
+            out.push_str("sn");
+            out.push_str(&cn[2..]);
+            out.push('\n');
         }
         out.push('\n');
         record.clear();

@@ -816,15 +816,15 @@ mod tests {
     async fn request(server: &mut tokio::io::DuplexStream) -> (i64, u8, Option<Vec<u8>>) {
         let mut buf = Vec::new();
         loop {
-            if let Ok(Some(len)) = ber::element_len(&buf) {
-                if buf.len() >= len {
-                    let m = message(&buf[..len]).unwrap();
-                    let cookie = m.controls.map(|c| {
-                        // The request control's value is the same SEQUENCE a response carries.
-                        paged_cookie(c).unwrap().unwrap()
-                    });
-                    return (m.id, m.op, cookie);
-                }
+            if let Ok(Some(len)) = ber::element_len(&buf)
+                && buf.len() >= len
+            {
+                let m = message(&buf[..len]).unwrap();
+                let cookie = m.controls.map(|c| {
+                    // The request control's value is the same SEQUENCE a response carries.
+                    paged_cookie(c).unwrap().unwrap()
+                });
+                return (m.id, m.op, cookie);
             }
             let mut chunk = [0u8; 4096];
             let n = server.read(&mut chunk).await.unwrap();

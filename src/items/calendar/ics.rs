@@ -89,13 +89,13 @@ pub fn parse_ics(bytes: &[u8], name: &str) -> (Vec<CalendarObject>, Vec<BadItem>
             Ok(s) => (s.to_string(), true),
             Err(_) => (String::from_utf8_lossy(raw).into_owned(), false),
         };
-        if let Some(rest) = text.strip_prefix([' ', '\t']) {
-            if let Some(last) = logical.last_mut() {
-                last.text.push_str(rest);
-                last.raw.push(text.clone());
-                last.utf8 &= utf8;
-                continue;
-            }
+        if let Some(rest) = text.strip_prefix([' ', '\t'])
+            && let Some(last) = logical.last_mut()
+        {
+            last.text.push_str(rest);
+            last.raw.push(text.clone());
+            last.utf8 &= utf8;
+            continue;
         }
         if text.trim().is_empty() {
             continue;
