@@ -373,3 +373,64 @@ fn completions_and_help() {
         .success()
         .stdout(predicate::str::contains("Exit codes"));
 }
+
+/// A plan over the scenario-1 fixture (John Smith is new) with `mapping` lines under
+/// `destination.mapping`; returns the folder and the plan file's path.
+fn mapping_plan(mapping: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = root().join("tests/fixtures/scenario1_new");
+    for f in ["source.ldif", "destination.ldif"] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    let plan = write_plan(
+        dir.path(),
+        "source.ldif",
+        "destination.ldif",
+        "OU=Migrated,DC=acme,DC=test",
+        &format!("  domains: [acme.com]\n  mapping:\n{mapping}"),
+    );
+    (dir, plan)
+}
+
+#[test]
+fn a_misspelt_placeholder_is_a_located_error_with_the_name_meant() {
+    let (_dir, plan) =
+        mapping_plan("    displayName: \"{givenName} {surnam}\"\n    description: \"{titel}\"\n");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let at = |needle: &str| {
+        let at = text.find(needle).unwrap();
+        let line = text[..at].matches('\n').count() + 1;
+        let col = at - text[..at].rfind('\n').map_or(0, |n| n + 1) + 1;
+        format!("plan.yaml:{line}:{col}")
+    };
+    mailplan()
+        .args(["plan", &plan])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(
+            predicate::str::contains(
+                "`{surnam}` is neither a role nor an attribute of any source entry",
+            )
+            .and(predicate::str::contains("did you mean `{surname}`?"))
+            .and(predicate::str::contains(at("{surnam}")))
+            .and(predicate::str::contains("`{titel}` is neither a role"))
+            .and(predicate::str::contains("did you mean `{title}`?")),
+        );
+    // `validate` reads no directory, so it cannot tell; `plan` is where it is caught.
+    mailplan().args(["validate", &plan]).assert().success();
+}
+
+#[test]
+fn a_mapped_attribute_no_source_entry_has_is_a_warning_with_the_count() {
+    let (_dir, plan) = mapping_plan("    extensionAttribute1: \"{employeeNumber}\"\n");
+    let out = stdout_of(&["plan", &plan]);
+    assert!(
+        out.contains("warning: plan file: `destination.mapping.extensionAttribute1` takes `{employeeNumber}`, which no source entry has: 1 mailbox this plan creates or converts gets no value from it"),
+        "{out}"
+    );
+    let json = stdout_of(&["plan", &plan, "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["messages"][0]["level"], "warning", "{json}");
+    assert_eq!(json["summary"]["warnings"], 1, "{json}");
+}

@@ -1262,6 +1262,7 @@ mod tests {
     fn plan(actions: Vec<Action>) -> Arc<Plan> {
         Arc::new(Plan {
             format_version: crate::plan::FORMAT_VERSION.into(),
+            messages: Vec::new(),
             subjects: Vec::new(),
             summary: Plan::summarise(&[], &actions),
             actions,

@@ -16,6 +16,10 @@ pub const FORMAT_VERSION: &str = "1";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Plan {
     pub format_version: String,
+    /// Warnings about the plan as a whole rather than one subject (a mapped attribute no
+    /// source entry has, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<Message>,
     pub subjects: Vec<Subject>,
     pub actions: Vec<Action>,
     pub summary: Summary,

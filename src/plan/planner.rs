@@ -156,13 +156,54 @@ fn plan_on(
     } = p;
     // Bad items are those of the persons that get imports (an ambiguous person's items are not
     // looked at): `imports` puts them on the subject.
-    let summary = Plan::summarise(&subjects, &actions);
+    let messages = unmapped_attributes(spec, source, &actions);
+    let mut summary = Plan::summarise(&subjects, &actions);
+    summary.warnings += messages.len();
     Ok(Plan {
         format_version: FORMAT_VERSION.into(),
+        messages,
         subjects,
         actions,
         summary,
     })
+}
+
+/// A warning for each attribute the plan file's mapping takes from the source that no source
+/// entry has: every mailbox this plan creates or converts gets no value from it, and the
+/// warning says how many that is. (A name close to one the source has is a misspelling, refused
+/// earlier by `spec::check_against`.)
+fn unmapped_attributes(spec: &Spec, source: &Snapshot, actions: &[Action]) -> Vec<Message> {
+    let affected = actions
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.kind,
+                ActionKind::CreateMailbox
+                    | ActionKind::ConvertNtAccount
+                    | ActionKind::ConvertMailUser
+            )
+        })
+        .count();
+    let mut out = Vec::new();
+    for (attr, uses) in crate::spec::missing_placeholders(spec, source) {
+        for key in uses
+            .iter()
+            .filter(|u| u.key.starts_with("destination.mapping."))
+            .map(|u| u.key.as_str())
+            .collect::<BTreeSet<_>>()
+        {
+            out.push(Message {
+                level: Level::Warning,
+                text: format!(
+                    "`{key}` takes `{{{attr}}}`, which no source entry has: {} {} this plan creates or converts {} no value from it",
+                    affected,
+                    if affected == 1 { "mailbox" } else { "mailboxes" },
+                    if affected == 1 { "gets" } else { "get" },
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// Persons planned on one thread: what [`Planner::person`] adds for each, in order.

@@ -76,6 +76,7 @@ pub fn restore(backup: &Entry, live: Option<&Entry>) -> Plan {
     let summary = Plan::summarise(&subjects, &actions);
     Plan {
         format_version: FORMAT_VERSION.into(),
+        messages: Vec::new(),
         subjects,
         actions,
         summary,

@@ -210,6 +210,8 @@ struct Outline<'a> {
 #[derive(Deserialize)]
 struct PlanOutline<'a> {
     format_version: String,
+    #[serde(default)]
+    messages: Vec<crate::plan::Message>,
     #[serde(borrow)]
     subjects: Vec<&'a RawValue>,
     #[serde(borrow)]
@@ -241,6 +243,7 @@ fn parse_side_by_side(text: &str) -> Result<SavedPlan, serde_json::Error> {
         entries: outline.entries,
         plan: Plan {
             format_version: outline.plan.format_version,
+            messages: outline.plan.messages,
             subjects,
             actions,
             summary: outline.plan.summary,
@@ -266,6 +269,7 @@ mod tests {
     fn saved() -> SavedPlan {
         let plan = Plan {
             format_version: FORMAT_VERSION.into(),
+            messages: Vec::new(),
             subjects: Vec::new(),
             actions: Vec::new(),
             summary: Plan::summarise(&[], &[]),

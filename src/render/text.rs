@@ -306,15 +306,26 @@ fn how_matched(s: &Subject) -> String {
 /// The warnings and ambiguities above the actions. Each subject's lines depend on it alone,
 /// so runs of subjects are written side by side and joined in order.
 fn problems(out: &mut String, plan: &Plan, style: Style) {
+    let mut lines = String::new();
+    for m in &plan.messages {
+        let tag = match m.level {
+            Level::Error => style.red("error"),
+            Level::Warning => style.yellow("warning"),
+            Level::Info => continue,
+        };
+        let _ = writeln!(lines, "  {tag}: plan file: {}", m.text);
+    }
     let subjects: Vec<&Subject> = plan.subjects.iter().collect();
-    let lines: String = crate::parallel::runs(subjects, crate::parallel::cores(), 2_000, |run| {
-        let mut lines = String::new();
-        for s in run {
-            subject_problems(&mut lines, s, style);
-        }
-        lines
-    })
-    .concat();
+    lines.push_str(
+        &crate::parallel::runs(subjects, crate::parallel::cores(), 2_000, |run| {
+            let mut lines = String::new();
+            for s in run {
+                subject_problems(&mut lines, s, style);
+            }
+            lines
+        })
+        .concat(),
+    );
     if !lines.is_empty() {
         let _ = writeln!(out, "{}", style.bold("Warnings and ambiguities:"));
         out.push_str(&lines);

@@ -42,6 +42,7 @@ pub mod codes {
     pub const INCLUDED_AND_EXCLUDED: &str = "mailplan::spec::included_and_excluded";
     pub const NOT_IN_DIRECTORY: &str = "mailplan::spec::not_in_directory";
     pub const SECRET_UNAVAILABLE: &str = "mailplan::spec::secret_unavailable";
+    pub const UNKNOWN_PLACEHOLDER: &str = "mailplan::spec::unknown_placeholder";
     /// A check failed without saying why: a bug, reported rather than hidden.
     pub const INCOMPLETE: &str = "mailplan::spec::incomplete";
 }

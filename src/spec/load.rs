@@ -131,11 +131,66 @@ pub fn check_against(
             check(dn, span, Side::Source);
         }
     }
+    problems.extend(misspelt_placeholders(spec, source));
     if problems.is_empty() {
         Ok(())
     } else {
         Err(PlanFileError::new(&spec.path, &spec.text, problems))
     }
+}
+
+/// The attributes that templates name and no source entry carries, each with the places that
+/// name it, in file order. One pass over the source for all of them.
+pub fn missing_placeholders<'s>(
+    spec: &'s Spec,
+    source: &Snapshot,
+) -> Vec<(&'s AttrName, Vec<&'s Placeholder>)> {
+    let mut wanted: Vec<(&AttrName, Vec<&Placeholder>)> = Vec::new();
+    for p in &spec.placeholders {
+        match wanted.iter_mut().find(|(a, _)| **a == p.attribute) {
+            Some((_, uses)) => uses.push(p),
+            None => wanted.push((&p.attribute, vec![p])),
+        }
+    }
+    for entry in source.entries() {
+        if wanted.is_empty() {
+            break;
+        }
+        wanted.retain(|(a, _)| !entry.has(a.as_str()));
+    }
+    wanted
+}
+
+/// A placeholder no source entry has a value for, that is close to a role or to an attribute
+/// the source has, is a misspelling (`{surnam}` for `{surname}`): an error at each place it is
+/// written, with the name meant. One close to nothing is left to the plan, which warns.
+fn misspelt_placeholders(spec: &Spec, source: &Snapshot) -> Vec<Problem> {
+    let missing = missing_placeholders(spec, source);
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    let mut known: BTreeSet<&str> = Role::ALL.iter().map(|r| r.0).collect();
+    for entry in source.entries() {
+        known.extend(entry.attrs.keys().map(AttrName::as_str));
+    }
+    let known: Vec<&str> = known.into_iter().collect();
+    let mut problems = Vec::new();
+    for (attr, uses) in missing {
+        let Some(meant) = closest(attr.as_str(), &known) else {
+            continue;
+        };
+        let mut p = Problem::new(
+            codes::UNKNOWN_PLACEHOLDER,
+            format!(
+                "`{{{attr}}}` is neither a role nor an attribute of any source entry, so it would always be empty"
+            ),
+        );
+        for u in uses {
+            p = p.label(range(u.span), format!("in `{}`", u.key));
+        }
+        problems.push(p.help(format!("did you mean `{{{meant}}}`?")));
+    }
+    problems
 }
 
 /// Reads every secret the plan file names, once each, before anything connects: a variable
@@ -473,6 +528,8 @@ struct Checker<'t> {
     unknown: BTreeSet<YamlPath>,
     /// Every secret named so far, for `check_secrets`.
     secrets: Vec<SecretUse>,
+    /// Every attribute placeholder so far, for `check_against`.
+    placeholders: Vec<Placeholder>,
 }
 
 /// A calendar or contacts destination before it is given its kind.
@@ -491,6 +548,7 @@ impl<'t> Checker<'t> {
             problems: Vec::new(),
             unknown: BTreeSet::new(),
             secrets: Vec::new(),
+            placeholders: Vec::new(),
         }
     }
 
@@ -645,6 +703,7 @@ impl<'t> Checker<'t> {
             distribution_lists: distribution_lists?,
             items: items?,
             secrets: std::mem::take(&mut self.secrets),
+            placeholders: std::mem::take(&mut self.placeholders),
         })
     }
 
@@ -1838,7 +1897,10 @@ impl<'t> Checker<'t> {
 
     fn template(&mut self, text: &raw::TemplateText, path: &YamlPath) -> Option<Template> {
         match Template::parse(&text.0) {
-            Ok(t) => Some(t),
+            Ok(t) => {
+                self.remember_placeholders(&t, &text.0, path);
+                Some(t)
+            }
             Err(e) => {
                 let whole = self.span(path);
                 let position = match &e {
@@ -1879,6 +1941,34 @@ impl<'t> Checker<'t> {
                 );
                 None
             }
+        }
+    }
+
+    /// Records where each attribute placeholder of a valid template is written.
+    fn remember_placeholders(&mut self, t: &Template, text: &str, path: &YamlPath) {
+        let whole = self.span(path);
+        let mut from = 0;
+        for part in &t.parts {
+            let TemplatePart::Attr(a) = part else {
+                continue;
+            };
+            let written = format!("{{{a}}}");
+            let at = text
+                .get(from..)
+                .and_then(|rest| rest.find(&written))
+                .map(|i| from + i);
+            let span = at
+                .and_then(|pos| {
+                    from = pos + written.len();
+                    let node = self.index.get(path)?;
+                    offset_in_scalar(self.text, node, text, pos)
+                })
+                .map_or(whole.clone(), |o| o..o + written.len());
+            self.placeholders.push(Placeholder {
+                attribute: a.clone(),
+                key: path.to_string(),
+                span: (span.start, span.len()).into(),
+            });
         }
     }
 

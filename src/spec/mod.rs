@@ -16,7 +16,8 @@ mod span;
 
 pub use error::{Label, PlanFileError, Problem, codes};
 pub use load::{
-    DEFAULT_GROUP_FILTER, DEFAULT_MERGE_ATTRIBUTES, check_against, check_secrets, load, parse,
+    DEFAULT_GROUP_FILTER, DEFAULT_MERGE_ATTRIBUTES, check_against, check_secrets, load,
+    missing_placeholders, parse,
 };
 pub use model::*;
 pub use schema::json_schema;

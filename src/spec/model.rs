@@ -30,6 +30,19 @@ pub struct Spec {
     /// Every secret the plan file names, where it names it: checked once, before anything
     /// connects (see `spec::check_secrets`).
     pub secrets: Vec<SecretUse>,
+    /// Every attribute placeholder of every template, in file order.
+    pub placeholders: Vec<Placeholder>,
+}
+
+/// One `{attribute}` placeholder of a template, where the plan file writes it: checked against
+/// the source (see `spec::check_against`), so a misspelt name is not an empty value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placeholder {
+    pub attribute: AttrName,
+    /// The key whose template holds it (`destination.mapping.title`).
+    pub key: String,
+    /// Where `{attribute}` is written (the whole value when it cannot be pointed at).
+    pub span: SourceSpan,
 }
 
 /// One place a plan file names a secret.
