@@ -61,6 +61,25 @@ pub fn resource_name(uid: &str, ext: &str) -> String {
     }
 }
 
+/// Splits a content line into physical lines of at most 75 octets (RFC 5545 3.1, RFC 6350 3.2),
+/// never inside a UTF-8 character; continuations start with a space. No line endings.
+pub fn fold(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut octets = 0;
+    for c in line.chars() {
+        let n = c.len_utf8();
+        if octets + n > 75 {
+            out.push(std::mem::replace(&mut current, String::from(" ")));
+            octets = 1;
+        }
+        current.push(c);
+        octets += n;
+    }
+    out.push(current);
+    out
+}
+
 /// Unfolds content lines (RFC 5545 3.1 / RFC 6350 3.2): a line that starts with a space or a tab
 /// continues the previous one. Returns each logical line with the 1-based number of its first
 /// physical line.
@@ -113,6 +132,40 @@ pub fn line_param(line: &str, name: &str) -> Option<String> {
     })
 }
 
+/// The content line with parameter `name` set to `value` (quoted when it holds `;`, `:` or `,`),
+/// every other part as it was: how a renamed time zone is written into the lines that use it.
+pub fn with_param(line: &str, name: &str, value: &str) -> String {
+    let rest = line_value(line).unwrap_or("");
+    let head = &line[..line.len() - line_value(line).map(|v| v.len() + 1).unwrap_or(0)];
+    let prop = &head[..head.find(';').unwrap_or(head.len())];
+    let value: String = value.chars().filter(|c| *c != '"').collect();
+    let value = if value.contains([';', ':', ',']) {
+        format!("\"{value}\"")
+    } else {
+        value
+    };
+    let mut out = prop.to_string();
+    let mut found = false;
+    for p in split_params(line) {
+        out.push(';');
+        match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case(name) && !found => {
+                found = true;
+                out.push_str(k);
+                out.push('=');
+                out.push_str(&value);
+            }
+            _ => out.push_str(p),
+        }
+    }
+    if !found {
+        out.push_str(&format!(";{name}={value}"));
+    }
+    out.push(':');
+    out.push_str(rest);
+    out
+}
+
 /// The UID of the first item in a text of content lines (an iCalendar object or a vCard), with a
 /// `urn:uuid:` prefix removed so that vCard 3.0 and 4.0 forms of the same UID compare equal. Only
 /// a UID of the item itself counts, not one of a nested component (RFC 9074 gives alarms UIDs).
@@ -145,6 +198,12 @@ pub fn first_uid(text: &str) -> Option<String> {
 /// components; PRODID is ignored (servers stamp their own).
 pub fn same_content(a: &str, b: &str) -> bool {
     canonical(a) == canonical(b)
+}
+
+/// A key equal for two texts exactly when [`same_content`] holds for them: how definitions that
+/// differ only in their serialisation (VTIMEZONEs of two exports) are recognised as one.
+pub fn content_key(text: &str) -> String {
+    canonical(text).join("\n")
 }
 
 fn canonical(text: &str) -> Vec<String> {
@@ -352,6 +411,37 @@ mod tests {
         let long = "x".repeat(300);
         assert_eq!(resource_name(&long, "vcf").len(), 64 + 4);
         assert!(!resource_name("..", "ics").starts_with('.'));
+    }
+
+    #[test]
+    fn fold_and_with_param_write_content_lines() {
+        let long = format!("SUMMARY:{}", "é".repeat(60));
+        let lines = fold(&long);
+        assert!(lines.iter().all(|l| l.len() <= 75));
+        assert!(lines[1..].iter().all(|l| l.starts_with(' ')));
+        assert_eq!(unfold(&lines.join("\r\n"))[0].1, long);
+        assert_eq!(fold("A:1"), ["A:1"]);
+
+        assert_eq!(
+            with_param(
+                "DTSTART;TZID=Office;VALUE=DATE-TIME:20240101T090000",
+                "TZID",
+                "Office-2"
+            ),
+            "DTSTART;TZID=Office-2;VALUE=DATE-TIME:20240101T090000"
+        );
+        assert_eq!(
+            with_param(
+                r#"DTEND;tzid="W. Europe: Berlin":20240101T090000"#,
+                "TZID",
+                "W; 2"
+            ),
+            r#"DTEND;tzid="W; 2":20240101T090000"#
+        );
+        assert_eq!(
+            with_param("EXDATE:20240101T090000", "TZID", "X"),
+            "EXDATE;TZID=X:20240101T090000"
+        );
     }
 
     #[test]
