@@ -714,3 +714,22 @@ fn a_misspelt_end_is_located_and_nests_nothing() {
         "{bad:?}"
     );
 }
+
+#[test]
+fn an_events_urn_uuid_uid_is_listed_as_it_is() {
+    // An event read as `urn:uuid:…` is listed back under that UID from an ICS folder, so a
+    // rerun finds it there (an earlier listing dropped the prefix, and the event was then taken
+    // for one deleted at the destination).
+    let ics = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:urn:uuid:0b5d6f1c-4f6e-4a43-9a1e-1f2a3b4c5d6e\r\n\
+               DTSTART:20240101T090000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let (objects, _) = parse_ics(ics.as_bytes(), "u.ics");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = IcsFolder::new(dir.path());
+    assert_eq!(
+        rt.block_on(store.put(&objects[0], None)).unwrap(),
+        PutOutcome::Created
+    );
+    let listed = rt.block_on(store.list()).unwrap();
+    assert_eq!(listed.keys().collect::<Vec<_>>(), [&objects[0].uid]);
+}
