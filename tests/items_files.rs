@@ -733,3 +733,55 @@ fn an_events_urn_uuid_uid_is_listed_as_it_is() {
     let listed = rt.block_on(store.list()).unwrap();
     assert_eq!(listed.keys().collect::<Vec<_>>(), [&objects[0].uid]);
 }
+
+#[test]
+fn csv_columns_whose_values_cannot_be_copied_are_reported_at_the_header() {
+    let csv = b"email,firstName,email,,lastName\n\
+                a@b.c,Ann,a2@b.c,met at the fair,Lee\n\
+                b@c.d,Bob,b2@c.d,,Bo\n\
+                ,,x@y.z,,\n";
+    let (list, bad) = parse_csv(csv, "h.csv");
+    let ids: Vec<&str> = list.iter().map(|c| c.identity.as_str()).collect();
+    assert_eq!(ids, ["email:a@b.c", "email:b@c.d"]);
+    assert_eq!(list[0].fields["lastName"], "Lee");
+    let got: Vec<(&str, &str)> = bad
+        .iter()
+        .map(|b| (b.location.as_str(), b.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "h.csv:1",
+                "column 3 repeats `email` of column 1: its values in 2 rows (the first on line \
+                 2) are not copied; give the column a header of its own"
+            ),
+            (
+                "h.csv:1",
+                "column 4 has no name: its values in 1 row (the first on line 2) are not \
+                 copied; give the column a header of its own"
+            ),
+            (
+                "h.csv:4",
+                "no name, email or company to identify the contact; skipped"
+            ),
+        ]
+    );
+    // Empty trailing columns (as spreadsheets write them) hold nothing: nothing to report.
+    let (list, bad) = parse_csv(b"email,firstName,,\na@b.c,Ann,,\n", "t.csv");
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(list.len(), 1);
+}
+
+#[tokio::test]
+async fn a_vcard_without_uid_still_stands_for_its_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("exported-without-uid.vcf"),
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:John Smith\r\nEMAIL:john.smith@acme.com\r\nEND:VCARD\r\n",
+    )
+    .unwrap();
+    let store = VcardFolder::new(dir.path());
+    let ids = store.identities().await.unwrap();
+    assert!(ids.contains_key("email:john.smith@acme.com"), "{ids:?}");
+}

@@ -249,13 +249,13 @@ pub trait ContactStore: Send + Sync {
     ) -> impl Future<Output = Result<PutOutcome, ContactsError>> + Send;
 }
 
-/// Identity → UID over vCard texts; the first text (in listing order) wins an identity.
+/// Identity → UID over vCard texts; the first text (in listing order) wins an identity. A card
+/// without a UID (another tool's) still stands for its contact, under an empty UID: there is no
+/// resource of ours to update, but the contact is there and is not copied again.
 fn identity_map<'a>(texts: impl Iterator<Item = &'a str>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for text in texts {
-        let Some(uid) = first_uid(text) else {
-            continue;
-        };
+        let uid = first_uid(text).unwrap_or_default();
         for identity in vcard_identities(text) {
             out.entry(identity).or_insert_with(|| uid.clone());
         }
