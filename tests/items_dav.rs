@@ -12,6 +12,14 @@ use mailplan::items::dav::{CollectionKind, DavCollection, Resource};
 use radicale::Radicale;
 
 fn run(dir: &std::path::Path, args: &[&str]) -> (String, String) {
+    let (ok, o, e) = run_any(dir, args);
+    assert!(ok, "{o}{e}");
+    (o, e)
+}
+
+/// Runs mailplan and returns whether it succeeded with its output, for runs whose exit code is
+/// not what the test is about.
+fn run_any(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
     let out = Command::cargo_bin("mailplan")
         .unwrap()
         .args(args)
@@ -19,12 +27,11 @@ fn run(dir: &std::path::Path, args: &[&str]) -> (String, String) {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    let (o, e) = (
+    (
+        out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
-    );
-    assert!(out.status.success(), "{o}{e}");
-    (o, e)
+    )
 }
 
 /// The number in `<- import KIND: N new …`.
@@ -43,6 +50,13 @@ fn planned(plan: &str, kind: &str) -> usize {
 /// A plan folder copying jsmith's calendar and contacts into alice's collections on `server`;
 /// returns it with the URLs of the calendar and the address book.
 fn project(server: &Radicale) -> (tempfile::TempDir, String, String) {
+    let ics = std::fs::read_to_string(common::root().join("tests/fixtures/items/notes-export.ics"))
+        .unwrap();
+    project_with(server, &ics)
+}
+
+/// [`project`] with this text as jsmith's exported calendar.
+fn project_with(server: &Radicale, ics: &str) -> (tempfile::TempDir, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let root = common::root();
     let six = root.join("tests/fixtures/scenario6_mailbox");
@@ -50,11 +64,7 @@ fn project(server: &Radicale) -> (tempfile::TempDir, String, String) {
         std::fs::copy(six.join(f), dir.path().join(f)).unwrap();
     }
     std::fs::create_dir_all(dir.path().join("export")).unwrap();
-    std::fs::copy(
-        root.join("tests/fixtures/items/notes-export.ics"),
-        dir.path().join("export/jsmith.ics"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("export/jsmith.ics"), ics).unwrap();
     std::fs::copy(
         root.join("tests/fixtures/items/contacts.csv"),
         dir.path().join("export/jsmith.csv"),
@@ -276,6 +286,149 @@ fn changes_at_the_source_update_radicale_but_never_the_owners_edits() {
         plan.contains(
             "calendar: 1 items changed at the source were also edited at the destination"
         ),
+        "{plan}"
+    );
+}
+
+/// The UID of every resource of a collection, read as its owner, sorted.
+fn uids(rt: &tokio::runtime::Runtime, url: &str, user: (&str, &str)) -> Vec<String> {
+    let cfg = DavConfig {
+        url: url.to_string(),
+        user: Some(user.0.into()),
+        password: Some(user.1.into()),
+        ..Default::default()
+    };
+    let mut out: Vec<String> = rt
+        .block_on(
+            DavCollection::new(&cfg, CollectionKind::Calendar)
+                .unwrap()
+                .resources(),
+        )
+        .unwrap()
+        .iter()
+        .map(|r| mailplan::items::store::first_uid(&r.data).unwrap())
+        .collect();
+    out.sort();
+    out
+}
+
+/// One VEVENT per UID, in one VCALENDAR.
+fn calendar_of(uids: &[&str]) -> String {
+    let mut ics = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n");
+    for (i, uid) in uids.iter().enumerate() {
+        ics.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20240101T000000Z\r\n\
+             DTSTART:202402{:02}T090000Z\r\nSUMMARY:Event {i}\r\nEND:VEVENT\r\n",
+            i + 1
+        ));
+    }
+    ics.push_str("END:VCALENDAR\r\n");
+    ics
+}
+
+#[test]
+fn any_uid_arrives_as_itself_and_only_in_its_own_calendar() {
+    let server = Radicale::start();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // Bob has a calendar of his own, which the migration credential may write to too.
+    let bob = server.collection("bob", "calendar");
+    let bobs = CalDav::new(&DavConfig {
+        url: bob.clone(),
+        user: Some("bob".into()),
+        password: Some("bobpass".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    let (own, _) = mailplan::items::calendar::ics::parse_ics(
+        calendar_of(&["bobs-own@acme.com"]).as_bytes(),
+        "bob.ics",
+    );
+    rt.block_on(bobs.put(&own[0], None)).unwrap();
+
+    // UIDs that servers would read as paths if they went into a URL as they are (a slash
+    // encoded as %2F is decoded by Radicale), or that are no file name at all.
+    let odd = [
+        "040000008200E00074C5B7101A82E008/2@acme.com",
+        "../../bob/calendar/intruder",
+        "100% sure?#x=y&a b",
+        ".hidden",
+        "plain-1@acme.com",
+    ];
+    let (dir, calendar, _) = project_with(&server, &calendar_of(&odd));
+    let (plan, _) = run(dir.path(), &["plan", "plan.yaml"]);
+    assert_eq!(planned(&plan, "calendar"), odd.len(), "{plan}");
+    let (_, err) = run(dir.path(), &["apply", "plan.yaml", "--auto-approve"]);
+    assert!(err.contains("copied 5 events"), "{err}");
+    assert!(!err.contains("bad item"), "{err}");
+
+    // Each one is in the person's calendar under its own UID; nothing reached Bob's.
+    let mut expected: Vec<String> = odd.iter().map(|u| u.to_string()).collect();
+    expected.sort();
+    assert_eq!(uids(&rt, &calendar, ("alice", "alicepass")), expected);
+    assert_eq!(
+        uids(&rt, &bob, ("bob", "bobpass")),
+        ["bobs-own@acme.com"],
+        "an event was written outside the person's calendar"
+    );
+    let (items, _) = run(dir.path(), &["state", "items", "plan.yaml"]);
+    assert!(items.contains("5 events copied"), "{items}");
+
+    // A rerun finds every one of them, and a change at the source updates it in place.
+    let (plan, _) = run(dir.path(), &["plan", "plan.yaml"]);
+    assert!(plan.contains("No changes."), "{plan}");
+    let ics = dir.path().join("export/jsmith.ics");
+    edit(&ics, "SUMMARY:Event 0", "SUMMARY:Event 0 (moved)");
+    let (_, err) = run(dir.path(), &["apply", "plan.yaml", "--auto-approve"]);
+    assert!(
+        err.contains("copied 0 events, updated 1 changed at the source"),
+        "{err}"
+    );
+    let held = resources(&rt, &calendar, CollectionKind::Calendar);
+    assert_eq!(held.len(), odd.len());
+    holding(&held, "SUMMARY:Event 0 (moved)");
+}
+
+#[test]
+fn a_put_the_server_refuses_is_a_bad_item_without_a_ledger_row_and_is_tried_again() {
+    // The calendar is deleted at the destination (by its owner, or an administrator) right
+    // after the first event is stored: Radicale answers every later PUT with 409 Conflict, as
+    // the collection it would go into is not there.
+    let server = Radicale::start_with_hook(
+        "d=collection-root/alice/migrated-jsmith; \
+         if ls \"$d\" | grep -q ics; then rm -rf \"$d\"; fi",
+    );
+    let (dir, calendar, _) = project(&server);
+    let (plan, _) = run(dir.path(), &["plan", "plan.yaml"]);
+    assert_eq!(planned(&plan, "calendar"), 4, "{plan}");
+    let (_, _, err) = run_any(dir.path(), &["apply", "plan.yaml", "--auto-approve"]);
+    assert!(err.contains("copied 1 event "), "{err}");
+    // Each refused event is named by its file and UID, with the server's answer.
+    let refused: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("bad item: ") && l.contains("jsmith.ics: UID "))
+        .collect();
+    assert_eq!(refused.len(), 3, "{err}");
+    assert!(refused.iter().all(|l| l.contains("409")), "{err}");
+
+    // Only the event that arrived is in the ledger.
+    let (items, _) = run(dir.path(), &["state", "items", "plan.yaml", "--bad"]);
+    assert!(items.contains("1 event copied"), "{items}");
+    assert!(items.contains("3 bad items skipped (event)"), "{items}");
+    assert!(
+        resources(
+            &tokio::runtime::Runtime::new().unwrap(),
+            &calendar,
+            CollectionKind::Calendar
+        )
+        .is_empty()
+    );
+
+    // The next plan tries the refused ones again (the one that arrived and was deleted with
+    // the calendar is its owner's business, and stays deleted).
+    let (plan, _) = run(dir.path(), &["plan", "plan.yaml"]);
+    assert!(plan.contains("<- import calendar: 3 new events"), "{plan}");
+    assert!(
+        plan.contains("calendar: 1 items copied earlier were deleted at the destination"),
         "{plan}"
     );
 }

@@ -495,3 +495,293 @@ async fn vcard_folder_knows_contacts_written_by_another_tool() {
     assert_eq!(ids["email:john.smith@acme.com"], "elsewhere");
     assert_eq!(store.list().await.unwrap().len(), 1);
 }
+
+/// A VCALENDAR with `props`, one fixed-offset VTIMEZONE `tzid` per (tzid, offset), and one
+/// event per (uid, tzid) at 09:00 on 15 January 2024.
+fn vcalendar(props: &str, zones: &[(&str, &str)], events: &[(&str, &str)]) -> String {
+    let mut ics = format!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n{props}");
+    for (tzid, offset) in zones {
+        ics.push_str(&format!(
+            "BEGIN:VTIMEZONE\r\nTZID:{tzid}\r\nBEGIN:STANDARD\r\nDTSTART:19700101T000000\r\n\
+             TZOFFSETFROM:{offset}\r\nTZOFFSETTO:{offset}\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\n"
+        ));
+    }
+    for (uid, tzid) in events {
+        ics.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTART;TZID={tzid}:20240115T090000\r\n\
+             EXDATE;TZID={tzid}:20240122T090000,20240129T090000\r\nEND:VEVENT\r\n"
+        ));
+    }
+    ics.push_str("END:VCALENDAR\r\n");
+    ics
+}
+
+/// The TZOFFSETTO of the VTIMEZONE an object's DTSTART names, with that name.
+fn start_zone(ics: &str) -> (String, String) {
+    let unfolded: Vec<String> = mailplan::items::store::unfold(ics)
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    let start = unfolded.iter().find(|l| l.starts_with("DTSTART;")).unwrap();
+    let tzid = mailplan::items::store::line_param(start, "TZID").unwrap();
+    let at = unfolded
+        .iter()
+        .position(|l| *l == format!("TZID:{tzid}"))
+        .unwrap_or_else(|| panic!("no VTIMEZONE {tzid} in {ics}"));
+    let offset = unfolded[at..]
+        .iter()
+        .find_map(|l| l.strip_prefix("TZOFFSETTO:"))
+        .unwrap();
+    (tzid, offset.to_string())
+}
+
+#[test]
+fn each_vcalendar_of_a_file_keeps_its_own_time_zones() {
+    let file = [
+        vcalendar(
+            "",
+            &[("Office", "+0100"), ("Home", "+0000")],
+            &[("a", "Office")],
+        ),
+        vcalendar("", &[("Office", "-0500")], &[("b", "Office")]),
+        // Defined as the first calendar does: the same zone, one name.
+        vcalendar("", &[("Office", "+0100")], &[("c", "Office")]),
+        // Defined as the second does: the second's renamed zone.
+        vcalendar("", &[("Office", "-0500")], &[("d", "Office")]),
+        // Not defined here, and defined as the first does wherever it is defined.
+        vcalendar("", &[], &[("e", "Home")]),
+        // Not defined here, and defined two ways elsewhere: which one is meant is not known.
+        vcalendar("", &[], &[("f", "Office")]),
+        // Defined nowhere: left to the destination, by name (as before).
+        vcalendar("", &[], &[("g", "Europe/Zurich")]),
+    ]
+    .concat();
+    let (objects, bad) = parse_ics(file.as_bytes(), "c.ics");
+    let zone = |uid: &str| {
+        let o = objects.iter().find(|o| o.uid == uid).unwrap();
+        assert_eq!(o.ics.matches("BEGIN:VTIMEZONE").count(), 1, "{}", o.ics);
+        start_zone(&o.ics)
+    };
+    let (a, a_off) = zone("a");
+    let (b, b_off) = zone("b");
+    assert_eq!((a.as_str(), a_off.as_str()), ("Office", "+0100"));
+    assert_eq!(b_off, "-0500");
+    assert!(
+        b.starts_with("Office-") && b.len() == "Office-".len() + 8,
+        "{b}"
+    );
+    assert_eq!(zone("c"), (a.clone(), a_off.clone()));
+    assert_eq!(zone("d"), (b.clone(), b_off.clone()));
+    assert_eq!(zone("e"), ("Home".to_string(), "+0000".to_string()));
+    // Every TZID parameter of the renamed calendar's event is renamed with it.
+    let bobj = objects.iter().find(|o| o.uid == "b").unwrap();
+    assert!(
+        bobj.ics
+            .contains(&format!("EXDATE;TZID={b}:20240122T090000,20240129T090000")),
+        "{}",
+        bobj.ics
+    );
+    assert!(!bobj.ics.contains("TZID=Office:"), "{}", bobj.ics);
+    let g = objects.iter().find(|o| o.uid == "g").unwrap();
+    assert!(g.ics.contains("DTSTART;TZID=Europe/Zurich:") && !g.ics.contains("VTIMEZONE"));
+    // f is a bad item that says why, where.
+    assert!(!objects.iter().any(|o| o.uid == "f"));
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(
+        bad[0].message.starts_with("VEVENT UID f: TZID `Office`")
+            && bad[0].message.contains("define it differently"),
+        "{bad:?}"
+    );
+
+    // The same file gives the same names (and bytes) on every run.
+    assert_eq!(parse_ics(file.as_bytes(), "c.ics").0, objects);
+    // A file of one calendar is written as before: nothing renamed.
+    let one = vcalendar("", &[("Office", "+0100")], &[("a", "Office")]);
+    let (o, _) = parse_ics(one.as_bytes(), "one.ics");
+    assert!(o[0].ics.contains("DTSTART;TZID=Office:20240115T090000"));
+}
+
+#[test]
+fn a_renamed_time_zone_is_written_into_folded_and_quoted_parameters() {
+    let first = vcalendar("", &[("W. Europe: Berlin", "+0100")], &[]);
+    let second = "BEGIN:VCALENDAR\r\nBEGIN:VTIMEZONE\r\nTZID:W. Europe: Berlin\r\n\
+                  BEGIN:STANDARD\r\nDTSTART:19700101T000000\r\nTZOFFSETFROM:+0200\r\n\
+                  TZOFFSETTO:+0200\r\nEND:STANDARD\r\nEND:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:x\r\n\
+                  DTSTART;VALUE=DATE-TIME;TZID=\"W. Europe:\r\n  Berlin\":20240115T090000\r\n\
+                  END:VEVENT\r\nEND:VCALENDAR\r\n";
+    let (objects, bad) = parse_ics(format!("{first}{second}").as_bytes(), "q.ics");
+    assert!(bad.is_empty(), "{bad:?}");
+    let (tzid, offset) = start_zone(&objects[0].ics);
+    assert_eq!(offset, "+0200");
+    assert!(tzid.starts_with("W. Europe: Berlin-"), "{tzid}");
+    let start = mailplan::items::store::unfold(&objects[0].ics)
+        .into_iter()
+        .find(|(_, l)| l.starts_with("DTSTART;"))
+        .unwrap()
+        .1;
+    assert_eq!(
+        start,
+        format!("DTSTART;VALUE=DATE-TIME;TZID=\"{tzid}\":20240115T090000")
+    );
+    assert!(objects[0].ics.split("\r\n").all(|l| l.len() <= 75));
+}
+
+#[test]
+fn a_misspelt_end_is_located_and_nests_nothing() {
+    // A misspelt END:VCALENDAR between two exports: the second calendar is its own (its
+    // properties and its zone), and the misspelling is a bad item at its line.
+    let first = vcalendar(
+        "X-WR-CALNAME:One\r\n",
+        &[("Office", "+0100")],
+        &[("a", "Office")],
+    )
+    .replace("END:VCALENDAR", "END:VCALENDA");
+    let second = vcalendar(
+        "X-WR-CALNAME:Two\r\n",
+        &[("Office", "-0500")],
+        &[("b", "Office")],
+    );
+    let file = format!("{first}{second}");
+    let misspelt = 1 + file.lines().position(|l| l == "END:VCALENDA").unwrap();
+    let (objects, bad) = parse_ics(file.as_bytes(), "m.ics");
+    assert_eq!(objects.len(), 2);
+    let b = objects.iter().find(|o| o.uid == "b").unwrap();
+    assert!(b.ics.contains("X-WR-CALNAME:Two\r\n") && !b.ics.contains("X-WR-CALNAME:One"));
+    assert_eq!(b.ics.matches("VERSION:").count(), 1, "{}", b.ics);
+    assert_eq!(start_zone(&b.ics).1, "-0500");
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0].location, format!("m.ics:{misspelt}"));
+    assert!(
+        bad[0].message.contains("END:VCALENDA at line")
+            && bad[0].message.contains("closes nothing"),
+        "{bad:?}"
+    );
+
+    // A misspelt END:VEVENT: that event is bad (with where its END went wrong); the events
+    // after it are read as they are, not nested into it.
+    let file = "BEGIN:VCALENDAR\r\n\
+                BEGIN:VEVENT\r\nUID:broken\r\nDTSTART:20240101T090000Z\r\nEND:VEVNT\r\n\
+                BEGIN:VEVENT\r\nUID:next\r\nDTSTART:20240102T090000Z\r\nEND:VEVENT\r\n\
+                END:VCALENDAR\r\n\
+                BEGIN:VCALENDAR\r\n\
+                BEGIN:VEVENT\r\nUID:other\r\nDTSTART:20240103T090000Z\r\nEND:VEVNT\r\n\
+                END:VCALENDAR\r\n\
+                BEGIN:VCALENDAR\r\n\
+                BEGIN:VEVENT\r\nUID:last\r\nDTSTART:20240104T090000Z\r\nEND:VEVENT\r\n\
+                END:VCALENDAR\r\n";
+    let (objects, bad) = parse_ics(file.as_bytes(), "v.ics");
+    let uids: Vec<&str> = objects.iter().map(|o| o.uid.as_str()).collect();
+    assert_eq!(uids, ["last", "next"]);
+    for o in &objects {
+        assert_eq!(o.ics.matches("BEGIN:VEVENT").count(), 1, "{}", o.ics);
+    }
+    let got: Vec<(&str, &str)> = bad
+        .iter()
+        .map(|b| (b.location.as_str(), b.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "v.ics:2",
+                "VEVENT UID broken: END:VEVNT at line 5 closes nothing that is open; \
+                 BEGIN:VEVENT at line 2 has no END:VEVENT (BEGIN:VEVENT at line 6)"
+            ),
+            (
+                "v.ics:12",
+                "VEVENT UID other: END:VEVNT at line 15 closes nothing that is open; \
+                 BEGIN:VEVENT at line 12 has no END:VEVENT (END:VCALENDAR at line 16)"
+            ),
+        ]
+    );
+
+    // A missing END:VCALENDAR: the next BEGIN:VCALENDAR starts a calendar of its own, and an
+    // event left open there is bad.
+    let file = "BEGIN:VCALENDAR\r\nX-WR-CALNAME:One\r\n\
+                BEGIN:VEVENT\r\nUID:a\r\nDTSTART:20240101T090000Z\r\nEND:VEVENT\r\n\
+                BEGIN:VEVENT\r\nUID:open\r\nDTSTART:20240101T090000Z\r\n\
+                BEGIN:VCALENDAR\r\nX-WR-CALNAME:Two\r\n\
+                BEGIN:VEVENT\r\nUID:b\r\nDTSTART:20240102T090000Z\r\nEND:VEVENT\r\n\
+                END:VCALENDAR\r\n";
+    let (objects, bad) = parse_ics(file.as_bytes(), "n.ics");
+    let uids: Vec<&str> = objects.iter().map(|o| o.uid.as_str()).collect();
+    assert_eq!(uids, ["a", "b"]);
+    assert!(objects[1].ics.contains("X-WR-CALNAME:Two") && !objects[1].ics.contains("One"));
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert_eq!(bad[0].location, "n.ics:7");
+    assert!(
+        bad[0].message.contains("(BEGIN:VCALENDAR at line 10)"),
+        "{bad:?}"
+    );
+}
+
+#[test]
+fn an_events_urn_uuid_uid_is_listed_as_it_is() {
+    // An event read as `urn:uuid:…` is listed back under that UID from an ICS folder, so a
+    // rerun finds it there (an earlier listing dropped the prefix, and the event was then taken
+    // for one deleted at the destination).
+    let ics = "BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:urn:uuid:0b5d6f1c-4f6e-4a43-9a1e-1f2a3b4c5d6e\r\n\
+               DTSTART:20240101T090000Z\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n";
+    let (objects, _) = parse_ics(ics.as_bytes(), "u.ics");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = IcsFolder::new(dir.path());
+    assert_eq!(
+        rt.block_on(store.put(&objects[0], None)).unwrap(),
+        PutOutcome::Created
+    );
+    let listed = rt.block_on(store.list()).unwrap();
+    assert_eq!(listed.keys().collect::<Vec<_>>(), [&objects[0].uid]);
+}
+
+#[test]
+fn csv_columns_whose_values_cannot_be_copied_are_reported_at_the_header() {
+    let csv = b"email,firstName,email,,lastName\n\
+                a@b.c,Ann,a2@b.c,met at the fair,Lee\n\
+                b@c.d,Bob,b2@c.d,,Bo\n\
+                ,,x@y.z,,\n";
+    let (list, bad) = parse_csv(csv, "h.csv");
+    let ids: Vec<&str> = list.iter().map(|c| c.identity.as_str()).collect();
+    assert_eq!(ids, ["email:a@b.c", "email:b@c.d"]);
+    assert_eq!(list[0].fields["lastName"], "Lee");
+    let got: Vec<(&str, &str)> = bad
+        .iter()
+        .map(|b| (b.location.as_str(), b.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "h.csv:1",
+                "column 3 repeats `email` of column 1: its values in 2 rows (the first on line \
+                 2) are not copied; give the column a header of its own"
+            ),
+            (
+                "h.csv:1",
+                "column 4 has no name: its values in 1 row (the first on line 2) are not \
+                 copied; give the column a header of its own"
+            ),
+            (
+                "h.csv:4",
+                "no name, email or company to identify the contact; skipped"
+            ),
+        ]
+    );
+    // Empty trailing columns (as spreadsheets write them) hold nothing: nothing to report.
+    let (list, bad) = parse_csv(b"email,firstName,,\na@b.c,Ann,,\n", "t.csv");
+    assert!(bad.is_empty(), "{bad:?}");
+    assert_eq!(list.len(), 1);
+}
+
+#[tokio::test]
+async fn a_vcard_without_uid_still_stands_for_its_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("exported-without-uid.vcf"),
+        "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:John Smith\r\nEMAIL:john.smith@acme.com\r\nEND:VCARD\r\n",
+    )
+    .unwrap();
+    let store = VcardFolder::new(dir.path());
+    let ids = store.identities().await.unwrap();
+    assert!(ids.contains_key("email:john.smith@acme.com"), "{ids:?}");
+}

@@ -344,3 +344,139 @@ fn items_changed_at_the_source_are_updated_unless_edited_at_the_destination() {
     let text = std::fs::read_to_string(&bob).unwrap();
     assert!(text.contains("Acme (mine)"), "{text}");
 }
+
+/// Two exports concatenated into one file, each with its own `Office` time zone (Zurich, then
+/// Boston), the first one's END misspelt; then a third export defining `Office` as the first
+/// does.
+const CONCATENATED: &str = "BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//Lotus Development Corporation//NONSGML Notes 9.0.1//EN_C\r
+X-WR-CALNAME:Zurich\r
+BEGIN:VTIMEZONE\r
+TZID:Office\r
+BEGIN:STANDARD\r
+DTSTART:19700101T000000\r
+TZOFFSETFROM:+0100\r
+TZOFFSETTO:+0100\r
+TZNAME:CET\r
+END:STANDARD\r
+END:VTIMEZONE\r
+BEGIN:VEVENT\r
+UID:zurich-standup@acme.com\r
+DTSTAMP:20240101T000000Z\r
+DTSTART;TZID=Office:20240115T090000\r
+DTEND;TZID=Office:20240115T093000\r
+SUMMARY:Stand-up in Zurich\r
+END:VEVENT\r
+END:VCALENDA\r
+BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//Lotus Development Corporation//NONSGML Notes 9.0.1//EN_C\r
+X-WR-CALNAME:Boston\r
+BEGIN:VTIMEZONE\r
+TZID:Office\r
+BEGIN:STANDARD\r
+DTSTART:19700101T000000\r
+TZOFFSETFROM:-0500\r
+TZOFFSETTO:-0500\r
+TZNAME:EST\r
+END:STANDARD\r
+END:VTIMEZONE\r
+BEGIN:VEVENT\r
+UID:boston-review@acme.com\r
+DTSTAMP:20240101T000000Z\r
+DTSTART;TZID=Office:20240116T090000\r
+DTEND;TZID=Office:20240116T100000\r
+SUMMARY:Review in Boston\r
+END:VEVENT\r
+END:VCALENDAR\r
+BEGIN:VCALENDAR\r
+VERSION:2.0\r
+PRODID:-//Lotus Development Corporation//NONSGML Notes 9.0.1//EN_C\r
+X-WR-CALNAME:Zurich again\r
+BEGIN:VTIMEZONE\r
+TZID:Office\r
+BEGIN:STANDARD\r
+DTSTART:19700101T000000\r
+TZOFFSETFROM:+0100\r
+TZOFFSETTO:+0100\r
+TZNAME:CET\r
+END:STANDARD\r
+END:VTIMEZONE\r
+BEGIN:VEVENT\r
+UID:zurich-lunch@acme.com\r
+DTSTAMP:20240101T000000Z\r
+DTSTART;TZID=Office:20240117T120000\r
+SUMMARY:Lunch in Zurich\r
+END:VEVENT\r
+END:VCALENDAR\r
+";
+
+/// The instant an event written to a file starts at, in UTC (`HH:MM` on its day), read as a
+/// calendar program would: the TZID of its DTSTART, looked up among the VTIMEZONEs of the same
+/// file (whose zones here have one fixed offset).
+fn utc_start(ics: &str) -> String {
+    let lines: Vec<&str> = ics.lines().collect();
+    let start = lines
+        .iter()
+        .find(|l| l.starts_with("DTSTART;TZID="))
+        .unwrap_or_else(|| panic!("no DTSTART with a TZID in {ics}"));
+    let (tzid, local) = start["DTSTART;TZID=".len()..].split_once(':').unwrap();
+    let zone = lines
+        .iter()
+        .position(|l| *l == format!("TZID:{tzid}"))
+        .unwrap_or_else(|| panic!("no VTIMEZONE `{tzid}` in {ics}"));
+    let offset = lines[zone..]
+        .iter()
+        .find_map(|l| l.strip_prefix("TZOFFSETTO:"))
+        .unwrap();
+    let sign: i32 = if offset.starts_with('-') { -1 } else { 1 };
+    let off =
+        sign * (offset[1..3].parse::<i32>().unwrap() * 60 + offset[3..5].parse::<i32>().unwrap());
+    let minutes =
+        local[9..11].parse::<i32>().unwrap() * 60 + local[11..13].parse::<i32>().unwrap() - off;
+    format!("{}T{:02}:{:02}Z", &local[..8], minutes / 60, minutes % 60)
+}
+
+#[test]
+fn each_calendar_of_a_concatenated_export_keeps_its_own_time_zones() {
+    let case = Case::new();
+    std::fs::write(case.dir.path().join("export/jsmith.ics"), CONCATENATED).unwrap();
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    assert!(plan.contains("<- import calendar: 3 new events"), "{plan}");
+    // The misspelt END is named where it is; nothing is lost for it.
+    assert!(plan.contains("jsmith.ics:21"), "{plan}");
+    // The misspelt END and the case's bad contacts make the run fail, named.
+    let (_, err) = case.apply();
+    assert!(err.contains("copied 3 events"), "{err}");
+
+    let out = case.dir.path().join("out/calendars/jsmith");
+    let read = |needle: &str| std::fs::read_to_string(file_with(&out, needle)).unwrap();
+    // Each event starts at the instant its own calendar said.
+    let zurich = read("UID:zurich-standup@acme.com");
+    assert_eq!(utc_start(&zurich), "20240115T08:00Z", "{zurich}");
+    let boston = read("UID:boston-review@acme.com");
+    assert_eq!(utc_start(&boston), "20240116T14:00Z", "{boston}");
+    let lunch = read("UID:zurich-lunch@acme.com");
+    assert_eq!(utc_start(&lunch), "20240117T11:00Z", "{lunch}");
+    // With its own calendar's properties, and one VTIMEZONE each.
+    assert!(boston.contains("X-WR-CALNAME:Boston\r\n"), "{boston}");
+    assert!(zurich.contains("X-WR-CALNAME:Zurich\r\n"), "{zurich}");
+    for ics in [&zurich, &boston, &lunch] {
+        assert_eq!(ics.matches("BEGIN:VTIMEZONE").count(), 1, "{ics}");
+    }
+    // The zone defined the same way twice keeps its name; the one defined otherwise is renamed.
+    assert!(
+        zurich.contains("DTSTART;TZID=Office:20240115T090000"),
+        "{zurich}"
+    );
+    assert!(
+        lunch.contains("DTSTART;TZID=Office:20240117T120000"),
+        "{lunch}"
+    );
+    assert!(!boston.contains("TZID=Office:"), "{boston}");
+
+    // A rerun copies nothing.
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    assert!(!plan.contains("<- import calendar"), "{plan}");
+}

@@ -11,6 +11,7 @@ use mailplan::items::calendar::{
     self, CalDav, CalendarObject, CalendarStore, DavConfig, PutOutcome,
 };
 use mailplan::items::contacts::{self, CardDav, ContactStore, VcardObject, VcardVersion};
+use mailplan::items::dav::{CollectionKind, DavCollection};
 use mailplan::items::store::sha256_hex;
 use radicale::Radicale;
 
@@ -453,4 +454,139 @@ async fn https_certificates_are_verified_unless_the_plan_says_otherwise() {
     missing.ca_file = Some(PathBuf::from("no-such-ca.pem"));
     let err = CalDav::new(&missing).unwrap_err().to_string();
     assert!(err.contains("no-such-ca.pem"), "{err}");
+}
+
+/// The name an older mailplan gave a UID's resource: every byte but RFC 3986 unreserved
+/// characters percent-encoded.
+fn old_name(uid: &str) -> String {
+    let mut out = String::new();
+    for b in uid.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    format!("{out}.ics")
+}
+
+#[tokio::test]
+async fn a_calendar_written_with_the_old_names_is_neither_duplicated_nor_lost() {
+    let server = Radicale::start();
+    let url = server.collection("alice", "calendar");
+    let uids = [
+        "meeting-1@acme.com",
+        "lunch with bob",
+        "100%",
+        "a+b",
+        "café",
+    ];
+    let mut ics = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n");
+    for (i, uid) in uids.iter().enumerate() {
+        ics.push_str(&format!(
+            "BEGIN:VEVENT\r\nUID:{uid}\r\nDTSTAMP:20240101T000000Z\r\n\
+             DTSTART:202403{:02}T090000Z\r\nSUMMARY:Event {i}\r\nEND:VEVENT\r\n",
+            i + 1
+        ));
+    }
+    ics.push_str("END:VCALENDAR\r\n");
+    let (objects, bad) = calendar::ics::parse_ics(ics.as_bytes(), "old.ics");
+    assert!(bad.is_empty());
+    // Written as an older mailplan did.
+    let alice = ("alice", "alicepass");
+    assert_eq!(raw("MKCALENDAR", &url, alice, None).await.0, 201);
+    for o in &objects {
+        let (status, _) = raw(
+            "PUT",
+            &format!("{url}{}", old_name(&o.uid)),
+            alice,
+            Some(&o.ics),
+        )
+        .await;
+        assert_eq!(status, 201, "{}", o.uid);
+    }
+    let before = CalDav::new(&config(&url, "alice", "alicepass"))
+        .unwrap()
+        .list()
+        .await
+        .unwrap();
+
+    // A rerun without listing first (a lost ledger) and with: nothing is created again.
+    let fresh = CalDav::new(&config(&url, "alice", "alicepass")).unwrap();
+    for o in &objects {
+        assert_eq!(
+            fresh.put(o, None).await.unwrap(),
+            PutOutcome::Unchanged,
+            "{}",
+            o.uid
+        );
+    }
+    let store = CalDav::new(&config(&url, "alice", "alicepass")).unwrap();
+    let listed = store.list().await.unwrap();
+    assert_eq!(listed, before);
+    let mut expected: Vec<&str> = uids.to_vec();
+    expected.sort();
+    assert_eq!(
+        listed.keys().map(String::as_str).collect::<Vec<_>>(),
+        expected
+    );
+    for o in &objects {
+        assert_eq!(store.put(o, None).await.unwrap(), PutOutcome::Unchanged);
+    }
+    // A change at the source updates each one where it is.
+    for o in &objects {
+        let v2 = changed(o, "SUMMARY:Event", "SUMMARY:Changed event");
+        assert_eq!(
+            store.put(&v2, Some(&listed[&o.uid])).await.unwrap(),
+            PutOutcome::Updated,
+            "{}",
+            o.uid
+        );
+    }
+    let after = DavCollection::new(
+        &config(&url, "alice", "alicepass"),
+        CollectionKind::Calendar,
+    )
+    .unwrap()
+    .resources()
+    .await
+    .unwrap();
+    assert_eq!(after.len(), uids.len(), "{after:#?}");
+    assert!(
+        after
+            .iter()
+            .all(|r| r.data.contains("SUMMARY:Changed event"))
+    );
+}
+
+#[tokio::test]
+async fn a_resource_name_taken_by_another_item_is_a_refusal_not_a_copy() {
+    let server = Radicale::start();
+    let url = server.collection("alice", "calendar");
+    let alice = ("alice", "alicepass");
+    assert_eq!(raw("MKCALENDAR", &url, alice, None).await.0, 201);
+    let ours = &events()[1];
+    // Another tool stored another event under the very name this UID's resource has.
+    let theirs = ours
+        .ics
+        .replace(&ours.uid, "someone-elses-event@example.com");
+    let href = format!(
+        "{url}{}",
+        mailplan::items::store::resource_name(&ours.uid, "ics")
+    );
+    assert_eq!(raw("PUT", &href, alice, Some(&theirs)).await.0, 201);
+
+    let store = CalDav::new(&config(&url, "alice", "alicepass")).unwrap();
+    assert!(!store.list().await.unwrap().contains_key(&ours.uid));
+    let err = store.put(ours, None).await.unwrap_err();
+    assert!(err.is_item_rejected(), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("412") && message.contains("UID someone-elses-event@example.com"),
+        "{message}"
+    );
+    // Theirs is untouched, and ours is not taken for being there.
+    let (_, body) = raw("GET", &href, alice, None).await;
+    assert!(body.contains("someone-elses-event@example.com"));
+    assert!(!store.list().await.unwrap().contains_key(&ours.uid));
 }

@@ -6,6 +6,12 @@
 //! PUT) and never deletes anything. Listing never writes, so planning can call it. Passwords are
 //! sent as HTTP Basic credentials and never appear in errors. TLS certificates are verified
 //! unless the caller sets `insecure` explicitly; `ca_file` adds a trusted root.
+//!
+//! Every PUT goes to a resource directly inside the collection: a UID becomes one plain path
+//! segment ([`resource_name`]), and a resource another tool named is written to only when its
+//! href (as the server listed it) is a direct child of the collection. A create the server
+//! refuses (412, 409) is [`PutOutcome::ChangedAtDestination`] only when a listing shows the UID
+//! there; otherwise it is the server's refusal of this item, an error.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -319,13 +325,43 @@ impl DavCollection {
         }
     }
 
+    /// Whether `url` names a resource directly inside the collection (same server, the
+    /// collection's path, then one segment with no encoded slash): the only place a PUT goes.
+    fn is_member(&self, url: &Url) -> bool {
+        let Some(rest) = url.path().strip_prefix(self.url.path()) else {
+            return false;
+        };
+        let lower = rest.to_ascii_lowercase();
+        url.origin() == self.url.origin()
+            && url.query().is_none()
+            && !rest.is_empty()
+            && !rest.contains('/')
+            && !lower.contains("%2f")
+            && !lower.contains("%5c")
+            && rest != ".."
+            && rest != "."
+    }
+
+    /// The resource of a UID: where the last listing found it when that is inside the
+    /// collection, else the one [`resource_name`] gives it.
     fn href_for(&self, uid: &str) -> Result<Url, DavError> {
         let known = self.hrefs.lock().ok().and_then(|m| m.get(uid).cloned());
-        let url = match known {
-            Some(h) => Url::parse(&h),
-            None => self.url.join(&resource_name(uid, self.kind.ext())),
-        };
-        url.map_err(|e| DavError::Config(format!("no URL for UID `{uid}`: {e}")))
+        if let Some(url) = known.and_then(|h| Url::parse(&h).ok())
+            && self.is_member(&url)
+        {
+            return Ok(url);
+        }
+        let url = self
+            .url
+            .join(&resource_name(uid, self.kind.ext()))
+            .map_err(|e| DavError::Config(format!("no URL for UID `{uid}`: {e}")))?;
+        if !self.is_member(&url) {
+            return Err(DavError::Config(format!(
+                "the resource for UID `{uid}` would be outside `{}`",
+                self.url
+            )));
+        }
+        Ok(url)
     }
 
     /// Writes one resource. `existing` `None`: create only (`If-None-Match: *`); `Some(etag)`:
@@ -363,38 +399,77 @@ impl DavCollection {
                     PutOutcome::Created
                 })
             }
-            // 412: the precondition failed; 409: the server holds this UID in another resource.
+            // 412: the precondition failed; 409: the server holds this UID in another resource
+            // (or has no collection to put it in).
             StatusCode::PRECONDITION_FAILED | StatusCode::CONFLICT => {
                 if existing.is_some() {
                     return Ok(PutOutcome::ChangedAtDestination);
                 }
-                if self.holds(&url, text).await? {
-                    return Ok(PutOutcome::Unchanged);
-                }
-                // 409 from a caller that did not list first: the UID may live in a resource
-                // another tool named; list to find it, and compare that one.
-                if status == StatusCode::CONFLICT {
-                    self.list().await?;
-                    let other = self.href_for(uid)?;
-                    if other != url && self.holds(&other, text).await? {
-                        return Ok(PutOutcome::Unchanged);
-                    }
-                }
-                Ok(PutOutcome::ChangedAtDestination)
+                self.refused_create(uid, text, &url, status, &body).await
             }
             StatusCode::NOT_FOUND if existing.is_some() => Ok(PutOutcome::ChangedAtDestination),
             _ => Err(Self::status_error("PUT", &url, status, &body)),
         }
     }
 
-    /// Whether the resource at `url` exists with the same content as `text`.
-    async fn holds(&self, url: &Url, text: &str) -> Result<bool, DavError> {
+    /// Explains a create the server refused with 412 or 409: it is already there with this
+    /// content ([`PutOutcome::Unchanged`]), or an item with this UID is there with other content
+    /// ([`PutOutcome::ChangedAtDestination`]; the listing finds it also when another tool named
+    /// it). Anything else (the resource holds another UID, the collection is gone) is the server's
+    /// refusal of this item, an error that names the status and what was found.
+    async fn refused_create(
+        &self,
+        uid: &str,
+        text: &str,
+        url: &Url,
+        status: StatusCode,
+        body: &str,
+    ) -> Result<PutOutcome, DavError> {
+        let here = self.fetch(url).await?;
+        if here.as_deref().is_some_and(|h| same_content(h, text)) {
+            return Ok(PutOutcome::Unchanged);
+        }
+        if self.list().await?.contains_key(uid) {
+            let other = self.href_for(uid)?;
+            if other != *url && self.holds(&other, text).await? {
+                return Ok(PutOutcome::Unchanged);
+            }
+            return Ok(PutOutcome::ChangedAtDestination);
+        }
+        let found = match here.as_deref().map(first_uid) {
+            Some(Some(other)) => format!("the resource holds another item (UID {other})"),
+            Some(None) => "the resource holds something else".to_string(),
+            None => "no item with this UID is in the collection".to_string(),
+        };
+        let snippet: String = body.trim().chars().take(200).collect();
+        Err(DavError::Status {
+            method: "PUT".into(),
+            url: url.to_string(),
+            status: status.as_u16(),
+            detail: if snippet.is_empty() {
+                format!(" ({found})")
+            } else {
+                format!(": {snippet} ({found})")
+            },
+        })
+    }
+
+    /// The text of the resource at `url`, `None` when there is none.
+    async fn fetch(&self, url: &Url) -> Result<Option<String>, DavError> {
         let (status, _, body) = self.send("GET", url, self.request("GET", url)).await?;
         match status {
-            StatusCode::OK => Ok(same_content(&body, text)),
-            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(false),
+            StatusCode::OK => Ok(Some(body)),
+            StatusCode::NOT_FOUND | StatusCode::GONE => Ok(None),
             _ => Err(Self::status_error("GET", url, status, &body)),
         }
+    }
+
+    /// Whether the resource at `url` exists with the same content as `text`.
+    async fn holds(&self, url: &Url, text: &str) -> Result<bool, DavError> {
+        Ok(self
+            .fetch(url)
+            .await?
+            .is_some_and(|body| same_content(&body, text)))
     }
 
     /// Creates the collection when it does not exist (MKCALENDAR, or an extended MKCOL for an
@@ -650,6 +725,52 @@ END:VCALENDAR</c:calendar-data></d:prop><d:status>HTTP/1.1 200 OK</d:status></d:
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn puts_go_only_directly_inside_the_collection() {
+        let c = DavConfig {
+            url: "http://127.0.0.1:1/alice/cal".into(),
+            ..Default::default()
+        };
+        let d = DavCollection::new(&c, CollectionKind::Calendar).unwrap();
+        let base = "http://127.0.0.1:1/alice/cal/";
+        for uid in ["a/b", "../../bob/cal/x", "%2F", "plain@acme.com", "?q=1#f"] {
+            let url = d.href_for(uid).unwrap();
+            assert_eq!(
+                url.as_str(),
+                format!("{base}{}", resource_name(uid, "ics")),
+                "{uid}"
+            );
+        }
+        // Where a listing found a UID counts only when it is directly inside the collection.
+        let listed = [
+            (
+                "other",
+                "http://127.0.0.1:1/alice/cal/named-by-another-tool.ics",
+            ),
+            ("bob", "http://127.0.0.1:1/bob/cal/bob.ics"),
+            ("deeper", "http://127.0.0.1:1/alice/cal/sub/deeper.ics"),
+            ("slash", "http://127.0.0.1:1/alice/cal/a%2Fslash.ics"),
+            ("host", "http://elsewhere:1/alice/cal/host.ics"),
+            ("query", "http://127.0.0.1:1/alice/cal/query.ics?x=1"),
+        ];
+        if let Ok(mut m) = d.hrefs.lock() {
+            for (uid, href) in listed {
+                m.insert(uid.into(), href.into());
+            }
+        }
+        assert_eq!(
+            d.href_for("other").unwrap().as_str(),
+            "http://127.0.0.1:1/alice/cal/named-by-another-tool.ics"
+        );
+        for uid in ["bob", "deeper", "slash", "host", "query"] {
+            assert_eq!(
+                d.href_for(uid).unwrap().as_str(),
+                format!("{base}{uid}.ics"),
+                "{uid}"
+            );
+        }
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub struct ImportReport {
     /// Calendars and contacts: items copied earlier and updated with their source's changes.
     pub updated: u64,
     /// ... and items changed at the source that were left alone, as their owner had edited
-    /// them at the destination.
+    /// them at the destination; and new items the destination was found to hold already under
+    /// their UID, with other content (created there since the plan).
     pub changed_at_destination: u64,
     pub bytes: u64,
     pub bad: Vec<BadItem>,
@@ -222,6 +223,10 @@ impl ItemImporter {
 
     /// Records what one PUT did, in the ledger and the report. Returns whether the destination
     /// now holds our version, whose ETag is then read back (see [`read_back_etags`]).
+    ///
+    /// A PUT the destination refused for a reason of its own is not a [`PutOutcome`] but an
+    /// error, which the caller reports as a bad item: it gets no ledger row, so the next run
+    /// tries it again.
     #[allow(clippy::too_many_arguments)]
     fn record_put(
         &self,
@@ -264,9 +269,12 @@ impl ItemImporter {
                 report.changed_at_destination += 1;
                 Ok(false)
             }
-            // Created meanwhile by someone else: remember it so it is not tried again, with an
-            // unknown version, as it is not ours to update.
+            // Created meanwhile by someone else: the store answers this only once it found an
+            // item with this UID at the destination (any other refusal is an error). Like an item
+            // the plan finds there, it is not copied again: remembered with an unknown version,
+            // as it is not ours to update, and counted as left as the destination has it.
             PutOutcome::ChangedAtDestination => {
+                report.changed_at_destination += 1;
                 db.ledger_record(&self.row(mailbox, kind, identity, size))
                     .map_err(|e| e.to_string())?;
                 Ok(false)

@@ -2,14 +2,17 @@
 //! derived from UIDs, and a folder of one file per item written atomically.
 //!
 //! Nothing here knows iCalendar or vCard beyond "a text of content lines with a UID"; it never
-//! decides whether an item should be written.
+//! decides whether an item should be written. Every name it derives from a UID is one plain
+//! file name ([`resource_name`]), and every file it writes is checked to be directly inside its
+//! folder ([`FileCollection`]), so no UID can place an item anywhere else.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 
 /// What one `put` did at the destination.
@@ -22,9 +25,11 @@ pub enum PutOutcome {
     Updated,
     /// The destination already holds this content: nothing was written.
     Unchanged,
-    /// The destination's copy is not the one the caller expected: it was created (by someone
-    /// else) when the caller expected none, or changed or deleted since the caller listed it.
-    /// Nothing was written; the caller reports it and lists again if it wants to retry.
+    /// The destination's copy is not the one the caller expected: changed or deleted since the
+    /// caller listed it (an update), or, for a create, the destination holds an item with this
+    /// UID already, with other content (created there meanwhile by someone else). A store
+    /// answers this for a create only once it has found that UID at the destination; a refusal
+    /// it cannot explain so is an error instead. Nothing was written.
     ChangedAtDestination,
 }
 
@@ -38,27 +43,84 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     out
 }
 
-/// Everything but RFC 3986 unreserved characters is escaped, so a UID (which may hold `/`, `@`,
-/// `%`, spaces or non-ASCII) always gives one safe path segment, the same on every run.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+/// Characters a UID keeps in its resource name: ones that no server or file system reads as
+/// anything but themselves (no path separator, no escape, no query, no `+` that some servers
+/// read as a space). `@` stays because most UIDs are `something@domain` (RFC 5545 3.8.4.7).
+fn plain(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@')
+}
 
-/// Longest resource name derived from a UID before it is replaced by a hash: file systems allow
-/// 255 bytes per name, and some servers limit URL lengths.
+/// Longest UID used as its resource name as it is: file systems allow 255 bytes per name, and
+/// some servers limit URL lengths.
 const MAX_NAME: usize = 200;
 
-/// The resource or file name for a UID: `<uid, percent-encoded>.<ext>`, or a hash of the UID when
-/// that would be too long (or would start with a dot and hide the file).
+/// How much of an unusual UID is kept, made plain, before the hash in its resource name.
+const READABLE: usize = 40;
+
+/// The resource or file name for a UID, the same on every run, for CalDAV and CardDAV resources
+/// and for the files of ICS and vCard folders alike: `<uid>.<ext>` when the UID is made of
+/// [`plain`] characters only, does not start with a dot and is not too long; otherwise a readable
+/// part of it and the SHA-256 of the whole UID (`a_b-<64 hex>.<ext>`). Such a name is one path
+/// segment that no server decodes into a path (a percent-encoded `/` is decoded by some, and
+/// `../` then leaves the collection), and one plain file name.
 pub fn resource_name(uid: &str, ext: &str) -> String {
-    let encoded = utf8_percent_encode(uid, SEGMENT).to_string();
-    if encoded.is_empty() || encoded.len() > MAX_NAME || encoded.starts_with('.') {
-        format!("{}.{ext}", sha256_hex(uid.as_bytes()))
-    } else {
-        format!("{encoded}.{ext}")
+    if !uid.is_empty() && uid.len() <= MAX_NAME && !uid.starts_with('.') && uid.chars().all(plain) {
+        return format!("{uid}.{ext}");
     }
+    let mut readable = String::new();
+    for c in uid.chars() {
+        if readable.len() >= READABLE {
+            break;
+        }
+        if plain(c) {
+            readable.push(c);
+        } else if !readable.ends_with('_') {
+            readable.push('_');
+        }
+    }
+    let readable = readable
+        .trim_start_matches(['.', '_'])
+        .trim_end_matches('_');
+    let hash = sha256_hex(uid.as_bytes());
+    if readable.is_empty() {
+        format!("{hash}.{ext}")
+    } else {
+        format!("{readable}-{hash}.{ext}")
+    }
+}
+
+/// `dir/name`, when `name` is one plain file name: the check every item file passes before it is
+/// written, so that whatever a name was made from, the file lands directly in its folder.
+pub fn file_in(dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let mut parts = Path::new(name).components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(n)), None) if n == name && !name.starts_with('.') => {
+            Ok(dir.join(name))
+        }
+        _ => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("`{name}` is not a file name inside `{}`", dir.display()),
+        )),
+    }
+}
+
+/// Splits a content line into physical lines of at most 75 octets (RFC 5545 3.1, RFC 6350 3.2),
+/// never inside a UTF-8 character; continuations start with a space. No line endings.
+pub fn fold(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let mut octets = 0;
+    for c in line.chars() {
+        let n = c.len_utf8();
+        if octets + n > 75 {
+            out.push(std::mem::replace(&mut current, String::from(" ")));
+            octets = 1;
+        }
+        current.push(c);
+        octets += n;
+    }
+    out.push(current);
+    out
 }
 
 /// Unfolds content lines (RFC 5545 3.1 / RFC 6350 3.2): a line that starts with a space or a tab
@@ -113,9 +175,44 @@ pub fn line_param(line: &str, name: &str) -> Option<String> {
     })
 }
 
-/// The UID of the first item in a text of content lines (an iCalendar object or a vCard), with a
-/// `urn:uuid:` prefix removed so that vCard 3.0 and 4.0 forms of the same UID compare equal. Only
-/// a UID of the item itself counts, not one of a nested component (RFC 9074 gives alarms UIDs).
+/// The content line with parameter `name` set to `value` (quoted when it holds `;`, `:` or `,`),
+/// every other part as it was: how a renamed time zone is written into the lines that use it.
+pub fn with_param(line: &str, name: &str, value: &str) -> String {
+    let rest = line_value(line).unwrap_or("");
+    let head = &line[..line.len() - line_value(line).map(|v| v.len() + 1).unwrap_or(0)];
+    let prop = &head[..head.find(';').unwrap_or(head.len())];
+    let value: String = value.chars().filter(|c| *c != '"').collect();
+    let value = if value.contains([';', ':', ',']) {
+        format!("\"{value}\"")
+    } else {
+        value
+    };
+    let mut out = prop.to_string();
+    let mut found = false;
+    for p in split_params(line) {
+        out.push(';');
+        match p.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case(name) && !found => {
+                found = true;
+                out.push_str(k);
+                out.push('=');
+                out.push_str(&value);
+            }
+            _ => out.push_str(p),
+        }
+    }
+    if !found {
+        out.push_str(&format!(";{name}={value}"));
+    }
+    out.push(':');
+    out.push_str(rest);
+    out
+}
+
+/// The UID of the first item in a text of content lines (an iCalendar object or a vCard). A
+/// vCard's `urn:uuid:` prefix is removed, so that vCard 3.0 and 4.0 forms of the same UID compare
+/// equal; an event's UID is taken as it is, as it is the UID the event was read with. Only a UID
+/// of the item itself counts, not one of a nested component (RFC 9074 gives alarms UIDs).
 pub fn first_uid(text: &str) -> Option<String> {
     let mut stack: Vec<String> = Vec::new();
     for (_, line) in unfold(text) {
@@ -125,13 +222,13 @@ pub fn first_uid(text: &str) -> Option<String> {
             "END" => {
                 stack.pop();
             }
-            "UID"
-                if stack.last().is_some_and(|c| {
-                    matches!(c.as_str(), "VEVENT" | "VTODO" | "VJOURNAL" | "VCARD")
-                }) =>
-            {
-                return Some(value.strip_prefix("urn:uuid:").unwrap_or(value).to_string());
-            }
+            "UID" => match stack.last().map(String::as_str) {
+                Some("VCARD") => {
+                    return Some(value.strip_prefix("urn:uuid:").unwrap_or(value).to_string());
+                }
+                Some("VEVENT" | "VTODO" | "VJOURNAL") => return Some(value.to_string()),
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -145,6 +242,12 @@ pub fn first_uid(text: &str) -> Option<String> {
 /// components; PRODID is ignored (servers stamp their own).
 pub fn same_content(a: &str, b: &str) -> bool {
     canonical(a) == canonical(b)
+}
+
+/// A key equal for two texts exactly when [`same_content`] holds for them: how definitions that
+/// differ only in their serialisation (VTIMEZONEs of two exports) are recognised as one.
+pub fn content_key(text: &str) -> String {
+    canonical(text).join("\n")
 }
 
 fn canonical(text: &str) -> Vec<String> {
@@ -220,21 +323,39 @@ fn split_params(line: &str) -> Vec<&str> {
     params
 }
 
-/// A folder holding one file per item (`<uid>.<ext>`), the destination when there is no server.
-/// Files are written to a temporary file and renamed, so a file is always whole.
+/// A folder holding one file per item (named by [`resource_name`]), the destination when there
+/// is no server. Files are written to a temporary file and renamed, so a file is always whole.
+///
+/// Items are found by the UID inside each file, not by file name, so files written under
+/// another name (by another tool, or by an older mailplan that named them otherwise) are updated
+/// in place and never duplicated: [`FileCollection::list`] remembers which file holds which UID,
+/// and a `put` before any listing lists first.
 #[derive(Debug, Clone)]
 pub struct FileCollection {
     dir: PathBuf,
     ext: &'static str,
+    /// UID → the file that holds it, from the last listing (`None`: not listed yet). Shared by
+    /// clones, as each write runs on a clone.
+    known: Arc<Mutex<Option<BTreeMap<String, PathBuf>>>>,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The UID a file holds: from its content, else from its name (an older mailplan named files by
+/// the percent-encoded UID).
+fn uid_of(path: &Path, text: &str) -> String {
+    first_uid(text).unwrap_or_else(|| {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+        percent_decode_str(stem).decode_utf8_lossy().into_owned()
+    })
+}
 
 impl FileCollection {
     pub fn new(dir: impl Into<PathBuf>, ext: &'static str) -> Self {
         FileCollection {
             dir: dir.into(),
             ext,
+            known: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -243,15 +364,20 @@ impl FileCollection {
     }
 
     /// UID → digest of the file's bytes, for every `*.<ext>` file (a missing folder is empty).
-    /// The UID is read from the file, so files named by another tool are recognised too.
+    /// The UID is read from the file, so files named by another tool are recognised too; of two
+    /// files with one UID, the first by name counts.
     pub fn list(&self) -> std::io::Result<BTreeMap<String, String>> {
         let mut out = BTreeMap::new();
+        let mut known = BTreeMap::new();
         for (path, digest, text) in self.files()? {
-            let uid = first_uid(&text).unwrap_or_else(|| {
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                percent_decode_str(stem).decode_utf8_lossy().into_owned()
-            });
-            out.entry(uid).or_insert(digest);
+            let uid = uid_of(&path, &text);
+            if let std::collections::btree_map::Entry::Vacant(e) = out.entry(uid.clone()) {
+                e.insert(digest);
+                known.insert(uid, path);
+            }
+        }
+        if let Ok(mut k) = self.known.lock() {
+            *k = Some(known);
         }
         Ok(out)
     }
@@ -283,30 +409,74 @@ impl FileCollection {
         Ok(out)
     }
 
+    /// The file that holds `uid`, or the one it is to be written to: always directly in the
+    /// folder.
+    fn path_for(&self, uid: &str) -> std::io::Result<PathBuf> {
+        let listed = self.known.lock().map(|k| k.is_some()).unwrap_or(false);
+        if !listed {
+            self.list()?;
+        }
+        let known = self
+            .known
+            .lock()
+            .ok()
+            .and_then(|k| k.as_ref().and_then(|m| m.get(uid).cloned()));
+        let name = match &known {
+            Some(path) => path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .map(str::to_string)
+                .unwrap_or_default(),
+            None => resource_name(uid, self.ext),
+        };
+        file_in(&self.dir, &name)
+    }
+
     /// Writes one item, with the same preconditions as a WebDAV PUT: `existing` `None` creates
-    /// only (an existing file with other content is [`PutOutcome::ChangedAtDestination`]);
-    /// `Some(digest)` updates only the file that still has that digest.
+    /// only, `Some(digest)` updates only the file that still has that digest
+    /// ([`PutOutcome::ChangedAtDestination`] otherwise). A create whose file holds another item
+    /// (another UID: a name another tool chose) is refused with an error of kind
+    /// `AlreadyExists`, never overwritten.
     pub fn put(
         &self,
         uid: &str,
         text: &str,
         existing: Option<&str>,
     ) -> std::io::Result<PutOutcome> {
-        let path = self.dir.join(resource_name(uid, self.ext));
+        let path = self.path_for(uid)?;
         let current = match std::fs::read(&path) {
-            Ok(bytes) => Some(sha256_hex(&bytes)),
+            Ok(bytes) => Some((
+                sha256_hex(&bytes),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e),
         };
         let new = sha256_hex(text.as_bytes());
-        if current.as_deref() == Some(new.as_str()) {
+        let digest = current.as_ref().map(|(d, _)| d.as_str());
+        if digest == Some(new.as_str()) {
             return Ok(PutOutcome::Unchanged);
         }
-        if current.as_deref() != existing {
-            return Ok(PutOutcome::ChangedAtDestination);
+        if digest != existing {
+            return match (&current, existing) {
+                (Some((_, held)), None) if uid_of(&path, held) != uid => Err(std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "`{}` holds another item (UID {}); not overwritten",
+                        path.display(),
+                        uid_of(&path, held)
+                    ),
+                )),
+                _ => Ok(PutOutcome::ChangedAtDestination),
+            };
         }
         std::fs::create_dir_all(&self.dir)?;
         write_atomic(&path, text.as_bytes())?;
+        if let Ok(mut k) = self.known.lock()
+            && let Some(m) = k.as_mut()
+        {
+            m.insert(uid.to_string(), path);
+        }
         Ok(if existing.is_some() {
             PutOutcome::Updated
         } else {
@@ -343,15 +513,104 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resource_names_are_safe_and_stable() {
-        assert_eq!(resource_name("abc-1_2.x~", "ics"), "abc-1_2.x~.ics");
+    fn resource_names_are_one_plain_file_name_for_any_uid() {
+        // Plain UIDs are their own name, as before.
+        assert_eq!(resource_name("abc-1_2.x", "ics"), "abc-1_2.x.ics");
+        assert_eq!(
+            resource_name("7B7E43F1-Lotus_Notes_Generated", "ics"),
+            "7B7E43F1-Lotus_Notes_Generated.ics"
+        );
+        assert_eq!(
+            resource_name("event-1@acme.com", "ics"),
+            "event-1@acme.com.ics"
+        );
+        // Anything else: a readable part and the hash of the whole UID, never a `/`, `%`, `..`
+        // or leading dot that a server or a file system could read as a path.
+        let hash = sha256_hex(b"a/b@c d%\xc3\xa9".as_slice());
         assert_eq!(
             resource_name("a/b@c d%é", "ics"),
-            "a%2Fb%40c%20d%25%C3%A9.ics"
+            format!("a_b@c_d-{hash}.ics")
         );
-        let long = "x".repeat(300);
-        assert_eq!(resource_name(&long, "vcf").len(), 64 + 4);
-        assert!(!resource_name("..", "ics").starts_with('.'));
+        for uid in [
+            "../../bob/calendar/x",
+            "..",
+            ".",
+            ".hidden",
+            "a%2Fb",
+            "a\\b",
+            "C:x",
+            "é",
+            "",
+            &"x".repeat(300),
+            "a\nb",
+        ] {
+            let name = resource_name(uid, "vcf");
+            assert!(name.ends_with(".vcf"), "{name}");
+            assert!(
+                !name.starts_with('.') && !name.starts_with('_'),
+                "{uid:?}: {name}"
+            );
+            assert!(
+                name.chars().all(plain) && name.len() <= 255,
+                "{uid:?}: {name}"
+            );
+            assert!(
+                file_in(Path::new("/dest"), &name).is_ok(),
+                "{uid:?}: {name}"
+            );
+            // The same name on every run, and another UID another name.
+            assert_eq!(resource_name(uid, "vcf"), name);
+            assert_ne!(resource_name(&format!("{uid}!"), "vcf"), name);
+        }
+    }
+
+    #[test]
+    fn only_plain_file_names_are_inside_a_folder() {
+        let dir = Path::new("/dest/alice");
+        assert_eq!(file_in(dir, "a.ics").unwrap(), dir.join("a.ics"));
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../a.ics",
+            "a/b.ics",
+            "/etc/passwd",
+            ".hidden.ics",
+            "a/",
+        ] {
+            assert!(file_in(dir, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fold_and_with_param_write_content_lines() {
+        let long = format!("SUMMARY:{}", "é".repeat(60));
+        let lines = fold(&long);
+        assert!(lines.iter().all(|l| l.len() <= 75));
+        assert!(lines[1..].iter().all(|l| l.starts_with(' ')));
+        assert_eq!(unfold(&lines.join("\r\n"))[0].1, long);
+        assert_eq!(fold("A:1"), ["A:1"]);
+
+        assert_eq!(
+            with_param(
+                "DTSTART;TZID=Office;VALUE=DATE-TIME:20240101T090000",
+                "TZID",
+                "Office-2"
+            ),
+            "DTSTART;TZID=Office-2;VALUE=DATE-TIME:20240101T090000"
+        );
+        assert_eq!(
+            with_param(
+                r#"DTEND;tzid="W. Europe: Berlin":20240101T090000"#,
+                "TZID",
+                "W; 2"
+            ),
+            r#"DTEND;tzid="W; 2":20240101T090000"#
+        );
+        assert_eq!(
+            with_param("EXDATE:20240101T090000", "TZID", "X"),
+            "EXDATE;TZID=X:20240101T090000"
+        );
     }
 
     #[test]
@@ -392,6 +651,10 @@ mod tests {
         assert_eq!(first_uid(t).as_deref(), Some("event"));
         let v = "BEGIN:VCARD\r\nVERSION:4.0\r\nUID:urn:uuid:1234\r\nEND:VCARD\r\n";
         assert_eq!(first_uid(v).as_deref(), Some("1234"));
+        // An event's UID is the one it was read with: an event `urn:uuid:1234` and an event
+        // `1234` are two events.
+        let e = "BEGIN:VCALENDAR\nBEGIN:VEVENT\nUID:urn:uuid:1234\nEND:VEVENT\nEND:VCALENDAR\n";
+        assert_eq!(first_uid(e).as_deref(), Some("urn:uuid:1234"));
         assert_eq!(first_uid("UID:loose"), None);
     }
 
@@ -413,8 +676,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = FileCollection::new(dir.path().join("sub"), "ics");
         assert!(f.list().unwrap().is_empty());
-        let a = "BEGIN:X\r\nUID:u/1\r\nEND:X\r\n";
-        let b = "BEGIN:X\r\nUID:u/1\r\nSUMMARY:b\r\nEND:X\r\n";
+        let a = "BEGIN:VEVENT\r\nUID:u/1\r\nEND:VEVENT\r\n";
+        let b = "BEGIN:VEVENT\r\nUID:u/1\r\nSUMMARY:b\r\nEND:VEVENT\r\n";
         assert_eq!(f.put("u/1", a, None).unwrap(), PutOutcome::Created);
         assert_eq!(f.put("u/1", a, None).unwrap(), PutOutcome::Unchanged);
         assert_eq!(
@@ -430,13 +693,49 @@ mod tests {
         );
         assert_eq!(f.put("u/1", b, Some(&etag)).unwrap(), PutOutcome::Updated);
         assert_eq!(
-            std::fs::read_to_string(dir.path().join("sub/u%2F1.ics")).unwrap(),
+            std::fs::read_to_string(dir.path().join("sub").join(resource_name("u/1", "ics")))
+                .unwrap(),
             b
         );
-        // No temporary files are left behind.
+        // No temporary files are left behind, and nothing went into a subfolder `u`.
         assert_eq!(
             std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
             1
+        );
+    }
+
+    #[test]
+    fn files_named_by_an_older_mailplan_or_another_tool_are_found_by_uid() {
+        let dir = tempfile::tempdir().unwrap();
+        // An older mailplan percent-encoded the UID into the name.
+        let a = "BEGIN:VEVENT\r\nUID:u/1\r\nEND:VEVENT\r\n";
+        std::fs::write(dir.path().join("u%2F1.ics"), a).unwrap();
+        let f = FileCollection::new(dir.path(), "ics");
+        // A create before any listing finds it by its UID: not written twice.
+        assert_eq!(f.put("u/1", a, None).unwrap(), PutOutcome::Unchanged);
+        let b = "BEGIN:VEVENT\r\nUID:u/1\r\nSUMMARY:b\r\nEND:VEVENT\r\n";
+        let etag = f.list().unwrap()["u/1"].clone();
+        assert_eq!(f.put("u/1", b, Some(&etag)).unwrap(), PutOutcome::Updated);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("u%2F1.ics")).unwrap(),
+            b,
+            "updated in place"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+
+        // A file under the name a UID would get, holding another item: refused, not
+        // overwritten, and not taken for that UID.
+        let other = "BEGIN:VEVENT\r\nUID:someone-else\r\nEND:VEVENT\r\n";
+        std::fs::write(dir.path().join("mine.ics"), other).unwrap();
+        let f = FileCollection::new(dir.path(), "ics");
+        let err = f
+            .put("mine", "BEGIN:VEVENT\r\nUID:mine\r\nEND:VEVENT\r\n", None)
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AlreadyExists);
+        assert!(err.to_string().contains("UID someone-else"), "{err}");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("mine.ics")).unwrap(),
+            other
         );
     }
 }

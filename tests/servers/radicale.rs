@@ -142,15 +142,24 @@ fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 impl Radicale {
     pub fn start() -> Radicale {
-        Self::start_with(false)
+        Self::start_with(false, None)
     }
 
     /// Radicale over https, with a certificate from a test CA (see `ca_file`).
     pub fn start_tls() -> Radicale {
-        Self::start_with(true)
+        Self::start_with(true, None)
     }
 
-    fn start_with(tls: bool) -> Radicale {
+    /// Radicale with a storage hook: a shell command Radicale runs in its collections folder
+    /// after every write, still holding its storage lock (so the next request sees what it did).
+    /// Tests use it to change the storage at an exact moment, as another user or an
+    /// administrator could. The command must not contain `%`.
+    pub fn start_with_hook(hook: &str) -> Radicale {
+        assert!(!hook.contains('%'), "Radicale formats the hook with %");
+        Self::start_with(false, Some(hook))
+    }
+
+    fn start_with(tls: bool, hook: Option<&str>) -> Radicale {
         let bin = binary();
         let mut last_log = String::new();
         // A port picked as free can be taken before the server binds it: try a few.
@@ -190,11 +199,12 @@ impl Radicale {
                      [auth]\ntype = htpasswd\nhtpasswd_filename = {users}\n\
                      htpasswd_encryption = plain\ndelay = 0\n\n\
                      [rights]\ntype = from_file\nfile = {rights}\n\n\
-                     [storage]\nfilesystem_folder = {collections}\n\n\
+                     [storage]\nfilesystem_folder = {collections}\n{hook}\n\
                      [logging]\nlevel = info\nmask_passwords = True\n",
                     users = root.join("users").display(),
                     rights = root.join("rights").display(),
                     collections = root.join("collections").display(),
+                    hook = hook.map(|h| format!("hook = {h}\n")).unwrap_or_default(),
                 ),
             )
             .unwrap();

@@ -6,12 +6,30 @@
 //! destination exactly as exported. A model round trip (parse into types, serialise again) would
 //! drop or reorder what the model does not know. It never fixes content: a component it cannot
 //! trust is reported as a bad item and left out; the others go on.
+//!
+//! A file may hold several VCALENDARs (exports concatenated), and each keeps its own: an item
+//! gets the calendar properties and the VTIMEZONEs of the VCALENDAR it is in. When two
+//! VCALENDARs define one TZID differently, the later definition is written under another name
+//! (`<TZID>-<hex of its digest>`), in its VTIMEZONE and in the TZID parameters of its own
+//! calendar's items only, so that no calendar's events move in time; a TZID defined the same way
+//! twice stays one. An item whose VCALENDAR does not define a TZID it uses takes the file's
+//! definition when every VCALENDAR that defines it agrees, and is a bad item when they do not.
+//!
+//! Structure is never guessed. An END that closes nothing open (`END:VEVNT`, `END:VCALENDA`) is a
+//! located problem: inside an item it makes that item bad, at the calendar's level it is a bad
+//! item of its own, and it closes nothing. The reader finds its place again at the next
+//! unambiguous boundary: the BEGIN of a component that only a VCALENDAR holds closes what is open
+//! inside the calendar, and a BEGIN:VCALENDAR closes everything, so a calendar is never nested
+//! into the one before it. One pass: a component is a range of the file's lines, never copied
+//! into its parent, so the work is linear in the size of the file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::CalendarObject;
 use crate::items::BadItem;
-use crate::items::store::{line_name, line_param, line_value, sha256_hex};
+use crate::items::store::{
+    content_key, fold, line_name, line_param, line_value, sha256_hex, with_param,
+};
 
 /// Components that become calendar objects (one CalDAV resource per UID).
 const ITEM_KINDS: [&str; 3] = ["VEVENT", "VTODO", "VJOURNAL"];
@@ -23,66 +41,119 @@ const TOP_LEVEL: [&str; 5] = ["VEVENT", "VTODO", "VJOURNAL", "VFREEBUSY", "VTIME
 struct Logical {
     line: usize,
     text: String,
-    raw: Vec<String>,
+    /// The physical lines when the line was folded; empty when it is `text` itself.
+    folded: Vec<String>,
     utf8: bool,
 }
 
-/// A component being read: its own properties, its whole raw text (nested components included),
-/// and what makes it untrustworthy.
+impl Logical {
+    /// Appends the line as it was in the file.
+    fn push_raw(&self, out: &mut Vec<String>) {
+        if self.folded.is_empty() {
+            out.push(self.text.clone());
+        } else {
+            out.extend(self.folded.iter().cloned());
+        }
+    }
+}
+
+/// A component: the range of the file's logical lines it spans (its BEGIN and END and nested
+/// components included), its own property lines, and the first thing that makes it
+/// untrustworthy.
 struct Comp {
     name: String,
+    /// The line number of its BEGIN.
     begin: usize,
-    props: Vec<(usize, String)>,
-    raw: Vec<String>,
-    tzids: Vec<String>,
-    problems: Vec<String>,
+    /// Index of its BEGIN in the logical lines.
+    first: usize,
+    /// Index just past its END (set when it closes).
+    end: usize,
+    /// Indexes of its own property lines.
+    props: Vec<usize>,
+    problem: Option<String>,
+    /// The VCALENDAR it is in (an index into the calendars read), `None` outside any.
+    calendar: Option<usize>,
 }
 
 impl Comp {
-    fn new(name: String, begin: usize, raw: &[String]) -> Self {
+    fn new(name: String, begin: usize, first: usize, calendar: Option<usize>) -> Self {
         Comp {
             name,
             begin,
+            first,
+            end: first + 1,
             props: Vec::new(),
-            raw: raw.to_vec(),
-            tzids: Vec::new(),
-            problems: Vec::new(),
+            problem: None,
+            calendar,
         }
     }
 
-    fn prop(&self, name: &str) -> Option<&(usize, String)> {
-        self.props.iter().find(|(_, l)| line_name(l) == name)
+    fn prop<'a>(&self, lines: &'a [Logical], name: &str) -> Option<&'a Logical> {
+        self.props
+            .iter()
+            .filter_map(|&i| lines.get(i))
+            .find(|l| line_name(&l.text) == name)
     }
 
-    fn value(&self, name: &str) -> Option<String> {
-        self.prop(name)
-            .and_then(|(_, l)| line_value(l))
+    fn value(&self, lines: &[Logical], name: &str) -> Option<String> {
+        self.prop(lines, name)
+            .and_then(|l| line_value(&l.text))
             .map(|v| v.trim().to_string())
     }
 }
 
-/// The calendar-level context of the components read from one VCALENDAR.
-#[derive(Default)]
-struct Calendar {
-    props: Vec<(String, Vec<String>)>,
+/// A VTIMEZONE as one VCALENDAR defines it.
+struct Zone {
+    /// Its range of logical lines, and its BEGIN's line number.
+    first: usize,
+    end: usize,
+    begin: usize,
+    /// Equal for two definitions exactly when they define the same (see [`content_key`]).
+    key: String,
 }
 
-struct Item {
-    comp: Comp,
-    calendar: usize,
+/// What one VCALENDAR gives its items.
+#[derive(Default)]
+struct Calendar {
+    /// Indexes of its own property lines.
+    props: Vec<usize>,
+    /// TZID → its definition here (the first, when it defines one twice).
+    zones: BTreeMap<String, Zone>,
 }
 
 /// Splits the bytes of an ICS file. `name` is how locations name the file (its path).
 pub fn parse_ics(bytes: &[u8], name: &str) -> (Vec<CalendarObject>, Vec<BadItem>) {
     let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
-    let mut bad: Vec<BadItem> = Vec::new();
-    let at = |line: usize, message: String| BadItem {
-        location: format!("{name}:{line}"),
-        message,
+    let lines = logical_lines(bytes);
+    let mut reader = Reader {
+        name,
+        lines: &lines,
+        bad: Vec::new(),
+        calendars: Vec::new(),
+        items: Vec::new(),
+        stack: Vec::new(),
+        open: HashMap::new(),
+        outside_reported: false,
     };
+    for idx in 0..lines.len() {
+        reader.line(idx);
+    }
+    reader.end_of_file();
+    let Reader {
+        mut bad,
+        calendars,
+        items,
+        ..
+    } = reader;
+    let zones = name_zones(&calendars, &lines);
+    let objects = group(items, &lines, &calendars, &zones, &mut bad, name);
+    bad.sort_by_key(|b| line_key(&b.location));
+    (objects, bad)
+}
 
-    // Physical lines → logical lines.
-    let mut logical: Vec<Logical> = Vec::new();
+/// Physical lines → logical lines; blank lines are dropped.
+fn logical_lines(bytes: &[u8]) -> Vec<Logical> {
+    let mut out: Vec<Logical> = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         let (text, utf8) = match std::str::from_utf8(raw) {
@@ -90,187 +161,310 @@ pub fn parse_ics(bytes: &[u8], name: &str) -> (Vec<CalendarObject>, Vec<BadItem>
             Err(_) => (String::from_utf8_lossy(raw).into_owned(), false),
         };
         if let Some(rest) = text.strip_prefix([' ', '\t'])
-            && let Some(last) = logical.last_mut()
+            && let Some(last) = out.last_mut()
         {
+            if last.folded.is_empty() {
+                last.folded.push(last.text.clone());
+            }
             last.text.push_str(rest);
-            last.raw.push(text.clone());
+            last.folded.push(text);
             last.utf8 &= utf8;
             continue;
         }
         if text.trim().is_empty() {
             continue;
         }
-        logical.push(Logical {
+        out.push(Logical {
             line: i + 1,
-            text: text.clone(),
-            raw: vec![text],
+            text,
+            folded: Vec::new(),
             utf8,
         });
     }
+    out
+}
 
-    let mut calendars: Vec<Calendar> = Vec::new();
-    let mut timezones: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut items: Vec<Item> = Vec::new();
-    let mut stack: Vec<Comp> = Vec::new();
-    let mut outside_reported = false;
+/// The state of one pass over a file's logical lines.
+struct Reader<'a> {
+    name: &'a str,
+    lines: &'a [Logical],
+    bad: Vec<BadItem>,
+    calendars: Vec<Calendar>,
+    /// Item components read whole, directly inside a VCALENDAR, in file order.
+    items: Vec<Comp>,
+    stack: Vec<Comp>,
+    /// How many components of each name are open, so an END is matched without a scan.
+    open: HashMap<String, usize>,
+    outside_reported: bool,
+}
 
-    // Closes the component on top of the stack: hands it to its parent, or files it.
-    let finish = |comp: Comp,
-                  stack: &mut Vec<Comp>,
-                  calendars: &mut Vec<Calendar>,
-                  timezones: &mut BTreeMap<String, Vec<String>>,
-                  items: &mut Vec<Item>,
-                  bad: &mut Vec<BadItem>| {
-        match stack.last_mut() {
-            // A whole VCALENDAR (its properties were kept line by line), or a stray top-level
-            // component, already reported.
-            None => {}
-            Some(parent) if parent.name == "VCALENDAR" => {
-                let calendar = calendars.len().saturating_sub(1);
-                if comp.name == "VTIMEZONE" {
-                    match (comp.value("TZID"), comp.problems.first()) {
-                        (Some(tzid), None) => {
-                            timezones.entry(tzid).or_insert(comp.raw);
-                        }
-                        (_, Some(p)) => bad.push(BadItem {
-                            location: format!("{name}:{}", comp.begin),
-                            message: format!("VTIMEZONE: {p}"),
-                        }),
-                        (None, None) => bad.push(BadItem {
-                            location: format!("{name}:{}", comp.begin),
-                            message: "VTIMEZONE without TZID".into(),
-                        }),
-                    }
-                } else if ITEM_KINDS.contains(&comp.name.as_str()) {
-                    items.push(Item { comp, calendar });
-                }
-                // Other components (VFREEBUSY, X- components) are not items: left out.
-            }
-            Some(parent) => {
-                parent.raw.extend(comp.raw);
-                parent.tzids.extend(comp.tzids);
-                parent.problems.extend(
-                    comp.problems
-                        .into_iter()
-                        .map(|p| format!("{}: {p}", comp.name)),
-                );
-            }
+impl Reader<'_> {
+    fn at(&self, line: usize, message: String) -> BadItem {
+        BadItem {
+            location: format!("{}:{line}", self.name),
+            message,
         }
-    };
+    }
 
-    for l in logical {
+    fn push(&mut self, comp: Comp) {
+        *self.open.entry(comp.name.clone()).or_default() += 1;
+        self.stack.push(comp);
+    }
+
+    fn pop(&mut self) -> Option<Comp> {
+        let comp = self.stack.pop()?;
+        if let Some(n) = self.open.get_mut(&comp.name) {
+            *n = n.saturating_sub(1);
+        }
+        Some(comp)
+    }
+
+    fn line(&mut self, idx: usize) {
+        let lines = self.lines;
+        let l = &lines[idx];
         let lname = line_name(&l.text);
         let value = line_value(&l.text).map(|v| v.trim().to_ascii_uppercase());
         match (lname.as_str(), value) {
-            ("BEGIN", Some(what)) if !what.is_empty() => {
-                if stack.is_empty() && what != "VCALENDAR" {
-                    bad.push(at(l.line, format!("BEGIN:{what} outside BEGIN:VCALENDAR")));
-                }
-                if stack.is_empty() && what == "VCALENDAR" {
-                    calendars.push(Calendar::default());
-                }
-                // These live only directly in a VCALENDAR: one beginning inside another
-                // component means that component was never closed. Closing it here keeps the
-                // components after it.
-                if TOP_LEVEL.contains(&what.as_str()) {
-                    while stack.len() > 1 && stack.last().is_some_and(|c| c.name != "VCALENDAR") {
-                        let Some(top) = stack.pop() else { break };
-                        let problem = format!(
-                            "BEGIN:{} at line {} has no END:{} (BEGIN:{what} at line {})",
-                            top.name, top.begin, top.name, l.line
-                        );
-                        report_unclosed(top, problem, &mut stack, &mut bad, name);
-                    }
-                }
-                stack.push(Comp::new(what, l.line, &l.raw));
-            }
-            ("END", Some(what)) if !what.is_empty() => {
-                if !stack.iter().any(|c| c.name == what) {
-                    match stack.last_mut() {
-                        Some(top) if top.name != "VCALENDAR" => top
-                            .problems
-                            .push(format!("END:{what} at line {} has no BEGIN:{what}", l.line)),
-                        _ => bad.push(at(l.line, format!("END:{what} has no BEGIN:{what}"))),
-                    }
-                    continue;
-                }
-                // Close what was left open inside: those components are broken.
-                while let Some(mut top) = stack.pop() {
-                    if top.name == what {
-                        top.raw.extend(l.raw.iter().cloned());
-                        finish(
-                            top,
-                            &mut stack,
-                            &mut calendars,
-                            &mut timezones,
-                            &mut items,
-                            &mut bad,
-                        );
-                        break;
-                    }
-                    let problem = format!(
-                        "BEGIN:{} at line {} has no END:{} (END:{what} at line {})",
-                        top.name, top.begin, top.name, l.line
-                    );
-                    report_unclosed(top, problem, &mut stack, &mut bad, name);
-                }
-            }
-            _ => {
-                let Some(top) = stack.last_mut() else {
-                    if !outside_reported {
-                        bad.push(at(l.line, "content outside BEGIN:VCALENDAR".into()));
-                        outside_reported = true;
-                    }
-                    continue;
-                };
-                let problem = if !l.utf8 {
-                    Some(format!("line {} is not UTF-8", l.line))
-                } else if line_value(&l.text).is_none() || lname.is_empty() {
-                    Some(format!(
-                        "line {} is not a `NAME:value` content line",
-                        l.line
-                    ))
-                } else {
-                    None
-                };
-                if top.name == "VCALENDAR" {
-                    match problem {
-                        Some(p) => bad.push(at(l.line, p)),
-                        None => {
-                            if let Some(cal) = calendars.last_mut() {
-                                cal.props.push((lname, l.raw.clone()));
-                            }
-                        }
-                    }
-                    continue;
-                }
-                if let Some(p) = problem {
-                    top.problems.push(p);
-                }
-                if let Some(tzid) = line_param(&l.text, "TZID") {
-                    top.tzids.push(tzid);
-                }
-                top.props.push((l.line, l.text));
-                top.raw.extend(l.raw);
-            }
+            ("BEGIN", Some(what)) if !what.is_empty() => self.begin(idx, what),
+            ("END", Some(what)) if !what.is_empty() => self.end(idx, what),
+            _ => self.property(idx, &lname),
         }
-    }
-    // End of file with components still open.
-    while let Some(top) = stack.pop() {
-        if top.name == "VCALENDAR" && stack.is_empty() {
-            // A missing END:VCALENDAR alone loses nothing: its complete components are kept.
-            break;
-        }
-        let problem = format!(
-            "BEGIN:{} at line {} has no END:{} (the file ends first)",
-            top.name, top.begin, top.name
-        );
-        report_unclosed(top, problem, &mut stack, &mut bad, name);
     }
 
-    let objects = group(items, &calendars, &timezones, &mut bad, name);
-    bad.sort_by_key(|b| line_key(&b.location));
-    (objects, bad)
+    fn begin(&mut self, idx: usize, what: String) {
+        let line = self.lines[idx].line;
+        if what == "VCALENDAR" {
+            // A VCALENDAR never nests: what is still open ends here. A VCALENDAR without its END
+            // loses nothing (its complete components are kept); what is open inside it is broken.
+            while let Some(top) = self.pop() {
+                if top.name != "VCALENDAR" {
+                    let problem = format!(
+                        "BEGIN:{} at line {} has no END:{} (BEGIN:VCALENDAR at line {line})",
+                        top.name, top.begin, top.name
+                    );
+                    self.unclosed(top, problem);
+                }
+            }
+            self.calendars.push(Calendar::default());
+            let calendar = Some(self.calendars.len() - 1);
+            self.push(Comp::new(what, line, idx, calendar));
+            return;
+        }
+        if self.stack.is_empty() {
+            let b = self.at(line, format!("BEGIN:{what} outside BEGIN:VCALENDAR"));
+            self.bad.push(b);
+        }
+        // These live only directly in a VCALENDAR: one beginning inside another component means
+        // that component was never closed. Closing it here keeps the components after it.
+        if TOP_LEVEL.contains(&what.as_str()) {
+            while self
+                .stack
+                .last()
+                .is_some_and(|c| c.name != "VCALENDAR" && c.calendar.is_some())
+            {
+                let Some(top) = self.pop() else { break };
+                let problem = format!(
+                    "BEGIN:{} at line {} has no END:{} (BEGIN:{what} at line {line})",
+                    top.name, top.begin, top.name
+                );
+                self.unclosed(top, problem);
+            }
+        }
+        let calendar = self.stack.first().and_then(|c| c.calendar);
+        self.push(Comp::new(what, line, idx, calendar));
+    }
+
+    fn end(&mut self, idx: usize, what: String) {
+        let line = self.lines[idx].line;
+        if self.open.get(&what).copied().unwrap_or(0) == 0 {
+            // It closes nothing: never guess what it meant.
+            let problem = format!("END:{what} at line {line} closes nothing that is open");
+            match self.stack.last_mut() {
+                Some(top) if top.name != "VCALENDAR" => {
+                    top.problem.get_or_insert(problem);
+                }
+                Some(cal) => {
+                    let message = format!(
+                        "{problem}; the VCALENDAR of line {} is read on to the next \
+                         BEGIN:VCALENDAR",
+                        cal.begin
+                    );
+                    let b = self.at(line, message);
+                    self.bad.push(b);
+                }
+                None => {
+                    let b = self.at(line, format!("END:{what} has no BEGIN:{what}"));
+                    self.bad.push(b);
+                }
+            }
+            return;
+        }
+        // Close what was left open inside: those components are broken.
+        while let Some(top) = self.pop() {
+            if top.name == what {
+                self.finish(top, idx + 1);
+                break;
+            }
+            let problem = format!(
+                "BEGIN:{} at line {} has no END:{} (END:{what} at line {line})",
+                top.name, top.begin, top.name
+            );
+            self.unclosed(top, problem);
+        }
+    }
+
+    fn property(&mut self, idx: usize, lname: &str) {
+        let lines = self.lines;
+        let l = &lines[idx];
+        let problem = if !l.utf8 {
+            Some(format!("line {} is not UTF-8", l.line))
+        } else if line_value(&l.text).is_none() || lname.is_empty() {
+            Some(format!(
+                "line {} is not a `NAME:value` content line",
+                l.line
+            ))
+        } else {
+            None
+        };
+        let Some(top) = self.stack.last_mut() else {
+            if !self.outside_reported {
+                self.outside_reported = true;
+                let b = self.at(l.line, "content outside BEGIN:VCALENDAR".into());
+                self.bad.push(b);
+            }
+            return;
+        };
+        if top.name == "VCALENDAR" {
+            let calendar = top.calendar;
+            match problem {
+                Some(p) => {
+                    let b = self.at(l.line, p);
+                    self.bad.push(b);
+                }
+                None => {
+                    if let Some(cal) = calendar.and_then(|c| self.calendars.get_mut(c)) {
+                        cal.props.push(idx);
+                    }
+                }
+            }
+            return;
+        }
+        if let Some(p) = problem {
+            top.problem.get_or_insert(p);
+        }
+        top.props.push(idx);
+    }
+
+    /// Files a component that got its END: an item or a VTIMEZONE of its VCALENDAR, or a part
+    /// of the component it is in.
+    fn finish(&mut self, mut comp: Comp, end: usize) {
+        comp.end = end;
+        match self.stack.last_mut() {
+            // A whole VCALENDAR (its properties were filed line by line), or a stray component
+            // outside one, already reported.
+            None => {}
+            Some(parent) if parent.name == "VCALENDAR" => {
+                if comp.name == "VTIMEZONE" {
+                    self.zone(comp);
+                } else if ITEM_KINDS.contains(&comp.name.as_str()) {
+                    self.items.push(comp);
+                }
+                // Other components (VFREEBUSY, X- components) are not items: left out.
+            }
+            Some(parent) if parent.problem.is_none() => {
+                parent.problem = comp.problem.map(|p| format!("{}: {p}", comp.name));
+            }
+            // The component it is in is broken already; its first problem is the one told.
+            Some(_) => {}
+        }
+    }
+
+    /// Files a VTIMEZONE with its VCALENDAR.
+    fn zone(&mut self, comp: Comp) {
+        let tzid = comp.value(self.lines, "TZID");
+        let (tzid, problem) = match (tzid, comp.problem) {
+            (_, Some(p)) => (None, format!("VTIMEZONE: {p}")),
+            (None, None) => (None, "VTIMEZONE without TZID".to_string()),
+            (Some(tzid), None) => (Some(tzid), String::new()),
+        };
+        let Some(tzid) = tzid else {
+            let b = self.at(comp.begin, problem);
+            self.bad.push(b);
+            return;
+        };
+        let lines = self.lines;
+        let mut text = Vec::new();
+        for l in &lines[comp.first..comp.end] {
+            l.push_raw(&mut text);
+        }
+        let key = content_key(&text.join("\n"));
+        let Some(cal) = comp.calendar.and_then(|c| self.calendars.get_mut(c)) else {
+            return;
+        };
+        match cal.zones.get(&tzid) {
+            Some(z) if z.key != key => {
+                let message = format!(
+                    "VTIMEZONE {tzid} is defined a second time in its VCALENDAR, otherwise \
+                     than at line {}; its events use the first",
+                    z.begin
+                );
+                let b = self.at(comp.begin, message);
+                self.bad.push(b);
+            }
+            Some(_) => {}
+            None => {
+                cal.zones.insert(
+                    tzid,
+                    Zone {
+                        first: comp.first,
+                        end: comp.end,
+                        begin: comp.begin,
+                        key,
+                    },
+                );
+            }
+        }
+    }
+
+    /// A component that never got its END: reported when it is an item (or a VTIMEZONE) directly
+    /// in the calendar, with its own problem first; inside another component it makes that one
+    /// broken too. One outside any VCALENDAR was reported at its BEGIN already.
+    fn unclosed(&mut self, top: Comp, problem: String) {
+        if top.calendar.is_none() {
+            return;
+        }
+        match self.stack.last_mut() {
+            Some(parent) if parent.name != "VCALENDAR" => {
+                parent.problem.get_or_insert(problem);
+            }
+            _ => {
+                let uid = top
+                    .value(self.lines, "UID")
+                    .map(|u| format!(" UID {u}"))
+                    .unwrap_or_default();
+                let problem = match &top.problem {
+                    Some(own) => format!("{own}; {problem}"),
+                    None => problem,
+                };
+                let b = self.at(top.begin, format!("{}{uid}: {problem}", top.name));
+                self.bad.push(b);
+            }
+        }
+    }
+
+    fn end_of_file(&mut self) {
+        while let Some(top) = self.pop() {
+            // A missing END:VCALENDAR alone loses nothing: its complete components are kept.
+            if top.name == "VCALENDAR" {
+                continue;
+            }
+            let problem = format!(
+                "BEGIN:{} at line {} has no END:{} (the file ends first)",
+                top.name, top.begin, top.name
+            );
+            self.unclosed(top, problem);
+        }
+    }
 }
 
 /// Orders bad items by line number rather than as text (`f:10` after `f:9`).
@@ -283,28 +477,137 @@ fn line_key(location: &str) -> (usize, String) {
     (n, location.to_string())
 }
 
-/// A component that never got its END: reported when it is an item (or a VTIMEZONE) directly in
-/// the calendar; inside another component it makes that one broken too.
-fn report_unclosed(
-    top: Comp,
-    problem: String,
-    stack: &mut [Comp],
-    bad: &mut Vec<BadItem>,
-    name: &str,
-) {
-    match stack.last_mut() {
-        Some(parent) if parent.name != "VCALENDAR" => parent.problems.push(problem),
-        _ => {
-            let uid = top
-                .value("UID")
-                .map(|u| format!(" UID {u}"))
-                .unwrap_or_default();
-            bad.push(BadItem {
-                location: format!("{name}:{}", top.begin),
-                message: format!("{}{uid}: {problem}", top.name),
-            })
+/// Under which name each VCALENDAR's time zones are written.
+struct Zones {
+    /// Per calendar: TZID → the name its VTIMEZONE and its items' TZID parameters get.
+    names: Vec<BTreeMap<String, String>>,
+    /// Name → the VTIMEZONE's physical lines, its TZID set to that name.
+    text: BTreeMap<String, Vec<String>>,
+    /// TZID → its name for an item whose own VCALENDAR does not define it: `None` when the
+    /// VCALENDARs that define it do not agree.
+    fallback: BTreeMap<String, Option<String>>,
+}
+
+/// Names every distinct definition of a TZID: the first (in file order) keeps the TZID, one
+/// that differs from it gets `<TZID>-<hex of its digest>`, a name no VCALENDAR of the file uses.
+fn name_zones(calendars: &[Calendar], lines: &[Logical]) -> Zones {
+    let defined: BTreeSet<&str> = calendars
+        .iter()
+        .flat_map(|c| c.zones.keys().map(String::as_str))
+        .collect();
+    let mut named: BTreeMap<(&str, &str), String> = BTreeMap::new();
+    let mut taken: BTreeSet<String> = BTreeSet::new();
+    let mut zones = Zones {
+        names: Vec::with_capacity(calendars.len()),
+        text: BTreeMap::new(),
+        fallback: BTreeMap::new(),
+    };
+    for cal in calendars {
+        let mut names = BTreeMap::new();
+        for (tzid, z) in &cal.zones {
+            let name = match named.get(&(tzid.as_str(), z.key.as_str())) {
+                Some(n) => n.clone(),
+                None => {
+                    let n = if taken.contains(tzid) {
+                        unused_name(tzid, &z.key, &defined, &taken)
+                    } else {
+                        tzid.clone()
+                    };
+                    taken.insert(n.clone());
+                    named.insert((tzid.as_str(), z.key.as_str()), n.clone());
+                    zones.text.insert(n.clone(), zone_lines(lines, z, &n));
+                    n
+                }
+            };
+            let agreed = zones
+                .fallback
+                .entry(tzid.clone())
+                .or_insert_with(|| Some(name.clone()));
+            if agreed.as_ref() != Some(&name) {
+                *agreed = None;
+            }
+            names.insert(tzid.clone(), name);
+        }
+        zones.names.push(names);
+    }
+    zones
+}
+
+/// `<tzid>-<hex>` from the digest of the definition, as short as keeps it apart from every TZID
+/// of the file and every name given already.
+fn unused_name(
+    tzid: &str,
+    key: &str,
+    defined: &BTreeSet<&str>,
+    taken: &BTreeSet<String>,
+) -> String {
+    let digest = sha256_hex(key.as_bytes());
+    let free = |n: &String| !defined.contains(n.as_str()) && !taken.contains(n);
+    for len in [8, 16, 32, 64] {
+        let n = format!("{tzid}-{}", &digest[..len]);
+        if free(&n) {
+            return n;
         }
     }
+    (2..)
+        .map(|i| format!("{tzid}-{digest}-{i}"))
+        .find(free)
+        .unwrap_or_default()
+}
+
+/// The physical lines of a VTIMEZONE, its TZID property set to `name`.
+fn zone_lines(lines: &[Logical], z: &Zone, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for l in &lines[z.first..z.end] {
+        match line_value(&l.text) {
+            Some(v) if line_name(&l.text) == "TZID" && v.trim() != name => {
+                let head = &l.text[..l.text.len() - v.len()];
+                out.extend(fold(&format!("{head}{name}")));
+            }
+            _ => l.push_raw(&mut out),
+        }
+    }
+    out
+}
+
+/// TZID → the name it is written under, for every TZID the lines of an item use and some
+/// VCALENDAR of the file defines; an error when its own VCALENDAR does not define one and the
+/// others disagree about it.
+fn resolve_zones(
+    comp: &Comp,
+    lines: &[Logical],
+    zones: &Zones,
+) -> Result<BTreeMap<String, String>, String> {
+    let own = comp.calendar.and_then(|c| zones.names.get(c));
+    let mut out = BTreeMap::new();
+    for l in &lines[comp.first..comp.end] {
+        let Some(tzid) = line_param(&l.text, "TZID") else {
+            continue;
+        };
+        if out.contains_key(&tzid) {
+            continue;
+        }
+        match own.and_then(|m| m.get(&tzid)) {
+            Some(name) => {
+                out.insert(tzid, name.clone());
+            }
+            None => match zones.fallback.get(&tzid) {
+                Some(Some(name)) => {
+                    out.insert(tzid, name.clone());
+                }
+                Some(None) => {
+                    return Err(format!(
+                        "TZID `{tzid}` (line {}) is not defined in its VCALENDAR, and the \
+                         file's VCALENDARs define it differently",
+                        l.line
+                    ));
+                }
+                // Defined nowhere: written as it is; the destination reads it by its name.
+                None => {}
+            },
+        }
+    }
+    Ok(out)
 }
 
 /// Whether a DATE (`20240115`) or DATE-TIME (`20240115T090000`, `…Z`) value is well formed.
@@ -332,22 +635,23 @@ fn valid_date(value: &str) -> bool {
 }
 
 /// What is wrong with an item component, if anything.
-fn check(comp: &Comp) -> Option<String> {
-    if let Some(p) = comp.problems.first() {
+fn check(comp: &Comp, lines: &[Logical]) -> Option<String> {
+    if let Some(p) = &comp.problem {
         return Some(p.clone());
     }
-    if comp.value("UID").is_none_or(|u| u.is_empty()) {
+    if comp.value(lines, "UID").is_none_or(|u| u.is_empty()) {
         return Some("no UID".into());
     }
-    if comp.name == "VEVENT" && comp.prop("DTSTART").is_none() {
+    if comp.name == "VEVENT" && comp.prop(lines, "DTSTART").is_none() {
         return Some("no DTSTART".into());
     }
     for prop in ["DTSTART", "DTEND", "DUE", "RECURRENCE-ID"] {
-        if let Some((line, l)) = comp.prop(prop) {
-            let v = line_value(l).unwrap_or("");
+        if let Some(l) = comp.prop(lines, prop) {
+            let v = line_value(&l.text).unwrap_or("");
             if !valid_date(v) {
                 return Some(format!(
-                    "{prop} `{v}` at line {line} is not a date or date-time"
+                    "{prop} `{v}` at line {} is not a date or date-time",
+                    l.line
                 ));
             }
         }
@@ -355,42 +659,55 @@ fn check(comp: &Comp) -> Option<String> {
     None
 }
 
+/// One component of an object, with the names its TZIDs are written under.
+struct Member {
+    comp: Comp,
+    zones: BTreeMap<String, String>,
+}
+
 /// Groups item components by UID (the master and its RECURRENCE-ID exceptions become one object)
-/// and wraps each group in a VCALENDAR with the VTIMEZONEs it uses.
+/// and wraps each group in a VCALENDAR with its calendar's properties and the VTIMEZONEs it uses.
 fn group(
-    items: Vec<Item>,
+    items: Vec<Comp>,
+    lines: &[Logical],
     calendars: &[Calendar],
-    timezones: &BTreeMap<String, Vec<String>>,
+    zones: &Zones,
     bad: &mut Vec<BadItem>,
     name: &str,
 ) -> Vec<CalendarObject> {
     struct Group {
         kind: String,
         first_line: usize,
-        calendar: usize,
-        master: Option<Comp>,
-        exceptions: Vec<(String, Comp)>,
+        calendar: Option<usize>,
+        master: Option<Member>,
+        exceptions: Vec<(String, Member)>,
     }
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    for item in items {
-        let comp = item.comp;
-        let uid = comp.value("UID").unwrap_or_default();
-        if let Some(problem) = check(&comp) {
-            let uid = if uid.is_empty() {
-                String::new()
-            } else {
-                format!(" UID {uid}")
-            };
-            bad.push(BadItem {
-                location: format!("{name}:{}", comp.begin),
-                message: format!("{}{uid}: {problem}", comp.name),
-            });
-            continue;
-        }
+    for comp in items {
+        let uid = comp.value(lines, "UID").unwrap_or_default();
+        let checked = match check(&comp, lines) {
+            Some(problem) => Err(problem),
+            None => resolve_zones(&comp, lines, zones),
+        };
+        let member_zones = match checked {
+            Ok(z) => z,
+            Err(problem) => {
+                let uid = if uid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" UID {uid}")
+                };
+                bad.push(BadItem {
+                    location: format!("{name}:{}", comp.begin),
+                    message: format!("{}{uid}: {problem}", comp.name),
+                });
+                continue;
+            }
+        };
         let g = groups.entry(uid.clone()).or_insert_with(|| Group {
             kind: comp.name.clone(),
             first_line: comp.begin,
-            calendar: item.calendar,
+            calendar: comp.calendar,
             master: None,
             exceptions: Vec::new(),
         });
@@ -405,20 +722,31 @@ fn group(
             ));
             continue;
         }
-        match comp.value("RECURRENCE-ID") {
+        match comp.value(lines, "RECURRENCE-ID") {
             None => match &g.master {
-                Some(m) => bad.push(dup("a second master with the same UID", m.begin)),
-                None => g.master = Some(comp),
+                Some(m) => bad.push(dup("a second master with the same UID", m.comp.begin)),
+                None => {
+                    g.master = Some(Member {
+                        comp,
+                        zones: member_zones,
+                    })
+                }
             },
             Some(rid) => {
                 let rid_key = rid.trim_end_matches('Z').to_string();
                 if let Some((_, e)) = g.exceptions.iter().find(|(r, _)| *r == rid_key) {
                     bad.push(dup(
                         "a second exception for the same RECURRENCE-ID",
-                        e.begin,
+                        e.comp.begin,
                     ));
                 } else {
-                    g.exceptions.push((rid_key, comp));
+                    g.exceptions.push((
+                        rid_key,
+                        Member {
+                            comp,
+                            zones: member_zones,
+                        },
+                    ));
                 }
             }
         }
@@ -426,47 +754,53 @@ fn group(
 
     let mut out = Vec::new();
     for (uid, g) in groups {
-        let mut lines: Vec<String> = vec!["BEGIN:VCALENDAR".into()];
-        let cal_props: &[(String, Vec<String>)] = calendars
-            .get(g.calendar)
+        let mut text: Vec<String> = vec!["BEGIN:VCALENDAR".into()];
+        let cal_props: &[usize] = g
+            .calendar
+            .and_then(|c| calendars.get(c))
             .map(|c| c.props.as_slice())
             .unwrap_or(&[]);
         // METHOD is for scheduling messages; CalDAV forbids it in stored objects (RFC 4791 4.1).
-        let kept: Vec<&(String, Vec<String>)> =
-            cal_props.iter().filter(|(n, _)| n != "METHOD").collect();
-        if !kept.iter().any(|(n, _)| n == "VERSION") {
-            lines.push("VERSION:2.0".into());
+        let kept: Vec<&Logical> = cal_props
+            .iter()
+            .filter_map(|&i| lines.get(i))
+            .filter(|l| line_name(&l.text) != "METHOD")
+            .collect();
+        if !kept.iter().any(|l| line_name(&l.text) == "VERSION") {
+            text.push("VERSION:2.0".into());
         }
-        if !kept.iter().any(|(n, _)| n == "PRODID") {
-            lines.push("PRODID:-//mailplan//EN".into());
+        if !kept.iter().any(|l| line_name(&l.text) == "PRODID") {
+            text.push("PRODID:-//mailplan//EN".into());
         }
-        for (_, raw) in kept {
-            lines.extend(raw.iter().cloned());
+        for l in kept {
+            l.push_raw(&mut text);
         }
-        let comps: Vec<&Comp> = g
+        let members: Vec<&Member> = g
             .master
             .iter()
-            .chain(g.exceptions.iter().map(|(_, c)| c))
+            .chain(g.exceptions.iter().map(|(_, m)| m))
             .collect();
-        let mut used: Vec<&str> = Vec::new();
-        for c in &comps {
-            for t in &c.tzids {
-                if !used.contains(&t.as_str()) {
-                    used.push(t);
+        let used: BTreeSet<&str> = members
+            .iter()
+            .flat_map(|m| m.zones.values().map(String::as_str))
+            .collect();
+        for zone in used {
+            if let Some(zone_text) = zones.text.get(zone) {
+                text.extend(zone_text.iter().cloned());
+            }
+        }
+        for m in members {
+            for l in &lines[m.comp.first..m.comp.end] {
+                let renamed = line_param(&l.text, "TZID")
+                    .and_then(|t| m.zones.get(&t).filter(|n| **n != t).cloned());
+                match renamed {
+                    Some(n) => text.extend(fold(&with_param(&l.text, "TZID", &n))),
+                    None => l.push_raw(&mut text),
                 }
             }
         }
-        used.sort();
-        for tzid in used {
-            if let Some(raw) = timezones.get(tzid) {
-                lines.extend(raw.iter().cloned());
-            }
-        }
-        for c in comps {
-            lines.extend(c.raw.iter().cloned());
-        }
-        lines.push("END:VCALENDAR".into());
-        let mut ics = lines.join("\r\n");
+        text.push("END:VCALENDAR".into());
+        let mut ics = text.join("\r\n");
         ics.push_str("\r\n");
         let digest = sha256_hex(ics.as_bytes());
         out.push(CalendarObject { uid, ics, digest });

@@ -11,7 +11,9 @@
 //! - A [`CalendarStore`] lists UID → ETag and puts one object with WebDAV preconditions
 //!   ([`PutOutcome`]): `None` creates only, `Some(etag)` updates only that version, and content the
 //!   destination already holds is [`PutOutcome::Unchanged`]. For an [`IcsFolder`] the ETag is the
-//!   digest of the file.
+//!   digest of the file. A create the destination refuses is
+//!   [`PutOutcome::ChangedAtDestination`] only when the destination holds an item with that UID;
+//!   any other refusal is an error for which [`CalendarError::is_item_rejected`] holds.
 //!
 //! Nothing here decides what to copy or records what was copied: that is the planner's and the
 //! ledger's business. The intended use, for calendars and contacts alike:
@@ -62,6 +64,9 @@ pub enum CalendarError {
     },
     #[error("cannot write calendar folder `{path}`: {message}")]
     Folder { path: PathBuf, message: String },
+    /// The folder refused this one item (its file holds another item).
+    #[error("{message}")]
+    Refused { message: String },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Dav(#[from] DavError),
@@ -71,7 +76,11 @@ impl CalendarError {
     /// Whether only the item was refused by the destination (see
     /// [`DavError::is_item_rejected`]): report it as a bad item and go on with the next one.
     pub fn is_item_rejected(&self) -> bool {
-        matches!(self, CalendarError::Dav(e) if e.is_item_rejected())
+        match self {
+            CalendarError::Refused { .. } => true,
+            CalendarError::Dav(e) => e.is_item_rejected(),
+            _ => false,
+        }
     }
 }
 
@@ -97,7 +106,10 @@ pub trait CalendarStore: Send + Sync {
     ) -> impl Future<Output = Result<PutOutcome, CalendarError>> + Send;
 }
 
-/// A folder with one `<uid>.ics` per object (UID percent-encoded), written atomically.
+/// A folder with one `.ics` file per object, named by its UID ([`resource_name`]), written
+/// atomically.
+///
+/// [`resource_name`]: crate::items::store::resource_name
 #[derive(Debug, Clone)]
 pub struct IcsFolder {
     files: FileCollection,
@@ -115,6 +127,17 @@ fn folder_error(path: &Path, e: impl std::fmt::Display) -> CalendarError {
     CalendarError::Folder {
         path: path.to_path_buf(),
         message: e.to_string(),
+    }
+}
+
+/// A write's I/O error: the item's own refusal, or the folder's failure.
+fn put_error(path: &Path, e: std::io::Error) -> CalendarError {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        CalendarError::Refused {
+            message: e.to_string(),
+        }
+    } else {
+        folder_error(path, e)
     }
 }
 
@@ -141,7 +164,7 @@ impl CalendarStore for IcsFolder {
         tokio::task::spawn_blocking(move || files.put(&uid, &text, etag.as_deref()))
             .await
             .map_err(|e| folder_error(self.files.dir(), e))?
-            .map_err(|e| folder_error(self.files.dir(), e))
+            .map_err(|e| put_error(self.files.dir(), e))
     }
 }
 

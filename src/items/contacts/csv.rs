@@ -3,7 +3,9 @@
 //!
 //! Rows are read as bytes and checked one by one, so a bad row (wrong number of fields, bytes that
 //! are not UTF-8, nothing to identify the contact by, the same contact twice) is reported with its
-//! line and skipped while the other rows go on. The file is not transcoded: Zimbra writes UTF-8,
+//! line and skipped while the other rows go on. A column whose values cannot be copied (its header
+//! is empty, or repeats an earlier column's) is reported once, at the header, with how many rows
+//! had a value in it; the rows themselves are copied without it. The file is not transcoded: Zimbra writes UTF-8,
 //! and guessing a legacy code page would silently corrupt names; the report says to save the file
 //! as UTF-8 instead. A UTF-8 byte order mark (as spreadsheet programs write) is accepted.
 
@@ -69,6 +71,18 @@ pub fn parse_csv(bytes: &[u8], name: &str) -> (Vec<Contact>, Vec<BadItem>) {
         }
     }
 
+    // Columns whose values have nowhere to go, with why; then, per column, how many rows had a
+    // value there and the first of them.
+    let mut homeless: BTreeMap<usize, String> = BTreeMap::new();
+    for (i, n) in names.iter().enumerate() {
+        if n.is_empty() {
+            homeless.insert(i, "has no name".into());
+        } else if let Some(j) = names[..i].iter().position(|m| m == n) {
+            homeless.insert(i, format!("repeats `{n}` of column {}", j + 1));
+        }
+    }
+    let mut dropped: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
+
     let mut contacts: Vec<Contact> = Vec::new();
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for record in records {
@@ -100,14 +114,18 @@ pub fn parse_csv(bytes: &[u8], name: &str) -> (Vec<Contact>, Vec<BadItem>) {
         }
         let mut fields = BTreeMap::new();
         let mut problem = None;
+        let mut row_dropped: Vec<usize> = Vec::new();
         for (i, (field, header)) in record.iter().zip(&names).enumerate() {
             match std::str::from_utf8(field) {
                 Ok(v) => {
                     let v = v.trim();
-                    if !v.is_empty() && !header.is_empty() {
-                        fields
-                            .entry(header.clone())
-                            .or_insert_with(|| v.to_string());
+                    if v.is_empty() {
+                        continue;
+                    }
+                    if homeless.contains_key(&i) {
+                        row_dropped.push(i);
+                    } else {
+                        fields.insert(header.clone(), v.to_string());
                     }
                 }
                 Err(e) => {
@@ -140,12 +158,31 @@ pub fn parse_csv(bytes: &[u8], name: &str) -> (Vec<Contact>, Vec<BadItem>) {
             continue;
         }
         seen.insert(identity.clone(), line);
+        for i in row_dropped {
+            dropped.entry(i).or_insert((0, line as u64)).0 += 1;
+        }
         contacts.push(Contact {
             identity,
             fields,
             line,
         });
     }
+    let mut columns: Vec<BadItem> = dropped
+        .into_iter()
+        .map(|(i, (rows, first))| {
+            let why = homeless.get(&i).map(String::as_str).unwrap_or("");
+            at(
+                header_line,
+                format!(
+                    "column {} {why}: its values in {rows} row{} (the first on line {first}) are \
+                     not copied; give the column a header of its own",
+                    i + 1,
+                    if rows == 1 { "" } else { "s" }
+                ),
+            )
+        })
+        .collect();
+    columns.extend(bad);
     contacts.sort_by(|a, b| a.identity.cmp(&b.identity));
-    (contacts, bad)
+    (contacts, columns)
 }

@@ -77,6 +77,9 @@ pub enum ContactsError {
     },
     #[error("cannot write vCard folder `{path}`: {message}")]
     Folder { path: PathBuf, message: String },
+    /// The folder refused this one item (its file holds another item).
+    #[error("{message}")]
+    Refused { message: String },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Dav(#[from] DavError),
@@ -86,7 +89,11 @@ impl ContactsError {
     /// Whether only the item was refused by the destination (see
     /// [`DavError::is_item_rejected`]): report it as a bad item and go on with the next one.
     pub fn is_item_rejected(&self) -> bool {
-        matches!(self, ContactsError::Dav(e) if e.is_item_rejected())
+        match self {
+            ContactsError::Refused { .. } => true,
+            ContactsError::Dav(e) => e.is_item_rejected(),
+            _ => false,
+        }
     }
 }
 
@@ -242,13 +249,13 @@ pub trait ContactStore: Send + Sync {
     ) -> impl Future<Output = Result<PutOutcome, ContactsError>> + Send;
 }
 
-/// Identity → UID over vCard texts; the first text (in listing order) wins an identity.
+/// Identity → UID over vCard texts; the first text (in listing order) wins an identity. A card
+/// without a UID (another tool's) still stands for its contact, under an empty UID: there is no
+/// resource of ours to update, but the contact is there and is not copied again.
 fn identity_map<'a>(texts: impl Iterator<Item = &'a str>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for text in texts {
-        let Some(uid) = first_uid(text) else {
-            continue;
-        };
+        let uid = first_uid(text).unwrap_or_default();
         for identity in vcard_identities(text) {
             out.entry(identity).or_insert_with(|| uid.clone());
         }
@@ -256,7 +263,8 @@ fn identity_map<'a>(texts: impl Iterator<Item = &'a str>) -> BTreeMap<String, St
     out
 }
 
-/// A folder with one `<uid>.vcf` per contact, written atomically.
+/// A folder with one `.vcf` file per contact, named by its UID
+/// ([`crate::items::store::resource_name`]), written atomically.
 #[derive(Debug, Clone)]
 pub struct VcardFolder {
     files: FileCollection,
@@ -274,6 +282,17 @@ fn folder_error(path: &Path, e: impl std::fmt::Display) -> ContactsError {
     ContactsError::Folder {
         path: path.to_path_buf(),
         message: e.to_string(),
+    }
+}
+
+/// A write's I/O error: the item's own refusal, or the folder's failure.
+fn put_error(path: &Path, e: std::io::Error) -> ContactsError {
+    if e.kind() == std::io::ErrorKind::AlreadyExists {
+        ContactsError::Refused {
+            message: e.to_string(),
+        }
+    } else {
+        folder_error(path, e)
     }
 }
 
@@ -309,7 +328,7 @@ impl ContactStore for VcardFolder {
         tokio::task::spawn_blocking(move || files.put(&uid, &text, etag.as_deref()))
             .await
             .map_err(|e| folder_error(self.files.dir(), e))?
-            .map_err(|e| folder_error(self.files.dir(), e))
+            .map_err(|e| put_error(self.files.dir(), e))
     }
 }
 

@@ -119,17 +119,10 @@ pub fn escape(value: &str) -> String {
 /// Appends one content line, folded so that no physical line is longer than 75 octets; a fold
 /// never splits a UTF-8 character. Lines end with CRLF.
 pub fn push_folded(out: &mut String, line: &str) {
-    let mut octets = 0;
-    for c in line.chars() {
-        let n = c.len_utf8();
-        if octets + n > 75 {
-            out.push_str("\r\n ");
-            octets = 1;
-        }
-        out.push(c);
-        octets += n;
+    for physical in crate::items::store::fold(line) {
+        out.push_str(&physical);
+        out.push_str("\r\n");
     }
-    out.push_str("\r\n");
 }
 
 /// The vCard text of a contact, with its UID.
