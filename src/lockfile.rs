@@ -3,8 +3,9 @@
 //!
 //! A lock is an exclusive `flock` on a small file beside (or inside) what it guards, taken
 //! without waiting; the holder writes who it is into the file, so a second writer is refused
-//! with a message naming the holder. The operating system releases the lock when its process
-//! ends, however it ends, so a killed apply never leaves a stale lock behind. This module only
+//! with a message naming the holder, and removes the file when it lets go. The operating system
+//! releases the lock when its process ends, however it ends, so a killed apply never leaves a
+//! stale lock behind (only the small file, which the next writer takes over). This module only
 //! locks: it never decides what is guarded.
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -25,11 +26,21 @@ pub enum LockError {
     },
 }
 
-/// A lock held; released when dropped (or when the process ends).
+/// A lock held; released, and its file removed, when dropped (or released by the system when
+/// the process ends, leaving only the small file behind).
 #[derive(Debug)]
 pub struct Held {
-    // Closing the file releases the lock.
-    _file: File,
+    file: Option<File>,
+    path: PathBuf,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Removed while still locked: a writer that opened this file meanwhile finds, once it
+        // gets the lock, that the path no longer leads to it, and starts again (see `try_lock`).
+        let _ = std::fs::remove_file(&self.path);
+        drop(self.file.take());
+    }
 }
 
 /// Takes the exclusive lock `lock` that guards `guarded`, without waiting, and records `holder`
@@ -40,28 +51,50 @@ pub fn try_lock(guarded: &Path, lock: &Path, holder: &str) -> Result<Held, LockE
         lock: lock.to_path_buf(),
         source,
     };
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(lock)
-        .map_err(io)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => {
-            return Err(LockError::Held {
-                guarded: guarded.to_path_buf(),
-                holder: read_holder(&mut file),
-            });
+    // A holder removes the file when it lets go; one opened just before that is a file nobody
+    // else will ever lock, so it is given up and the path opened again.
+    for _ in 0..16 {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(LockError::Held {
+                    guarded: guarded.to_path_buf(),
+                    holder: read_holder(&mut file),
+                });
+            }
+            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        Err(TryLockError::Error(e)) => return Err(io(e)),
+        if !same_file(&file, lock) {
+            continue;
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        file.write_all(holder.as_bytes()).map_err(io)?;
+        file.flush().map_err(io)?;
+        return Ok(Held {
+            file: Some(file),
+            path: lock.to_path_buf(),
+        });
     }
-    file.set_len(0).map_err(io)?;
-    file.rewind().map_err(io)?;
-    file.write_all(holder.as_bytes()).map_err(io)?;
-    file.flush().map_err(io)?;
-    Ok(Held { _file: file })
+    Err(io(std::io::Error::other(
+        "the lock file kept being replaced while it was taken",
+    )))
+}
+
+/// Whether `path` still names the open `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// What the holder wrote about itself (the first 1 KiB), or a placeholder when it has not yet.
@@ -105,10 +138,12 @@ mod tests {
         }
         drop(first);
         let second = try_lock(&guarded, &lock, "pid 2 on a, applying two.yaml").unwrap();
-        drop(second);
         assert_eq!(
             std::fs::read_to_string(&lock).unwrap(),
             "pid 2 on a, applying two.yaml"
         );
+        // Nothing is left beside the guarded file once the lock is let go.
+        drop(second);
+        assert!(!lock.exists());
     }
 }
