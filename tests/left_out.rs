@@ -300,3 +300,41 @@ fn an_unset_secret_stops_everything_before_any_connection_said_once() {
     assert!(!case.path("out").exists());
     assert_eq!(case.destination(), before);
 }
+
+#[test]
+fn a_saved_plan_with_persons_in_error_is_applied_as_reviewed_and_still_fails() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("admin.pass");
+    std::fs::write(&pass, "secret\n").unwrap();
+    let case = Case::new(&format!("imap://127.0.0.1:{port}"), &file_secret(&pass));
+    // Saved for review even so: the plan says who is left out, and why.
+    let (code, _, err) = case.run(&["plan", "plan.yaml", "--out", "wave.json"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(case.path("wave.json").exists());
+    let (code, shown, _) = case.run(&["show", "wave.json"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        shown.contains("Not migrated: 3 persons (3 errors)."),
+        "{shown}"
+    );
+    // Applied exactly as reviewed: the mailboxes are made, the mail is not, and it says so.
+    let (code, _, err) = case.run(&["apply", "wave.json"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("Apply finished with errors. 3 applied, 0 failed"),
+        "{err}"
+    );
+    assert_eq!(err.matches("not migrated (error): ").count(), 3, "{err}");
+    let dest = case.destination();
+    for cn in ["Ann Archer", "Bob Baker", "Cid Cole"] {
+        assert!(
+            dest.contains(&format!("dn: CN={cn},OU=Migrated,DC=acme,DC=test\n")),
+            "{dest}"
+        );
+    }
+}
