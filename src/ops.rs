@@ -532,16 +532,60 @@ pub fn write_atomic_with(
 }
 
 /// Saves a plan for review and a later `apply FILE`.
+/// The plan file's path is recorded relative to the saved plan's folder, so that the saved plan
+/// finds it from wherever it is applied.
 pub fn save_plan(out: &Path, inputs: &Inputs, plan: &Plan, plan_path: &Path) -> Result<(), Error> {
+    let recorded = relative_from(out, plan_path);
     write_atomic_with(out, |f| {
-        crate::plan::saved::write_saved(
-            f,
-            plan,
-            &plan_path.display().to_string(),
-            &inputs.spec.text,
-            &inputs.destination,
-        )
+        crate::plan::saved::write_saved(f, plan, &recorded, &inputs.spec.text, &inputs.destination)
     })
+}
+
+/// `target` as seen from the folder of the file `from` (`../plans/wave1.yaml`), with `/`
+/// between levels; `target` as given when the two share no folder to start from (another
+/// drive) or either cannot be resolved.
+fn relative_from(from: &Path, target: &Path) -> String {
+    use std::path::Component;
+    let folder = |p: &Path| {
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        std::fs::canonicalize(parent.unwrap_or(Path::new(".")))
+    };
+    let (Ok(base), Ok(dir), Some(name)) = (folder(from), folder(target), target.file_name()) else {
+        return target.display().to_string();
+    };
+    let base: Vec<Component> = base.components().collect();
+    let dir: Vec<Component> = dir.components().collect();
+    if base.first() != dir.first() {
+        return target.display().to_string();
+    }
+    let common = base.iter().zip(&dir).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".to_string(); base.len() - common];
+    parts.extend(
+        dir[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    parts.push(name.to_string_lossy().into_owned());
+    parts.join("/")
+}
+
+/// The plan file a saved plan at `saved` recorded: relative to the saved plan's folder. (Saved
+/// plans written before that recorded the path as it was typed, relative to the folder `plan`
+/// ran in; such a path is still found when it is there and the other is not.)
+fn recorded_plan_file(saved: &Path, recorded: &str) -> PathBuf {
+    let as_written = Path::new(recorded);
+    if as_written.is_absolute() {
+        return as_written.to_path_buf();
+    }
+    let beside = saved
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .join(as_written);
+    if !beside.exists() && as_written.exists() {
+        return as_written.to_path_buf();
+    }
+    beside
 }
 
 /// Reads a saved plan.
@@ -550,7 +594,8 @@ pub fn load_saved(path: &Path) -> Result<SavedPlan, Error> {
 }
 
 /// `load_saved`, with the fingerprint of the file's text: the runs of a saved plan are recorded
-/// in the state under it (see [`prepare_saved`]).
+/// in the state under it (see [`prepare_saved`]). The plan file it names is resolved against
+/// the saved plan's folder.
 pub fn load_saved_with_fingerprint(path: &Path) -> Result<(SavedPlan, String), Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
         what: "saved plan",
@@ -566,7 +611,10 @@ pub fn load_saved_with_fingerprint(path: &Path) -> Result<(SavedPlan, String), E
             hash.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
         )
     });
-    let saved = saved?;
+    let mut saved = saved?;
+    saved.plan_file = recorded_plan_file(path, &saved.plan_file)
+        .display()
+        .to_string();
     ActionGraph::build(&saved.plan)?;
     Ok((saved, fingerprint))
 }

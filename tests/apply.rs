@@ -329,3 +329,30 @@ fn the_state_folder_is_private() {
         0o600
     );
 }
+
+#[test]
+fn a_saved_plan_finds_its_plan_file_from_wherever_it_is_applied() {
+    let ex = Example::new();
+    std::fs::create_dir_all(ex.path("waves")).unwrap();
+    ex.cmd()
+        .args(["plan", PLAN, "--out", "waves/wave1.json"])
+        .assert()
+        .success();
+    // Recorded relative to the saved plan, so the pair can move together.
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ex.path("waves/wave1.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["plan_file"], "../examples/plans/quickstart.yaml");
+    // Applied from the saved plan's own folder: the plan file and its state are found beside
+    // each other, and nothing is left in the folder apply ran in.
+    let mut c = Command::cargo_bin("mailplan").unwrap();
+    c.current_dir(ex.path("waves"))
+        .env("NO_COLOR", "1")
+        .args(["apply", "wave1.json"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("20 applied, 0 failed"));
+    assert!(!ex.path("waves/.mailplan").exists());
+    assert!(ex.path("examples/plans/.mailplan/state.db").exists());
+    no_changes(&ex);
+}

@@ -22,7 +22,8 @@ pub struct SavedPlan {
     pub format: String,
     /// The mailplan version that wrote it.
     pub mailplan_version: String,
-    /// The plan file, as given on the command line.
+    /// The plan file: in the file, its path relative to the saved plan's folder; once loaded
+    /// (`ops::load_saved`), a path that leads to it from here.
     pub plan_file: String,
     /// SHA-256 of the plan file's text.
     pub plan_fingerprint: String,
