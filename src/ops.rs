@@ -99,6 +99,30 @@ pub enum Error {
         )
     )]
     DestinationLocked(crate::lockfile::LockError),
+    #[error("--target `{target}` is not a DN: {reason}")]
+    #[diagnostic(
+        code(mailplan::target::invalid),
+        help(
+            "give the source person's DN as the plan shows it, e.g. --target 'CN=John Smith,OU=Sales,O=Acme'"
+        )
+    )]
+    TargetNotADn { target: String, reason: String },
+    #[error("--target `{0}` is not a person of this wave")]
+    #[diagnostic(
+        code(mailplan::target::not_in_wave),
+        help(
+            "a target must be a source entry that the plan file's source base, filter, include and exclude make a person of the wave; `mailplan plan PLAN.yaml` without --target lists them all"
+        )
+    )]
+    TargetNotInWave(String),
+    #[error("--target cannot narrow a saved plan")]
+    #[diagnostic(
+        code(mailplan::target::saved_plan),
+        help(
+            "a saved plan is applied exactly as it was reviewed: make a targeted one with `mailplan plan PLAN.yaml --target DN --out FILE`, review it, and apply that"
+        )
+    )]
+    TargetOnSavedPlan,
     #[error("apply needs your confirmation, and there is no terminal to ask at")]
     #[diagnostic(
         code(mailplan::apply::no_terminal),
@@ -451,6 +475,23 @@ pub fn gather_items(inputs: &mut Inputs, state_dir: &Path) -> Result<(), Error> 
     Ok(())
 }
 
+/// Narrows the plan to the persons `targets` names (`--target`, as Terraform's `-target`):
+/// only they are planned, with what their actions need. Empty `targets` keep the whole wave.
+pub fn target(spec: &mut Spec, targets: &[String]) -> Result<(), Error> {
+    let mut dns = Vec::with_capacity(targets.len());
+    for t in targets {
+        let dn = crate::directory::Dn::parse(t).map_err(|e| Error::TargetNotADn {
+            target: t.clone(),
+            reason: e.to_string(),
+        })?;
+        dns.push(dn);
+    }
+    dns.sort();
+    dns.dedup();
+    spec.source.targets = dns;
+    Ok(())
+}
+
 /// Matches and plans: the pure core, with the graph checked.
 pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
     let matches = matching::match_prepared(
@@ -473,6 +514,35 @@ pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
     // the text of the plan by 0.1 s.
     crate::parallel::drop_elsewhere(matches);
     ActionGraph::build(&plan)?;
+    targeted(&inputs.spec, plan)
+}
+
+/// A plan made for `--target`s: each must be a person of the wave, and the plan says first that
+/// it is not the whole wave.
+fn targeted(spec: &Spec, mut plan: Plan) -> Result<Plan, Error> {
+    let targets = &spec.source.targets;
+    if targets.is_empty() {
+        return Ok(plan);
+    }
+    let planned: BTreeSet<&crate::directory::Dn> =
+        plan.subjects.iter().map(|s| &s.source).collect();
+    if let Some(missing) = targets.iter().find(|t| !planned.contains(t)) {
+        return Err(Error::TargetNotInWave(missing.to_string()));
+    }
+    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    plan.messages.insert(
+        0,
+        plan::Message {
+            level: plan::Level::Warning,
+            text: format!(
+                "targeting is in effect: only the {} given with --target {} planned ({}), with what their actions need; the rest of the wave and its distribution lists are left out, so this is not the whole plan",
+                if names.len() == 1 { "person".to_string() } else { format!("{} persons", names.len()) },
+                if names.len() == 1 { "is" } else { "are" },
+                names.join("; ")
+            ),
+        },
+    );
+    plan.summary.warnings += 1;
     Ok(plan)
 }
 

@@ -356,3 +356,69 @@ fn a_saved_plan_finds_its_plan_file_from_wherever_it_is_applied() {
     assert!(ex.path("examples/plans/.mailplan/state.db").exists());
     no_changes(&ex);
 }
+
+#[test]
+fn a_targeted_apply_does_only_those_persons_and_says_so() {
+    let ex = Example::new();
+    let carol = "CN=Carol Chen,OU=Marketing,O=Acme";
+    let plan = ex
+        .cmd()
+        .args(["plan", PLAN, "--target", carol])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(plan.status.success(), "{out}");
+    // Said first, before anything else.
+    assert!(
+        out.starts_with("Warnings and ambiguities:\n  warning: targeting is in effect: only the person given with --target is planned (CN=Carol Chen,OU=Marketing,O=Acme)"),
+        "{out}"
+    );
+    // Carol's whole scenario 3, her contact's group membership move included; nobody else.
+    assert!(out.contains("# Carol Chen — scenario 3"), "{out}");
+    assert!(out.contains("~ move_memberships"), "{out}");
+    assert_eq!(out.matches("\n# ").count(), 1, "{out}");
+    assert!(!out.contains("Sales Team"), "{out}");
+
+    ex.cmd()
+        .args(["apply", PLAN, "--auto-approve", "--target", carol])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains(
+            "Apply complete! 4 applied, 0 failed",
+        ));
+    let dest = ex.destination();
+    assert!(
+        dest.contains("dn: CN=Carol Chen,OU=Migrated,DC=acme,DC=test"),
+        "{dest}"
+    );
+    assert!(!dest.contains("dn: CN=Alice Archer,OU=Migrated"), "{dest}");
+    // The rest of the wave is still to do.
+    ex.cmd()
+        .args(["plan", PLAN, "--detailed-exitcode"])
+        .assert()
+        .code(2)
+        .stdout(
+            predicate::str::contains("# Alice Archer")
+                .and(predicate::str::contains("# Carol Chen").not()),
+        );
+
+    // A target that is no person of the wave, or a saved plan, is refused.
+    ex.cmd()
+        .args(["plan", PLAN, "--target", "CN=Nobody,O=Acme"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "--target `CN=Nobody,O=Acme` is not a person of this wave",
+        ));
+    ex.cmd()
+        .args(["plan", PLAN, "--out", "wave.json"])
+        .assert()
+        .success();
+    ex.cmd()
+        .args(["apply", "wave.json", "--target", carol])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "--target cannot narrow a saved plan",
+        ));
+}

@@ -125,6 +125,11 @@ pub struct PlanArgs {
     /// its item ledger says what was copied already. Default `.mailplan` beside the plan file.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Plan only this source person (repeatable), with what its actions need, as Terraform's
+    /// -target: for a retry or a pilot. Distribution lists and the rest of the wave are left
+    /// out, and the plan says so first.
+    #[arg(long = "target", value_name = "SOURCE_DN")]
+    pub targets: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -140,6 +145,10 @@ pub struct ApplyArgs {
     /// The state folder (run history, backups, lock); default `.mailplan` beside the plan file.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Apply only this source person (repeatable), with what its actions need (see `plan
+    /// --target`). Only with a plan file: a saved plan is applied as it was reviewed.
+    #[arg(long = "target", value_name = "SOURCE_DN")]
+    pub targets: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,7 +288,9 @@ fn validate(path: PathBuf) -> Result<ExitCode, Error> {
 }
 
 fn plan(args: PlanArgs, style: Style) -> Result<ExitCode, Error> {
-    let mut inputs = ops::load_inputs(&args.plan)?;
+    let mut spec = ops::load_checked_spec(&args.plan)?;
+    ops::target(&mut spec, &args.targets)?;
+    let mut inputs = ops::load_inputs_for(spec)?;
     let state_dir = ops::state_dir(&args.plan, args.state_dir.as_deref());
     inputs.history = ops::load_history(&state_dir)?;
     ops::gather_items(&mut inputs, &state_dir)?;
@@ -364,7 +375,11 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
         None => args.input.clone(),
     };
     // The plan file and its secrets are checked before anything is written, the state included.
-    let spec = ops::load_checked_spec(&plan_file)?;
+    let mut spec = ops::load_checked_spec(&plan_file)?;
+    if saved.is_some() && !args.targets.is_empty() {
+        return Err(Error::TargetOnSavedPlan);
+    }
+    ops::target(&mut spec, &args.targets)?;
     // The lock comes first: what an apply plans from (the state's record of earlier runs) must
     // not change under it.
     let state_dir = ops::state_dir(&plan_file, args.state_dir.as_deref());

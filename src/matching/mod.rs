@@ -160,12 +160,14 @@ pub fn select_persons(spec: &Spec, source: &Snapshot, rules: &SourceRules) -> Ve
         .collect();
     let include: BTreeSet<&Dn> = src.include.iter().collect();
     let exclude: BTreeSet<&Dn> = src.exclude.iter().collect();
+    let targets: BTreeSet<&Dn> = src.targets.iter().collect();
     source
         .entries()
         .iter()
         .enumerate()
         .filter(|(_, e)| src.base.as_ref().is_none_or(|b| e.dn.is_within(b)))
         .filter(|(_, e)| include.is_empty() || include.contains(&e.dn))
+        .filter(|(_, e)| targets.is_empty() || targets.contains(&e.dn))
         .filter(|(_, e)| !exclude.contains(&e.dn) && !ignored.contains(&e.dn))
         .filter(|(_, e)| rules.person_filter.matches(e))
         .map(|(id, e)| Person::from_entry(id, e, rules, src.notes_domain.as_deref()))

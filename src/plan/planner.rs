@@ -195,7 +195,7 @@ fn unmapped_attributes(spec: &Spec, source: &Snapshot, actions: &[Action]) -> Ve
             out.push(Message {
                 level: Level::Warning,
                 text: format!(
-                    "`{key}` takes `{{{attr}}}`, which no source entry has: {} {} this plan creates or converts {} no value from it",
+                    "plan file: `{key}` takes `{{{attr}}}`, which no source entry has: {} {} this plan creates or converts {} no value from it",
                     affected,
                     if affected == 1 { "mailbox" } else { "mailboxes" },
                     if affected == 1 { "gets" } else { "get" },
@@ -1370,6 +1370,10 @@ impl Planner<'_> {
         let Some(dl) = &self.spec.distribution_lists else {
             return;
         };
+        // A targeted plan is about its persons; a list is planned with its whole membership.
+        if !self.spec.source.targets.is_empty() {
+            return;
+        }
         let container = dl
             .container
             .clone()

@@ -313,7 +313,7 @@ fn problems(out: &mut String, plan: &Plan, style: Style) {
             Level::Warning => style.yellow("warning"),
             Level::Info => continue,
         };
-        let _ = writeln!(lines, "  {tag}: plan file: {}", m.text);
+        let _ = writeln!(lines, "  {tag}: {}", m.text);
     }
     let subjects: Vec<&Subject> = plan.subjects.iter().collect();
     lines.push_str(

@@ -1386,6 +1386,7 @@ impl<'t> Checker<'t> {
             include: values(include)?,
             exclude: values(exclude)?,
             roles: roles?,
+            targets: Vec::new(),
         })
     }
 

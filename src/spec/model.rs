@@ -120,6 +120,9 @@ pub struct Source {
     /// These persons are never in the wave.
     pub exclude: Vec<Dn>,
     pub roles: Roles,
+    /// Not from the plan file: when non-empty, only these persons of the wave are planned
+    /// (`--target`), with what their actions need and without distribution lists.
+    pub targets: Vec<Dn>,
 }
 
 /// Per-role attribute overrides; `None` keeps the profile's default for that role.
