@@ -493,7 +493,7 @@ pub fn apply_runtime(plan: &Plan) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-/// Writes a file whole or not at all: a temporary file beside it, then a rename.
+/// Writes a file whole or not at all (`atomic_file`), with errors naming the file.
 pub fn write_atomic(path: &Path, contents: &str) -> Result<(), Error> {
     use std::io::Write;
     write_atomic_with(path, |f| f.write_all(contents.as_bytes()))
@@ -504,31 +504,10 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<(), Error> {
-    use std::io::Write;
-    let err = |e| Error::Write {
+    crate::atomic_file::write_atomic_with(path, write).map_err(|e| Error::Write {
         path: path.to_path_buf(),
         source: e,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plan".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-        write(&mut f)?;
-        f.flush()?;
-        f.get_ref().sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    })
 }
 
 /// Saves a plan for review and a later `apply FILE`.
