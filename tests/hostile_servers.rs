@@ -292,3 +292,67 @@ fn a_dav_server_dripping_its_answer_is_bounded_by_the_whole_exchange() {
     // Three attempts of at most ten times the deadline each, and the pauses between them.
     assert!(started.elapsed() < Duration::from_secs(15));
 }
+
+/// The quickstart plan in a folder of its own, its data read from the examples, with `edit`
+/// applied to its text.
+fn quickstart_with(dir: &std::path::Path, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let text = std::fs::read_to_string(root.join("plans/quickstart.yaml")).unwrap();
+    let data = root.join("data");
+    let text = text
+        .replace("../data/", &format!("{}/", data.display()))
+        .replace("../out/", &format!("{}/out/", dir.display()));
+    let path = dir.join("plan.yaml");
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+#[test]
+fn connections_that_give_secrets_away_are_warned_about_naming_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: the plan fails to list the collections, after the warnings.
+    let silent = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let plan = quickstart_with(dir.path(), |text| {
+        text.replace(
+            &format!("      ics_folder: \"{}/out/calendars/{{primary_smtp}}\"", dir.path().display()),
+            &format!(
+                "      caldav: {{ url: \"http://127.0.0.1:{silent}/{{primary_smtp}}/calendar/\", login: admin, password: {{ env: MAILPLAN_TEST_DAV }}, timeout: 1 }}"
+            ),
+        )
+        .replace(
+            &format!("      vcard_folder: \"{}/out/contacts/{{primary_smtp}}\"", dir.path().display()),
+            &format!(
+                "      carddav: {{ url: \"https://127.0.0.1:{silent}/{{primary_smtp}}/contacts/\", insecure: true, timeout: 1 }}"
+            ),
+        )
+    });
+    let text = std::fs::read_to_string(&plan).unwrap();
+    assert!(
+        text.contains("caldav:") && text.contains("carddav:"),
+        "{text}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailplan"))
+        .args(["plan", plan.to_str().unwrap()])
+        .env("MAILPLAN_TEST_DAV", "secret")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "warning: CalDAV server `http://127.0.0.1:{silent}/{{…}}/calendar/`: the password is sent without TLS"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "warning: CardDAV server `https://127.0.0.1:{silent}/{{…}}/contacts/`: TLS certificates are NOT verified (insecure: true)"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("secret"), "{err}");
+}

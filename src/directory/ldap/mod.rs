@@ -946,6 +946,38 @@ pub enum ReadSnapshotError {
     Duplicate(Dn),
 }
 
+/// Runs the LDAP reader over `data` as a server's bytes, for fuzzing (`tests/fuzz_ldap_ber.rs`):
+/// as received messages read in place, and as the answer to a paged search through the
+/// connection's buffering, with every entry read as the snapshot reads it and its ranged
+/// attributes continued from the same answer. Whatever the bytes, this must return, quickly,
+/// without panicking; what it found does not matter.
+#[doc(hidden)]
+pub fn fuzz_reader(data: &[u8]) {
+    let read = |body: &[u8], names: &mut Names| -> Result<(), String> {
+        let parsed = read_entry(body, names)?;
+        let dn = parsed.entry.dn.to_string();
+        for (attr, low) in parsed.incomplete() {
+            let mut rest = RangeFetch::new(&attr, low, None);
+            let mut rounds = 0;
+            while rest.wanted().is_some() && rounds < 3 {
+                rounds += 1;
+                let again = read_entry(body, &mut Names::default())?;
+                rest.take(&dn, Some(again)).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    };
+    let mut names = Names::default();
+    wire::parse_all(data, &mut |body| {
+        let _ = read(body, &mut names);
+    });
+    let mut names = Names::default();
+    let _ = wire::replay_search(data, &mut |found| match found {
+        wire::Found::Entry(body) => read(body, &mut names),
+        wire::Found::Reference => Ok(()),
+    });
+}
+
 /// Waits `attempt`'s share of an exponential backoff (100 ms, 200 ms, 400 ms, … at most 3.2 s).
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64 << attempt.min(5))

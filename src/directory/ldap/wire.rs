@@ -636,6 +636,68 @@ impl Connection {
     }
 }
 
+/// Reads `bytes` as a run of received messages, in place, as the connection does, handing each
+/// search entry's contents to `entry`. For fuzzing the reader (`super::fuzz_reader`): it stops
+/// at the first element that is not whole and ignores what cannot be read.
+pub(super) fn parse_all(mut bytes: &[u8], entry: &mut dyn FnMut(&[u8])) {
+    while let Ok(Some(len)) = ber::element_len(bytes) {
+        let Some(one) = bytes.get(..len) else {
+            return;
+        };
+        if let Ok(m) = message(one) {
+            match m.op {
+                tag::SEARCH_RESULT_ENTRY => entry(m.body),
+                _ => {
+                    let _ = result(m.body);
+                }
+            }
+            if let Some(c) = m.controls {
+                let _ = paged_cookie(c);
+            }
+        }
+        bytes = &bytes[len..];
+    }
+}
+
+/// Plays `answer` as all a server sends to one paged search and then hangs up, and reads it as
+/// a search does, through the connection's own buffering. For fuzzing the reader.
+pub(super) fn replay_search(
+    answer: &[u8],
+    found: &mut dyn FnMut(Found<'_>) -> Result<(), String>,
+) -> Result<(), WireError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| WireError::Io(e.to_string()))?;
+    let answer = answer.to_vec();
+    runtime.block_on(async move {
+        // Room for the whole answer: the server's write never waits for a reader that gave up.
+        let (client, mut server) = tokio::io::duplex(answer.len().max(64 * 1024));
+        let mut conn = Connection {
+            stream: Box::new(client),
+            buf: Vec::new(),
+            start: 0,
+            next_id: 1,
+            timeout: Duration::from_secs(5),
+        };
+        let serve = async move {
+            let _ = server.write_all(&answer).await;
+        };
+        let (result, ()) = tokio::join!(
+            conn.search(
+                "DC=x",
+                Scope::Sub,
+                "(objectClass=*)",
+                &["*"],
+                Some(10),
+                found
+            ),
+            serve
+        );
+        result
+    })
+}
+
 /// Runs `f` with the deadline `timeout`; `what` names what was awaited in the error.
 async fn within<T>(
     timeout: Duration,
