@@ -117,17 +117,20 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let me = std::env::current_exe().unwrap();
-        let status = std::process::Command::new(me)
+        let out = std::process::Command::new(me)
             .args([
                 "--exact",
                 "atomic_file::tests::a_bare_file_name_is_written_in_the_current_folder",
-                "--nocapture",
             ])
             .env("MAILPLAN_ATOMIC_BARE_NAME", "1")
             .current_dir(dir.path())
-            .status()
+            .output()
             .unwrap();
-        assert!(status.success());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert_eq!(std::fs::read(dir.path().join("bare.txt")).unwrap(), b"here");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
