@@ -6,6 +6,7 @@
 //! behind the commands, and `cli` is the thin command line on top.
 
 pub mod apply;
+pub mod atomic_file;
 pub mod cli;
 pub mod directory;
 pub mod generate;

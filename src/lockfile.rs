@@ -97,16 +97,20 @@ fn same_file(file: &File, path: &Path) -> bool {
     }
 }
 
-/// What the holder wrote about itself (the first 1 KiB), or a placeholder when it has not yet.
+/// What the holder wrote about itself (the first 1 KiB). A holder writes it right after it
+/// took the lock; a refusal in between waits a moment for it (at most a fifth of a second).
 fn read_holder(file: &mut File) -> String {
-    let mut text = String::new();
-    let _ = file.take(1024).read_to_string(&mut text);
-    let text = text.trim();
-    if text.is_empty() {
-        "a process that has not said who it is yet".to_string()
-    } else {
-        text.to_string()
+    for _ in 0..20 {
+        let mut text = String::new();
+        let _ = file.rewind();
+        let _ = Read::by_ref(file).take(1024).read_to_string(&mut text);
+        let text = text.trim();
+        if !text.is_empty() {
+            return text.to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    "a process that has not said who it is yet".to_string()
 }
 
 /// `pid 4242 on host-a since 2026-12-06T11:00:00Z, applying plans/wave1.yaml`: who is writing.

@@ -292,14 +292,109 @@ fn load_ldap<T: Copy + Send, F: FnMut(&crate::directory::Entry) -> T + Send>(
     }
 }
 
-/// `insecure: true` is allowed, and said out loud every time.
+/// `insecure: true` is allowed, and said out loud every time; so is a password sent over a
+/// connection without TLS.
 fn warn_insecure(which: &str, settings: &spec::LdapSettings) {
-    if settings.insecure {
-        eprintln!(
-            "warning: {which} directory `{}`: TLS certificates are NOT verified (insecure: true); the connection can be intercepted",
-            settings.url
-        );
+    for w in ldap_warnings(which, settings) {
+        eprintln!("warning: {w}");
     }
+}
+
+/// What a directory's connection gives away: certificates not checked, or the bind password
+/// sent in the clear (`ldap://` without StartTLS; `ldapi://` never leaves the machine).
+pub fn ldap_warnings(which: &str, settings: &spec::LdapSettings) -> Vec<String> {
+    let mut out = Vec::new();
+    let url = &settings.url;
+    if settings.insecure {
+        out.push(format!(
+            "{which} directory `{url}`: TLS certificates are NOT verified (insecure: true); the connection can be intercepted"
+        ));
+    }
+    let plain = url
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("ldap://"));
+    if plain && !settings.starttls && settings.bind_dn.is_some() && settings.password.is_some() {
+        out.push(format!(
+            "{which} directory `{url}`: the bind password is sent without TLS (ldap:// without `starttls: true`); anyone on the network path can read it"
+        ));
+    }
+    out
+}
+
+/// Says out loud, once per run, what the item stores' connections give away (see
+/// [`item_warnings`]).
+fn warn_items(spec: &Spec) {
+    for w in item_warnings(spec) {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// What the connections to item stores give away: certificates not checked (`insecure: true`),
+/// or a password sent without TLS (`imap://` with `tls: none`, `http://` with a login).
+pub fn item_warnings(spec: &Spec) -> Vec<String> {
+    let mut out = Vec::new();
+    let insecure = |what: &str, url: &str| {
+        format!(
+            "{what} `{url}`: TLS certificates are NOT verified (insecure: true); the connection can be intercepted"
+        )
+    };
+    if let Some(mail) = &spec.items.mail {
+        for (side, store) in [("source", &mail.source), ("destination", &mail.destination)] {
+            let spec::MailStore::Imap(imap) = store else {
+                continue;
+            };
+            let url = format!("{}:{}", imap.host, imap.port);
+            let what = format!("{side} IMAP server");
+            if imap.insecure {
+                out.push(insecure(&what, &url));
+            }
+            if imap.security == spec::ImapSecurity::None {
+                out.push(format!(
+                    "{what} `{url}`: the password is sent without TLS (imap:// with `tls: none`); anyone on the network path can read it"
+                ));
+            }
+        }
+    }
+    let calendars = spec
+        .items
+        .calendars
+        .as_ref()
+        .and_then(|c| match &c.destination {
+            spec::CalendarDestination::CalDav(d) => Some(("CalDAV server", d)),
+            spec::CalendarDestination::IcsFolder(_) => None,
+        });
+    let contacts = spec
+        .items
+        .contacts
+        .as_ref()
+        .and_then(|c| match &c.destination {
+            spec::ContactDestination::CardDav(d) => Some(("CardDAV server", d)),
+            spec::ContactDestination::VcardFolder(_) => None,
+        });
+    for (what, dav) in calendars.into_iter().chain(contacts) {
+        // The literal start of the URL template is enough: the scheme and host come first.
+        let url: String = dav
+            .url
+            .parts
+            .iter()
+            .map(|p| match p {
+                spec::TemplatePart::Literal(text) => text.as_str(),
+                _ => "{…}",
+            })
+            .collect();
+        if dav.insecure {
+            out.push(insecure(what, &url));
+        }
+        let plain = url
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"));
+        if plain && dav.password.is_some() {
+            out.push(format!(
+                "{what} `{url}`: the password is sent without TLS (http://); anyone on the network path can read it"
+            ));
+        }
+    }
+    out
 }
 
 /// Parses a large LDIF file on every core: the text is cut at blank lines (record boundaries)
@@ -470,6 +565,7 @@ pub fn gather_items(inputs: &mut Inputs, state_dir: &Path) -> Result<(), Error> 
     if endpoints.is_empty() {
         return Ok(());
     }
+    warn_items(&inputs.spec);
     inputs.inventories =
         crate::items::inventory::gather(&inputs.spec, &endpoints, Some(state_dir))?;
     Ok(())
@@ -563,7 +659,7 @@ pub fn apply_runtime(plan: &Plan) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-/// Writes a file whole or not at all: a temporary file beside it, then a rename.
+/// Writes a file whole or not at all (`atomic_file`), with errors naming the file.
 pub fn write_atomic(path: &Path, contents: &str) -> Result<(), Error> {
     use std::io::Write;
     write_atomic_with(path, |f| f.write_all(contents.as_bytes()))
@@ -574,31 +670,10 @@ pub fn write_atomic_with(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
 ) -> Result<(), Error> {
-    use std::io::Write;
-    let err = |e| Error::Write {
+    crate::atomic_file::write_atomic_with(path, write).map_err(|e| Error::Write {
         path: path.to_path_buf(),
         source: e,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "plan".into());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp)?);
-        write(&mut f)?;
-        f.flush()?;
-        f.get_ref().sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(err)
+    })
 }
 
 /// Saves a plan for review and a later `apply FILE`.
@@ -801,6 +876,7 @@ pub fn prepare_saved(
 /// touches is read live right before its write, so a live destination is not read here at all.
 fn load_for_saved(spec: Spec) -> Result<Inputs, Error> {
     let source = if spec.items.any() {
+        warn_items(&spec);
         load_directory("source", &spec.source.directory)?
     } else {
         Snapshot::default()

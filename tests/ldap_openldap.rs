@@ -241,6 +241,69 @@ fn a_mailbox_created_by_someone_else_since_the_plan_is_stale() {
 }
 
 #[test]
+fn a_self_signed_certificate_given_as_ca_file_is_trusted_for_ldaps_and_starttls() {
+    let s = Slapd::start_self_signed(
+        &[SOURCE, DEST],
+        &[
+            (SOURCE, &example("domino.ldif")),
+            (DEST, &example("ad.ldif")),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ca = format!("      ca_file: {}\n", s.certs.cert.display());
+    let dest = ldap_block(&s.url(), &s.admin(DEST), DEST, "");
+    let plan_with = |source: String| {
+        let plan = write_plan(dir.path(), &source, &dest);
+        let o = mailplan(&["plan", p(&plan)]);
+        let (out, err) = text(&o);
+        (o.status.code(), format!("{out}{err}"))
+    };
+    // The server's own certificate as ca_file: trusted over LDAPS (read by mailplan's reader)
+    // and over StartTLS, by either name it carries.
+    let (code, all) = plan_with(ldap_block(&s.tls_url(), &s.admin(SOURCE), SOURCE, &ca));
+    assert_eq!(code, Some(0), "{all}");
+    let (code, all) = plan_with(ldap_block(
+        &s.url().replace("127.0.0.1", "localhost"),
+        &s.admin(SOURCE),
+        SOURCE,
+        &format!("{ca}      starttls: true\n"),
+    ));
+    assert_eq!(code, Some(0), "{all}");
+    // Without it, the certificate is not trusted.
+    let (code, all) = plan_with(ldap_block(&s.tls_url(), &s.admin(SOURCE), SOURCE, ""));
+    assert_eq!(code, Some(1), "{all}");
+    assert!(all.contains("is not trusted"), "{all}");
+
+    // The write side (ldap3's connections) trusts it the same way.
+    let settings = mailplan::spec::LdapSettings {
+        url: s.tls_url(),
+        bind_dn: Some(s.admin(DEST)),
+        password: Some(servers::secret_file(dir.path(), "pw", ADMIN_PASSWORD)),
+        base: mailplan::directory::Dn::parse(DEST).unwrap(),
+        filter: "(objectClass=*)".into(),
+        scope: mailplan::spec::LdapScope::Sub,
+        page_size: 500,
+        timeout: std::time::Duration::from_secs(10),
+        starttls: false,
+        ca_file: Some(s.certs.cert.clone()),
+        insecure: false,
+        sasl_external: false,
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let writer = runtime.block_on(mailplan::apply::LdapDirectory::connect(&settings, 1));
+    assert!(writer.is_ok(), "{:?}", writer.err());
+    let untrusted = mailplan::spec::LdapSettings {
+        ca_file: None,
+        ..settings
+    };
+    let e = runtime
+        .block_on(mailplan::apply::LdapDirectory::connect(&untrusted, 1))
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("is not trusted"), "{e}");
+}
+
+#[test]
 fn connection_problems_are_clear_errors() {
     let s = slapd_with_examples();
     let dir = tempfile::tempdir().unwrap();
@@ -321,6 +384,24 @@ fn connection_problems_are_clear_errors() {
     assert_eq!(code, Some(0), "{all}");
     assert!(all.contains("warning: source directory"), "{all}");
     assert!(all.contains("NOT verified"), "{all}");
+
+    // A password sent over plain ldap:// is said out loud, naming the server; over TLS it is not.
+    let plain = format!(
+        "source directory `{}`: the bind password is sent without TLS",
+        s.url()
+    );
+    let (code, all) = run_plan(ldap_block(&s.url(), &s.admin(SOURCE), SOURCE, ""));
+    assert_eq!(code, Some(0), "{all}");
+    assert!(all.contains(&format!("warning: {plain}")), "{all}");
+    let (_, all) = run_plan(ldap_block(&s.tls_url(), &s.admin(SOURCE), SOURCE, &ca));
+    assert!(!all.contains("source directory `ldaps"), "{all}");
+    let (_, all) = run_plan(ldap_block(
+        &s.url().replace("127.0.0.1", "localhost"),
+        &s.admin(SOURCE),
+        SOURCE,
+        &format!("{ca}      starttls: true\n"),
+    ));
+    assert!(!all.contains("source directory `ldap://localhost"), "{all}");
 
     // A search that finds nothing (here a filter no entry matches; on a real server also a bind
     // user who may not see into the base) is said out loud, before any of its consequences.

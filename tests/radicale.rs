@@ -456,6 +456,26 @@ async fn https_certificates_are_verified_unless_the_plan_says_otherwise() {
     assert!(err.contains("no-such-ca.pem"), "{err}");
 }
 
+#[tokio::test]
+async fn a_self_signed_certificate_given_as_ca_file_is_trusted() {
+    let server = Radicale::start_self_signed();
+    let url = server.collection("alice", "calendar");
+    let objects = events();
+    // Without it: refused.
+    let strict = CalDav::new(&config(&url, "alice", "alicepass")).unwrap();
+    let err = strict.list().await.unwrap_err().to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // The server's own certificate (made by `openssl req -x509`, so marked a CA) as ca_file.
+    let mut pinned = config(&url, "alice", "alicepass");
+    pinned.ca_file = server.ca_file.clone();
+    let store = CalDav::new(&pinned).unwrap();
+    assert_eq!(
+        store.put(&objects[0], None).await.unwrap(),
+        PutOutcome::Created
+    );
+    assert_eq!(store.list().await.unwrap().len(), 1);
+}
+
 /// The name an older mailplan gave a UID's resource: every byte but RFC 3986 unreserved
 /// characters percent-encoded.
 fn old_name(uid: &str) -> String {

@@ -209,7 +209,10 @@ impl LdapDirectory {
         }
         Err(WriteError::Server {
             dn: dn.clone(),
-            message: format!("{what} failed {ATTEMPTS} times, the last time with: {last}"),
+            message: format!(
+                "{what} on `{}` failed {ATTEMPTS} times, the last time with: {last}",
+                self.settings.url
+            ),
         })
     }
 
@@ -253,8 +256,11 @@ trait AsyncOp<T>: Send {
     fn already_done(&self) -> Result<T, WriteError>;
 }
 
-/// The outcome of one ldap3 call, sorted.
-fn sort(result: Result<ldap3::LdapResult, ldap3::LdapError>) -> Result<Attempt<()>, (u32, String)> {
+/// The outcome of one ldap3 call that had `timeout` to answer, sorted.
+fn sort(
+    result: Result<ldap3::LdapResult, ldap3::LdapError>,
+    timeout: Duration,
+) -> Result<Attempt<()>, (u32, String)> {
     match result {
         Ok(r) if r.rc == 0 => Ok(Attempt::Done(())),
         Ok(r) if is_transient(r.rc) => Ok(Attempt::Transient(result_message(r.rc, &r.text))),
@@ -263,7 +269,10 @@ fn sort(result: Result<ldap3::LdapResult, ldap3::LdapError>) -> Result<Attempt<(
             Ok(Attempt::Transient(result_message(result.rc, &result.text)))
         }
         Err(ldap3::LdapError::LdapResult { result }) => Err((result.rc, result.text)),
-        // Everything else is the connection: reset, closed, timed out.
+        Err(ldap3::LdapError::Timeout { .. }) => {
+            Ok(Attempt::Transient(reader::timed_out(timeout, "the answer")))
+        }
+        // Everything else is the connection: reset, closed.
         Err(e) => Ok(Attempt::Transient(error_text(&e))),
     }
 }
@@ -319,7 +328,7 @@ impl AsyncOp<()> for Add {
             })
             .collect();
         let dn = self.entry.dn.to_string();
-        sort(ldap.with_timeout(timeout).add(&dn, attrs).await)
+        sort(ldap.with_timeout(timeout).add(&dn, attrs).await, timeout)
     }
     fn already_done(&self) -> Result<(), WriteError> {
         Ok(())
@@ -359,7 +368,7 @@ impl AsyncOp<()> for Modify {
         if let Some(c) = &self.control {
             l = l.with_controls(vec![c.clone()]);
         }
-        sort(l.modify(&self.dn, mods).await)
+        sort(l.modify(&self.dn, mods).await, timeout)
     }
     fn already_done(&self) -> Result<(), WriteError> {
         Ok(())
@@ -381,7 +390,7 @@ impl AsyncOp<()> for Delete {
         if let Some(c) = &self.control {
             l = l.with_controls(vec![c.clone()]);
         }
-        sort(l.delete(&self.dn).await)
+        sort(l.delete(&self.dn).await, timeout)
     }
     fn already_done(&self) -> Result<(), WriteError> {
         Ok(())

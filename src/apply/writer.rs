@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -190,12 +189,13 @@ impl LdifDirectory {
             (out, s.generation)
         };
         let path = self.path.clone();
-        let result = tokio::task::spawn_blocking(move || write_atomic(&path, &bytes))
-            .await
-            .map_err(|e| WriteError::Io {
-                path: self.path.clone(),
-                message: e.to_string(),
-            })?;
+        let result =
+            tokio::task::spawn_blocking(move || crate::atomic_file::write_atomic(&path, &bytes))
+                .await
+                .map_err(|e| WriteError::Io {
+                    path: self.path.clone(),
+                    message: e.to_string(),
+                })?;
         if let Err(e) = result {
             let e = self.io(e);
             self.lock().broken = Some(e.clone());
@@ -213,64 +213,26 @@ impl LdifDirectory {
     }
 }
 
-/// The name of the temporary file a process writes `path`'s new contents to.
-fn temporary_name(name: &str, pid: u32) -> String {
-    format!(".{name}.mailplan-{pid}.tmp")
-}
-
 /// Removes temporary files that killed runs left beside `path` (their process is gone; the
 /// rename never happened, so they hold nothing the file needs). Best effort: a file that cannot
 /// be removed is only clutter.
 fn remove_abandoned_temporaries(path: &Path) {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = crate::atomic_file::folder_of(path);
     let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return;
     };
-    let prefix = format!(".{name}.mailplan-");
     let Ok(listing) = std::fs::read_dir(dir) else {
         return;
     };
     for f in listing.flatten() {
         let file = f.file_name().to_string_lossy().into_owned();
-        let pid = file
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".tmp"))
-            .and_then(|pid| pid.parse::<u32>().ok());
-        if let Some(pid) = pid
+        if let Some(pid) = crate::atomic_file::temporary_owner(&file, &name)
             && pid != std::process::id()
             && !crate::state::host::process_alive(pid)
         {
             let _ = std::fs::remove_file(f.path());
         }
     }
-}
-
-/// Temporary file beside the target, fsync, rename, fsync of the folder: the file is either old
-/// or new after a crash, and the rename itself survives a power cut.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(temporary_name(&name, std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Applies LDAP modify semantics to an entry in memory.

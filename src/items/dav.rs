@@ -4,8 +4,15 @@
 //!
 //! It speaks only the few requests the stores need (PROPFIND, REPORT, MKCALENDAR, MKCOL, GET,
 //! PUT) and never deletes anything. Listing never writes, so planning can call it. Passwords are
-//! sent as HTTP Basic credentials and never appear in errors. TLS certificates are verified
-//! unless the caller sets `insecure` explicitly; `ca_file` adds a trusted root.
+//! sent as HTTP Basic credentials and never appear in errors. TLS is set up by `crate::tls`, as
+//! for every protocol: certificates are verified unless the caller sets `insecure` explicitly,
+//! and `ca_file` names the roots to trust instead of the system's.
+//!
+//! Nothing waits on the server for ever and nothing it sends is taken whole on trust: every
+//! request has a deadline to connect and one for each read (`timeout`), and a whole exchange
+//! ten times that; an answer's body is read in pieces as it arrives, up to a bound
+//! ([`MAX_BODY`]), whatever length the server announced. Requests that change nothing (PROPFIND,
+//! REPORT, GET) are tried again when the connection fails or a deadline passes.
 //!
 //! Every PUT goes to a resource directly inside the collection: a UID becomes one plain path
 //! segment ([`resource_name`]), and a resource another tool named is written to only when its
@@ -25,7 +32,7 @@ use super::store::{PutOutcome, first_uid, resource_name, same_content};
 
 /// Where a collection is and how to log in. The password is already resolved from the plan's
 /// secret; it is kept out of `Debug`.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct DavConfig {
     /// The collection's URL (`https://host/dav/alice/calendar/`); a trailing `/` is added.
     pub url: String,
@@ -35,7 +42,33 @@ pub struct DavConfig {
     pub ca_file: Option<PathBuf>,
     /// Accept any certificate. Only when the plan says so for this connection.
     pub insecure: bool,
+    /// The deadline to connect and for each read of an answer; a whole exchange may take ten
+    /// times this.
+    pub timeout: Duration,
 }
+
+impl Default for DavConfig {
+    fn default() -> Self {
+        DavConfig {
+            url: String::new(),
+            user: None,
+            password: None,
+            ca_file: None,
+            insecure: false,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// The plan file's default `timeout:`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The largest answer body read: a REPORT listing a whole calendar with its data fits many
+/// times over (ten thousand events of a few kilobytes each are tens of megabytes).
+pub const MAX_BODY: usize = 256 << 20;
+
+/// How often a request that changes nothing is sent when the connection fails or times out.
+const ATTEMPTS: u32 = 3;
 
 impl std::fmt::Debug for DavConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,6 +78,7 @@ impl std::fmt::Debug for DavConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("ca_file", &self.ca_file)
             .field("insecure", &self.insecure)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -80,7 +114,7 @@ pub enum DavError {
     Config(String),
     #[error("{method} {url} failed: {message}")]
     #[diagnostic(help(
-        "check that the server is reachable and, for https, that its certificate is trusted (ca_file)"
+        "check that the server is reachable and, for https, that its certificate is trusted (ca_file); a slow server may need a longer `timeout:`"
     ))]
     Request {
         method: String,
@@ -126,6 +160,8 @@ pub struct DavCollection {
     hrefs: Mutex<BTreeMap<String, String>>,
     /// Set once the collection is known to exist (checked before the first write).
     ready: tokio::sync::OnceCell<()>,
+    /// The deadline to connect and for each read, for errors to name.
+    timeout: Duration,
 }
 
 impl DavCollection {
@@ -147,32 +183,18 @@ impl DavCollection {
             let path = format!("{}/", url.path());
             url.set_path(&path);
         }
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(Duration::from_secs(30))
-            .timeout(Duration::from_secs(300));
-        if let Some(ca) = &config.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| DavError::Config(format!("cannot read `{}`: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                DavError::Config(format!("`{}` holds no PEM certificate: {e}", ca.display()))
-            })?;
-            if certs.is_empty() {
-                return Err(DavError::Config(format!(
-                    "`{}` holds no PEM certificate",
-                    ca.display()
-                )));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if config.insecure {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
+        let tls = crate::tls::client_config(config.ca_file.as_deref(), config.insecure)
+            .map_err(|e| DavError::Config(e.to_string()))?;
+        let timeout = config.timeout.max(Duration::from_millis(1));
+        let builder = reqwest::Client::builder()
+            // reqwest takes the set-up itself, not a shared handle on it.
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
+            .connect_timeout(timeout)
+            .read_timeout(timeout)
+            .timeout(timeout.saturating_mul(10));
         let client = builder
             .build()
-            .map_err(|e| DavError::Config(format!("cannot set up HTTP: {e}")))?;
+            .map_err(|e| DavError::Config(format!("cannot set up HTTP: {}", error_chain(&e))))?;
         Ok(DavCollection {
             client,
             url,
@@ -181,6 +203,7 @@ impl DavCollection {
             kind,
             hrefs: Mutex::new(BTreeMap::new()),
             ready: tokio::sync::OnceCell::new(),
+            timeout,
         })
     }
 
@@ -197,22 +220,88 @@ impl DavCollection {
         }
     }
 
+    /// Sends a request and reads its answer, at most [`MAX_BODY`] bytes of it. A request that
+    /// changes nothing is sent again (up to [`ATTEMPTS`] times) when the connection fails or a
+    /// deadline passes; a PUT, MKCOL or MKCALENDAR is sent once.
     async fn send(
         &self,
         method: &str,
         url: &Url,
         rb: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), DavError> {
-        let err = |e: reqwest::Error| DavError::Request {
+        let idempotent = matches!(method, "GET" | "PROPFIND" | "REPORT");
+        let mut request = Some(rb);
+        let mut attempt = 0;
+        let mut last = String::new();
+        while let Some(rb) = request.take() {
+            attempt += 1;
+            // A body given as bytes or text can always be cloned (`None` only for a stream).
+            let again = if idempotent && attempt < ATTEMPTS {
+                rb.try_clone()
+            } else {
+                None
+            };
+            match self.send_once(rb).await {
+                Ok(answer) => return Ok(answer),
+                Err(Sent::Transient(message)) => {
+                    last = message;
+                    request = again;
+                    if request.is_some() {
+                        tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                    }
+                }
+                Err(Sent::Failed(message)) => last = message,
+            }
+        }
+        Err(DavError::Request {
             method: method.to_string(),
             url: url.to_string(),
-            message: error_chain(&e),
+            message: if attempt > 1 {
+                format!("{last} (tried {attempt} times)")
+            } else {
+                last
+            },
+        })
+    }
+
+    async fn send_once(
+        &self,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), Sent> {
+        let secs = self.timeout.as_secs_f64();
+        let sort = |e: reqwest::Error, awaited: &str| {
+            if e.is_timeout() {
+                Sent::Transient(format!(
+                    "no answer in time while waiting for {awaited} ({secs} s for each read, {} s for the whole request: the `timeout:` setting)",
+                    secs * 10.0
+                ))
+            } else if e.is_connect() || e.is_request() || e.is_body() {
+                Sent::Transient(error_chain(&e))
+            } else {
+                Sent::Failed(error_chain(&e))
+            }
         };
-        let resp = rb.send().await.map_err(err)?;
+        let mut resp = rb
+            .send()
+            .await
+            .map_err(|e| sort(e, "the connection and the answer's headers"))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.text().await.map_err(err)?;
-        Ok((status, headers, body))
+        let mut body = Vec::new();
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| sort(e, "the rest of the answer's body"))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(Sent::Failed(format!(
+                    "the answer is larger than the {} MiB accepted",
+                    MAX_BODY >> 20
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
     }
 
     fn status_error(method: &str, url: &Url, status: StatusCode, body: &str) -> DavError {
@@ -537,6 +626,13 @@ impl DavCollection {
             self.url
         )))
     }
+}
+
+/// How one attempt at a request failed: worth another try (the connection failed, a deadline
+/// passed) or not.
+enum Sent {
+    Transient(String),
+    Failed(String),
 }
 
 /// The error and its causes on one line (reqwest's top-level message alone hides why a TLS

@@ -103,6 +103,7 @@ fn dav_config(d: &DavAt) -> Result<DavConfig, String> {
             .map_err(|e| format!("password: {e}"))?,
         ca_file: d.store.ca_file.clone(),
         insecure: d.store.insecure,
+        timeout: d.store.timeout,
     })
 }
 

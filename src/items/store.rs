@@ -7,9 +7,7 @@
 //! folder ([`FileCollection`]), so no UID can place an item anywhere else.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use percent_encoding::percent_decode_str;
@@ -339,8 +337,6 @@ pub struct FileCollection {
     known: Arc<Mutex<Option<BTreeMap<String, PathBuf>>>>,
 }
 
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// The UID a file holds: from its content, else from its name (an older mailplan named files by
 /// the percent-encoded UID).
 fn uid_of(path: &Path, text: &str) -> String {
@@ -471,7 +467,7 @@ impl FileCollection {
             };
         }
         std::fs::create_dir_all(&self.dir)?;
-        write_atomic(&path, text.as_bytes())?;
+        crate::atomic_file::write_atomic(&path, text.as_bytes())?;
         if let Ok(mut k) = self.known.lock()
             && let Some(m) = k.as_mut()
         {
@@ -483,29 +479,6 @@ impl FileCollection {
             PutOutcome::Created
         })
     }
-}
-
-/// Temporary file beside the target, fsync, rename, fsync of the folder: after a crash the file is
-/// either the old one or the new one, never half written.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.mailplan-{}-{n}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 #[cfg(test)]

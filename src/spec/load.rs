@@ -2374,6 +2374,7 @@ impl<'t> Checker<'t> {
     }
 
     fn dav(&mut self, d: &raw::Dav, path: &YamlPath) -> Option<DavStore> {
+        let timeout = self.seconds(d.timeout, &path.key("timeout"), 30);
         let url = d
             .url
             .as_ref()
@@ -2418,8 +2419,27 @@ impl<'t> Checker<'t> {
                 .map(|p| self.secret(p, &path.key("password"))),
             ca_file: d.ca_file.as_deref().map(|f| self.resolve(f)),
             insecure: d.insecure.unwrap_or(false),
+            timeout: std::time::Duration::from_secs(timeout?),
             vcard_version: version?,
         })
+    }
+
+    /// A number of seconds a connection waits (`timeout:`); zero is refused, a missing one is
+    /// `default`.
+    fn seconds(&mut self, value: Option<u64>, path: &YamlPath, default: u64) -> Option<u64> {
+        match value {
+            None => Some(default),
+            Some(0) => {
+                let span = self.span(path);
+                self.push(
+                    Problem::new(codes::EMPTY_VALUE, format!("`{path}` must be at least 1"))
+                        .label(span, "zero")
+                        .help(format!("leave it out for the default ({default})")),
+                );
+                None
+            }
+            Some(v) => Some(v),
+        }
     }
 
     /// The connection settings of a live LDAP directory; every problem is reported.

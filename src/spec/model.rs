@@ -334,6 +334,8 @@ pub struct DavStore {
     pub password: Option<Secret>,
     pub ca_file: Option<PathBuf>,
     pub insecure: bool,
+    /// To connect and for each read of an answer.
+    pub timeout: std::time::Duration,
     /// 3 or 4.
     pub vcard_version: u8,
 }

@@ -145,14 +145,17 @@ pub struct Ldap {
     /// Entries per page of the paged search (RFC 2696). Active Directory serves at most 1000.
     #[schemars(extend("default" = 500, "minimum" = 1))]
     pub page_size: Option<u32>,
-    /// Seconds to wait for the connection and for each operation.
+    /// Seconds to wait to connect (TLS and StartTLS included) and for each answer: the bytes of
+    /// a search's results must keep coming at least that often. Connecting and binding are tried
+    /// again after a timeout.
     #[schemars(extend("default" = 30, "minimum" = 1))]
     pub timeout: Option<u64>,
     /// Upgrade a plain `ldap://` connection with StartTLS before binding.
     #[schemars(extend("default" = false))]
     pub starttls: Option<bool>,
-    /// A PEM file with the certificate authority that signed the server's certificate, trusted in
-    /// addition to the system's; relative paths start at the plan file's folder.
+    /// A PEM file with the certificate authority that signed the server's certificate, trusted
+    /// instead of the system's (a self-signed server certificate may be given as its own CA);
+    /// relative paths start at the plan file's folder.
     pub ca_file: Option<String>,
     /// Bind with SASL instead of a simple bind: `external` uses the identity the connection
     /// already has (the local user on an `ldapi://` socket). Not with `bind_dn`/`password`.
@@ -591,9 +594,10 @@ pub struct Imap {
     pub auth: Option<ImapAuth>,
     /// `starttls` (default for `imap://`) or `none` (plain text, only for loopback tests).
     pub tls: Option<ImapTls>,
-    /// A PEM file with the CA certificate(s) to trust instead of the system's.
+    /// A PEM file with the CA certificate(s) to trust instead of the system's; a self-signed
+    /// server certificate may be given as its own CA.
     pub ca_file: Option<String>,
-    /// Skip certificate checks. Never do this outside a lab.
+    /// Skip certificate checks. Never do this outside a lab; mailplan warns every run.
     pub insecure: Option<bool>,
 }
 
@@ -715,10 +719,16 @@ pub struct Dav {
     pub login: Option<TemplateText>,
     /// The password.
     pub password: Option<Secret>,
-    /// A PEM file with the CA certificate(s) to trust instead of the system's.
+    /// A PEM file with the CA certificate(s) to trust instead of the system's; a self-signed
+    /// server certificate may be given as its own CA. Relative paths start at the plan file's
+    /// folder.
     pub ca_file: Option<String>,
-    /// Skip certificate checks. Never do this outside a lab.
+    /// Skip certificate checks. Never do this outside a lab; mailplan warns every run.
     pub insecure: Option<bool>,
+    /// Seconds to wait to connect and for each read of an answer (a whole request may take ten
+    /// times this). Reads that change nothing are tried again after a timeout.
+    #[schemars(extend("default" = 30, "minimum" = 1))]
+    pub timeout: Option<u64>,
     /// vCard version for CardDAV: `4` (default) or `3`.
     pub vcard_version: Option<u8>,
 }

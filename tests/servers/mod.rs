@@ -152,6 +152,28 @@ pub fn make_certs(dir: &Path) -> Certs {
     }
 }
 
+/// A self-signed certificate for localhost and 127.0.0.1, made as an administrator makes one for
+/// a server with `openssl req -x509` (which marks it a CA: basicConstraints CA:TRUE). It is its
+/// own CA: `ca` and `cert` are the same file.
+pub fn make_self_signed(dir: &Path) -> Certs {
+    require("openssl", "openssl");
+    let p = |n: &str| dir.join(n);
+    run(Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "3"])
+        .args(["-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(p("self-signed.key"))
+        .arg("-out")
+        .arg(p("self-signed.pem")));
+    Certs {
+        ca: p("self-signed.pem"),
+        cert: p("self-signed.pem"),
+        key: p("self-signed.key"),
+    }
+}
+
 /// A throwaway slapd: one MDB database per suffix (admin `cn=admin,<suffix>`), plus `o=harness`
 /// holding a read-only user, on a plain and a TLS port.
 pub struct Slapd {
@@ -215,6 +237,15 @@ pub fn loadable(text: &str) -> String {
 impl Slapd {
     /// Builds the configuration, loads `data` (suffix, LDIF file) offline, and starts slapd.
     pub fn start(suffixes: &[&str], data: &[(&str, &Path)]) -> Slapd {
+        Self::start_with(suffixes, data, false)
+    }
+
+    /// [`Slapd::start`], with a self-signed certificate on its TLS port ([`make_self_signed`]).
+    pub fn start_self_signed(suffixes: &[&str], data: &[(&str, &Path)]) -> Slapd {
+        Self::start_with(suffixes, data, true)
+    }
+
+    fn start_with(suffixes: &[&str], data: &[(&str, &Path)], self_signed: bool) -> Slapd {
         let slapd = require("slapd", "slapd");
         require("slapadd", "slapd");
         require("ldapsearch", "ldap-utils");
@@ -223,7 +254,11 @@ impl Slapd {
             .tempdir()
             .expect("temp dir");
         let root = dir.path();
-        let certs = make_certs(root);
+        let certs = if self_signed {
+            make_self_signed(root)
+        } else {
+            make_certs(root)
+        };
         let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ldap/schema.ldif");
         let mut config = format!(
             "dn: cn=config\nobjectClass: olcGlobal\ncn: config\nolcPidFile: {r}/slapd.pid\nolcArgsFile: {r}/slapd.args\nolcLogLevel: none\nolcTLSCACertificateFile: {ca}\nolcTLSCertificateFile: {cert}\nolcTLSCertificateKeyFile: {key}\n\n\

@@ -63,6 +63,46 @@ fn answers(port: u16) -> bool {
     matches!(s.read(&mut buf), Ok(n) if n >= 8 && buf.starts_with(b"HTTP/1."))
 }
 
+/// Which certificate a Radicale serves https with, if any.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tls {
+    None,
+    /// Signed by a test CA (`make_certificates`).
+    CaSigned,
+    /// Self-signed (`make_self_signed`).
+    SelfSigned,
+}
+
+/// A self-signed certificate for 127.0.0.1 as `openssl req -x509` makes it (basicConstraints
+/// CA:TRUE). Returns (ca, cert, key) paths, the first two the same file.
+fn make_self_signed(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"])
+        .args([
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .args(["-keyout", "self.key", "-out", "self.pem"])
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("the TLS tests need `openssl` ({e}): run `apt-get install openssl`")
+        });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        dir.join("self.pem"),
+        dir.join("self.pem"),
+        dir.join("self.key"),
+    )
+}
+
 /// Makes a test CA and a server certificate for 127.0.0.1 signed by it (rustls refuses a
 /// self-signed CA certificate used as the server's own). Returns (ca, cert, key) paths.
 fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -142,12 +182,18 @@ fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
 
 impl Radicale {
     pub fn start() -> Radicale {
-        Self::start_with(false, None)
+        Self::start_with(Tls::None, None)
+    }
+
+    /// Radicale over https with a self-signed certificate, as `openssl req -x509` makes one
+    /// (marked a CA); `ca_file` is that certificate itself.
+    pub fn start_self_signed() -> Radicale {
+        Self::start_with(Tls::SelfSigned, None)
     }
 
     /// Radicale over https, with a certificate from a test CA (see `ca_file`).
     pub fn start_tls() -> Radicale {
-        Self::start_with(true, None)
+        Self::start_with(Tls::CaSigned, None)
     }
 
     /// Radicale with a storage hook: a shell command Radicale runs in its collections folder
@@ -156,10 +202,11 @@ impl Radicale {
     /// administrator could. The command must not contain `%`.
     pub fn start_with_hook(hook: &str) -> Radicale {
         assert!(!hook.contains('%'), "Radicale formats the hook with %");
-        Self::start_with(false, Some(hook))
+        Self::start_with(Tls::None, Some(hook))
     }
 
-    fn start_with(tls: bool, hook: Option<&str>) -> Radicale {
+    fn start_with(certificate: Tls, hook: Option<&str>) -> Radicale {
+        let tls = certificate != Tls::None;
         let bin = binary();
         let mut last_log = String::new();
         // A port picked as free can be taken before the server binds it: try a few.
@@ -169,7 +216,11 @@ impl Radicale {
             let port = free_port();
             std::fs::create_dir_all(root.join("collections")).unwrap();
             let (ca_file, ssl) = if tls {
-                let (ca, cert, key) = make_certificates(root);
+                let (ca, cert, key) = if certificate == Tls::SelfSigned {
+                    make_self_signed(root)
+                } else {
+                    make_certificates(root)
+                };
                 (
                     Some(ca),
                     format!(

@@ -115,16 +115,15 @@ pub async fn connect(settings: &LdapSettings) -> Result<Ldap, LdapError> {
     let url = settings.url.clone();
     let mut conn = LdapConnSettings::new()
         .set_conn_timeout(settings.timeout)
-        .set_starttls(settings.starttls);
-    if settings.insecure {
-        conn = conn.set_no_tls_verify(true);
-    } else if uses_tls(settings) {
+        .set_starttls(settings.starttls)
+        .set_no_tls_verify(settings.insecure);
+    if uses_tls(settings) {
         conn = conn.set_config(tls_config(settings)?);
     }
     let password = password(settings)?;
     let (driver, mut ldap) = LdapConnAsync::with_settings(conn, &url)
         .await
-        .map_err(|e| connect_error(&url, &e))?;
+        .map_err(|e| connect_error(&url, &e, settings.timeout))?;
     ldap3::drive!(driver);
     let bound = if settings.sasl_external {
         ldap.with_timeout(settings.timeout)
@@ -142,7 +141,7 @@ pub async fn connect(settings: &LdapSettings) -> Result<Ldap, LdapError> {
             who: who(settings),
             message: result_message(r.rc, &r.text),
         }),
-        Err(e) => Err(connect_error(&url, &e)),
+        Err(e) => Err(connect_error(&url, &e, settings.timeout)),
     }
 }
 
@@ -156,82 +155,95 @@ fn uses_tls(settings: &LdapSettings) -> bool {
         )
 }
 
-/// The TLS setup when certificates are verified: the system's roots plus `ca_file`.
+/// The TLS set-up of this directory, as `crate::tls` makes it for every protocol.
 fn tls_config(settings: &LdapSettings) -> Result<Arc<rustls::ClientConfig>, LdapError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    // Unreadable system certificates are not fatal: `ca_file` may be all that is needed.
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
-    }
-    if let Some(path) = &settings.ca_file {
-        let ca_error = |message: String| LdapError::CaFile {
-            path: path.clone(),
-            message,
-        };
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .map_err(|e| ca_error(e.to_string()))?
-            .collect::<Result<_, _>>()
-            .map_err(|e| ca_error(e.to_string()))?;
-        if certs.is_empty() {
-            return Err(ca_error("it holds no PEM certificate".into()));
-        }
-        for cert in certs {
-            roots.add(cert).map_err(|e| ca_error(e.to_string()))?;
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| LdapError::Connect {
+    crate::tls::client_config(settings.ca_file.as_deref(), settings.insecure).map_err(|e| match e {
+        crate::tls::TlsError::CaFile { path, message } => LdapError::CaFile { path, message },
+        crate::tls::TlsError::Setup(message) => LdapError::Connect {
             url: settings.url.clone(),
-            message: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+            message,
+        },
+    })
 }
 
+/// How often opening the read connection is tried when the server cannot be reached or does
+/// not answer in time: connecting and binding change nothing, so trying again is safe.
+const OPEN_ATTEMPTS: u32 = 3;
+
 /// Opens the connection a read runs on (`wire`) and binds as the plan file says. The TLS roots
-/// are loaded only when the connection uses TLS.
+/// are loaded only when the connection uses TLS. A connection that fails or times out is tried
+/// again (`OPEN_ATTEMPTS` in all); a refused bind or an untrusted certificate is not.
 async fn open(settings: &LdapSettings) -> Result<wire::Connection, LdapError> {
     let url = settings.url.clone();
     let address = wire::Address::parse(&url).map_err(|message| LdapError::Connect {
         url: url.clone(),
         message,
     })?;
-    let tls = if !uses_tls(settings) {
-        None
-    } else if settings.insecure {
-        Some(wire::TlsSetup::new(crate::tls::insecure_config().map_err(
-            |message| LdapError::Connect {
-                url: url.clone(),
-                message,
-            },
-        )?))
-    } else {
+    let tls = if uses_tls(settings) {
         Some(wire::TlsSetup::new(tls_config(settings)?))
+    } else {
+        None
     };
     let password = password(settings)?;
-    let mut conn =
-        wire::Connection::open(&address, tls.as_ref(), settings.starttls, settings.timeout)
-            .await
-            .map_err(|e| wire_connect_error(&url, e))?;
+    let mut attempt = 1;
+    loop {
+        match open_once(settings, &address, tls.as_ref(), &password).await {
+            Ok(conn) => return Ok(conn),
+            Err(Failed::Io(_)) if attempt < OPEN_ATTEMPTS => {
+                tokio::time::sleep(backoff(attempt - 1)).await;
+                attempt += 1;
+            }
+            Err(Failed::Io(message)) => {
+                let message = if attempt > 1 {
+                    format!("{message} (tried {attempt} times)")
+                } else {
+                    message
+                };
+                return Err(classify_connect_error(&url, message));
+            }
+            Err(Failed::Other(e)) => return Err(e),
+        }
+    }
+}
+
+/// Why one attempt at opening the read connection failed: the connection (worth another try
+/// unless it is the certificate), or anything else.
+enum Failed {
+    Io(String),
+    Other(LdapError),
+}
+
+async fn open_once(
+    settings: &LdapSettings,
+    address: &wire::Address,
+    tls: Option<&wire::TlsSetup>,
+    password: &str,
+) -> Result<wire::Connection, Failed> {
+    let url = &settings.url;
+    let failed = |e: wire::WireError| match e {
+        wire::WireError::Io(m) => match classify_connect_error(url, m) {
+            LdapError::Connect { message, .. } => Failed::Io(message),
+            certificate => Failed::Other(certificate),
+        },
+        e => Failed::Other(wire_connect_error(url, e)),
+    };
+    let mut conn = wire::Connection::open(address, tls, settings.starttls, settings.timeout)
+        .await
+        .map_err(failed)?;
     let bound = if settings.sasl_external {
         conn.sasl_external_bind().await
     } else {
-        conn.simple_bind(settings.bind_dn.as_deref().unwrap_or(""), &password)
+        conn.simple_bind(settings.bind_dn.as_deref().unwrap_or(""), password)
             .await
     };
     match bound {
         Ok(()) => Ok(conn),
-        Err(wire::WireError::Result { code, message }) => Err(LdapError::Bind {
-            url,
+        Err(wire::WireError::Result { code, message }) => Err(Failed::Other(LdapError::Bind {
+            url: url.clone(),
             who: who(settings),
             message: result_message(code, &message),
-        }),
-        Err(e) => Err(wire_connect_error(&url, e)),
+        })),
+        Err(e) => Err(failed(e)),
     }
 }
 
@@ -243,8 +255,22 @@ fn wire_connect_error(url: &str, e: wire::WireError) -> LdapError {
     classify_connect_error(url, message)
 }
 
-fn connect_error(url: &str, e: &ldap3::LdapError) -> LdapError {
-    classify_connect_error(url, error_text(e))
+fn connect_error(url: &str, e: &ldap3::LdapError, timeout: Duration) -> LdapError {
+    match e {
+        ldap3::LdapError::Timeout { .. } => LdapError::Connect {
+            url: url.into(),
+            message: timed_out(timeout, "the connection and the bind"),
+        },
+        e => classify_connect_error(url, error_text(e)),
+    }
+}
+
+/// What a deadline that passed says: how long was waited, for what, and which setting it is.
+pub fn timed_out(timeout: Duration, what: &str) -> String {
+    format!(
+        "no answer within {} s while waiting for {what} (the `timeout:` setting)",
+        timeout.as_secs_f64()
+    )
 }
 
 /// A failed connection is a certificate problem when the TLS layer says so.
@@ -357,10 +383,13 @@ pub enum SearchFailure {
     Malformed(String),
 }
 
-fn failure(e: &ldap3::LdapError) -> SearchFailure {
+fn failure(e: &ldap3::LdapError, timeout: Duration) -> SearchFailure {
     match e {
         ldap3::LdapError::LdapResult { result } => {
             SearchFailure::Code(result.rc, result.text.clone())
+        }
+        ldap3::LdapError::Timeout { .. } => {
+            SearchFailure::Connection(timed_out(timeout, "the results of the search"))
         }
         e => SearchFailure::Connection(error_text(e)),
     }
@@ -412,10 +441,11 @@ async fn read_all(
                 wire::Found::Entry(body) => {
                     let parsed = read_entry(body, &mut names)?;
                     stats.entries += 1;
-                    if parsed.incomplete.is_empty() {
+                    let incomplete = parsed.incomplete();
+                    if incomplete.is_empty() {
                         push(parsed.entry);
                     } else {
-                        ranged.push((parsed.entry, parsed.incomplete));
+                        ranged.push((parsed.entry, incomplete));
                     }
                 }
             }
@@ -449,27 +479,28 @@ pub async fn read_entries_on(
         .with_timeout(settings.timeout)
         .search(&base, Scope::Base, &settings.filter, vec!["*"])
         .await
-        .map_err(|e| failure(&e))?
+        .map_err(|e| failure(&e, settings.timeout))?
         .success()
-        .map_err(|e| failure(&e))?;
+        .map_err(|e| failure(&e, settings.timeout))?;
     let mut entries = Vec::new();
     for re in results {
         if re.is_ref() || re.is_intermediate() {
             continue;
         }
         let parsed = parse_entry(re, &mut Names::default()).map_err(SearchFailure::Malformed)?;
+        let incomplete = parsed.incomplete();
         let mut entry = parsed.entry;
         let dn = entry.dn.to_string();
-        for (attr, low) in parsed.incomplete {
+        for (attr, low) in incomplete {
             let mut rest = RangeFetch::new(&attr, low, None);
             while let Some(wanted) = rest.wanted() {
                 let (results, _) = ldap
                     .with_timeout(settings.timeout)
                     .search(&dn, Scope::Base, "(objectClass=*)", vec![wanted.as_str()])
                     .await
-                    .map_err(|e| failure(&e))?
+                    .map_err(|e| failure(&e, settings.timeout))?
                     .success()
-                    .map_err(|e| failure(&e))?;
+                    .map_err(|e| failure(&e, settings.timeout))?;
                 let answer = match results.into_iter().next() {
                     Some(re) => Some(
                         parse_entry(re, &mut Names::default()).map_err(SearchFailure::Malformed)?,
@@ -514,12 +545,19 @@ impl RangeFetch {
     fn wanted(&self) -> Option<String> {
         let low = self.low?;
         Some(match self.step {
-            Some(n) => format!("{};range={low}-{}", self.attr, low + n.max(1) - 1),
+            Some(n) => format!(
+                "{};range={low}-{}",
+                self.attr,
+                low.saturating_add(n.max(1) - 1)
+            ),
             None => format!("{};range={low}-*", self.attr),
         })
     }
 
-    /// Takes the entry the last search returned (`None`: it returned none).
+    /// Takes the entry the last search returned (`None`: it returned none). Each answer must
+    /// start where it was asked to and bring new values: a server that answers a range it was
+    /// not asked for, or says more values follow without sending any, would otherwise be asked
+    /// again and again, for ever.
     fn take(&mut self, dn: &str, answer: Option<Parsed>) -> Result<(), SearchFailure> {
         let Some(parsed) = answer else {
             return Err(SearchFailure::Malformed(format!(
@@ -527,15 +565,46 @@ impl RangeFetch {
                 self.attr
             )));
         };
+        let Some(low) = self.low else {
+            return Ok(());
+        };
         let name = AttrName::new_unchecked(&self.attr);
-        let before = self.values.len();
-        if let Some(set) = parsed.entry.attrs.get(&name) {
+        let values = parsed.entry.attrs.get(&name);
+        let count = values.map_or(0, |set| set.len());
+        let refuse = |why: String| {
+            Err(SearchFailure::Malformed(format!(
+                "the values of `{}` of `{dn}` cannot be read whole: {why}; not asked again",
+                self.attr
+            )))
+        };
+        let ranged = parsed
+            .ranges
+            .iter()
+            .find(|r| r.attr.eq_ignore_ascii_case(&self.attr));
+        self.low = match ranged {
+            // No range: these are the last values (or there are none).
+            None => None,
+            Some(r) if r.from != low => {
+                return refuse(format!(
+                    "asked for the values from {low} on, the server answered with those from {} on",
+                    r.from
+                ));
+            }
+            Some(Ranged { next: None, .. }) => None,
+            Some(Ranged {
+                next: Some(next), ..
+            }) if count == 0 || *next <= low => {
+                return refuse(format!(
+                    "asked for the values from {low} on, the server sent none but says more follow"
+                ));
+            }
+            Some(Ranged {
+                next: Some(next), ..
+            }) => Some(*next),
+        };
+        if let Some(set) = values {
             self.values.extend(set.iter().cloned());
         }
-        self.low = match parsed.incomplete.first() {
-            Some((_, next)) if self.values.len() > before => Some(*next),
-            _ => None,
-        };
         Ok(())
     }
 }
@@ -603,8 +672,18 @@ pub async fn read_attribute_in_ranges(
 #[derive(Debug)]
 struct Parsed {
     entry: Entry,
-    /// Ranged attributes that are not complete yet, with the index of the next value to ask for.
-    incomplete: Vec<(String, u64)>,
+    /// The attributes that came in ranges.
+    ranges: Vec<Ranged>,
+}
+
+/// An attribute that came in a range (`member;range=1500-2999`).
+#[derive(Debug)]
+struct Ranged {
+    attr: String,
+    /// The index of the first value this answer holds.
+    from: u64,
+    /// The index of the next value to ask for; `None` when these were the last (`1500-*`).
+    next: Option<u64>,
 }
 
 impl Parsed {
@@ -615,9 +694,17 @@ impl Parsed {
         let dn = Dn::parse(text).map_err(|e| format!("the DN `{text}` is not valid: {e}"))?;
         let parsed = Parsed {
             entry: Entry::new(dn),
-            incomplete: Vec::new(),
+            ranges: Vec::new(),
         };
         Ok((parsed, text))
+    }
+
+    /// Ranged attributes that are not complete yet, with the index of the next value to ask for.
+    fn incomplete(&self) -> Vec<(String, u64)> {
+        self.ranges
+            .iter()
+            .filter_map(|r| Some((r.attr.clone(), r.next?)))
+            .collect()
     }
 
     /// Adds an attribute as the server sent it: its name on the wire, which may carry a range,
@@ -631,10 +718,17 @@ impl Parsed {
     ) -> Result<(), String> {
         let (attr, range) = names.attr(raw_name, dn)?;
         let count = values.len() as u64;
-        if let Some((low, Some(high))) = range {
-            // `member;range=0-1499`: more values follow from 1500 on.
-            let next = high.max(low.saturating_add(count.saturating_sub(1))) + 1;
-            self.incomplete.push((attr.as_str().to_string(), next));
+        if let Some((low, high)) = range {
+            // `member;range=0-1499`: more values follow from 1500 on; `1500-*`: no more.
+            let next = high.map(|high| {
+                high.max(low.saturating_add(count.saturating_sub(1)))
+                    .saturating_add(1)
+            });
+            self.ranges.push(Ranged {
+                attr: attr.as_str().to_string(),
+                from: low,
+                next,
+            });
         }
         self.entry
             .attrs
@@ -852,6 +946,38 @@ pub enum ReadSnapshotError {
     Duplicate(Dn),
 }
 
+/// Runs the LDAP reader over `data` as a server's bytes, for fuzzing (`tests/fuzz_ldap_ber.rs`):
+/// as received messages read in place, and as the answer to a paged search through the
+/// connection's buffering, with every entry read as the snapshot reads it and its ranged
+/// attributes continued from the same answer. Whatever the bytes, this must return, quickly,
+/// without panicking; what it found does not matter.
+#[doc(hidden)]
+pub fn fuzz_reader(data: &[u8]) {
+    let read = |body: &[u8], names: &mut Names| -> Result<(), String> {
+        let parsed = read_entry(body, names)?;
+        let dn = parsed.entry.dn.to_string();
+        for (attr, low) in parsed.incomplete() {
+            let mut rest = RangeFetch::new(&attr, low, None);
+            let mut rounds = 0;
+            while rest.wanted().is_some() && rounds < 3 {
+                rounds += 1;
+                let again = read_entry(body, &mut Names::default())?;
+                rest.take(&dn, Some(again)).map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    };
+    let mut names = Names::default();
+    wire::parse_all(data, &mut |body| {
+        let _ = read(body, &mut names);
+    });
+    let mut names = Names::default();
+    let _ = wire::replay_search(data, &mut |found| match found {
+        wire::Found::Entry(body) => read(body, &mut names),
+        wire::Found::Reference => Ok(()),
+    });
+}
+
 /// Waits `attempt`'s share of an exponential backoff (100 ms, 200 ms, 400 ms, … at most 3.2 s).
 pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64 << attempt.min(5))
@@ -989,7 +1115,7 @@ mod tests {
             2,
             "a ranged attribute keeps its name without the range"
         );
-        assert_eq!(parsed.incomplete, [("member".to_string(), 2)]);
+        assert_eq!(parsed.incomplete(), [("member".to_string(), 2)]);
 
         // Every cut of the body is an error, never a smaller entry or a panic.
         for cut in 0..body.len() {
@@ -1017,6 +1143,70 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.contains("`CN=x,DC=y` has an attribute `bad name`"), "{e}");
+    }
+
+    /// Runs a ranged read against `answer`, which plays the server: given the attribute asked
+    /// for, the entry it returns. At most 100 requests are allowed before the test gives up.
+    fn ranged_read(
+        step: Option<u64>,
+        mut answer: impl FnMut(&str) -> Vec<u8>,
+    ) -> (Result<Vec<Value>, SearchFailure>, usize) {
+        let mut rest = RangeFetch::new("member", 2, step);
+        let mut asked = 0;
+        while let Some(wanted) = rest.wanted() {
+            asked += 1;
+            assert!(asked <= 100, "asked {asked} times, the last for {wanted}");
+            let parsed = read_entry(&answer(&wanted), &mut Names::default()).unwrap();
+            if let Err(e) = rest.take("CN=g,DC=x", Some(parsed)) {
+                return (Err(e), asked);
+            }
+        }
+        (Ok(rest.values), asked)
+    }
+
+    #[test]
+    fn a_ranged_attribute_must_move_forward_or_its_read_is_refused() {
+        let v: &[&[u8]] = &[b"CN=c,DC=x", b"CN=d,DC=x"];
+        // A server that answers as asked: read to the end.
+        let (values, asked) = ranged_read(None, |wanted| {
+            let name = if wanted == "member;range=2-*" {
+                "member;range=2-3"
+            } else {
+                "member;range=4-*"
+            };
+            entry_body("CN=g,DC=x", &[(name, v)])
+        });
+        assert_eq!((values.unwrap().len(), asked), (4, 2));
+
+        // A server that answers the first range again and again.
+        let (result, asked) = ranged_read(None, |_| {
+            entry_body("CN=g,DC=x", &[("member;range=0-1", v)])
+        });
+        match result {
+            Err(SearchFailure::Malformed(m)) => assert!(
+                m.contains(
+                    "asked for the values from 2 on, the server answered with those from 0 on"
+                ),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(asked, 1);
+
+        // A server that says more values follow but sends none.
+        let (result, _) = ranged_read(Some(2), |_| {
+            entry_body("CN=g,DC=x", &[("member;range=2-3", &[])])
+        });
+        assert!(
+            matches!(&result, Err(SearchFailure::Malformed(m)) if m.contains("sent none but says more follow")),
+            "{result:?}"
+        );
+
+        // A range ending at the largest number does not overflow.
+        let (result, _) = ranged_read(None, |_| {
+            entry_body("CN=g,DC=x", &[("member;range=2-18446744073709551615", v)])
+        });
+        assert!(result.is_ok() || matches!(result, Err(SearchFailure::Malformed(_))));
     }
 
     #[test]

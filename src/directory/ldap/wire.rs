@@ -287,9 +287,13 @@ impl Connection {
         let io = |e: std::io::Error| WireError::Io(e.to_string());
         let stream: Box<dyn Stream> = match address {
             Address::Unix(path) => {
-                let s = within(timeout, tokio::net::UnixStream::connect(path))
-                    .await?
-                    .map_err(io)?;
+                let s = within(
+                    timeout,
+                    "the connection",
+                    tokio::net::UnixStream::connect(path),
+                )
+                .await?
+                .map_err(io)?;
                 Box::new(s)
             }
             Address::Tcp {
@@ -299,6 +303,7 @@ impl Connection {
             } => {
                 let tcp = within(
                     timeout,
+                    "the connection",
                     tokio::net::TcpStream::connect((host.as_str(), *port)),
                 )
                 .await?
@@ -354,7 +359,7 @@ impl Connection {
             })],
         );
         let id = self.send(request, None).await?;
-        let range = self.receive(id).await?;
+        let range = self.receive(id, "the answer to StartTLS").await?;
         let m = message(&self.buf[range])?;
         if m.op != tag::EXTENDED_RESPONSE {
             return Err(WireError::Malformed("StartTLS was not answered".into()));
@@ -425,7 +430,7 @@ impl Connection {
 
     async fn bind(&mut self, request: Tag) -> Result<(), WireError> {
         let id = self.send(request, None).await?;
-        let range = self.receive(id).await?;
+        let range = self.receive(id, "the answer to the bind").await?;
         let m = message(&self.buf[range])?;
         if m.op != tag::BIND_RESPONSE {
             return Err(WireError::Malformed("the bind was not answered".into()));
@@ -492,7 +497,9 @@ impl Connection {
             };
             let id = self.send(request, controls).await?;
             loop {
-                let range = self.receive(id).await?;
+                let range = self
+                    .receive(id, "the results of the search (the next entry or page)")
+                    .await?;
                 let m = message(&self.buf[range])?;
                 match m.op {
                     tag::SEARCH_RESULT_ENTRY => {
@@ -545,19 +552,24 @@ impl Connection {
         let id = self.next_id;
         self.next_id += 1;
         let bytes = encode_message(id, op, controls)?;
-        within(self.timeout, self.stream.write_all(&bytes))
-            .await?
-            .map_err(|e| WireError::Io(e.to_string()))?;
-        within(self.timeout, self.stream.flush())
+        within(
+            self.timeout,
+            "a request to be sent",
+            self.stream.write_all(&bytes),
+        )
+        .await?
+        .map_err(|e| WireError::Io(e.to_string()))?;
+        within(self.timeout, "a request to be sent", self.stream.flush())
             .await?
             .map_err(|e| WireError::Io(e.to_string()))?;
         Ok(id)
     }
 
-    /// The next message for the operation `id`, as a range of `buf`. A notice of disconnection
-    /// ends the session with the server's reason; a message for another operation is an error.
-    async fn receive(&mut self, id: i64) -> Result<Range<usize>, WireError> {
-        let range = self.next_message().await?;
+    /// The next message for the operation `id`, as a range of `buf`; `what` names the answer
+    /// awaited, for a timeout's error. A notice of disconnection ends the session with the
+    /// server's reason; a message for another operation is an error.
+    async fn receive(&mut self, id: i64, what: &str) -> Result<Range<usize>, WireError> {
+        let range = self.next_message(what).await?;
         let m = message(&self.buf[range.clone()])?;
         if m.id == id {
             return Ok(range);
@@ -577,7 +589,7 @@ impl Connection {
     }
 
     /// Reads until a whole message is buffered; returns where it is.
-    async fn next_message(&mut self) -> Result<Range<usize>, WireError> {
+    async fn next_message(&mut self, what: &str) -> Result<Range<usize>, WireError> {
         loop {
             let pending = &self.buf[self.start..];
             if let Some(len) = ber::element_len(pending)? {
@@ -591,15 +603,16 @@ impl Connection {
                     self.start += len;
                     return Ok(range);
                 }
-                self.fill(len).await?;
-            } else {
-                self.fill(0).await?;
             }
+            self.fill(what).await?;
         }
     }
 
-    /// Reads more bytes, making room for a message of `want` bytes first.
-    async fn fill(&mut self, want: usize) -> Result<(), WireError> {
+    /// Reads more bytes. Room is made for one read at a time, never for the length a header
+    /// announced: that is only a number the server sent, and a message's memory grows with the
+    /// bytes that actually arrive (a header claiming a gigabyte followed by a few bytes costs a
+    /// few hundred kilobytes).
+    async fn fill(&mut self, what: &str) -> Result<(), WireError> {
         // Bytes already read are dropped only here, before a read: earlier ranges are no longer
         // in use once the caller asks for more. They are moved down only when that frees at
         // least half the buffer, so a page is not copied over and over.
@@ -608,27 +621,92 @@ impl Connection {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let pending = self.buf.len() - self.start;
-        self.buf
-            .reserve(want.saturating_sub(pending).max(READ_SIZE));
-        // Into the spare capacity: nothing is zeroed first.
-        let n = within(self.timeout, self.stream.read_buf(&mut self.buf))
+        // Grows the buffer geometrically as a large message arrives (amortised, as a vector
+        // grows), into the spare capacity: nothing is zeroed first.
+        self.buf.reserve(READ_SIZE);
+        let n = within(self.timeout, what, self.stream.read_buf(&mut self.buf))
             .await?
             .map_err(|e| WireError::Io(e.to_string()))?;
         if n == 0 {
-            return Err(WireError::Io("the server closed the connection".into()));
+            return Err(WireError::Io(format!(
+                "the server closed the connection while {what} was awaited"
+            )));
         }
         Ok(())
     }
 }
 
-async fn within<T>(timeout: Duration, f: impl Future<Output = T>) -> Result<T, WireError> {
-    tokio::time::timeout(timeout, f).await.map_err(|_| {
-        WireError::Io(format!(
-            "no answer within {} s (the `timeout:` setting)",
-            timeout.as_secs_f64()
-        ))
+/// Reads `bytes` as a run of received messages, in place, as the connection does, handing each
+/// search entry's contents to `entry`. For fuzzing the reader (`super::fuzz_reader`): it stops
+/// at the first element that is not whole and ignores what cannot be read.
+pub(super) fn parse_all(mut bytes: &[u8], entry: &mut dyn FnMut(&[u8])) {
+    while let Ok(Some(len)) = ber::element_len(bytes) {
+        let Some(one) = bytes.get(..len) else {
+            return;
+        };
+        if let Ok(m) = message(one) {
+            match m.op {
+                tag::SEARCH_RESULT_ENTRY => entry(m.body),
+                _ => {
+                    let _ = result(m.body);
+                }
+            }
+            if let Some(c) = m.controls {
+                let _ = paged_cookie(c);
+            }
+        }
+        bytes = &bytes[len..];
+    }
+}
+
+/// Plays `answer` as all a server sends to one paged search and then hangs up, and reads it as
+/// a search does, through the connection's own buffering. For fuzzing the reader.
+pub(super) fn replay_search(
+    answer: &[u8],
+    found: &mut dyn FnMut(Found<'_>) -> Result<(), String>,
+) -> Result<(), WireError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| WireError::Io(e.to_string()))?;
+    let answer = answer.to_vec();
+    runtime.block_on(async move {
+        // Room for the whole answer: the server's write never waits for a reader that gave up.
+        let (client, mut server) = tokio::io::duplex(answer.len().max(64 * 1024));
+        let mut conn = Connection {
+            stream: Box::new(client),
+            buf: Vec::new(),
+            start: 0,
+            next_id: 1,
+            timeout: Duration::from_secs(5),
+        };
+        let serve = async move {
+            let _ = server.write_all(&answer).await;
+        };
+        let (result, ()) = tokio::join!(
+            conn.search(
+                "DC=x",
+                Scope::Sub,
+                "(objectClass=*)",
+                &["*"],
+                Some(10),
+                found
+            ),
+            serve
+        );
+        result
     })
+}
+
+/// Runs `f` with the deadline `timeout`; `what` names what was awaited in the error.
+async fn within<T>(
+    timeout: Duration,
+    what: &str,
+    f: impl Future<Output = T>,
+) -> Result<T, WireError> {
+    tokio::time::timeout(timeout, f)
+        .await
+        .map_err(|_| WireError::Io(super::timed_out(timeout, what)))
 }
 
 /// The TLS client set-up for one directory: the roots (or none, with `insecure: true`).
@@ -651,17 +729,18 @@ impl TlsSetup {
     ) -> Result<tokio_rustls::client::TlsStream<Box<dyn Stream>>, WireError> {
         let name = rustls::pki_types::ServerName::try_from(host.to_string())
             .map_err(|e| WireError::Io(format!("`{host}` is not a TLS server name: {e}")))?;
-        within(timeout, self.connector.connect(name, stream))
-            .await?
-            .map_err(|e| WireError::Io(format!("TLS handshake failed: {}", tls_reason(&e))))
-    }
-}
-
-/// The rustls error under an I/O error, which names the certificate problem.
-fn tls_reason(e: &std::io::Error) -> String {
-    match e.get_ref() {
-        Some(inner) => inner.to_string(),
-        None => e.to_string(),
+        within(
+            timeout,
+            "the TLS handshake",
+            self.connector.connect(name, stream),
+        )
+        .await?
+        .map_err(|e| {
+            WireError::Io(format!(
+                "TLS handshake failed: {}",
+                crate::tls::handshake_reason(&e)
+            ))
+        })
     }
 }
 
@@ -937,6 +1016,43 @@ mod tests {
     }
 
     #[test]
+    fn a_length_the_server_announces_is_not_allocated_before_the_bytes_arrive() {
+        // A header announcing a message of almost a gigabyte, a hundred bytes of it, silence.
+        let mut answer = vec![0x30, 0x84, 0x3f, 0xff, 0xff, 0xf0];
+        answer.extend([0x04; 100]);
+        runtime().block_on(async {
+            let (client, mut server) = tokio::io::duplex(1 << 16);
+            let mut conn = Connection::over(client, Duration::from_millis(200));
+            let serve = async move {
+                request(&mut server).await;
+                server.write_all(&answer).await.unwrap();
+                server
+            };
+            let mut found = |_: Found<'_>| Ok(());
+            let (result, _server) = tokio::join!(
+                conn.search(
+                    "DC=x",
+                    Scope::Sub,
+                    "(objectClass=*)",
+                    &["*"],
+                    None,
+                    &mut found
+                ),
+                serve
+            );
+            assert!(
+                matches!(&result, Err(WireError::Io(m)) if m.contains("no answer within")),
+                "{result:?}"
+            );
+            assert!(
+                conn.buf.capacity() <= 2 * READ_SIZE,
+                "{} bytes reserved for 106 received",
+                conn.buf.capacity()
+            );
+        });
+    }
+
+    #[test]
     fn a_server_that_fails_midway_is_an_error_never_a_short_read() {
         let first = wire(1, entry("CN=a,DC=x", &[("cn", &[b"a"])]), None);
         let second = wire(1, entry("CN=b,DC=x", &[("cn", &[b"b"])]), None);
@@ -945,16 +1061,23 @@ mod tests {
         let mut answer = first.clone();
         answer.extend(&second[..second.len() / 2]);
         let (result, seen) = search_answered_with(answer, Duration::from_secs(5), true);
-        assert_eq!(
-            result,
-            Err(WireError::Io("the server closed the connection".into()))
-        );
+        match &result {
+            Err(WireError::Io(m)) => assert!(
+                m.starts_with("the server closed the connection while the results of the search"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(seen, ["CN=a,DC=x"]);
 
         // The server goes silent: the timeout ends the wait and says which setting it was.
         let (result, _) = search_answered_with(first.clone(), Duration::from_millis(200), false);
         match result {
-            Err(WireError::Io(m)) => assert!(m.contains("`timeout:`"), "{m}"),
+            Err(WireError::Io(m)) => assert!(
+                m.contains("no answer within 0.2 s while waiting for the results of the search")
+                    && m.contains("`timeout:`"),
+                "{m}"
+            ),
             other => panic!("{other:?}"),
         }
 

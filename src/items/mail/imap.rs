@@ -1043,34 +1043,10 @@ fn connector(
     ),
     MailError,
 > {
-    use rustls::pki_types::pem::PemObject;
-    let config = if store.insecure {
-        crate::tls::insecure_config().map_err(|e| err(who, e))?
-    } else {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
+    // The one TLS set-up every protocol shares: `ca_file` and `insecure` mean the same here.
+    let config: Arc<rustls::ClientConfig> =
+        crate::tls::client_config(store.ca_file.as_deref(), store.insecure)
             .map_err(|e| err(who, e))?;
-        let mut roots = rustls::RootCertStore::empty();
-        match &store.ca_file {
-            Some(path) => {
-                let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
-                    .map_err(|e| err(who, format!("CA file {}: {e}", path.display())))?;
-                for c in certs {
-                    let c = c.map_err(|e| err(who, format!("CA file {}: {e}", path.display())))?;
-                    roots
-                        .add(c)
-                        .map_err(|e| err(who, format!("CA file {}: {e}", path.display())))?;
-                }
-            }
-            None => {
-                for c in rustls_native_certs::load_native_certs().certs {
-                    let _ = roots.add(c);
-                }
-            }
-        }
-        Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
-    };
     let name = rustls::pki_types::ServerName::try_from(store.host.clone()).map_err(|e| {
         err(
             who,
