@@ -16,6 +16,8 @@ dpkg -s samba-ad-provision samba-dsdb-modules winbind >/dev/null 2>&1 || package
 command -v radicale >/dev/null 2>&1 || packages+=(radicale) # CalDAV/CardDAV: tests/radicale.rs
 [ -x /usr/sbin/dovecot ] || packages+=(dovecot-imapd) # IMAP with a master user: tests/imap.rs
 command -v mbsync >/dev/null 2>&1 || packages+=(isync) # the mail-copy benchmark's peer: tests/bench_mail.rs
+[ -x /usr/bin/chromium ] || packages+=(chromium) # the HTML report in a real browser: tests/report.rs
+command -v pdftotext >/dev/null 2>&1 || packages+=(poppler-utils) # the printed report's text: tests/report.rs
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${packages[*]}"

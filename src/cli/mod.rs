@@ -84,6 +84,19 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
         format: GraphFormat,
     },
+    /// The audit of a wave, for review: per person scenario, match, status, contacts to
+    /// delete and item volume; totals, problems, soft candidates, largest mailboxes.
+    Report {
+        /// A YAML plan file (planned now, read-only) or a saved plan.
+        input: PathBuf,
+        /// markdown for a pull request, csv (one row per person) for a spreadsheet, html for a
+        /// self-contained page with charts.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// Write the report to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
     /// Write a synthetic Domino source, AD destination and plan file (for benchmarks and tests).
     Generate {
         /// Number of source persons.
@@ -203,6 +216,13 @@ pub struct StateArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Markdown,
+    Csv,
+    Html,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
     Dot,
     Mermaid,
@@ -225,6 +245,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::State(cmd) => state(cmd, style),
         Command::Show { file, json } => show(file, json, style),
         Command::Graph { input, format } => graph(input, format),
+        Command::Report { input, format, out } => report(input, format, out),
         Command::Generate {
             persons,
             destination_objects,
@@ -348,16 +369,40 @@ fn show(file: PathBuf, json: bool, style: Style) -> Result<ExitCode, Error> {
     output(&saved.plan, json, style)
 }
 
+/// A saved plan as it was saved, or a plan file planned now (reading only).
+fn plan_of(input: &std::path::Path) -> Result<Plan, Error> {
+    if ops::is_saved_plan(input) {
+        return Ok(ops::load_saved(input)?.plan);
+    }
+    let mut inputs = ops::load_inputs(input)?;
+    let state_dir = ops::state_dir(input, None);
+    inputs.history = ops::load_history(&state_dir)?;
+    ops::gather_items(&mut inputs, &state_dir)?;
+    ops::make_plan(&inputs)
+}
+
+fn report(input: PathBuf, format: ReportFormat, out: Option<PathBuf>) -> Result<ExitCode, Error> {
+    let plan = plan_of(&input)?;
+    let text = render::report::render(
+        &plan,
+        match format {
+            ReportFormat::Markdown => render::report::Format::Markdown,
+            ReportFormat::Csv => render::report::Format::Csv,
+            ReportFormat::Html => render::report::Format::Html,
+        },
+    );
+    match out {
+        Some(path) => {
+            ops::write_atomic(&path, &text)?;
+            eprintln!("Wrote the report to {}.", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        None => print(&text),
+    }
+}
+
 fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
-    let plan: Plan = if ops::is_saved_plan(&input) {
-        ops::load_saved(&input)?.plan
-    } else {
-        let mut inputs = ops::load_inputs(&input)?;
-        let state_dir = ops::state_dir(&input, None);
-        inputs.history = ops::load_history(&state_dir)?;
-        ops::gather_items(&mut inputs, &state_dir)?;
-        ops::make_plan(&inputs)?
-    };
+    let plan = plan_of(&input)?;
     print(&match format {
         GraphFormat::Dot => render::graph::dot(&plan),
         GraphFormat::Mermaid => render::graph::mermaid(&plan),

@@ -1,10 +1,12 @@
-//! Rendering plans for people (`text`), machines (`json`) and pictures (`graph`: DOT, Mermaid).
+//! Rendering plans for people (`text`), machines (`json`), pictures (`graph`: DOT, Mermaid) and
+//! reviewers (`report`: Markdown, CSV, HTML).
 //!
 //! Rendering only renders: it never decides, filters or re-plans. Every function returns a
 //! `String` and prints nothing, so output is testable and identical across runs.
 
 pub mod graph;
 pub mod json;
+pub mod report;
 pub mod text;
 
 use crate::plan::{ActionKind, Effect};

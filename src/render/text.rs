@@ -265,7 +265,7 @@ fn subject_blocks(
     })
 }
 
-fn how_matched(s: &Subject) -> String {
+pub(crate) fn how_matched(s: &Subject) -> String {
     let scenario = s
         .scenario
         .map(|n| format!("scenario {n}: {}; ", scenario_name(n)))
