@@ -33,6 +33,15 @@ impl Case {
     }
 
     fn for_fixture(d: &Dovecot, dest_auth: &str, fixture: &str, extra: &str) -> Case {
+        Self::build(d, dest_auth, fixture, extra, "")
+    }
+
+    /// The scenario-6 case with these keys added under `items.mail` (folder mapping, say).
+    fn with_mail(d: &Dovecot, mail_extra: &str) -> Case {
+        Self::build(d, "master", "scenario6_mailbox", "", mail_extra)
+    }
+
+    fn build(d: &Dovecot, dest_auth: &str, fixture: &str, extra: &str, mail_extra: &str) -> Case {
         let dir = tempfile::tempdir().unwrap();
         let fixtures = common::root().join("tests/fixtures").join(fixture);
         for f in ["source.ldif", "destination.ldif"] {
@@ -68,7 +77,7 @@ destination:
         login: admin
         password: {{ file: "{pass}" }}
         auth: {dest_auth}
-"#,
+{mail_extra}"#,
             url = d.url(),
             pass = pass.display()
         );
@@ -613,5 +622,103 @@ fn an_existing_mailbox_that_cannot_be_opened_is_an_error_not_a_guess() {
     assert!(
         plan.contains("cannot open the destination mailbox, nothing planned"),
         "{plan}"
+    );
+}
+
+/// The plan of a case with its destination replaced by a Maildir (`out/{uid}`).
+fn to_maildir(case: &Case) {
+    let path = case.dir.path().join("plan.yaml");
+    let plan = std::fs::read_to_string(&path).unwrap();
+    let start = plan.find("    destination:\n").unwrap();
+    let end = plan[start..]
+        .find("    folders:")
+        .map_or(plan.len(), |e| start + e);
+    let plan = format!(
+        "{}    destination: {{ maildir: \"out/{{uid}}\" }}\n{}",
+        &plan[..start],
+        &plan[end..]
+    );
+    std::fs::write(path, plan).unwrap();
+}
+
+#[test]
+fn hostile_folder_names_are_located_problems_into_imap_and_maildir() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("in@example.test"), "inbox", 1_000),
+    );
+    // Notes' separator alone: `\` maps to `/` (two empty levels; `..` in a Maildir++ store).
+    for i in 0..2 {
+        seed(
+            &d,
+            SOURCE,
+            "\\",
+            &[SEEN],
+            T0 + 1 + i,
+            &message(Some(&format!("sep{i}@example.test")), "separator", 1_000),
+        );
+    }
+    seed(
+        &d,
+        SOURCE,
+        "Projects\\2024",
+        &[SEEN],
+        T0 + 5,
+        &message(Some("p@example.test"), "project", 1_000),
+    );
+    d.fix_owner();
+    let separator = "    folders: { separator: \"\\\\\" }\n";
+
+    // Into IMAP: the plan names the folder and counts it; the rest is copied.
+    let case = Case::with_mail(&d, separator);
+    let plan = case.plan();
+    assert!(
+        plan.contains(
+            "mail: bad item skipped: folder `\\`: its destination name `/` cannot be stored safely"
+        ),
+        "{plan}"
+    );
+    assert!(plan.contains("its 2 messages are not copied"), "{plan}");
+    assert!(
+        plan.contains("<- import mail: 2 new messages in 2 folders"),
+        "{plan}"
+    );
+    assert!(plan.contains("; 1 bad item skipped)."), "{plan}");
+    let err = case.apply();
+    assert!(err.contains("copied 2 messages"), "{err}");
+    let target = listing(&d, TARGET);
+    let folders: Vec<&str> = target.keys().map(String::as_str).collect();
+    assert_eq!(folders, ["INBOX", "Projects/2024"]);
+
+    // Into a Maildir: nothing is written beside the person's mailbox.
+    let case = Case::with_mail(&d, separator);
+    to_maildir(&case);
+    let plan = case.plan();
+    assert!(
+        plan.contains("folder `\\`: its destination name `/`"),
+        "{plan}"
+    );
+    case.apply();
+    let out = case.dir.path().join("out");
+    let beside: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(beside, [SOURCE]);
+    let stored: BTreeMap<String, usize> = Maildir::new(out.join(SOURCE))
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.name, f.messages.len()))
+        .collect();
+    assert_eq!(
+        stored,
+        [("INBOX".to_string(), 1), ("Projects/2024".to_string(), 1)].into()
     );
 }

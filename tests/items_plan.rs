@@ -282,3 +282,159 @@ fn items_changed_at_the_source_are_updated_unless_edited_at_the_destination() {
     let text = std::fs::read_to_string(&bob).unwrap();
     assert!(text.contains("Acme (mine)"), "{text}");
 }
+
+/// A Maildir-to-Maildir mail case: `export/mail/jsmith` into `out/mail/jsmith`, with these
+/// extra keys under `items.mail` (folder mapping, say).
+struct MailCase {
+    dir: tempfile::TempDir,
+}
+
+impl MailCase {
+    fn new(mail_extra: &str) -> MailCase {
+        let dir = tempfile::tempdir().unwrap();
+        let six = common::root().join("tests/fixtures/scenario6_mailbox");
+        for f in ["source.ldif", "destination.ldif"] {
+            std::fs::copy(six.join(f), dir.path().join(f)).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("plan.yaml"),
+            format!(
+                r#"version: 1
+source:
+  profile: domino
+  directory: {{ ldif: source.ldif }}
+destination:
+  flavor: active-directory
+  directory: {{ ldif: destination.ldif }}
+  container: "OU=Migrated,DC=acme,DC=test"
+items:
+  mail:
+    source: {{ maildir: "export/mail/{{uid}}" }}
+    destination: {{ maildir: "out/mail/{{uid}}" }}
+{mail_extra}"#
+            ),
+        )
+        .unwrap();
+        MailCase { dir }
+    }
+
+    fn source(&self) -> std::path::PathBuf {
+        self.dir.path().join("export/mail/jsmith")
+    }
+
+    fn destination(&self) -> std::path::PathBuf {
+        self.dir.path().join("out/mail/jsmith")
+    }
+
+    /// Writes a message file into a folder directory of the source (`""`: the inbox), made as
+    /// it is on disk (the name is not checked, as another tool might have written it).
+    fn put(&self, dir_name: &str, file: &str, data: &str) {
+        let dir = self.source().join(dir_name);
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        std::fs::write(dir.join("cur").join(file), data).unwrap();
+    }
+
+    fn run(&self, args: &[&str]) -> (String, String) {
+        let out = Command::cargo_bin("mailplan")
+            .unwrap()
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{o}{e}");
+        (o, e)
+    }
+}
+
+/// Every entry below a directory, as paths relative to it, sorted.
+fn tree(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            out.push(p.strip_prefix(root).unwrap().display().to_string());
+            if p.is_dir() {
+                dirs.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn mail(id: &str, subject: &str) -> String {
+    format!(
+        "Message-ID: <{id}>\nFrom: a@example.test\nSubject: {subject}\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n\nbody of {id}\n"
+    )
+}
+
+#[test]
+fn hostile_folder_names_are_reported_and_nothing_is_written_outside_the_mailbox() {
+    // Notes' separator is `\`: a folder named `\` maps to `/`, which on disk would be `..`.
+    let case = MailCase::new("    folders: { separator: \"\\\\\" }\n");
+    case.put("", "1.M1P1.a:2,S", &mail("in@x", "inbox"));
+    case.put(".\\", "2.M1P1.a:2,S", &mail("s1@x", "separator 1"));
+    case.put(".\\", "3.M1P1.a:2,S", &mail("s2@x", "separator 2"));
+    // Modified UTF-7 spellings of `/` and `..`, which a strict reading refuses.
+    case.put(".&AC8-", "4.M1P1.a:2,S", &mail("u1@x", "slash"));
+    case.put(".&AC4-&AC4-", "5.M1P1.a:2,S", &mail("u2@x", "dots"));
+    // A folder with the separator inside a name is an ordinary nested folder.
+    case.put(".Projects\\2024", "6.M1P1.a:2,S", &mail("p@x", "project"));
+
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    assert!(
+        plan.contains(
+            "mail: bad item skipped: folder `\\`: its destination name `/` cannot be stored safely"
+        ),
+        "{plan}"
+    );
+    assert!(plan.contains("its 2 messages are not copied"), "{plan}");
+    assert!(
+        plan.contains(".&AC8-: the folder name cannot be read"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(".&AC4-&AC4-: the folder name cannot be read"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("<- import mail: 2 new messages in 2 folders"),
+        "{plan}"
+    );
+    assert!(plan.contains("; 3 bad items skipped)."), "{plan}");
+
+    case.run(&["apply", "plan.yaml", "--auto-approve"]);
+    // Nothing beside the person's mailbox, and in it only the inbox and Projects/2024.
+    let outside: Vec<String> = std::fs::read_dir(case.dir.path().join("out/mail"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(outside, ["jsmith"]);
+    let folders: Vec<String> = std::fs::read_dir(case.destination())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert_eq!(folders, [".Projects.2024"]);
+    let copied = tree(&case.destination())
+        .into_iter()
+        .filter(|p| p.contains("/cur/") || p.starts_with("cur/"))
+        .count();
+    assert_eq!(copied, 2);
+
+    // A rerun plans nothing and still names the problems.
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    assert!(plan.contains("No changes."), "{plan}");
+    assert!(plan.contains("folder `\\`"), "{plan}");
+}

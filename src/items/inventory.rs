@@ -62,7 +62,7 @@ pub async fn select_mail(
     let mut source = Store::open(&ep.source).await?;
     let listing = source.list().await?;
     let mut destination = Store::open(&ep.destination).await?;
-    let at_dest = destination.identities().await?;
+    let at_dest = destination.destination().await?;
     let selection = mail::new_messages(&listing, &items.folders, items.since, ledger, &at_dest);
     Ok((selection, source, destination))
 }
@@ -79,11 +79,11 @@ pub async fn select_mail_for_plan(
     source.close().await;
     let (at_dest, unavailable) = match Store::open(&ep.destination).await {
         Ok(mut d) => {
-            let ids = d.identities().await?;
+            let ids = d.destination().await?;
             d.close().await;
             (ids, None)
         }
-        Err(e) => (BTreeMap::new(), Some(e.to_string())),
+        Err(e) => (mail::Destination::default(), Some(e.to_string())),
     };
     let selection = mail::new_messages(&listing, &items.folders, items.since, ledger, &at_dest);
     Ok((selection, unavailable))

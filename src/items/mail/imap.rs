@@ -18,6 +18,7 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::TcpStream;
 
 use super::{FolderListing, MailError, MessageMeta};
+use crate::items::folders::{check_name, join_levels};
 use crate::items::identity::{identity, parse_headers};
 use crate::items::{BadItem, civil_from_days, days_from_civil, mutf7};
 use crate::spec::{ImapAuth, ImapSecurity, ImapStore};
@@ -295,8 +296,9 @@ impl Session {
             .map_err(|e| err(&self.who, e))
     }
 
-    /// Every folder's logical name, from `LIST "" "*"`; `\Noselect` folders are left out.
-    async fn folders(&mut self) -> Result<Vec<(String, String)>, MailError> {
+    /// Every folder's logical name (or why it has none) and wire name, from `LIST "" "*"`;
+    /// `\Noselect` folders are left out.
+    async fn folders(&mut self) -> Result<Vec<(Result<String, String>, String)>, MailError> {
         let untagged = self.simple("LIST \"\" \"*\"").await?;
         let mut out = Vec::new();
         for r in untagged {
@@ -328,30 +330,51 @@ impl Session {
             }
             out.push((self.logical(&name), name));
         }
-        out.sort();
+        // Readable names first, by logical name; then the others by wire name.
+        out.sort_by(|a, b| {
+            let key = |f: &(Result<String, String>, String)| match &f.0 {
+                Ok(l) => (false, l.clone()),
+                Err(_) => (true, f.1.clone()),
+            };
+            key(a).cmp(&key(b))
+        });
         Ok(out)
     }
 
-    fn logical(&self, wire: &str) -> String {
-        let decoded = mutf7::decode(wire).unwrap_or_else(|| wire.to_string());
-        if decoded.eq_ignore_ascii_case("INBOX") {
-            return "INBOX".into();
-        }
-        match self.delimiter {
-            Some(d) if d != '/' => decoded.replace(d, "/"),
-            _ => decoded,
-        }
+    /// The level separator of this server's folder names, once they were listed.
+    pub fn delimiter(&self) -> Option<char> {
+        self.delimiter
     }
 
-    fn wire(&self, logical: &str) -> String {
-        if logical.eq_ignore_ascii_case("INBOX") {
-            return "INBOX".into();
+    /// The logical name of a wire name, or why it has none: not valid modified UTF-7, or a
+    /// level that holds `/` once decoded.
+    fn logical(&self, wire: &str) -> Result<String, String> {
+        let decoded = mutf7::decode(wire).ok_or("it is not valid modified UTF-7")?;
+        if decoded.eq_ignore_ascii_case("INBOX") {
+            return Ok("INBOX".into());
         }
+        let levels: Vec<String> = match self.delimiter {
+            Some('/') => return Ok(decoded),
+            Some(d) => decoded.split(d).map(str::to_string).collect(),
+            None => vec![decoded],
+        };
+        join_levels(&levels)
+    }
+
+    /// The wire name of a logical name, which must be safe to store here.
+    fn wire(&self, logical: &str) -> Result<String, MailError> {
+        if logical.eq_ignore_ascii_case("INBOX") {
+            return Ok("INBOX".into());
+        }
+        check_name(logical, self.delimiter).map_err(|why| MailError::UnsafeFolder {
+            folder: logical.to_string(),
+            why,
+        })?;
         let name = match self.delimiter {
             Some(d) if d != '/' => logical.replace('/', &d.to_string()),
             _ => logical.to_string(),
         };
-        mutf7::encode(&name)
+        Ok(mutf7::encode(&name))
     }
 
     /// EXAMINE (read-only, so listing never changes `\Recent` or anything else); the number of
@@ -377,6 +400,25 @@ impl Session {
         for (logical, wire) in self.folders().await? {
             let exists = self.examine(&wire).await?;
             self.examined = Some(wire.clone());
+            let logical = match logical {
+                Ok(l) => l,
+                Err(why) => {
+                    out.push(FolderListing {
+                        bad: vec![BadItem {
+                            location: format!("{}/{wire}", self.who),
+                            message: format!(
+                                "the folder name cannot be read: {why}; {} not copied and the \
+                                 folder is not created",
+                                super::its_messages(exists)
+                            ),
+                        }],
+                        name: wire,
+                        skipped: true,
+                        ..Default::default()
+                    });
+                    continue;
+                }
+            };
             let mut listing = FolderListing {
                 name: logical.clone(),
                 ..Default::default()
@@ -419,7 +461,7 @@ impl Session {
         if self.delimiter.is_none() {
             self.folders().await?;
         }
-        let wire = self.wire(folder);
+        let wire = self.wire(folder)?;
         if self.examined.as_deref() != Some(wire.as_str()) {
             self.examine(&wire).await?;
             self.examined = Some(wire.clone());
@@ -460,7 +502,7 @@ impl Session {
         if self.delimiter.is_none() {
             self.folders().await?;
         }
-        let wire = self.wire(folder);
+        let wire = self.wire(folder)?;
         if wire == "INBOX" || self.created.contains(&wire) {
             return Ok(wire);
         }
@@ -586,7 +628,7 @@ impl Session {
         if self.delimiter.is_none() {
             self.folders().await?;
         }
-        let wire = self.wire(folder);
+        let wire = self.wire(folder)?;
         if self.examined.as_deref() != Some(wire.as_str()) {
             self.examine(&wire).await?;
             self.examined = Some(wire.clone());

@@ -4,7 +4,9 @@
 //! `T` deleted, `P` forwarded), the internal date is the file's mtime.
 //!
 //! Writes go to `tmp/` first, are synced, then renamed into `cur/`: a message is either whole in
-//! its folder or absent, whatever happens to the process. Listing reads headers only.
+//! its folder or absent, whatever happens to the process. Listing reads headers only. Every path
+//! is made from a checked logical name ([`check_name`]) and must come out as one directory
+//! directly under the root, so no folder name or message key reaches outside the mailbox.
 
 use std::fs::{self, File, FileTimes};
 use std::io::{Read, Write};
@@ -16,6 +18,7 @@ use super::{
     ANSWERED, DELETED, DRAFT, FLAGGED, FORWARDED, FolderListing, MailError, MessageMeta, SEEN,
 };
 use crate::items::BadItem;
+use crate::items::folders::{check_name, join_levels};
 use crate::items::identity::{crlf_size, header_end, identity, parse_headers};
 use crate::items::mutf7;
 
@@ -51,13 +54,29 @@ impl Maildir {
         Maildir { root }
     }
 
-    /// The directory of a logical folder.
-    pub fn folder_dir(&self, folder: &str) -> PathBuf {
+    /// The directory of a logical folder: `.` and its levels in modified UTF-7 joined by `.`,
+    /// directly under the root. A name that is not safe to store ([`check_name`], with `.` as the
+    /// separator) or would not give exactly one directory name there is refused.
+    pub fn folder_dir(&self, folder: &str) -> Result<PathBuf, MailError> {
         if folder.eq_ignore_ascii_case("INBOX") {
-            return self.root.clone();
+            return Ok(self.root.clone());
         }
+        let unsafe_name = |why: String| MailError::UnsafeFolder {
+            folder: folder.to_string(),
+            why,
+        };
+        check_name(folder, Some('.')).map_err(unsafe_name)?;
         let levels: Vec<String> = folder.split('/').map(mutf7::encode).collect();
-        self.root.join(format!(".{}", levels.join(".")))
+        let name = format!(".{}", levels.join("."));
+        let mut parts = Path::new(&name).components();
+        match (parts.next(), parts.next()) {
+            (Some(std::path::Component::Normal(n)), None) if n == name.as_str() => {
+                Ok(self.root.join(name))
+            }
+            _ => Err(unsafe_name(format!(
+                "`{name}` is not one folder directly in the mailbox"
+            ))),
+        }
     }
 
     /// Every folder (the inbox first, then the others by name) with its messages. A store that
@@ -78,18 +97,27 @@ impl Maildir {
             if encoded.is_empty() || encoded == "." || !entry.path().join("cur").is_dir() {
                 continue;
             }
-            let logical: Option<Vec<String>> = encoded.split('.').map(mutf7::decode).collect();
+            let logical = encoded
+                .split('.')
+                .map(|l| mutf7::decode(l).ok_or("it is not valid modified UTF-7".to_string()))
+                .collect::<Result<Vec<String>, String>>()
+                .and_then(|levels| join_levels(&levels));
             match logical {
-                Some(levels) => names.push((levels.join("/"), entry.path())),
-                None => out.push(FolderListing {
-                    name: name.clone(),
-                    messages: Vec::new(),
-                    bad: vec![BadItem {
+                Ok(logical) => names.push((logical, entry.path())),
+                Err(why) => {
+                    let mut listing = self.list_folder(&name, &entry.path())?;
+                    let what = super::its_messages(listing.messages.len() as u64);
+                    listing.messages.clear();
+                    listing.skipped = true;
+                    listing.bad.push(BadItem {
                         location: entry.path().display().to_string(),
-                        message: "the folder name is not valid modified UTF-7; folder skipped"
-                            .into(),
-                    }],
-                }),
+                        message: format!(
+                            "the folder name cannot be read: {why}; {what} not copied and the \
+                             folder is not created"
+                        ),
+                    });
+                    out.push(listing);
+                }
             }
         }
         names.sort();
@@ -134,13 +162,28 @@ impl Maildir {
     }
 
     pub fn fetch(&self, folder: &str, m: &MessageMeta) -> Result<Vec<u8>, MailError> {
-        let path = self.folder_dir(folder).join(&m.key);
+        // Keys come from listing (`cur/<file>` or `new/<file>`); anything else is refused.
+        let file = match m.key.split_once('/') {
+            Some(("cur" | "new", file))
+                if !file.is_empty() && !file.contains('/') && file != "." && file != ".." =>
+            {
+                file
+            }
+            _ => {
+                return Err(MailError::Rejected {
+                    what: format!("{folder}/{}", m.key),
+                    message: "not a message key of this store".into(),
+                });
+            }
+        };
+        let (sub, _) = m.key.split_at(3);
+        let path = self.folder_dir(folder)?.join(sub).join(file);
         fs::read(&path).map_err(io(&path))
     }
 
     /// Creates a folder's `cur/`, `new/`, `tmp/` (and the inbox's, for a new store).
     pub fn ensure_folder(&self, folder: &str) -> Result<(), MailError> {
-        for dir in [self.root.clone(), self.folder_dir(folder)] {
+        for dir in [self.root.clone(), self.folder_dir(folder)?] {
             for sub in ["cur", "new", "tmp"] {
                 let d = dir.join(sub);
                 fs::create_dir_all(&d).map_err(io(&d))?;
@@ -158,7 +201,7 @@ impl Maildir {
 
     /// Writes one message into `cur/` with its flags and internal date: tmp, fsync, rename.
     pub fn append(&self, folder: &str, m: &MessageMeta, data: &[u8]) -> Result<(), MailError> {
-        let dir = self.folder_dir(folder);
+        let dir = self.folder_dir(folder)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
@@ -294,5 +337,31 @@ mod tests {
         assert_eq!(m.flags, vec![FLAGGED.to_string(), SEEN.to_string()]);
         assert_eq!(m.internal_date, 1_600_000_000);
         assert_eq!(md.fetch("Projects/Überblick", m).unwrap().len(), 33);
+    }
+
+    #[test]
+    fn nothing_resolves_outside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::new(dir.path().join("box"));
+        for hostile in ["/", ".", "..", "a/..", "a.b", "x/./y", "", "a\0"] {
+            assert!(
+                matches!(md.folder_dir(hostile), Err(MailError::UnsafeFolder { .. })),
+                "{hostile:?}"
+            );
+            assert!(md.ensure_folder(hostile).is_err(), "{hostile:?}");
+        }
+        assert_eq!(
+            md.folder_dir("a/b").unwrap(),
+            dir.path().join("box").join(".a.b")
+        );
+        let escape = MessageMeta {
+            key: "cur/../../x".into(),
+            identity: String::new(),
+            size: 0,
+            flags: Vec::new(),
+            internal_date: 0,
+        };
+        assert!(md.fetch("INBOX", &escape).is_err());
+        assert!(!dir.path().join("box").exists() || md.list().unwrap().len() <= 1);
     }
 }

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::items::BadItem;
 use crate::items::endpoints::MailAt;
-use crate::items::folders::map_folder;
+use crate::items::folders::{check_name, map_folder};
 use crate::spec::FolderMapping;
 
 /// IMAP system flags, the common vocabulary of both stores.
@@ -41,10 +41,24 @@ pub struct MessageMeta {
 /// One folder of a store.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FolderListing {
-    /// Logical name: levels separated by `/`; the inbox is `INBOX`.
+    /// Logical name: levels separated by `/`; the inbox is `INBOX`. For a `skipped` folder, the
+    /// name as the store has it.
     pub name: String,
     pub messages: Vec<MessageMeta>,
     pub bad: Vec<BadItem>,
+    /// The store's name for this folder has no logical form (it is not valid modified UTF-7, or
+    /// a level holds `/`): `bad` says where and why, nothing in it is copied.
+    pub skipped: bool,
+}
+
+/// What the destination holds, as `new_messages` needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Destination {
+    /// Message identities per logical folder (every folder, also the empty ones).
+    pub folders: BTreeMap<String, BTreeSet<String>>,
+    /// What separates levels in the destination's own names (Maildir++ `.`, the IMAP server's
+    /// delimiter); `None` when the destination could not be opened.
+    pub delimiter: Option<char>,
 }
 
 /// A message chosen for copying.
@@ -88,26 +102,49 @@ pub fn ledger_identity(folder: &str, identity: &str) -> String {
 
 /// Decides which source messages to copy: mapped and not excluded, not older than `since`, and
 /// neither in the ledger nor at the destination (by destination folder and identity). A message
-/// twice in one source folder is copied once. Pure.
+/// twice in one source folder is copied once. A folder whose destination name cannot be stored
+/// safely ([`check_name`]) is one bad item, located by its source name, and nothing of it is
+/// copied. Pure.
 pub fn new_messages(
     source: &[FolderListing],
     mapping: &FolderMapping,
     since: Option<i64>,
     ledger: &BTreeSet<String>,
-    destination: &BTreeMap<String, BTreeSet<String>>,
+    destination: &Destination,
 ) -> Selection {
     let mut s = Selection::default();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     for folder in source {
+        if folder.skipped {
+            s.bad.extend(folder.bad.iter().cloned());
+            continue;
+        }
         let Some(dest) = map_folder(mapping, &folder.name) else {
             continue;
         };
         s.bad.extend(folder.bad.iter().cloned());
-        let at_dest = destination.get(&dest);
-        for m in &folder.messages {
-            if since.is_some_and(|t| m.internal_date < t) {
-                continue;
-            }
+        let recent = || {
+            folder
+                .messages
+                .iter()
+                .filter(|m| since.is_none_or(|t| m.internal_date >= t))
+        };
+        if let Err(why) = check_name(&dest, destination.delimiter) {
+            let n = recent().count() as u64;
+            s.total += n;
+            let what = its_messages(n);
+            s.bad.push(BadItem {
+                location: format!("folder `{}`", folder.name),
+                message: format!(
+                    "its destination name `{dest}` cannot be stored safely: {why}; {what} not \
+                     copied and the folder is not created (map it to another name in \
+                     items.mail.folders.map)"
+                ),
+            });
+            continue;
+        }
+        let at_dest = destination.folders.get(&dest);
+        for m in recent() {
             s.total += 1;
             if !seen.insert((dest.clone(), m.identity.clone())) {
                 continue;
@@ -130,6 +167,14 @@ pub fn new_messages(
     s
 }
 
+/// `its 1 message is` / `its 3 messages are`, for reports about a folder's messages.
+pub(crate) fn its_messages(n: u64) -> String {
+    match n {
+        1 => "its 1 message is".to_string(),
+        n => format!("its {n} messages are"),
+    }
+}
+
 /// Why a mail store failed as a whole (a bad message is a `BadItem` instead).
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
@@ -142,6 +187,8 @@ pub enum MailError {
     Imap(String),
     #[error("{what}: {message}")]
     Rejected { what: String, message: String },
+    #[error("the folder name `{folder}` cannot be stored safely: {why}")]
+    UnsafeFolder { folder: String, why: String },
 }
 
 /// An open mail store.
@@ -170,17 +217,31 @@ impl Store {
         }
     }
 
-    /// The destination side of `new_messages`: identities per folder.
-    pub async fn identities(&mut self) -> Result<BTreeMap<String, BTreeSet<String>>, MailError> {
-        Ok(self
+    /// The destination side of `new_messages`: every folder with its identities, and the
+    /// store's level separator.
+    pub async fn destination(&mut self) -> Result<Destination, MailError> {
+        let folders = self
             .list()
             .await?
             .into_iter()
+            .filter(|f| !f.skipped)
             .map(|f| {
                 let ids = f.messages.into_iter().map(|m| m.identity).collect();
                 (f.name, ids)
             })
-            .collect())
+            .collect();
+        Ok(Destination {
+            folders,
+            delimiter: self.delimiter(),
+        })
+    }
+
+    /// What separates levels in this store's own folder names.
+    pub fn delimiter(&self) -> Option<char> {
+        match self {
+            Store::Maildir(_) => Some('.'),
+            Store::Imap(s) => s.delimiter(),
+        }
     }
 
     pub async fn fetch(&mut self, folder: &str, m: &MessageMeta) -> Result<Vec<u8>, MailError> {
@@ -267,17 +328,17 @@ mod tests {
             FolderListing {
                 name: "($Inbox)".into(),
                 messages: vec![msg("a", 100), msg("b", 100), msg("c", 100), msg("c", 100)],
-                bad: Vec::new(),
+                ..Default::default()
             },
             FolderListing {
                 name: "Junk".into(),
                 messages: vec![msg("j", 100)],
-                bad: Vec::new(),
+                ..Default::default()
             },
             FolderListing {
                 name: "Old".into(),
                 messages: vec![msg("o", 1), msg("a", 100)],
-                bad: Vec::new(),
+                ..Default::default()
             },
         ];
         let mut mapping = FolderMapping::default();
@@ -290,8 +351,10 @@ mod tests {
             ledger_identity("INBOX", "mid:b"),
         ]
         .into();
-        let destination: BTreeMap<String, BTreeSet<String>> =
-            [("INBOX".to_string(), ["mid:a".to_string()].into())].into();
+        let destination = Destination {
+            folders: [("INBOX".to_string(), ["mid:a".to_string()].into())].into(),
+            delimiter: Some('.'),
+        };
         let s = new_messages(&source, &mapping, Some(50), &ledger, &destination);
         let copied: Vec<(&str, &str)> = s
             .copy
@@ -304,5 +367,50 @@ mod tests {
         assert_eq!(s.deleted_at_destination, 1);
         assert_eq!(s.folders(), 2);
         assert_eq!(s.bytes(), 20);
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_stored_safely_is_one_located_bad_item() {
+        let source = vec![
+            FolderListing {
+                name: "\\".into(),
+                messages: vec![msg("x", 100), msg("y", 100)],
+                ..Default::default()
+            },
+            FolderListing {
+                name: "v1.2".into(),
+                messages: vec![msg("z", 100)],
+                ..Default::default()
+            },
+            FolderListing {
+                name: "ok".into(),
+                messages: vec![msg("w", 100)],
+                ..Default::default()
+            },
+        ];
+        let mapping = FolderMapping {
+            separator: Some('\\'),
+            ..Default::default()
+        };
+        let destination = Destination {
+            delimiter: Some('.'),
+            ..Default::default()
+        };
+        let s = new_messages(&source, &mapping, None, &BTreeSet::new(), &destination);
+        let copied: Vec<&str> = s.copy.iter().map(|c| c.folder.as_str()).collect();
+        assert_eq!(copied, ["ok"]);
+        assert_eq!(s.total, 4);
+        let bad: Vec<&str> = s.bad.iter().map(|b| b.location.as_str()).collect();
+        assert_eq!(bad, ["folder `\\`", "folder `v1.2`"]);
+        assert!(s.bad[0].message.contains("its 2 messages are not copied"));
+        assert!(s.bad[1].message.contains("`.`"));
+        // Where `.` does not separate levels, `v1.2` is an ordinary name.
+        let slash = Destination {
+            delimiter: Some('/'),
+            ..Default::default()
+        };
+        let s = new_messages(&source, &mapping, None, &BTreeSet::new(), &slash);
+        assert_eq!(s.copy.len(), 2);
+        assert_eq!(s.bad.len(), 1);
     }
 }
