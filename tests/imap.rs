@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use dovecot::Dovecot;
+use mailplan::items::identity::base;
 use mailplan::items::mail::maildir::Maildir;
 use mailplan::items::mail::{ANSWERED, DRAFT, FLAGGED, FolderListing, MessageMeta, SEEN};
 use mailplan::spec::{ImapAuth, ImapSecurity, ImapStore, Secret, Template};
@@ -168,7 +169,7 @@ fn store(d: &Dovecot, user: &str) -> (ImapStore, String) {
     )
 }
 
-/// A user's mailbox as IMAP shows it: folder → messages.
+/// A user's mailbox as IMAP shows it: folder → messages (in UID order).
 fn listing(d: &Dovecot, user: &str) -> BTreeMap<String, Vec<MessageMeta>> {
     let (s, u) = store(d, user);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -195,7 +196,7 @@ fn body(d: &Dovecot, user: &str, identity: &str) -> Vec<u8> {
         let m = folders
             .iter()
             .find(|f| f.name == "INBOX")
-            .and_then(|f| f.messages.iter().find(|m| m.identity == identity))
+            .and_then(|f| f.messages.iter().find(|m| base(&m.identity) == identity))
             .unwrap()
             .clone();
         let data = session.fetch("INBOX", &m).await.unwrap();
@@ -211,7 +212,7 @@ fn by_identity(
     for (folder, msgs) in l {
         for m in msgs {
             let prev = out.insert(
-                (folder.clone(), m.identity.clone()),
+                (folder.clone(), base(&m.identity).to_string()),
                 (m.flags.clone(), m.internal_date, m.size),
             );
             assert!(prev.is_none(), "{} twice in {folder}", m.identity);
@@ -721,4 +722,80 @@ fn hostile_folder_names_are_located_problems_into_imap_and_maildir() {
         stored,
         [("INBOX".to_string(), 1), ("Projects/2024".to_string(), 1)].into()
     );
+}
+
+/// A post as it arrives by one path: the `Received:` trail first, then one set of headers, and
+/// a body (a list adds its footer).
+fn post(received: &[&str], body: &str) -> Vec<u8> {
+    let mut m = String::new();
+    for r in received {
+        m.push_str(&format!("Received: {r}\r\n"));
+    }
+    m.push_str(
+        "Message-ID: <release-1.0@lists.example.org>\r\nFrom: Ann <ann@example.org>\r\nTo: dev@lists.example.org\r\nSubject: Release 1.0\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\n",
+    );
+    m.push_str(body);
+    m.into_bytes()
+}
+
+#[test]
+fn two_messages_sharing_a_message_id_both_arrive_and_a_true_duplicate_once() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let direct = post(
+        &["from mx.example.org by mail.acme.com; Mon, 01 Jan 2024 10:00:02 +0000"],
+        "Hello John, the release is out.\r\n",
+    );
+    let list = post(
+        &[
+            "from lists.example.org by mail.acme.com; Mon, 01 Jan 2024 10:00:09 +0000",
+            "from mx.example.org by lists.example.org; Mon, 01 Jan 2024 10:00:03 +0000",
+        ],
+        "Hello John, the release is out.\r\n-- \r\ndev mailing list footer\r\n",
+    );
+    let twice = message(Some("twice@example.test"), "stored twice", 1_000);
+    for (i, data) in [&list, &direct, &twice, &twice].into_iter().enumerate() {
+        seed(&d, SOURCE, "INBOX", &[SEEN], T0 + i as i64, data);
+    }
+    d.fix_owner();
+    let case = Case::new(&d, "master");
+    let plan = case.plan();
+    assert!(
+        plan.contains("<- import mail: 3 new messages in 1 folder"),
+        "{plan}"
+    );
+    assert!(plan.contains("of 4"), "{plan}");
+    assert!(
+        plan.contains("mail: 1 duplicate folded: the same message"),
+        "{plan}"
+    );
+    assert!(plan.contains("(INBOX: 1)"), "{plan}");
+    let err = case.apply();
+    assert!(err.contains("copied 3 messages"), "{err}");
+
+    // Both copies of the post arrived, each whole; the duplicate once.
+    let target = listing(&d, TARGET);
+    let inbox = &target["INBOX"];
+    assert_eq!(inbox.len(), 3);
+    let (s, u) = store(&d, TARGET);
+    let bodies: Vec<Vec<u8>> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut session = mailplan::items::mail::imap::Session::connect(&s, &u)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for m in inbox {
+            out.push(session.fetch("INBOX", m).await.unwrap());
+        }
+        session.logout().await;
+        out
+    });
+    assert!(bodies.contains(&list), "the list copy is missing");
+    assert!(bodies.contains(&direct), "the direct copy is missing");
+    assert!(bodies.contains(&twice));
+
+    // Nothing new on a rerun, nor without the ledger.
+    let again = case.plan();
+    assert!(again.contains("No changes."), "{again}");
+    std::fs::remove_dir_all(case.dir.path().join(".mailplan")).unwrap();
+    let lost = case.plan();
+    assert!(lost.contains("No changes."), "{lost}");
 }

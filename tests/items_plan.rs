@@ -438,3 +438,67 @@ fn hostile_folder_names_are_reported_and_nothing_is_written_outside_the_mailbox(
     assert!(plan.contains("No changes."), "{plan}");
     assert!(plan.contains("folder `\\`"), "{plan}");
 }
+
+/// One post as two paths deliver it: `list` adds the list server's `Received:` and a footer.
+fn post(list: bool) -> String {
+    let mut m = String::new();
+    if list {
+        m.push_str(
+            "Received: from lists.example.org by mail.acme.com; Mon, 1 Jan 2024 10:00:09 +0000\n",
+        );
+    }
+    m.push_str("Received: from mx.example.org by example.org; Mon, 1 Jan 2024 10:00:01 +0000\n");
+    m.push_str("Message-ID: <release-1.0@lists.example.org>\nFrom: Ann <ann@example.org>\nSubject: Release 1.0\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n\nThe release is out.\n");
+    if list {
+        m.push_str("-- \ndev mailing list\n");
+    }
+    m
+}
+
+#[test]
+fn a_ledger_from_before_variants_stands_for_one_message_of_its_message_id() {
+    let case = MailCase::new("");
+    case.put("", "1.M1P1.a:2,S", &post(true));
+    case.put("", "2.M1P1.a:2,S", &post(false));
+    case.put("", "3.M1P1.a:2,S", &mail("dup@x", "twice"));
+    case.put("", "4.M1P1.a:2,S", &mail("dup@x", "twice"));
+    // The earlier version copied the first message with that Message-ID (the list copy) and
+    // recorded it by its Message-ID alone; its owner has deleted it at the destination since.
+    let root = case.dir.path().canonicalize().unwrap();
+    let db = mailplan::state::StateDb::open(&root.join(".mailplan")).unwrap();
+    let run = db.begin_run("plan.yaml", "x").unwrap();
+    db.ledger_record(&mailplan::state::LedgerItem {
+        run,
+        mailbox: format!("maildir:{}", root.join("out/mail/jsmith").display()),
+        kind: "mail".into(),
+        folder: Some("INBOX".into()),
+        identity: "INBOX\tmid:release-1.0@lists.example.org".into(),
+        size: Some(300),
+    })
+    .unwrap();
+    drop(db);
+
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    // The direct copy, never copied, and the duplicate once; the deleted list copy stays deleted.
+    assert!(
+        plan.contains("<- import mail: 2 new messages in 1 folder"),
+        "{plan}"
+    );
+    assert!(plan.contains("of 4"), "{plan}");
+    assert!(
+        plan.contains("mail: 1 items copied earlier were deleted at the destination since"),
+        "{plan}"
+    );
+    assert!(plan.contains("mail: 1 duplicate folded"), "{plan}");
+    case.run(&["apply", "plan.yaml", "--auto-approve"]);
+    let stored: Vec<String> = std::fs::read_dir(case.destination().join("cur"))
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.contains(&post(false)));
+    assert!(stored.contains(&mail("dup@x", "twice")));
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    assert!(plan.contains("No changes."), "{plan}");
+}

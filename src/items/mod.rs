@@ -82,6 +82,9 @@ pub struct Inventory {
     /// Items already copied according to the ledger but no longer at the destination: their
     /// owner deleted them, so they are not copied again.
     pub deleted_at_destination: u64,
+    /// Mail: per source folder, messages that are the same message again (same identity into
+    /// the same destination folder); each is copied once.
+    pub folded: BTreeMap<String, u64>,
     /// Items changed at the source whose copy their owner edited at the destination: the
     /// owner's edit is kept, they are not updated.
     pub changed_at_destination: u64,

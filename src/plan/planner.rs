@@ -606,6 +606,22 @@ impl<'a> Planner<'a> {
                     ),
                 });
             }
+            let folded: u64 = inv.folded.values().sum();
+            if folded > 0 {
+                let places: Vec<String> = inv
+                    .folded
+                    .iter()
+                    .map(|(folder, n)| format!("{folder}: {n}"))
+                    .collect();
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: {folded} duplicate{} folded: the same message (Message-ID, date, sender, subject and Received trail) twice in a source folder is copied once ({})",
+                        if folded == 1 { "" } else { "s" },
+                        places.join(", ")
+                    ),
+                });
+            }
             if inv.changed_at_destination > 0 {
                 subject.messages.push(Message {
                     level: Level::Info,

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 use super::{FolderListing, MailError, MessageMeta};
 use crate::items::folders::{check_name, join_levels};
-use crate::items::identity::{identity, parse_headers};
+use crate::items::identity::{IDENTITY_FIELDS, identity, parse_headers};
 use crate::items::{BadItem, civil_from_days, days_from_civil, mutf7};
 use crate::spec::{ImapAuth, ImapSecurity, ImapStore};
 
@@ -425,10 +425,10 @@ impl Session {
             };
             if exists > 0 {
                 let untagged = self
-                    .simple(
+                    .simple(&format!(
                         "UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE \
-                         BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)])",
-                    )
+                         BODY.PEEK[HEADER.FIELDS ({IDENTITY_FIELDS})])"
+                    ))
                     .await?;
                 for r in untagged {
                     match fetch_meta(&r) {
@@ -1136,7 +1136,7 @@ mod tests {
         let m = fetch_meta(&r).unwrap().unwrap();
         assert_eq!(m.key, "17");
         assert_eq!(m.size, 120);
-        assert_eq!(m.identity, "mid:a@b");
+        assert_eq!(crate::items::identity::base(&m.identity), "mid:a@b");
         assert_eq!(
             m.flags,
             vec!["$Forwarded".to_string(), "\\Seen".to_string()]

@@ -333,7 +333,7 @@ mod tests {
         assert_eq!(listing.len(), 2);
         assert_eq!(listing[1].name, "Projects/Überblick");
         let m = &listing[1].messages[0];
-        assert_eq!(m.identity, "mid:a@b");
+        assert_eq!(crate::items::identity::base(&m.identity), "mid:a@b");
         assert_eq!(m.flags, vec![FLAGGED.to_string(), SEEN.to_string()]);
         assert_eq!(m.internal_date, 1_600_000_000);
         assert_eq!(md.fetch("Projects/Überblick", m).unwrap().len(), 33);

@@ -14,6 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::items::BadItem;
 use crate::items::endpoints::MailAt;
 use crate::items::folders::{check_name, map_folder};
+use crate::items::identity::base;
 use crate::spec::FolderMapping;
 
 /// IMAP system flags, the common vocabulary of both stores.
@@ -75,6 +76,9 @@ pub struct Selection {
     pub copy: Vec<ToCopy>,
     /// Messages at the source after excludes and `since`.
     pub total: u64,
+    /// Per source folder, messages left out as the same message again (same identity, same
+    /// destination folder as one before them): each is copied once.
+    pub folded: BTreeMap<String, u64>,
     /// In the ledger but gone from the destination: deleted there by their owner, not copied.
     pub deleted_at_destination: u64,
     pub bad: Vec<BadItem>,
@@ -100,9 +104,19 @@ pub fn ledger_identity(folder: &str, identity: &str) -> String {
     format!("{folder}\t{identity}")
 }
 
+/// Whether the ledger says a message was copied into `folder`: its own row, or, for the first
+/// message of its base in that folder, a row recorded before identities had variants (which
+/// stood for the first message with that Message-ID, the only one copied then).
+fn in_ledger(ledger: &BTreeSet<String>, folder: &str, identity: &str, first_of_base: bool) -> bool {
+    ledger.contains(&ledger_identity(folder, identity))
+        || (first_of_base && ledger.contains(&ledger_identity(folder, base(identity))))
+}
+
 /// Decides which source messages to copy: mapped and not excluded, not older than `since`, and
 /// neither in the ledger nor at the destination (by destination folder and identity). A message
-/// twice in one source folder is copied once. A folder whose destination name cannot be stored
+/// twice in one source folder (one identity) is copied once, and the other is counted as
+/// folded; messages that only share a Message-ID have different identities and are each
+/// copied. The order of the copies is the source's. A folder whose destination name cannot be stored
 /// safely ([`check_name`]) is one bad item, located by its source name, and nothing of it is
 /// copied. Pure.
 pub fn new_messages(
@@ -114,6 +128,7 @@ pub fn new_messages(
 ) -> Selection {
     let mut s = Selection::default();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut seen_base: BTreeSet<(String, String)> = BTreeSet::new();
     for folder in source {
         if folder.skipped {
             s.bad.extend(folder.bad.iter().cloned());
@@ -147,9 +162,11 @@ pub fn new_messages(
         for m in recent() {
             s.total += 1;
             if !seen.insert((dest.clone(), m.identity.clone())) {
+                *s.folded.entry(folder.name.clone()).or_default() += 1;
                 continue;
             }
-            let in_ledger = ledger.contains(&ledger_identity(&dest, &m.identity));
+            let first = seen_base.insert((dest.clone(), base(&m.identity).to_string()));
+            let in_ledger = in_ledger(ledger, &dest, &m.identity, first);
             let there = at_dest.is_some_and(|d| d.contains(&m.identity));
             if in_ledger && !there {
                 s.deleted_at_destination += 1;
@@ -364,9 +381,63 @@ mod tests {
         // `c` once (twice in its folder), `a` again into another folder, `o` too old, Junk left out.
         assert_eq!(copied, vec![("INBOX", "mid:c"), ("Old", "mid:a")]);
         assert_eq!(s.total, 5);
+        assert_eq!(s.folded, [("($Inbox)".to_string(), 1)].into());
         assert_eq!(s.deleted_at_destination, 1);
         assert_eq!(s.folders(), 2);
         assert_eq!(s.bytes(), 20);
+    }
+
+    fn variant(id: &str, variant: &str, key: &str) -> MessageMeta {
+        MessageMeta {
+            key: key.into(),
+            identity: format!("mid:{id}#{variant}"),
+            size: 10,
+            flags: Vec::new(),
+            internal_date: 100,
+        }
+    }
+
+    #[test]
+    fn messages_sharing_a_message_id_are_each_copied_and_true_duplicates_once() {
+        let (list, direct) = ("00000000000000aa", "00000000000000bb");
+        let source = vec![FolderListing {
+            name: "INBOX".into(),
+            messages: vec![
+                variant("p", list, "1"),
+                variant("p", direct, "2"),
+                variant("p", direct, "3"),
+                variant("q", list, "4"),
+            ],
+            ..Default::default()
+        }];
+        let mapping = FolderMapping::default();
+        let nothing = Destination::default();
+        let s = new_messages(&source, &mapping, None, &BTreeSet::new(), &nothing);
+        let keys: Vec<&str> = s.copy.iter().map(|c| c.message.key.as_str()).collect();
+        assert_eq!(keys, ["1", "2", "4"]);
+        assert_eq!(s.folded, [("INBOX".to_string(), 1)].into());
+        assert_eq!(s.total, 4);
+
+        // A ledger written before identities had variants holds `INBOX<TAB>mid:p` for the one
+        // copy made then (the first): only the other message of that Message-ID is new.
+        let old: BTreeSet<String> = [ledger_identity("INBOX", "mid:p")].into();
+        let at_dest = Destination {
+            folders: [("INBOX".to_string(), [format!("mid:p#{list}")].into())].into(),
+            delimiter: Some('.'),
+        };
+        let s = new_messages(&source, &mapping, None, &old, &at_dest);
+        let keys: Vec<&str> = s.copy.iter().map(|c| c.message.key.as_str()).collect();
+        assert_eq!(keys, ["2", "4"]);
+        assert_eq!(s.deleted_at_destination, 0);
+        // ... and after that run, nothing.
+        let after: BTreeSet<String> = [
+            ledger_identity("INBOX", "mid:p"),
+            ledger_identity("INBOX", &format!("mid:p#{direct}")),
+            ledger_identity("INBOX", &format!("mid:q#{list}")),
+        ]
+        .into();
+        let s = new_messages(&source, &mapping, None, &after, &at_dest);
+        assert!(s.copy.is_empty());
     }
 
     #[test]
