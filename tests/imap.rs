@@ -628,18 +628,23 @@ fn an_existing_mailbox_that_cannot_be_opened_is_an_error_not_a_guess() {
 
 /// The plan of a case with its destination replaced by a Maildir (`out/{uid}`).
 fn to_maildir(case: &Case) {
-    let path = case.dir.path().join("plan.yaml");
-    let plan = std::fs::read_to_string(&path).unwrap();
+    to_maildir_at(case, "out/{uid}");
+}
+
+/// The plan of a case with its destination replaced by the Maildir at `path`.
+fn to_maildir_at(case: &Case, path: &str) {
+    let file = case.dir.path().join("plan.yaml");
+    let plan = std::fs::read_to_string(&file).unwrap();
     let start = plan.find("    destination:\n").unwrap();
     let end = plan[start..]
         .find("    folders:")
         .map_or(plan.len(), |e| start + e);
     let plan = format!(
-        "{}    destination: {{ maildir: \"out/{{uid}}\" }}\n{}",
+        "{}    destination: {{ maildir: \"{path}\" }}\n{}",
         &plan[..start],
         &plan[end..]
     );
-    std::fs::write(path, plan).unwrap();
+    std::fs::write(file, plan).unwrap();
 }
 
 #[test]
@@ -798,4 +803,95 @@ fn two_messages_sharing_a_message_id_both_arrive_and_a_true_duplicate_once() {
     std::fs::remove_dir_all(case.dir.path().join(".mailplan")).unwrap();
     let lost = case.plan();
     assert!(lost.contains("No changes."), "{lost}");
+}
+
+/// A user's folders as IMAP lists them: name → subscribed.
+fn folders(d: &Dovecot, user: &str) -> BTreeMap<String, bool> {
+    let (s, u) = store(d, user);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut session = mailplan::items::mail::imap::Session::connect(&s, &u)
+            .await
+            .unwrap();
+        let l = session.list().await.unwrap();
+        session.logout().await;
+        l.into_iter().map(|f| (f.name, f.subscribed)).collect()
+    })
+}
+
+#[test]
+fn empty_folders_and_subscriptions_arrive_and_a_rerun_plans_nothing() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y"), ("md-jsmith", "z")]);
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("i@example.test"), "inbox", 1_000),
+    );
+    seed(
+        &d,
+        SOURCE,
+        "Projects",
+        &[SEEN],
+        T0 + 1,
+        &message(Some("p@example.test"), "project", 1_000),
+    );
+    // Two empty folders, one inside the other, and Dovecot's own subscriptions file.
+    let md = Maildir::new(d.maildir(SOURCE));
+    md.ensure_folder("Empty/Nested").unwrap();
+    md.ensure_folder("Empty").unwrap();
+    std::fs::write(
+        d.maildir(SOURCE).join("subscriptions"),
+        "V\t2\n\nINBOX\nEmpty\nProjects\n",
+    )
+    .unwrap();
+    d.fix_owner();
+    let expected: BTreeMap<String, bool> = [
+        ("INBOX".to_string(), true),
+        ("Empty".to_string(), true),
+        ("Empty/Nested".to_string(), false),
+        ("Projects".to_string(), true),
+    ]
+    .into();
+    assert_eq!(folders(&d, SOURCE), expected);
+
+    let case = Case::new(&d, "master");
+    let plan = case.plan();
+    assert!(
+        plan.contains(
+            "<- import mail: 2 new messages in 2 folders (2.0 KiB) of 2, 3 folders to create, 3 to subscribe"
+        ),
+        "{plan}"
+    );
+    case.apply();
+    assert_eq!(folders(&d, TARGET), expected);
+    let again = case.plan();
+    assert!(again.contains("No changes."), "{again}");
+
+    // A new empty folder alone is an import of its own, and then nothing again.
+    md.ensure_folder("Later").unwrap();
+    d.fix_owner();
+    let plan = case.plan();
+    assert!(
+        plan.contains("<- import mail: 0 new messages (0 B) of 2, 1 folder to create"),
+        "{plan}"
+    );
+    case.apply();
+    assert!(folders(&d, TARGET).contains_key("Later"));
+    let again = case.plan();
+    assert!(again.contains("No changes."), "{again}");
+
+    // Into a Maildir that Dovecot serves: Dovecot reads the folders and subscriptions written.
+    let case = Case::with_mail(&d, "");
+    let path = d.maildir("md-jsmith");
+    to_maildir_at(&case, &path.display().to_string());
+    case.apply();
+    d.fix_owner();
+    let mut with_later = expected.clone();
+    with_later.insert("Later".into(), false);
+    assert_eq!(folders(&d, "md-jsmith"), with_later);
+    let again = case.plan();
+    assert!(again.contains("No changes."), "{again}");
 }

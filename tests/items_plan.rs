@@ -502,3 +502,48 @@ fn a_ledger_from_before_variants_stands_for_one_message_of_its_message_id() {
     let (plan, _) = case.run(&["plan", "plan.yaml"]);
     assert!(plan.contains("No changes."), "{plan}");
 }
+
+#[test]
+fn a_maildir_folder_tree_arrives_whole_with_its_subscriptions() {
+    let case = MailCase::new("    since: 2020-01-01\n");
+    case.put("", "1.M1P1.a:2,S", &mail("in@x", "inbox"));
+    for dir in [".Empty", ".Empty.Nested", ".Old"] {
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(case.source().join(dir).join(sub)).unwrap();
+        }
+    }
+    // A message older than `since`: not copied, but its folder is part of the tree.
+    case.put(".Old", "2.M1P1.a:2,S", &mail("old@x", "old"));
+    let old = case.source().join(".Old/cur/2.M1P1.a:2,S");
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000))
+        .unwrap();
+    // The subscriptions file in the older form (Maildir++ names, no header).
+    std::fs::write(case.source().join("subscriptions"), "INBOX\nEmpty.Nested\n").unwrap();
+
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    assert!(
+        plan.contains("<- import mail: 1 new message in 1 folder (106 B) of 1, 3 folders to create, 2 to subscribe"),
+        "{plan}"
+    );
+    case.run(&["apply", "plan.yaml", "--auto-approve"]);
+    for dir in [".Empty", ".Empty.Nested", ".Old"] {
+        for sub in ["cur", "new", "tmp"] {
+            assert!(
+                case.destination().join(dir).join(sub).is_dir(),
+                "{dir}/{sub}"
+            );
+        }
+        assert!(case.destination().join(dir).join("maildirfolder").is_file());
+    }
+    // Written as Dovecot 2.3 writes it: a version line, an empty line, levels split by tabs.
+    assert_eq!(
+        std::fs::read_to_string(case.destination().join("subscriptions")).unwrap(),
+        "V\t2\n\nINBOX\nEmpty\tNested\n"
+    );
+    let (plan, _) = case.run(&["plan", "plan.yaml"]);
+    assert!(plan.contains("No changes."), "{plan}");
+}

@@ -18,7 +18,10 @@ use crate::items::contacts::VcardObject;
 use crate::items::endpoints::MailEndpoints;
 use crate::items::endpoints::PersonEndpoints;
 use crate::items::inventory::{read_ledger, read_versions, select_mail};
-use crate::items::mail::{MessageMeta, Store, ToCopy, ledger_identity};
+use crate::items::mail::{
+    FOLDER_KIND, MessageMeta, Selection, Store, ToCopy, folder_made, folder_subscribed,
+    ledger_identity,
+};
 use crate::items::store::PutOutcome;
 use crate::items::{BadItem, ItemKind, human_bytes, pim};
 use crate::plan::{Action, ActionKind};
@@ -54,6 +57,9 @@ pub struct ImportReport {
     pub changed_at_destination: u64,
     pub bytes: u64,
     pub bad: Vec<BadItem>,
+    /// Mail: folders made at the destination, and subscriptions added there.
+    pub folders_created: u64,
+    pub subscribed: u64,
 }
 
 impl ItemImporter {
@@ -97,12 +103,11 @@ impl ItemImporter {
             .as_ref()
             .map_err(Clone::clone)?;
         let mailbox = ep.destination.ledger_name();
-        let key = (mailbox.clone(), ItemKind::Mail);
-        let ledger = read_ledger(Some(&self.state_dir), &[key.clone()].into())
+        let ledger = read_ledger(Some(&self.state_dir), &[mailbox.clone()].into())
             .map_err(|e| e.to_string())?
-            .remove(&key)
+            .remove(&mailbox)
             .unwrap_or_default();
-        let (selection, source, destination) = select_mail(ep, items, &ledger)
+        let (selection, source, mut destination) = select_mail(ep, items, &ledger)
             .await
             .map_err(|e| e.to_string())?;
         let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
@@ -110,6 +115,10 @@ impl ItemImporter {
             bad: selection.bad.clone(),
             ..Default::default()
         };
+        let made = self
+            .folder_tree(&mailbox, &selection, &mut destination, &mut report)
+            .await?;
+        db.ledger_record_all(&made).map_err(|e| e.to_string())?;
         // The batches, in order; then up to WORKERS contiguous runs of them, each copied over
         // its own pair of sessions, so the servers' per-message work (an fsync per stored
         // message, typically) overlaps instead of adding up.
@@ -162,6 +171,60 @@ impl ItemImporter {
 }
 
 impl ItemImporter {
+    /// Makes the folders the destination lacks and adds the subscriptions it lacks, in source
+    /// order, before any message is copied; returns the ledger rows of what the destination
+    /// confirmed. A refusal is a bad item naming the folder.
+    async fn folder_tree(
+        &self,
+        mailbox: &str,
+        selection: &Selection,
+        destination: &mut Store,
+        report: &mut ImportReport,
+    ) -> Result<Vec<LedgerItem>, String> {
+        let mut done = Vec::new();
+        let record = |folder: &str, identity: String| LedgerItem {
+            run: self.run,
+            mailbox: mailbox.to_string(),
+            kind: FOLDER_KIND.into(),
+            folder: Some(folder.to_string()),
+            identity,
+            size: None,
+        };
+        for folder in &selection.create {
+            match destination
+                .create_folder(folder)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Ok(()) => {
+                    report.folders_created += 1;
+                    done.push(record(folder, folder_made(folder)));
+                }
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("folder `{folder}`"),
+                    message: format!("the destination refused to create it: {e}"),
+                }),
+            }
+        }
+        for folder in &selection.subscribe {
+            match destination
+                .subscribe(folder)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Ok(()) => {
+                    report.subscribed += 1;
+                    done.push(record(folder, folder_subscribed(folder)));
+                }
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("folder `{folder}`"),
+                    message: format!("the destination refused to subscribe it: {e}"),
+                }),
+            }
+        }
+        Ok(done)
+    }
+
     fn row(&self, mailbox: &str, kind: ItemKind, identity: &str, size: u64) -> LedgerItem {
         LedgerItem {
             run: self.run,

@@ -631,7 +631,25 @@ impl<'a> Planner<'a> {
                     ),
                 });
             }
-            if inv.new + inv.changed == 0 {
+            if inv.folders_deleted_at_destination > 0 {
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: {} folders made or filled earlier were deleted at the destination since; they are not made again",
+                        inv.folders_deleted_at_destination
+                    ),
+                });
+            }
+            if inv.unsubscribed_at_destination > 0 {
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: {} subscriptions added earlier were removed at the destination since; they are not added again",
+                        inv.unsubscribed_at_destination
+                    ),
+                });
+            }
+            if inv.new + inv.changed + inv.create_folders + inv.subscribe_folders == 0 {
                 continue;
             }
             self.actions.push(Action {
@@ -648,6 +666,8 @@ impl<'a> Planner<'a> {
                     changed: inv.changed,
                     folders: inv.new_folders,
                     total: inv.total,
+                    create_folders: inv.create_folders,
+                    subscribe_folders: inv.subscribe_folders,
                 }),
             });
         }

@@ -403,7 +403,7 @@ fn subject_block(out: &mut String, s: &Subject, actions: &[&Action], style: Styl
     }
 }
 
-/// `import mail: 12 new messages in 3 folders (4.1 MiB) of 4,210`, or
+/// `import mail: 12 new messages in 3 folders (4.1 MiB) of 4,210, 2 folders to create`, or
 /// `import calendar: 2 new events, 1 changed (12 KiB) of 40`, for import actions.
 fn import_line(a: &Action) -> Option<String> {
     let (what, one, many) = match a.kind {
@@ -426,8 +426,18 @@ fn import_line(a: &Action) -> Option<String> {
         0 => String::new(),
         c => format!(", {} changed", thousands(c)),
     };
+    let create = match n.create_folders {
+        0 => String::new(),
+        1 => ", 1 folder to create".to_string(),
+        f => format!(", {} folders to create", thousands(f)),
+    };
+    let subscribe = match n.subscribe_folders {
+        0 => String::new(),
+        1 => ", 1 to subscribe".to_string(),
+        f => format!(", {} to subscribe", thousands(f)),
+    };
     Some(format!(
-        "import {what}: {} new {noun}{folders}{changed} ({}) of {}",
+        "import {what}: {} new {noun}{folders}{changed} ({}) of {}{create}{subscribe}",
         thousands(new),
         crate::items::human_bytes(n.bytes),
         thousands(n.total)

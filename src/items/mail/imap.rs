@@ -3,8 +3,8 @@
 //! default.
 //!
 //! Only the commands a copy needs are spoken: CAPABILITY, STARTTLS, LOGIN / AUTHENTICATE PLAIN,
-//! LIST, EXAMINE, UID FETCH (headers, sizes, flags and internal dates for listing; bodies only
-//! for copying, many UIDs per command), CREATE and APPEND. APPENDs of a batch are pipelined: with
+//! LIST, LSUB, EXAMINE, UID FETCH (headers, sizes, flags and internal dates for listing; bodies
+//! only for copying, many UIDs per command), CREATE, SUBSCRIBE and APPEND. APPENDs of a batch are pipelined: with
 //! LITERAL+ (or LITERAL- for small messages) every command is written without waiting for the
 //! server's continuation while a second task reads the tagged answers, so each message still
 //! gets its own OK or NO. Folder names travel in modified UTF-7 and are logical (`/`-separated)
@@ -395,9 +395,88 @@ impl Session {
             .unwrap_or(0))
     }
 
+    /// The wire names of the subscribed folders (`LSUB "" "*"`).
+    async fn subscriptions(&mut self) -> Result<BTreeSet<String>, MailError> {
+        let untagged = self.simple("LSUB \"\" \"*\"").await?;
+        let mut out = BTreeSet::new();
+        for r in untagged {
+            let vals = parse_values(r.rest()).unwrap_or_default();
+            let lsub = vals
+                .first()
+                .and_then(Val::atom)
+                .is_some_and(|a| a.eq_ignore_ascii_case("LSUB"));
+            if let (true, Some(name)) = (lsub, vals.get(3).and_then(Val::text)) {
+                out.insert(if name.eq_ignore_ascii_case("INBOX") {
+                    "INBOX".to_string()
+                } else {
+                    name
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a folder with exactly this wire name is listed (and can hold messages).
+    async fn exists(&mut self, wire: &str) -> Result<bool, MailError> {
+        let untagged = self.simple(&format!("LIST \"\" {}", quote(wire))).await?;
+        Ok(untagged.iter().any(|r| {
+            let vals = parse_values(r.rest()).unwrap_or_default();
+            let selectable = match vals.get(1) {
+                Some(Val::List(attrs)) => !attrs.iter().any(|a| {
+                    a.atom().is_some_and(|a| {
+                        a.eq_ignore_ascii_case("\\Noselect")
+                            || a.eq_ignore_ascii_case("\\NonExistent")
+                    })
+                }),
+                _ => false,
+            };
+            selectable && vals.get(3).and_then(Val::text).as_deref() == Some(wire)
+        }))
+    }
+
+    /// CREATE, with the server's refusal as the inner error; a folder that exists already is
+    /// fine (RFC 5530's ALREADYEXISTS, or a plain NO from a server that does not say why).
+    pub async fn create_folder(&mut self, folder: &str) -> Result<Result<(), String>, MailError> {
+        if self.delimiter.is_none() {
+            self.folders().await?;
+        }
+        let wire = match self.wire(folder) {
+            Ok(w) => w,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if wire == "INBOX" || self.created.contains(&wire) {
+            return Ok(Ok(()));
+        }
+        if let Err(e) = self.simple(&format!("CREATE {}", quote(&wire))).await {
+            if !self.exists(&wire).await? {
+                return Ok(Err(e.to_string()));
+            }
+        }
+        self.created.insert(wire);
+        Ok(Ok(()))
+    }
+
+    /// SUBSCRIBE, with the server's refusal as the inner error.
+    pub async fn subscribe(&mut self, folder: &str) -> Result<Result<(), String>, MailError> {
+        if self.delimiter.is_none() {
+            self.folders().await?;
+        }
+        let wire = match self.wire(folder) {
+            Ok(w) => w,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        Ok(self
+            .simple(&format!("SUBSCRIBE {}", quote(&wire)))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()))
+    }
+
     pub async fn list(&mut self) -> Result<Vec<FolderListing>, MailError> {
         let mut out = Vec::new();
-        for (logical, wire) in self.folders().await? {
+        let folders = self.folders().await?;
+        let subscribed = self.subscriptions().await?;
+        for (logical, wire) in folders {
             let exists = self.examine(&wire).await?;
             self.examined = Some(wire.clone());
             let logical = match logical {
@@ -421,6 +500,7 @@ impl Session {
             };
             let mut listing = FolderListing {
                 name: logical.clone(),
+                subscribed: subscribed.contains(&wire),
                 ..Default::default()
             };
             if exists > 0 {

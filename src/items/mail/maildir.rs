@@ -1,7 +1,11 @@
 //! Maildir++ stores: the inbox in `cur/`, `new/`, `tmp/` at the top; folder `A/B` in `.A.B/`
 //! (each level in modified UTF-7, as Dovecot names them, so a store Dovecot serves reads the
 //! same here). Flags are the `:2,` info suffix (`S` seen, `R` answered, `F` flagged, `D` draft,
-//! `T` deleted, `P` forwarded), the internal date is the file's mtime.
+//! `T` deleted, `P` forwarded), the internal date is the file's mtime. Subscriptions are
+//! Dovecot's `subscriptions` file in the root: `V<TAB>2`, an empty line, then one folder a line
+//! with its levels (modified UTF-7) separated by tabs; older files without that header hold one
+//! Maildir++ name (levels separated by `.`) a line. It is read as either and written in the form
+//! found, under Dovecot's `subscriptions.lock`.
 //!
 //! Writes go to `tmp/` first, are synced, then renamed into `cur/`: a message is either whole in
 //! its folder or absent, whatever happens to the process. Listing reads headers only. Every path
@@ -124,7 +128,74 @@ impl Maildir {
         for (name, dir) in names {
             out.push(self.list_folder(&name, &dir)?);
         }
+        let subscribed = self.subscriptions()?;
+        for f in &mut out {
+            f.subscribed = !f.skipped && subscribed.contains(&f.name);
+        }
         Ok(out)
+    }
+
+    fn subscriptions_file(&self) -> PathBuf {
+        self.root.join("subscriptions")
+    }
+
+    /// The logical names of the subscribed folders (names that cannot be read are left out:
+    /// a subscription is only a mark on a folder).
+    pub fn subscriptions(&self) -> Result<std::collections::BTreeSet<String>, MailError> {
+        let path = self.subscriptions_file();
+        let text = match fs::read(&path) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Default::default()),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let (names, separator) = subscription_names(&text);
+        Ok(names
+            .iter()
+            .filter_map(|n| logical_subscription(n, separator))
+            .collect())
+    }
+
+    /// Adds a folder to the subscriptions (a store that has none yet gets Dovecot's current
+    /// format); nothing when it is there already.
+    pub fn subscribe(&self, folder: &str) -> Result<(), MailError> {
+        let levels: Vec<String> = if folder.eq_ignore_ascii_case("INBOX") {
+            vec!["INBOX".into()]
+        } else {
+            self.folder_dir(folder)?;
+            folder.split('/').map(mutf7::encode).collect()
+        };
+        self.ensure_folder("INBOX")?;
+        let path = self.subscriptions_file();
+        let _lock = DotLock::take(&self.root.join("subscriptions.lock"))?;
+        let text = match fs::read(&path) {
+            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "V\t2\n\n".to_string(),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        let (names, separator) = subscription_names(&text);
+        let line = levels.join(&separator.to_string());
+        if names.iter().any(|n| *n == line) {
+            return Ok(());
+        }
+        let mut out = text;
+        if !out.is_empty() && !out.ends_with('\n') {
+            out.push('\n');
+        }
+        out.push_str(&line);
+        out.push('\n');
+        let tmp = self
+            .root
+            .join(format!("subscriptions.{}.mailplan-tmp", std::process::id()));
+        let result = (|| -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            f.write_all(out.as_bytes())?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(io(&path))
     }
 
     fn list_folder(&self, name: &str, dir: &Path) -> Result<FolderListing, MailError> {
@@ -234,6 +305,65 @@ impl Maildir {
             let _ = fs::remove_file(&tmp);
         }
         result.map_err(io(&target))
+    }
+}
+
+/// The names in a subscriptions file and what separates their levels: a tab after Dovecot's
+/// `V<TAB>2` header (which ends at the first empty line), else `.`.
+fn subscription_names(text: &str) -> (Vec<&str>, char) {
+    let mut lines = text.lines();
+    if text.starts_with("V\t") {
+        for line in lines.by_ref() {
+            if line.is_empty() {
+                break;
+            }
+        }
+        (lines.filter(|l| !l.is_empty()).collect(), '\t')
+    } else {
+        (lines.filter(|l| !l.is_empty()).collect(), '.')
+    }
+}
+
+/// The logical name of one subscription line, if it has one.
+fn logical_subscription(line: &str, separator: char) -> Option<String> {
+    if line.eq_ignore_ascii_case("INBOX") {
+        return Some("INBOX".into());
+    }
+    let levels: Option<Vec<String>> = line.split(separator).map(mutf7::decode).collect();
+    let name = join_levels(&levels?).ok()?;
+    check_name(&name, None).ok()?;
+    Some(name)
+}
+
+/// A lock file held while it exists, as Dovecot's dotlocks are; removed when dropped.
+struct DotLock(PathBuf);
+
+impl DotLock {
+    /// Takes the lock, waiting up to ten seconds for whoever holds it.
+    fn take(path: &Path) -> Result<DotLock, MailError> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+            {
+                Ok(_) => return Ok(DotLock(path.to_path_buf())),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(io(path)(e)),
+            }
+        }
+    }
+}
+
+impl Drop for DotLock {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
     }
 }
 

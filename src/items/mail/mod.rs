@@ -1,10 +1,11 @@
 //! Mail: message listings, the pure choice of what to copy, and the stores (Maildir, IMAP).
 //!
-//! A store is listed into `FolderListing`s (logical folder names, message identities, sizes,
-//! flags, internal dates; never bodies), `new_messages` decides from the source listing, the
-//! ledger and the destination listing what is new, and the store copies those. Deciding is pure
-//! and shared by `plan` (to count) and `apply` (to copy), so the plan's count is what apply
-//! copies when nothing changed in between.
+//! A store is listed into `FolderListing`s (logical folder names, subscriptions, message
+//! identities, sizes, flags, internal dates; never bodies), `new_messages` decides from the
+//! source listing, the ledger and the destination listing what is new (messages, and the folders
+//! and subscriptions the destination lacks), and the store copies those. Deciding is pure and
+//! shared by `plan` (to count) and `apply` (to copy), so the plan's count is what apply copies
+//! when nothing changed in between.
 
 pub mod imap;
 pub mod maildir;
@@ -50,6 +51,8 @@ pub struct FolderListing {
     /// The store's name for this folder has no logical form (it is not valid modified UTF-7, or
     /// a level holds `/`): `bad` says where and why, nothing in it is copied.
     pub skipped: bool,
+    /// The folder is subscribed (IMAP LSUB; Dovecot's `subscriptions` file in a Maildir).
+    pub subscribed: bool,
 }
 
 /// What the destination holds, as `new_messages` needs it.
@@ -60,6 +63,31 @@ pub struct Destination {
     /// What separates levels in the destination's own names (Maildir++ `.`, the IMAP server's
     /// delimiter); `None` when the destination could not be opened.
     pub delimiter: Option<char>,
+    /// The subscribed folders.
+    pub subscribed: BTreeSet<String>,
+}
+
+/// What the ledger says was done in one destination mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ledger {
+    /// Messages copied ([`ledger_identity`]), the ledger's kind `mail`.
+    pub messages: BTreeSet<String>,
+    /// Folders made and subscriptions added ([`folder_made`], [`folder_subscribed`]), the
+    /// ledger's kind [`FOLDER_KIND`].
+    pub folders: BTreeSet<String>,
+}
+
+/// The ledger's kind for folders made and subscribed at a destination.
+pub const FOLDER_KIND: &str = "mail-folder";
+
+/// The ledger's identity for a folder mailplan made at the destination.
+pub fn folder_made(folder: &str) -> String {
+    folder.to_string()
+}
+
+/// The ledger's identity for a subscription mailplan added at the destination.
+pub fn folder_subscribed(folder: &str) -> String {
+    format!("{folder}\tsubscribed")
 }
 
 /// A message chosen for copying.
@@ -82,6 +110,18 @@ pub struct Selection {
     /// In the ledger but gone from the destination: deleted there by their owner, not copied.
     pub deleted_at_destination: u64,
     pub bad: Vec<BadItem>,
+    /// Destination folders to create, in source order: every mapped source folder the
+    /// destination lacks (also an empty one, or one whose messages are all older than `since`),
+    /// except one that mailplan made or filled before and its owner deleted since.
+    pub create: Vec<String>,
+    /// Destination folders to subscribe, in source order: subscribed at the source, not at the
+    /// destination, and not unsubscribed there by its owner after mailplan subscribed it.
+    pub subscribe: Vec<String>,
+    /// Folders mailplan made or filled before that are gone from the destination and get no
+    /// new message: deleted there by their owner, not made again.
+    pub folders_deleted_at_destination: u64,
+    /// Subscriptions mailplan added that the owner removed since: not added again.
+    pub unsubscribed_at_destination: u64,
 }
 
 impl Selection {
@@ -104,6 +144,16 @@ pub fn ledger_identity(folder: &str, identity: &str) -> String {
     format!("{folder}\t{identity}")
 }
 
+/// Whether the ledger has any message copied into `folder`.
+fn filled_before(ledger: &Ledger, folder: &str) -> bool {
+    let prefix = ledger_identity(folder, "");
+    ledger
+        .messages
+        .range(prefix.clone()..)
+        .next()
+        .is_some_and(|id| id.starts_with(&prefix))
+}
+
 /// Whether the ledger says a message was copied into `folder`: its own row, or, for the first
 /// message of its base in that folder, a row recorded before identities had variants (which
 /// stood for the first message with that Message-ID, the only one copied then).
@@ -118,17 +168,21 @@ fn in_ledger(ledger: &BTreeSet<String>, folder: &str, identity: &str, first_of_b
 /// folded; messages that only share a Message-ID have different identities and are each
 /// copied. The order of the copies is the source's. A folder whose destination name cannot be stored
 /// safely ([`check_name`]) is one bad item, located by its source name, and nothing of it is
-/// copied. Pure.
+/// copied. The folder tree comes along whole: see [`Selection::create`] and
+/// [`Selection::subscribe`]. Pure.
 pub fn new_messages(
     source: &[FolderListing],
     mapping: &FolderMapping,
     since: Option<i64>,
-    ledger: &BTreeSet<String>,
+    ledger: &Ledger,
     destination: &Destination,
 ) -> Selection {
     let mut s = Selection::default();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
     let mut seen_base: BTreeSet<(String, String)> = BTreeSet::new();
+    // Destination folders in source order, each with whether a source folder mapped to it is
+    // subscribed.
+    let mut wanted: Vec<(String, bool)> = Vec::new();
     for folder in source {
         if folder.skipped {
             s.bad.extend(folder.bad.iter().cloned());
@@ -158,6 +212,10 @@ pub fn new_messages(
             });
             continue;
         }
+        match wanted.iter_mut().find(|(d, _)| *d == dest) {
+            Some((_, subscribed)) => *subscribed |= folder.subscribed,
+            None => wanted.push((dest.clone(), folder.subscribed)),
+        }
         let at_dest = destination.folders.get(&dest);
         for m in recent() {
             s.total += 1;
@@ -166,7 +224,7 @@ pub fn new_messages(
                 continue;
             }
             let first = seen_base.insert((dest.clone(), base(&m.identity).to_string()));
-            let in_ledger = in_ledger(ledger, &dest, &m.identity, first);
+            let in_ledger = in_ledger(&ledger.messages, &dest, &m.identity, first);
             let there = at_dest.is_some_and(|d| d.contains(&m.identity));
             if in_ledger && !there {
                 s.deleted_at_destination += 1;
@@ -181,6 +239,30 @@ pub fn new_messages(
             });
         }
     }
+    let receiving: BTreeSet<&str> = s.copy.iter().map(|c| c.folder.as_str()).collect();
+    let mut create = Vec::new();
+    for (dest, subscribed) in &wanted {
+        let exists = dest == "INBOX" || destination.folders.contains_key(dest);
+        let mut will_exist = exists;
+        if !exists {
+            let ours = ledger.folders.contains(&folder_made(dest)) || filled_before(ledger, dest);
+            if receiving.contains(dest.as_str()) || !ours {
+                create.push(dest.clone());
+                will_exist = true;
+            } else {
+                s.folders_deleted_at_destination += 1;
+            }
+        }
+        if !subscribed || !will_exist || destination.subscribed.contains(dest) {
+            continue;
+        }
+        if ledger.folders.contains(&folder_subscribed(dest)) {
+            s.unsubscribed_at_destination += 1;
+        } else {
+            s.subscribe.push(dest.clone());
+        }
+    }
+    s.create = create;
     s
 }
 
@@ -237,20 +319,39 @@ impl Store {
     /// The destination side of `new_messages`: every folder with its identities, and the
     /// store's level separator.
     pub async fn destination(&mut self) -> Result<Destination, MailError> {
-        let folders = self
-            .list()
-            .await?
-            .into_iter()
-            .filter(|f| !f.skipped)
-            .map(|f| {
-                let ids = f.messages.into_iter().map(|m| m.identity).collect();
-                (f.name, ids)
-            })
-            .collect();
-        Ok(Destination {
-            folders,
-            delimiter: self.delimiter(),
-        })
+        let mut at = Destination {
+            delimiter: None,
+            ..Default::default()
+        };
+        for f in self.list().await? {
+            if f.skipped {
+                continue;
+            }
+            if f.subscribed {
+                at.subscribed.insert(f.name.clone());
+            }
+            let ids = f.messages.into_iter().map(|m| m.identity).collect();
+            at.folders.insert(f.name, ids);
+        }
+        at.delimiter = self.delimiter();
+        Ok(at)
+    }
+
+    /// Makes a folder (its parents as the store needs them). The outer error is the store's
+    /// failure; the inner one the store's refusal of this folder.
+    pub async fn create_folder(&mut self, folder: &str) -> Result<Result<(), String>, MailError> {
+        match self {
+            Store::Maildir(d) => Ok(d.ensure_folder(folder).map_err(|e| e.to_string())),
+            Store::Imap(s) => s.create_folder(folder).await,
+        }
+    }
+
+    /// Subscribes a folder, as [`Store::create_folder`] reports.
+    pub async fn subscribe(&mut self, folder: &str) -> Result<Result<(), String>, MailError> {
+        match self {
+            Store::Maildir(d) => Ok(d.subscribe(folder).map_err(|e| e.to_string())),
+            Store::Imap(s) => s.subscribe(folder).await,
+        }
     }
 
     /// What separates levels in this store's own folder names.
@@ -329,6 +430,13 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn messages(messages: BTreeSet<String>) -> Ledger {
+        Ledger {
+            messages,
+            ..Default::default()
+        }
+    }
+
     fn msg(id: &str, date: i64) -> MessageMeta {
         MessageMeta {
             key: id.into(),
@@ -371,8 +479,9 @@ mod tests {
         let destination = Destination {
             folders: [("INBOX".to_string(), ["mid:a".to_string()].into())].into(),
             delimiter: Some('.'),
+            ..Default::default()
         };
-        let s = new_messages(&source, &mapping, Some(50), &ledger, &destination);
+        let s = new_messages(&source, &mapping, Some(50), &messages(ledger), &destination);
         let copied: Vec<(&str, &str)> = s
             .copy
             .iter()
@@ -412,7 +521,7 @@ mod tests {
         }];
         let mapping = FolderMapping::default();
         let nothing = Destination::default();
-        let s = new_messages(&source, &mapping, None, &BTreeSet::new(), &nothing);
+        let s = new_messages(&source, &mapping, None, &Ledger::default(), &nothing);
         let keys: Vec<&str> = s.copy.iter().map(|c| c.message.key.as_str()).collect();
         assert_eq!(keys, ["1", "2", "4"]);
         assert_eq!(s.folded, [("INBOX".to_string(), 1)].into());
@@ -424,8 +533,9 @@ mod tests {
         let at_dest = Destination {
             folders: [("INBOX".to_string(), [format!("mid:p#{list}")].into())].into(),
             delimiter: Some('.'),
+            ..Default::default()
         };
-        let s = new_messages(&source, &mapping, None, &old, &at_dest);
+        let s = new_messages(&source, &mapping, None, &messages(old), &at_dest);
         let keys: Vec<&str> = s.copy.iter().map(|c| c.message.key.as_str()).collect();
         assert_eq!(keys, ["2", "4"]);
         assert_eq!(s.deleted_at_destination, 0);
@@ -436,8 +546,84 @@ mod tests {
             ledger_identity("INBOX", &format!("mid:q#{list}")),
         ]
         .into();
-        let s = new_messages(&source, &mapping, None, &after, &at_dest);
+        let s = new_messages(&source, &mapping, None, &messages(after), &at_dest);
         assert!(s.copy.is_empty());
+    }
+
+    #[test]
+    fn the_folder_tree_and_its_subscriptions_come_along_once() {
+        let folder = |name: &str, messages: Vec<MessageMeta>, subscribed: bool| FolderListing {
+            name: name.into(),
+            messages,
+            subscribed,
+            ..Default::default()
+        };
+        let source = vec![
+            folder("INBOX", vec![msg("i", 100)], true),
+            folder("Empty", Vec::new(), true),
+            folder("Empty/Deeper", Vec::new(), false),
+            folder("Old", vec![msg("o", 1)], false),
+            folder("Sent", vec![msg("s", 100)], true),
+            folder("Gone", Vec::new(), true),
+            folder("Filled", vec![msg("f", 100)], false),
+        ];
+        let mapping = FolderMapping::default();
+        // Nothing at the destination: every folder is made, every subscription added.
+        let s = new_messages(
+            &source,
+            &mapping,
+            Some(50),
+            &Ledger::default(),
+            &Destination::default(),
+        );
+        assert_eq!(
+            s.create,
+            ["Empty", "Empty/Deeper", "Old", "Sent", "Gone", "Filled"]
+        );
+        assert_eq!(s.subscribe, ["INBOX", "Empty", "Sent", "Gone"]);
+
+        // After a run: all there. Then the owner deletes `Gone` (made by mailplan, empty) and
+        // `Filled` (filled by mailplan), and unsubscribes `Sent`: none of it comes back, and
+        // each is counted.
+        let mut ledger = Ledger::default();
+        for f in &s.create {
+            ledger.folders.insert(folder_made(f));
+        }
+        for f in &s.subscribe {
+            ledger.folders.insert(folder_subscribed(f));
+        }
+        for c in &s.copy {
+            ledger
+                .messages
+                .insert(ledger_identity(&c.folder, &c.message.identity));
+        }
+        let mut there = Destination {
+            delimiter: Some('.'),
+            ..Default::default()
+        };
+        for c in &s.copy {
+            there
+                .folders
+                .entry(c.folder.clone())
+                .or_default()
+                .insert(c.message.identity.clone());
+        }
+        for f in ["Empty", "Empty/Deeper", "Old"] {
+            there.folders.entry(f.into()).or_default();
+        }
+        there.folders.remove("Filled");
+        there.subscribed = ["INBOX", "Empty", "Gone"].map(String::from).into();
+        let s = new_messages(&source, &mapping, Some(50), &ledger, &there);
+        assert!(s.create.is_empty(), "{:?}", s.create);
+        assert!(s.subscribe.is_empty(), "{:?}", s.subscribe);
+        assert_eq!(s.folders_deleted_at_destination, 2);
+        assert_eq!(s.unsubscribed_at_destination, 1);
+        assert_eq!(s.deleted_at_destination, 1);
+        // A folder filled before that gets a new message is made again by it.
+        let mut more = source.clone();
+        more[6].messages.push(msg("f2", 100));
+        let s = new_messages(&more, &mapping, Some(50), &ledger, &there);
+        assert_eq!(s.create, ["Filled"]);
     }
 
     #[test]
@@ -467,7 +653,7 @@ mod tests {
             delimiter: Some('.'),
             ..Default::default()
         };
-        let s = new_messages(&source, &mapping, None, &BTreeSet::new(), &destination);
+        let s = new_messages(&source, &mapping, None, &Ledger::default(), &destination);
         let copied: Vec<&str> = s.copy.iter().map(|c| c.folder.as_str()).collect();
         assert_eq!(copied, ["ok"]);
         assert_eq!(s.total, 4);
@@ -480,7 +666,7 @@ mod tests {
             delimiter: Some('/'),
             ..Default::default()
         };
-        let s = new_messages(&source, &mapping, None, &BTreeSet::new(), &slash);
+        let s = new_messages(&source, &mapping, None, &Ledger::default(), &slash);
         assert_eq!(s.copy.len(), 2);
         assert_eq!(s.bad.len(), 1);
     }
