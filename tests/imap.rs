@@ -895,3 +895,52 @@ fn empty_folders_and_subscriptions_arrive_and_a_rerun_plans_nothing() {
     let again = case.plan();
     assert!(again.contains("No changes."), "{again}");
 }
+
+#[test]
+fn a_folder_arrives_in_the_source_order_over_parallel_sessions() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y"), ("md-jsmith", "z")]);
+    let n = 500;
+    for i in 0..n {
+        // Two large messages go from server to server on their own, between the batches.
+        let size = if i == 150 || i == 333 { 5 << 20 } else { 2_000 };
+        seed(
+            &d,
+            SOURCE,
+            "INBOX",
+            &[SEEN],
+            T0 + i as i64,
+            &message(Some(&format!("o{i}@example.test")), "order", size),
+        );
+    }
+    seed(
+        &d,
+        SOURCE,
+        "Other",
+        &[SEEN],
+        T0,
+        &message(Some("other@example.test"), "other", 2_000),
+    );
+    d.fix_owner();
+    let order = |user: &str| -> Vec<String> {
+        listing(&d, user)["INBOX"]
+            .iter()
+            .map(|m| base(&m.identity).to_string())
+            .collect()
+    };
+    let source = order(SOURCE);
+    let expected: Vec<String> = (0..n).map(|i| format!("mid:o{i}@example.test")).collect();
+    assert_eq!(source, expected, "the source's own UID order");
+
+    // IMAP to IMAP: the destination's UIDs follow the source's.
+    let case = Case::new(&d, "master");
+    let err = case.apply();
+    assert!(err.contains(&format!("copied {} messages", n + 1)), "{err}");
+    assert_eq!(order(TARGET), source);
+
+    // IMAP to a Maildir that Dovecot serves: Dovecot's UIDs follow the source's too.
+    let case = Case::with_mail(&d, "");
+    to_maildir_at(&case, &d.maildir("md-jsmith").display().to_string());
+    case.apply();
+    d.fix_owner();
+    assert_eq!(order("md-jsmith"), source);
+}

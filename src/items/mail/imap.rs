@@ -4,11 +4,14 @@
 //!
 //! Only the commands a copy needs are spoken: CAPABILITY, STARTTLS, LOGIN / AUTHENTICATE PLAIN,
 //! LIST, LSUB, EXAMINE, UID FETCH (headers, sizes, flags and internal dates for listing; bodies
-//! only for copying, many UIDs per command), CREATE, SUBSCRIBE and APPEND. APPENDs of a batch are pipelined: with
-//! LITERAL+ (or LITERAL- for small messages) every command is written without waiting for the
-//! server's continuation while a second task reads the tagged answers, so each message still
-//! gets its own OK or NO. Folder names travel in modified UTF-7 and are logical (`/`-separated)
-//! outside this module. Secrets never appear in errors.
+//! only for copying, many UIDs per command), CREATE, SUBSCRIBE and APPEND. A batch is one
+//! MULTIAPPEND (RFC 3502) where the server offers it with LITERAL+: one transaction, consecutive
+//! UIDs in the batch's order, committed by its final CRLF when the caller says so. Otherwise, or
+//! when the server refuses the batch, its APPENDs are pipelined: with LITERAL+ (or LITERAL- for
+//! small messages) every command is written without waiting for the server's continuation
+//! while a second task reads the tagged answers, so each message gets its own OK or NO. Folder
+//! names travel in modified UTF-7 and are logical (`/`-separated) outside this module. Secrets
+//! never appear in errors.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -592,31 +595,106 @@ impl Session {
         Ok(wire)
     }
 
-    /// APPENDs a batch into one folder (created when missing), pipelined; one result per
-    /// message, in order, each the server's own answer to it.
+    /// APPENDs a batch into one folder (created when missing), in order; one result per
+    /// message. `commit` resolves when this batch may be stored: when the batch before it into
+    /// the same folder, on another session, is stored, so UIDs follow the source's order.
+    ///
+    /// With MULTIAPPEND (RFC 3502) and LITERAL+ the batch is one command, and so one server
+    /// transaction that gives its messages consecutive UIDs: everything but the command's final
+    /// CRLF is sent at once (the server stores the messages as they arrive), then `commit` is
+    /// awaited, then the CRLF commits them. A refused multiappend stores nothing: it is sent
+    /// again as one pipelined APPEND per message, so each message gets its own answer and one bad
+    /// message stays one bad item. Without MULTIAPPEND, `commit` is awaited first and the
+    /// APPENDs are pipelined.
     pub async fn append_batch(
         &mut self,
         folder: &str,
         batch: &[(&MessageMeta, Vec<u8>)],
+        commit: impl std::future::Future<Output = ()>,
     ) -> Result<Vec<Result<(), String>>, MailError> {
         let wire = self.ensure_folder(folder).await?;
+        if self.caps.contains("MULTIAPPEND") && self.caps.contains("LITERAL+") {
+            match self.multiappend(&wire, batch, commit).await? {
+                Ok(()) => return Ok(vec![Ok(()); batch.len()]),
+                Err(why) if batch.len() == 1 => return Ok(vec![Err(why)]),
+                Err(_) => {}
+            }
+        } else {
+            commit.await;
+        }
+        self.append_each(&wire, batch).await
+    }
+
+    /// One APPEND command for the whole batch (see [`Session::append_batch`]); the inner error is
+    /// the server's refusal of it.
+    async fn multiappend(
+        &mut self,
+        wire: &str,
+        batch: &[(&MessageMeta, Vec<u8>)],
+        commit: impl std::future::Future<Output = ()>,
+    ) -> Result<Result<(), String>, MailError> {
+        let tag = self.next_tag();
+        let writer = &mut self.writer;
+        let reader = &mut self.reader;
+        let write = async {
+            writer
+                .write_all(format!("{tag} APPEND {}", quote(wire)).as_bytes())
+                .await?;
+            for (m, data) in batch {
+                let data = crlf(data);
+                let head = format!(
+                    " ({}) \"{}\" {{{}+}}\r\n",
+                    append_flags(m).join(" "),
+                    internal_date(m.internal_date),
+                    data.len()
+                );
+                writer.write_all(head.as_bytes()).await?;
+                writer.write_all(&data).await?;
+            }
+            writer.flush().await?;
+            commit.await;
+            writer.write_all(b"\r\n").await?;
+            writer.flush().await
+        };
+        // The server may refuse before the command ends (it still reads the rest of it).
+        let read = async {
+            loop {
+                let r = read_response(reader).await?;
+                if r.tag == tag {
+                    return Ok(if r.status() == "OK" {
+                        Ok(())
+                    } else {
+                        Err(r.line())
+                    });
+                }
+                if r.tag == "*" && r.status() == "BYE" {
+                    return Err(std::io::Error::other(r.line()));
+                }
+            }
+        };
+        let (w, r) = tokio::join!(write, read);
+        w.map_err(|e| err(&self.who, e))?;
+        r.map_err(|e| err(&self.who, e))
+    }
+
+    /// One APPEND per message, pipelined when the server takes non-synchronising literals;
+    /// one result per message, in order, each the server's own answer to it.
+    async fn append_each(
+        &mut self,
+        wire: &str,
+        batch: &[(&MessageMeta, Vec<u8>)],
+    ) -> Result<Vec<Result<(), String>>, MailError> {
         let literal_plus = self.caps.contains("LITERAL+");
         let literal_minus = self.caps.contains("LITERAL-");
         let mut commands: Vec<Append<'_>> = Vec::with_capacity(batch.len());
         for (m, data) in batch {
             let data = crlf(data);
             let tag = self.next_tag();
-            let flags: Vec<&str> = m
-                .flags
-                .iter()
-                .map(String::as_str)
-                .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-                .collect();
             let sync = !(literal_plus || (literal_minus && data.len() <= 4096));
             let head = format!(
                 "{tag} APPEND {} ({}) \"{}\" {{{}{}}}\r\n",
-                quote(&wire),
-                flags.join(" "),
+                quote(wire),
+                append_flags(m).join(" "),
                 internal_date(m.internal_date),
                 data.len(),
                 if sync { "" } else { "+" }
@@ -748,12 +826,7 @@ impl Session {
                     .map_err(|e| err(&self.who, e))?;
             }
         };
-        let flags: Vec<&str> = m
-            .flags
-            .iter()
-            .map(String::as_str)
-            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-            .collect();
+        let flags = append_flags(m);
         let plus = dest.caps.contains("LITERAL+");
         let dtag = dest.next_tag();
         let head = format!(
@@ -1046,6 +1119,15 @@ fn fetch_body(r: &Response) -> Option<(String, Vec<u8>)> {
         Val::Str(b) => Some((uid, b)),
         _ => None,
     }
+}
+
+/// The flags an APPEND sets: the message's, without `\Recent` (only a server sets it).
+fn append_flags(m: &MessageMeta) -> Vec<&str> {
+    m.flags
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .collect()
 }
 
 /// A quoted string, or a literal-free form the server accepts: `"…"` with `\` and `"`

@@ -42,6 +42,26 @@ const MAX_HEADER: usize = 256 * 1024;
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
+/// The last time (microseconds since 1970) a written message was named after.
+static LAST_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// A time to name the next written message after: now, or just after the last one if the clock
+/// has not moved on (or went back), so that messages written one after the other sort in that
+/// order by name, and so by Dovecot's UIDs, which it gives new files in their names' time order.
+fn next_micros() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+    let mut last = LAST_MICROS.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(last.saturating_add(1));
+        match LAST_MICROS.compare_exchange_weak(last, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(seen) => last = seen,
+        }
+    }
+}
+
 pub struct Maildir {
     root: PathBuf,
 }
@@ -273,13 +293,11 @@ impl Maildir {
     /// Writes one message into `cur/` with its flags and internal date: tmp, fsync, rename.
     pub fn append(&self, folder: &str, m: &MessageMeta, data: &[u8]) -> Result<(), MailError> {
         let dir = self.folder_dir(folder)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
+        let micros = next_micros();
         let unique = format!(
-            "{}.M{}P{}Q{}.mailplan",
-            now.as_secs(),
-            now.subsec_micros(),
+            "{}.M{:06}P{}Q{}.mailplan",
+            micros / 1_000_000,
+            micros % 1_000_000,
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );

@@ -387,21 +387,30 @@ impl Store {
 
     /// Stores messages into one folder (created when missing), in order; each result says
     /// whether the store confirmed that message. Batches let IMAP pipeline its APPENDs.
+    /// `commit` resolves when the batch may be stored (the one before it into the same folder
+    /// is): IMAP sends as much as it can before that and commits after; a Maildir writes after.
     pub async fn append_batch(
         &mut self,
         folder: &str,
         batch: &[(&MessageMeta, Vec<u8>)],
+        commit: impl std::future::Future<Output = ()>,
     ) -> Result<Vec<Result<(), String>>, MailError> {
         match self {
             Store::Maildir(d) => {
                 d.ensure_folder(folder)?;
+                commit.await;
                 Ok(batch
                     .iter()
                     .map(|(m, data)| d.append(folder, m, data).map_err(|e| e.to_string()))
                     .collect())
             }
-            Store::Imap(s) => s.append_batch(folder, batch).await,
+            Store::Imap(s) => s.append_batch(folder, batch, commit).await,
         }
+    }
+
+    /// Whether [`Store::stream_to`] works from this store into `dest`.
+    pub fn streams_to(&self, dest: &Store) -> bool {
+        matches!((self, dest), (Store::Imap(_), Store::Imap(_)))
     }
 
     /// Copies one message from `self` into `dest` without holding it whole, when both are IMAP
