@@ -163,13 +163,13 @@ fn in_ledger(ledger: &BTreeSet<String>, folder: &str, identity: &str, first_of_b
 }
 
 /// Decides which source messages to copy: mapped and not excluded, not older than `since`, and
-/// neither in the ledger nor at the destination (by destination folder and identity). A message
-/// twice in one source folder (one identity) is copied once, and the other is counted as
-/// folded; messages that only share a Message-ID have different identities and are each
-/// copied. The order of the copies is the source's. A folder whose destination name cannot be stored
-/// safely ([`check_name`]) is one bad item, located by its source name, and nothing of it is
-/// copied. The folder tree comes along whole: see [`Selection::create`] and
-/// [`Selection::subscribe`]. Pure.
+/// neither in the ledger nor at the destination (by destination folder and identity), in the
+/// source's order. A message twice in one source folder (one identity) is copied once, and the
+/// other is counted as folded; messages that only share a Message-ID have different identities
+/// and are each copied. A folder whose destination name cannot be stored safely
+/// ([`check_name`]) is one bad item, located by its source name, and nothing of it is copied.
+/// The folder tree comes along whole: see [`Selection::create`] and [`Selection::subscribe`].
+/// Pure.
 pub fn new_messages(
     source: &[FolderListing],
     mapping: &FolderMapping,
@@ -319,10 +319,7 @@ impl Store {
     /// The destination side of `new_messages`: every folder with its identities, and the
     /// store's level separator.
     pub async fn destination(&mut self) -> Result<Destination, MailError> {
-        let mut at = Destination {
-            delimiter: None,
-            ..Default::default()
-        };
+        let mut at = Destination::default();
         for f in self.list().await? {
             if f.skipped {
                 continue;
