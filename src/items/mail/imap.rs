@@ -480,18 +480,27 @@ impl Session {
         let folders = self.folders().await?;
         let subscribed = self.subscriptions().await?;
         for (logical, wire) in folders {
-            let exists = self.examine(&wire).await?;
-            self.examined = Some(wire.clone());
             let logical = match logical {
                 Ok(l) => l,
                 Err(why) => {
+                    // How many messages it holds, if the server lets it be opened at all.
+                    let what = match self.examine(&wire).await {
+                        Ok(n) => {
+                            self.examined = Some(wire.clone());
+                            super::its_messages(n)
+                        }
+                        Err(_) => {
+                            // A failed EXAMINE leaves no folder selected.
+                            self.examined = None;
+                            "its messages are".to_string()
+                        }
+                    };
                     out.push(FolderListing {
                         bad: vec![BadItem {
                             location: format!("{}/{wire}", self.who),
                             message: format!(
-                                "the folder name cannot be read: {why}; {} not copied and the \
-                                 folder is not created",
-                                super::its_messages(exists)
+                                "the folder name cannot be read: {why}; {what} not copied and \
+                                 the folder is not created"
                             ),
                         }],
                         name: wire,
@@ -501,6 +510,8 @@ impl Session {
                     continue;
                 }
             };
+            let exists = self.examine(&wire).await?;
+            self.examined = Some(wire.clone());
             let mut listing = FolderListing {
                 name: logical.clone(),
                 subscribed: subscribed.contains(&wire),
