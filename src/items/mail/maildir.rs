@@ -356,22 +356,37 @@ fn logical_subscription(line: &str, separator: char) -> Option<String> {
 /// A lock file held while it exists, as Dovecot's dotlocks are; removed when dropped.
 struct DotLock(PathBuf);
 
+/// A lock file older than this was left by a process that died holding it (Dovecot's own
+/// default for its subscriptions lock).
+const STALE_LOCK: Duration = Duration::from_secs(120);
+
 impl DotLock {
-    /// Takes the lock, waiting up to ten seconds for whoever holds it.
+    /// Takes the lock, waiting up to ten seconds for whoever holds it; a stale lock is broken.
     fn take(path: &Path) -> Result<DotLock, MailError> {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
-            match fs::OpenOptions::new()
+            let created = fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .open(path)
-            {
+                .open(path);
+            match created {
                 Ok(_) => return Ok(DotLock(path.to_path_buf())),
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::AlreadyExists
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(20));
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let stale = fs::metadata(path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > STALE_LOCK);
+                    if stale {
+                        let _ = fs::remove_file(path);
+                    } else if std::time::Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(20));
+                    } else {
+                        return Err(MailError::Rejected {
+                            what: path.display().to_string(),
+                            message: "another process holds this lock".into(),
+                        });
+                    }
                 }
                 Err(e) => return Err(io(path)(e)),
             }
@@ -485,6 +500,50 @@ mod tests {
         assert_eq!(m.flags, vec![FLAGGED.to_string(), SEEN.to_string()]);
         assert_eq!(m.internal_date, 1_600_000_000);
         assert_eq!(md.fetch("Projects/Überblick", m).unwrap().len(), 33);
+    }
+
+    #[test]
+    fn subscriptions_read_both_forms_and_write_dovecots() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::new(dir.path().join("box"));
+        md.ensure_folder("Projects/Überblick").unwrap();
+        md.subscribe("Projects/Überblick").unwrap();
+        md.subscribe("INBOX").unwrap();
+        md.subscribe("INBOX").unwrap();
+        let file = dir.path().join("box/subscriptions");
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            "V\t2\n\nProjects\t&ANw-berblick\nINBOX\n"
+        );
+        assert_eq!(
+            md.subscriptions().unwrap(),
+            ["INBOX", "Projects/Überblick"].map(String::from).into()
+        );
+        // The older form: Maildir++ names; kept in that form when added to.
+        fs::write(&file, "Projects.&ANw-berblick\n").unwrap();
+        assert_eq!(
+            md.subscriptions().unwrap(),
+            ["Projects/Überblick".to_string()].into()
+        );
+        md.subscribe("INBOX").unwrap();
+        assert_eq!(
+            fs::read_to_string(&file).unwrap(),
+            "Projects.&ANw-berblick\nINBOX\n"
+        );
+        // A lock left behind long ago is broken.
+        let lock = dir.path().join("box/subscriptions.lock");
+        let old = File::create(&lock).unwrap();
+        old.set_modified(SystemTime::now() - Duration::from_secs(600))
+            .unwrap();
+        drop(old);
+        fs::write(&file, "V\t2\n\n").unwrap();
+        md.subscribe("Projects/Überblick").unwrap();
+        assert!(!lock.exists());
+        assert_eq!(
+            md.subscriptions().unwrap(),
+            ["Projects/Überblick".to_string()].into()
+        );
+        assert!(md.subscribe("x/../y").is_err());
     }
 
     #[test]
