@@ -254,11 +254,11 @@ impl Maildir {
 
     pub fn fetch(&self, folder: &str, m: &MessageMeta) -> Result<Vec<u8>, MailError> {
         // Keys come from listing (`cur/<file>` or `new/<file>`); anything else is refused.
-        let file = match m.key.split_once('/') {
-            Some(("cur" | "new", file))
+        let (sub, file) = match m.key.split_once('/') {
+            Some((sub @ ("cur" | "new"), file))
                 if !file.is_empty() && !file.contains('/') && file != "." && file != ".." =>
             {
-                file
+                (sub, file)
             }
             _ => {
                 return Err(MailError::Rejected {
@@ -267,7 +267,6 @@ impl Maildir {
                 });
             }
         };
-        let (sub, _) = m.key.split_at(3);
         let path = self.folder_dir(folder)?.join(sub).join(file);
         fs::read(&path).map_err(io(&path))
     }
