@@ -3,7 +3,8 @@
 //! on one Dovecot, and print messages per second and MiB/s for both.
 //!
 //! Run: `cargo test --release --test bench_mail -- --ignored --nocapture`
-//! (`BENCH_MESSAGES=2000` for a quick run).
+//! (`BENCH_MESSAGES=2000` for a quick run; `BENCH_FOLDERS=1` puts every message into the inbox,
+//! where keeping the source's order constrains the copy most).
 
 mod common;
 #[path = "servers/dovecot.rs"]
@@ -68,8 +69,13 @@ fn seed(d: &Dovecot, user: &str, n: usize) -> u64 {
     let root = d.maildir(user);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut total = 0u64;
+    let folders = std::env::var("BENCH_FOLDERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(FOLDERS.len())
+        .clamp(1, FOLDERS.len());
     for (i, _) in (0..n).enumerate() {
-        let folder = FOLDERS[(rng.below(FOLDERS.len() as u64)) as usize];
+        let folder = FOLDERS[(rng.below(FOLDERS.len() as u64)) as usize % folders];
         let dir = if folder == "INBOX" {
             root.clone()
         } else {

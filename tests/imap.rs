@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
 use dovecot::Dovecot;
+use mailplan::items::identity::base;
 use mailplan::items::mail::maildir::Maildir;
 use mailplan::items::mail::{ANSWERED, DRAFT, FLAGGED, FolderListing, MessageMeta, SEEN};
 use mailplan::spec::{ImapAuth, ImapSecurity, ImapStore, Secret, Template};
@@ -33,6 +34,15 @@ impl Case {
     }
 
     fn for_fixture(d: &Dovecot, dest_auth: &str, fixture: &str, extra: &str) -> Case {
+        Self::build(d, dest_auth, fixture, extra, "")
+    }
+
+    /// The scenario-6 case with these keys added under `items.mail` (folder mapping, say).
+    fn with_mail(d: &Dovecot, mail_extra: &str) -> Case {
+        Self::build(d, "master", "scenario6_mailbox", "", mail_extra)
+    }
+
+    fn build(d: &Dovecot, dest_auth: &str, fixture: &str, extra: &str, mail_extra: &str) -> Case {
         let dir = tempfile::tempdir().unwrap();
         let fixtures = common::root().join("tests/fixtures").join(fixture);
         for f in ["source.ldif", "destination.ldif"] {
@@ -68,7 +78,7 @@ destination:
         login: admin
         password: {{ file: "{pass}" }}
         auth: {dest_auth}
-"#,
+{mail_extra}"#,
             url = d.url(),
             pass = pass.display()
         );
@@ -91,6 +101,19 @@ destination:
             String::from_utf8_lossy(&out.stderr)
         );
         text
+    }
+
+    /// An apply that leaves something out (a bad item): it names it and exits 1.
+    fn apply_leaving_out(&self) -> String {
+        let out = self
+            .cmd()
+            .args(["apply", "plan.yaml", "--auto-approve"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("Apply finished with errors."), "{err}");
+        err
     }
 
     fn apply(&self) -> String {
@@ -159,7 +182,7 @@ fn store(d: &Dovecot, user: &str) -> (ImapStore, String) {
     )
 }
 
-/// A user's mailbox as IMAP shows it: folder → messages.
+/// A user's mailbox as IMAP shows it: folder → messages (in UID order).
 fn listing(d: &Dovecot, user: &str) -> BTreeMap<String, Vec<MessageMeta>> {
     let (s, u) = store(d, user);
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -186,7 +209,7 @@ fn body(d: &Dovecot, user: &str, identity: &str) -> Vec<u8> {
         let m = folders
             .iter()
             .find(|f| f.name == "INBOX")
-            .and_then(|f| f.messages.iter().find(|m| m.identity == identity))
+            .and_then(|f| f.messages.iter().find(|m| base(&m.identity) == identity))
             .unwrap()
             .clone();
         let data = session.fetch("INBOX", &m).await.unwrap();
@@ -202,7 +225,7 @@ fn by_identity(
     for (folder, msgs) in l {
         for m in msgs {
             let prev = out.insert(
-                (folder.clone(), m.identity.clone()),
+                (folder.clone(), base(&m.identity).to_string()),
                 (m.flags.clone(), m.internal_date, m.size),
             );
             assert!(prev.is_none(), "{} twice in {folder}", m.identity);
@@ -475,7 +498,7 @@ fn a_message_the_destination_refuses_is_reported_and_the_rest_goes_on() {
     // Not everything arrived: the run says which message, counts it, and fails.
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("copied 2 messages"), "{err}");
-    assert!(err.contains("1 bad items skipped"), "{err}");
+    assert!(err.contains("1 bad item skipped"), "{err}");
     assert!(err.contains("the destination refused it"), "{err}");
     assert!(err.contains("Apply finished with errors."), "{err}");
     assert!(
@@ -633,4 +656,335 @@ fn an_existing_mailbox_that_cannot_be_opened_is_an_error_not_a_guess() {
         "{plan}"
     );
     assert!(plan.contains("Not migrated: 1 person (1 error)."), "{plan}");
+}
+
+/// The plan of a case with its destination replaced by a Maildir (`out/{uid}`).
+fn to_maildir(case: &Case) {
+    to_maildir_at(case, "out/{uid}");
+}
+
+/// The plan of a case with its destination replaced by the Maildir at `path`.
+fn to_maildir_at(case: &Case, path: &str) {
+    let file = case.dir.path().join("plan.yaml");
+    let plan = std::fs::read_to_string(&file).unwrap();
+    let start = plan.find("    destination:\n").unwrap();
+    let end = plan[start..]
+        .find("    folders:")
+        .map_or(plan.len(), |e| start + e);
+    let plan = format!(
+        "{}    destination: {{ maildir: \"{path}\" }}\n{}",
+        &plan[..start],
+        &plan[end..]
+    );
+    std::fs::write(file, plan).unwrap();
+}
+
+#[test]
+fn hostile_folder_names_are_located_problems_into_imap_and_maildir() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("in@example.test"), "inbox", 1_000),
+    );
+    // Notes' separator alone: `\` maps to `/` (two empty levels; `..` in a Maildir++ store).
+    for i in 0..2 {
+        seed(
+            &d,
+            SOURCE,
+            "\\",
+            &[SEEN],
+            T0 + 1 + i,
+            &message(Some(&format!("sep{i}@example.test")), "separator", 1_000),
+        );
+    }
+    seed(
+        &d,
+        SOURCE,
+        "Projects\\2024",
+        &[SEEN],
+        T0 + 5,
+        &message(Some("p@example.test"), "project", 1_000),
+    );
+    d.fix_owner();
+    let separator = "    folders: { separator: \"\\\\\" }\n";
+
+    // Into IMAP: the plan names the folder and counts it; the rest is copied.
+    let case = Case::with_mail(&d, separator);
+    let plan = case.plan();
+    assert!(
+        plan.contains(
+            "mail: bad item skipped: folder `\\`: its destination name `/` cannot be stored safely"
+        ),
+        "{plan}"
+    );
+    assert!(plan.contains("its 2 messages are not copied"), "{plan}");
+    assert!(
+        plan.contains("<- import mail: 2 new messages in 2 folders"),
+        "{plan}"
+    );
+    assert!(plan.contains("; 1 bad item skipped)."), "{plan}");
+    let err = case.apply_leaving_out();
+    assert!(err.contains("copied 2 messages"), "{err}");
+    let target = listing(&d, TARGET);
+    let folders: Vec<&str> = target.keys().map(String::as_str).collect();
+    assert_eq!(folders, ["INBOX", "Projects/2024"]);
+
+    // Into a Maildir: nothing is written beside the person's mailbox.
+    let case = Case::with_mail(&d, separator);
+    to_maildir(&case);
+    let plan = case.plan();
+    assert!(
+        plan.contains("folder `\\`: its destination name `/`"),
+        "{plan}"
+    );
+    case.apply_leaving_out();
+    let out = case.dir.path().join("out");
+    let beside: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(beside, [SOURCE]);
+    let stored: BTreeMap<String, usize> = Maildir::new(out.join(SOURCE))
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.name, f.messages.len()))
+        .collect();
+    assert_eq!(
+        stored,
+        [("INBOX".to_string(), 1), ("Projects/2024".to_string(), 1)].into()
+    );
+}
+
+/// A post as it arrives by one path: the `Received:` trail first, then one set of headers, and
+/// a body (a list adds its footer).
+fn post(received: &[&str], body: &str) -> Vec<u8> {
+    let mut m = String::new();
+    for r in received {
+        m.push_str(&format!("Received: {r}\r\n"));
+    }
+    m.push_str(
+        "Message-ID: <release-1.0@lists.example.org>\r\nFrom: Ann <ann@example.org>\r\nTo: dev@lists.example.org\r\nSubject: Release 1.0\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\n",
+    );
+    m.push_str(body);
+    m.into_bytes()
+}
+
+#[test]
+fn two_messages_sharing_a_message_id_both_arrive_and_a_true_duplicate_once() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let direct = post(
+        &["from mx.example.org by mail.acme.com; Mon, 01 Jan 2024 10:00:02 +0000"],
+        "Hello John, the release is out.\r\n",
+    );
+    let list = post(
+        &[
+            "from lists.example.org by mail.acme.com; Mon, 01 Jan 2024 10:00:09 +0000",
+            "from mx.example.org by lists.example.org; Mon, 01 Jan 2024 10:00:03 +0000",
+        ],
+        "Hello John, the release is out.\r\n-- \r\ndev mailing list footer\r\n",
+    );
+    let twice = message(Some("twice@example.test"), "stored twice", 1_000);
+    for (i, data) in [&list, &direct, &twice, &twice].into_iter().enumerate() {
+        seed(&d, SOURCE, "INBOX", &[SEEN], T0 + i as i64, data);
+    }
+    d.fix_owner();
+    let case = Case::new(&d, "master");
+    let plan = case.plan();
+    assert!(
+        plan.contains("<- import mail: 3 new messages in 1 folder"),
+        "{plan}"
+    );
+    assert!(plan.contains("of 4"), "{plan}");
+    assert!(
+        plan.contains("mail: 1 duplicate folded: the same message"),
+        "{plan}"
+    );
+    assert!(plan.contains("(INBOX: 1)"), "{plan}");
+    let err = case.apply();
+    assert!(err.contains("copied 3 messages"), "{err}");
+
+    // Both copies of the post arrived, each whole; the duplicate once.
+    let target = listing(&d, TARGET);
+    let inbox = &target["INBOX"];
+    assert_eq!(inbox.len(), 3);
+    let (s, u) = store(&d, TARGET);
+    let bodies: Vec<Vec<u8>> = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let mut session = mailplan::items::mail::imap::Session::connect(&s, &u)
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        for m in inbox {
+            out.push(session.fetch("INBOX", m).await.unwrap());
+        }
+        session.logout().await;
+        out
+    });
+    assert!(bodies.contains(&list), "the list copy is missing");
+    assert!(bodies.contains(&direct), "the direct copy is missing");
+    assert!(bodies.contains(&twice));
+
+    // Nothing new on a rerun, nor without the ledger.
+    let again = case.plan();
+    assert!(again.contains("No changes."), "{again}");
+    std::fs::remove_dir_all(case.dir.path().join(".mailplan")).unwrap();
+    let lost = case.plan();
+    assert!(lost.contains("No changes."), "{lost}");
+}
+
+/// A user's folders as IMAP lists them: name → subscribed.
+fn folders(d: &Dovecot, user: &str) -> BTreeMap<String, bool> {
+    let (s, u) = store(d, user);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut session = mailplan::items::mail::imap::Session::connect(&s, &u)
+            .await
+            .unwrap();
+        let l = session.list().await.unwrap();
+        session.logout().await;
+        l.into_iter().map(|f| (f.name, f.subscribed)).collect()
+    })
+}
+
+#[test]
+fn empty_folders_and_subscriptions_arrive_and_a_rerun_plans_nothing() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y"), ("md-jsmith", "z")]);
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("i@example.test"), "inbox", 1_000),
+    );
+    seed(
+        &d,
+        SOURCE,
+        "Projects",
+        &[SEEN],
+        T0 + 1,
+        &message(Some("p@example.test"), "project", 1_000),
+    );
+    // Two empty folders, one inside the other, and Dovecot's own subscriptions file.
+    let md = Maildir::new(d.maildir(SOURCE));
+    md.ensure_folder("Empty/Nested").unwrap();
+    md.ensure_folder("Empty").unwrap();
+    std::fs::write(
+        d.maildir(SOURCE).join("subscriptions"),
+        "V\t2\n\nINBOX\nEmpty\nProjects\n",
+    )
+    .unwrap();
+    d.fix_owner();
+    let expected: BTreeMap<String, bool> = [
+        ("INBOX".to_string(), true),
+        ("Empty".to_string(), true),
+        ("Empty/Nested".to_string(), false),
+        ("Projects".to_string(), true),
+    ]
+    .into();
+    assert_eq!(folders(&d, SOURCE), expected);
+
+    let case = Case::new(&d, "master");
+    let plan = case.plan();
+    assert!(
+        plan.contains(
+            "<- import mail: 2 new messages in 2 folders (2.0 KiB) of 2, 3 folders to create, 3 to subscribe"
+        ),
+        "{plan}"
+    );
+    case.apply();
+    assert_eq!(folders(&d, TARGET), expected);
+    let again = case.plan();
+    assert!(again.contains("No changes."), "{again}");
+
+    // A new empty folder alone is an import of its own, and then nothing again.
+    md.ensure_folder("Later").unwrap();
+    d.fix_owner();
+    let plan = case.plan();
+    assert!(
+        plan.contains("<- import mail: 0 new messages (0 B) of 2, 1 folder to create"),
+        "{plan}"
+    );
+    case.apply();
+    assert!(folders(&d, TARGET).contains_key("Later"));
+    let again = case.plan();
+    assert!(again.contains("No changes."), "{again}");
+
+    // Into a Maildir that Dovecot serves: Dovecot reads the folders and subscriptions written.
+    let case = Case::with_mail(&d, "");
+    let path = d.maildir("md-jsmith");
+    to_maildir_at(&case, &path.display().to_string());
+    case.apply();
+    d.fix_owner();
+    let mut with_later = expected.clone();
+    with_later.insert("Later".into(), false);
+    assert_eq!(folders(&d, "md-jsmith"), with_later);
+    let again = case.plan();
+    assert!(again.contains("No changes."), "{again}");
+}
+
+#[test]
+fn a_folder_arrives_in_the_source_order_over_parallel_sessions() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y"), ("md-jsmith", "z")]);
+    let n = 500;
+    for i in 0..n {
+        // Two large messages go from server to server on their own, between the batches.
+        let size = if i == 150 || i == 333 { 5 << 20 } else { 2_000 };
+        seed(
+            &d,
+            SOURCE,
+            "INBOX",
+            &[SEEN],
+            T0 + i as i64,
+            &message(Some(&format!("o{i}@example.test")), "order", size),
+        );
+    }
+    seed(
+        &d,
+        SOURCE,
+        "Other",
+        &[SEEN],
+        T0,
+        &message(Some("other@example.test"), "other", 2_000),
+    );
+    d.fix_owner();
+    let order = |user: &str| -> Vec<String> {
+        listing(&d, user)["INBOX"]
+            .iter()
+            .map(|m| base(&m.identity).to_string())
+            .collect()
+    };
+    let source = order(SOURCE);
+    let expected: Vec<String> = (0..n).map(|i| format!("mid:o{i}@example.test")).collect();
+    assert_eq!(source, expected, "the source's own UID order");
+
+    // IMAP to IMAP: the destination's UIDs follow the source's.
+    let case = Case::new(&d, "master");
+    let err = case.apply();
+    assert!(err.contains(&format!("copied {} messages", n + 1)), "{err}");
+    same_order(&order(TARGET), &source);
+
+    // IMAP to a Maildir that Dovecot serves: Dovecot's UIDs follow the source's too.
+    let case = Case::with_mail(&d, "");
+    to_maildir_at(&case, &d.maildir("md-jsmith").display().to_string());
+    case.apply();
+    d.fix_owner();
+    same_order(&order("md-jsmith"), &source);
+}
+
+/// Panics, naming the first place where they part, unless both lists are in the same order.
+fn same_order(got: &[String], want: &[String]) {
+    let at = got.iter().zip(want).position(|(g, w)| g != w);
+    assert!(
+        at.is_none() && got.len() == want.len(),
+        "{} messages in UID order, {} expected; first out of order at position {at:?}: {:?}",
+        got.len(),
+        want.len(),
+        at.map(|i| (&got[i], &want[i]))
+    );
 }

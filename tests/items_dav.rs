@@ -259,9 +259,7 @@ fn changes_at_the_source_update_radicale_but_never_the_owners_edits() {
         "{plan}"
     );
     assert!(
-        plan.contains(
-            "calendar: 1 items changed at the source were also edited at the destination"
-        ),
+        plan.contains("calendar: 1 item changed at the source and also edited at the destination"),
         "{plan}"
     );
     let (_, err) = run(dir.path(), &["apply", "plan.yaml", "--auto-approve"]);
@@ -283,9 +281,7 @@ fn changes_at_the_source_update_radicale_but_never_the_owners_edits() {
     let (plan, _) = run(dir.path(), &["plan", "plan.yaml", "--json"]);
     assert!(!plan.contains("\"import_"), "{plan}");
     assert!(
-        plan.contains(
-            "calendar: 1 items changed at the source were also edited at the destination"
-        ),
+        plan.contains("calendar: 1 item changed at the source and also edited at the destination"),
         "{plan}"
     );
 }
@@ -428,7 +424,7 @@ fn a_put_the_server_refuses_is_a_bad_item_without_a_ledger_row_and_is_tried_agai
     let (plan, _) = run(dir.path(), &["plan", "plan.yaml"]);
     assert!(plan.contains("<- import calendar: 3 new events"), "{plan}");
     assert!(
-        plan.contains("calendar: 1 items copied earlier were deleted at the destination"),
+        plan.contains("calendar: 1 item copied earlier and deleted at the destination"),
         "{plan}"
     );
 }

@@ -1,8 +1,9 @@
 //! One destination, one writer: two waves of different plan files, each with its own state
-//! folder, applied at the same moment to one LDIF file. Either both finish one after the other,
-//! or the second is refused naming the first; after a rerun of the refused one the file holds
-//! every mailbox of both waves. Before the destination was locked, both reported success and the
-//! second rewrite of the file lost the first wave's mailboxes.
+//! folder, applied at the same moment to one LDIF file, or copying into one Maildir. Either both
+//! finish one after the other, or the second is refused naming the first; after a rerun of the
+//! refused one the file holds every mailbox of both waves, and the Maildir every message once.
+//! Before destinations were locked, both reported success and the second rewrite of the file
+//! lost the first wave's mailboxes; both copied every message.
 
 mod common;
 
@@ -125,4 +126,80 @@ fn two_waves_racing_on_one_ldif_file_lose_nothing() {
         "{refused} of {} applies were refused and run again",
         2 * ROUNDS
     );
+}
+
+/// Two waves, each with its own plan file, LDIF copy and state folder, copying John Smith's
+/// mail from one Maildir into one destination Maildir at the same moment: one waits its turn
+/// (its import fails naming the other, and a rerun finishes), and every message is there once.
+#[test]
+fn two_waves_racing_into_one_maildir_copy_every_message_once() {
+    const MESSAGES: usize = 300;
+    for round in 0..3 {
+        let root = tempfile::tempdir().unwrap();
+        let source = root.path().join("export/jsmith");
+        let md = mailplan::items::mail::maildir::Maildir::new(source.clone());
+        md.ensure_folder("INBOX").unwrap();
+        for i in 0..MESSAGES {
+            let meta = mailplan::items::mail::MessageMeta {
+                key: String::new(),
+                identity: String::new(),
+                size: 0,
+                flags: Vec::new(),
+                internal_date: 1_700_000_000 + i as i64,
+            };
+            let data = format!("Message-ID: <m{i}@example.test>\nSubject: {i}\n\nbody {i}\n");
+            md.append("INBOX", &meta, data.as_bytes()).unwrap();
+        }
+        let out = root.path().join("out/jsmith");
+        for name in ["Alpha", "Beta"] {
+            let dir = root.path().join(name);
+            std::fs::create_dir_all(&dir).unwrap();
+            let six = common::root().join("tests/fixtures/scenario6_mailbox");
+            for f in ["source.ldif", "destination.ldif"] {
+                std::fs::copy(six.join(f), dir.join(f)).unwrap();
+            }
+            std::fs::write(
+                dir.join("plan.yaml"),
+                format!(
+                    "version: 1\nsource:\n  profile: domino\n  directory: {{ ldif: source.ldif }}\ndestination:\n  flavor: active-directory\n  directory: {{ ldif: destination.ldif }}\n  container: \"OU=Migrated,DC=acme,DC=test\"\nitems:\n  mail:\n    source: {{ maildir: \"{}\" }}\n    destination: {{ maildir: \"{}\" }}\n",
+                    source.display(),
+                    out.display()
+                ),
+            )
+            .unwrap();
+        }
+        let (a, b) = (apply(root.path(), "Alpha"), apply(root.path(), "Beta"));
+        let done = [
+            ("Alpha", a.wait_with_output().unwrap()),
+            ("Beta", b.wait_with_output().unwrap()),
+        ];
+        for (name, done) in done {
+            if done.status.success() {
+                continue;
+            }
+            let err = String::from_utf8_lossy(&done.stderr);
+            assert!(
+                err.contains("is being written by another apply (pid "),
+                "round {round}, {name}: {err}"
+            );
+            let again = apply(root.path(), name).wait_with_output().unwrap();
+            assert!(
+                again.status.success(),
+                "{name} again: {}",
+                String::from_utf8_lossy(&again.stderr)
+            );
+        }
+        let listing = mailplan::items::mail::maildir::Maildir::new(out.clone())
+            .list()
+            .unwrap();
+        let ids: Vec<&str> = listing[0]
+            .messages
+            .iter()
+            .map(|m| m.identity.as_str())
+            .collect();
+        let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+        assert_eq!(ids.len(), MESSAGES, "round {round}: {} copies", ids.len());
+        assert_eq!(unique.len(), MESSAGES, "round {round}");
+        assert!(!out.join(".mailplan-lock").exists());
+    }
 }

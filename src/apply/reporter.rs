@@ -15,7 +15,10 @@ pub struct Lines;
 
 impl Reporter for Lines {
     fn begin(&self, total: usize) {
-        eprintln!("applying {total} actions");
+        eprintln!(
+            "applying {}",
+            crate::render::text::count(total as u64, "action", "actions")
+        );
     }
     fn finished(&self, action: &Action, result: &ActionResult) {
         let mut err = std::io::stderr().lock();

@@ -648,11 +648,13 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
                     "event" => "events copied",
                     "contact" if one => "contact copied",
                     "contact" => "contacts copied",
+                    crate::items::mail::FOLDER_KIND if one => "folder made or subscribed",
+                    crate::items::mail::FOLDER_KIND => "folders made or subscribed",
                     k if k.starts_with("bad-") && one => "bad item skipped",
                     k if k.starts_with("bad-") => "bad items skipped",
                     _ => "items",
                 };
-                let size = if kind.starts_with("bad-") {
+                let size = if kind.starts_with("bad-") || kind == crate::items::mail::FOLDER_KIND {
                     String::new()
                 } else {
                     format!(" ({})", crate::items::human_bytes(bytes))

@@ -1,12 +1,21 @@
 //! Message identity: what makes "this message was already copied" decidable across stores.
 //!
-//! The identity is the normalised Message-ID: angle brackets and surrounding blanks removed,
-//! lower-cased (`mid:` + id). Domino rewrites the right-hand side of the Message-IDs it
-//! generates (`<OF1A2B…-ON3C4D…-…@LocalDomain>` leaves as `…@acme.com` once routed through
-//! SMTP), so for ids whose left-hand side has Domino's `OF….-ON….` shape only the left-hand side
-//! counts (`domino:` + it). Without a Message-ID the identity is a SHA-256 of Date, From, Subject
-//! and the size with CRLF line ends (what IMAP reports as RFC822.SIZE, whatever the store keeps
-//! on disk), `hash:` + the first 32 hex digits. Pure: header bytes in, strings out.
+//! An identity is a base and a variant, `base#variant`. The base is the normalised Message-ID:
+//! angle brackets and surrounding blanks removed, lower-cased (`mid:` + id). Domino rewrites the
+//! right-hand side of the Message-IDs it generates (`<OF1A2B…-ON3C4D…-…@LocalDomain>` leaves as
+//! `…@acme.com` once routed through SMTP), so for ids whose left-hand side has Domino's
+//! `OF….-ON….` shape only the left-hand side counts (`domino:` + it). Without a Message-ID the
+//! base is a SHA-256 of Date, From, Subject and the size with CRLF line ends (what IMAP reports
+//! as RFC822.SIZE, whatever the store keeps on disk), `hash:` + the first 32 hex digits.
+//!
+//! The variant tells apart different messages that share a Message-ID, such as the copy of a
+//! post that came through a mailing list and the copy sent directly: it is the first 16 hex
+//! digits of a SHA-256 of Date, From, Subject and every `Received:` value, each with its
+//! whitespace collapsed. An APPEND stores these fields as given, so a message and its copy at
+//! the destination have one identity, and a lost ledger still finds every copy there; the size
+//! is not part of it, as servers report approximate sizes. Two messages with one identity are
+//! the same message twice. Identities from before the variant existed are the base alone; see
+//! [`base`]. Pure: header bytes in, strings out.
 
 use sha2::{Digest, Sha256};
 
@@ -17,7 +26,12 @@ pub struct Headers {
     pub date: Option<String>,
     pub from: Option<String>,
     pub subject: Option<String>,
+    /// Every `Received:` value, in order.
+    pub received: Vec<String>,
 }
+
+/// The header fields a store must read for [`identity`], as IMAP names them.
+pub const IDENTITY_FIELDS: &str = "MESSAGE-ID DATE FROM SUBJECT RECEIVED";
 
 /// Reads the fields from a message's header block (everything before the first empty line; the
 /// whole input when there is none). Bytes that are not UTF-8 are read as Latin-1, so a
@@ -34,6 +48,10 @@ pub fn parse_headers(raw: &[u8]) -> Headers {
         let Some((name, value)) = field else { return };
         let value = value.trim().to_string();
         let slot = match name.to_ascii_lowercase().as_str() {
+            "received" => {
+                h.received.push(value);
+                return;
+            }
             "message-id" => &mut h.message_id,
             "date" => &mut h.date,
             "from" => &mut h.from,
@@ -111,6 +129,26 @@ fn is_domino_left(left: &str) -> bool {
 
 /// The identity of a message from its header fields and its size with CRLF line ends.
 pub fn identity(h: &Headers, crlf_size: u64) -> String {
+    format!("{}#{}", base_identity(h, crlf_size), variant(h))
+}
+
+/// The base of an identity: the Message-ID part, or the hash of messages without one. An
+/// identity without a variant (as recorded before variants existed) is its own base.
+pub fn base(identity: &str) -> &str {
+    match identity.rsplit_once('#') {
+        Some((base, variant))
+            if variant.len() == VARIANT_HEX && variant.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            base
+        }
+        _ => identity,
+    }
+}
+
+/// Hex digits of a variant.
+const VARIANT_HEX: usize = 16;
+
+fn base_identity(h: &Headers, crlf_size: u64) -> String {
     if let Some(id) = h.message_id.as_deref().and_then(normalise_message_id) {
         return id;
     }
@@ -123,6 +161,31 @@ pub fn identity(h: &Headers, crlf_size: u64) -> String {
     let digest = hasher.finalize();
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     format!("hash:{hex}")
+}
+
+/// What tells apart messages with one base: Date, From, Subject and the `Received:` trail.
+fn variant(h: &Headers) -> String {
+    let mut hasher = Sha256::new();
+    let fields = [&h.date, &h.from, &h.subject];
+    for part in fields.into_iter().map(|f| f.as_deref().unwrap_or("")) {
+        hasher.update(collapse(part).as_bytes());
+        hasher.update([0u8]);
+    }
+    for r in &h.received {
+        hasher.update(collapse(r).as_bytes());
+        hasher.update([1u8]);
+    }
+    let digest = hasher.finalize();
+    digest
+        .iter()
+        .take(VARIANT_HEX / 2)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Runs of whitespace as one space, none at the ends.
+fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The size of a message once every bare LF is a CRLF.
@@ -179,5 +242,44 @@ mod tests {
         assert_eq!(id, identity(&h, crlf_size(raw)));
         assert_ne!(id, identity(&h, crlf_size(raw) + 1));
         assert_eq!(crlf_size(b"a\nb\r\n"), 6);
+    }
+
+    const POST: &str = "Message-ID: <post-1@lists.example>\r\nFrom: Ann <ann@example.org>\r\n\
+                        Subject: Release 1.0\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n";
+
+    #[test]
+    fn a_list_copy_and_a_direct_copy_of_one_post_differ_and_copies_do_not() {
+        let direct = format!(
+            "Received: from mx.example.org by mail.acme.com;\r\n\tMon, 1 Jan 2024 10:00:02 +0000\r\n{POST}\r\nbody\r\n"
+        );
+        let list = format!(
+            "Received: from lists.example by mail.acme.com; Mon, 1 Jan 2024 10:00:09 +0000\r\n\
+             Received: from mx.example.org by lists.example; Mon, 1 Jan 2024 10:00:03 +0000\r\n\
+             {POST}List-Id: <dev.lists.example>\r\n\r\nbody\r\n-- \r\nfooter\r\n"
+        );
+        let a = identity(&parse_headers(direct.as_bytes()), 1);
+        let b = identity(&parse_headers(list.as_bytes()), 2);
+        assert_ne!(a, b);
+        assert_eq!(base(&a), "mid:post-1@lists.example");
+        assert_eq!(base(&a), base(&b));
+        // The same bytes give the same identity whatever the size or line ends a store reports,
+        // and folding or extra blanks in a field do not matter.
+        let lf = direct.replace("\r\n", "\n");
+        assert_eq!(identity(&parse_headers(lf.as_bytes()), 99), a);
+        let refolded = direct.replace(";\r\n\tMon", ";\r\n   Mon");
+        assert_eq!(identity(&parse_headers(refolded.as_bytes()), 1), a);
+        // Domino's rewritten domain still gives one identity.
+        let local = format!(
+            "Message-ID: <OF6E3A1B2C.4D5E6F70-ON85257A1B.0012ABCD@LocalDomain>\r\n{}",
+            &POST[POST.find("From").unwrap_or(0)..]
+        );
+        let routed = local.replace("@LocalDomain", "@acme.com");
+        assert_eq!(
+            identity(&parse_headers(local.as_bytes()), 1),
+            identity(&parse_headers(routed.as_bytes()), 1)
+        );
+        // Identities recorded before variants are their own base.
+        assert_eq!(base("mid:a@b"), "mid:a@b");
+        assert_eq!(base("mid:a#b@c"), "mid:a#b@c");
     }
 }

@@ -6,22 +6,30 @@
 //! up exactly where the last one stopped, and a message the destination already holds (copied
 //! just before a kill, before its ledger row was written) is recognised there and not copied
 //! again. The ledger row is written only after the destination confirmed the item (APPEND's
-//! tagged OK, or the file renamed into place).
+//! tagged OK, or the file renamed into place). A mailbox's batches go over several pairs of
+//! sessions at once, but each is stored only after the batch before it into the same folder, so
+//! a folder's messages arrive in the source's order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
+
+use tokio::sync::oneshot;
 
 use crate::apply::{Importer, SkippedItem};
 use crate::directory::Dn;
 use crate::items::contacts::VcardObject;
-use crate::items::endpoints::MailEndpoints;
 use crate::items::endpoints::PersonEndpoints;
+use crate::items::endpoints::{MailAt, MailEndpoints};
 use crate::items::inventory::{read_ledger, read_versions, select_mail};
-use crate::items::mail::{MessageMeta, Store, ToCopy, ledger_identity};
+use crate::items::mail::{
+    FOLDER_KIND, MessageMeta, Selection, Store, ToCopy, folder_made, folder_subscribed,
+    ledger_identity,
+};
 use crate::items::store::PutOutcome;
 use crate::items::{BadItem, ItemKind, human_bytes, pim};
 use crate::plan::{Action, ActionKind};
+use crate::render::text::count;
 use crate::spec::Items;
 use crate::state::{ItemVersion, LedgerItem, RunId, StateDb};
 
@@ -32,7 +40,8 @@ const BATCH_BYTES: u64 = 8 << 20;
 /// Messages larger than this are streamed from server to server (IMAP to IMAP) instead of being
 /// held whole.
 const STREAM_ABOVE: u64 = 4 << 20;
-/// Pairs of sessions one mailbox is copied over at once.
+/// Pairs of sessions one mailbox is copied over at once (its folders' order is kept whatever
+/// session a batch goes over).
 const WORKERS: usize = 6;
 
 /// The importer apply hands to the executor.
@@ -57,6 +66,9 @@ pub struct ImportReport {
     pub changed_at_destination: u64,
     pub bytes: u64,
     pub bad: Vec<BadItem>,
+    /// Mail: folders made at the destination, and subscriptions added there.
+    pub folders_created: u64,
+    pub subscribed: u64,
 }
 
 impl ItemImporter {
@@ -136,12 +148,14 @@ impl ItemImporter {
             .as_ref()
             .map_err(Clone::clone)?;
         let mailbox = ep.destination.ledger_name();
-        let key = (mailbox.clone(), ItemKind::Mail);
-        let ledger = read_ledger(Some(&self.state_dir), &[key.clone()].into())
+        // One writer per Maildir, whichever state folder the apply uses: what is new is worked
+        // out and copied under the lock, so two applies never both copy one message.
+        let _writer = lock_maildir(&ep.destination)?;
+        let ledger = read_ledger(Some(&self.state_dir), &[mailbox.clone()].into())
             .map_err(|e| e.to_string())?
-            .remove(&key)
+            .remove(&mailbox)
             .unwrap_or_default();
-        let (selection, source, destination) = select_mail(ep, items, &ledger)
+        let (selection, source, mut destination) = select_mail(ep, items, &ledger)
             .await
             .map_err(|e| e.to_string())?;
         let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
@@ -149,28 +163,30 @@ impl ItemImporter {
             bad: selection.bad.clone(),
             ..Default::default()
         };
-        // The batches, in order; then up to WORKERS contiguous runs of them, each copied over
-        // its own pair of sessions, so the servers' per-message work (an fsync per stored
-        // message, typically) overlaps instead of adding up.
-        let batches = batches(selection.copy);
-        let workers = WORKERS.min(batches.len()).max(1);
-        let per = batches.len().div_ceil(workers);
-        let mut runs: Vec<Vec<Vec<ToCopy>>> = Vec::new();
-        let mut it = batches.into_iter().peekable();
-        while it.peek().is_some() {
-            runs.push(it.by_ref().take(per).collect());
-        }
+        let made = self
+            .folder_tree(&mailbox, &selection, &mut destination, &mut report)
+            .await?;
+        db.ledger_record_all(&made).map_err(|e| e.to_string())?;
+        // The batches, in source order, in one queue that up to WORKERS pairs of sessions take
+        // from, so that the servers' per-message work (an fsync per stored message, typically)
+        // overlaps instead of adding up. Each batch is stored only after the batch before it
+        // into the same folder: a folder's messages arrive, and get their UIDs, in the
+        // source's order, while the next batches are already on their way.
+        let jobs = jobs(batches(selection.copy));
+        let workers = WORKERS.min(jobs.len());
+        let queue: Queue = Arc::new(std::sync::Mutex::new(jobs));
         let mut first = Some((source, destination));
         let mut tasks = tokio::task::JoinSet::new();
-        for run in runs {
+        for _ in 0..workers {
             let stores = first.take();
-            let (ep, dir, runid, mailbox) = (
+            let (ep, queue, dir, runid, mailbox) = (
                 ep.clone(),
+                queue.clone(),
                 self.state_dir.clone(),
                 self.run,
                 mailbox.clone(),
             );
-            tasks.spawn(async move { copy_run(ep, stores, run, dir, runid, mailbox).await });
+            tasks.spawn(async move { copy_worker(ep, stores, queue, dir, runid, mailbox).await });
         }
         if let Some((s, d)) = first {
             s.close().await;
@@ -201,6 +217,60 @@ impl ItemImporter {
 }
 
 impl ItemImporter {
+    /// Makes the folders the destination lacks and adds the subscriptions it lacks, in source
+    /// order, before any message is copied; returns the ledger rows of what the destination
+    /// confirmed. A refusal is a bad item naming the folder.
+    async fn folder_tree(
+        &self,
+        mailbox: &str,
+        selection: &Selection,
+        destination: &mut Store,
+        report: &mut ImportReport,
+    ) -> Result<Vec<LedgerItem>, String> {
+        let mut done = Vec::new();
+        let record = |folder: &str, identity: String| LedgerItem {
+            run: self.run,
+            mailbox: mailbox.to_string(),
+            kind: FOLDER_KIND.into(),
+            folder: Some(folder.to_string()),
+            identity,
+            size: None,
+        };
+        for folder in &selection.create {
+            match destination
+                .create_folder(folder)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Ok(()) => {
+                    report.folders_created += 1;
+                    done.push(record(folder, folder_made(folder)));
+                }
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("folder `{folder}`"),
+                    message: format!("the destination refused to create it: {e}"),
+                }),
+            }
+        }
+        for folder in &selection.subscribe {
+            match destination
+                .subscribe(folder)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                Ok(()) => {
+                    report.subscribed += 1;
+                    done.push(record(folder, folder_subscribed(folder)));
+                }
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("folder `{folder}`"),
+                    message: format!("the destination refused to subscribe it: {e}"),
+                }),
+            }
+        }
+        Ok(done)
+    }
+
     fn row(&self, mailbox: &str, kind: ItemKind, identity: &str, size: u64) -> LedgerItem {
         LedgerItem {
             run: self.run,
@@ -445,12 +515,50 @@ fn batches(copy: Vec<ToCopy>) -> Vec<Vec<ToCopy>> {
     out
 }
 
-/// Copies a run of batches over one pair of sessions (opened here unless given), recording each
-/// confirmed message in the ledger batch by batch.
-async fn copy_run(
+/// One batch to copy, and its place in its folder's order.
+struct Job {
+    batch: Vec<ToCopy>,
+    /// Resolves once the batch before this one into the same destination folder is stored (or
+    /// has failed); `None` for a folder's first batch.
+    after: Option<oneshot::Receiver<()>>,
+    /// Resolved once this batch is stored (or dropped when it failed), for the next one.
+    done: oneshot::Sender<()>,
+}
+
+/// The batches in order, each chained to the one before it into the same destination folder.
+fn jobs(batches: Vec<Vec<ToCopy>>) -> VecDeque<Job> {
+    let mut last: BTreeMap<String, oneshot::Receiver<()>> = BTreeMap::new();
+    let mut out = VecDeque::with_capacity(batches.len());
+    for batch in batches {
+        let (done, next) = oneshot::channel();
+        let folder = batch.first().map(|c| c.folder.clone()).unwrap_or_default();
+        let after = last.insert(folder, next);
+        out.push_back(Job { batch, after, done });
+    }
+    out
+}
+
+/// Waits for the batch before, if there is one; its failure releases this one too.
+async fn after(previous: Option<oneshot::Receiver<()>>) {
+    if let Some(rx) = previous {
+        let _ = rx.await;
+    }
+}
+
+type Queue = Arc<std::sync::Mutex<VecDeque<Job>>>;
+
+/// Takes the next batch; the queue is first in, first out, so the batch a job waits for is
+/// always taken already, by another worker that is not waiting for this one.
+fn next_job(queue: &Queue) -> Option<Job> {
+    queue.lock().ok().and_then(|mut q| q.pop_front())
+}
+
+/// Copies batches from the queue over one pair of sessions (opened here unless given) until it
+/// is empty, recording each confirmed message in the ledger batch by batch.
+async fn copy_worker(
     ep: MailEndpoints,
     stores: Option<(Store, Store)>,
-    run: Vec<Vec<ToCopy>>,
+    queue: Queue,
     state_dir: PathBuf,
     runid: RunId,
     mailbox: String,
@@ -466,85 +574,139 @@ async fn copy_run(
     };
     let db = StateDb::open(&state_dir).map_err(|e| e.to_string())?;
     let mut report = ImportReport::default();
-    for chunk in &run {
-        let folder = &chunk[0].folder;
-        let source_folder = &chunk[0].source_folder;
-        // A large message alone in its batch goes straight from one server to the other.
-        if chunk.len() == 1 && chunk[0].message.size > STREAM_ABOVE {
-            let m = &chunk[0].message;
-            if let Some(result) = source
-                .stream_to(source_folder, m, &mut destination, folder)
-                .await
-            {
-                match result.map_err(|e| e.to_string())? {
-                    Ok(size) => {
-                        report.copied += 1;
-                        report.bytes += size;
-                        db.ledger_record(&LedgerItem {
-                            run: runid,
-                            mailbox: mailbox.clone(),
-                            kind: ItemKind::Mail.ledger_kind().into(),
-                            folder: Some(folder.clone()),
-                            identity: ledger_identity(folder, &m.identity),
-                            size: Some(m.size),
-                        })
-                        .map_err(|e| e.to_string())?;
-                    }
-                    Err(e) => report.bad.push(BadItem {
-                        location: format!("{source_folder}/{}", m.key),
-                        message: format!("not copied: {e}"),
-                    }),
-                }
-                continue;
-            }
-        }
-        let metas: Vec<&MessageMeta> = chunk.iter().map(|c| &c.message).collect();
-        let bodies = source
-            .fetch_batch(source_folder, &metas)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut batch: Vec<(&MessageMeta, Vec<u8>)> = Vec::with_capacity(chunk.len());
-        for (m, body) in metas.iter().zip(bodies) {
-            match body {
-                Ok(data) => batch.push((m, data)),
-                Err(e) => report.bad.push(BadItem {
-                    location: format!("{source_folder}/{}", m.key),
-                    message: format!("cannot read it at the source: {e}"),
-                }),
-            }
-        }
-        let sizes: Vec<u64> = batch.iter().map(|(_, d)| d.len() as u64).collect();
-        let results = destination
-            .append_batch(folder, &batch)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut confirmed = Vec::new();
-        for (((m, _), result), size) in batch.iter().zip(results).zip(sizes) {
-            match result {
-                Ok(()) => {
-                    report.copied += 1;
-                    report.bytes += size;
-                    confirmed.push(LedgerItem {
-                        run: runid,
-                        mailbox: mailbox.clone(),
-                        kind: ItemKind::Mail.ledger_kind().into(),
-                        folder: Some(folder.clone()),
-                        identity: ledger_identity(folder, &m.identity),
-                        size: Some(m.size),
-                    });
-                }
-                Err(e) => report.bad.push(BadItem {
-                    location: format!("{source_folder}/{}", m.key),
-                    message: format!("the destination refused it: {e}"),
-                }),
-            }
-        }
-        db.ledger_record_all(&confirmed)
-            .map_err(|e| e.to_string())?;
+    while let Some(job) = next_job(&queue) {
+        let Job {
+            batch: chunk,
+            after: previous,
+            done,
+        } = job;
+        let rows = copy_batch(
+            &chunk,
+            previous,
+            &mut source,
+            &mut destination,
+            runid,
+            &mailbox,
+            &mut report,
+        )
+        .await?;
+        // The next batch into this folder may commit now; the ledger can follow.
+        let _ = done.send(());
+        db.ledger_record_all(&rows).map_err(|e| e.to_string())?;
     }
     source.close().await;
     destination.close().await;
     Ok(report)
+}
+
+/// Copies one batch, storing it once `previous` resolved; the ledger rows of what the
+/// destination confirmed.
+async fn copy_batch(
+    chunk: &[ToCopy],
+    previous: Option<oneshot::Receiver<()>>,
+    source: &mut Store,
+    destination: &mut Store,
+    runid: RunId,
+    mailbox: &str,
+    report: &mut ImportReport,
+) -> Result<Vec<LedgerItem>, String> {
+    let Some(head) = chunk.first() else {
+        after(previous).await;
+        return Ok(Vec::new());
+    };
+    let (folder, source_folder) = (&head.folder, &head.source_folder);
+    let row = |m: &MessageMeta| LedgerItem {
+        run: runid,
+        mailbox: mailbox.to_string(),
+        kind: ItemKind::Mail.ledger_kind().into(),
+        folder: Some(folder.clone()),
+        identity: ledger_identity(folder, &m.identity),
+        size: Some(m.size),
+    };
+    // A large message alone in its batch goes straight from one server to the other.
+    if chunk.len() == 1 && head.message.size > STREAM_ABOVE && source.streams_to(destination) {
+        let m = &head.message;
+        after(previous).await;
+        let result = source
+            .stream_to(source_folder, m, destination, folder)
+            .await
+            .unwrap_or_else(|| Ok(Err("this pair of stores cannot stream".into())));
+        return Ok(match result.map_err(|e| e.to_string())? {
+            Ok(size) => {
+                report.copied += 1;
+                report.bytes += size;
+                vec![row(m)]
+            }
+            Err(e) => {
+                report.bad.push(BadItem {
+                    location: format!("{source_folder}/{}", m.key),
+                    message: format!("not copied: {e}"),
+                });
+                Vec::new()
+            }
+        });
+    }
+    let metas: Vec<&MessageMeta> = chunk.iter().map(|c| &c.message).collect();
+    let bodies = source
+        .fetch_batch(source_folder, &metas)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut batch: Vec<(&MessageMeta, Vec<u8>)> = Vec::with_capacity(chunk.len());
+    for (m, body) in metas.iter().zip(bodies) {
+        match body {
+            Ok(data) => batch.push((m, data)),
+            Err(e) => report.bad.push(BadItem {
+                location: format!("{source_folder}/{}", m.key),
+                message: format!("cannot read it at the source: {e}"),
+            }),
+        }
+    }
+    if batch.is_empty() {
+        // Nothing to store, but the next batch still waits for the one before this.
+        after(previous).await;
+        return Ok(Vec::new());
+    }
+    let sizes: Vec<u64> = batch.iter().map(|(_, d)| d.len() as u64).collect();
+    let results = destination
+        .append_batch(folder, &batch, after(previous))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut confirmed = Vec::new();
+    for (((m, _), result), size) in batch.iter().zip(results).zip(sizes) {
+        match result {
+            Ok(()) => {
+                report.copied += 1;
+                report.bytes += size;
+                confirmed.push(row(m));
+            }
+            Err(e) => report.bad.push(BadItem {
+                location: format!("{source_folder}/{}", m.key),
+                message: format!("the destination refused it: {e}"),
+            }),
+        }
+    }
+    Ok(confirmed)
+}
+
+/// Takes the lock of a Maildir destination (`.mailplan-lock` in its root) for
+/// as long as the result is held; nothing for an IMAP destination, which a server keeps.
+fn lock_maildir(at: &MailAt) -> Result<Option<crate::lockfile::Held>, String> {
+    let MailAt::Maildir(root) = at else {
+        return Ok(None);
+    };
+    // The lock lives in the mailbox: it is made first, as an (empty) Maildir.
+    crate::items::mail::maildir::Maildir::new(root.clone())
+        .ensure_folder("INBOX")
+        .map_err(|e| e.to_string())?;
+    let holder = format!(
+        "pid {} on {} since {}",
+        std::process::id(),
+        crate::state::host::hostname(),
+        crate::state::time::now()
+    );
+    crate::lockfile::try_lock(root, &root.join(".mailplan-lock"), &holder)
+        .map(Some)
+        .map_err(|e| format!("{e}; run again once it is done"))
 }
 
 /// Bad items are kept in the state too (kind `bad-<kind>`), so `mailplan state` can list them
@@ -602,16 +764,28 @@ impl Importer for ItemImporter {
                     ", {n} changed at the source but edited at the destination skipped (not overwritten)"
                 ),
             };
+            let mut folders = String::new();
+            if report.folders_created > 0 {
+                folders.push_str(&format!(
+                    ", {} created",
+                    count(report.folders_created, "folder", "folders")
+                ));
+            }
+            if report.subscribed > 0 {
+                folders.push_str(&format!(
+                    ", {} subscribed",
+                    count(report.subscribed, "folder", "folders")
+                ));
+            }
+            let bad = match report.bad.len() {
+                0 => String::new(),
+                n => format!(", {} skipped", count(n as u64, "bad item", "bad items")),
+            };
             eprintln!(
-                "{}: copied {} {what}{updated} ({}){}{kept}",
+                "{}: copied {} {what}{updated} ({}){folders}{bad}{kept}",
                 action.id,
                 report.copied,
                 human_bytes(report.bytes),
-                if report.bad.is_empty() {
-                    String::new()
-                } else {
-                    format!(", {} bad items skipped", report.bad.len())
-                }
             );
             for b in &report.bad {
                 eprintln!("  bad item: {}: {}", b.location, b.message);
@@ -624,4 +798,53 @@ impl Importer for ItemImporter {
 /// Keeps the importer shareable with the executor.
 pub fn shared(importer: ItemImporter) -> Arc<dyn Importer> {
     Arc::new(importer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(folder: &str, key: &str) -> ToCopy {
+        ToCopy {
+            source_folder: folder.into(),
+            folder: folder.into(),
+            message: MessageMeta {
+                key: key.into(),
+                identity: format!("mid:{key}"),
+                size: 10,
+                flags: Vec::new(),
+                internal_date: 0,
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn each_batch_waits_for_the_one_before_it_into_its_folder_only() {
+        let mut q = jobs(vec![
+            vec![copy("A", "1")],
+            vec![copy("B", "2")],
+            vec![copy("A", "3")],
+            vec![copy("A", "4")],
+        ]);
+        let (a1, b, a2, a3) = (
+            q.pop_front().unwrap(),
+            q.pop_front().unwrap(),
+            q.pop_front().unwrap(),
+            q.pop_front().unwrap(),
+        );
+        assert!(a1.after.is_none() && b.after.is_none());
+        let (Some(mut wait2), Some(mut wait3)) = (a2.after, a3.after) else {
+            panic!("later batches of A wait");
+        };
+        assert!(wait2.try_recv().is_err());
+        // B's progress releases nothing of A; A's first batch releases only the second.
+        let _ = b.done.send(());
+        assert!(wait2.try_recv().is_err());
+        let _ = a1.done.send(());
+        assert!(wait2.try_recv().is_ok());
+        assert!(wait3.try_recv().is_err());
+        // A batch that failed (its sender dropped) releases the next one too.
+        drop(a2.done);
+        after(Some(wait3)).await;
+    }
 }

@@ -19,19 +19,23 @@ use crate::state::StateDb;
 /// How many mailboxes are listed at once.
 const CONCURRENCY: usize = 8;
 
-/// The ledger's identities per (mailbox, kind), read once for every mailbox in the wave. A
-/// missing state database is an empty ledger (the first plan), and is not created.
+/// The mail ledger (messages copied, folders made and subscribed) per destination mailbox,
+/// read once for every mailbox in the wave. A missing state database is an empty ledger (the
+/// first plan), and is not created.
 pub fn read_ledger(
     state_dir: Option<&Path>,
-    mailboxes: &BTreeSet<(String, ItemKind)>,
-) -> Result<BTreeMap<(String, ItemKind), BTreeSet<String>>, crate::state::StateError> {
+    mailboxes: &BTreeSet<String>,
+) -> Result<BTreeMap<String, mail::Ledger>, crate::state::StateError> {
     let mut out = BTreeMap::new();
     let Some(db) = state_dir.map(StateDb::open_existing).transpose()?.flatten() else {
         return Ok(out);
     };
-    for (mailbox, kind) in mailboxes {
-        let ids = db.ledger_identities(mailbox, kind.ledger_kind())?;
-        out.insert((mailbox.clone(), *kind), ids);
+    for mailbox in mailboxes {
+        let ledger = mail::Ledger {
+            messages: db.ledger_identities(mailbox, ItemKind::Mail.ledger_kind())?,
+            folders: db.ledger_identities(mailbox, mail::FOLDER_KIND)?,
+        };
+        out.insert(mailbox.clone(), ledger);
     }
     Ok(out)
 }
@@ -57,12 +61,12 @@ pub fn read_versions(
 pub async fn select_mail(
     ep: &MailEndpoints,
     items: &MailItems,
-    ledger: &BTreeSet<String>,
+    ledger: &mail::Ledger,
 ) -> Result<(Selection, Store, Store), mail::MailError> {
     let mut source = Store::open(&ep.source).await?;
     let listing = source.list().await?;
     let mut destination = Store::open(&ep.destination).await?;
-    let at_dest = destination.identities().await?;
+    let at_dest = destination.destination().await?;
     let selection = mail::new_messages(&listing, &items.folders, items.since, ledger, &at_dest);
     Ok((selection, source, destination))
 }
@@ -72,18 +76,18 @@ pub async fn select_mail(
 pub async fn select_mail_for_plan(
     ep: &MailEndpoints,
     items: &MailItems,
-    ledger: &BTreeSet<String>,
+    ledger: &mail::Ledger,
 ) -> Result<(Selection, Option<String>), mail::MailError> {
     let mut source = Store::open(&ep.source).await?;
     let listing = source.list().await?;
     source.close().await;
     let (at_dest, unavailable) = match Store::open(&ep.destination).await {
         Ok(mut d) => {
-            let ids = d.identities().await?;
+            let ids = d.destination().await?;
             d.close().await;
             (ids, None)
         }
-        Err(e) => (BTreeMap::new(), Some(e.to_string())),
+        Err(e) => (mail::Destination::default(), Some(e.to_string())),
     };
     let selection = mail::new_messages(&listing, &items.folders, items.since, ledger, &at_dest);
     Ok((selection, unavailable))
@@ -97,11 +101,11 @@ pub fn gather(
     state_dir: Option<&Path>,
 ) -> Result<Inventories, crate::state::StateError> {
     let mut out = Inventories::new();
-    let mut mailboxes: BTreeSet<(String, ItemKind)> = BTreeSet::new();
+    let mut mailboxes: BTreeSet<String> = BTreeSet::new();
     let mut pim_books: BTreeSet<(String, ItemKind)> = BTreeSet::new();
     for e in endpoints.values() {
         if let Some(Ok(m)) = &e.mail {
-            mailboxes.insert((m.destination.ledger_name(), ItemKind::Mail));
+            mailboxes.insert(m.destination.ledger_name());
         }
         if let Some(Ok(c)) = &e.calendar {
             pim_books.insert((c.destination.ledger_name(), ItemKind::Calendar));
@@ -178,15 +182,18 @@ pub fn gather(
     Ok(out)
 }
 
-/// What the ledger holds for the wave: mail identities, and calendar and contact versions.
+/// What the ledger holds for the wave: mail, and calendar and contact versions.
 struct Ledgers {
-    mail: BTreeMap<(String, ItemKind), BTreeSet<String>>,
+    mail: BTreeMap<String, mail::Ledger>,
     pim: BTreeMap<(String, ItemKind), pim::Copied>,
 }
 
-fn copied(ledger: &Ledgers, name: String, kind: ItemKind) -> &BTreeSet<String> {
-    static EMPTY: BTreeSet<String> = BTreeSet::new();
-    ledger.mail.get(&(name, kind)).unwrap_or(&EMPTY)
+fn copied(ledger: &Ledgers, name: String) -> &mail::Ledger {
+    static EMPTY: mail::Ledger = mail::Ledger {
+        messages: BTreeSet::new(),
+        folders: BTreeSet::new(),
+    };
+    ledger.mail.get(&name).unwrap_or(&EMPTY)
 }
 
 fn versions(ledger: &Ledgers, name: String, kind: ItemKind) -> &pim::Copied {
@@ -212,7 +219,7 @@ async fn person_inventory(
         inv.mail = Some(match m {
             Err(e) => failed(e.clone()),
             Ok(m) => {
-                let done = copied(ledger, m.destination.ledger_name(), ItemKind::Mail);
+                let done = copied(ledger, m.destination.ledger_name());
                 match select_mail_for_plan(m, items, done).await {
                     Ok((sel, unavailable)) => Inventory {
                         total: sel.total,
@@ -220,6 +227,11 @@ async fn person_inventory(
                         new_bytes: sel.bytes(),
                         new_folders: sel.folders(),
                         deleted_at_destination: sel.deleted_at_destination,
+                        folded: sel.folded,
+                        create_folders: sel.create.len() as u64,
+                        subscribe_folders: sel.subscribe.len() as u64,
+                        folders_deleted_at_destination: sel.folders_deleted_at_destination,
+                        unsubscribed_at_destination: sel.unsubscribed_at_destination,
                         bad: sel.bad,
                         destination_unavailable: unavailable,
                         error: None,
@@ -275,6 +287,11 @@ fn pim_inventory<T>(sel: pim::PimSelection<T>, size: impl Fn(&T) -> u64) -> Inve
         new_folders: 0,
         deleted_at_destination: sel.deleted_at_destination,
         changed_at_destination: sel.changed_at_destination,
+        folded: BTreeMap::new(),
+        create_folders: 0,
+        subscribe_folders: 0,
+        folders_deleted_at_destination: 0,
+        unsubscribed_at_destination: 0,
         bad: sel.bad,
         destination_unavailable: None,
         error: None,

@@ -95,6 +95,18 @@ pub struct Inventory {
     /// Items already copied according to the ledger but no longer at the destination: their
     /// owner deleted them, so they are not copied again.
     pub deleted_at_destination: u64,
+    /// Mail: per source folder, messages that are the same message again (same identity into
+    /// the same destination folder); each is copied once.
+    pub folded: BTreeMap<String, u64>,
+    /// Mail: folders the destination lacks, which the import makes (also empty ones).
+    pub create_folders: u64,
+    /// Mail: folders subscribed at the source that the import subscribes at the destination.
+    pub subscribe_folders: u64,
+    /// Mail: folders mailplan made or filled before that their owner deleted since; not made
+    /// again.
+    pub folders_deleted_at_destination: u64,
+    /// Mail: subscriptions mailplan added that their owner removed since; not added again.
+    pub unsubscribed_at_destination: u64,
     /// Items changed at the source whose copy their owner edited at the destination: the
     /// owner's edit is kept, they are not updated.
     pub changed_at_destination: u64,

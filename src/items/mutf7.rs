@@ -2,7 +2,9 @@
 //! other Maildir++ stores name folder directories on disk.
 //!
 //! Pure conversions only. Decoding is strict: a name that is not valid modified UTF-7 is an
-//! error, so a folder is never silently renamed.
+//! error, so a folder is never silently renamed. That includes printable ASCII written in
+//! base64 (`&AC4-` for `.`, `&AC8-` for `/`), which RFC 3501 forbids and which would otherwise
+//! smuggle a separator or `..` past every check made on the encoded name.
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
@@ -80,7 +82,11 @@ pub fn decode(name: &str) -> Option<String> {
                 .chunks(2)
                 .map(|c| u16::from_be_bytes([c[0], c[1]]))
                 .collect();
-            out.push_str(&String::from_utf16(&units).ok()?);
+            let text = String::from_utf16(&units).ok()?;
+            if text.chars().any(|c| (' '..='~').contains(&c)) {
+                return None;
+            }
+            out.push_str(&text);
         }
         rest = &after[end + 1..];
     }
@@ -115,5 +121,9 @@ mod tests {
         }
         assert_eq!(decode("&ZeVnLIqe"), None);
         assert_eq!(decode("&Jjo!-"), None);
+        // `.` and `/` in base64 are not modified UTF-7.
+        assert_eq!(decode("&AC4-&AC4-"), None);
+        assert_eq!(decode("&AC8-"), None);
+        assert_eq!(decode("a&AC4-b"), None);
     }
 }

@@ -311,6 +311,12 @@ pub struct ItemCount {
     /// Items at the source, including those already copied.
     #[serde(default)]
     pub total: u64,
+    /// Mail folders the import makes at the destination, with or without new messages.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub create_folders: u64,
+    /// Mail folders subscribed at the source that the import subscribes at the destination.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub subscribe_folders: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

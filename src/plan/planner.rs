@@ -206,6 +206,11 @@ fn unmapped_attributes(spec: &Spec, source: &Snapshot, actions: &[Action]) -> Ve
     out
 }
 
+/// `1 item`, `3 items`: a count with its noun in the right number, for messages.
+fn noun(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// Persons planned on one thread: what [`Planner::person`] adds for each, in order.
 struct Run {
     subjects: Vec<Subject>,
@@ -663,8 +668,24 @@ impl<'a> Planner<'a> {
                 subject.messages.push(Message {
                     level: Level::Info,
                     text: format!(
-                        "{what}: {} items copied earlier were deleted at the destination since; they are not copied again",
-                        inv.deleted_at_destination
+                        "{what}: {} copied earlier and deleted at the destination since; not copied again",
+                        noun(inv.deleted_at_destination, "item", "items")
+                    ),
+                });
+            }
+            let folded: u64 = inv.folded.values().sum();
+            if folded > 0 {
+                let places: Vec<String> = inv
+                    .folded
+                    .iter()
+                    .map(|(folder, n)| format!("{folder}: {n}"))
+                    .collect();
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: {} folded: the same message (Message-ID, date, sender, subject and Received trail) twice in a source folder is copied once ({})",
+                        noun(folded, "duplicate", "duplicates"),
+                        places.join(", ")
                     ),
                 });
             }
@@ -672,12 +693,30 @@ impl<'a> Planner<'a> {
                 subject.messages.push(Message {
                     level: Level::Info,
                     text: format!(
-                        "{what}: {} items changed at the source were also edited at the destination; the destination's version is kept, they are not updated",
-                        inv.changed_at_destination
+                        "{what}: {} changed at the source and also edited at the destination; the destination's version is kept, not updated",
+                        noun(inv.changed_at_destination, "item", "items")
                     ),
                 });
             }
-            if inv.new + inv.changed == 0 {
+            if inv.folders_deleted_at_destination > 0 {
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: {} made or filled earlier and deleted at the destination since; not made again",
+                        noun(inv.folders_deleted_at_destination, "folder", "folders")
+                    ),
+                });
+            }
+            if inv.unsubscribed_at_destination > 0 {
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "{what}: {} added earlier and removed at the destination since; not added again",
+                        noun(inv.unsubscribed_at_destination, "subscription", "subscriptions")
+                    ),
+                });
+            }
+            if inv.new + inv.changed + inv.create_folders + inv.subscribe_folders == 0 {
                 continue;
             }
             self.actions.push(Action {
@@ -694,6 +733,8 @@ impl<'a> Planner<'a> {
                     changed: inv.changed,
                     folders: inv.new_folders,
                     total: inv.total,
+                    create_folders: inv.create_folders,
+                    subscribe_folders: inv.subscribe_folders,
                 }),
             });
         }

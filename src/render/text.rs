@@ -125,6 +125,11 @@ fn debug_quoted(f: &mut impl fmt::Write, text: &str) -> fmt::Result {
 }
 
 /// Thousands separators, as the summary line shows counts.
+/// `1 event`, `2,345 events`: a count with its noun in the right number.
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{} {}", thousands(n), if n == 1 { one } else { many })
+}
+
 pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
@@ -414,7 +419,7 @@ fn subject_block(out: &mut String, s: &Subject, actions: &[&Action], style: Styl
     }
 }
 
-/// `import mail: 12 new messages in 3 folders (4.1 MiB) of 4,210`, or
+/// `import mail: 12 new messages in 3 folders (4.1 MiB) of 4,210, 2 folders to create`, or
 /// `import calendar: 2 new events, 1 changed (12 KiB) of 40`, for import actions.
 fn import_line(a: &Action) -> Option<String> {
     let (what, one, many) = match a.kind {
@@ -437,8 +442,18 @@ fn import_line(a: &Action) -> Option<String> {
         0 => String::new(),
         c => format!(", {} changed", thousands(c)),
     };
+    let create = match n.create_folders {
+        0 => String::new(),
+        1 => ", 1 folder to create".to_string(),
+        f => format!(", {} folders to create", thousands(f)),
+    };
+    let subscribe = match n.subscribe_folders {
+        0 => String::new(),
+        1 => ", 1 to subscribe".to_string(),
+        f => format!(", {} to subscribe", thousands(f)),
+    };
     Some(format!(
-        "import {what}: {} new {noun}{folders}{changed} ({}) of {}",
+        "import {what}: {} new {noun}{folders}{changed} ({}) of {}{create}{subscribe}",
         thousands(new),
         crate::items::human_bytes(n.bytes),
         thousands(n.total)
@@ -537,7 +552,10 @@ pub fn summary_line(plan: &Plan, style: Style) -> String {
     let left_out = not_migrated(&s.not_migrated);
     if !plan.has_changes() {
         let mut out = style.bold("No changes.").to_string();
-        out.push_str(&format!(" {} subjects checked", plan.subjects.len()));
+        out.push_str(&format!(
+            " {} checked",
+            count(plan.subjects.len() as u64, "subject", "subjects")
+        ));
         if left_out.is_empty() && s.bad_items == 0 {
             out.push_str("; the destination matches the plan file.\n");
         } else {

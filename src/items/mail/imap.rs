@@ -3,12 +3,15 @@
 //! default.
 //!
 //! Only the commands a copy needs are spoken: CAPABILITY, STARTTLS, LOGIN / AUTHENTICATE PLAIN,
-//! LIST, EXAMINE, UID FETCH (headers, sizes, flags and internal dates for listing; bodies only
-//! for copying, many UIDs per command), CREATE and APPEND. APPENDs of a batch are pipelined: with
-//! LITERAL+ (or LITERAL- for small messages) every command is written without waiting for the
-//! server's continuation while a second task reads the tagged answers, so each message still
-//! gets its own OK or NO. Folder names travel in modified UTF-7 and are logical (`/`-separated)
-//! outside this module. Secrets never appear in errors.
+//! LIST, LSUB, EXAMINE, UID FETCH (headers, sizes, flags and internal dates for listing; bodies
+//! only for copying, many UIDs per command), CREATE, SUBSCRIBE and APPEND. A batch is one
+//! MULTIAPPEND (RFC 3502) where the server offers it with LITERAL+: one transaction, consecutive
+//! UIDs in the batch's order, committed by its final CRLF when the caller says so. Otherwise, or
+//! when the server refuses the batch, its APPENDs are pipelined: with LITERAL+ (or LITERAL- for
+//! small messages) every command is written without waiting for the server's continuation
+//! while a second task reads the tagged answers, so each message gets its own OK or NO. Folder
+//! names travel in modified UTF-7 and are logical (`/`-separated) outside this module. Secrets
+//! never appear in errors.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,7 +21,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::net::TcpStream;
 
 use super::{FolderListing, MailError, MessageMeta};
-use crate::items::identity::{identity, parse_headers};
+use crate::items::folders::{check_name, join_levels};
+use crate::items::identity::{IDENTITY_FIELDS, identity, parse_headers};
 use crate::items::{BadItem, civil_from_days, days_from_civil, mutf7};
 use crate::spec::{ImapAuth, ImapSecurity, ImapStore};
 
@@ -295,8 +299,9 @@ impl Session {
             .map_err(|e| err(&self.who, e))
     }
 
-    /// Every folder's logical name, from `LIST "" "*"`; `\Noselect` folders are left out.
-    async fn folders(&mut self) -> Result<Vec<(String, String)>, MailError> {
+    /// Every folder's logical name (or why it has none) and wire name, from `LIST "" "*"`;
+    /// `\Noselect` folders are left out.
+    async fn folders(&mut self) -> Result<Vec<(Result<String, String>, String)>, MailError> {
         let untagged = self.simple("LIST \"\" \"*\"").await?;
         let mut out = Vec::new();
         for r in untagged {
@@ -328,30 +333,51 @@ impl Session {
             }
             out.push((self.logical(&name), name));
         }
-        out.sort();
+        // Readable names first, by logical name; then the others by wire name.
+        out.sort_by(|a, b| {
+            let key = |f: &(Result<String, String>, String)| match &f.0 {
+                Ok(l) => (false, l.clone()),
+                Err(_) => (true, f.1.clone()),
+            };
+            key(a).cmp(&key(b))
+        });
         Ok(out)
     }
 
-    fn logical(&self, wire: &str) -> String {
-        let decoded = mutf7::decode(wire).unwrap_or_else(|| wire.to_string());
-        if decoded.eq_ignore_ascii_case("INBOX") {
-            return "INBOX".into();
-        }
-        match self.delimiter {
-            Some(d) if d != '/' => decoded.replace(d, "/"),
-            _ => decoded,
-        }
+    /// The level separator of this server's folder names, once they were listed.
+    pub fn delimiter(&self) -> Option<char> {
+        self.delimiter
     }
 
-    fn wire(&self, logical: &str) -> String {
-        if logical.eq_ignore_ascii_case("INBOX") {
-            return "INBOX".into();
+    /// The logical name of a wire name, or why it has none: not valid modified UTF-7, or a
+    /// level that holds `/` once decoded.
+    fn logical(&self, wire: &str) -> Result<String, String> {
+        let decoded = mutf7::decode(wire).ok_or("it is not valid modified UTF-7")?;
+        if decoded.eq_ignore_ascii_case("INBOX") {
+            return Ok("INBOX".into());
         }
+        let levels: Vec<String> = match self.delimiter {
+            Some('/') => return Ok(decoded),
+            Some(d) => decoded.split(d).map(str::to_string).collect(),
+            None => vec![decoded],
+        };
+        join_levels(&levels)
+    }
+
+    /// The wire name of a logical name, which must be safe to store here.
+    fn wire(&self, logical: &str) -> Result<String, MailError> {
+        if logical.eq_ignore_ascii_case("INBOX") {
+            return Ok("INBOX".into());
+        }
+        check_name(logical, self.delimiter).map_err(|why| MailError::UnsafeFolder {
+            folder: logical.to_string(),
+            why,
+        })?;
         let name = match self.delimiter {
             Some(d) if d != '/' => logical.replace('/', &d.to_string()),
             _ => logical.to_string(),
         };
-        mutf7::encode(&name)
+        Ok(mutf7::encode(&name))
     }
 
     /// EXAMINE (read-only, so listing never changes `\Recent` or anything else); the number of
@@ -372,21 +398,131 @@ impl Session {
             .unwrap_or(0))
     }
 
+    /// The wire names of the subscribed folders (`LSUB "" "*"`).
+    async fn subscriptions(&mut self) -> Result<BTreeSet<String>, MailError> {
+        let untagged = self.simple("LSUB \"\" \"*\"").await?;
+        let mut out = BTreeSet::new();
+        for r in untagged {
+            let vals = parse_values(r.rest()).unwrap_or_default();
+            let lsub = vals
+                .first()
+                .and_then(Val::atom)
+                .is_some_and(|a| a.eq_ignore_ascii_case("LSUB"));
+            if let (true, Some(name)) = (lsub, vals.get(3).and_then(Val::text)) {
+                out.insert(if name.eq_ignore_ascii_case("INBOX") {
+                    "INBOX".to_string()
+                } else {
+                    name
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a folder with exactly this wire name is listed (and can hold messages).
+    async fn exists(&mut self, wire: &str) -> Result<bool, MailError> {
+        let untagged = self.simple(&format!("LIST \"\" {}", quote(wire))).await?;
+        Ok(untagged.iter().any(|r| {
+            let vals = parse_values(r.rest()).unwrap_or_default();
+            let selectable = match vals.get(1) {
+                Some(Val::List(attrs)) => !attrs.iter().any(|a| {
+                    a.atom().is_some_and(|a| {
+                        a.eq_ignore_ascii_case("\\Noselect")
+                            || a.eq_ignore_ascii_case("\\NonExistent")
+                    })
+                }),
+                _ => false,
+            };
+            selectable && vals.get(3).and_then(Val::text).as_deref() == Some(wire)
+        }))
+    }
+
+    /// CREATE, with the server's refusal as the inner error; a folder that exists already is
+    /// fine (RFC 5530's ALREADYEXISTS, or a plain NO from a server that does not say why).
+    pub async fn create_folder(&mut self, folder: &str) -> Result<Result<(), String>, MailError> {
+        if self.delimiter.is_none() {
+            self.folders().await?;
+        }
+        let wire = match self.wire(folder) {
+            Ok(w) => w,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if wire == "INBOX" || self.created.contains(&wire) {
+            return Ok(Ok(()));
+        }
+        if let Err(e) = self.simple(&format!("CREATE {}", quote(&wire))).await
+            && !self.exists(&wire).await?
+        {
+            return Ok(Err(e.to_string()));
+        }
+        self.created.insert(wire);
+        Ok(Ok(()))
+    }
+
+    /// SUBSCRIBE, with the server's refusal as the inner error.
+    pub async fn subscribe(&mut self, folder: &str) -> Result<Result<(), String>, MailError> {
+        if self.delimiter.is_none() {
+            self.folders().await?;
+        }
+        let wire = match self.wire(folder) {
+            Ok(w) => w,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        Ok(self
+            .simple(&format!("SUBSCRIBE {}", quote(&wire)))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string()))
+    }
+
     pub async fn list(&mut self) -> Result<Vec<FolderListing>, MailError> {
         let mut out = Vec::new();
-        for (logical, wire) in self.folders().await? {
+        let folders = self.folders().await?;
+        let subscribed = self.subscriptions().await?;
+        for (logical, wire) in folders {
+            let logical = match logical {
+                Ok(l) => l,
+                Err(why) => {
+                    // How many messages it holds, if the server lets it be opened at all.
+                    let what = match self.examine(&wire).await {
+                        Ok(n) => {
+                            self.examined = Some(wire.clone());
+                            super::its_messages(n)
+                        }
+                        Err(_) => {
+                            // A failed EXAMINE leaves no folder selected.
+                            self.examined = None;
+                            "its messages are".to_string()
+                        }
+                    };
+                    out.push(FolderListing {
+                        bad: vec![BadItem {
+                            location: format!("{}/{wire}", self.who),
+                            message: format!(
+                                "the folder name cannot be read: {why}; {what} not copied and \
+                                 the folder is not created"
+                            ),
+                        }],
+                        name: wire,
+                        skipped: true,
+                        ..Default::default()
+                    });
+                    continue;
+                }
+            };
             let exists = self.examine(&wire).await?;
             self.examined = Some(wire.clone());
             let mut listing = FolderListing {
                 name: logical.clone(),
+                subscribed: subscribed.contains(&wire),
                 ..Default::default()
             };
             if exists > 0 {
                 let untagged = self
-                    .simple(
+                    .simple(&format!(
                         "UID FETCH 1:* (UID RFC822.SIZE FLAGS INTERNALDATE \
-                         BODY.PEEK[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT)])",
-                    )
+                         BODY.PEEK[HEADER.FIELDS ({IDENTITY_FIELDS})])"
+                    ))
                     .await?;
                 for r in untagged {
                     match fetch_meta(&r) {
@@ -419,7 +555,7 @@ impl Session {
         if self.delimiter.is_none() {
             self.folders().await?;
         }
-        let wire = self.wire(folder);
+        let wire = self.wire(folder)?;
         if self.examined.as_deref() != Some(wire.as_str()) {
             self.examine(&wire).await?;
             self.examined = Some(wire.clone());
@@ -460,7 +596,7 @@ impl Session {
         if self.delimiter.is_none() {
             self.folders().await?;
         }
-        let wire = self.wire(folder);
+        let wire = self.wire(folder)?;
         if wire == "INBOX" || self.created.contains(&wire) {
             return Ok(wire);
         }
@@ -470,31 +606,106 @@ impl Session {
         Ok(wire)
     }
 
-    /// APPENDs a batch into one folder (created when missing), pipelined; one result per
-    /// message, in order, each the server's own answer to it.
+    /// APPENDs a batch into one folder (created when missing), in order; one result per
+    /// message. `commit` resolves when this batch may be stored: when the batch before it into
+    /// the same folder, on another session, is stored, so UIDs follow the source's order.
+    ///
+    /// With MULTIAPPEND (RFC 3502) and LITERAL+ the batch is one command, and so one server
+    /// transaction that gives its messages consecutive UIDs: everything but the command's final
+    /// CRLF is sent at once (the server stores the messages as they arrive), then `commit` is
+    /// awaited, then the CRLF commits them. A refused multiappend stores nothing: it is sent
+    /// again as one pipelined APPEND per message, so each message gets its own answer and one bad
+    /// message stays one bad item. Without MULTIAPPEND, `commit` is awaited first and the
+    /// APPENDs are pipelined.
     pub async fn append_batch(
         &mut self,
         folder: &str,
         batch: &[(&MessageMeta, Vec<u8>)],
+        commit: impl std::future::Future<Output = ()>,
     ) -> Result<Vec<Result<(), String>>, MailError> {
         let wire = self.ensure_folder(folder).await?;
+        if self.caps.contains("MULTIAPPEND") && self.caps.contains("LITERAL+") {
+            match self.multiappend(&wire, batch, commit).await? {
+                Ok(()) => return Ok(vec![Ok(()); batch.len()]),
+                Err(why) if batch.len() == 1 => return Ok(vec![Err(why)]),
+                Err(_) => {}
+            }
+        } else {
+            commit.await;
+        }
+        self.append_each(&wire, batch).await
+    }
+
+    /// One APPEND command for the whole batch (see [`Session::append_batch`]); the inner error is
+    /// the server's refusal of it.
+    async fn multiappend(
+        &mut self,
+        wire: &str,
+        batch: &[(&MessageMeta, Vec<u8>)],
+        commit: impl std::future::Future<Output = ()>,
+    ) -> Result<Result<(), String>, MailError> {
+        let tag = self.next_tag();
+        let writer = &mut self.writer;
+        let reader = &mut self.reader;
+        let write = async {
+            writer
+                .write_all(format!("{tag} APPEND {}", quote(wire)).as_bytes())
+                .await?;
+            for (m, data) in batch {
+                let data = crlf(data);
+                let head = format!(
+                    " ({}) \"{}\" {{{}+}}\r\n",
+                    append_flags(m).join(" "),
+                    internal_date(m.internal_date),
+                    data.len()
+                );
+                writer.write_all(head.as_bytes()).await?;
+                writer.write_all(&data).await?;
+            }
+            writer.flush().await?;
+            commit.await;
+            writer.write_all(b"\r\n").await?;
+            writer.flush().await
+        };
+        // The server may refuse before the command ends (it still reads the rest of it).
+        let read = async {
+            loop {
+                let r = read_response(reader).await?;
+                if r.tag == tag {
+                    return Ok(if r.status() == "OK" {
+                        Ok(())
+                    } else {
+                        Err(r.line())
+                    });
+                }
+                if r.tag == "*" && r.status() == "BYE" {
+                    return Err(std::io::Error::other(r.line()));
+                }
+            }
+        };
+        let (w, r) = tokio::join!(write, read);
+        w.map_err(|e| err(&self.who, e))?;
+        r.map_err(|e| err(&self.who, e))
+    }
+
+    /// One APPEND per message, pipelined when the server takes non-synchronising literals;
+    /// one result per message, in order, each the server's own answer to it.
+    async fn append_each(
+        &mut self,
+        wire: &str,
+        batch: &[(&MessageMeta, Vec<u8>)],
+    ) -> Result<Vec<Result<(), String>>, MailError> {
         let literal_plus = self.caps.contains("LITERAL+");
         let literal_minus = self.caps.contains("LITERAL-");
         let mut commands: Vec<Append<'_>> = Vec::with_capacity(batch.len());
         for (m, data) in batch {
             let data = crlf(data);
             let tag = self.next_tag();
-            let flags: Vec<&str> = m
-                .flags
-                .iter()
-                .map(String::as_str)
-                .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-                .collect();
             let sync = !(literal_plus || (literal_minus && data.len() <= 4096));
             let head = format!(
                 "{tag} APPEND {} ({}) \"{}\" {{{}{}}}\r\n",
-                quote(&wire),
-                flags.join(" "),
+                quote(wire),
+                append_flags(m).join(" "),
                 internal_date(m.internal_date),
                 data.len(),
                 if sync { "" } else { "+" }
@@ -586,7 +797,7 @@ impl Session {
         if self.delimiter.is_none() {
             self.folders().await?;
         }
-        let wire = self.wire(folder);
+        let wire = self.wire(folder)?;
         if self.examined.as_deref() != Some(wire.as_str()) {
             self.examine(&wire).await?;
             self.examined = Some(wire.clone());
@@ -626,12 +837,7 @@ impl Session {
                     .map_err(|e| err(&self.who, e))?;
             }
         };
-        let flags: Vec<&str> = m
-            .flags
-            .iter()
-            .map(String::as_str)
-            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
-            .collect();
+        let flags = append_flags(m);
         let plus = dest.caps.contains("LITERAL+");
         let dtag = dest.next_tag();
         let head = format!(
@@ -926,6 +1132,15 @@ fn fetch_body(r: &Response) -> Option<(String, Vec<u8>)> {
     }
 }
 
+/// The flags an APPEND sets: the message's, without `\Recent` (only a server sets it).
+fn append_flags(m: &MessageMeta) -> Vec<&str> {
+    m.flags
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .collect()
+}
+
 /// A quoted string, or a literal-free form the server accepts: `"…"` with `\` and `"`
 /// escaped.
 fn quote(s: &str) -> String {
@@ -1070,7 +1285,7 @@ mod tests {
         let m = fetch_meta(&r).unwrap().unwrap();
         assert_eq!(m.key, "17");
         assert_eq!(m.size, 120);
-        assert_eq!(m.identity, "mid:a@b");
+        assert_eq!(crate::items::identity::base(&m.identity), "mid:a@b");
         assert_eq!(
             m.flags,
             vec!["$Forwarded".to_string(), "\\Seen".to_string()]

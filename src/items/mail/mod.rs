@@ -1,10 +1,11 @@
 //! Mail: message listings, the pure choice of what to copy, and the stores (Maildir, IMAP).
 //!
-//! A store is listed into `FolderListing`s (logical folder names, message identities, sizes,
-//! flags, internal dates; never bodies), `new_messages` decides from the source listing, the
-//! ledger and the destination listing what is new, and the store copies those. Deciding is pure
-//! and shared by `plan` (to count) and `apply` (to copy), so the plan's count is what apply
-//! copies when nothing changed in between.
+//! A store is listed into `FolderListing`s (logical folder names, subscriptions, message
+//! identities, sizes, flags, internal dates; never bodies), `new_messages` decides from the
+//! source listing, the ledger and the destination listing what is new (messages, and the folders
+//! and subscriptions the destination lacks), and the store copies those. Deciding is pure and
+//! shared by `plan` (to count) and `apply` (to copy), so the plan's count is what apply copies
+//! when nothing changed in between.
 
 pub mod imap;
 pub mod maildir;
@@ -13,7 +14,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::items::BadItem;
 use crate::items::endpoints::MailAt;
-use crate::items::folders::map_folder;
+use crate::items::folders::{check_name, map_folder};
+use crate::items::identity::base;
 use crate::spec::FolderMapping;
 
 /// IMAP system flags, the common vocabulary of both stores.
@@ -41,10 +43,51 @@ pub struct MessageMeta {
 /// One folder of a store.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FolderListing {
-    /// Logical name: levels separated by `/`; the inbox is `INBOX`.
+    /// Logical name: levels separated by `/`; the inbox is `INBOX`. For a `skipped` folder, the
+    /// name as the store has it.
     pub name: String,
     pub messages: Vec<MessageMeta>,
     pub bad: Vec<BadItem>,
+    /// The store's name for this folder has no logical form (it is not valid modified UTF-7, or
+    /// a level holds `/`): `bad` says where and why, nothing in it is copied.
+    pub skipped: bool,
+    /// The folder is subscribed (IMAP LSUB; Dovecot's `subscriptions` file in a Maildir).
+    pub subscribed: bool,
+}
+
+/// What the destination holds, as `new_messages` needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Destination {
+    /// Message identities per logical folder (every folder, also the empty ones).
+    pub folders: BTreeMap<String, BTreeSet<String>>,
+    /// What separates levels in the destination's own names (Maildir++ `.`, the IMAP server's
+    /// delimiter); `None` when the destination could not be opened.
+    pub delimiter: Option<char>,
+    /// The subscribed folders.
+    pub subscribed: BTreeSet<String>,
+}
+
+/// What the ledger says was done in one destination mailbox.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ledger {
+    /// Messages copied ([`ledger_identity`]), the ledger's kind `mail`.
+    pub messages: BTreeSet<String>,
+    /// Folders made and subscriptions added ([`folder_made`], [`folder_subscribed`]), the
+    /// ledger's kind [`FOLDER_KIND`].
+    pub folders: BTreeSet<String>,
+}
+
+/// The ledger's kind for folders made and subscribed at a destination.
+pub const FOLDER_KIND: &str = "mail-folder";
+
+/// The ledger's identity for a folder mailplan made at the destination.
+pub fn folder_made(folder: &str) -> String {
+    folder.to_string()
+}
+
+/// The ledger's identity for a subscription mailplan added at the destination.
+pub fn folder_subscribed(folder: &str) -> String {
+    format!("{folder}\tsubscribed")
 }
 
 /// A message chosen for copying.
@@ -61,9 +104,24 @@ pub struct Selection {
     pub copy: Vec<ToCopy>,
     /// Messages at the source after excludes and `since`.
     pub total: u64,
+    /// Per source folder, messages left out as the same message again (same identity, same
+    /// destination folder as one before them): each is copied once.
+    pub folded: BTreeMap<String, u64>,
     /// In the ledger but gone from the destination: deleted there by their owner, not copied.
     pub deleted_at_destination: u64,
     pub bad: Vec<BadItem>,
+    /// Destination folders to create, in source order: every mapped source folder the
+    /// destination lacks (also an empty one, or one whose messages are all older than `since`),
+    /// except one that mailplan made or filled before and its owner deleted since.
+    pub create: Vec<String>,
+    /// Destination folders to subscribe, in source order: subscribed at the source, not at the
+    /// destination, and not unsubscribed there by its owner after mailplan subscribed it.
+    pub subscribe: Vec<String>,
+    /// Folders mailplan made or filled before that are gone from the destination and get no
+    /// new message: deleted there by their owner, not made again.
+    pub folders_deleted_at_destination: u64,
+    /// Subscriptions mailplan added that the owner removed since: not added again.
+    pub unsubscribed_at_destination: u64,
 }
 
 impl Selection {
@@ -86,33 +144,87 @@ pub fn ledger_identity(folder: &str, identity: &str) -> String {
     format!("{folder}\t{identity}")
 }
 
+/// Whether the ledger has any message copied into `folder`.
+fn filled_before(ledger: &Ledger, folder: &str) -> bool {
+    let prefix = ledger_identity(folder, "");
+    ledger
+        .messages
+        .range(prefix.clone()..)
+        .next()
+        .is_some_and(|id| id.starts_with(&prefix))
+}
+
+/// Whether the ledger says a message was copied into `folder`: its own row, or, for the first
+/// message of its base in that folder, a row recorded before identities had variants (which
+/// stood for the first message with that Message-ID, the only one copied then).
+fn in_ledger(ledger: &BTreeSet<String>, folder: &str, identity: &str, first_of_base: bool) -> bool {
+    ledger.contains(&ledger_identity(folder, identity))
+        || (first_of_base && ledger.contains(&ledger_identity(folder, base(identity))))
+}
+
 /// Decides which source messages to copy: mapped and not excluded, not older than `since`, and
-/// neither in the ledger nor at the destination (by destination folder and identity). A message
-/// twice in one source folder is copied once. Pure.
+/// neither in the ledger nor at the destination (by destination folder and identity), in the
+/// source's order. A message twice in one source folder (one identity) is copied once, and the
+/// other is counted as folded; messages that only share a Message-ID have different identities
+/// and are each copied. A folder whose destination name cannot be stored safely
+/// ([`check_name`]) is one bad item, located by its source name, and nothing of it is copied.
+/// The folder tree comes along whole: see [`Selection::create`] and [`Selection::subscribe`].
+/// Pure.
 pub fn new_messages(
     source: &[FolderListing],
     mapping: &FolderMapping,
     since: Option<i64>,
-    ledger: &BTreeSet<String>,
-    destination: &BTreeMap<String, BTreeSet<String>>,
+    ledger: &Ledger,
+    destination: &Destination,
 ) -> Selection {
     let mut s = Selection::default();
     let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut seen_base: BTreeSet<(String, String)> = BTreeSet::new();
+    // Destination folders in source order, each with whether a source folder mapped to it is
+    // subscribed.
+    let mut wanted: Vec<(String, bool)> = Vec::new();
     for folder in source {
+        if folder.skipped {
+            s.bad.extend(folder.bad.iter().cloned());
+            continue;
+        }
         let Some(dest) = map_folder(mapping, &folder.name) else {
             continue;
         };
         s.bad.extend(folder.bad.iter().cloned());
-        let at_dest = destination.get(&dest);
-        for m in &folder.messages {
-            if since.is_some_and(|t| m.internal_date < t) {
-                continue;
-            }
+        let recent = || {
+            folder
+                .messages
+                .iter()
+                .filter(|m| since.is_none_or(|t| m.internal_date >= t))
+        };
+        if let Err(why) = check_name(&dest, destination.delimiter) {
+            let n = recent().count() as u64;
+            s.total += n;
+            let what = its_messages(n);
+            s.bad.push(BadItem {
+                location: format!("folder `{}`", folder.name),
+                message: format!(
+                    "its destination name `{dest}` cannot be stored safely: {why}; {what} not \
+                     copied and the folder is not created (map it to another name in \
+                     items.mail.folders.map)"
+                ),
+            });
+            continue;
+        }
+        match wanted.iter_mut().find(|(d, _)| *d == dest) {
+            Some((_, subscribed)) => *subscribed |= folder.subscribed,
+            None => wanted.push((dest.clone(), folder.subscribed)),
+        }
+        let at_dest = destination.folders.get(&dest);
+        for m in recent() {
             s.total += 1;
             if !seen.insert((dest.clone(), m.identity.clone())) {
+                *s.folded.entry(folder.name.clone()).or_default() += 1;
                 continue;
             }
-            let in_ledger = ledger.contains(&ledger_identity(&dest, &m.identity));
+            let first = seen_base.insert((dest.clone(), base(&m.identity).to_string()));
+            let in_ledger = in_ledger(&ledger.messages, &dest, &m.identity, first);
             let there = at_dest.is_some_and(|d| d.contains(&m.identity));
             if in_ledger && !there {
                 s.deleted_at_destination += 1;
@@ -127,7 +239,39 @@ pub fn new_messages(
             });
         }
     }
+    let receiving: BTreeSet<&str> = s.copy.iter().map(|c| c.folder.as_str()).collect();
+    let mut create = Vec::new();
+    for (dest, subscribed) in &wanted {
+        let exists = dest == "INBOX" || destination.folders.contains_key(dest);
+        let mut will_exist = exists;
+        if !exists {
+            let ours = ledger.folders.contains(&folder_made(dest)) || filled_before(ledger, dest);
+            if receiving.contains(dest.as_str()) || !ours {
+                create.push(dest.clone());
+                will_exist = true;
+            } else {
+                s.folders_deleted_at_destination += 1;
+            }
+        }
+        if !subscribed || !will_exist || destination.subscribed.contains(dest) {
+            continue;
+        }
+        if ledger.folders.contains(&folder_subscribed(dest)) {
+            s.unsubscribed_at_destination += 1;
+        } else {
+            s.subscribe.push(dest.clone());
+        }
+    }
+    s.create = create;
     s
+}
+
+/// `its 1 message is` / `its 3 messages are`, for reports about a folder's messages.
+pub(crate) fn its_messages(n: u64) -> String {
+    match n {
+        1 => "its 1 message is".to_string(),
+        n => format!("its {n} messages are"),
+    }
 }
 
 /// Why a mail store failed as a whole (a bad message is a `BadItem` instead).
@@ -142,6 +286,8 @@ pub enum MailError {
     Imap(String),
     #[error("{what}: {message}")]
     Rejected { what: String, message: String },
+    #[error("the folder name `{folder}` cannot be stored safely: {why}")]
+    UnsafeFolder { folder: String, why: String },
 }
 
 /// An open mail store.
@@ -170,17 +316,47 @@ impl Store {
         }
     }
 
-    /// The destination side of `new_messages`: identities per folder.
-    pub async fn identities(&mut self) -> Result<BTreeMap<String, BTreeSet<String>>, MailError> {
-        Ok(self
-            .list()
-            .await?
-            .into_iter()
-            .map(|f| {
-                let ids = f.messages.into_iter().map(|m| m.identity).collect();
-                (f.name, ids)
-            })
-            .collect())
+    /// The destination side of `new_messages`: every folder with its identities, and the
+    /// store's level separator.
+    pub async fn destination(&mut self) -> Result<Destination, MailError> {
+        let mut at = Destination::default();
+        for f in self.list().await? {
+            if f.skipped {
+                continue;
+            }
+            if f.subscribed {
+                at.subscribed.insert(f.name.clone());
+            }
+            let ids = f.messages.into_iter().map(|m| m.identity).collect();
+            at.folders.insert(f.name, ids);
+        }
+        at.delimiter = self.delimiter();
+        Ok(at)
+    }
+
+    /// Makes a folder (its parents as the store needs them). The outer error is the store's
+    /// failure; the inner one the store's refusal of this folder.
+    pub async fn create_folder(&mut self, folder: &str) -> Result<Result<(), String>, MailError> {
+        match self {
+            Store::Maildir(d) => Ok(d.ensure_folder(folder).map_err(|e| e.to_string())),
+            Store::Imap(s) => s.create_folder(folder).await,
+        }
+    }
+
+    /// Subscribes a folder, as [`Store::create_folder`] reports.
+    pub async fn subscribe(&mut self, folder: &str) -> Result<Result<(), String>, MailError> {
+        match self {
+            Store::Maildir(d) => Ok(d.subscribe(folder).map_err(|e| e.to_string())),
+            Store::Imap(s) => s.subscribe(folder).await,
+        }
+    }
+
+    /// What separates levels in this store's own folder names.
+    pub fn delimiter(&self) -> Option<char> {
+        match self {
+            Store::Maildir(_) => Some('.'),
+            Store::Imap(s) => s.delimiter(),
+        }
     }
 
     pub async fn fetch(&mut self, folder: &str, m: &MessageMeta) -> Result<Vec<u8>, MailError> {
@@ -208,21 +384,30 @@ impl Store {
 
     /// Stores messages into one folder (created when missing), in order; each result says
     /// whether the store confirmed that message. Batches let IMAP pipeline its APPENDs.
+    /// `commit` resolves when the batch may be stored (the one before it into the same folder
+    /// is): IMAP sends as much as it can before that and commits after; a Maildir writes after.
     pub async fn append_batch(
         &mut self,
         folder: &str,
         batch: &[(&MessageMeta, Vec<u8>)],
+        commit: impl std::future::Future<Output = ()>,
     ) -> Result<Vec<Result<(), String>>, MailError> {
         match self {
             Store::Maildir(d) => {
                 d.ensure_folder(folder)?;
+                commit.await;
                 Ok(batch
                     .iter()
                     .map(|(m, data)| d.append(folder, m, data).map_err(|e| e.to_string()))
                     .collect())
             }
-            Store::Imap(s) => s.append_batch(folder, batch).await,
+            Store::Imap(s) => s.append_batch(folder, batch, commit).await,
         }
+    }
+
+    /// Whether [`Store::stream_to`] works from this store into `dest`.
+    pub fn streams_to(&self, dest: &Store) -> bool {
+        matches!((self, dest), (Store::Imap(_), Store::Imap(_)))
     }
 
     /// Copies one message from `self` into `dest` without holding it whole, when both are IMAP
@@ -251,6 +436,13 @@ impl Store {
 mod tests {
     use super::*;
 
+    fn messages(messages: BTreeSet<String>) -> Ledger {
+        Ledger {
+            messages,
+            ..Default::default()
+        }
+    }
+
     fn msg(id: &str, date: i64) -> MessageMeta {
         MessageMeta {
             key: id.into(),
@@ -267,17 +459,17 @@ mod tests {
             FolderListing {
                 name: "($Inbox)".into(),
                 messages: vec![msg("a", 100), msg("b", 100), msg("c", 100), msg("c", 100)],
-                bad: Vec::new(),
+                ..Default::default()
             },
             FolderListing {
                 name: "Junk".into(),
                 messages: vec![msg("j", 100)],
-                bad: Vec::new(),
+                ..Default::default()
             },
             FolderListing {
                 name: "Old".into(),
                 messages: vec![msg("o", 1), msg("a", 100)],
-                bad: Vec::new(),
+                ..Default::default()
             },
         ];
         let mut mapping = FolderMapping::default();
@@ -290,9 +482,12 @@ mod tests {
             ledger_identity("INBOX", "mid:b"),
         ]
         .into();
-        let destination: BTreeMap<String, BTreeSet<String>> =
-            [("INBOX".to_string(), ["mid:a".to_string()].into())].into();
-        let s = new_messages(&source, &mapping, Some(50), &ledger, &destination);
+        let destination = Destination {
+            folders: [("INBOX".to_string(), ["mid:a".to_string()].into())].into(),
+            delimiter: Some('.'),
+            ..Default::default()
+        };
+        let s = new_messages(&source, &mapping, Some(50), &messages(ledger), &destination);
         let copied: Vec<(&str, &str)> = s
             .copy
             .iter()
@@ -301,8 +496,184 @@ mod tests {
         // `c` once (twice in its folder), `a` again into another folder, `o` too old, Junk left out.
         assert_eq!(copied, vec![("INBOX", "mid:c"), ("Old", "mid:a")]);
         assert_eq!(s.total, 5);
+        assert_eq!(s.folded, [("($Inbox)".to_string(), 1)].into());
         assert_eq!(s.deleted_at_destination, 1);
         assert_eq!(s.folders(), 2);
         assert_eq!(s.bytes(), 20);
+    }
+
+    fn variant(id: &str, variant: &str, key: &str) -> MessageMeta {
+        MessageMeta {
+            key: key.into(),
+            identity: format!("mid:{id}#{variant}"),
+            size: 10,
+            flags: Vec::new(),
+            internal_date: 100,
+        }
+    }
+
+    #[test]
+    fn messages_sharing_a_message_id_are_each_copied_and_true_duplicates_once() {
+        let (list, direct) = ("00000000000000aa", "00000000000000bb");
+        let source = vec![FolderListing {
+            name: "INBOX".into(),
+            messages: vec![
+                variant("p", list, "1"),
+                variant("p", direct, "2"),
+                variant("p", direct, "3"),
+                variant("q", list, "4"),
+            ],
+            ..Default::default()
+        }];
+        let mapping = FolderMapping::default();
+        let nothing = Destination::default();
+        let s = new_messages(&source, &mapping, None, &Ledger::default(), &nothing);
+        let keys: Vec<&str> = s.copy.iter().map(|c| c.message.key.as_str()).collect();
+        assert_eq!(keys, ["1", "2", "4"]);
+        assert_eq!(s.folded, [("INBOX".to_string(), 1)].into());
+        assert_eq!(s.total, 4);
+
+        // A ledger written before identities had variants holds `INBOX<TAB>mid:p` for the one
+        // copy made then (the first): only the other message of that Message-ID is new.
+        let old: BTreeSet<String> = [ledger_identity("INBOX", "mid:p")].into();
+        let at_dest = Destination {
+            folders: [("INBOX".to_string(), [format!("mid:p#{list}")].into())].into(),
+            delimiter: Some('.'),
+            ..Default::default()
+        };
+        let s = new_messages(&source, &mapping, None, &messages(old), &at_dest);
+        let keys: Vec<&str> = s.copy.iter().map(|c| c.message.key.as_str()).collect();
+        assert_eq!(keys, ["2", "4"]);
+        assert_eq!(s.deleted_at_destination, 0);
+        // ... and after that run, nothing.
+        let after: BTreeSet<String> = [
+            ledger_identity("INBOX", "mid:p"),
+            ledger_identity("INBOX", &format!("mid:p#{direct}")),
+            ledger_identity("INBOX", &format!("mid:q#{list}")),
+        ]
+        .into();
+        let s = new_messages(&source, &mapping, None, &messages(after), &at_dest);
+        assert!(s.copy.is_empty());
+    }
+
+    #[test]
+    fn the_folder_tree_and_its_subscriptions_come_along_once() {
+        let folder = |name: &str, messages: Vec<MessageMeta>, subscribed: bool| FolderListing {
+            name: name.into(),
+            messages,
+            subscribed,
+            ..Default::default()
+        };
+        let source = vec![
+            folder("INBOX", vec![msg("i", 100)], true),
+            folder("Empty", Vec::new(), true),
+            folder("Empty/Deeper", Vec::new(), false),
+            folder("Old", vec![msg("o", 1)], false),
+            folder("Sent", vec![msg("s", 100)], true),
+            folder("Gone", Vec::new(), true),
+            folder("Filled", vec![msg("f", 100)], false),
+        ];
+        let mapping = FolderMapping::default();
+        // Nothing at the destination: every folder is made, every subscription added.
+        let s = new_messages(
+            &source,
+            &mapping,
+            Some(50),
+            &Ledger::default(),
+            &Destination::default(),
+        );
+        assert_eq!(
+            s.create,
+            ["Empty", "Empty/Deeper", "Old", "Sent", "Gone", "Filled"]
+        );
+        assert_eq!(s.subscribe, ["INBOX", "Empty", "Sent", "Gone"]);
+
+        // After a run: all there. Then the owner deletes `Gone` (made by mailplan, empty) and
+        // `Filled` (filled by mailplan), and unsubscribes `Sent`: none of it comes back, and
+        // each is counted.
+        let mut ledger = Ledger::default();
+        for f in &s.create {
+            ledger.folders.insert(folder_made(f));
+        }
+        for f in &s.subscribe {
+            ledger.folders.insert(folder_subscribed(f));
+        }
+        for c in &s.copy {
+            ledger
+                .messages
+                .insert(ledger_identity(&c.folder, &c.message.identity));
+        }
+        let mut there = Destination {
+            delimiter: Some('.'),
+            ..Default::default()
+        };
+        for c in &s.copy {
+            there
+                .folders
+                .entry(c.folder.clone())
+                .or_default()
+                .insert(c.message.identity.clone());
+        }
+        for f in ["Empty", "Empty/Deeper", "Old"] {
+            there.folders.entry(f.into()).or_default();
+        }
+        there.folders.remove("Filled");
+        there.subscribed = ["INBOX", "Empty", "Gone"].map(String::from).into();
+        let s = new_messages(&source, &mapping, Some(50), &ledger, &there);
+        assert!(s.create.is_empty(), "{:?}", s.create);
+        assert!(s.subscribe.is_empty(), "{:?}", s.subscribe);
+        assert_eq!(s.folders_deleted_at_destination, 2);
+        assert_eq!(s.unsubscribed_at_destination, 1);
+        assert_eq!(s.deleted_at_destination, 1);
+        // A folder filled before that gets a new message is made again by it.
+        let mut more = source.clone();
+        more[6].messages.push(msg("f2", 100));
+        let s = new_messages(&more, &mapping, Some(50), &ledger, &there);
+        assert_eq!(s.create, ["Filled"]);
+    }
+
+    #[test]
+    fn a_folder_that_cannot_be_stored_safely_is_one_located_bad_item() {
+        let source = vec![
+            FolderListing {
+                name: "\\".into(),
+                messages: vec![msg("x", 100), msg("y", 100)],
+                ..Default::default()
+            },
+            FolderListing {
+                name: "v1.2".into(),
+                messages: vec![msg("z", 100)],
+                ..Default::default()
+            },
+            FolderListing {
+                name: "ok".into(),
+                messages: vec![msg("w", 100)],
+                ..Default::default()
+            },
+        ];
+        let mapping = FolderMapping {
+            separator: Some('\\'),
+            ..Default::default()
+        };
+        let destination = Destination {
+            delimiter: Some('.'),
+            ..Default::default()
+        };
+        let s = new_messages(&source, &mapping, None, &Ledger::default(), &destination);
+        let copied: Vec<&str> = s.copy.iter().map(|c| c.folder.as_str()).collect();
+        assert_eq!(copied, ["ok"]);
+        assert_eq!(s.total, 4);
+        let bad: Vec<&str> = s.bad.iter().map(|b| b.location.as_str()).collect();
+        assert_eq!(bad, ["folder `\\`", "folder `v1.2`"]);
+        assert!(s.bad[0].message.contains("its 2 messages are not copied"));
+        assert!(s.bad[1].message.contains("`.`"));
+        // Where `.` does not separate levels, `v1.2` is an ordinary name.
+        let slash = Destination {
+            delimiter: Some('/'),
+            ..Default::default()
+        };
+        let s = new_messages(&source, &mapping, None, &Ledger::default(), &slash);
+        assert_eq!(s.copy.len(), 2);
+        assert_eq!(s.bad.len(), 1);
     }
 }
