@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
 
 use crate::directory::{Entry, Snapshot, ldif};
 use crate::matching;
@@ -130,7 +130,7 @@ pub struct LdifFileError {
     pub line: usize,
     pub message: String,
     #[source_code]
-    pub src: NamedSource<String>,
+    pub src: crate::snippet::Snippet,
     #[label("here")]
     pub span: SourceSpan,
 }
@@ -195,7 +195,12 @@ pub fn load_directory(which: &'static str, source: &DirectorySource) -> Result<S
                     path: path.display().to_string(),
                     line: e.line,
                     message: e.message.clone(),
-                    src: NamedSource::new(path.display().to_string(), text.clone()),
+                    src: crate::snippet::Snippet::new(
+                        path.display().to_string(),
+                        "ldif",
+                        &text,
+                        &[],
+                    ),
                     span,
                 })
             })?;

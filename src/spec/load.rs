@@ -28,7 +28,10 @@ use super::error::{PlanFileError, Problem, codes};
 use super::model::*;
 use super::raw;
 use super::schema;
-use super::span::{Node, NodeKind, Seg, SpanIndex, Style, YamlPath, offset_in_scalar};
+use super::span::{
+    MAX_FLOW_DEPTH, Node, NodeKind, Seg, SpanIndex, Style, YamlPath, alias_blowup, flow_too_deep,
+    offset_in_scalar, second_document,
+};
 use crate::directory::dn::DnError;
 use crate::directory::{AttrName, Dn, Filter, Snapshot};
 
@@ -55,8 +58,17 @@ pub const DEFAULT_GROUP_FILTER: &str = "(|(objectClass=dominoGroup)(objectClass=
 
 /// Reads and validates a plan file.
 pub fn load(path: &Path) -> Result<Spec, PlanFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PlanFileError::unreadable(path, &e))?;
-    parse(path, &text)
+    let bytes = std::fs::read(path).map_err(|e| PlanFileError::unreadable(path, &e))?;
+    parse_bytes(path, &bytes)
+}
+
+/// Validates a plan file's bytes: [`parse`], once they are known to be UTF-8 (a byte that is
+/// not is a problem at its line and column).
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Spec, PlanFileError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(path, text),
+        Err(_) => Err(PlanFileError::not_utf8(path, bytes)),
+    }
 }
 
 /// Validates a plan file's text. `path` names the file in diagnostics and anchors the relative
@@ -561,6 +573,21 @@ impl<'t> Checker<'t> {
         // syntax pass: each reads the whole file, and a plan file naming thousands of persons
         // is read before any directory is. Both are only used once the syntax is right.
         let text = self.text;
+        // Flow collections nested thousands deep take both YAML parsers time quadratic in the
+        // depth before they fail: refused here, in one pass, at the bracket.
+        if let Some(at) = flow_too_deep(text) {
+            let p = Problem::new(
+                codes::SYNTAX,
+                format!("invalid YAML: `[` or `{{` nested more than {MAX_FLOW_DEPTH} levels deep"),
+            )
+            .label(
+                self.point(at),
+                format!("level {} starts here", MAX_FLOW_DEPTH + 1),
+            )
+            .help("a plan file is only a few levels deep: check for unbalanced `[` or `{`");
+            self.push(p);
+            return None;
+        }
         let (index, (syntax, sections)) = crate::parallel::join(
             || SpanIndex::build(text),
             || {
@@ -1074,6 +1101,9 @@ impl<'t> Checker<'t> {
             "a quoted value is never closed: add the closing quote"
         } else if lower.contains("more than one document") {
             "a plan file holds one YAML document: remove the `---` lines after the first"
+        } else if lower.contains("repetition limit") {
+            "an alias (`*name`) repeats its anchor's whole value, aliases inside it included: \
+             write the values out instead of nesting aliases"
         } else if lower.contains("recursion limit") {
             "a plan file is only a few levels deep: check for unbalanced `[` or `{`"
         } else if lower.contains("cannot start any token") {
@@ -1096,7 +1126,17 @@ impl<'t> Checker<'t> {
             _ => format!("invalid YAML: {head}"),
         };
         let mut problem = Problem::new(codes::SYNTAX, message).help(help);
+        if lower.contains("repetition limit") {
+            // serde_yaml gives no location: the alias at which the expansions run over.
+            if let Some((at, n)) = alias_blowup(self.text) {
+                return problem.label(at, format!("expands to {n} repetitions by here"));
+            }
+            return problem;
+        }
         if lower.contains("more than one document") {
+            if let Some(at) = second_document(self.text) {
+                return problem.label(at, "a second document starts here");
+            }
             // serde_yaml gives no location for this one: point at the second document's start.
             let mut offset = 0;
             let mut seen_content = false;

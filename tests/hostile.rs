@@ -1,0 +1,223 @@
+//! Hostile inputs: each test builds an input that once panicked, took quadratic time or memory,
+//! read what it should not, or showed a secret, and checks that it is now refused (or read) in
+//! bounded time, with a located diagnostic and a help line.
+//!
+//! Timed tests build their input at a size the old code took well over ten seconds on, and allow
+//! a bound that holds on a loaded two-core machine in the test profile. A test that overruns is
+//! failed at its bound, not waited for.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use mailplan::spec::{self, PlanFileError, codes};
+
+/// Runs `f` on its own thread and fails the test when it has not finished within `limit`.
+fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    let started = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => {
+            eprintln!("{what}: {:.2?}", started.elapsed());
+            v
+        }
+        Err(_) => panic!("{what}: not done within {limit:?}"),
+    }
+}
+
+fn render(e: &dyn miette::Diagnostic) -> String {
+    let mut out = String::new();
+    miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor())
+        .with_width(100)
+        .render_report(&mut out, e)
+        .unwrap_or_else(|_| panic!("the report does not render"));
+    out
+}
+
+const PLAN: &str = r#"version: 1
+source:
+  profile: domino
+  notes_domain: ACME
+  directory:
+    ldif: source.ldif
+destination:
+  flavor: active-directory
+  directory:
+    ldif: destination.ldif
+  container: "OU=Migrated,DC=acme,DC=test"
+  domains: [acme.com]
+"#;
+
+fn refused(text: &str) -> PlanFileError {
+    match spec::parse(Path::new("plan.yaml"), text) {
+        Ok(_) => panic!("accepted:\n{text:.300}"),
+        Err(e) => e,
+    }
+}
+
+/// 1-based line and byte column of a problem's primary label.
+fn at(text: &str, e: &PlanFileError, code: &str) -> (usize, usize) {
+    let p = e
+        .problems()
+        .iter()
+        .find(|p| p.code() == code)
+        .unwrap_or_else(|| panic!("no `{code}` in:\n{}", render(e)));
+    assert!(p.help_text().is_some(), "no help: {}", p.message());
+    let start = p
+        .span()
+        .unwrap_or_else(|| panic!("no location: {}", p.message()))
+        .start;
+    let before = &text.as_bytes()[..start];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    (line, start - line_start + 1)
+}
+
+// ---- 1. No panic on any input ----
+
+#[test]
+fn a_syntax_error_past_column_65536_is_shown_without_a_panic() {
+    let text = format!("{PLAN}x: \"{}\" ] :\n", "a".repeat(70_000));
+    let e = refused(&text);
+    let shown = render(&e);
+    // The file's own line and column, and a window of the line, not all of it.
+    assert!(shown.contains("plan.yaml:13:70007"), "{shown:.2000}");
+    assert!(shown.len() < 4_000, "{} bytes shown", shown.len());
+}
+
+// ---- 2. Linear time: refused early, located ----
+
+#[test]
+fn flow_collections_nested_100000_deep_are_refused_at_once_at_the_bracket() {
+    for (open, close) in [("[", "]"), ("{a: ", "}")] {
+        let text = format!(
+            "{PLAN}x: {}{}\n",
+            open.repeat(100_000),
+            close.repeat(100_000)
+        );
+        let e = within(Duration::from_secs(5), "100,000 nested", move || {
+            let e = refused(&text);
+            (at(&text, &e, codes::SYNTAX), render(&e).len())
+        });
+        assert_eq!(e.0, (13, 4 + 128 * open.len()));
+        assert!(e.1 < 4_000);
+    }
+}
+
+#[test]
+fn brackets_that_are_text_are_not_counted_as_nesting() {
+    let deep = "[".repeat(200);
+    let text = format!(
+        "{PLAN}matching:\n  mode: batch # {deep}\n  ignore:\n    - source: \"CN=a{deep},O=x\"\n    - source: 'CN=b{deep}'\n    - source: CN=c{deep}\ndistribution_lists:\n  filter: |\n    {deep}\n"
+    );
+    let e = refused(&text);
+    assert!(
+        e.problems().iter().all(|p| !p.message().contains("nested")),
+        "{}",
+        render(&e)
+    );
+}
+
+#[test]
+fn a_plan_file_with_100000_unknown_keys_is_reported_quickly_and_shows_the_first_100() {
+    let mut text = PLAN.to_string();
+    for i in 0..100_000 {
+        text.push_str(&format!("k{i}: 1\n"));
+    }
+    let (problems, shown) = within(Duration::from_secs(20), "100,000 unknown keys", move || {
+        let e = refused(&text);
+        (e.problems().len(), render(&e))
+    });
+    assert_eq!(problems, 100_000);
+    assert!(shown.contains("100000 problems"), "{shown:.300}");
+    assert!(shown.contains("… and 99900 more problems, not shown"));
+    assert_eq!(shown.matches("unknown key `").count(), 100);
+}
+
+// ---- 4. Located errors for bad encodings and YAML bombs ----
+
+#[test]
+fn a_plan_file_that_is_not_utf8_is_refused_at_the_byte() {
+    let mut bytes = PLAN.as_bytes().to_vec();
+    bytes.extend_from_slice(b"# M\xfcller and M\xfcller\n");
+    let e = match spec::parse_bytes(Path::new("plan.yaml"), &bytes) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e,
+    };
+    let text = String::from_utf8_lossy(&bytes).replace('\u{fffd}', "?");
+    assert_eq!(at(&text, &e, codes::NOT_UTF8), (13, 4));
+    let shown = render(&e);
+    assert!(shown.contains("plan.yaml:13:4"), "{shown}");
+    assert!(
+        shown.contains("0xFC") && shown.contains("1 more place"),
+        "{shown}"
+    );
+    assert!(shown.contains("save the plan file as UTF-8"), "{shown}");
+}
+
+#[test]
+fn a_second_document_and_an_alias_bomb_are_located() {
+    for (doc, line) in [
+        ("---\nversion: 1\n", 13),
+        ("...\n--- # again\nversion: 1\n", 14),
+        ("--- {version: 1}\n", 13),
+    ] {
+        let text = format!("{PLAN}{doc}");
+        let e = refused(&text);
+        assert_eq!(at(&text, &e, codes::SYNTAX), (line, 1), "{}", render(&e));
+    }
+    let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x]\n");
+    for (prev, cur) in ('a'..'j').zip('b'..'k') {
+        let refs = vec![format!("*{prev}"); 9].join(", ");
+        bomb.push_str(&format!("{cur}: &{cur} [{refs}]\n"));
+    }
+    let text = format!("{PLAN}{bomb}");
+    let e = within(Duration::from_secs(5), "alias bomb", move || refused(&text));
+    let text = format!("{PLAN}{bomb}");
+    let (line, _) = at(&text, &e, codes::SYNTAX);
+    assert!(
+        text.lines().nth(line - 1).is_some_and(|l| l.contains("*")),
+        "{}",
+        render(&e)
+    );
+    assert!(render(&e).contains("alias"));
+}
+
+// ---- 5. Secrets never echoed ----
+
+#[test]
+fn a_literal_password_is_masked_in_every_diagnostic() {
+    let imap = |password: &str| {
+        format!(
+            "{PLAN}items:\n  mail:\n    source:\n      imap:\n        url: imaps://mail.acme.test\n        user: \"{{uid}}\"\n        login: admin\n        password: {password}\n        auth: master\n    destination:\n      maildir: \"out/{{primary_smtp}}\"\n"
+        )
+    };
+    for text in [
+        imap("hunter2"),
+        imap("'hunter2'"),
+        imap("\"hunter2\" # the admin's"),
+        imap("hunter2 ] :"),
+        imap("[hunter2]"),
+        imap("\n          hunter2"),
+        format!("{PLAN}  unknown: {{ password: hunter2 }}\n"),
+    ] {
+        let e = refused(&text);
+        let shown = render(&e);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!format!("{e:?}").contains("hunter2"), "{e:?}");
+    }
+    // Where the secret is to be found is no secret, and stays readable.
+    let e = refused(&imap("{ env: IMAP_PASSWORD }\n        nonsense: 1"));
+    let shown = render(&e);
+    assert!(shown.contains("{ env: IMAP_PASSWORD }"), "{shown}");
+}
