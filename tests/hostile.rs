@@ -221,3 +221,90 @@ fn a_literal_password_is_masked_in_every_diagnostic() {
     let shown = render(&e);
     assert!(shown.contains("{ env: IMAP_PASSWORD }"), "{shown}");
 }
+
+// ---- 3. LDIF `:<` file URLs, and 4. its bytes ----
+
+/// A plan file in a fresh folder, with a source LDIF of one person whose last line is `extra`.
+fn ldif_case(extra: &[u8], allow: bool) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let allow = if allow {
+        "\n    allow_file_urls: true"
+    } else {
+        ""
+    };
+    let plan = PLAN.replace(
+        "    ldif: source.ldif",
+        &format!("    ldif: export/source.ldif{allow}"),
+    );
+    let write = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap_or_else(|e| panic!("{e}"));
+        }
+        std::fs::write(path, bytes).unwrap_or_else(|e| panic!("{e}"));
+    };
+    write("plan.yaml", plan.as_bytes());
+    let mut source = b"dn: CN=Jo,O=Acme\nobjectClass: dominoPerson\ncn: Jo\nuid: jo\n".to_vec();
+    source.extend_from_slice(extra);
+    write("export/source.ldif", &source);
+    write("export/photo.jpg", b"\xff\xd8\xff");
+    write("outside.txt", b"not for the directory");
+    write(
+        "destination.ldif",
+        b"dn: DC=acme,DC=test\nobjectClass: domain\n",
+    );
+    let plan = dir.path().join("plan.yaml");
+    (dir, plan)
+}
+
+fn ldif_error(plan: &Path) -> (String, String) {
+    match mailplan::ops::load_inputs(plan) {
+        Ok(_) => panic!("the LDIF was read"),
+        Err(e) => (e.to_string(), render(&e)),
+    }
+}
+
+#[test]
+fn ldif_file_urls_are_read_only_when_the_plan_allows_them_and_only_from_its_folder() {
+    // Not allowed: refused at the line, saying how to allow it; nothing is read.
+    for url in ["file:///dev/zero", "file:///etc/passwd", "file:photo.jpg"] {
+        let (_dir, plan) = ldif_case(format!("jpegPhoto:< {url}\n").as_bytes(), false);
+        let (message, shown) = within(Duration::from_secs(10), url, move || ldif_error(&plan));
+        assert!(message.contains("line 5"), "{message}");
+        assert!(message.contains("allow_file_urls: true"), "{message}");
+        assert!(shown.contains("source.ldif:5:1"), "{shown}");
+    }
+    // Allowed: a file beside the LDIF is read; devices and files elsewhere are not.
+    let (_dir, plan) = ldif_case(b"jpegPhoto:< file:photo.jpg\n", true);
+    let inputs = mailplan::ops::load_inputs(&plan).unwrap_or_else(|e| panic!("{e}"));
+    let jo = mailplan::directory::Dn::parse("CN=Jo,O=Acme").unwrap_or_else(|e| panic!("{e}"));
+    let photo = inputs
+        .source
+        .get(&jo)
+        .and_then(|e| e.get("jpegPhoto").cloned());
+    assert_eq!(
+        photo.and_then(|v| v.iter().next().map(|v| v.as_bytes().to_vec())),
+        Some(b"\xff\xd8\xff".to_vec())
+    );
+    for url in [
+        "file:///dev/zero",
+        "file:///etc/passwd",
+        "file:../outside.txt",
+    ] {
+        let (_dir, plan) = ldif_case(format!("jpegPhoto:< {url}\n").as_bytes(), true);
+        let (message, _) = within(Duration::from_secs(10), url, move || ldif_error(&plan));
+        assert!(message.contains("not in the LDIF's folder"), "{message}");
+    }
+}
+
+#[test]
+fn an_ldif_with_a_latin1_byte_is_refused_at_its_line_and_column() {
+    let (_dir, plan) = ldif_case(b"sn: M\xfcller\n", false);
+    let (message, shown) = ldif_error(&plan);
+    assert!(
+        message.contains("line 5") && message.contains("0xFC"),
+        "{message}"
+    );
+    assert!(shown.contains("source.ldif:5:6"), "{shown}");
+    assert!(!shown.contains("check that the path is right"), "{shown}");
+}

@@ -1408,6 +1408,7 @@ impl<'t> Checker<'t> {
         let notes_domain = s
             .notes_domain
             .and_then(|d| self.non_empty(d, &path.key("notes_domain")));
+        let ldif_file_urls = file_urls(s.directory.as_ref());
         let directory = self
             .required(s.directory, path, "directory")
             .and_then(|d| self.directory(&d, &path.key("directory")));
@@ -1421,6 +1422,7 @@ impl<'t> Checker<'t> {
             profile: profile?,
             notes_domain,
             directory: directory?,
+            ldif_file_urls,
             base: checked(base)?,
             filter: checked(filter)?,
             include: values(include)?,
@@ -1456,6 +1458,7 @@ impl<'t> Checker<'t> {
             raw::Flavor::ActiveDirectory => Flavor::ActiveDirectory,
             raw::Flavor::Ldap => Flavor::Ldap,
         });
+        let ldif_file_urls = file_urls(d.directory.as_ref());
         let directory = self
             .required(d.directory, path, "directory")
             .and_then(|dir| self.directory(&dir, &path.key("directory")));
@@ -1474,6 +1477,7 @@ impl<'t> Checker<'t> {
         Some(Destination {
             flavor: flavor?,
             directory: directory?,
+            ldif_file_urls,
             container: container?,
             domains: domains?,
             mailbox_database: checked(mailbox_database)?,
@@ -2036,10 +2040,24 @@ impl<'t> Checker<'t> {
                 None => ok = false,
             }
         }
+        if d.allow_file_urls.is_some() && d.ldif.is_none() {
+            let p = path.key("allow_file_urls");
+            let span = self.index.key_span(&p).unwrap_or_else(|| self.span(&p));
+            self.push(
+                Problem::new(
+                    codes::INVALID_DIRECTORY,
+                    format!("`{p}` is only for a directory read from an LDIF file"),
+                )
+                .label(span, "no `ldif:` beside it")
+                .help("write it beside `ldif:`, or remove it"),
+            );
+            ok = false;
+        }
         let span = self.index.key_span(path).unwrap_or_else(|| self.span(path));
         let valid = schema::keys_at(path).unwrap_or_default();
         let keys = valid
             .iter()
+            .filter(|k| **k != "allow_file_urls")
             .map(|k| format!("`{k}: ...`"))
             .collect::<Vec<_>>();
         match backends.len() {
@@ -2629,6 +2647,11 @@ impl<'t> Checker<'t> {
 
 /// An optional value that was checked: absent is fine (`Some(None)`), present and valid is
 /// `Some(Some(v))`, present and invalid (already reported) is `None`.
+/// Whether a directory's LDIF may name files with `:< file:` URLs.
+fn file_urls(d: Option<&raw::Directory>) -> bool {
+    d.is_some_and(|d| d.ldif.is_some() && d.allow_file_urls == Some(true))
+}
+
 fn checked<T>(value: Option<Option<T>>) -> Option<Option<T>> {
     match value {
         None => Some(None),
