@@ -308,3 +308,53 @@ fn an_ldif_with_a_latin1_byte_is_refused_at_its_line_and_column() {
     assert!(shown.contains("source.ldif:5:6"), "{shown}");
     assert!(!shown.contains("check that the path is right"), "{shown}");
 }
+
+// ---- 2. Linear time: contacts CSV and ICS ----
+
+#[test]
+fn a_contacts_csv_of_40000_rows_is_read_in_linear_time() {
+    let mut csv = String::from("\"firstName\",\"lastName\",\"email\"\n");
+    for i in 0..40_000 {
+        csv.push_str(&format!("\"F{i}\",\"L{i}\",\"u{i}@x.example\"\n"));
+    }
+    // The same contact again, and a row with a field too many, at the end: their lines are right.
+    csv.push_str("\"F1\",\"L1\",\"u1@x.example\"\n\"a\",\"b\",\"c\",\"d\"\n");
+    let (contacts, bad) = within(Duration::from_secs(5), "40,000 CSV rows", move || {
+        mailplan::items::contacts::csv::parse_csv(csv.as_bytes(), "c.csv")
+    });
+    assert_eq!(contacts.len(), 40_000);
+    let lines: Vec<&str> = bad.iter().map(|b| b.location.as_str()).collect();
+    assert_eq!(lines, ["c.csv:40002", "c.csv:40003"]);
+    // A header of 100,000 columns, most of them repeated.
+    let header: Vec<String> = (0..100_000).map(|i| format!("c{}", i % 50)).collect();
+    let csv = format!(
+        "email,{}\na@x.example,{}\n",
+        header.join(","),
+        vec!["x"; 100_000].join(",")
+    );
+    let (_, bad) = within(Duration::from_secs(5), "100,000 columns", move || {
+        mailplan::items::contacts::csv::parse_csv(csv.as_bytes(), "c.csv")
+    });
+    assert_eq!(bad.len(), 99_950);
+}
+
+#[test]
+fn an_ics_with_thousands_of_nested_components_each_with_a_bad_line_is_read_in_linear_time() {
+    for n in [10_000usize, 100_000] {
+        let mut ics = String::from("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\n");
+        ics.push_str("BEGIN:VEVENT\r\nUID:e1\r\nDTSTART:20240101T100000Z\r\n");
+        for _ in 0..n {
+            ics.push_str("BEGIN:VALARM\r\nbad line\r\n");
+        }
+        ics.push_str(&"END:VALARM\r\n".repeat(n));
+        ics.push_str("END:VEVENT\r\nBEGIN:VEVENT\r\nUID:e2\r\nDTSTART:20240102T100000Z\r\n");
+        ics.push_str("END:VEVENT\r\nEND:VCALENDAR\r\n");
+        let (items, bad) = within(Duration::from_secs(10), "nested VALARMs", move || {
+            mailplan::items::calendar::ics::parse_ics(ics.as_bytes(), "c.ics")
+        });
+        // The broken event is one bad item at its line; the next event is read.
+        assert_eq!(items.len(), 1, "{n}");
+        assert_eq!(bad.len(), 1, "{n}: {bad:?}");
+        assert!(bad[0].location.starts_with("c.ics:4"), "{bad:?}");
+    }
+}
