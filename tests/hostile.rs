@@ -358,3 +358,55 @@ fn an_ics_with_thousands_of_nested_components_each_with_a_bad_line_is_read_in_li
         assert!(bad[0].location.starts_with("c.ics:4"), "{bad:?}");
     }
 }
+
+// ---- 2. Linear memory: many persons sharing one address ----
+
+#[test]
+fn four_thousand_persons_sharing_one_address_make_one_conflict_naming_each_once() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut source = std::fs::read_to_string(data.join("domino.ldif")).unwrap_or_default();
+    for i in 0..4_000 {
+        source.push_str(&format!(
+            "\ndn: CN=P{i},OU=Sales,O=Acme\nobjectClass: dominoPerson\ncn: P{i}\nuid: p{i}\nmail: shared@acme.com\n"
+        ));
+    }
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.path().join(name), text).unwrap_or_else(|e| panic!("{e}"))
+    };
+    write("domino.ldif", &source);
+    write(
+        "ad.ldif",
+        &std::fs::read_to_string(data.join("ad.ldif")).unwrap_or_default(),
+    );
+    let plan = std::fs::read_to_string(data.join("../plans/quickstart.yaml")).unwrap_or_default();
+    let plan = plan.replace("../data/", "");
+    let plan = &plan[..plan.find("\nitems:").unwrap_or(plan.len())];
+    write("plan.yaml", plan);
+    let path = dir.path().join("plan.yaml");
+    let (text, json, plan) = within(Duration::from_secs(30), "4,000 claimants", move || {
+        let inputs = mailplan::ops::load_inputs(&path).unwrap_or_else(|e| panic!("{e}"));
+        let plan = mailplan::ops::make_plan(&inputs).unwrap_or_else(|e| panic!("{e}"));
+        let text =
+            mailplan::render::text::render(&plan, mailplan::render::text::Style { color: false });
+        (text, mailplan::render::json::render(&plan), plan)
+    });
+    // The whole truth, once: one plan-wide error names all 4,000; each person names five.
+    let conflict: Vec<_> = plan
+        .messages
+        .iter()
+        .filter(|m| m.text.starts_with("address shared@acme.com"))
+        .collect();
+    assert_eq!(conflict.len(), 1);
+    assert_eq!(conflict[0].text.matches(",OU=Sales,O=Acme").count(), 4_000);
+    let ambiguous = plan
+        .subjects
+        .iter()
+        .filter(|s| s.status == mailplan::plan::Status::Ambiguous)
+        .filter(|s| s.messages.iter().any(|m| m.text.contains("and 3995 more")))
+        .count();
+    assert_eq!(ambiguous, 4_000);
+    // Bounded output (it was 412 MB of text and 2 GB of memory).
+    assert!(text.len() < 4_000_000, "{} bytes of text", text.len());
+    assert!(json.len() < 6_000_000, "{} bytes of JSON", json.len());
+}

@@ -308,12 +308,22 @@ fn how_matched(s: &Subject) -> String {
 fn problems(out: &mut String, plan: &Plan, style: Style) {
     let mut lines = String::new();
     for m in &plan.messages {
-        let tag = match m.level {
-            Level::Error => style.red("error"),
-            Level::Warning => style.yellow("warning"),
-            Level::Info => continue,
-        };
-        let _ = writeln!(lines, "  {tag}: plan file: {}", m.text);
+        // Plan-wide warnings are about the plan file; plan-wide errors are conflicts between
+        // persons, too many to name under each of them.
+        match m.level {
+            Level::Error => {
+                let _ = writeln!(lines, "  {}: {}", style.red("error"), m.text);
+            }
+            Level::Warning => {
+                let _ = writeln!(
+                    lines,
+                    "  {}: plan file: {}",
+                    style.yellow("warning"),
+                    m.text
+                );
+            }
+            Level::Info => {}
+        }
     }
     let subjects: Vec<&Subject> = plan.subjects.iter().collect();
     lines.push_str(
