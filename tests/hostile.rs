@@ -410,3 +410,74 @@ fn four_thousand_persons_sharing_one_address_make_one_conflict_naming_each_once(
     assert!(text.len() < 4_000_000, "{} bytes of text", text.len());
     assert!(json.len() < 6_000_000, "{} bytes of JSON", json.len());
 }
+
+// ---- 6. Addresses are validated before they are written ----
+
+#[test]
+fn source_values_that_are_no_address_are_warnings_and_never_proxy_addresses() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut source = std::fs::read_to_string(data.join("domino.ldif")).unwrap_or_default();
+    source.push_str(
+        "\ndn: CN=Zed Zero,OU=Sales,O=Acme\nobjectClass: dominoPerson\ncn: Zed Zero\nuid: zzero\n\
+         mail: *@acme.com\nmail: zed.zero@acme.com\nmail: zed zero@acme.com\n\
+         mail:: emVkAXplcm9AYWNtZS5jb20=\nuid: *@acme.com\n",
+    );
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.path().join(name), text).unwrap_or_else(|e| panic!("{e}"))
+    };
+    write("domino.ldif", &source);
+    write(
+        "ad.ldif",
+        &std::fs::read_to_string(data.join("ad.ldif")).unwrap_or_default(),
+    );
+    let plan = std::fs::read_to_string(data.join("../plans/quickstart.yaml")).unwrap_or_default();
+    let plan = plan.replace("../data/", "");
+    write(
+        "plan.yaml",
+        &plan[..plan.find("\nitems:").unwrap_or(plan.len())],
+    );
+    let inputs =
+        mailplan::ops::load_inputs(&dir.path().join("plan.yaml")).unwrap_or_else(|e| panic!("{e}"));
+    let plan = mailplan::ops::make_plan(&inputs).unwrap_or_else(|e| panic!("{e}"));
+    let zed = plan
+        .subjects
+        .iter()
+        .find(|s| s.name == "Zed Zero")
+        .unwrap_or_else(|| panic!("no subject"));
+    let warnings: Vec<&str> = zed.messages.iter().map(|m| m.text.as_str()).collect();
+    for (attr, value) in [
+        ("mail", "*@acme.com"),
+        ("mail", "zed zero@acme.com"),
+        ("mail", "zed\\u{1}zero@acme.com"),
+        ("uid", "*@acme.com"),
+    ] {
+        let needle = format!("source attribute `{attr}` holds \"{value}\"");
+        assert!(
+            warnings.iter().any(|w| w.contains(&needle)),
+            "{needle} in {warnings:#?}"
+        );
+    }
+    let written: Vec<String> = plan
+        .actions
+        .iter()
+        .filter(|a| a.subject == zed.source)
+        .flat_map(|a| a.changes.iter())
+        .filter(|c| c.attribute.is("proxyAddresses") || c.attribute.is("mail"))
+        .flat_map(|c| {
+            c.after
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        })
+        .collect();
+    assert!(
+        written.iter().any(|v| v == "SMTP:zed.zero@acme.com"),
+        "{written:?}"
+    );
+    assert!(
+        written
+            .iter()
+            .all(|v| !v.contains('*') && !v.contains("zed zero") && !v.contains('\u{1}')),
+        "{written:?}"
+    );
+}

@@ -398,7 +398,7 @@ fn match_person(
         }
     }
     contacts.sort_by_key(|c| c.id);
-    let mut warnings = Vec::new();
+    let mut warnings = person.rejected.clone();
     let mut soft = Vec::new();
 
     let outcome = if !pins.is_empty() {

@@ -1417,7 +1417,7 @@ impl Planner<'_> {
                 .unwrap_or_else(|| g.dn.rdn_value().unwrap_or_default());
             let mail = g
                 .texts("mail")
-                .find(|m| crate::directory::address::is_smtp(m))
+                .find(|m| crate::directory::address::check_smtp(m.trim()).is_ok())
                 .map(str::to_string);
             let notes = self
                 .spec
