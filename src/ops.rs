@@ -226,7 +226,7 @@ pub fn load_directory(
                         path.display().to_string(),
                         "ldif",
                         &text,
-                        &[],
+                        &ldif::secret_values(&text),
                     ),
                     span,
                 })

@@ -42,6 +42,49 @@ pub struct LdifError {
 /// The largest file a `:< file:` URL may name.
 pub const MAX_FILE_URL_BYTES: u64 = 16 << 20;
 
+/// Attributes whose values are secrets (password hashes and the like): an error shown near one
+/// must not print it.
+const SECRET_ATTRIBUTES: [&str; 6] = [
+    "userpassword",
+    "unicodepwd",
+    "sambantpassword",
+    "sambalmpassword",
+    "authpassword",
+    "dbcspwd",
+];
+
+/// Where the text holds the value of a secret attribute (`userPassword: {SSHA}…`, with its
+/// folded lines), for diagnostics to mask.
+pub fn secret_values(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut masking = false;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let content = line.trim_end_matches(['\n', '\r']);
+        if masking && content.starts_with(' ') {
+            out.push(start + 1..start + content.len());
+            continue;
+        }
+        masking = false;
+        let Some((name, _)) = content.split_once(':') else {
+            continue;
+        };
+        let base = name
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if SECRET_ATTRIBUTES.contains(&base.as_str()) {
+            out.push(start + name.len() + 1..start + content.len());
+            masking = true;
+        }
+    }
+    out
+}
+
 /// An LDIF file's bytes as text: an error at the line and column of the first byte that is not
 /// UTF-8 otherwise. (Values that are not UTF-8 text are written `attr:: <base64>`.)
 pub fn text_of(bytes: &[u8]) -> Result<&str, LdifError> {
@@ -1362,6 +1405,13 @@ mod tests {
         big.set_len(MAX_FILE_URL_BYTES + 1).unwrap();
         let e = read("dn: CN=a\ninfo:< file:big\n").unwrap_err();
         assert!(e.message.contains("larger than 16 MiB"), "{e}");
+    }
+
+    #[test]
+    fn secret_values_are_found_with_their_folded_lines() {
+        let text = "dn: CN=a\nuserPassword: {SSHA}abc\n def\ncn: a\nunicodePwd;binary:: AAAA\n";
+        let masked: Vec<&str> = secret_values(text).into_iter().map(|r| &text[r]).collect();
+        assert_eq!(masked, [" {SSHA}abc", "def", ": AAAA"]);
     }
 
     #[test]
