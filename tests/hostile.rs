@@ -150,12 +150,15 @@ fn a_plan_file_with_100000_unknown_keys_is_reported_quickly_and_shows_the_first_
 fn a_plan_file_that_is_not_utf8_is_refused_at_the_byte() {
     let mut bytes = PLAN.as_bytes().to_vec();
     bytes.extend_from_slice(b"# M\xfcller and M\xfcller\n");
-    let e = match spec::parse_bytes(Path::new("plan.yaml"), &bytes) {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.path().join("plan.yaml");
+    std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+    let e = match spec::load(&path) {
         Ok(_) => panic!("accepted"),
         Err(e) => e,
     };
     let text = String::from_utf8_lossy(&bytes).replace('\u{fffd}', "?");
-    assert_eq!(at(&text, &e, codes::NOT_UTF8), (13, 4));
+    assert_eq!(at(&text, &e, "mailplan::spec::not_utf8"), (13, 4));
     let shown = render(&e);
     assert!(shown.contains("plan.yaml:13:4"), "{shown}");
     assert!(
