@@ -85,6 +85,8 @@ impl Problem {
     /// Adds a label; the first one added is the primary one.
     pub(crate) fn label(mut self, span: Range<usize>, text: impl Into<String>) -> Self {
         let text = text.into();
+        // A span is never reversed (miette would read a length that wrapped around).
+        let span = span.start..span.end.max(span.start);
         self.labels.push(Label {
             text: (!text.is_empty()).then_some(text),
             span,

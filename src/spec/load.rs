@@ -53,6 +53,10 @@ pub const DEFAULT_MERGE_ATTRIBUTES: [&str; 14] = [
     "info",
 ];
 
+/// How many values of the wrong type one section reports before the rest of it is left
+/// unchecked.
+const MAX_SHAPE_PROBLEMS: usize = 20;
+
 /// Which source entries are distribution lists when the plan file does not say.
 pub const DEFAULT_GROUP_FILTER: &str = "(|(objectClass=dominoGroup)(objectClass=groupOfNames))";
 
@@ -753,9 +757,14 @@ impl<'t> Checker<'t> {
     /// `container` is missing too would only repeat it.
     fn misspelt(&self, parent: &YamlPath, key: &str) -> bool {
         let valid = schema::keys_at(parent).unwrap_or_default();
-        self.unknown.iter().any(|u| {
-            u.parent() == *parent && u.last_key().and_then(|k| closest(k, &valid)) == Some(key)
-        })
+        let depth = parent.segs().len() + 1;
+        // Only the unknown keys under `parent` are looked at (they sort together): asked for
+        // every item of a long list, a scan of all unknown keys was quadratic.
+        self.unknown
+            .range(parent.clone()..)
+            .take_while(|u| u.starts_with(parent))
+            .filter(|u| u.segs().len() == depth)
+            .any(|u| u.last_key().and_then(|k| closest(k, &valid)) == Some(key))
     }
 
     /// A scalar written as nothing, `~` or `null`.
@@ -890,6 +899,22 @@ impl<'t> Checker<'t> {
             let Some(entry) = entry else {
                 return Err(Failed);
             };
+            if masked.len() >= MAX_SHAPE_PROBLEMS {
+                // Each wrong value costs a read of the section: past this many, the rest of
+                // the section is not read again.
+                let span = self.key_span(&section);
+                self.push(
+                    Problem::new(
+                        codes::WRONG_TYPE,
+                        format!(
+                            "`{section}` has more than {MAX_SHAPE_PROBLEMS} values of the wrong type; the rest of it is not checked"
+                        ),
+                    )
+                    .label(span, "checked up to here")
+                    .help("fix the values reported, then validate again"),
+                );
+                return Err(Failed);
+            }
             if !masked.insert(entry.clone()) || !self.mask(&mut text, &entry) {
                 return Err(Failed);
             }
@@ -1024,11 +1049,14 @@ impl<'t> Checker<'t> {
 
     fn missing_key(&self, parent: &YamlPath, key: &str) -> Problem {
         // At the mapping's own key; a list item or the top level has none, so at its first key.
+        // (Only the nodes under `parent` are looked at: asked for every item of a long list, a
+        // scan of the whole index was quadratic.)
         let first_key = || {
             self.index
-                .paths()
-                .filter(|p| p.segs().len() == parent.segs().len() + 1 && p.starts_with(parent))
-                .filter_map(|p| self.index.key_span(p))
+                .descendants(parent)
+                .into_iter()
+                .filter(|(p, _)| p.segs().len() == parent.segs().len() + 1)
+                .filter_map(|(_, n)| n.key.clone())
                 .min_by_key(|s| s.start)
         };
         let span = self

@@ -574,8 +574,9 @@ impl Builder<'_> {
                     as_key: true,
                     ..
                 }) => {
-                    // A complex key: its value gets a placeholder key.
-                    self.key_done("?".to_string(), start..span.end);
+                    // A complex key: its value gets a placeholder key. (Closed by `close_all`,
+                    // its end is not known: it ends where it starts.)
+                    self.key_done("?".to_string(), start..span.end.max(start));
                 }
                 Some(Frame::Skip { as_key: false, .. }) => {}
                 Some(Frame::Mapping {
