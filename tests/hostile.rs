@@ -194,6 +194,22 @@ fn a_second_document_and_an_alias_bomb_are_located() {
         render(&e)
     );
     assert!(render(&e).contains("alias"));
+    // Fewer aliases over a large anchored value: serde_yaml counts only the aliases it follows,
+    // and replayed this one for minutes.
+    let mut bomb = format!("a: &a [{}]\n", vec!["\"x\""; 4_000].join(","));
+    for (prev, cur) in ('a'..'j').zip('b'..'k') {
+        let refs = vec![format!("*{prev}"); 9].join(",");
+        bomb.push_str(&format!("{cur}: &{cur} [{refs}]\n"));
+    }
+    let text = format!("{PLAN}{bomb}");
+    let e = within(
+        Duration::from_secs(5),
+        "alias bomb over a large anchor",
+        move || refused(&text),
+    );
+    let text = format!("{PLAN}{bomb}");
+    let (line, _) = at(&text, &e, codes::SYNTAX);
+    assert_eq!(line, 16, "{}", render(&e));
 }
 
 // ---- 5. Secrets never echoed ----

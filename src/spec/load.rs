@@ -29,8 +29,8 @@ use super::model::*;
 use super::raw;
 use super::schema;
 use super::span::{
-    MAX_FLOW_DEPTH, Node, NodeKind, Seg, SpanIndex, Style, YamlPath, alias_blowup, flow_too_deep,
-    offset_in_scalar, second_document,
+    MAX_EXPANDED_NODES, MAX_FLOW_DEPTH, Node, NodeKind, Seg, SpanIndex, Style, YamlPath,
+    alias_blowup, flow_too_deep, offset_in_scalar, second_document,
 };
 use crate::directory::dn::DnError;
 use crate::directory::{AttrName, Dn, Filter, Snapshot};
@@ -589,6 +589,24 @@ impl<'t> Checker<'t> {
                 format!("level {} starts here", MAX_FLOW_DEPTH + 1),
             )
             .help("a plan file is only a few levels deep: check for unbalanced `[` or `{`");
+            self.push(p);
+            return None;
+        }
+        // Aliases that expand to millions of nodes take serde_yaml minutes to replay before it
+        // gives up: refused here, at the alias. (Only a file with an anchor and an alias.)
+        if text.contains('&')
+            && text.contains('*')
+            && let Some((at, n)) = alias_blowup(text)
+        {
+            let p = Problem::new(
+                codes::SYNTAX,
+                format!("invalid YAML: aliases expand to more than {MAX_EXPANDED_NODES} values"),
+            )
+            .label(at, format!("{n} values by here"))
+            .help(
+                "an alias (`*name`) repeats its anchor's whole value, aliases inside it \
+                 included: write the values out instead of nesting aliases",
+            );
             self.push(p);
             return None;
         }
@@ -1156,9 +1174,6 @@ impl<'t> Checker<'t> {
         let mut problem = Problem::new(codes::SYNTAX, message).help(help);
         if lower.contains("repetition limit") {
             // serde_yaml gives no location: the alias at which the expansions run over.
-            if let Some((at, n)) = alias_blowup(self.text) {
-                return problem.label(at, format!("expands to {n} repetitions by here"));
-            }
             return problem;
         }
         if lower.contains("more than one document") {

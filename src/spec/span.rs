@@ -754,11 +754,16 @@ pub(crate) fn flow_too_deep(text: &str) -> Option<usize> {
     None
 }
 
-/// The alias at which expanding aliases makes serde_yaml give up ("repetition limit exceeded":
-/// more alias expansions than a hundred times the events of the document), with how many
-/// expansions it takes there; `None` when the event parser finds no such alias. An alias
-/// expands to its anchored node, with every alias inside that again, so a few lines of nested
-/// aliases stand for billions of nodes.
+/// How many nodes a plan file's aliases may expand to: far more than any plan file needs (a
+/// shared block used a few times), far less than what takes serde_yaml long to replay.
+pub(crate) const MAX_EXPANDED_NODES: u64 = 1_000_000;
+
+/// The alias at which the document's aliases, expanded, have made more than
+/// [`MAX_EXPANDED_NODES`] nodes (and ten times the nodes written), with how many by then;
+/// `None` when they never do. An alias stands for its anchored node with every alias inside it
+/// expanded again, so a few lines of nested aliases stand for billions of nodes; serde_yaml
+/// limits only the number of aliases followed, and a large anchored node followed that many
+/// times took minutes. One pass of the event parser, counting, never expanding.
 pub(crate) fn alias_blowup(text: &str) -> Option<(Range<usize>, u64)> {
     let char_to_byte: Vec<usize> = text
         .char_indices()
@@ -767,45 +772,46 @@ pub(crate) fn alias_blowup(text: &str) -> Option<(Range<usize>, u64)> {
         .collect();
     let byte = |c: usize| char_to_byte.get(c).copied().unwrap_or(text.len());
     let mut events = 0u64;
-    let mut jumps = 0u64;
-    // Expansions inside each anchored node, by anchor id.
-    let mut inner: HashMap<usize, u64> = HashMap::new();
-    // Open collections: their anchor id and the expansions counted when they opened.
+    let mut expanded = 0u64;
+    // The nodes each anchored node stands for, by anchor id.
+    let mut size: HashMap<usize, u64> = HashMap::new();
+    // Open collections: their anchor id and the count when they opened.
     let mut open: Vec<(usize, u64)> = Vec::new();
-    let mut aliases: Vec<(Range<usize>, u64)> = Vec::new();
     for event in Parser::new_from_str(text) {
         let Ok((event, span)) = event else {
             break;
         };
         events += 1;
+        expanded = expanded.saturating_add(1);
         match event {
             Event::Alias(id) => {
-                jumps = jumps.saturating_add(1 + inner.get(&id).copied().unwrap_or(0));
-                let start = byte(span.start.index());
-                let end = text[start..]
-                    .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | '}'))
-                    .map_or(text.len(), |e| start + e);
-                aliases.push((start..end, jumps));
+                expanded = expanded.saturating_add(size.get(&id).copied().unwrap_or(0));
+                if expanded > MAX_EXPANDED_NODES.max(events.saturating_mul(10)) {
+                    let start = byte(span.start.index());
+                    let end = text[start..]
+                        .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | '}'))
+                        .map_or(text.len(), |e| start + e);
+                    return Some((start..end, expanded));
+                }
             }
             Event::Scalar(_, _, anchor, _) if anchor > 0 => {
-                inner.insert(anchor, 0);
+                size.insert(anchor, 1);
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                open.push((anchor, jumps));
+                open.push((anchor, expanded));
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((anchor, at_start)) = open.pop()
                     && anchor > 0
                 {
-                    inner.insert(anchor, jumps - at_start);
+                    size.insert(anchor, expanded - at_start + 1);
                 }
             }
             Event::DocumentEnd => break,
             _ => {}
         }
     }
-    let limit = events.saturating_mul(100);
-    aliases.into_iter().find(|(_, total)| *total > limit)
+    None
 }
 
 /// Where the second YAML document of the text starts (its `---`, or its first node when it has
