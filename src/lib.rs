@@ -17,6 +17,7 @@ pub mod ops;
 pub mod parallel;
 pub mod plan;
 pub mod render;
+pub mod snippet;
 pub mod spec;
 pub mod state;
 pub mod tls;

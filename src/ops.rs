@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use miette::{Diagnostic, NamedSource, SourceSpan};
+use miette::{Diagnostic, SourceSpan};
 
 use crate::directory::{Entry, Snapshot, ldif};
 use crate::matching;
@@ -154,7 +154,7 @@ pub struct LdifFileError {
     pub line: usize,
     pub message: String,
     #[source_code]
-    pub src: NamedSource<String>,
+    pub src: crate::snippet::Snippet,
     #[label("here")]
     pub span: SourceSpan,
 }
@@ -203,27 +203,62 @@ pub fn load_spec(path: &Path) -> Result<Spec, Error> {
     Ok(spec::load(path)?)
 }
 
-/// Reads one directory as the plan file describes it.
-pub fn load_directory(which: &'static str, source: &DirectorySource) -> Result<Snapshot, Error> {
+/// Reads one directory as the plan file describes it. `file_urls`: the plan file allows the
+/// LDIF's `:< file:` values (read from its folder only).
+pub fn load_directory(
+    which: &'static str,
+    source: &DirectorySource,
+    file_urls: bool,
+) -> Result<Snapshot, Error> {
     match source {
         DirectorySource::Ldif(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| Error::Read {
+            let bytes = std::fs::read(path).map_err(|e| Error::Read {
                 what: "LDIF file",
                 path: path.clone(),
                 source: e,
             })?;
-            let entries = parse_ldif_parallel(&text, path.parent()).map_err(|e| {
-                let span = line_span(&text, e.line);
+            let folder = path.parent().map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            });
+            let located = |e: ldif::LdifError| {
+                // The text as shown: a byte that is not UTF-8 as `?`, every offset the file's.
+                let text: String = bytes
+                    .utf8_chunks()
+                    .flat_map(|c| {
+                        c.valid()
+                            .chars()
+                            .chain(std::iter::repeat_n('?', c.invalid().len()))
+                    })
+                    .collect();
+                let span = match e.column {
+                    Some(column) => {
+                        let line = line_span(&text, e.line);
+                        SourceSpan::new((line.offset() + column - 1).into(), 1)
+                    }
+                    None => line_span(&text, e.line),
+                };
                 Box::new(LdifFileError {
                     which,
                     path: path.display().to_string(),
                     line: e.line,
                     message: e.message.clone(),
-                    src: NamedSource::new(path.display().to_string(), text.clone()),
+                    src: crate::snippet::Snippet::new(
+                        path.display().to_string(),
+                        "ldif",
+                        &text,
+                        &ldif::secret_values(&text),
+                    ),
                     span,
                 })
-            })?;
-            drop(text);
+            };
+            let text = ldif::text_of(&bytes).map_err(located)?;
+            let entries =
+                parse_ldif_parallel(text, folder.filter(|_| file_urls)).map_err(located)?;
+            drop(bytes);
             Snapshot::new(entries).map_err(|d| Error::Duplicate {
                 which,
                 path: path.clone(),
@@ -242,6 +277,7 @@ pub fn load_directory(which: &'static str, source: &DirectorySource) -> Result<S
 /// every core once the file is in.
 fn load_destination(
     source: &DirectorySource,
+    file_urls: bool,
     pass: &matching::DestinationPass,
 ) -> Result<(Snapshot, Option<matching::DestinationFacts>), Error> {
     match source {
@@ -249,7 +285,7 @@ fn load_destination(
             let organised = load_ldap("destination", settings, pass.builder())?;
             Ok(matching::DestinationFacts::from_organised(organised))
         }
-        source => Ok((load_directory("destination", source)?, None)),
+        source => Ok((load_directory("destination", source, file_urls)?, None)),
     }
 }
 
@@ -441,6 +477,7 @@ fn parse_ldif_parallel(text: &str, base_dir: Option<&Path>) -> Result<Vec<Entry>
                 h.join().unwrap_or_else(|_| {
                     Err(ldif::LdifError {
                         line: 0,
+                        column: None,
                         message: "the LDIF reader failed".into(),
                     })
                 })
@@ -490,13 +527,19 @@ pub fn load_inputs_for(spec: Spec) -> Result<Inputs, Error> {
     let pass = matching::DestinationPass::for_spec(&spec);
     let (source, destination) = std::thread::scope(|scope| {
         let source = scope.spawn(|| {
-            load_directory("source", &spec.source.directory).map(|source| {
-                let rules = matching::SourceRules::for_spec(&spec);
-                let persons = matching::select_persons(&spec, &source, &rules);
-                (source, persons)
-            })
+            load_directory("source", &spec.source.directory, spec.source.ldif_file_urls).map(
+                |source| {
+                    let rules = matching::SourceRules::for_spec(&spec);
+                    let persons = matching::select_persons(&spec, &source, &rules);
+                    (source, persons)
+                },
+            )
         });
-        let destination = load_destination(&spec.destination.directory, &pass);
+        let destination = load_destination(
+            &spec.destination.directory,
+            spec.destination.ldif_file_urls,
+            &pass,
+        );
         let source = source
             .join()
             .unwrap_or_else(|p| std::panic::resume_unwind(p));
@@ -877,12 +920,16 @@ pub fn prepare_saved(
 fn load_for_saved(spec: Spec) -> Result<Inputs, Error> {
     let source = if spec.items.any() {
         warn_items(&spec);
-        load_directory("source", &spec.source.directory)?
+        load_directory("source", &spec.source.directory, spec.source.ldif_file_urls)?
     } else {
         Snapshot::default()
     };
     let destination = match &spec.destination.directory {
-        DirectorySource::Ldif(_) => load_directory("destination", &spec.destination.directory)?,
+        DirectorySource::Ldif(_) => load_directory(
+            "destination",
+            &spec.destination.directory,
+            spec.destination.ldif_file_urls,
+        )?,
         DirectorySource::Ldap(settings) => {
             warn_insecure("destination", settings);
             Snapshot::default()

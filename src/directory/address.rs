@@ -145,6 +145,62 @@ pub fn is_smtp(s: &str) -> bool {
         && !domain.ends_with('.')
 }
 
+/// Whether an internet address may be written to a destination (a `proxyAddresses` value, a
+/// `mail`): why not, when it may not. Stricter than [`is_smtp`], which only tells an address
+/// from a Notes name: a local part of letters, digits and RFC 5322's other atom characters with
+/// single dots between them, but no `*` (Exchange and Domino read it as a wildcard); a domain of
+/// dot-separated labels of letters, digits and `-`; no white space or control characters
+/// anywhere; at most 64 bytes before the `@` and 254 in all (RFC 5321). Letters may be any
+/// alphabet's (internationalised addresses).
+pub fn check_smtp(s: &str) -> Result<(), &'static str> {
+    if s.chars().any(char::is_control) {
+        return Err("it holds a control character");
+    }
+    if s.chars().any(char::is_whitespace) {
+        return Err("it holds white space");
+    }
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return Err("it has no `@`");
+    };
+    if local.is_empty() {
+        return Err("nothing comes before the `@`");
+    }
+    if domain.is_empty() {
+        return Err("nothing comes after the `@`");
+    }
+    if s.len() > 254 {
+        return Err("it is longer than 254 bytes");
+    }
+    if local.len() > 64 {
+        return Err("the part before the `@` is longer than 64 bytes");
+    }
+    if local.contains('*') {
+        return Err("`*` is a wildcard, not part of an address");
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err("the part before the `@` starts or ends with a dot, or has two in a row");
+    }
+    let atom = |c: char| c.is_alphanumeric() || "!#$%&'+-/=?^_`{|}~.".contains(c);
+    if !local.chars().all(atom) {
+        return Err("the part before the `@` holds a character an address cannot have");
+    }
+    for label in domain.split('.') {
+        if label.is_empty() {
+            return Err("the domain has an empty label (a dot at an end, or two in a row)");
+        }
+        if label.len() > 63 {
+            return Err("a label of the domain is longer than 63 bytes");
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err("a label of the domain starts or ends with `-`");
+        }
+        if !label.chars().all(|c| c.is_alphanumeric() || c == '-') {
+            return Err("the domain holds a character a domain name cannot have");
+        }
+    }
+    Ok(())
+}
+
 /// The domain of an SMTP address, lower-cased.
 pub fn smtp_domain(s: &str) -> Option<String> {
     s.rsplit_once('@').map(|(_, d)| d.to_ascii_lowercase())
@@ -196,6 +252,42 @@ mod tests {
             ProxyAddress::parse("X500:/o=Acme/cn=x").unwrap().kind,
             "X500"
         );
+    }
+
+    #[test]
+    fn addresses_written_to_a_destination_are_checked() {
+        for ok in [
+            "john.smith@acme.com",
+            "o'brien+tag@sub.acme-corp.example",
+            "jürgen@bäckerei.example",
+            "a@b",
+            "x_y{z}=1@acme.com",
+        ] {
+            assert_eq!(check_smtp(ok), Ok(()), "{ok}");
+        }
+        for (bad, why) in [
+            ("*@acme.com", "wildcard"),
+            ("a*b@acme.com", "wildcard"),
+            ("a b@acme.com", "white space"),
+            ("a\u{1}b@acme.com", "control"),
+            ("a@acme.com\n", "control"),
+            ("acme.com", "no `@`"),
+            ("@acme.com", "before"),
+            ("a@", "after"),
+            (".a@acme.com", "dot"),
+            ("a..b@acme.com", "dot"),
+            ("a@acme..com", "empty label"),
+            ("a@acme.com.", "empty label"),
+            ("a@-acme.com", "`-`"),
+            ("a@ac_me.com", "domain holds"),
+            ("\"a b\"@acme.com", "white space"),
+            ("a(b)@acme.com", "cannot have"),
+        ] {
+            let e = check_smtp(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad:?}: {e}");
+        }
+        assert!(check_smtp(&format!("{}@acme.com", "a".repeat(65))).is_err());
+        assert!(check_smtp(&format!("a@{}.com", "b".repeat(64))).is_err());
     }
 
     #[test]

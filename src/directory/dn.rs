@@ -384,7 +384,8 @@ fn unescape_body(raw: &str, dn: &str, trim_end: bool) -> Result<String, DnError>
                         .filter(u8::is_ascii_hexdigit)
                         .ok_or_else(|| DnError::BadEscape {
                             dn: dn.into(),
-                            escape: raw[i..(i + 3).min(raw.len())].to_string(),
+                            // Whole characters: the one after the hex digit may be any.
+                            escape: raw[i..].chars().take(3).collect(),
                         })?;
                     let hex = [h1, h2];
                     let text = std::str::from_utf8(&hex).unwrap_or("00");
@@ -836,6 +837,13 @@ mod tests {
             Err(DnError::BadEscape { .. })
         ));
         assert!(matches!(Dn::parse("C N=x"), Err(DnError::BadType { .. })));
+        // A hex escape cut short by a letter of several bytes (found by fuzzing: it panicked).
+        for dn in [r"CN=Müller\2ürgen,O=Acme", r"CN=a\2😀", r"CN=a\ü"] {
+            match Dn::parse(dn) {
+                Err(DnError::BadEscape { escape, .. }) => assert!(dn.contains(&escape), "{escape}"),
+                other => panic!("{dn}: {other:?}"),
+            }
+        }
         assert!(matches!(
             Dn::parse(r#"CN="open"#),
             Err(DnError::UnterminatedQuote { .. })

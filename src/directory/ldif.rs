@@ -10,7 +10,11 @@
 //! Exports reach hundreds of thousands of entries, so the reader works on slices of the input and
 //! allocates per value (and per folded line), never per physical line, and runs in linear time.
 //! This module must not interpret attributes, and does no I/O beyond reading the files that
-//! `:< file:` URLs name.
+//! `:< file:` URLs name, and those only when the caller allows it for the file being read: a
+//! URL names a regular file in the LDIF's folder (or below it) of at most
+//! [`MAX_FILE_URL_BYTES`]; anything else (`file:///dev/zero`, `file:///etc/shadow`, a link out of
+//! the folder) is an error at its line. An export is data, and data must not pull local files
+//! into a destination directory.
 
 use std::borrow::Cow;
 use std::io::{self, Write};
@@ -31,6 +35,79 @@ use super::entry::{Attrs, Entry};
 pub struct LdifError {
     pub line: usize,
     pub message: String,
+    /// The 1-based byte column, when one byte is at fault (one that is not UTF-8).
+    pub column: Option<usize>,
+}
+
+/// The largest file a `:< file:` URL may name.
+pub const MAX_FILE_URL_BYTES: u64 = 16 << 20;
+
+/// Attributes whose values are secrets (password hashes and the like): an error shown near one
+/// must not print it.
+const SECRET_ATTRIBUTES: [&str; 6] = [
+    "userpassword",
+    "unicodepwd",
+    "sambantpassword",
+    "sambalmpassword",
+    "authpassword",
+    "dbcspwd",
+];
+
+/// Where the text holds the value of a secret attribute (`userPassword: {SSHA}…`, with its
+/// folded lines), for diagnostics to mask.
+pub fn secret_values(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    let mut masking = false;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let content = line.trim_end_matches(['\n', '\r']);
+        if masking && content.starts_with(' ') {
+            out.push(start + 1..start + content.len());
+            continue;
+        }
+        masking = false;
+        let Some((name, _)) = content.split_once(':') else {
+            continue;
+        };
+        let base = name
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if SECRET_ATTRIBUTES.contains(&base.as_str()) {
+            out.push(start + name.len() + 1..start + content.len());
+            masking = true;
+        }
+    }
+    out
+}
+
+/// An LDIF file's bytes as text: an error at the line and column of the first byte that is not
+/// UTF-8 otherwise. (Values that are not UTF-8 text are written `attr:: <base64>`.)
+pub fn text_of(bytes: &[u8]) -> Result<&str, LdifError> {
+    std::str::from_utf8(bytes).map_err(|e| {
+        let at = e.valid_up_to();
+        let before = &bytes[..at];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let byte = bytes.get(at).copied().unwrap_or(0);
+        LdifError {
+            line,
+            message: format!(
+                "byte 0x{byte:02X} at column {} is not UTF-8: write a value that is not UTF-8 \
+                 text as base64 (`attr:: <base64>`), or save the file as UTF-8 (it may be \
+                 Latin-1 or Windows-1252)",
+                at - line_start + 1
+            ),
+            column: Some(at - line_start + 1),
+        }
+    })
 }
 
 /// One LDIF record: an entry as it is, or a change to apply to one.
@@ -96,8 +173,8 @@ impl ModOp {
 
 /// Parses LDIF text into its entries: content records, and `changetype: add` records taken as
 /// the entries they create. Any other change record is an error naming its `changetype:` line.
-/// `base_dir` resolves relative `:< file:` URLs (without it they are relative to the current
-/// directory).
+/// `file_urls` is the LDIF's folder when `:< file:` URLs may be read (from it and below it);
+/// `None` refuses them.
 pub fn parse_entries(text: &str, base_dir: Option<&Path>) -> Result<Vec<Entry>, LdifError> {
     let mut entries = Vec::new();
     for_each_record(text, base_dir, |record, line| match record {
@@ -232,6 +309,7 @@ fn err(line: usize, message: impl Into<String>) -> LdifError {
     LdifError {
         line,
         message: message.into(),
+        column: None,
     }
 }
 
@@ -443,13 +521,58 @@ fn decode_text(spec: &ValueSpec<'_>, line: usize, what: &str) -> Result<String, 
 }
 
 fn read_url(url: &str, base_dir: Option<&Path>, line: usize) -> Result<Vec<u8>, LdifError> {
-    let path = file_url_path(url, base_dir).map_err(|m| err(line, m))?;
-    std::fs::read(&path).map_err(|e| {
+    let Some(base) = base_dir else {
+        return Err(err(
+            line,
+            format!(
+                "`{}`: values are not read from files named in this LDIF; if the export needs \
+                 them, write `allow_file_urls: true` beside its `ldif:` in the plan file",
+                excerpt(url)
+            ),
+        ));
+    };
+    let path = file_url_path(url, Some(base)).map_err(|m| err(line, m))?;
+    read_local_file(&path, base).map_err(|m| {
         err(
             line,
-            format!("cannot read `{}` (named by `{url}`): {e}", path.display()),
+            format!(
+                "cannot read `{}` (named by `{}`): {m}",
+                path.display(),
+                excerpt(url)
+            ),
         )
     })
+}
+
+/// Reads a file a URL names, if it is a regular file inside `base` of at most
+/// [`MAX_FILE_URL_BYTES`] (read through a bound, in case it grows meanwhile).
+fn read_local_file(path: &Path, base: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read as _;
+    let real = path.canonicalize().map_err(|e| e.to_string())?;
+    let folder = base.canonicalize().map_err(|e| e.to_string())?;
+    if !real.starts_with(&folder) {
+        return Err(format!(
+            "it is not in the LDIF's folder `{}` or below it",
+            folder.display()
+        ));
+    }
+    let file = std::fs::File::open(&real).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("it is not a regular file".into());
+    }
+    let too_large = || format!("it is larger than {} MiB", MAX_FILE_URL_BYTES >> 20);
+    if meta.len() > MAX_FILE_URL_BYTES {
+        return Err(too_large());
+    }
+    let mut out = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_URL_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > MAX_FILE_URL_BYTES {
+        return Err(too_large());
+    }
+    Ok(out)
 }
 
 /// The local path a `file:` URL names; relative paths resolve against `base_dir`.
@@ -1203,6 +1326,7 @@ mod tests {
             "dn: CN=a\njpegPhoto:< file://{abs}\ninfo:<file:sub/note.txt\nphoto:< file:photo%20one.jpg\n"
         );
         let e = &parse_entries(&text, Some(dir.path())).unwrap()[0];
+        // (An absolute URL is read too, when it names a file in the folder.)
         assert_eq!(
             e.get("jpegPhoto")
                 .unwrap()
@@ -1226,15 +1350,80 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.line, 3);
         assert!(e.message.contains("cannot read"), "{e}");
-        let e = error("dn: CN=a\nphoto:< http://example.com/a.jpg\n");
+        let url_error = |text: &str| parse_entries(text, Some(dir.path())).unwrap_err();
+        let e = url_error("dn: CN=a\nphoto:< http://example.com/a.jpg\n");
         assert_eq!(e.line, 2);
         assert!(e.message.contains("only `file:` URLs"), "{e}");
-        let e = error("dn: CN=a\nphoto:< /no/scheme\n");
+        let e = url_error("dn: CN=a\nphoto:< /no/scheme\n");
         assert!(e.message.contains("expected a `file:` URL"), "{e}");
-        let e = error("dn: CN=a\nphoto:< file://server/share/a.jpg\n");
+        let e = url_error("dn: CN=a\nphoto:< file://server/share/a.jpg\n");
         assert!(e.message.contains("host `server`"), "{e}");
-        let e = error("dn: CN=a\nphoto:< file:///a%zz\n");
+        let e = url_error("dn: CN=a\nphoto:< file:///a%zz\n");
         assert!(e.message.contains("bad `%` escape"), "{e}");
+    }
+
+    #[test]
+    fn file_urls_are_read_only_when_allowed_and_only_small_regular_files_in_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let ldif = dir.path().join("export");
+        std::fs::create_dir(&ldif).unwrap();
+        std::fs::write(ldif.join("note.txt"), "hello").unwrap();
+        std::fs::write(dir.path().join("outside.txt"), "secret").unwrap();
+        // Not allowed: refused, whatever the URL names, with the key that allows it.
+        let e = error("dn: CN=a\ninfo:< file:note.txt\n");
+        assert_eq!(e.line, 2);
+        assert!(e.message.contains("allow_file_urls: true"), "{e}");
+        let e = error("dn: CN=a\ninfo:< file:///etc/passwd\n");
+        assert!(e.message.contains("allow_file_urls"), "{e}");
+        // Allowed: a file in the folder is read; nothing outside it, and no device.
+        let read = |text: &str| parse_entries(text, Some(&ldif));
+        let e = &read("dn: CN=a\ninfo:< file:note.txt\n").unwrap()[0];
+        assert_eq!(e.text("info"), Some("hello"));
+        for url in [
+            "file:///dev/zero",
+            "file:///etc/passwd",
+            "file:../outside.txt",
+            &format!("file://{}", dir.path().join("outside.txt").display()),
+        ] {
+            let e = read(&format!("dn: CN=a\ninfo:< {url}\n")).unwrap_err();
+            assert_eq!(e.line, 2, "{url}");
+            assert!(e.message.contains("not in the LDIF's folder"), "{url}: {e}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/dev/zero", ldif.join("zero")).unwrap();
+            std::os::unix::fs::symlink(dir.path().join("outside.txt"), ldif.join("out")).unwrap();
+            let e = read("dn: CN=a\ninfo:< file:zero\n").unwrap_err();
+            assert!(e.message.contains("not in the LDIF's folder"), "{e}");
+            let e = read("dn: CN=a\ninfo:< file:out\n").unwrap_err();
+            assert!(e.message.contains("not in the LDIF's folder"), "{e}");
+            std::fs::create_dir(ldif.join("sub")).unwrap();
+            let e = read("dn: CN=a\ninfo:< file:sub\n").unwrap_err();
+            assert!(e.message.contains("not a regular file"), "{e}");
+        }
+        let big = std::fs::File::create(ldif.join("big")).unwrap();
+        big.set_len(MAX_FILE_URL_BYTES + 1).unwrap();
+        let e = read("dn: CN=a\ninfo:< file:big\n").unwrap_err();
+        assert!(e.message.contains("larger than 16 MiB"), "{e}");
+    }
+
+    #[test]
+    fn secret_values_are_found_with_their_folded_lines() {
+        let text = "dn: CN=a\nuserPassword: {SSHA}abc\n def\ncn: a\nunicodePwd;binary:: AAAA\n";
+        let masked: Vec<&str> = secret_values(text).into_iter().map(|r| &text[r]).collect();
+        assert_eq!(masked, [" {SSHA}abc", "def", ": AAAA"]);
+    }
+
+    #[test]
+    fn a_byte_that_is_not_utf8_is_refused_at_its_line_and_column() {
+        let bytes = b"dn: CN=a\ncn: J\xfcrgen\n";
+        let e = text_of(bytes).unwrap_err();
+        assert_eq!((e.line, e.column), (2, Some(6)));
+        assert!(
+            e.message.contains("0xFC") && e.message.contains("base64"),
+            "{e}"
+        );
+        assert_eq!(text_of(b"dn: CN=a\n"), Ok("dn: CN=a\n"));
     }
 
     #[test]

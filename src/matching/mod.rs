@@ -144,6 +144,9 @@ impl PersonMatch {
 #[derive(Debug)]
 pub struct Matches {
     pub persons: Vec<PersonMatch>,
+    /// Conflicts between persons with more claimants than each is told about by name: one
+    /// line each, naming every claimant (see [`NAMED_CLAIMANTS`]).
+    pub conflicts: Vec<String>,
     /// Class of every destination entry, by entry id.
     pub classes: Vec<Class>,
     pub index: Indexes,
@@ -351,11 +354,12 @@ fn match_on(
             &index,
         )
     });
-    resolve_conflicts(&mut out, destination, hash);
+    let conflicts = resolve_conflicts(&mut out, destination, hash);
     Matches {
         persons: out,
         classes,
         index,
+        conflicts,
     }
 }
 
@@ -396,7 +400,7 @@ fn match_person(
         }
     }
     contacts.sort_by_key(|c| c.id);
-    let mut warnings = Vec::new();
+    let mut warnings = person.rejected.clone();
     let mut soft = Vec::new();
 
     let outcome = if !pins.is_empty() {
@@ -549,8 +553,16 @@ fn push_unique(list: &mut Vec<Candidate>, c: Candidate) {
     }
 }
 
-/// Two persons claiming one destination object, or one address, are both ambiguous.
-fn resolve_conflicts(persons: &mut [PersonMatch], destination: &Snapshot, hash: fn(&str) -> u64) {
+/// How many of the other claimants each claimant of a conflict is told about by name.
+pub const NAMED_CLAIMANTS: usize = 5;
+
+/// Two persons claiming one destination object, or one address, are both ambiguous. Returns
+/// one line per conflict with more than [`NAMED_CLAIMANTS`] claimants, naming them all.
+fn resolve_conflicts(
+    persons: &mut [PersonMatch],
+    destination: &Snapshot,
+    hash: fn(&str) -> u64,
+) -> Vec<String> {
     // Who claims what, as (object, person) and (address hash, person) pairs sorted once:
     // nearly every object and address has one claimant, and grouping by sorting makes no key
     // strings or map nodes for them.
@@ -579,18 +591,37 @@ fn resolve_conflicts(persons: &mut [PersonMatch], destination: &Snapshot, hash: 
             .collect::<Vec<_>>()
             .join("; ")
     };
+    // What each claimant is told names the first few others and counts the rest; a conflict
+    // with more claimants than that is also one plan-wide record naming them all, once. (Every
+    // claimant naming every other took memory and output quadratic in their number: 4,000
+    // persons sharing one address made 400 MB of plan text.)
+    let mut conflicts = Vec::new();
+    let mut told = |what: String, who: &[usize]| -> String {
+        let n = who.len();
+        let head = format!("{what} {n} source persons");
+        if n <= NAMED_CLAIMANTS {
+            return format!("{head}: {}", names(who));
+        }
+        conflicts.push(format!("{head}: {}", names(who)));
+        format!(
+            "{head}: {}; and {} more (the plan's error about {what_short} names them all)",
+            names(&who[..NAMED_CLAIMANTS]),
+            n - NAMED_CLAIMANTS,
+            what_short = what
+                .trim_end_matches(" is claimed by")
+                .trim_end_matches(" is held by"),
+        )
+    };
     let mut reasons: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for run in claims.chunk_by(|a, b| a.0 == b.0) {
         if run.len() > 1 {
             let who: Vec<usize> = run.iter().map(|&(_, i)| i).collect();
-            let names = names(&who);
+            let reason = told(
+                format!("{} is claimed by", destination.entry(run[0].0).dn),
+                &who,
+            );
             for &i in &who {
-                reasons.entry(i).or_default().push(format!(
-                    "{} is claimed by {} source persons: {}",
-                    destination.entry(run[0].0).dn,
-                    who.len(),
-                    names
-                ));
+                reasons.entry(i).or_default().push(reason.clone());
             }
         }
     }
@@ -614,14 +645,10 @@ fn resolve_conflicts(persons: &mut [PersonMatch], destination: &Snapshot, hash: 
     }
     for (key, who) in &shared {
         if who.len() > 1 {
-            let names = names(who);
             let shown = key.split_once(':').map(|(_, a)| a).unwrap_or(key);
+            let reason = told(format!("address {shown} is held by"), who);
             for &i in who {
-                reasons.entry(i).or_default().push(format!(
-                    "address {shown} is held by {} source persons: {}",
-                    who.len(),
-                    names
-                ));
+                reasons.entry(i).or_default().push(reason.clone());
             }
         }
     }
@@ -637,6 +664,7 @@ fn resolve_conflicts(persons: &mut [PersonMatch], destination: &Snapshot, hash: 
             candidates,
         };
     }
+    conflicts
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::directory::address::{address_key, is_smtp};
+use crate::directory::address::{address_key, check_smtp, is_smtp};
 use crate::directory::{Dn, Entry, EntryId};
 
 use super::rules::SourceRules;
@@ -25,6 +25,9 @@ pub struct Person {
     pub full_names: Vec<String>,
     pub given_name: Option<String>,
     pub surname: Option<String>,
+    /// Source values that would have been addresses but cannot be written to a destination,
+    /// each a warning naming the attribute, the value and why; they are left out.
+    pub rejected: Vec<String>,
 }
 
 impl Person {
@@ -35,16 +38,34 @@ impl Person {
         notes_domain: Option<&str>,
     ) -> Person {
         let mut smtp = Keyed::default();
+        let mut rejected = Vec::new();
+        // An address is checked once, here, before anything can write it: a value that cannot
+        // be one is a warning naming its attribute, and is left out.
+        let mut address = |smtp: &mut Keyed, attr: &str, v: &str| {
+            match check_smtp(v) {
+            Ok(()) => smtp.insert(v),
+            Err(why) => rejected.push(format!(
+                "source attribute `{attr}` holds \"{}\", which is no valid e-mail address ({why}); it is left out of the destination's addresses",
+                v.escape_debug()
+            )),
+        }
+        };
         for attr in &rules.smtp {
-            for v in entry.texts(attr.as_str()) {
+            for raw in entry.texts(attr.as_str()) {
                 // proxyAddresses-style values carry a type; only SMTP ones are internet addresses.
-                let v = match v.split_once(':') {
+                let v = match raw.split_once(':') {
                     Some((kind, rest)) if kind.eq_ignore_ascii_case("smtp") => rest,
-                    Some(_) => continue,
-                    None => v,
+                    Some((kind, _))
+                        if !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric()) =>
+                    {
+                        continue;
+                    }
+                    _ => raw,
                 };
-                if is_smtp(v.trim()) {
-                    smtp.insert(v.trim());
+                // Only white space at the ends is dropped; any inside is the value's own.
+                let v = v.trim_matches(|c: char| c == ' ' || c == '\t');
+                if !v.is_empty() {
+                    address(&mut smtp, attr.as_str(), v);
                 }
             }
         }
@@ -52,7 +73,7 @@ impl Person {
         for attr in &rules.short_names {
             for v in entry.texts(attr.as_str()) {
                 if is_smtp(v.trim()) {
-                    smtp.insert(v.trim());
+                    address(&mut smtp, attr.as_str(), v.trim());
                 } else if !v.trim().is_empty() {
                     short.insert(v.trim());
                 }
@@ -63,7 +84,7 @@ impl Person {
             for v in entry.texts(attr.as_str()) {
                 let v = v.trim();
                 if is_smtp(v) {
-                    smtp.insert(v);
+                    address(&mut smtp, attr.as_str(), v);
                 } else if !v.is_empty() && !looks_like_dn(v) {
                     full.insert(v);
                 }
@@ -84,6 +105,7 @@ impl Person {
             full_names: full.in_order(),
             given_name: entry.text(rules.given_name.as_str()).map(str::to_string),
             surname: entry.text(rules.surname.as_str()).map(str::to_string),
+            rejected,
         }
     }
 

@@ -156,9 +156,19 @@ fn plan_on(
     } = p;
     // Bad items are those of the persons that get imports (an ambiguous person's items are not
     // looked at): `imports` puts them on the subject.
-    let messages = unmapped_attributes(spec, source, &actions);
+    let unmapped = unmapped_attributes(spec, source, &actions);
     let mut summary = Plan::summarise(&subjects, &actions);
-    summary.warnings += messages.len();
+    summary.warnings += unmapped.len();
+    // A conflict between many persons is named in full once, here; each of them refers to it.
+    let mut messages: Vec<Message> = matches
+        .conflicts
+        .iter()
+        .map(|c| Message {
+            level: Level::Error,
+            text: c.clone(),
+        })
+        .collect();
+    messages.extend(unmapped);
     Ok(Plan {
         format_version: FORMAT_VERSION.into(),
         messages,
@@ -1452,7 +1462,7 @@ impl Planner<'_> {
                 .unwrap_or_else(|| g.dn.rdn_value().unwrap_or_default());
             let mail = g
                 .texts("mail")
-                .find(|m| crate::directory::address::is_smtp(m))
+                .find(|m| crate::directory::address::check_smtp(m.trim()).is_ok())
                 .map(str::to_string);
             let notes = self
                 .spec

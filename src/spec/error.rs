@@ -8,13 +8,14 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use miette::{
-    Diagnostic, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents,
-};
+use miette::{Diagnostic, LabeledSpan, SourceSpan};
+
+use crate::snippet::Snippet;
 
 /// Stable codes, one per kind of problem (shown by miette, and matched on in tests).
 pub mod codes {
     pub const UNREADABLE: &str = "mailplan::spec::unreadable";
+    pub const NOT_UTF8: &str = "mailplan::spec::not_utf8";
     pub const INVALID_PLAN: &str = "mailplan::spec::invalid_plan";
     pub const SYNTAX: &str = "mailplan::spec::syntax";
     pub const EMPTY: &str = "mailplan::spec::empty";
@@ -43,9 +44,15 @@ pub mod codes {
     pub const NOT_IN_DIRECTORY: &str = "mailplan::spec::not_in_directory";
     pub const SECRET_UNAVAILABLE: &str = "mailplan::spec::secret_unavailable";
     pub const UNKNOWN_PLACEHOLDER: &str = "mailplan::spec::unknown_placeholder";
+    /// Not a problem of its own: how many problems past the first ones shown are not shown.
+    pub const MORE_PROBLEMS: &str = "mailplan::spec::more_problems";
     /// A check failed without saying why: a bug, reported rather than hidden.
     pub const INCOMPLETE: &str = "mailplan::spec::incomplete";
 }
+
+/// How many problems a report shows; the rest are counted. (`PlanFileError::problems` has them
+/// all.)
+pub const SHOWN: usize = 100;
 
 /// One labelled place in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +85,8 @@ impl Problem {
     /// Adds a label; the first one added is the primary one.
     pub(crate) fn label(mut self, span: Range<usize>, text: impl Into<String>) -> Self {
         let text = text.into();
+        // A span is never reversed (miette would read a length that wrapped around).
+        let span = span.start..span.end.max(span.start);
         self.labels.push(Label {
             text: (!text.is_empty()).then_some(text),
             span,
@@ -175,8 +184,10 @@ struct Inner {
     code: &'static str,
     headline: String,
     path: PathBuf,
-    source_code: PlanSource,
+    source_code: Snippet,
     problems: Vec<Problem>,
+    /// Shown after the first [`SHOWN`] problems when there are more: how many are not shown.
+    more: Option<Problem>,
     help: Option<String>,
 }
 
@@ -191,6 +202,15 @@ impl PlanFileError {
         });
         problems.dedup();
         let n = problems.len();
+        let more = (n > SHOWN).then(|| {
+            Problem::new(
+                codes::MORE_PROBLEMS,
+                format!("… and {} more problems, not shown", n - SHOWN),
+            )
+            .help(format!(
+                "the first {SHOWN} problems are shown, in file order; fix them and validate again"
+            ))
+        });
         PlanFileError(Box::new(Inner {
             code: codes::INVALID_PLAN,
             headline: format!(
@@ -199,10 +219,50 @@ impl PlanFileError {
                 if n == 1 { "" } else { "s" }
             ),
             path: path.to_path_buf(),
-            source_code: PlanSource::new(path, text),
+            source_code: Snippet::new(
+                path.display().to_string(),
+                "yaml",
+                text,
+                &secret_values(text),
+            ),
+            more,
             problems,
             help: None,
         }))
+    }
+
+    /// The plan file is not UTF-8: the first byte that is not, at its line and column, and how
+    /// many places there are. The text is shown with each such byte as `?`, so that every offset
+    /// is the file's.
+    pub(crate) fn not_utf8(path: &Path, bytes: &[u8]) -> Self {
+        let mut text = String::with_capacity(bytes.len());
+        let mut first = None;
+        let mut places = 0usize;
+        for chunk in bytes.utf8_chunks() {
+            text.push_str(chunk.valid());
+            let invalid = chunk.invalid();
+            if let Some(&byte) = invalid.first() {
+                first.get_or_insert((text.len(), byte));
+                places += 1;
+                text.extend(std::iter::repeat_n('?', invalid.len()));
+            }
+        }
+        let (at, byte) = first.unwrap_or((0, 0));
+        let others = match places {
+            0 | 1 => String::new(),
+            2 => " (and 1 more place)".to_string(),
+            n => format!(" (and {} more places)", n - 1),
+        };
+        let problem = Problem::new(
+            codes::NOT_UTF8,
+            format!("the plan file is not UTF-8: byte 0x{byte:02X} is not part of a UTF-8 character{others}"),
+        )
+        .label(at..at + 1, "not UTF-8")
+        .help(
+            "save the plan file as UTF-8 (a byte like this one is what Latin-1 or Windows-1252 \
+             write for an accented letter)",
+        );
+        PlanFileError::new(path, &text, vec![problem])
     }
 
     /// The plan file could not be read at all.
@@ -233,8 +293,9 @@ impl PlanFileError {
             code: codes::UNREADABLE,
             headline: format!("cannot read plan file `{}`: {reason}", path.display()),
             path: path.to_path_buf(),
-            source_code: PlanSource::new(path, ""),
+            source_code: Snippet::new(path.display().to_string(), "yaml", "", &[]),
             problems: Vec::new(),
+            more: None,
             help: Some(help.to_string()),
         }))
     }
@@ -271,129 +332,162 @@ impl Diagnostic for PlanFileError {
             return None;
         }
         Some(Box::new(
-            self.0.problems.iter().map(|p| p as &dyn Diagnostic),
+            self.0
+                .problems
+                .iter()
+                .take(SHOWN)
+                .chain(self.0.more.as_ref())
+                .map(|p| p as &dyn Diagnostic),
         ))
     }
 }
 
-/// The plan file's text as miette reads it, with where each line starts.
-///
-/// miette finds the lines around a span by reading the text from its first byte. One problem
-/// costs nothing that way, but a plan file of a megabyte with thousands of problems (every DN of
-/// a wave missing from a directory that returned nothing) took half a minute to print. Here the
-/// lines are counted once, and miette reads only from a few lines before each span: the same
-/// snippet, line and column it would have found.
-#[derive(Debug)]
-struct PlanSource {
-    name: String,
-    text: String,
-    /// Byte offsets where a line starts, after `\n`, `\r\n` or a lone `\r` (as miette counts
-    /// lines); the first line starts at 0.
-    line_starts: Vec<usize>,
-}
+/// The keys whose values are secrets: a value written under one of them is never shown.
+const SECRET_KEYS: [&str; 1] = ["password"];
 
-impl PlanSource {
-    fn new(path: &Path, text: &str) -> Self {
-        let bytes = text.as_bytes();
-        let mut line_starts = vec![0];
-        for (i, &b) in bytes.iter().enumerate() {
-            let ends_line = b == b'\n' || (b == b'\r' && bytes.get(i + 1) != Some(&b'\n'));
-            if ends_line {
-                line_starts.push(i + 1);
+/// Where the plan file's text holds the value of a secret-bearing key (`password: hunter2`), so
+/// that no diagnostic shows it, whatever else is wrong with the file (even a syntax error on that
+/// line). Read from the text line by line, not from the parsed file, which may not parse: a key
+/// `password` (any case, plain or quoted, in a block or a flow mapping) masks the rest of its
+/// line, and the lines after it indented further (a multi-line value). A value that is itself a
+/// mapping naming where the secret is (`{ env: NAME }`, `{ file: PATH }`, or on the next lines)
+/// is left as it is: it is no secret, and the hint to use it must stay readable.
+pub(crate) fn secret_values(text: &str) -> Vec<Range<usize>> {
+    let mut masks = Vec::new();
+    let mut offset = 0;
+    // The indentation of the key whose value goes on over the next lines, and whether those
+    // lines are masked.
+    let mut open: Option<(usize, bool)> = None;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let content = line.trim_end_matches(['\n', '\r']);
+        let indent = content.len() - content.trim_start_matches([' ', '\t']).len();
+        let blank = content.trim().is_empty() || content.trim_start().starts_with('#');
+        if let Some((key_indent, mask)) = open {
+            if blank || indent > key_indent {
+                if mask && !blank {
+                    masks.push(start + indent..start + content.len());
+                }
+                continue;
             }
+            open = None;
         }
-        PlanSource {
-            name: path.display().to_string(),
-            text: text.to_string(),
-            line_starts,
+        let Some(value_at) = secret_value_start(content) else {
+            continue;
+        };
+        let value = &content[value_at..];
+        let names_a_place = |v: &str| {
+            let v = v.trim_start_matches(['{', ' ', '\t']);
+            ["env", "file"].iter().any(|k| {
+                v.strip_prefix(k).is_some_and(|r| {
+                    r.trim_start_matches(['"', '\''])
+                        .trim_start()
+                        .starts_with(':')
+                })
+            })
+        };
+        let trimmed = value.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            // The value is on the next lines: masked unless it is a mapping naming a place.
+            let next = text[offset..]
+                .lines()
+                .find(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+            open = Some((indent, !next.is_some_and(names_a_place)));
+            continue;
         }
+        if trimmed.starts_with('{') && names_a_place(trimmed) {
+            continue;
+        }
+        masks.push(start + value_at..start + content.len());
+        open = Some((indent, true));
     }
+    masks
 }
 
-impl SourceCode for PlanSource {
-    fn read_span<'a>(
-        &'a self,
-        span: &SourceSpan,
-        context_lines_before: usize,
-        context_lines_after: usize,
-    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
-        // The line the span starts on, and a line before its context: miette reads from there
-        // and counts lines and columns from there, which are then made the file's own.
-        let line = self
-            .line_starts
-            .partition_point(|&start| start <= span.offset())
-            .saturating_sub(1);
-        let first = line.saturating_sub(context_lines_before + 1);
-        let base = self.line_starts.get(first).copied().unwrap_or(0);
-        let tail = self.text.get(base..).unwrap_or_default();
-        let relative = SourceSpan::new(span.offset().saturating_sub(base).into(), span.len());
-        let found = tail.read_span(&relative, context_lines_before, context_lines_after)?;
-        let contents = MietteSpanContents::new_named(
-            self.name.clone(),
-            found.data(),
-            SourceSpan::new((found.span().offset() + base).into(), found.span().len()),
-            found.line() + first,
-            found.column(),
-            found.line_count() + first,
-        )
-        .with_language("yaml");
-        Ok(Box::new(contents))
+/// Where the value starts on a line that holds a secret-bearing key, if it does.
+fn secret_value_start(line: &str) -> Option<usize> {
+    let lower = line.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    for key in SECRET_KEYS {
+        let mut from = 0;
+        while let Some(found) = lower[from..].find(key) {
+            let at = from + found;
+            from = at + key.len();
+            // The key starts a mapping entry: after indentation, `- `, `{`, `,` or a quote.
+            let before = lower[..at].trim_end_matches(['"', '\'']).trim_end();
+            let starts_entry = before.is_empty() || before.ends_with(['{', ',', '-', '?']);
+            if !starts_entry {
+                continue;
+            }
+            let mut i = at + key.len();
+            while matches!(bytes.get(i), Some(b'"' | b'\'')) {
+                i += 1;
+            }
+            while matches!(bytes.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            if bytes.get(i) != Some(&b':') {
+                continue;
+            }
+            i += 1;
+            if !matches!(bytes.get(i), None | Some(b' ' | b'\t')) {
+                continue;
+            }
+            while matches!(bytes.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+            return Some(i);
+        }
     }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    type Read = (String, SourceSpan, usize, usize, usize);
-
-    /// What a source gives miette for a span: the snippet, its span, line, column and lines.
-    fn reads(code: &dyn SourceCode, span: SourceSpan, before: usize, after: usize) -> Option<Read> {
-        let c = code.read_span(&span, before, after).ok()?;
-        Some((
-            String::from_utf8_lossy(c.data()).into_owned(),
-            *c.span(),
-            c.line(),
-            c.column(),
-            c.line_count(),
-        ))
+    fn masked(text: &str) -> String {
+        Snippet::new("p", "yaml", text, &secret_values(text))
+            .text()
+            .to_string()
     }
 
     #[test]
-    fn the_indexed_source_reads_every_span_as_miette_does() {
-        let texts = [
-            "",
-            "a",
-            "version: 1\nsource:\n  ldif: s.ldif\n\ndestination:\n  ldif: d.ldif\n",
-            "no newline at the end\nsecond: line",
-            "crlf: 1\r\nnext: 2\r\n\r\nlast: 3\r\n",
-            "lone\rcarriage\r\rreturns\r\n\nmixed\n",
-            "\n\n\nstarts: blank\n  indented: [a, b]\n",
-            "ünïcode: \"Grüße\"\nname: 名前\n",
-        ];
-        for text in texts {
-            let source = PlanSource::new(Path::new("plan.yaml"), text);
-            let named = source.read_span(&SourceSpan::new(0.into(), 0), 0, 0);
-            let named = named.expect("an empty span at the start");
-            assert_eq!(named.name(), Some("plan.yaml"));
-            assert_eq!(named.language(), Some("yaml"));
-            // Spans inside the text: problems point at what was parsed (miette itself panics
-            // on a span past the end).
-            for start in 0..=text.len() {
-                for len in [0, 1, 2, 5, 12, 40]
-                    .into_iter()
-                    .filter(|l| start + l <= text.len())
-                {
-                    for (before, after) in [(0, 0), (1, 1), (2, 3), (5, 0)] {
-                        let span = SourceSpan::new(start.into(), len);
-                        let case = format!("{text:?} at {start}+{len}, {before}/{after} lines");
-                        // miette's own reading, from the whole text.
-                        let want = reads(&text, span, before, after);
-                        assert!(want.is_some(), "miette cannot read {case}");
-                        assert_eq!(reads(&source, span, before, after), want, "{case}");
-                    }
-                }
-            }
+    fn secret_values_are_masked_wherever_they_are_written() {
+        for (text, shown) in [
+            (
+                "imap:\n  password: hunter2\n  auth: plain\n",
+                "  auth: plain",
+            ),
+            ("imap:\n  \"password\" : 'hunter2' # x\n", "imap:"),
+            (
+                "imap: { url: x, password: hunter2, auth: plain }\n",
+                "imap: { url: x, password: ",
+            ),
+            ("- Password: hunter2 ]]\n", "- Password: "),
+            (
+                "ldap:\n  password: |\n    hunter2\n    more\n  base: x\n",
+                "  base: x",
+            ),
+            ("ldap:\n  password:\n    hunter2\n", "  password:"),
+            ("ldap:\n  password: \"hun\n    ter2\"\nbase: 1\n", "base: 1"),
+        ] {
+            let out = masked(text);
+            assert!(
+                !out.contains("hunter2") && !out.contains("hun") && !out.contains("ter2"),
+                "{out}"
+            );
+            assert!(out.contains(shown), "{out}");
+            assert_eq!(out.len(), text.len());
+        }
+        for text in [
+            "imap:\n  password: { env: IMAP }\n",
+            "imap:\n  password:\n    file: secrets/imap\n",
+            "imap:\n  password: {file: x}\n",
+            "passwords_seen: 3\nnot_password: x\n",
+        ] {
+            assert_eq!(masked(text), text);
         }
     }
 }

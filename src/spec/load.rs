@@ -28,7 +28,10 @@ use super::error::{PlanFileError, Problem, codes};
 use super::model::*;
 use super::raw;
 use super::schema;
-use super::span::{Node, NodeKind, Seg, SpanIndex, Style, YamlPath, offset_in_scalar};
+use super::span::{
+    MAX_EXPANDED_NODES, MAX_FLOW_DEPTH, Node, NodeKind, Seg, SpanIndex, Style, YamlPath,
+    alias_blowup, flow_too_deep, offset_in_scalar, second_document,
+};
 use crate::directory::dn::DnError;
 use crate::directory::{AttrName, Dn, Filter, Snapshot};
 
@@ -50,13 +53,26 @@ pub const DEFAULT_MERGE_ATTRIBUTES: [&str; 14] = [
     "info",
 ];
 
+/// How many values of the wrong type one section reports before the rest of it is left
+/// unchecked.
+const MAX_SHAPE_PROBLEMS: usize = 20;
+
 /// Which source entries are distribution lists when the plan file does not say.
 pub const DEFAULT_GROUP_FILTER: &str = "(|(objectClass=dominoGroup)(objectClass=groupOfNames))";
 
 /// Reads and validates a plan file.
 pub fn load(path: &Path) -> Result<Spec, PlanFileError> {
-    let text = std::fs::read_to_string(path).map_err(|e| PlanFileError::unreadable(path, &e))?;
-    parse(path, &text)
+    let bytes = std::fs::read(path).map_err(|e| PlanFileError::unreadable(path, &e))?;
+    parse_bytes(path, &bytes)
+}
+
+/// Validates a plan file's bytes: [`parse`], once they are known to be UTF-8 (a byte that is
+/// not is a problem at its line and column).
+pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Result<Spec, PlanFileError> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => parse(path, text),
+        Err(_) => Err(PlanFileError::not_utf8(path, bytes)),
+    }
 }
 
 /// Validates a plan file's text. `path` names the file in diagnostics and anchors the relative
@@ -561,6 +577,39 @@ impl<'t> Checker<'t> {
         // syntax pass: each reads the whole file, and a plan file naming thousands of persons
         // is read before any directory is. Both are only used once the syntax is right.
         let text = self.text;
+        // Flow collections nested thousands deep take both YAML parsers time quadratic in the
+        // depth before they fail: refused here, in one pass, at the bracket.
+        if let Some(at) = flow_too_deep(text) {
+            let p = Problem::new(
+                codes::SYNTAX,
+                format!("invalid YAML: `[` or `{{` nested more than {MAX_FLOW_DEPTH} levels deep"),
+            )
+            .label(
+                self.point(at),
+                format!("level {} starts here", MAX_FLOW_DEPTH + 1),
+            )
+            .help("a plan file is only a few levels deep: check for unbalanced `[` or `{`");
+            self.push(p);
+            return None;
+        }
+        // Aliases that expand to millions of nodes take serde_yaml minutes to replay before it
+        // gives up: refused here, at the alias. (Only a file with an anchor and an alias.)
+        if text.contains('&')
+            && text.contains('*')
+            && let Some((at, n)) = alias_blowup(text)
+        {
+            let p = Problem::new(
+                codes::SYNTAX,
+                format!("invalid YAML: aliases expand to more than {MAX_EXPANDED_NODES} values"),
+            )
+            .label(at, format!("{n} values by here"))
+            .help(
+                "an alias (`*name`) repeats its anchor's whole value, aliases inside it \
+                 included: write the values out instead of nesting aliases",
+            );
+            self.push(p);
+            return None;
+        }
         let (index, (syntax, sections)) = crate::parallel::join(
             || SpanIndex::build(text),
             || {
@@ -726,9 +775,14 @@ impl<'t> Checker<'t> {
     /// `container` is missing too would only repeat it.
     fn misspelt(&self, parent: &YamlPath, key: &str) -> bool {
         let valid = schema::keys_at(parent).unwrap_or_default();
-        self.unknown.iter().any(|u| {
-            u.parent() == *parent && u.last_key().and_then(|k| closest(k, &valid)) == Some(key)
-        })
+        let depth = parent.segs().len() + 1;
+        // Only the unknown keys under `parent` are looked at (they sort together): asked for
+        // every item of a long list, a scan of all unknown keys was quadratic.
+        self.unknown
+            .range(parent.clone()..)
+            .take_while(|u| u.starts_with(parent))
+            .filter(|u| u.segs().len() == depth)
+            .any(|u| u.last_key().and_then(|k| closest(k, &valid)) == Some(key))
     }
 
     /// A scalar written as nothing, `~` or `null`.
@@ -863,6 +917,22 @@ impl<'t> Checker<'t> {
             let Some(entry) = entry else {
                 return Err(Failed);
             };
+            if masked.len() >= MAX_SHAPE_PROBLEMS {
+                // Each wrong value costs a read of the section: past this many, the rest of
+                // the section is not read again.
+                let span = self.key_span(&section);
+                self.push(
+                    Problem::new(
+                        codes::WRONG_TYPE,
+                        format!(
+                            "`{section}` has more than {MAX_SHAPE_PROBLEMS} values of the wrong type; the rest of it is not checked"
+                        ),
+                    )
+                    .label(span, "checked up to here")
+                    .help("fix the values reported, then validate again"),
+                );
+                return Err(Failed);
+            }
             if !masked.insert(entry.clone()) || !self.mask(&mut text, &entry) {
                 return Err(Failed);
             }
@@ -997,11 +1067,14 @@ impl<'t> Checker<'t> {
 
     fn missing_key(&self, parent: &YamlPath, key: &str) -> Problem {
         // At the mapping's own key; a list item or the top level has none, so at its first key.
+        // (Only the nodes under `parent` are looked at: asked for every item of a long list, a
+        // scan of the whole index was quadratic.)
         let first_key = || {
             self.index
-                .paths()
-                .filter(|p| p.segs().len() == parent.segs().len() + 1 && p.starts_with(parent))
-                .filter_map(|p| self.index.key_span(p))
+                .descendants(parent)
+                .into_iter()
+                .filter(|(p, _)| p.segs().len() == parent.segs().len() + 1)
+                .filter_map(|(_, n)| n.key.clone())
                 .min_by_key(|s| s.start)
         };
         let span = self
@@ -1074,6 +1147,9 @@ impl<'t> Checker<'t> {
             "a quoted value is never closed: add the closing quote"
         } else if lower.contains("more than one document") {
             "a plan file holds one YAML document: remove the `---` lines after the first"
+        } else if lower.contains("repetition limit") {
+            "an alias (`*name`) repeats its anchor's whole value, aliases inside it included: \
+             write the values out instead of nesting aliases"
         } else if lower.contains("recursion limit") {
             "a plan file is only a few levels deep: check for unbalanced `[` or `{`"
         } else if lower.contains("cannot start any token") {
@@ -1096,7 +1172,14 @@ impl<'t> Checker<'t> {
             _ => format!("invalid YAML: {head}"),
         };
         let mut problem = Problem::new(codes::SYNTAX, message).help(help);
+        if lower.contains("repetition limit") {
+            // serde_yaml gives no location: the alias at which the expansions run over.
+            return problem;
+        }
         if lower.contains("more than one document") {
+            if let Some(at) = second_document(self.text) {
+                return problem.label(at, "a second document starts here");
+            }
             // serde_yaml gives no location for this one: point at the second document's start.
             let mut offset = 0;
             let mut seen_content = false;
@@ -1368,6 +1451,7 @@ impl<'t> Checker<'t> {
         let notes_domain = s
             .notes_domain
             .and_then(|d| self.non_empty(d, &path.key("notes_domain")));
+        let ldif_file_urls = file_urls(s.directory.as_ref());
         let directory = self
             .required(s.directory, path, "directory")
             .and_then(|d| self.directory(&d, &path.key("directory")));
@@ -1381,6 +1465,7 @@ impl<'t> Checker<'t> {
             profile: profile?,
             notes_domain,
             directory: directory?,
+            ldif_file_urls,
             base: checked(base)?,
             filter: checked(filter)?,
             include: values(include)?,
@@ -1417,6 +1502,7 @@ impl<'t> Checker<'t> {
             raw::Flavor::ActiveDirectory => Flavor::ActiveDirectory,
             raw::Flavor::Ldap => Flavor::Ldap,
         });
+        let ldif_file_urls = file_urls(d.directory.as_ref());
         let directory = self
             .required(d.directory, path, "directory")
             .and_then(|dir| self.directory(&dir, &path.key("directory")));
@@ -1435,6 +1521,7 @@ impl<'t> Checker<'t> {
         Some(Destination {
             flavor: flavor?,
             directory: directory?,
+            ldif_file_urls,
             container: container?,
             domains: domains?,
             mailbox_database: checked(mailbox_database)?,
@@ -1997,10 +2084,24 @@ impl<'t> Checker<'t> {
                 None => ok = false,
             }
         }
+        if d.allow_file_urls.is_some() && d.ldif.is_none() {
+            let p = path.key("allow_file_urls");
+            let span = self.index.key_span(&p).unwrap_or_else(|| self.span(&p));
+            self.push(
+                Problem::new(
+                    codes::INVALID_DIRECTORY,
+                    format!("`{p}` is only for a directory read from an LDIF file"),
+                )
+                .label(span, "no `ldif:` beside it")
+                .help("write it beside `ldif:`, or remove it"),
+            );
+            ok = false;
+        }
         let span = self.index.key_span(path).unwrap_or_else(|| self.span(path));
         let valid = schema::keys_at(path).unwrap_or_default();
         let keys = valid
             .iter()
+            .filter(|k| **k != "allow_file_urls")
             .map(|k| format!("`{k}: ...`"))
             .collect::<Vec<_>>();
         match backends.len() {
@@ -2610,6 +2711,11 @@ impl<'t> Checker<'t> {
 
 /// An optional value that was checked: absent is fine (`Some(None)`), present and valid is
 /// `Some(Some(v))`, present and invalid (already reported) is `None`.
+/// Whether a directory's LDIF may name files with `:< file:` URLs.
+fn file_urls(d: Option<&raw::Directory>) -> bool {
+    d.is_some_and(|d| d.ldif.is_some() && d.allow_file_urls == Some(true))
+}
+
 fn checked<T>(value: Option<Option<T>>) -> Option<Option<T>> {
     match value {
         None => Some(None),

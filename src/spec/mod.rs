@@ -14,10 +14,10 @@ pub mod raw;
 mod schema;
 mod span;
 
-pub use error::{Label, PlanFileError, Problem, codes};
+pub use error::{Label, PlanFileError, Problem, SHOWN, codes};
 pub use load::{
     DEFAULT_GROUP_FILTER, DEFAULT_MERGE_ATTRIBUTES, check_against, check_secrets, load,
-    missing_placeholders, parse,
+    missing_placeholders, parse, parse_bytes,
 };
 pub use model::*;
 pub use schema::json_schema;

@@ -111,6 +111,9 @@ pub struct Source {
     /// addresses are built.
     pub notes_domain: Option<String>,
     pub directory: DirectorySource,
+    /// `allow_file_urls: true` beside `ldif:`: `:< file:` values are read (from the LDIF's
+    /// folder only).
+    pub ldif_file_urls: bool,
     /// Only entries at or below this DN are in the wave.
     pub base: Option<Dn>,
     /// Which entries are persons; `None` means the profile's default.
@@ -139,6 +142,9 @@ pub struct Roles {
 pub struct Destination {
     pub flavor: Flavor,
     pub directory: DirectorySource,
+    /// `allow_file_urls: true` beside `ldif:`: `:< file:` values are read (from the LDIF's
+    /// folder only).
+    pub ldif_file_urls: bool,
     /// Where new objects are created.
     pub container: Dn,
     /// Mail domains that must exist at the destination; the first is the default for

@@ -107,15 +107,20 @@ pub struct Roles {
     pub surname: Option<AttrText>,
 }
 
-/// Where a directory is read from: exactly one backend key.
+/// Where a directory is read from: exactly one backend key (and, beside `ldif`,
+/// `allow_file_urls`).
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[schemars(
     deny_unknown_fields,
-    extend("minProperties" = 1, "maxProperties" = 1)
+    extend("minProperties" = 1, "maxProperties" = 2)
 )]
 pub struct Directory {
     /// An LDIF export (RFC 2849) of the directory; relative paths start at the plan file's folder.
     pub ldif: Option<String>,
+    /// Read the values this LDIF gives as `attr:< file:URL` from those files (default false:
+    /// such a value is an error at its line). Only regular files in the LDIF's folder or below
+    /// it are read, of at most 16 MiB each; a URL naming anything else stays an error.
+    pub allow_file_urls: Option<bool>,
     /// A live LDAP server (OpenLDAP, Active Directory, Domino LDAP), read with paged searches and,
     /// for a destination, written by `apply`.
     pub ldap: Option<Ldap>,

@@ -206,23 +206,35 @@ pub(crate) fn types_at(path: &YamlPath) -> Vec<&'static str> {
 /// Every mapping (reached through keys only, not lists) where `key` is a valid key: used to say
 /// "`container` belongs in `destination`" when a key is written at the wrong level.
 pub(crate) fn paths_with_key(key: &str) -> Vec<YamlPath> {
-    fn walk(path: YamlPath, key: &str, out: &mut Vec<YamlPath>) {
+    mappings()
+        .iter()
+        .filter(|(_, keys)| keys.contains(&key))
+        .map(|(path, _)| path.clone())
+        .collect()
+}
+
+/// Every mapping with fixed keys in the plan file's shape (to six levels), with its keys, in
+/// the order a walk from the top finds them; worked out once. A plan file with thousands of
+/// unknown keys asks where each one belongs.
+fn mappings() -> &'static [(YamlPath, Vec<&'static str>)] {
+    fn walk(path: YamlPath, out: &mut Vec<(YamlPath, Vec<&'static str>)>) {
         if path.segs().len() > 6 {
             return;
         }
         let Some(keys) = keys_at(&path) else {
             return;
         };
-        if keys.contains(&key) {
-            out.push(path.clone());
-        }
+        out.push((path.clone(), keys.clone()));
         for k in keys {
-            walk(path.key(k), key, out);
+            walk(path.key(k), out);
         }
     }
-    let mut out = Vec::new();
-    walk(YamlPath::root(), key, &mut out);
-    out
+    static MAPPINGS: OnceLock<Vec<(YamlPath, Vec<&'static str>)>> = OnceLock::new();
+    MAPPINGS.get_or_init(|| {
+        let mut out = Vec::new();
+        walk(YamlPath::root(), &mut out);
+        out
+    })
 }
 
 #[cfg(test)]

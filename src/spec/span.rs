@@ -574,8 +574,9 @@ impl Builder<'_> {
                     as_key: true,
                     ..
                 }) => {
-                    // A complex key: its value gets a placeholder key.
-                    self.key_done("?".to_string(), start..span.end);
+                    // A complex key: its value gets a placeholder key. (Closed by `close_all`,
+                    // its end is not known: it ends where it starts.)
+                    self.key_done("?".to_string(), start..span.end.max(start));
                 }
                 Some(Frame::Skip { as_key: false, .. }) => {}
                 Some(Frame::Mapping {
@@ -618,6 +619,226 @@ impl Builder<'_> {
         }
         true
     }
+}
+
+/// How deep flow collections (`[`, `{`) may nest: serde_yaml refuses more than 128 levels of
+/// any nesting, and both YAML parsers take time quadratic in the depth of flow nesting before
+/// they get that far (100,000 brackets: most of a minute).
+pub(crate) const MAX_FLOW_DEPTH: usize = 128;
+
+/// The byte offset of the `[` or `{` that opens a flow collection nested deeper than
+/// [`MAX_FLOW_DEPTH`], if one does: one linear pass that knows just enough YAML (comments,
+/// quoted scalars, block scalars, where a value starts) never to count a bracket that is text.
+/// It may miss a deep nesting in a file that is odd in other ways (then the parser is slow and
+/// refuses it itself), but never reports one that is not there.
+pub(crate) fn flow_too_deep(text: &str) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    // At the start of a line (block context): skipping a block scalar's lines indented further
+    // than this.
+    let mut block_scalar: Option<usize> = None;
+    let mut line_indent = 0;
+    let mut value_start = true;
+    let mut line_start = true;
+    // Only indentation and `- ` or `? ` so far on this line.
+    let mut head = true;
+    while let Some(&c) = b.get(i) {
+        if line_start {
+            line_start = false;
+            let indent = b[i..].iter().take_while(|&&c| c == b' ').count();
+            let rest = &b[i + indent..];
+            let blank = rest
+                .first()
+                .is_none_or(|c| matches!(c, b'\n' | b'\r' | b'#'));
+            if let Some(parent) = block_scalar {
+                if depth == 0 && (blank || indent > parent) {
+                    i += rest
+                        .iter()
+                        .position(|&c| c == b'\n')
+                        .map_or(rest.len(), |p| p + 1)
+                        + indent;
+                    line_start = true;
+                    continue;
+                }
+                block_scalar = None;
+            }
+            if depth == 0 {
+                line_indent = indent;
+                value_start = true;
+            }
+            head = true;
+            i += indent;
+            continue;
+        }
+        if !matches!(c, b' ' | b'\t' | b'-' | b'?') {
+            head = false;
+        }
+        match c {
+            b'\n' => {
+                line_start = true;
+                i += 1;
+                continue;
+            }
+            b'#' if i == 0 || matches!(b[i - 1], b' ' | b'\t' | b'\n' | b'\r') => {
+                i += b[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .unwrap_or(b.len() - i);
+                continue;
+            }
+            b' ' | b'\t' | b'\r' => {}
+            b'\'' | b'"' if value_start => {
+                // A quoted scalar, to its closing quote (`''` and `\"` do not close it).
+                let mut j = i + 1;
+                while let Some(&q) = b.get(j) {
+                    if q == b'\\' && c == b'"' {
+                        j += 2;
+                        continue;
+                    }
+                    if q == c {
+                        if c == b'\'' && b.get(j + 1) == Some(&b'\'') {
+                            j += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    j += 1;
+                }
+                i = j + 1;
+                value_start = false;
+                continue;
+            }
+            b'[' | b'{' if depth > 0 || value_start => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Some(i);
+                }
+                value_start = true;
+            }
+            b']' | b'}' if depth > 0 => {
+                depth -= 1;
+                value_start = false;
+            }
+            b',' if depth > 0 => value_start = true,
+            b'|' | b'>' if depth == 0 && value_start => {
+                block_scalar = Some(line_indent);
+                value_start = false;
+            }
+            b'&' | b'!' if value_start => {
+                // An anchor or a tag in front of a value: the value starts after it.
+                while b
+                    .get(i)
+                    .is_some_and(|c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+                {
+                    i += 1;
+                }
+                continue;
+            }
+            // `- ` and `? ` start a value at the head of a line (or in a flow collection), `: `
+            // anywhere: inside a plain scalar in a block they would be text.
+            b'-' | b'?' | b':'
+                if (c == b':' || depth > 0 || head)
+                    && b.get(i + 1)
+                        .is_none_or(|n| matches!(n, b' ' | b'\t' | b'\n' | b'\r')) =>
+            {
+                value_start = true;
+                i += 1;
+                continue;
+            }
+            b':' if depth > 0 => value_start = true,
+            _ => value_start = false,
+        }
+        i += 1;
+    }
+    None
+}
+
+/// How many nodes a plan file's aliases may expand to: far more than any plan file needs (a
+/// shared block used a few times), far less than what takes serde_yaml long to replay.
+pub(crate) const MAX_EXPANDED_NODES: u64 = 1_000_000;
+
+/// The alias at which the document's aliases, expanded, have made more than
+/// [`MAX_EXPANDED_NODES`] nodes (and ten times the nodes written), with how many by then;
+/// `None` when they never do. An alias stands for its anchored node with every alias inside it
+/// expanded again, so a few lines of nested aliases stand for billions of nodes; serde_yaml
+/// limits only the number of aliases followed, and a large anchored node followed that many
+/// times took minutes. One pass of the event parser, counting, never expanding.
+pub(crate) fn alias_blowup(text: &str) -> Option<(Range<usize>, u64)> {
+    let char_to_byte: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let byte = |c: usize| char_to_byte.get(c).copied().unwrap_or(text.len());
+    let mut events = 0u64;
+    let mut expanded = 0u64;
+    // The nodes each anchored node stands for, by anchor id.
+    let mut size: HashMap<usize, u64> = HashMap::new();
+    // Open collections: their anchor id and the count when they opened.
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else {
+            break;
+        };
+        events += 1;
+        expanded = expanded.saturating_add(1);
+        match event {
+            Event::Alias(id) => {
+                expanded = expanded.saturating_add(size.get(&id).copied().unwrap_or(0));
+                if expanded > MAX_EXPANDED_NODES.max(events.saturating_mul(10)) {
+                    let start = byte(span.start.index());
+                    let end = text[start..]
+                        .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | '}'))
+                        .map_or(text.len(), |e| start + e);
+                    return Some((start..end, expanded));
+                }
+            }
+            Event::Scalar(_, _, anchor, _) if anchor > 0 => {
+                size.insert(anchor, 1);
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                open.push((anchor, expanded));
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((anchor, at_start)) = open.pop()
+                    && anchor > 0
+                {
+                    size.insert(anchor, expanded - at_start + 1);
+                }
+            }
+            Event::DocumentEnd => break,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Where the second YAML document of the text starts (its `---`, or its first node when it has
+/// none), as the event parser sees it.
+pub(crate) fn second_document(text: &str) -> Option<Range<usize>> {
+    let mut started = 0;
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else {
+            return None;
+        };
+        match event {
+            Event::DocumentStart(_) => {
+                started += 1;
+                if started == 2 {
+                    let start = text
+                        .char_indices()
+                        .nth(span.start.index())
+                        .map_or(text.len(), |(i, _)| i);
+                    let line = text[start..].lines().next().unwrap_or("");
+                    return Some(start..start + line.trim_end().len());
+                }
+            }
+            Event::StreamEnd => return None,
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Finds where byte `position` of a scalar's decoded value is in the file, so an error inside a

@@ -946,7 +946,8 @@ pub enum ReadSnapshotError {
     Duplicate(Dn),
 }
 
-/// Runs the LDAP reader over `data` as a server's bytes, for fuzzing (`tests/fuzz_ldap_ber.rs`):
+/// Runs the LDAP reader over `data` as a server's bytes, for fuzzing (the `ldap_ber` target of
+/// `tests/fuzz/targets.rs`):
 /// as received messages read in place, and as the answer to a paged search through the
 /// connection's buffering, with every entry read as the snapshot reads it and its ranged
 /// attributes continued from the same answer. Whatever the bytes, this must return, quickly,

@@ -9,7 +9,7 @@
 //! and guessing a legacy code page would silently corrupt names; the report says to save the file
 //! as UTF-8 instead. A UTF-8 byte order mark (as spreadsheet programs write) is accepted.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::Contact;
 use crate::items::BadItem;
@@ -28,13 +28,23 @@ pub fn parse_csv(bytes: &[u8], name: &str) -> (Vec<Contact>, Vec<BadItem>) {
         .from_reader(bytes);
     let mut records = reader.byte_records();
     // Line numbers are counted from byte offsets: a quoted field may span lines. A record's
-    // offset may point at the end of the line before it, so line ends there are skipped.
-    let line_of = |pos: Option<&csv::Position>| -> u64 {
+    // offset may point at the end of the line before it, so line ends there are skipped. Records
+    // come in file order: each count goes on from the one before, so the file is counted once.
+    let mut counted = (0usize, 1u64);
+    let mut line_of = |pos: Option<&csv::Position>| -> u64 {
         let mut offset = pos.map(|p| p.byte() as usize).unwrap_or(0).min(bytes.len());
         while offset < bytes.len() && matches!(bytes[offset], b'\r' | b'\n') {
             offset += 1;
         }
-        1 + bytes[..offset].iter().filter(|&&b| b == b'\n').count() as u64
+        if offset < counted.0 {
+            counted = (0, 1);
+        }
+        let newlines = bytes[counted.0..offset]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        counted = (offset, counted.1 + newlines as u64);
+        counted.1
     };
 
     // The header row.
@@ -74,11 +84,14 @@ pub fn parse_csv(bytes: &[u8], name: &str) -> (Vec<Contact>, Vec<BadItem>) {
     // Columns whose values have nowhere to go, with why; then, per column, how many rows had a
     // value there and the first of them.
     let mut homeless: BTreeMap<usize, String> = BTreeMap::new();
+    let mut first_column: HashMap<&str, usize> = HashMap::new();
     for (i, n) in names.iter().enumerate() {
         if n.is_empty() {
             homeless.insert(i, "has no name".into());
-        } else if let Some(j) = names[..i].iter().position(|m| m == n) {
+        } else if let Some(j) = first_column.get(n.as_str()) {
             homeless.insert(i, format!("repeats `{n}` of column {}", j + 1));
+        } else {
+            first_column.insert(n, i);
         }
     }
     let mut dropped: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
