@@ -1,0 +1,249 @@
+//! The `destination` section: flavor, directory, container, domains, mailbox database,
+//! classification rules and the attribute mapping.
+//!
+//! Checks the file only; whether the directory holds these objects is checked at plan time.
+
+use super::*;
+
+/// Checks and lower-cases a mail domain; on failure, (what is wrong, how to fix it).
+pub(super) fn check_domain(written: &str) -> Result<String, (String, String)> {
+    let d = written.trim().to_ascii_lowercase();
+    let err = |what: &str, help: &str| Err((what.to_string(), help.to_string()));
+    if d.is_empty() {
+        return err("empty", "write a domain such as `acme.com`");
+    }
+    if let Some(rest) = d.strip_prefix('@') {
+        return Err((
+            "starts with `@`".into(),
+            format!("write the domain without `@`: `{rest}`"),
+        ));
+    }
+    if d.contains('@') {
+        return err(
+            "looks like an e-mail address",
+            "write only the part after `@`",
+        );
+    }
+    if !d.is_ascii() {
+        return err(
+            "contains non-ASCII letters",
+            "write an internationalised domain in its ASCII (`xn--`) form",
+        );
+    }
+    if d.ends_with('.') {
+        return err("ends with `.`", "remove the trailing dot");
+    }
+    if d.len() > 253 {
+        return err("longer than 253 characters", "a DNS name has at most 253");
+    }
+    let labels: Vec<&str> = d.split('.').collect();
+    if labels.len() < 2 {
+        return err(
+            "has no `.`",
+            "a mail domain has at least two labels, e.g. `acme.com`",
+        );
+    }
+    for label in &labels {
+        if label.is_empty() {
+            return err("has an empty label (`..`)", "remove the extra dot");
+        }
+        if label.len() > 63 {
+            return err(
+                "has a label longer than 63 characters",
+                "each dot-separated part of a DNS name has at most 63 characters",
+            );
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return Err((
+                format!("contains `{c}`"),
+                "a DNS label has only letters, digits and `-`".into(),
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return err(
+                "has a label that starts or ends with `-`",
+                "a DNS label cannot start or end with `-`",
+            );
+        }
+    }
+    if labels
+        .last()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
+        return err(
+            "is an IP address, not a domain",
+            "mail domains are names, e.g. `acme.com`",
+        );
+    }
+    Ok(d)
+}
+
+impl Checker<'_> {
+    pub(super) fn destination(
+        &mut self,
+        d: raw::Destination,
+        path: &YamlPath,
+    ) -> Option<Destination> {
+        let flavor = self.required(d.flavor, path, "flavor").map(|f| match f {
+            raw::Flavor::ActiveDirectory => Flavor::ActiveDirectory,
+            raw::Flavor::Ldap => Flavor::Ldap,
+        });
+        let ldif_file_urls = file_urls(d.directory.as_ref());
+        let directory = self
+            .required(d.directory, path, "directory")
+            .and_then(|dir| self.directory(&dir, &path.key("directory")));
+        let container = self
+            .required(d.container, path, "container")
+            .and_then(|c| self.container(&c, &path.key("container")));
+        let domains = self.domains(d.domains.as_deref().unwrap_or(&[]), &path.key("domains"));
+        let mailbox_database = d
+            .mailbox_database
+            .map(|m| self.dn_entry(&m, &path.key("mailbox_database")));
+        let exchange_org = d
+            .exchange_org
+            .and_then(|o| self.non_empty(o, &path.key("exchange_org")));
+        let classify = self.classify(d.classify, &path.key("classify"));
+        let mapping = self.mapping(d.mapping.unwrap_or_default(), &path.key("mapping"));
+        Some(Destination {
+            flavor: flavor?,
+            directory: directory?,
+            ldif_file_urls,
+            container: container?,
+            domains: domains?,
+            mailbox_database: checked(mailbox_database)?,
+            exchange_org,
+            classify: classify?,
+            mapping: mapping?,
+        })
+    }
+
+    pub(super) fn classify(
+        &mut self,
+        c: Option<raw::Classify>,
+        path: &YamlPath,
+    ) -> Option<Classify> {
+        let Some(c) = c else {
+            return Some(Classify::default());
+        };
+        let mut one = |f: Option<raw::FilterText>, key: &str| {
+            checked(f.map(|f| self.filter(&f, &path.key(key))))
+        };
+        let mailbox_user = one(c.mailbox_user, "mailbox_user");
+        let mail_enabled_user = one(c.mail_enabled_user, "mail_enabled_user");
+        let nt_account = one(c.nt_account, "nt_account");
+        let contact = one(c.contact, "contact");
+        let group = one(c.group, "group");
+        Some(Classify {
+            mailbox_user: mailbox_user?,
+            mail_enabled_user: mail_enabled_user?,
+            nt_account: nt_account?,
+            contact: contact?,
+            group: group?,
+        })
+    }
+
+    pub(super) fn mapping(
+        &mut self,
+        mapping: BTreeMap<String, Option<raw::TemplateText>>,
+        path: &YamlPath,
+    ) -> Option<BTreeMap<AttrName, Option<Template>>> {
+        let mut out = BTreeMap::new();
+        let mut seen: BTreeMap<AttrName, YamlPath> = BTreeMap::new();
+        let mut ok = true;
+        // In file order, so the second spelling of an attribute is the one reported.
+        let mut entries: Vec<_> = mapping.into_iter().collect();
+        entries.sort_by_key(|(k, _)| self.index.key_span(&path.key(k)).map(|s| s.start));
+        for (key, template) in entries {
+            let key_path = path.key(&key);
+            let key_span = self.key_span(&key_path);
+            let attr = match AttrName::new(&key) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    self.push(
+                        Problem::new(
+                            codes::INVALID_ATTRIBUTE,
+                            format!("`{key}` in `{path}` is not an attribute name"),
+                        )
+                        .label(key_span.clone(), e.to_string())
+                        .help(ATTR_HELP),
+                    );
+                    None
+                }
+            };
+            let template = checked(template.map(|t| self.template(&t, &key_path)));
+            if let Some(attr) = &attr {
+                if let Some(first) = seen.get(attr) {
+                    let first_span = self.key_span(first);
+                    self.push(
+                        Problem::new(
+                            codes::DUPLICATE_ATTRIBUTE,
+                            format!("`{key}` is mapped twice in `{path}`"),
+                        )
+                        .label(key_span, "mapped again here")
+                        .label(first_span, "first mapped here")
+                        .help("attribute names ignore case: keep one of the two"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                seen.insert(attr.clone(), key_path.clone());
+            }
+            match (attr, template) {
+                (Some(a), Some(t)) => {
+                    out.insert(a, t);
+                }
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    pub(super) fn domains(
+        &mut self,
+        domains: &[raw::DomainText],
+        path: &YamlPath,
+    ) -> Option<Vec<String>> {
+        let mut out = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        let mut ok = true;
+        for (i, d) in domains.iter().enumerate() {
+            let item = path.index(i);
+            let span = self.span(&item);
+            match check_domain(&d.0) {
+                Ok(domain) => {
+                    if let Some(&first) = seen.get(&domain) {
+                        let first_span = self.span(&path.index(first));
+                        self.push(
+                            Problem::new(
+                                codes::DUPLICATE_DOMAIN,
+                                format!("domain `{domain}` is listed twice in `{path}`"),
+                            )
+                            .label(span, "listed again here")
+                            .label(first_span, "first listed here")
+                            .help("domain names ignore case: keep one of the two"),
+                        );
+                        ok = false;
+                    } else {
+                        seen.insert(domain.clone(), i);
+                        out.push(domain);
+                    }
+                }
+                Err((reason, help)) => {
+                    self.push(
+                        Problem::new(
+                            codes::INVALID_DOMAIN,
+                            format!("`{}` in `{path}` is not a valid mail domain", d.0),
+                        )
+                        .label(span, reason)
+                        .help(help),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+}
