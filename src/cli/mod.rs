@@ -1,17 +1,21 @@
 //! The command line: clap types and one thin function per command.
 //!
-//! Each function parses nothing itself and decides nothing: it calls `ops` and the renderers and
-//! maps the outcome to an exit code (0 success or no changes, 1 error, 2 changes present with
-//! `--detailed-exitcode`).
+//! Each function decides nothing: it calls the operation in `ops`, prints what that returns
+//! (the plan and results to standard output, notes to standard error), asks for `yes` at a
+//! terminal when the operation says approval is needed, and maps the outcome to an exit code
+//! (0 success or no changes, 1 error, 2 changes present with `--detailed-exitcode`). Loading,
+//! planning, applying and the wording of results belong to `ops`, not here.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::generate::{GenerateOptions, generate_into};
-use crate::ops::{self, Error};
+use crate::generate::GenerateOptions;
+use crate::ops::show::Format;
+use crate::ops::{self, Error, Outcome};
 use crate::plan::Plan;
 use crate::render::{self, text::Style};
 
@@ -239,13 +243,27 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         color: cli.color.enabled(std::io::stdout().is_terminal()),
     };
     match cli.command {
-        Command::Validate { plan } => validate(plan),
+        Command::Validate { plan } => say(ops::plan::validate(&plan)?),
         Command::Plan(args) => plan(args, style),
         Command::Apply(args) => apply(args, style),
         Command::State(cmd) => state(cmd, style),
-        Command::Show { file, json } => show(file, json, style),
-        Command::Graph { input, format } => graph(input, format),
-        Command::Report { input, format, out } => report(input, format, out),
+        Command::Show { file, json } => print_plan(&ops::show::show(&file)?, format(json), style),
+        Command::Graph { input, format } => print(&ops::show::graph(
+            &input,
+            match format {
+                GraphFormat::Dot => ops::show::GraphFormat::Dot,
+                GraphFormat::Mermaid => ops::show::GraphFormat::Mermaid,
+            },
+        )?),
+        Command::Report { input, format, out } => say(ops::show::report(
+            &input,
+            match format {
+                ReportFormat::Markdown => render::report::Format::Markdown,
+                ReportFormat::Csv => render::report::Format::Csv,
+                ReportFormat::Html => render::report::Format::Html,
+            },
+            out.as_deref(),
+        )?),
         Command::Generate {
             persons,
             destination_objects,
@@ -257,17 +275,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 destination_objects: destination_objects.unwrap_or(persons * 3),
                 seed,
             };
-            let summary = generate_into(&out, &opts).map_err(|e| Error::Write {
-                path: out.clone(),
-                source: e,
-            })?;
-            eprintln!(
-                "wrote {} source and {} destination entries, and plan.yaml, to {}",
-                summary.source_entries,
-                summary.destination_entries,
-                out.display()
-            );
-            Ok(ExitCode::SUCCESS)
+            say(ops::generate::generate(&out, &opts)?)
         }
         Command::Schema { which } => {
             let text = match which {
@@ -282,6 +290,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             print(&String::from_utf8_lossy(&out))
         }
     }
+}
+
+/// `--json` or not.
+fn format(json: bool) -> Format {
+    if json { Format::Json } else { Format::Text }
 }
 
 /// Writes to stdout; a closed pipe (`mailplan plan … | head`) is not an error.
@@ -302,248 +315,95 @@ fn print_with(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<E
     }
 }
 
-fn validate(path: PathBuf) -> Result<ExitCode, Error> {
-    ops::load_spec(&path)?;
-    eprintln!("{} is a valid plan file.", path.display());
-    Ok(ExitCode::SUCCESS)
+/// Prints a plan, streamed as it is rendered.
+fn print_plan(plan: &Plan, format: Format, style: Style) -> Result<ExitCode, Error> {
+    print_with(|out| ops::show::write_plan(plan, format, style, out))
+}
+
+/// Prints what an operation has to say: its text on stdout, its note on stderr.
+fn say(outcome: Outcome) -> Result<ExitCode, Error> {
+    if !outcome.out.is_empty() {
+        print(&outcome.out)?;
+    }
+    if let Some(note) = &outcome.note {
+        eprintln!("{note}");
+    }
+    Ok(if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn plan(args: PlanArgs, style: Style) -> Result<ExitCode, Error> {
-    let mut spec = ops::load_checked_spec(&args.plan)?;
-    ops::target(&mut spec, &args.targets)?;
-    let mut inputs = ops::load_inputs_for(spec)?;
-    let state_dir = ops::state_dir(&args.plan, args.state_dir.as_deref());
-    inputs.history = ops::load_history(&state_dir)?;
-    ops::gather_items(&mut inputs, &state_dir)?;
-    let plan = ops::make_plan(&inputs)?;
-    let changes = plan.has_changes();
-    if let Some(out) = &args.out {
-        ops::save_plan(out, &inputs, &plan, &args.plan)?;
+    let planned = ops::plan::plan(&ops::plan::PlanRequest {
+        plan_file: &args.plan,
+        targets: &args.targets,
+        state_dir: args.state_dir.as_deref(),
+        out: args.out.as_deref(),
+    })?;
+    print_plan(&planned.plan, format(args.json), style)?;
+    for note in planned.notes() {
+        eprintln!("{note}");
     }
-    output(&plan, args.json, style)?;
-    if let Some(out) = &args.out {
-        eprintln!(
-            "Saved the plan to {}. Review it with `mailplan show {}`.",
-            out.display(),
-            out.display()
-        );
-    }
-    let errors = plan.summary.not_migrated.error;
-    if errors > 0 {
-        // Everything that could be planned was printed; the plan is still not whole.
-        eprintln!(
-            "error: {errors} {} could not be planned, in whole or in part (see the errors above); applying this plan leaves {} out",
-            if errors == 1 { "person" } else { "persons" },
-            if errors == 1 { "that person" } else { "them" },
-        );
-    }
-    // The process ends here: freeing hundreds of thousands of entries one by one would only
-    // delay the exit by seconds on large directories.
-    std::mem::forget(inputs);
-    std::mem::forget(plan);
-    Ok(if errors > 0 {
-        ExitCode::FAILURE
-    } else if args.detailed_exitcode && changes {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// Prints a plan as text or JSON.
-fn output(plan: &Plan, json: bool, style: Style) -> Result<ExitCode, Error> {
-    if json {
-        print_with(|out| render::json::write(plan, out))
-    } else {
-        print_text(plan, style)
-    }
-}
-
-/// Prints a plan as text, streamed as it is rendered.
-fn print_text(plan: &Plan, style: Style) -> Result<ExitCode, Error> {
-    print_with(|out| render::text::write(plan, style, out))
-}
-
-fn show(file: PathBuf, json: bool, style: Style) -> Result<ExitCode, Error> {
-    let saved = ops::load_saved(&file)?;
-    output(&saved.plan, json, style)
-}
-
-/// A saved plan as it was saved, or a plan file planned now (reading only).
-fn plan_of(input: &std::path::Path) -> Result<Plan, Error> {
-    if ops::is_saved_plan(input) {
-        return Ok(ops::load_saved(input)?.plan);
-    }
-    let mut inputs = ops::load_inputs(input)?;
-    let state_dir = ops::state_dir(input, None);
-    inputs.history = ops::load_history(&state_dir)?;
-    ops::gather_items(&mut inputs, &state_dir)?;
-    ops::make_plan(&inputs)
-}
-
-fn report(input: PathBuf, format: ReportFormat, out: Option<PathBuf>) -> Result<ExitCode, Error> {
-    let plan = plan_of(&input)?;
-    let text = render::report::render(
-        &plan,
-        match format {
-            ReportFormat::Markdown => render::report::Format::Markdown,
-            ReportFormat::Csv => render::report::Format::Csv,
-            ReportFormat::Html => render::report::Format::Html,
-        },
-    );
-    match out {
-        Some(path) => {
-            ops::write_atomic(&path, &text)?;
-            eprintln!("Wrote the report to {}.", path.display());
-            Ok(ExitCode::SUCCESS)
-        }
-        None => print(&text),
-    }
-}
-
-fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
-    let plan = plan_of(&input)?;
-    print(&match format {
-        GraphFormat::Dot => render::graph::dot(&plan),
-        GraphFormat::Mermaid => render::graph::mermaid(&plan),
-    })
-}
-
-fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
-    let saved = if ops::is_saved_plan(&args.input) {
-        Some(ops::load_saved_with_fingerprint(&args.input)?)
-    } else {
-        None
+    let code = match planned.verdict() {
+        ops::plan::Verdict::LeftOut => ExitCode::FAILURE,
+        ops::plan::Verdict::Changes if args.detailed_exitcode => ExitCode::from(2),
+        _ => ExitCode::SUCCESS,
     };
-    let plan_file = match &saved {
-        Some((s, _)) => PathBuf::from(&s.plan_file),
-        None => args.input.clone(),
-    };
-    // The plan file and its secrets are checked before anything is written, the state included.
-    let mut spec = ops::load_checked_spec(&plan_file)?;
-    if saved.is_some() && !args.targets.is_empty() {
-        return Err(Error::TargetOnSavedPlan);
-    }
-    ops::target(&mut spec, &args.targets)?;
-    // The lock comes first: what an apply plans from (the state's record of earlier runs) must
-    // not change under it.
-    let state_dir = ops::state_dir(&plan_file, args.state_dir.as_deref());
-    let db = crate::state::StateDb::open(&state_dir)?;
-    let lock = db.lock()?;
-    let _destination = ops::lock_destination(&spec)?;
-    let (prepared, resume) = match saved {
-        Some((saved, fingerprint)) => {
-            let (prepared, resume) =
-                ops::prepare_saved(&args.input, saved, fingerprint, spec, &db)?;
-            if !prepared.plan.has_changes() && !leaves_out_errors(&prepared.plan) {
-                eprintln!("The saved plan has no changes.");
-                return Ok(ExitCode::SUCCESS);
-            }
-            (prepared, resume)
-        }
-        None => {
-            let history = ops::read_history(&db)?;
-            let prepared = ops::prepare_plan_file(spec, history, &state_dir)?;
-            print_text(&prepared.plan, style)?;
-            if !prepared.plan.has_changes() {
-                if !leaves_out_errors(&prepared.plan) {
-                    ops::settle_merges(&db, &prepared)?;
-                    return Ok(ExitCode::SUCCESS);
-                }
-                // Nothing to change, but not everything is there: the run records what is
-                // left out, and says so.
-            } else if !args.auto_approve && !confirm()? {
-                eprintln!("Apply cancelled.");
-                return Ok(ExitCode::FAILURE);
-            }
-            (prepared, None)
-        }
-    };
-    let code = execute(prepared, db, usize::from(args.parallelism), resume)?;
-    lock.release()?;
+    planned.leak();
     Ok(code)
 }
 
-/// Whether a plan leaves out a person because of an error, or an item as bad: then an apply
-/// of it fails even when it has nothing to change.
-fn leaves_out_errors(plan: &Plan) -> bool {
-    plan.has_errors() || plan.summary.bad_items > 0
+fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
+    let start = ops::apply::start(&ops::apply::ApplyRequest {
+        input: &args.input,
+        targets: &args.targets,
+        state_dir: args.state_dir.as_deref(),
+    })?;
+    match start {
+        ops::apply::Start::NoChanges(note) => {
+            eprintln!("{note}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ops::apply::Start::Ready(session) => review_and_execute(
+            *session,
+            "Apply",
+            args.auto_approve,
+            usize::from(args.parallelism),
+            style,
+        ),
+    }
 }
 
-/// Runs a prepared plan under the state database's lock (held by the caller), recording the
-/// run, and prints the summary. Exit 0 only when everything arrived: every action applied, no
-/// person left out for an error, no item skipped.
-fn execute(
-    prepared: ops::Prepared,
-    db: crate::state::StateDb,
+/// Shows a session's plan and asks for approval as the session says, then executes it and
+/// prints its summary. `what` names the command in "… cancelled.".
+fn review_and_execute(
+    session: ops::apply::Session,
+    what: &str,
+    auto_approve: bool,
     parallelism: usize,
-    resume: Option<std::collections::BTreeSet<String>>,
+    style: Style,
 ) -> Result<ExitCode, Error> {
-    use std::sync::Arc;
-    let style = Style { color: false };
-    let run = db.begin_run(
-        &prepared.plan_file.display().to_string(),
-        &prepared.fingerprint,
-    )?;
-    let settle = ops::settled_merges(&prepared);
-    // The item importer keeps its ledger in the same state folder.
-    let items_dir = db
-        .path()
-        .parent()
-        .map(std::path::Path::to_path_buf)
-        .unwrap_or_default();
-    let options = crate::apply::Options {
-        parallelism,
-        resume,
-    };
-    let journal = Arc::new(crate::state::journal::StateJournal::new(
-        db,
-        run,
-        options.in_flight(),
-    )?);
+    if session.shows_plan() {
+        print_plan(session.plan(), Format::Text, style)?;
+    }
+    if session.is_done() {
+        session.finish_unchanged()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if session.needs_approval() && !auto_approve && !confirm()? {
+        eprintln!("{what} cancelled.");
+        return Ok(ExitCode::FAILURE);
+    }
     let reporter: Arc<dyn crate::apply::Reporter> = if std::io::stderr().is_terminal() {
         Arc::new(crate::apply::reporter::Bar::new())
     } else {
         Arc::new(crate::apply::reporter::Lines)
     };
-    let runtime = ops::apply_runtime(&prepared.plan).map_err(|e| Error::Write {
-        path: "<runtime>".into(),
-        source: e,
-    })?;
-    let as_journal: Arc<dyn crate::apply::Journal> = journal.clone();
-    let applied = runtime.block_on(async move {
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        // Ctrl-C: start nothing new, let running actions finish, then report.
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: finishing the running actions, starting no new ones");
-                let _ = tx.send(true);
-            }
-        });
-        ops::apply_with_items(
-            prepared,
-            as_journal,
-            reporter,
-            options,
-            rx,
-            Some((items_dir, run)),
-        )
-        .await
-    })?;
-    // The run's record says what its actions did; whether everything arrived is the exit code.
-    let outcome = if applied.report.succeeded() {
-        crate::state::RunOutcome::Succeeded
-    } else if applied.report.interrupted {
-        crate::state::RunOutcome::Interrupted
-    } else {
-        crate::state::RunOutcome::Failed
-    };
-    if applied.report.succeeded() {
-        journal.settle(&settle)?;
-    }
-    journal.finish(outcome)?;
-    eprint!("{}", render::apply_summary(&applied, style));
-    Ok(if applied.succeeded() {
+    let executed = session.execute(parallelism, reporter)?;
+    eprint!("{}", executed.summary);
+    Ok(if executed.succeeded {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -551,147 +411,32 @@ fn execute(
 }
 
 fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
-    use std::fmt::Write as _;
-    let open = |a: &StateArgs| {
-        crate::state::StateDb::open(&ops::state_dir(&a.plan, a.state_dir.as_deref()))
-    };
-    let mut out = String::new();
     match cmd {
-        StateCommand::List(a) => {
-            let db = open(&a)?;
-            for r in db.runs()? {
-                let _ = writeln!(
-                    out,
-                    "run {:>4}  {}  {:<11}  {} applied, {} failed, {} skipped  {}",
-                    r.id,
-                    r.started_at,
-                    r.outcome.as_str(),
-                    r.applied,
-                    r.failed,
-                    r.skipped,
-                    r.plan_file
-                );
-            }
-            if out.is_empty() {
-                out.push_str("No runs yet.\n");
-            }
-        }
-        StateCommand::Show { state: a, run } => {
-            let db = open(&a)?;
-            let Some(r) = db.run(run)? else {
-                eprintln!("There is no run {run}; `mailplan state list` shows the runs.");
-                return Ok(ExitCode::FAILURE);
-            };
-            let _ = writeln!(
-                out,
-                "run {} of {} ({}), {} → {}",
-                r.id,
-                r.plan_file,
-                r.outcome.as_str(),
-                r.started_at,
-                r.ended_at.unwrap_or_default()
-            );
-            for a in db.run_actions(run)? {
-                let _ = writeln!(
-                    out,
-                    "  {:<8} {} ({} ms){}",
-                    a.status.as_str(),
-                    a.action_id,
-                    a.duration_ms,
-                    a.error.map(|e| format!(": {e}")).unwrap_or_default()
-                );
-            }
-        }
+        StateCommand::List(a) => say(ops::state::list(&request(&a))?),
+        StateCommand::Show { state: a, run } => say(ops::state::show(&request(&a), run)?),
         StateCommand::Backups { state: a, dn } => {
-            let db = open(&a)?;
-            for b in db.backups(dn.as_deref())? {
-                let _ = writeln!(
-                    out,
-                    "{}  run {:>4}  {}  (before {})",
-                    b.taken_at, b.run, b.dn, b.action_id
-                );
-            }
-            if out.is_empty() {
-                out.push_str("No backups.\n");
-            }
+            say(ops::state::backups(&request(&a), dn.as_deref())?)
         }
         StateCommand::Restore {
             state: a,
             dn,
             auto_approve,
         } => {
-            let spec = ops::load_checked_spec(&a.plan)?;
-            let db = open(&a)?;
-            let lock = db.lock()?;
-            let _destination = ops::lock_destination(&spec)?;
-            let prepared = ops::prepare_restore(spec, &db, &dn)?;
-            print_text(&prepared.plan, style)?;
-            if !prepared.plan.has_changes() {
-                return Ok(ExitCode::SUCCESS);
-            }
-            if !auto_approve && !confirm()? {
-                eprintln!("Restore cancelled.");
-                return Ok(ExitCode::FAILURE);
-            }
-            let code = execute(prepared, db, 1, None)?;
-            lock.release()?;
-            return Ok(code);
+            let session = ops::state::restore(&request(&a), &dn)?;
+            // A restore puts back one entry: one write at a time.
+            review_and_execute(session, "Restore", auto_approve, 1, style)
         }
-        StateCommand::Items { state: a, bad } => {
-            let db = open(&a)?;
-            for (mailbox, kind, count, bytes) in db.ledger_summary()? {
-                let one = count == 1;
-                let what = match kind.as_str() {
-                    "mail" if one => "message copied",
-                    "mail" => "messages copied",
-                    "event" if one => "event copied",
-                    "event" => "events copied",
-                    "contact" if one => "contact copied",
-                    "contact" => "contacts copied",
-                    crate::items::mail::FOLDER_KIND if one => "folder made or subscribed",
-                    crate::items::mail::FOLDER_KIND => "folders made or subscribed",
-                    k if k.starts_with("bad-") && one => "bad item skipped",
-                    k if k.starts_with("bad-") => "bad items skipped",
-                    _ => "items",
-                };
-                let size = if kind.starts_with("bad-") || kind == crate::items::mail::FOLDER_KIND {
-                    String::new()
-                } else {
-                    format!(" ({})", crate::items::human_bytes(bytes))
-                };
-                let _ = writeln!(
-                    out,
-                    "{mailbox}  {:>7} {what}{size}{}",
-                    render::text::thousands(count),
-                    kind.strip_prefix("bad-")
-                        .map(|k| format!(" ({k})"))
-                        .unwrap_or_default()
-                );
-                if bad && kind.starts_with("bad-") {
-                    for item in db.ledger_identities(&mailbox, &kind)? {
-                        let _ = writeln!(out, "    {item}");
-                    }
-                }
-            }
-            if out.is_empty() {
-                out.push_str("No items copied yet.\n");
-            }
-        }
-        StateCommand::Unlock(a) => {
-            let db = open(&a)?;
-            match db.lock_holder()? {
-                Some(h) => {
-                    db.force_unlock()?;
-                    eprintln!(
-                        "Removed the lock held by pid {} on {} since {}.",
-                        h.pid, h.host, h.started_at
-                    );
-                }
-                None => eprintln!("The state is not locked."),
-            }
-        }
+        StateCommand::Items { state: a, bad } => say(ops::state::items(&request(&a), bad)?),
+        StateCommand::Unlock(a) => say(ops::state::unlock(&request(&a))?),
     }
-    print(&out)
+}
+
+/// Which state database a `state` subcommand reads.
+fn request(a: &StateArgs) -> ops::state::StateRequest<'_> {
+    ops::state::StateRequest {
+        plan_file: &a.plan,
+        state_dir: a.state_dir.as_deref(),
+    }
 }
 
 /// Asks for `yes` at a terminal, as Terraform does; without a terminal nothing is assumed.

@@ -1,10 +1,30 @@
-//! The operations behind the commands: load inputs, make a plan, save and load plans.
+//! The operations behind the commands, one module per command: `plan` (validate, plan, save),
+//! `show` (render a plan that exists: show, graph, report), `apply` (prepare, review, execute),
+//! `state` (what the state database holds, restore) and `generate`. This file holds what they
+//! share: the errors, reading the plan file and directories, the history and state folder, and
+//! saved plans.
 //!
 //! This is where I/O happens (reading the plan file and directories), so that `matching` and
-//! `plan` stay pure and the CLI stays thin. Errors are typed and carry what miette needs to show
-//! the offending file, line and column.
+//! `plan` stay pure and the CLI stays thin: an operation returns what a command has to say (an
+//! [`Outcome`], a plan to render, an [`apply::Session`] to review) and the CLI prints it and
+//! chooses the exit code. Nothing here parses arguments or asks at a terminal. Warnings and
+//! progress go to standard error where they arise, as everywhere in mailplan (an apply's through
+//! `crate::apply::Reporter`); a command's result does not. Errors are typed and carry what miette
+//! needs to show the offending file, line and column.
 
-use std::collections::BTreeSet;
+pub mod apply;
+pub mod generate;
+pub mod plan;
+pub mod show;
+pub mod state;
+
+pub use apply::{
+    Prepared, apply, apply_runtime, apply_with_items, prepare_plan_file, prepare_saved,
+    settle_merges, settled_merges,
+};
+pub use plan::{make_plan, save_plan};
+pub use state::prepare_restore;
+
 use std::path::{Path, PathBuf};
 
 use miette::{Diagnostic, SourceSpan};
@@ -13,7 +33,7 @@ use crate::directory::{Entry, Snapshot, ldif};
 use crate::matching;
 use crate::plan::graph::{ActionGraph, GraphError};
 use crate::plan::saved::{SavedPlan, SavedPlanError};
-use crate::plan::{self, Plan, PlanError};
+use crate::plan::{History, PlanError};
 use crate::spec::{self, DirectorySource, PlanFileError, Spec};
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
@@ -159,13 +179,42 @@ pub struct LdifFileError {
     pub span: SourceSpan,
 }
 
+/// What a command has to say when it is done: text for standard output, a note for standard
+/// error, and whether it succeeded. The CLI prints both and maps `ok` to the exit code.
+#[derive(Debug)]
+pub struct Outcome {
+    pub out: String,
+    pub note: Option<String>,
+    pub ok: bool,
+}
+
+impl Outcome {
+    /// Text for standard output, and success.
+    pub fn out(out: String) -> Self {
+        Outcome {
+            out,
+            note: None,
+            ok: true,
+        }
+    }
+
+    /// A note for standard error, and success.
+    pub fn note(note: String) -> Self {
+        Outcome {
+            out: String::new(),
+            note: Some(note),
+            ok: true,
+        }
+    }
+}
+
 /// Everything a plan is computed from.
 pub struct Inputs {
     pub spec: Spec,
     pub source: Snapshot,
     pub destination: Snapshot,
     /// What earlier applies left unfinished (empty until read from a state database).
-    pub history: plan::History,
+    pub history: History,
     /// Item inventories by source person; empty until `gather_items` ran.
     pub inventories: crate::items::Inventories,
     /// What matching works out first, worked out while a directory was still being read
@@ -182,7 +231,7 @@ impl Inputs {
             spec,
             source,
             destination,
-            history: plan::History::default(),
+            history: History::default(),
             inventories: Default::default(),
             prepared: std::sync::Mutex::new(None),
         }
@@ -559,7 +608,7 @@ pub fn load_inputs_for(spec: Spec) -> Result<Inputs, Error> {
 
 /// What earlier applies recorded in a state database, as planning input. A state holding a
 /// DN or backup that does not parse is damaged, and is reported as such.
-pub fn read_history(db: &crate::state::StateDb) -> Result<plan::History, Error> {
+pub fn read_history(db: &crate::state::StateDb) -> Result<History, Error> {
     let stored = db.history()?;
     let corrupt = |reason: String| {
         Error::State(crate::state::StateError::Corrupt {
@@ -571,7 +620,7 @@ pub fn read_history(db: &crate::state::StateDb) -> Result<plan::History, Error> 
         crate::directory::Dn::parse(text)
             .map_err(|e| corrupt(format!("it records `{text}`, which is not a DN: {e}")))
     };
-    let mut history = plan::History::default();
+    let mut history = History::default();
     for (source, destination) in &stored.links {
         history.links.insert(dn(source)?, dn(destination)?);
     }
@@ -594,10 +643,10 @@ pub fn read_history(db: &crate::state::StateDb) -> Result<plan::History, Error> 
 }
 
 /// The history in the state folder `dir`, or none when nothing was ever applied there.
-pub fn load_history(dir: &Path) -> Result<plan::History, Error> {
+pub fn load_history(dir: &Path) -> Result<History, Error> {
     match crate::state::StateDb::open_existing(dir)? {
         Some(db) => read_history(&db),
-        None => Ok(plan::History::default()),
+        None => Ok(History::default()),
     }
 }
 
@@ -631,77 +680,6 @@ pub fn target(spec: &mut Spec, targets: &[String]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Matches and plans: the pure core, with the graph checked.
-pub fn make_plan(inputs: &Inputs) -> Result<Plan, Error> {
-    let matches = matching::match_prepared(
-        &inputs.spec,
-        &inputs.source,
-        &inputs.destination,
-        &inputs.history.links,
-        inputs.take_prepared(),
-    );
-    let plan = plan::plan_with_items(
-        &inputs.spec,
-        &inputs.source,
-        &inputs.destination,
-        &matches,
-        &inputs.history,
-        &inputs.inventories,
-    )?;
-    // Matching's indexes hold a key for every address, account and name of the destination
-    // (about a million for 300,000 objects): freeing them here held up the graph check and
-    // the text of the plan by 0.1 s.
-    crate::parallel::drop_elsewhere(matches);
-    ActionGraph::build(&plan)?;
-    targeted(&inputs.spec, plan)
-}
-
-/// A plan made for `--target`s: each must be a person of the wave, and the plan says first that
-/// it is not the whole wave.
-fn targeted(spec: &Spec, mut plan: Plan) -> Result<Plan, Error> {
-    let targets = &spec.source.targets;
-    if targets.is_empty() {
-        return Ok(plan);
-    }
-    let planned: BTreeSet<&crate::directory::Dn> =
-        plan.subjects.iter().map(|s| &s.source).collect();
-    if let Some(missing) = targets.iter().find(|t| !planned.contains(t)) {
-        return Err(Error::TargetNotInWave(missing.to_string()));
-    }
-    let names: Vec<String> = targets.iter().map(ToString::to_string).collect();
-    plan.messages.insert(
-        0,
-        plan::Message {
-            level: plan::Level::Warning,
-            text: format!(
-                "targeting is in effect: only the {} given with --target {} planned ({}), with what their actions need; the rest of the wave and its distribution lists are left out, so this is not the whole plan",
-                if names.len() == 1 { "person".to_string() } else { format!("{} persons", names.len()) },
-                if names.len() == 1 { "is" } else { "are" },
-                names.join("; ")
-            ),
-        },
-    );
-    plan.summary.warnings += 1;
-    Ok(plan)
-}
-
-/// The async runtime an apply of `plan` runs on. Directory changes wait on the server, which
-/// syncs its disk for every write: one thread drives them all, without the wake-ups from
-/// thread to thread a pool costs (a seventh less CPU in the LDAP benchmark, and the server
-/// keeps the other cores). Item imports parse and copy message bodies, and get a thread per core.
-pub fn apply_runtime(plan: &Plan) -> std::io::Result<tokio::runtime::Runtime> {
-    let imports = plan
-        .actions
-        .iter()
-        .any(|a| a.kind.effect() == plan::Effect::Import);
-    let mut builder = if imports {
-        tokio::runtime::Builder::new_multi_thread()
-    } else {
-        tokio::runtime::Builder::new_current_thread()
-    };
-    builder.enable_all().build()
-}
-
 /// Writes a file whole or not at all (`atomic_file`), with errors naming the file.
 pub fn write_atomic(path: &Path, contents: &str) -> Result<(), Error> {
     use std::io::Write;
@@ -717,44 +695,6 @@ pub fn write_atomic_with(
         path: path.to_path_buf(),
         source: e,
     })
-}
-
-/// Saves a plan for review and a later `apply FILE`.
-/// The plan file's path is recorded relative to the saved plan's folder, so that the saved plan
-/// finds it from wherever it is applied.
-pub fn save_plan(out: &Path, inputs: &Inputs, plan: &Plan, plan_path: &Path) -> Result<(), Error> {
-    let recorded = relative_from(out, plan_path);
-    write_atomic_with(out, |f| {
-        crate::plan::saved::write_saved(f, plan, &recorded, &inputs.spec.text, &inputs.destination)
-    })
-}
-
-/// `target` as seen from the folder of the file `from` (`../plans/wave1.yaml`), with `/`
-/// between levels; `target` as given when the two share no folder to start from (another
-/// drive) or either cannot be resolved.
-fn relative_from(from: &Path, target: &Path) -> String {
-    use std::path::Component;
-    let folder = |p: &Path| {
-        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
-        std::fs::canonicalize(parent.unwrap_or(Path::new(".")))
-    };
-    let (Ok(base), Ok(dir), Some(name)) = (folder(from), folder(target), target.file_name()) else {
-        return target.display().to_string();
-    };
-    let base: Vec<Component> = base.components().collect();
-    let dir: Vec<Component> = dir.components().collect();
-    if base.first() != dir.first() {
-        return target.display().to_string();
-    }
-    let common = base.iter().zip(&dir).take_while(|(a, b)| a == b).count();
-    let mut parts: Vec<String> = vec!["..".to_string(); base.len() - common];
-    parts.extend(
-        dir[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
-    parts.push(name.to_string_lossy().into_owned());
-    parts.join("/")
 }
 
 /// The plan file a saved plan at `saved` recorded: relative to the saved plan's folder. (Saved
@@ -816,313 +756,6 @@ pub fn is_saved_plan(path: &Path) -> bool {
             .is_some_and(|b| b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{'))
 }
 
-/// A plan ready to apply: its inputs, the plan, and what a saved plan recorded of the destination
-/// (nothing for a plan made just now).
-pub struct Prepared {
-    /// The YAML plan file it comes from (a saved plan's recorded one).
-    pub plan_file: PathBuf,
-    pub inputs: Inputs,
-    pub plan: Plan,
-    pub recorded: crate::apply::Recorded,
-    /// What runs of it are recorded under in the state: a saved plan's own fingerprint (so a
-    /// rerun of the same saved plan knows what its earlier runs did), else the plan file's.
-    pub fingerprint: String,
-}
-
-/// Plans a YAML plan file now, for `apply PLAN.yaml`: the item inventories are taken first,
-/// and what earlier applies recorded in `history` and left undone is finished.
-pub fn prepare_plan_file(
-    spec: Spec,
-    history: plan::History,
-    state_dir: &Path,
-) -> Result<Prepared, Error> {
-    let path = spec.path.clone();
-    let mut inputs = load_inputs_for(spec)?;
-    inputs.history = history;
-    gather_items(&mut inputs, state_dir)?;
-    let plan = make_plan(&inputs)?;
-    let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
-    Ok(Prepared {
-        plan_file: path,
-        inputs,
-        plan,
-        recorded: crate::apply::Recorded::none(),
-        fingerprint,
-    })
-}
-
-/// Loads a saved plan for `apply FILE`, with its plan file as `spec` (read and checked with
-/// [`load_checked_spec`]): refused whole when the plan file changed since. The
-/// fingerprints it recorded go to the executor, which fails as stale the actions touching an
-/// entry that changed.
-///
-/// When earlier runs of this same saved plan applied part of it (a run killed or failed), the
-/// second value holds the actions they applied: the executor counts those as done, and the
-/// entries they wrote are not held against the rest.
-///
-/// `fingerprint` is the saved plan file's (from [`load_saved_with_fingerprint`]): the file the
-/// user reviewed is what a rerun must match. A file as `plan --out` wrote it hashes the same as
-/// its plan serialised again, without the cost of doing so for a large plan.
-pub fn prepare_saved(
-    file: &Path,
-    saved: SavedPlan,
-    fingerprint: String,
-    spec: Spec,
-    db: &crate::state::StateDb,
-) -> Result<(Prepared, Option<BTreeSet<String>>), Error> {
-    let plan_path = PathBuf::from(&saved.plan_file);
-    let now = crate::plan::saved::text_fingerprint(&spec.text);
-    if now != saved.plan_fingerprint {
-        return Err(Error::PlanFileChanged {
-            saved: file.to_path_buf(),
-            plan_file: plan_path,
-        });
-    }
-    let inputs = load_for_saved(spec)?;
-    let resume = db.has_runs_of(&fingerprint)?;
-    let done = if resume {
-        db.applied_actions(&fingerprint)?
-    } else {
-        BTreeSet::new()
-    };
-    let ours: BTreeSet<crate::directory::Dn> = if resume {
-        saved
-            .plan
-            .actions
-            .iter()
-            .flat_map(crate::apply::executor::touched)
-            .collect()
-    } else {
-        BTreeSet::new()
-    };
-    // A DN that does not parse names nothing an action touches, so it cannot guard one.
-    let fingerprints = saved
-        .entries
-        .into_iter()
-        .filter_map(|(dn, recorded)| Some((crate::directory::Dn::parse(&dn).ok()?, recorded)))
-        .collect();
-    Ok((
-        Prepared {
-            plan_file: plan_path,
-            inputs,
-            plan: saved.plan,
-            recorded: crate::apply::Recorded::new(fingerprints, ours),
-            fingerprint,
-        },
-        resume.then_some(done),
-    ))
-}
-
-/// What applying a saved plan needs of the directories, and no more: the destination only when
-/// it is an LDIF file (the writer changes it in memory and rewrites the file), the source only
-/// when items are copied (their mailboxes are named from the persons). Every entry an action
-/// touches is read live right before its write, so a live destination is not read here at all.
-fn load_for_saved(spec: Spec) -> Result<Inputs, Error> {
-    let source = if spec.items.any() {
-        warn_items(&spec);
-        load_directory("source", &spec.source.directory, spec.source.ldif_file_urls)?
-    } else {
-        Snapshot::default()
-    };
-    let destination = match &spec.destination.directory {
-        DirectorySource::Ldif(_) => load_directory(
-            "destination",
-            &spec.destination.directory,
-            spec.destination.ldif_file_urls,
-        )?,
-        DirectorySource::Ldap(settings) => {
-            warn_insecure("destination", settings);
-            Snapshot::default()
-        }
-    };
-    Ok(Inputs::new(spec, source, destination))
-}
-
-/// Source persons whose pending merges (see `plan::History`) this plan shows to be complete:
-/// they were planned, and no merge was needed.
-pub fn settled_merges(prepared: &Prepared) -> Vec<String> {
-    let history = &prepared.inputs.history;
-    prepared
-        .plan
-        .subjects
-        .iter()
-        .filter(|s| history.pending.contains_key(&s.source))
-        .filter(|s| matches!(s.status, plan::Status::Planned | plan::Status::Unchanged))
-        .filter(|s| {
-            !prepared
-                .plan
-                .actions
-                .iter()
-                .any(|a| a.kind == plan::ActionKind::MergeAttributes && a.subject == s.source)
-        })
-        .map(|s| s.source.to_string())
-        .collect()
-}
-
-/// Records the merges [`settled_merges`] finds, for an apply that has nothing else to do.
-pub fn settle_merges(db: &crate::state::StateDb, prepared: &Prepared) -> Result<(), Error> {
-    let sources = settled_merges(prepared);
-    if sources.is_empty() {
-        return Ok(());
-    }
-    let run = db.begin_run(
-        &prepared.plan_file.display().to_string(),
-        &prepared.fingerprint,
-    )?;
-    for s in &sources {
-        db.merged(run, s)?;
-    }
-    db.finish_run(run, crate::state::RunOutcome::Succeeded)?;
-    Ok(())
-}
-
-/// Applies a prepared plan to its destination (no item stores: a plan without imports).
-pub async fn apply(
-    prepared: Prepared,
-    journal: std::sync::Arc<dyn crate::apply::Journal>,
-    reporter: std::sync::Arc<dyn crate::apply::Reporter>,
-    options: crate::apply::Options,
-    cancel: tokio::sync::watch::Receiver<bool>,
-) -> Result<crate::apply::Report, Error> {
-    apply_with_items(prepared, journal, reporter, options, cancel, None)
-        .await
-        .map(|a| a.report)
-}
-
-/// `apply`, with the item stores: `items` is the state folder and the run the ledger records
-/// copied items under. The outcome names every person the plan leaves out and every item
-/// skipped as bad, so the caller can tell whether everything arrived.
-pub async fn apply_with_items(
-    prepared: Prepared,
-    journal: std::sync::Arc<dyn crate::apply::Journal>,
-    reporter: std::sync::Arc<dyn crate::apply::Reporter>,
-    options: crate::apply::Options,
-    cancel: tokio::sync::watch::Receiver<bool>,
-    items: Option<(PathBuf, crate::state::RunId)>,
-) -> Result<crate::apply::Applied, Error> {
-    use std::sync::Arc;
-    let importer = items.map(|(dir, run)| {
-        let endpoints = crate::items::endpoints_for(&prepared.inputs.spec, &prepared.inputs.source);
-        Arc::new(crate::items::import::ItemImporter::new(
-            prepared.inputs.spec.items.clone(),
-            endpoints,
-            dir,
-            run,
-        ))
-    });
-    let shared = importer
-        .clone()
-        .map(|i| i as Arc<dyn crate::apply::Importer>);
-    let Prepared {
-        inputs,
-        plan,
-        recorded,
-        ..
-    } = prepared;
-    let plan = Arc::new(plan);
-    let rules = Arc::new(matching::DestinationRules::for_spec(&inputs.spec));
-    let report = match &inputs.spec.destination.directory {
-        DirectorySource::Ldif(path) => {
-            let writer = Arc::new(crate::apply::LdifDirectory::new(path, &inputs.destination));
-            drop(inputs);
-            crate::apply::execute_with_importer(
-                plan.clone(),
-                writer,
-                rules,
-                journal,
-                reporter,
-                Arc::new(recorded),
-                shared,
-                options,
-                cancel,
-            )
-            .await?
-        }
-        DirectorySource::Ldap(settings) => {
-            // The insecure warning was printed when the destination was read for this plan.
-            let writer = crate::apply::LdapDirectory::connect(settings, options.parallelism)
-                .await
-                .map_err(|e| Error::Ldap {
-                    which: "destination",
-                    error: e,
-                })?;
-            drop(inputs);
-            crate::apply::execute_with_importer(
-                plan.clone(),
-                Arc::new(writer),
-                rules,
-                journal,
-                reporter,
-                Arc::new(recorded),
-                shared,
-                options,
-                cancel,
-            )
-            .await?
-        }
-    };
-    let mut skipped = importer
-        .as_ref()
-        .map(|i| i.take_skipped())
-        .unwrap_or_default();
-    // Bad items the plan found for persons whose import of that kind did not run now: nothing
-    // else of that kind to copy (or the import failed). They are left out all the same.
-    let ran: BTreeSet<(&crate::directory::Dn, plan::ActionKind)> = report
-        .results
-        .iter()
-        .zip(plan.actions.iter())
-        .filter(|((_, r), _)| *r == crate::apply::ActionResult::Applied)
-        .map(|(_, a)| (&a.subject, a.kind))
-        .collect();
-    for subject in plan.subjects.iter().filter(|s| !s.bad_items.is_empty()) {
-        for kind in [
-            crate::items::ItemKind::Mail,
-            crate::items::ItemKind::Calendar,
-            crate::items::ItemKind::Contacts,
-        ] {
-            if ran.contains(&(&subject.source, import_kind(kind))) {
-                continue;
-            }
-            let bad: Vec<crate::items::BadItem> = subject
-                .bad_items
-                .iter()
-                .filter(|b| b.kind == kind)
-                .map(|b| crate::items::BadItem {
-                    location: b.location.clone(),
-                    message: b.message.clone(),
-                })
-                .collect();
-            if bad.is_empty() {
-                continue;
-            }
-            if let Some(i) = &importer {
-                i.record_planned_bad(&subject.source, kind, &bad);
-            }
-            skipped.extend(bad.into_iter().map(|item| crate::apply::SkippedItem {
-                source: subject.source.clone(),
-                kind,
-                item,
-            }));
-        }
-    }
-    // By person and kind; each import's own items stay in the order it found them.
-    skipped.sort_by(|a, b| (&a.source, a.kind).cmp(&(&b.source, b.kind)));
-    Ok(crate::apply::Applied {
-        left_out: plan.left_out(),
-        report,
-        skipped,
-    })
-}
-
-/// The import action of a kind of item.
-fn import_kind(kind: crate::items::ItemKind) -> plan::ActionKind {
-    match kind {
-        crate::items::ItemKind::Mail => plan::ActionKind::ImportMail,
-        crate::items::ItemKind::Calendar => plan::ActionKind::ImportCalendar,
-        crate::items::ItemKind::Contacts => plan::ActionKind::ImportContacts,
-    }
-}
-
 /// Locks the destination for one writer, whichever state folder the apply uses: an LDIF file
 /// through a lock file beside it (`.NAME.mailplan-lock`), held until the returned guard is
 /// dropped. Taken before the destination is read for the apply, so that what is planned and
@@ -1156,37 +789,4 @@ pub fn state_dir(plan_file: &Path, explicit: Option<&Path>) -> PathBuf {
             .unwrap_or(Path::new("."))
             .join(".mailplan"),
     }
-}
-
-/// The plan that restores `dn` from its latest backup, with the inputs to apply it.
-pub fn prepare_restore(
-    spec: Spec,
-    state: &crate::state::StateDb,
-    dn: &str,
-) -> Result<Prepared, Error> {
-    let plan_file = spec.path.clone();
-    let inputs = load_inputs_for(spec)?;
-    let backup = state
-        .latest_backup(dn)?
-        .ok_or_else(|| Error::NoBackup(dn.to_string()))?;
-    let entry = ldif::parse_entries(&backup.ldif, None)
-        .map_err(|e| Error::BadBackup {
-            dn: dn.into(),
-            message: e.to_string(),
-        })?
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::BadBackup {
-            dn: dn.into(),
-            message: "it holds no entry".into(),
-        })?;
-    let plan = crate::plan::restore::restore(&entry, inputs.destination.get(&entry.dn));
-    let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
-    Ok(Prepared {
-        plan_file,
-        inputs,
-        plan,
-        recorded: crate::apply::Recorded::none(),
-        fingerprint,
-    })
 }

@@ -1,0 +1,209 @@
+//! `state`: what the state database beside a plan file holds (runs, their actions, backups,
+//! the ledger of copied items, the lock) as text for people, and `restore`, which puts an entry
+//! back from its latest backup through an apply [`Session`].
+//!
+//! It reads the state and words it; it never changes the state except through `unlock` and a
+//! restore's session, and it never prints.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use super::apply::Session;
+use super::{
+    Error, Outcome, Prepared, load_checked_spec, load_inputs_for, lock_destination, state_dir,
+};
+use crate::directory::ldif;
+use crate::render;
+use crate::spec::Spec;
+use crate::state::StateDb;
+
+/// Which state database: the plan file's, or `--state-dir`.
+pub struct StateRequest<'a> {
+    pub plan_file: &'a Path,
+    pub state_dir: Option<&'a Path>,
+}
+
+impl StateRequest<'_> {
+    fn open(&self) -> Result<StateDb, Error> {
+        Ok(StateDb::open(&state_dir(self.plan_file, self.state_dir))?)
+    }
+}
+
+/// The runs, one line each.
+pub fn list(request: &StateRequest<'_>) -> Result<Outcome, Error> {
+    let db = request.open()?;
+    let mut out = String::new();
+    for r in db.runs()? {
+        let _ = writeln!(
+            out,
+            "run {:>4}  {}  {:<11}  {} applied, {} failed, {} skipped  {}",
+            r.id,
+            r.started_at,
+            r.outcome.as_str(),
+            r.applied,
+            r.failed,
+            r.skipped,
+            r.plan_file
+        );
+    }
+    if out.is_empty() {
+        out.push_str("No runs yet.\n");
+    }
+    Ok(Outcome::out(out))
+}
+
+/// One run and what each of its actions did.
+pub fn show(request: &StateRequest<'_>, run: i64) -> Result<Outcome, Error> {
+    let db = request.open()?;
+    let Some(r) = db.run(run)? else {
+        return Ok(Outcome {
+            out: String::new(),
+            note: Some(format!(
+                "There is no run {run}; `mailplan state list` shows the runs."
+            )),
+            ok: false,
+        });
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "run {} of {} ({}), {} → {}",
+        r.id,
+        r.plan_file,
+        r.outcome.as_str(),
+        r.started_at,
+        r.ended_at.unwrap_or_default()
+    );
+    for a in db.run_actions(run)? {
+        let _ = writeln!(
+            out,
+            "  {:<8} {} ({} ms){}",
+            a.status.as_str(),
+            a.action_id,
+            a.duration_ms,
+            a.error.map(|e| format!(": {e}")).unwrap_or_default()
+        );
+    }
+    Ok(Outcome::out(out))
+}
+
+/// The backups, of every entry or of `dn`.
+pub fn backups(request: &StateRequest<'_>, dn: Option<&str>) -> Result<Outcome, Error> {
+    let db = request.open()?;
+    let mut out = String::new();
+    for b in db.backups(dn)? {
+        let _ = writeln!(
+            out,
+            "{}  run {:>4}  {}  (before {})",
+            b.taken_at, b.run, b.dn, b.action_id
+        );
+    }
+    if out.is_empty() {
+        out.push_str("No backups.\n");
+    }
+    Ok(Outcome::out(out))
+}
+
+/// The ledger of copied items by mailbox and kind; with `bad`, each bad item skipped.
+pub fn items(request: &StateRequest<'_>, bad: bool) -> Result<Outcome, Error> {
+    let db = request.open()?;
+    let mut out = String::new();
+    for (mailbox, kind, count, bytes) in db.ledger_summary()? {
+        let one = count == 1;
+        let what = match kind.as_str() {
+            "mail" if one => "message copied",
+            "mail" => "messages copied",
+            "event" if one => "event copied",
+            "event" => "events copied",
+            "contact" if one => "contact copied",
+            "contact" => "contacts copied",
+            crate::items::mail::FOLDER_KIND if one => "folder made or subscribed",
+            crate::items::mail::FOLDER_KIND => "folders made or subscribed",
+            k if k.starts_with("bad-") && one => "bad item skipped",
+            k if k.starts_with("bad-") => "bad items skipped",
+            _ => "items",
+        };
+        let size = if kind.starts_with("bad-") || kind == crate::items::mail::FOLDER_KIND {
+            String::new()
+        } else {
+            format!(" ({})", crate::items::human_bytes(bytes))
+        };
+        let _ = writeln!(
+            out,
+            "{mailbox}  {:>7} {what}{size}{}",
+            render::text::thousands(count),
+            kind.strip_prefix("bad-")
+                .map(|k| format!(" ({k})"))
+                .unwrap_or_default()
+        );
+        if bad && kind.starts_with("bad-") {
+            for item in db.ledger_identities(&mailbox, &kind)? {
+                let _ = writeln!(out, "    {item}");
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push_str("No items copied yet.\n");
+    }
+    Ok(Outcome::out(out))
+}
+
+/// Removes the apply lock, whoever holds it.
+pub fn unlock(request: &StateRequest<'_>) -> Result<Outcome, Error> {
+    let db = request.open()?;
+    let note = match db.lock_holder()? {
+        Some(h) => {
+            db.force_unlock()?;
+            format!(
+                "Removed the lock held by pid {} on {} since {}.",
+                h.pid, h.host, h.started_at
+            )
+        }
+        None => "The state is not locked.".to_string(),
+    };
+    Ok(Outcome::note(note))
+}
+
+/// Prepares the restore of `dn` from its latest backup, under the state's lock and the
+/// destination's: a session to review and execute as an apply's.
+pub fn restore(request: &StateRequest<'_>, dn: &str) -> Result<Session, Error> {
+    let spec = load_checked_spec(request.plan_file)?;
+    let db = request.open()?;
+    let lock = db.lock()?;
+    let destination = lock_destination(&spec)?;
+    let prepared = prepare_restore(spec, &db, dn)?;
+    Ok(Session::restore(prepared, db, lock, destination))
+}
+
+/// The plan that restores `dn` from its latest backup, with the inputs to apply it.
+pub fn prepare_restore(
+    spec: Spec,
+    state: &crate::state::StateDb,
+    dn: &str,
+) -> Result<Prepared, Error> {
+    let plan_file = spec.path.clone();
+    let inputs = load_inputs_for(spec)?;
+    let backup = state
+        .latest_backup(dn)?
+        .ok_or_else(|| Error::NoBackup(dn.to_string()))?;
+    let entry = ldif::parse_entries(&backup.ldif, None)
+        .map_err(|e| Error::BadBackup {
+            dn: dn.into(),
+            message: e.to_string(),
+        })?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::BadBackup {
+            dn: dn.into(),
+            message: "it holds no entry".into(),
+        })?;
+    let plan = crate::plan::restore::restore(&entry, inputs.destination.get(&entry.dn));
+    let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
+    Ok(Prepared {
+        plan_file,
+        inputs,
+        plan,
+        recorded: crate::apply::Recorded::none(),
+        fingerprint,
+    })
+}
