@@ -97,6 +97,19 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// After an apply: per person and folder, the messages (and events and contacts) at the
+    /// source, at the destination and in the ledger, every difference explained. Exit 1 when
+    /// anything the plan meant to copy is missing or bad, 0 when everything arrived.
+    Verify {
+        /// The YAML plan file that was applied.
+        plan: PathBuf,
+        /// Print the verification as JSON (schemas/verify-output.schema.json).
+        #[arg(long)]
+        json: bool,
+        /// The state folder whose ledger to read; default `.mailplan` beside the plan file.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// Write a synthetic Domino source, AD destination and plan file (for benchmarks and tests).
     Generate {
         /// Number of source persons.
@@ -112,7 +125,8 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Print a JSON Schema: of plan files (`plan`) or of `--json` output (`output`).
+    /// Print a JSON Schema: of plan files (`plan`), of `--json` output (`output`) or of `verify
+    /// --json` output (`verify`).
     Schema {
         #[arg(value_enum)]
         which: SchemaKind,
@@ -232,6 +246,7 @@ pub enum GraphFormat {
 pub enum SchemaKind {
     Plan,
     Output,
+    Verify,
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -246,6 +261,11 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Show { file, json } => show(file, json, style),
         Command::Graph { input, format } => graph(input, format),
         Command::Report { input, format, out } => report(input, format, out),
+        Command::Verify {
+            plan,
+            json,
+            state_dir,
+        } => verify(plan, json, state_dir),
         Command::Generate {
             persons,
             destination_objects,
@@ -273,6 +293,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let text = match which {
                 SchemaKind::Plan => crate::spec::json_schema(),
                 SchemaKind::Output => render::json::schema(),
+                SchemaKind::Verify => render::verify::schema(),
             };
             print(&text)
         }
@@ -399,6 +420,21 @@ fn report(input: PathBuf, format: ReportFormat, out: Option<PathBuf>) -> Result<
         }
         None => print(&text),
     }
+}
+
+fn verify(plan: PathBuf, json: bool, state_dir: Option<PathBuf>) -> Result<ExitCode, Error> {
+    let state_dir = ops::state_dir(&plan, state_dir.as_deref());
+    let v = crate::verify::gather::wave(&plan, &state_dir)?;
+    print(&if json {
+        render::verify::json(&v)
+    } else {
+        render::verify::text(&v)
+    })?;
+    Ok(if v.complete() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn graph(input: PathBuf, format: GraphFormat) -> Result<ExitCode, Error> {
