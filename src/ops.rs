@@ -123,6 +123,9 @@ pub enum Error {
         )
     )]
     TargetOnSavedPlan,
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    TooManyDeletes(#[from] Box<crate::apply::guard::TooManyDeletes>),
     #[error("apply needs your confirmation, and there is no terminal to ask at")]
     #[diagnostic(
         code(mailplan::apply::no_terminal),

@@ -471,6 +471,7 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
         Some((saved, fingerprint)) => {
             let (prepared, resume) =
                 ops::prepare_saved(&args.input, saved, fingerprint, spec, &db)?;
+            crate::apply::guard::check_deletes(&prepared.plan, &prepared.inputs.spec)?;
             if !prepared.plan.has_changes() && !leaves_out_errors(&prepared.plan) {
                 eprintln!("The saved plan has no changes.");
                 return Ok(ExitCode::SUCCESS);
@@ -481,6 +482,7 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
             let history = ops::read_history(&db)?;
             let prepared = ops::prepare_plan_file(spec, history, &state_dir)?;
             print_text(&prepared.plan, style)?;
+            crate::apply::guard::check_deletes(&prepared.plan, &prepared.inputs.spec)?;
             if !prepared.plan.has_changes() {
                 if !leaves_out_errors(&prepared.plan) {
                     ops::settle_merges(&db, &prepared)?;

@@ -381,6 +381,7 @@ struct Sections {
     merge: Option<raw::Merge>,
     distribution_lists: Option<raw::DistributionLists>,
     items: Option<raw::Items>,
+    safety: Option<raw::Safety>,
 }
 
 struct SectionsVisitor;
@@ -399,7 +400,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Sections>, A::Error> {
         // Each slot is `Some` once its key was met, whatever the value (`~` included).
         let (mut version, mut source, mut destination, mut matching) = (None, None, None, None);
-        let (mut merge, mut lists, mut items) = (None, None, None);
+        let (mut merge, mut lists, mut items, mut safety) = (None, None, None, None);
         while let Some(key) = map.next_key::<serde_yaml::Value>()? {
             match key.as_str() {
                 Some("version") => first(&mut map, &mut version)?,
@@ -409,6 +410,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
                 Some("merge") => first(&mut map, &mut merge)?,
                 Some("distribution_lists") => first(&mut map, &mut lists)?,
                 Some("items") => first(&mut map, &mut items)?,
+                Some("safety") => first(&mut map, &mut safety)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -422,6 +424,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
             merge: merge.flatten(),
             distribution_lists: lists.flatten(),
             items: items.flatten(),
+            safety: safety.flatten(),
         }))
     }
 }
@@ -647,7 +650,7 @@ impl<'t> Checker<'t> {
         // Pass 2: shape. A plan file with every value of the right type (nearly every one
         // checked) is read in one pass; otherwise one section at a time, so that each wrong
         // value is reported.
-        let (version, source, destination, matching, merge, lists, items) =
+        let (version, source, destination, matching, merge, lists, items, safety) =
             match sections.flatten().map(|read| self.take_sections(read)) {
                 Some(s) => (
                     Ok(s.version),
@@ -657,6 +660,7 @@ impl<'t> Checker<'t> {
                     Ok(s.merge),
                     Ok(s.distribution_lists),
                     Ok(s.items),
+                    Ok(s.safety),
                 ),
                 None => {
                     self.top_level_unknown_keys();
@@ -673,6 +677,8 @@ impl<'t> Checker<'t> {
                         self.section::<Option<raw::DistributionLists>>("distribution_lists")
                             .map(Option::flatten),
                         self.section::<Option<raw::Items>>("items")
+                            .map(Option::flatten),
+                        self.section::<Option<raw::Safety>>("safety")
                             .map(Option::flatten),
                     )
                 }
@@ -725,13 +731,24 @@ impl<'t> Checker<'t> {
             Ok(None) => Some(Items::default()),
             Err(Failed) => None,
         };
+        let safety = safety.ok().map(|s| {
+            let path = root.key("safety").key("max_deletes");
+            let written = s.as_ref().is_some_and(|s| s.max_deletes.is_some());
+            crate::spec::model::Safety {
+                max_deletes: s
+                    .and_then(|s| s.max_deletes)
+                    .unwrap_or(crate::spec::model::DEFAULT_MAX_DELETES),
+                max_deletes_span: written.then(|| self.span(&path).into()),
+            }
+        });
         if self.problems.is_empty()
             && (source.is_none()
                 || destination.is_none()
                 || matching.is_none()
                 || merge.is_none()
                 || distribution_lists.is_none()
-                || items.is_none())
+                || items.is_none()
+                || safety.is_none())
         {
             // Every check that fails reports why; this is only a guard against one that forgot.
             self.push(
@@ -751,6 +768,7 @@ impl<'t> Checker<'t> {
             merge: merge?,
             distribution_lists: distribution_lists?,
             items: items?,
+            safety: safety?,
             secrets: std::mem::take(&mut self.secrets),
             placeholders: std::mem::take(&mut self.placeholders),
         })
@@ -3084,6 +3102,7 @@ mod tests {
                 raw::DistributionLists
             );
             same!(items, "items", raw::Items);
+            same!(safety, "safety", raw::Safety);
             assert_eq!(one.unknown, each.unknown);
             assert_eq!(one.unknown.len(), [0, 1, 1][i], "{:?}", one.unknown);
             assert!(each.problems.is_empty(), "{:?}", each.problems);
