@@ -21,3 +21,4 @@ pub mod snippet;
 pub mod spec;
 pub mod state;
 pub mod tls;
+pub mod verify;

@@ -422,3 +422,74 @@ fn a_targeted_apply_does_only_those_persons_and_says_so() {
             "--target cannot narrow a saved plan",
         ));
 }
+
+/// Sets `safety: { max_deletes: N }` at the end of the example's plan file.
+fn limit_deletes(ex: &Example, n: u64) {
+    let plan = ex.path(PLAN);
+    let mut text = std::fs::read_to_string(&plan).unwrap();
+    text.push_str(&format!("safety:\n  max_deletes: {n}\n"));
+    std::fs::write(&plan, text).unwrap();
+}
+
+#[test]
+fn an_apply_that_deletes_more_than_the_plan_file_allows_is_refused_before_any_write() {
+    let ex = Example::new();
+    // The default limit, shown against the example's two deletions.
+    ex.cmd()
+        .args(["plan", PLAN])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Deletions: 2 of at most 500 (safety.max_deletes).",
+        ));
+    limit_deletes(&ex, 1);
+    ex.cmd()
+        .args(["plan", PLAN, "--out", "wave1.json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Deletions: 2, more than the 1 that safety.max_deletes allows: apply refuses this plan.",
+        ));
+    let before = ex.destination();
+    for input in [PLAN, "wave1.json"] {
+        let out = ex
+            .cmd()
+            .args(["apply", input, "--auto-approve"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(
+                "this plan deletes 2 destination objects, more than the 1 that `safety.max_deletes`"
+            ),
+            "{err}"
+        );
+        // The plan file's line is shown, with the limit marked.
+        assert!(err.contains("max_deletes: 1"), "{err}");
+        assert!(err.contains("the limit"), "{err}");
+        assert_eq!(ex.destination(), before);
+    }
+    ex.cmd()
+        .args(["state", "list", PLAN])
+        .assert()
+        .success()
+        .stdout("No runs yet.\n");
+
+    // At the limit, it applies.
+    let plan = ex.path(PLAN);
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(&plan, text.replace("max_deletes: 1", "max_deletes: 2")).unwrap();
+    ex.cmd()
+        .args(["plan", PLAN])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "Deletions: 2 of at most 2 (safety.max_deletes).",
+        ));
+    ex.cmd()
+        .args(["apply", PLAN, "--auto-approve"])
+        .assert()
+        .success();
+    no_changes(&ex);
+}

@@ -110,7 +110,7 @@ fn quickstart_plan_shows_every_scenario() {
         out.contains("~ member of CN=Marketing Team,OU=Groups,DC=acme,DC=test"),
         "{out}"
     );
-    assert!(out.trim_end().ends_with("Plan: 4 to create, 3 to convert, 4 to update, 2 to delete, 7 imports (10 messages, 3 events, 3 contacts). Not migrated: 1 person (1 ambiguous)."), "{out}");
+    assert!(out.trim_end().ends_with("Plan: 4 to create, 3 to convert, 4 to update, 2 to delete, 7 imports (10 messages, 3 events, 3 contacts). Not migrated: 1 person (1 ambiguous).\nDeletions: 2 of at most 500 (safety.max_deletes)."), "{out}");
     insta::assert_snapshot!("quickstart_text", out);
 }
 

@@ -473,7 +473,7 @@ fn every_unknown_key_is_reported_with_a_suggestion() {
                 (19, 1),
                 Some(
                     "valid keys at the top level: `version`, `source`, `destination`, \
-                     `matching`, `merge`, `distribution_lists`, `items`"
+                     `matching`, `merge`, `distribution_lists`, `items`, `safety`"
                 )
             ),
         ]

@@ -7,6 +7,7 @@
 //! re-plans: deciding is the planner's job.
 
 pub mod executor;
+pub mod guard;
 pub mod ldap;
 pub mod outcome;
 pub mod reporter;

@@ -101,6 +101,19 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// After an apply: per person and folder, the messages (and events and contacts) at the
+    /// source, at the destination and in the ledger, every difference explained. Exit 1 when
+    /// anything the plan meant to copy is missing or bad, 0 when everything arrived.
+    Verify {
+        /// The YAML plan file that was applied.
+        plan: PathBuf,
+        /// Print the verification as JSON (schemas/verify-output.schema.json).
+        #[arg(long)]
+        json: bool,
+        /// The state folder whose ledger to read; default `.mailplan` beside the plan file.
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// Write a synthetic Domino source, AD destination and plan file (for benchmarks and tests).
     Generate {
         /// Number of source persons.
@@ -116,7 +129,8 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Print a JSON Schema: of plan files (`plan`) or of `--json` output (`output`).
+    /// Print a JSON Schema: of plan files (`plan`), of `--json` output (`output`) or of `verify
+    /// --json` output (`verify`).
     Schema {
         #[arg(value_enum)]
         which: SchemaKind,
@@ -236,6 +250,7 @@ pub enum GraphFormat {
 pub enum SchemaKind {
     Plan,
     Output,
+    Verify,
 }
 
 pub fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -264,6 +279,19 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             },
             out.as_deref(),
         )?),
+        Command::Verify {
+            plan,
+            json,
+            state_dir,
+        } => {
+            let verified = ops::verify::verify(&plan, state_dir.as_deref(), json)?;
+            print(&verified.output)?;
+            Ok(if verified.complete {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Generate {
             persons,
             destination_objects,
@@ -281,6 +309,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
             let text = match which {
                 SchemaKind::Plan => crate::spec::json_schema(),
                 SchemaKind::Output => render::json::schema(),
+                SchemaKind::Verify => render::verify::schema(),
             };
             print(&text)
         }
@@ -388,6 +417,7 @@ fn review_and_execute(
     if session.shows_plan() {
         print_plan(session.plan(), Format::Text, style)?;
     }
+    session.check_safety()?;
     if session.is_done() {
         session.finish_unchanged()?;
         return Ok(ExitCode::SUCCESS);

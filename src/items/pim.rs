@@ -177,7 +177,9 @@ impl AddressBook {
         .map_err(|e| e.to_string())
     }
     /// UID → ETag, and identity → UID, of what the destination holds.
-    async fn held(&self) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
+    pub(crate) async fn held(
+        &self,
+    ) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
         let ids = match self {
             AddressBook::Folder(f) => f.identities().await,
             AddressBook::Dav(d) => d.identities().await,
@@ -196,7 +198,7 @@ impl AddressBook {
 }
 
 /// The source file's items; a person without an export file has none.
-fn missing_is_empty<T, E: std::fmt::Display>(
+pub(crate) fn missing_is_empty<T, E: std::fmt::Display>(
     r: Result<(Vec<T>, Vec<BadItem>), E>,
     path: &std::path::Path,
 ) -> Result<(Vec<T>, Vec<BadItem>), String> {

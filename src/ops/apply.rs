@@ -150,6 +150,13 @@ impl Session {
         self.kind != Kind::Saved
     }
 
+    /// Refuses a plan that deletes more than the plan file's `safety.max_deletes` allows,
+    /// naming the count and the limit; called before anything is asked or written.
+    pub fn check_safety(&self) -> Result<(), Error> {
+        crate::apply::guard::check_deletes(&self.prepared.plan, &self.prepared.inputs.spec)?;
+        Ok(())
+    }
+
     /// Whether there is nothing to execute: the plan changes nothing (and, for a plan file,
     /// leaves nothing out that the run should record).
     pub fn is_done(&self) -> bool {

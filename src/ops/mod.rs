@@ -17,6 +17,7 @@ pub mod generate;
 pub mod plan;
 pub mod show;
 pub mod state;
+pub mod verify;
 
 pub use apply::{
     Prepared, apply, apply_runtime, apply_with_items, prepare_plan_file, prepare_saved,
@@ -143,6 +144,9 @@ pub enum Error {
         )
     )]
     TargetOnSavedPlan,
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    TooManyDeletes(#[from] Box<crate::apply::guard::TooManyDeletes>),
     #[error("apply needs your confirmation, and there is no terminal to ask at")]
     #[diagnostic(
         code(mailplan::apply::no_terminal),

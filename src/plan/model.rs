@@ -345,6 +345,10 @@ pub struct Summary {
     /// Persons per scenario ("1" … "6").
     pub scenarios: BTreeMap<String, usize>,
     pub warnings: usize,
+    /// The most deletions the plan file allows one apply (`safety.max_deletes`); `apply`
+    /// refuses a plan whose `delete` is above it. Absent from plans saved before the limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_deletes: Option<u64>,
 }
 
 impl Plan {

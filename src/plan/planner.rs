@@ -159,6 +159,7 @@ fn plan_on(
     let unmapped = unmapped_attributes(spec, source, &actions);
     let mut summary = Plan::summarise(&subjects, &actions);
     summary.warnings += unmapped.len();
+    summary.max_deletes = Some(spec.safety.max_deletes);
     // A conflict between many persons is named in full once, here; each of them refers to it.
     let mut messages: Vec<Message> = matches
         .conflicts

@@ -8,6 +8,7 @@ pub mod graph;
 pub mod json;
 pub mod report;
 pub mod text;
+pub mod verify;
 
 use crate::plan::{ActionKind, Effect};
 

@@ -575,7 +575,7 @@ pub fn summary_line(plan: &Plan, style: Style) -> String {
         1 => "; 1 bad item skipped".to_string(),
         n => format!("; {} bad items skipped", thousands(n)),
     };
-    format!(
+    let mut line = format!(
         "{} {} to create, {} to convert, {} to update, {} to delete, {} imports ({} messages, {} events, {} contacts{bad}).{left_out}\n",
         style.bold("Plan:"),
         s.create,
@@ -586,7 +586,27 @@ pub fn summary_line(plan: &Plan, style: Style) -> String {
         thousands(s.messages),
         thousands(s.events),
         thousands(s.contacts)
-    )
+    );
+    line.push_str(&deletions(s));
+    line
+}
+
+/// `Deletions: 2 of at most 500 (safety.max_deletes).` under a plan that deletes anything, or
+/// that apply refuses it when it deletes more than that; nothing when it deletes nothing.
+pub fn deletions(s: &crate::plan::Summary) -> String {
+    match s.max_deletes {
+        Some(max) if s.delete as u64 > max => format!(
+            "Deletions: {}, more than the {} that safety.max_deletes allows: apply refuses this plan.\n",
+            thousands(s.delete as u64),
+            thousands(max)
+        ),
+        Some(max) if s.delete > 0 => format!(
+            "Deletions: {} of at most {} (safety.max_deletes).\n",
+            thousands(s.delete as u64),
+            thousands(max)
+        ),
+        _ => String::new(),
+    }
 }
 
 /// ` Not migrated: 4 persons (1 error, 2 ambiguous, 1 awaiting confirmation).`, or nothing

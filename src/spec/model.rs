@@ -27,11 +27,37 @@ pub struct Spec {
     pub distribution_lists: Option<DistributionLists>,
     /// Items to copy into each mailbox; all `None` when the plan copies none.
     pub items: Items,
+    pub safety: Safety,
     /// Every secret the plan file names, where it names it: checked once, before anything
     /// connects (see `spec::check_secrets`).
     pub secrets: Vec<SecretUse>,
     /// Every attribute placeholder of every template, in file order.
     pub placeholders: Vec<Placeholder>,
+}
+
+/// The most objects one apply may delete when the plan file does not say: Azure AD Connect's
+/// default for its accidental-delete prevention, a number directory administrators know. A
+/// wave that replaces contacts deletes one per person (scenarios 3 and 4), so a smaller default
+/// would stop ordinary waves; a wrong filter or classification deletes thousands, and is
+/// stopped.
+pub const DEFAULT_MAX_DELETES: u64 = 500;
+
+/// Limits that keep a wrong plan from doing large damage (`safety:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Safety {
+    /// The most destination objects one apply may delete.
+    pub max_deletes: u64,
+    /// Where `safety.max_deletes` is written; `None` for the default.
+    pub max_deletes_span: Option<SourceSpan>,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            max_deletes: DEFAULT_MAX_DELETES,
+            max_deletes_span: None,
+        }
+    }
 }
 
 /// One `{attribute}` placeholder of a template, where the plan file writes it: checked against

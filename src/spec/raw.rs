@@ -50,6 +50,18 @@ pub struct Plan {
     /// Mail, calendars and contacts to copy into each person's destination mailbox. Leave out
     /// to migrate directory data only.
     pub items: Option<Items>,
+    /// Limits that keep a wrong plan from doing large damage.
+    pub safety: Option<Safety>,
+}
+
+/// Limits that keep a wrong plan from doing large damage.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Safety {
+    /// The most destination objects one apply may delete; `apply` refuses a plan that deletes
+    /// more, before it writes anything. `0` forbids every deletion. Default: 500.
+    #[schemars(extend("default" = 500))]
+    pub max_deletes: Option<u64>,
 }
 
 /// The directory the people are migrated from.

@@ -29,6 +29,7 @@ mod items;
 mod matching;
 mod merge;
 mod problems;
+mod safety;
 mod sections;
 mod source;
 mod values;
@@ -221,7 +222,7 @@ impl<'t> Checker<'t> {
         // Pass 2: shape. A plan file with every value of the right type (nearly every one
         // checked) is read in one pass; otherwise one section at a time, so that each wrong
         // value is reported.
-        let (version, source, destination, matching, merge, lists, items) =
+        let (version, source, destination, matching, merge, lists, items, safety) =
             match sections.flatten().map(|read| self.take_sections(read)) {
                 Some(s) => (
                     Ok(s.version),
@@ -231,6 +232,7 @@ impl<'t> Checker<'t> {
                     Ok(s.merge),
                     Ok(s.distribution_lists),
                     Ok(s.items),
+                    Ok(s.safety),
                 ),
                 None => {
                     self.top_level_unknown_keys();
@@ -247,6 +249,8 @@ impl<'t> Checker<'t> {
                         self.section::<Option<raw::DistributionLists>>("distribution_lists")
                             .map(Option::flatten),
                         self.section::<Option<raw::Items>>("items")
+                            .map(Option::flatten),
+                        self.section::<Option<raw::Safety>>("safety")
                             .map(Option::flatten),
                     )
                 }
@@ -299,13 +303,15 @@ impl<'t> Checker<'t> {
             Ok(None) => Some(Items::default()),
             Err(Failed) => None,
         };
+        let safety = safety.ok().map(|s| self.safety(s, &root.key("safety")));
         if self.problems.is_empty()
             && (source.is_none()
                 || destination.is_none()
                 || matching.is_none()
                 || merge.is_none()
                 || distribution_lists.is_none()
-                || items.is_none())
+                || items.is_none()
+                || safety.is_none())
         {
             // Every check that fails reports why; this is only a guard against one that forgot.
             self.push(
@@ -325,6 +331,7 @@ impl<'t> Checker<'t> {
             merge: merge?,
             distribution_lists: distribution_lists?,
             items: items?,
+            safety: safety?,
             secrets: std::mem::take(&mut self.secrets),
             placeholders: std::mem::take(&mut self.placeholders),
         })
@@ -552,6 +559,7 @@ mod tests {
                 raw::DistributionLists
             );
             same!(items, "items", raw::Items);
+            same!(safety, "safety", raw::Safety);
             assert_eq!(one.unknown, each.unknown);
             assert_eq!(one.unknown.len(), [0, 1, 1][i], "{:?}", one.unknown);
             assert!(each.problems.is_empty(), "{:?}", each.problems);

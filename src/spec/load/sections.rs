@@ -82,6 +82,7 @@ pub(super) struct Sections {
     pub(super) merge: Option<raw::Merge>,
     pub(super) distribution_lists: Option<raw::DistributionLists>,
     pub(super) items: Option<raw::Items>,
+    pub(super) safety: Option<raw::Safety>,
 }
 
 pub(super) struct SectionsVisitor;
@@ -100,7 +101,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Sections>, A::Error> {
         // Each slot is `Some` once its key was met, whatever the value (`~` included).
         let (mut version, mut source, mut destination, mut matching) = (None, None, None, None);
-        let (mut merge, mut lists, mut items) = (None, None, None);
+        let (mut merge, mut lists, mut items, mut safety) = (None, None, None, None);
         while let Some(key) = map.next_key::<serde_yaml::Value>()? {
             match key.as_str() {
                 Some("version") => first(&mut map, &mut version)?,
@@ -110,6 +111,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
                 Some("merge") => first(&mut map, &mut merge)?,
                 Some("distribution_lists") => first(&mut map, &mut lists)?,
                 Some("items") => first(&mut map, &mut items)?,
+                Some("safety") => first(&mut map, &mut safety)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -123,6 +125,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
             merge: merge.flatten(),
             distribution_lists: lists.flatten(),
             items: items.flatten(),
+            safety: safety.flatten(),
         }))
     }
 }

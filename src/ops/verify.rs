@@ -1,0 +1,30 @@
+//! `mailplan verify`: after an apply, what arrived, per person and folder.
+//!
+//! Reads the source and destination stores and the ledger (through `verify::gather`) and
+//! renders the verdict; it never writes anything, anywhere. The verdict itself is the pure
+//! function in `verify`.
+
+use std::path::Path;
+
+use super::{Error, state_dir};
+
+/// The verification of a wave, rendered as text or JSON, and whether everything the plan
+/// meant to copy arrived.
+pub struct Verified {
+    pub output: String,
+    pub complete: bool,
+}
+
+/// Verifies the wave of `plan_file` against the ledger in `state` (default: beside the plan).
+pub fn verify(plan_file: &Path, state: Option<&Path>, json: bool) -> Result<Verified, Error> {
+    let state_dir = state_dir(plan_file, state);
+    let v = crate::verify::gather::wave(plan_file, &state_dir)?;
+    Ok(Verified {
+        output: if json {
+            crate::render::verify::json(&v)
+        } else {
+            crate::render::verify::text(&v)
+        },
+        complete: v.complete(),
+    })
+}
