@@ -381,6 +381,7 @@ struct Sections {
     merge: Option<raw::Merge>,
     distribution_lists: Option<raw::DistributionLists>,
     items: Option<raw::Items>,
+    state: Option<raw::State>,
 }
 
 struct SectionsVisitor;
@@ -399,7 +400,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Sections>, A::Error> {
         // Each slot is `Some` once its key was met, whatever the value (`~` included).
         let (mut version, mut source, mut destination, mut matching) = (None, None, None, None);
-        let (mut merge, mut lists, mut items) = (None, None, None);
+        let (mut merge, mut lists, mut items, mut state) = (None, None, None, None);
         while let Some(key) = map.next_key::<serde_yaml::Value>()? {
             match key.as_str() {
                 Some("version") => first(&mut map, &mut version)?,
@@ -409,6 +410,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
                 Some("merge") => first(&mut map, &mut merge)?,
                 Some("distribution_lists") => first(&mut map, &mut lists)?,
                 Some("items") => first(&mut map, &mut items)?,
+                Some("state") => first(&mut map, &mut state)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -422,6 +424,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
             merge: merge.flatten(),
             distribution_lists: lists.flatten(),
             items: items.flatten(),
+            state: state.flatten(),
         }))
     }
 }
@@ -647,7 +650,7 @@ impl<'t> Checker<'t> {
         // Pass 2: shape. A plan file with every value of the right type (nearly every one
         // checked) is read in one pass; otherwise one section at a time, so that each wrong
         // value is reported.
-        let (version, source, destination, matching, merge, lists, items) =
+        let (version, source, destination, matching, merge, lists, items, state) =
             match sections.flatten().map(|read| self.take_sections(read)) {
                 Some(s) => (
                     Ok(s.version),
@@ -657,6 +660,7 @@ impl<'t> Checker<'t> {
                     Ok(s.merge),
                     Ok(s.distribution_lists),
                     Ok(s.items),
+                    Ok(s.state),
                 ),
                 None => {
                     self.top_level_unknown_keys();
@@ -673,6 +677,8 @@ impl<'t> Checker<'t> {
                         self.section::<Option<raw::DistributionLists>>("distribution_lists")
                             .map(Option::flatten),
                         self.section::<Option<raw::Items>>("items")
+                            .map(Option::flatten),
+                        self.section::<Option<raw::State>>("state")
                             .map(Option::flatten),
                     )
                 }
@@ -725,13 +731,19 @@ impl<'t> Checker<'t> {
             Ok(None) => Some(Items::default()),
             Err(Failed) => None,
         };
+        let state = match state {
+            Ok(Some(s)) => self.state(s, &root.key("state")).map(Some),
+            Ok(None) => Some(None),
+            Err(Failed) => None,
+        };
         if self.problems.is_empty()
             && (source.is_none()
                 || destination.is_none()
                 || matching.is_none()
                 || merge.is_none()
                 || distribution_lists.is_none()
-                || items.is_none())
+                || items.is_none()
+                || state.is_none())
         {
             // Every check that fails reports why; this is only a guard against one that forgot.
             self.push(
@@ -751,6 +763,7 @@ impl<'t> Checker<'t> {
             merge: merge?,
             distribution_lists: distribution_lists?,
             items: items?,
+            state: state?,
             secrets: std::mem::take(&mut self.secrets),
             placeholders: std::mem::take(&mut self.placeholders),
         })
@@ -2153,6 +2166,88 @@ impl<'t> Checker<'t> {
         })
     }
 
+    /// `state:`: where the state is kept. Everything about the section is checked here. The
+    /// URL is never echoed when it holds a password: that is the one value that must not reach
+    /// a terminal or a log.
+    fn state(&mut self, s: raw::State, path: &YamlPath) -> Option<PostgresState> {
+        let Some(pg) = s.postgres else {
+            let span = self.key_span(path);
+            self.push(
+                Problem::new(codes::MISSING_KEY, format!("`{path}` names no backend"))
+                    .label(span, "no backend")
+                    .help(
+                        "write `postgres: { url: …, password: { env: … } }`, or leave `state` \
+                         out to keep the state in SQLite beside the plan file",
+                    ),
+            );
+            return None;
+        };
+        let path = path.key("postgres");
+        let url_path = path.key("url");
+        let url = pg.url.as_deref().map(str::trim).and_then(|u| {
+            let span = self.span(&url_path);
+            let invalid = |why: &str| {
+                Problem::new(
+                    codes::INVALID_URL,
+                    format!("`{url_path}` is not a PostgreSQL URL: {why}"),
+                )
+                .help("e.g. `postgres://mailplan@db.acme.test:5432/migration`")
+            };
+            let parsed = match url::Url::parse(u) {
+                Ok(parsed) if matches!(parsed.scheme(), "postgres" | "postgresql") => parsed,
+                Ok(parsed) => {
+                    let why = format!("its scheme is `{}`", parsed.scheme());
+                    self.push(invalid(&why).label(span, "expected postgres://"));
+                    return None;
+                }
+                Err(e) => {
+                    self.push(invalid(&e.to_string()).label(span, "here"));
+                    return None;
+                }
+            };
+            let config = u.parse::<tokio_postgres::Config>();
+            let in_query = parsed.query_pairs().any(|(k, _)| k == "password");
+            if parsed.password().is_some()
+                || in_query
+                || config.as_ref().is_ok_and(|c| c.get_password().is_some())
+            {
+                self.push(
+                    Problem::new(
+                        codes::PLAIN_SECRET,
+                        format!("`{url_path}` holds a password (not shown here)"),
+                    )
+                    .label(span, "a password in the URL")
+                    .help(
+                        "secrets never go in the plan file: remove it from the URL and write \
+                         `password: { env: NAME }` or `password: { file: path }` beside `url`",
+                    ),
+                );
+                return None;
+            }
+            match config {
+                Ok(c) if c.get_hosts().is_empty() => {
+                    self.push(invalid("it names no host").label(span, "no host"));
+                    None
+                }
+                Ok(_) => Some(u.to_owned()),
+                Err(e) => {
+                    self.push(invalid(&e.to_string()).label(span, "here"));
+                    None
+                }
+            }
+        });
+        let password = pg
+            .password
+            .as_ref()
+            .map(|p| self.secret(p, &path.key("password")));
+        Some(PostgresState {
+            url: url?,
+            password,
+            ca_file: pg.ca_file.as_deref().map(|f| self.resolve(f)),
+            insecure: pg.insecure.unwrap_or(false),
+        })
+    }
+
     /// The folder item paths are relative to, made absolute: a path names a mailbox in the
     /// ledger, and must name it the same whatever folder mailplan is started from.
     fn base_dir(&self) -> PathBuf {
@@ -3084,6 +3179,7 @@ mod tests {
                 raw::DistributionLists
             );
             same!(items, "items", raw::Items);
+            same!(state, "state", raw::State);
             assert_eq!(one.unknown, each.unknown);
             assert_eq!(one.unknown.len(), [0, 1, 1][i], "{:?}", one.unknown);
             assert!(each.problems.is_empty(), "{:?}", each.problems);

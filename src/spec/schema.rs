@@ -320,7 +320,8 @@ mod tests {
                 "matching",
                 "merge",
                 "distribution_lists",
-                "items"
+                "items",
+                "state"
             ]
         );
         let dest = keys_at(&p("destination")).unwrap();
