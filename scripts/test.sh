@@ -15,6 +15,7 @@ command -v samba-tool >/dev/null 2>&1 || packages+=(samba-ad-provision)
 dpkg -s samba-ad-provision samba-dsdb-modules winbind >/dev/null 2>&1 || packages+=(samba-ad-provision samba-dsdb-modules winbind)
 command -v radicale >/dev/null 2>&1 || packages+=(radicale) # CalDAV/CardDAV: tests/radicale.rs
 [ -x /usr/sbin/dovecot ] || packages+=(dovecot-imapd) # IMAP with a master user: tests/imap.rs
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || packages+=(postgresql) # the shared state: src/state/tests.rs
 command -v mbsync >/dev/null 2>&1 || packages+=(isync) # the mail-copy benchmark's peer: tests/bench_mail.rs
 [ -x /usr/bin/chromium ] || packages+=(chromium) # the HTML report in a real browser: tests/report.rs
 command -v pdftotext >/dev/null 2>&1 || packages+=(poppler-utils) # the printed report's text: tests/report.rs

@@ -473,7 +473,7 @@ fn every_unknown_key_is_reported_with_a_suggestion() {
                 (19, 1),
                 Some(
                     "valid keys at the top level: `version`, `source`, `destination`, \
-                     `matching`, `merge`, `distribution_lists`, `items`, `safety`"
+                     `matching`, `merge`, `distribution_lists`, `items`, `safety`, `state`"
                 )
             ),
         ]
@@ -1545,4 +1545,79 @@ fn sasl_external_replaces_the_bind_dn_and_password() {
         p.message(),
         "`destination.directory.ldap.sasl` cannot be combined with `bind_dn` or `password`"
     );
+}
+
+/// `state: postgres:` is read with its secret, and without `state:` the plan keeps its state
+/// beside itself (no PostgreSQL).
+#[test]
+fn the_state_section_names_a_postgres_database() {
+    assert_eq!(ok("plan.yaml", MINIMAL).state, None);
+    let text = format!(
+        "{MINIMAL}state:\n  postgres:\n    url: postgres://mailplan@db.acme.test:5432/migration\n    \
+         password: {{ env: MAILPLAN_DB_PASSWORD }}\n    ca_file: certs/db-ca.pem\n"
+    );
+    let spec = ok("/plans/wave1.yaml", &text);
+    let pg = spec.state.expect("a postgres state");
+    assert_eq!(pg.url, "postgres://mailplan@db.acme.test:5432/migration");
+    assert_eq!(
+        pg.password,
+        Some(Secret::Env("MAILPLAN_DB_PASSWORD".into()))
+    );
+    assert_eq!(pg.ca_file, Some(PathBuf::from("/plans/certs/db-ca.pem")));
+    assert!(!pg.insecure);
+    assert!(
+        spec.secrets
+            .iter()
+            .any(|s| s.key == "state.postgres.password"),
+        "{:?}",
+        spec.secrets
+    );
+}
+
+/// A password written into the URL is refused at the URL, and never shown.
+#[test]
+fn a_password_in_the_state_url_is_refused_without_echoing_it() {
+    for url in [
+        "postgres://mailplan:hunter2secret@db.acme.test/migration",
+        "postgres://mailplan@db.acme.test/migration?password=hunter2secret",
+    ] {
+        let text = format!("{MINIMAL}state:\n  postgres:\n    url: {url}\n");
+        let e = err(&text);
+        let (p, at) = problem(&text, &e, codes::PLAIN_SECRET);
+        assert_eq!(at, (text.lines().count(), 10), "{}", render(&e));
+        assert!(p.to_string().contains("state.postgres.url"), "{p}");
+        let shown = render(&e);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let help = miette::Diagnostic::help(p).map(|h| h.to_string());
+        assert!(
+            help.is_some_and(|h| h.contains("password: { env: NAME }")),
+            "{shown}"
+        );
+    }
+}
+
+/// Each mistake in `state:` is named where it is written.
+#[test]
+fn state_section_mistakes_are_located() {
+    let text = format!("{MINIMAL}state:\n  postgres:\n    url: mysql://db.acme.test/m\n");
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::INVALID_URL);
+    assert_eq!(at.0, text.lines().count());
+    assert!(p.to_string().contains("its scheme is `mysql`"), "{p}");
+
+    let text = format!("{MINIMAL}state: {{}}\n");
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::MISSING_KEY);
+    assert!(p.to_string().contains("`state` names no backend"), "{p}");
+
+    let text = format!("{MINIMAL}state:\n  postgres:\n    url: postgres://db/m\n    pasword: x\n");
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::UNKNOWN_KEY);
+    assert_eq!(at, (text.lines().count(), 5), "{}", render(&e));
+    assert!(p.to_string().contains("pasword"), "{p}");
+
+    let text = format!("{MINIMAL}state:\n  postgres:\n    password: {{ env: X }}\n");
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::MISSING_KEY);
+    assert!(p.to_string().contains("url"), "{p}");
 }

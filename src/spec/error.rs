@@ -402,6 +402,44 @@ pub(crate) fn secret_values(text: &str) -> Vec<Range<usize>> {
         masks.push(start + value_at..start + content.len());
         open = Some((indent, true));
     }
+    masks.extend(url_passwords(text));
+    masks.sort_by_key(|r| (r.start, r.end));
+    masks
+}
+
+/// Passwords written into URLs (`postgres://user:PASSWORD@host`, `…?password=PASSWORD`), which
+/// a plan file must not hold but may: masked wherever they are, whatever the key. One pass.
+fn url_passwords(text: &str) -> Vec<Range<usize>> {
+    let mut masks = Vec::new();
+    let ends = |c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | '}' | ']' | '#');
+    let mut from = 0;
+    while let Some(found) = text[from..].find("://") {
+        let authority_at = from + found + 3;
+        let rest = &text[authority_at..];
+        let url_len = rest.find(ends).unwrap_or(rest.len());
+        let url = &rest[..url_len];
+        // userinfo: up to the last `@` before the path.
+        let authority = &url[..url.find(['/', '?']).unwrap_or(url.len())];
+        if let Some(at) = authority.rfind('@')
+            && let Some(colon) = authority[..at].find(':')
+            && colon + 1 < at
+        {
+            masks.push(authority_at + colon + 1..authority_at + at);
+        }
+        if let Some(q) = url.find('?') {
+            let mut i = q + 1;
+            for pair in url[q + 1..].split('&') {
+                if let Some(value) = pair.strip_prefix("password=")
+                    && !value.is_empty()
+                {
+                    let v = authority_at + i + "password=".len();
+                    masks.push(v..v + value.len());
+                }
+                i += pair.len() + 1;
+            }
+        }
+        from = authority_at + url_len;
+    }
     masks
 }
 

@@ -28,6 +28,8 @@ pub struct Spec {
     /// Items to copy into each mailbox; all `None` when the plan copies none.
     pub items: Items,
     pub safety: Safety,
+    /// Where the state is kept: `None` for the SQLite database beside the plan file.
+    pub state: Option<PostgresState>,
     /// Every secret the plan file names, where it names it: checked once, before anything
     /// connects (see `spec::check_secrets`).
     pub secrets: Vec<SecretUse>,
@@ -69,6 +71,16 @@ pub struct Placeholder {
     pub key: String,
     /// Where `{attribute}` is written (the whole value when it cannot be pointed at).
     pub span: SourceSpan,
+}
+
+/// A PostgreSQL database as the state (`state: postgres:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresState {
+    /// The URL as written (checked: it parses, and holds no password).
+    pub url: String,
+    pub password: Option<Secret>,
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
 }
 
 /// One place a plan file names a secret.

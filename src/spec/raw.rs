@@ -52,6 +52,9 @@ pub struct Plan {
     pub items: Option<Items>,
     /// Limits that keep a wrong plan from doing large damage.
     pub safety: Option<Safety>,
+    /// Where mailplan keeps what it did (runs, backups, the ledger of copied items, the lock).
+    /// Leave out to keep it in a SQLite database in a folder beside the plan file.
+    pub state: Option<State>,
 }
 
 /// Limits that keep a wrong plan from doing large damage.
@@ -62,6 +65,35 @@ pub struct Safety {
     /// more, before it writes anything. `0` forbids every deletion. Default: 500.
     #[schemars(extend("default" = 500))]
     pub max_deletes: Option<u64>,
+}
+
+/// Where the state is kept: one backend.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(
+    deny_unknown_fields,
+    extend("minProperties" = 1, "maxProperties" = 1)
+)]
+pub struct State {
+    /// A PostgreSQL database that every machine working on the wave shares: `apply` queues the
+    /// item work there and `mailplan worker` processes on any number of machines take it.
+    pub postgres: Option<Postgres>,
+}
+
+/// A PostgreSQL database for the state.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Postgres {
+    /// `postgres://user@host:port/database`, without a password (give it as `password`).
+    /// TLS is required unless the URL says `?sslmode=disable` (only for loopback tests).
+    #[schemars(required)]
+    pub url: Option<String>,
+    /// The database user's password.
+    pub password: Option<Secret>,
+    /// A PEM file with the CA certificate(s) to trust instead of the system's; a self-signed
+    /// server certificate may be given as its own CA.
+    pub ca_file: Option<String>,
+    /// Skip certificate checks. Never do this outside a lab; mailplan warns every run.
+    pub insecure: Option<bool>,
 }
 
 /// The directory the people are migrated from.

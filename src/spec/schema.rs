@@ -321,7 +321,8 @@ mod tests {
                 "merge",
                 "distribution_lists",
                 "items",
-                "safety"
+                "safety",
+                "state"
             ]
         );
         let dest = keys_at(&p("destination")).unwrap();

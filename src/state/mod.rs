@@ -18,10 +18,15 @@
 //! survives a crash or power loss. That is what lets the executor write a backup, await it, and
 //! only then touch the directory.
 
+mod backend;
 pub(crate) mod host;
 pub mod journal;
+pub mod postgres;
 mod schema;
 pub mod time;
+
+use backend::HeldLock;
+pub use backend::{Location, LockGuard, StateDb};
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -275,6 +280,38 @@ pub enum StateError {
     )]
     WriterStopped { path: PathBuf },
 
+    #[error("PostgreSQL state `{}`: {context}: {source}", path.display())]
+    #[diagnostic(
+        code(mailplan::state::postgres),
+        help(
+            "check that the database server is reachable from this machine, that the user in \
+             `state.postgres.url` may log in with the password given, and that it owns the \
+             database (mailplan creates its tables there)"
+        )
+    )]
+    Postgres {
+        path: PathBuf,
+        context: &'static str,
+        source: tokio_postgres::Error,
+    },
+
+    #[error(
+        "PostgreSQL state `{}`: {context}: no answer within {} s",
+        path.display(), after.as_secs()
+    )]
+    #[diagnostic(
+        code(mailplan::state::postgres_timeout),
+        help(
+            "the database server or the network to it is not answering; what was recorded \
+             before is kept, and a rerun picks up where this one stopped"
+        )
+    )]
+    PostgresTimeout {
+        path: PathBuf,
+        context: &'static str,
+        after: Duration,
+    },
+
     #[error("`{}` is not a usable mailplan state database: {reason}", path.display())]
     #[diagnostic(
         code(mailplan::state::corrupt),
@@ -304,16 +341,16 @@ pub struct PendingMerge {
     pub ldif: String,
 }
 
-/// The state database of one plan. Not `Sync`: give each thread its own `StateDb` (opening is
-/// cheap, and SQLite serialises the writers).
-pub struct StateDb {
+/// The SQLite backend: one file beside the plan. Not `Sync`: give each thread its own (opening
+/// is cheap, and SQLite serialises the writers).
+pub(crate) struct Sqlite {
     conn: Connection,
     path: PathBuf,
 }
 
-impl fmt::Debug for StateDb {
+impl fmt::Debug for Sqlite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StateDb").field("path", &self.path).finish()
+        f.debug_struct("Sqlite").field("path", &self.path).finish()
     }
 }
 
@@ -427,27 +464,27 @@ fn create_file(path: &Path) -> Result<(), StateError> {
 /// Makes lock tokens unique between guards of one process (the pid alone is shared by threads).
 static LOCK_SEQ: AtomicU64 = AtomicU64::new(0);
 
-impl StateDb {
+impl Sqlite {
     /// Opens (creating if needed) `dir/state.db`, creating `dir` with mode 0700 and the file with
     /// mode 0600, and brings its schema up to date.
-    pub fn open(dir: &Path) -> Result<StateDb, StateError> {
+    pub fn open(dir: &Path) -> Result<Sqlite, StateError> {
         create_dir(dir)?;
         let path = dir.join(STATE_FILE);
         create_file(&path)?;
         let conn = connect(&path)?;
         schema::check_and_migrate(&conn, &path)?;
-        Ok(StateDb { conn, path })
+        Ok(Sqlite { conn, path })
     }
 
     /// Opens `dir/state.db` when it exists, for commands that only read what earlier applies
     /// did (`plan`): a plan file that was never applied has no state, and gets none created.
-    pub fn open_existing(dir: &Path) -> Result<Option<StateDb>, StateError> {
+    pub fn open_existing(dir: &Path) -> Result<Option<Sqlite>, StateError> {
         let path = dir.join(STATE_FILE);
         if !path.is_file() {
             return Ok(None);
         }
-        match StateDb::open(dir) {
-            Err(StateError::Open { .. }) => StateDb::open_read_only(&path).map(Some),
+        match Sqlite::open(dir) {
+            Err(StateError::Open { .. }) => Sqlite::open_read_only(&path).map(Some),
             other => other.map(Some),
         }
     }
@@ -455,7 +492,7 @@ impl StateDb {
     /// Opens a state on read-only storage (or one we may not write) for reading: SQLite's
     /// `immutable` mode needs no lock files or journal beside it. Its schema must be current,
     /// since it cannot be migrated.
-    fn open_read_only(path: &Path) -> Result<StateDb, StateError> {
+    fn open_read_only(path: &Path) -> Result<Sqlite, StateError> {
         let uri = format!(
             "file:{}?immutable=1",
             path.display()
@@ -481,7 +518,7 @@ impl StateDb {
                 )),
             });
         }
-        Ok(StateDb {
+        Ok(Sqlite {
             conn,
             path: path.to_owned(),
         })
@@ -502,7 +539,7 @@ impl StateDb {
     /// check and the write happen in one `BEGIN IMMEDIATE` transaction, so of two racing takers
     /// exactly one wins. Runs still marked running when the lock is taken belong to an apply
     /// that no longer holds it (runs are only begun under the lock), and are marked interrupted.
-    pub fn lock(&self) -> Result<LockGuard, StateError> {
+    pub fn lock(&self) -> Result<SqliteLock, StateError> {
         let me_pid = std::process::id();
         let me_host = host::hostname();
         let started_at = time::now();
@@ -547,7 +584,7 @@ impl StateDb {
         .map_err(self.err("closing the runs of an earlier, interrupted apply"))?;
         tx.commit().map_err(self.err("committing the lock"))?;
 
-        Ok(LockGuard {
+        Ok(SqliteLock {
             conn: guard_conn,
             path: self.path.clone(),
             token,
@@ -713,39 +750,24 @@ impl StateDb {
         self.conn.prepare_cached(sql)?.execute(params)
     }
 
-    /// Runs every one of `writes` through `write`, all in one `BEGIN IMMEDIATE` transaction:
-    /// one commit, so one fsync, for the lot. Each write runs inside its own savepoint, so one
-    /// that fails is undone alone and reports its own error, while the others still commit.
-    ///
-    /// `Ok` comes only after the commit, so every `Ok` inside it is durable. `Err` means the
-    /// transaction itself could not begin, keep its savepoints, or commit: then nothing of it
-    /// was stored, and the caller must retry or fail each write on its own (never report them
-    /// done). `write` must not begin a transaction of its own; the methods of this type that
-    /// need one join the enclosing one instead.
-    pub fn write_together<W, T>(
-        &self,
-        writes: &[W],
-        mut write: impl FnMut(&StateDb, &W) -> Result<T, StateError>,
-    ) -> Result<Vec<Result<T, StateError>>, StateError> {
+    /// The transaction of a group of writes ([`StateDb::write_together`]): `BEGIN IMMEDIATE`,
+    /// so that the group waits for other writers once, at its start.
+    fn group(&self, step: backend::GroupStep) -> Result<(), StateError> {
         const CONTEXT: &str = "writing a group of records in one transaction";
-        let tx = rusqlite::Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
-            .map_err(self.err(CONTEXT))?;
-        let mut results = Vec::with_capacity(writes.len());
-        for w in writes {
-            self.cached("SAVEPOINT one_write", [])
-                .map_err(self.err(CONTEXT))?;
-            let result = write(self, w);
-            if result.is_err() {
-                self.cached("ROLLBACK TO one_write", [])
-                    .map_err(self.err(CONTEXT))?;
+        let sql = match step {
+            backend::GroupStep::Begin => "BEGIN IMMEDIATE",
+            backend::GroupStep::Savepoint => "SAVEPOINT one_write",
+            backend::GroupStep::RollbackToSavepoint => "ROLLBACK TO one_write",
+            backend::GroupStep::ReleaseSavepoint => "RELEASE one_write",
+            backend::GroupStep::Commit => "COMMIT",
+            backend::GroupStep::Rollback => {
+                if self.conn.is_autocommit() {
+                    return Ok(());
+                }
+                "ROLLBACK"
             }
-            self.cached("RELEASE one_write", [])
-                .map_err(self.err(CONTEXT))?;
-            results.push(result);
-        }
-        // On any `?` above, dropping `tx` rolls the whole group back.
-        tx.commit().map_err(self.err(CONTEXT))?;
-        Ok(results)
+        };
+        self.cached(sql, []).map(drop).map_err(self.err(CONTEXT))
     }
 
     /// The merges of `source`'s deleted contacts are done.
@@ -1117,9 +1139,8 @@ fn read_holder(conn: &Connection) -> rusqlite::Result<Option<LockHolder>> {
     .optional()
 }
 
-/// The held apply lock. Dropping it releases the lock (best effort); call
-/// [`LockGuard::release`] to learn whether that worked.
-pub struct LockGuard {
+/// The held apply lock of a SQLite state. Dropping it releases the lock (best effort).
+pub(crate) struct SqliteLock {
     conn: Connection,
     path: PathBuf,
     /// Identifies this taking of the lock, so that releasing never removes a lock that someone
@@ -1128,23 +1149,24 @@ pub struct LockGuard {
     released: bool,
 }
 
-impl fmt::Debug for LockGuard {
+impl fmt::Debug for SqliteLock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LockGuard")
+        f.debug_struct("SqliteLock")
             .field("path", &self.path)
             .field("released", &self.released)
             .finish()
     }
 }
 
-impl LockGuard {
-    /// Releases the lock.
-    pub fn release(mut self) -> Result<(), StateError> {
+impl HeldLock for SqliteLock {
+    fn release(mut self: Box<Self>) -> Result<(), StateError> {
         self.released = true;
         self.remove()
             .map_err(|e| sql_error(&self.path, "releasing the lock", e))
     }
+}
 
+impl SqliteLock {
     fn remove(&self) -> rusqlite::Result<()> {
         self.conn
             .execute("DELETE FROM lock WHERE token = ?1", [&self.token])
@@ -1152,7 +1174,7 @@ impl LockGuard {
     }
 }
 
-impl Drop for LockGuard {
+impl Drop for SqliteLock {
     fn drop(&mut self) {
         if !self.released {
             // Nowhere to report an error from here; a lock left behind is stale once this

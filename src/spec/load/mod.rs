@@ -32,6 +32,7 @@ mod problems;
 mod safety;
 mod sections;
 mod source;
+mod state;
 mod values;
 
 pub use against::{check_against, check_secrets, missing_placeholders};
@@ -222,7 +223,7 @@ impl<'t> Checker<'t> {
         // Pass 2: shape. A plan file with every value of the right type (nearly every one
         // checked) is read in one pass; otherwise one section at a time, so that each wrong
         // value is reported.
-        let (version, source, destination, matching, merge, lists, items, safety) =
+        let (version, source, destination, matching, merge, lists, items, safety, state) =
             match sections.flatten().map(|read| self.take_sections(read)) {
                 Some(s) => (
                     Ok(s.version),
@@ -233,6 +234,7 @@ impl<'t> Checker<'t> {
                     Ok(s.distribution_lists),
                     Ok(s.items),
                     Ok(s.safety),
+                    Ok(s.state),
                 ),
                 None => {
                     self.top_level_unknown_keys();
@@ -251,6 +253,8 @@ impl<'t> Checker<'t> {
                         self.section::<Option<raw::Items>>("items")
                             .map(Option::flatten),
                         self.section::<Option<raw::Safety>>("safety")
+                            .map(Option::flatten),
+                        self.section::<Option<raw::State>>("state")
                             .map(Option::flatten),
                     )
                 }
@@ -304,6 +308,11 @@ impl<'t> Checker<'t> {
             Err(Failed) => None,
         };
         let safety = safety.ok().map(|s| self.safety(s, &root.key("safety")));
+        let state = match state {
+            Ok(Some(s)) => self.state(s, &root.key("state")).map(Some),
+            Ok(None) => Some(None),
+            Err(Failed) => None,
+        };
         if self.problems.is_empty()
             && (source.is_none()
                 || destination.is_none()
@@ -311,7 +320,8 @@ impl<'t> Checker<'t> {
                 || merge.is_none()
                 || distribution_lists.is_none()
                 || items.is_none()
-                || safety.is_none())
+                || safety.is_none()
+                || state.is_none())
         {
             // Every check that fails reports why; this is only a guard against one that forgot.
             self.push(
@@ -332,6 +342,7 @@ impl<'t> Checker<'t> {
             distribution_lists: distribution_lists?,
             items: items?,
             safety: safety?,
+            state: state?,
             secrets: std::mem::take(&mut self.secrets),
             placeholders: std::mem::take(&mut self.placeholders),
         })
@@ -560,6 +571,7 @@ mod tests {
             );
             same!(items, "items", raw::Items);
             same!(safety, "safety", raw::Safety);
+            same!(state, "state", raw::State);
             assert_eq!(one.unknown, each.unknown);
             assert_eq!(one.unknown.len(), [0, 1, 1][i], "{:?}", one.unknown);
             assert!(each.problems.is_empty(), "{:?}", each.problems);

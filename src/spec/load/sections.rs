@@ -83,6 +83,7 @@ pub(super) struct Sections {
     pub(super) distribution_lists: Option<raw::DistributionLists>,
     pub(super) items: Option<raw::Items>,
     pub(super) safety: Option<raw::Safety>,
+    pub(super) state: Option<raw::State>,
 }
 
 pub(super) struct SectionsVisitor;
@@ -101,7 +102,8 @@ impl<'de> Visitor<'de> for SectionsVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<Sections>, A::Error> {
         // Each slot is `Some` once its key was met, whatever the value (`~` included).
         let (mut version, mut source, mut destination, mut matching) = (None, None, None, None);
-        let (mut merge, mut lists, mut items, mut safety) = (None, None, None, None);
+        let (mut merge, mut lists, mut items) = (None, None, None);
+        let (mut safety, mut state) = (None, None);
         while let Some(key) = map.next_key::<serde_yaml::Value>()? {
             match key.as_str() {
                 Some("version") => first(&mut map, &mut version)?,
@@ -112,6 +114,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
                 Some("distribution_lists") => first(&mut map, &mut lists)?,
                 Some("items") => first(&mut map, &mut items)?,
                 Some("safety") => first(&mut map, &mut safety)?,
+                Some("state") => first(&mut map, &mut state)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -126,6 +129,7 @@ impl<'de> Visitor<'de> for SectionsVisitor {
             distribution_lists: lists.flatten(),
             items: items.flatten(),
             safety: safety.flatten(),
+            state: state.flatten(),
         }))
     }
 }
