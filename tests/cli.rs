@@ -434,3 +434,38 @@ fn a_mapped_attribute_no_source_entry_has_is_a_warning_with_the_count() {
     assert_eq!(json["messages"][0]["level"], "warning", "{json}");
     assert_eq!(json["summary"]["warnings"], 1, "{json}");
 }
+
+/// Until the commands keep their state in PostgreSQL, a plan file that asks for it is refused
+/// by every command that would read or write the state, rather than quietly using SQLite.
+#[test]
+fn a_postgres_state_that_no_command_uses_yet_is_refused_not_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root().join(QUICKSTART)).unwrap();
+    // The quickstart's data through a link, so its relative paths resolve from a folder of
+    // the test's own.
+    std::os::unix::fs::symlink(root().join("examples/data"), dir.path().join("data")).unwrap();
+    std::fs::create_dir(dir.path().join("plans")).unwrap();
+    let plan = dir.path().join("plans/wave.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "{text}\nstate:\n  postgres:\n    url: postgres://mailplan@127.0.0.1:9/m?sslmode=disable\n"
+        ),
+    )
+    .unwrap();
+    for cmd in ["plan", "apply"] {
+        let out = mailplan()
+            .args([cmd, plan.to_str().unwrap(), "--state-dir"])
+            .arg(dir.path().join("state"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        assert!(
+            err.contains("`state: postgres:` is checked, but no command keeps its state there yet"),
+            "{cmd}: {err}"
+        );
+        assert!(!dir.path().join("state").exists(), "{cmd} made a state");
+        assert!(!dir.path().join("out").exists(), "{cmd} wrote items");
+    }
+}

@@ -144,6 +144,14 @@ pub enum Error {
         )
     )]
     TargetOnSavedPlan,
+    #[error("`state: postgres:` is checked, but no command keeps its state there yet")]
+    #[diagnostic(
+        code(mailplan::state::postgres_not_used),
+        help(
+            "remove the `state:` section to keep the state in SQLite beside the plan file; running with it would put runs, backups and the ledger somewhere other than the plan file says"
+        )
+    )]
+    StateBackendNotUsed,
     #[error(transparent)]
     #[diagnostic(transparent)]
     TooManyDeletes(#[from] Box<crate::apply::guard::TooManyDeletes>),
@@ -253,7 +261,13 @@ impl Inputs {
 
 /// Reads and validates the plan file.
 pub fn load_spec(path: &Path) -> Result<Spec, Error> {
-    Ok(spec::load(path)?)
+    let spec = spec::load(path)?;
+    // Refused until the commands open the state the section names: a state written
+    // elsewhere than the plan file says would be lost to the next run.
+    if spec.state.is_some() {
+        return Err(Error::StateBackendNotUsed);
+    }
+    Ok(spec)
 }
 
 /// Reads one directory as the plan file describes it. `file_urls`: the plan file allows the
