@@ -177,6 +177,7 @@ fn store(d: &Dovecot, user: &str) -> (ImapStore, String) {
             auth: ImapAuth::Master,
             ca_file: None,
             insecure: false,
+            timeout: Duration::from_secs(30),
         },
         user.to_string(),
     )

@@ -2256,6 +2256,7 @@ impl<'t> Checker<'t> {
     }
 
     fn imap(&mut self, i: &raw::Imap, path: &YamlPath) -> Option<ImapStore> {
+        let timeout = self.seconds(i.timeout, &path.key("timeout"), 30);
         let url = i.url.as_ref().and_then(|u| {
             let p = path.key("url");
             let parsed = parse_imap_url(u.trim());
@@ -2317,6 +2318,7 @@ impl<'t> Checker<'t> {
             auth,
             ca_file: i.ca_file.as_deref().map(|f| self.resolve(f)),
             insecure: i.insecure.unwrap_or(false),
+            timeout: std::time::Duration::from_secs(timeout?),
         })
     }
 
