@@ -64,6 +64,10 @@ pub const MAX_MESSAGE: usize = 256 << 20;
 /// The most the untagged answers to one command other than a FETCH may take together
 /// (CAPABILITY, LIST, LSUB, EXAMINE): a LIST of 100,000 folders takes a few megabytes.
 const MAX_UNTAGGED: usize = 64 << 20;
+/// How many answers a command may bring beyond the ones it asks for (untagged ones nobody
+/// asked for: EXPUNGE, FLAGS, `OK Still here`…); more, from a server that keeps talking without
+/// ever answering, is refused.
+const MAX_ASIDE: u64 = 10_000;
 /// Bytes moved that count as progress and start the deadline again.
 const PROGRESS: u64 = 64 << 10;
 /// How often connecting (with logging in), a listing or a fetch is tried when the connection
@@ -155,12 +159,15 @@ impl Clock {
         self.paused.store(self.now() + 1, Ordering::Relaxed);
     }
 
-    /// Ends a pause: its time does not count.
+    /// Ends a pause: its time does not count (from the last progress on, if that came during
+    /// the pause).
     fn resume(&self) {
         let since = self.paused.swap(0, Ordering::Relaxed);
         if since > 0 {
-            let away = self.now().saturating_sub(since - 1);
-            self.mark.fetch_add(away, Ordering::Relaxed);
+            let mark = self.mark.load(Ordering::Relaxed);
+            let from = (since - 1).max(mark);
+            let away = self.now().saturating_sub(from);
+            self.mark.store(mark + away, Ordering::Relaxed);
         }
     }
 
@@ -190,6 +197,17 @@ enum Fail {
     Bye(String),
     /// The server broke a bound or the protocol: trying again would not help.
     Refused(String),
+}
+
+/// Counts an answer a loop reads past; refuses the [`MAX_ASIDE`]th.
+fn count_aside(n: &mut u64) -> Result<(), Fail> {
+    *n += 1;
+    if *n > MAX_ASIDE {
+        return Err(Fail::Refused(format!(
+            "the server sent more than {MAX_ASIDE} answers nothing asked for"
+        )));
+    }
+    Ok(())
 }
 
 /// Runs `f` under `clock`'s deadline, which other waits may move on while it runs.
@@ -625,6 +643,25 @@ fn err(who: &str, what: impl std::fmt::Display) -> MailError {
     MailError::Imap(format!("IMAP {who}: {what}"))
 }
 
+/// What a command that expects no untagged answers does with them: lets [`MAX_ASIDE`] of them
+/// pass, and refuses a server that keeps talking without ever answering.
+fn aside(who: &str, what: &str) -> impl FnMut(Response) -> Result<(), MailError> + use<> {
+    let (who, what) = (who.to_string(), what.to_string());
+    let mut n = 0u64;
+    move |_| {
+        n += 1;
+        if n > MAX_ASIDE {
+            return Err(err(
+                &who,
+                format!(
+                    "the server sent more than {MAX_ASIDE} other answers while waiting for the answer to {what}"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Runs `$op` (an expression awaiting a read-only operation of `$s`) and, when the connection
 /// failed, closed or timed out, tries it again on a new connection, [`ATTEMPTS`] times in all.
 /// Only for operations that change nothing at the server.
@@ -893,12 +930,29 @@ impl Session {
                 if r.tag == tag {
                     return Err(err(&self.who, r.line()));
                 }
-                self.early.push(r);
+                self.set_aside(r)?;
             }
             self.write(format!("{token}\r\n").as_bytes(), what).await?;
         }
         self.clock.reset();
-        self.finish(&tag, what, |_| Ok(())).await
+        let each = aside(&self.who, what);
+        self.finish(&tag, what, each).await
+    }
+
+    /// Keeps an untagged response that came while a command waited for its continuation, for
+    /// its `finish`; at most [`MAX_ASIDE`] of them.
+    fn set_aside(&mut self, r: Response) -> Result<(), MailError> {
+        if self.early.len() as u64 >= MAX_ASIDE {
+            self.broken = true;
+            return Err(err(
+                &self.who,
+                format!(
+                    "the server sent more than {MAX_ASIDE} answers while a command waited for its continuation"
+                ),
+            ));
+        }
+        self.early.push(r);
+        Ok(())
     }
 
     /// Sends a command under `tag`: a literal goes without waiting where the server announced
@@ -939,7 +993,7 @@ impl Session {
                                 self.clock.reset();
                                 return Ok(Err(r));
                             }
-                            self.early.push(r);
+                            self.set_aside(r)?;
                         }
                     }
                     out.extend_from_slice(bytes);
@@ -991,7 +1045,7 @@ impl Session {
     }
 
     /// Reads until the tagged response of `tag` (the answer to `what`), handing every other
-    /// response to `each`.
+    /// response to `each` (see [`aside`] for a command that asks for none).
     async fn finish(
         &mut self,
         tag: &str,
@@ -1307,24 +1361,24 @@ impl Session {
     ) -> Result<(), MailError> {
         let who = self.who.clone();
         let limit = self.limits.literal;
-        let most = exists.saturating_mul(2).saturating_add(10_000);
+        let most = exists.saturating_mul(2).saturating_add(MAX_ASIDE);
         let mut answered = 0u64;
         let command = Command::new("UID FETCH").raw(&format!(
             "1:* (UID RFC822.SIZE FLAGS INTERNALDATE BODY.PEEK[HEADER.FIELDS ({IDENTITY_FIELDS})])"
         ));
         self.run(command, |r| {
-            let Some(meta) = fetch_meta(&r, limit) else {
-                return Ok(());
-            };
             answered += 1;
             if answered > most {
                 return Err(err(
                     &who,
                     format!(
-                        "the server listed more than {most} messages in `{logical}`, which it said holds {exists}"
+                        "the server sent more than {most} answers listing `{logical}`, which it said holds {exists} messages"
                     ),
                 ));
             }
+            let Some(meta) = fetch_meta(&r, limit) else {
+                return Ok(());
+            };
             match meta {
                 Ok(m) if m.size > limit as u64 => listing.bad.push(BadItem {
                     location: format!("{who}/{logical} UID {}", m.key),
@@ -1374,8 +1428,21 @@ impl Session {
         let limit = self.limits.literal;
         let mut held = 0usize;
         let mut bodies: BTreeMap<String, Result<Vec<u8>, String>> = BTreeMap::new();
+        let most = (messages.len() as u64).saturating_add(MAX_ASIDE);
+        let mut answered = 0u64;
+        let who = self.who.clone();
         let command = Command::new("UID FETCH").raw(&format!("{set} (UID BODY.PEEK[])"));
         self.run(command, |r| {
+            answered += 1;
+            if answered > most {
+                return Err(err(
+                    &who,
+                    format!(
+                        "the server sent more than {most} answers to a fetch of {} messages",
+                        messages.len()
+                    ),
+                ));
+            }
             let oversized = r.oversized;
             let Some((uid, body)) = fetch_body(&r) else {
                 return Ok(());
@@ -1534,6 +1601,7 @@ impl Session {
         };
         // The server may refuse before the command ends (it still reads the rest of it).
         let read = async {
+            let mut ignored = 0;
             loop {
                 let r = read_response(reader, clock, limits).await?;
                 if r.tag == tag {
@@ -1547,6 +1615,7 @@ impl Session {
                 if r.tag == "*" && r.status() == "BYE" {
                     return Err(Fail::Bye(r.line()));
                 }
+                count_aside(&mut ignored)?;
             }
         };
         let (w, r) = tokio::join!(write, read);
@@ -1606,6 +1675,7 @@ impl Session {
             for (tag, head, data, _) in &commands {
                 self.write(head, &what).await?;
                 self.clock.reset();
+                let mut ignored = 0;
                 loop {
                     let r = self.read(&format!("the continuation for {what}")).await?;
                     if r.tag == "+" {
@@ -1615,15 +1685,15 @@ impl Session {
                         results.insert(tag.clone(), Err(r.line()));
                         break;
                     }
-                    if r.tag == "*" && r.status() == "BYE" {
-                        self.broken = true;
-                        return Err(fail(
-                            &self.who,
-                            &self.clock,
-                            &format!("the continuation for {what}"),
-                            Fail::Bye(r.line()),
-                        ));
-                    }
+                    let bye = r.tag == "*" && r.status() == "BYE";
+                    let f = match count_aside(&mut ignored) {
+                        _ if bye => Fail::Bye(r.line()),
+                        Err(f) => f,
+                        Ok(()) => continue,
+                    };
+                    self.broken = true;
+                    let what = format!("the continuation for {what}");
+                    return Err(fail(&self.who, &self.clock, &what, f));
                 }
                 if results.contains_key(tag) {
                     continue;
@@ -1631,7 +1701,8 @@ impl Session {
                 self.write(data, &what).await?;
                 self.write(b"\r\n", &what).await?;
                 self.clock.reset();
-                let r = match self.finish(tag, &what, |_| Ok(())).await {
+                let each = aside(&self.who, &what);
+                let r = match self.finish(tag, &what, each).await {
                     Ok(()) => Ok(()),
                     Err(e) if self.broken => return Err(e),
                     Err(e) => Err(e.to_string()),
@@ -1654,6 +1725,7 @@ impl Session {
             };
             let read = async {
                 let mut got: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+                let mut ignored = 0;
                 while got.len() < tags.len() {
                     let r = read_response(reader, clock, limits).await?;
                     if tags.contains(&r.tag) {
@@ -1669,6 +1741,8 @@ impl Session {
                         );
                     } else if r.tag == "*" && r.status() == "BYE" {
                         return Err(Fail::Bye(r.line()));
+                    } else {
+                        count_aside(&mut ignored)?;
                     }
                 }
                 Ok::<_, Fail>(got)
@@ -1725,7 +1799,12 @@ impl Session {
         self.clock.reset();
         let awaited = format!("the answer to {what}");
         // Up to the FETCH line that announces the body literal.
+        let mut ignored = 0;
         let len = loop {
+            if let Err(f) = count_aside(&mut ignored) {
+                self.broken = true;
+                return Err(fail(&self.who, &self.clock, &awaited, f));
+            }
             let mut line = Vec::new();
             if let Err(f) =
                 read_line(&mut self.reader, &mut line, self.limits.line, &self.clock).await
@@ -1763,7 +1842,8 @@ impl Session {
                 self.broken = true;
                 return Err(fail(&self.who, &self.clock, &awaited, f));
             }
-            self.finish(&tag, &what, |_| Ok(())).await?;
+            let each = aside(&self.who, &what);
+            self.finish(&tag, &what, each).await?;
             return Ok(Err(format!(
                 "the message is {len} bytes, more than the {} mailplan copies from IMAP",
                 size_text(self.limits.literal)
@@ -1786,6 +1866,7 @@ impl Session {
         let mut waited = Ok(());
         if asked.is_ok() && !plus {
             let continuation = format!("the continuation for {dwhat}");
+            let mut ignored = 0;
             loop {
                 let r = match dest.read(&continuation).await {
                     Ok(r) => r,
@@ -1799,6 +1880,11 @@ impl Session {
                 }
                 if r.tag == dtag {
                     refused = Some(r.line());
+                    break;
+                }
+                if let Err(f) = count_aside(&mut ignored) {
+                    dest.broken = true;
+                    waited = Err(fail(&dest.who, &dest.clock, &continuation, f));
                     break;
                 }
             }
@@ -1852,7 +1938,8 @@ impl Session {
         }
         // The rest of the FETCH response, then its tagged OK.
         self.clock.pause();
-        let fetched = self.finish(&tag, &what, |_| Ok(())).await;
+        let each = aside(&self.who, &what);
+        let fetched = self.finish(&tag, &what, each).await;
         self.clock.resume();
         fetched?;
         if let Some(why) = refused {
@@ -1860,7 +1947,8 @@ impl Session {
         }
         dest.write(b"\r\n", &dwhat).await?;
         dest.clock.reset();
-        match dest.finish(&dtag, &dwhat, |_| Ok(())).await {
+        let each = aside(&dest.who, &dwhat);
+        match dest.finish(&dtag, &dwhat, each).await {
             Ok(()) => Ok(Ok(len)),
             Err(e) if dest.broken => Err(e),
             Err(e) => Ok(Err(e.to_string())),
@@ -1902,7 +1990,9 @@ async fn starttls(stream: &mut Box<dyn Stream>, who: &str, clock: &Clock) -> Res
         .map_err(|f| fail(who, clock, "the server to take STARTTLS", f))?;
     clock.reset();
     let mut buf = BufReader::new(&mut *stream);
+    let mut ignored = 0;
     loop {
+        count_aside(&mut ignored).map_err(|f| fail(who, clock, "the answer to STARTTLS", f))?;
         line.clear();
         read_line(&mut buf, &mut line, MAX_LINE, clock)
             .await
@@ -2308,11 +2398,16 @@ pub async fn fuzz_script(s: &mut Session, sink: &mut Session) {
 /// matter.
 #[doc(hidden)]
 pub fn fuzz_session(data: &[u8]) {
+    replay(data);
+}
+
+/// [`fuzz_session`], returning what the session sent.
+fn replay(data: &[u8]) -> Vec<u8> {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     else {
-        return;
+        return Vec::new();
     };
     runtime.block_on(async {
         let limits = Limits {
@@ -2327,12 +2422,15 @@ pub fn fuzz_session(data: &[u8]) {
             let _ = to_client.shutdown().await;
         };
         let drain = async move {
+            let mut sent = Vec::new();
             let mut sink = [0u8; 4096];
             while let Ok(n) = tokio::io::AsyncReadExt::read(&mut from_client, &mut sink).await {
                 if n == 0 {
                     break;
                 }
+                sent.extend_from_slice(&sink[..n.min(sink.len())]);
             }
+            sent
         };
         // The destination of a streamed message: takes an APPEND and says OK.
         let (sink_client, sink_server) = tokio::io::duplex(64 << 10);
@@ -2373,8 +2471,8 @@ pub fn fuzz_session(data: &[u8]) {
                 s.logout().await;
             }
         };
-        tokio::join!(serve, drain, sink_serve, run);
-    });
+        tokio::join!(serve, drain, sink_serve, run).1
+    })
 }
 
 #[cfg(test)]
@@ -2590,6 +2688,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_server_that_keeps_talking_without_answering_is_refused() {
+        let mut answers = b"* OK hi\r\n* CAPABILITY IMAP4rev1\r\nA1 OK\r\n".to_vec();
+        for _ in 0..=MAX_ASIDE {
+            answers.extend_from_slice(b"* OK still here\r\n");
+        }
+        let (mut s, _) = scripted(answers.leak(), LIMITS).await;
+        let e = s
+            .start(true, ImapAuth::Plain, "u", Some("admin"), "secret")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("the server sent more than 10000 answers while a command waited for its continuation"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_clock_paused_for_another_session_does_not_run_out() {
         let clock = Clock::new(Duration::from_millis(100));
         clock.pause();
@@ -2623,6 +2739,26 @@ mod tests {
         ] {
             let e = s.logical(wire).unwrap_err();
             assert!(e.contains(why), "{wire:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_fuzz_corpus_takes_the_script_the_whole_way() {
+        // Recorded from Dovecot by `tests/imap.rs`: when the script or the commands change and
+        // this fails, record it again, or the fuzzer starts from answers that no longer fit.
+        let sent = replay(include_bytes!(
+            "../../../tests/fuzz/corpus/imap/dovecot-session.txt"
+        ));
+        let sent = String::from_utf8_lossy(&sent);
+        for step in [
+            "A2 LOGIN \"fuzz\" {12+}\r\npä\"ss\\wörd\r\n",
+            "A4 LIST \"\" \"*\"\r\n",
+            "A13 UID FETCH 1 (UID BODY.PEEK[])\r\n",
+            "A18 CREATE \"Fuzz.N&AOQ-me \\\"x\\\" \\\\ y\"\r\n",
+            "A20 APPEND \"Fuzz.N&AOQ-me \\\"x\\\" \\\\ y\" (\\Seen) ",
+            "A21 LOGOUT\r\n",
+        ] {
+            assert!(sent.contains(step), "{step:?} not in:\n{sent}");
         }
     }
 
