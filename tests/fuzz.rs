@@ -268,6 +268,54 @@ fn dictionary(target: &str) -> Vec<&'static [u8]> {
             "+",
             ",",
         ][..],
+        "imap" => &[
+            "* ",
+            "+ ",
+            "+ go\r\n",
+            "OK",
+            "NO",
+            "BAD",
+            "BYE",
+            "PREAUTH",
+            "A1 ",
+            "A2 OK ",
+            "A7 ",
+            "\r\n",
+            "{5}\r\n",
+            "{0}\r\n",
+            "{4294967295}\r\n",
+            "{99999999999}",
+            "{99999999999999999999999}\r\n",
+            "{16385}\r\n",
+            "(",
+            ")",
+            "\"",
+            "\\",
+            "NIL",
+            "FETCH",
+            "UID",
+            "BODY[]",
+            "BODY[HEADER.FIELDS (MESSAGE-ID DATE FROM SUBJECT RECEIVED)]",
+            "RFC822.SIZE",
+            "INTERNALDATE \"17-Jul-1996 02:44:25 -0700\"",
+            "FLAGS (\\Seen $Forwarded)",
+            "LIST",
+            "LSUB",
+            "EXISTS",
+            "\\Noselect",
+            "\\NonExistent",
+            "\".\"",
+            "[CAPABILITY IMAP4rev1 LITERAL+]",
+            "CAPABILITY IMAP4rev1 LITERAL+ MULTIAPPEND SASL-IR",
+            "LITERAL-",
+            "[ALREADYEXISTS]",
+            "[READ-ONLY]",
+            "&AGE-",
+            "&APw-",
+            "&Jjo",
+            "&-",
+            "Message-ID: <a@b>\r\n",
+        ][..],
         _ => &[][..],
     };
     d.extend(words.iter().map(|w| w.as_bytes()));
@@ -507,4 +555,9 @@ fn fuzz_mutf7() {
 #[test]
 fn fuzz_ldap_ber() {
     fuzz("ldap_ber");
+}
+
+#[test]
+fn fuzz_imap() {
+    fuzz("imap");
 }

@@ -3,7 +3,9 @@
 //! reruns copy nothing; new source messages are planned and copied exactly; a message deleted
 //! at the destination by its owner is not copied back; an apply killed with SIGKILL halfway and
 //! run again leaves every message exactly once; a message the destination refuses is reported
-//! and skipped while the rest is copied.
+//! and skipped while the rest is copied; a password with 8-bit characters, quotes and
+//! backslashes (sent as a literal) and folder names with quotes and backslashes work. The IMAP
+//! fuzz target's corpus is recorded here from Dovecot's answers (an ignored test, run by hand).
 
 mod common;
 #[path = "servers/dovecot.rs"]
@@ -177,6 +179,7 @@ fn store(d: &Dovecot, user: &str) -> (ImapStore, String) {
             auth: ImapAuth::Master,
             ca_file: None,
             insecure: false,
+            timeout: Duration::from_secs(30),
         },
         user.to_string(),
     )
@@ -986,5 +989,206 @@ fn same_order(got: &[String], want: &[String]) {
         got.len(),
         want.len(),
         at.map(|i| (&got[i], &want[i]))
+    );
+}
+
+/// A plan copying `jsmith`'s mail, logged in as jsmith with `auth: login` and the password in
+/// `password_file`, into `new-jsmith`'s through the master login.
+fn own_login_plan(d: &Dovecot, dir: &std::path::Path, password_file: &std::path::Path) {
+    let fixtures = common::root().join("tests/fixtures/scenario6_mailbox");
+    for f in ["source.ldif", "destination.ldif"] {
+        std::fs::copy(fixtures.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.join("plan.yaml"),
+        format!(
+            "version: 1\nsource:\n  profile: domino\n  directory: {{ ldif: source.ldif }}\ndestination:\n  flavor: active-directory\n  directory: {{ ldif: destination.ldif }}\n  container: \"OU=Migrated,DC=acme,DC=test\"\nitems:\n  mail:\n    source:\n      imap: {{ url: \"{url}\", tls: none, user: \"{{uid}}\", password: {{ file: \"{own}\" }}, auth: login }}\n    destination:\n      imap: {{ url: \"{url}\", tls: none, user: \"new-{{uid}}\", login: admin, password: {{ file: \"{admin}\" }} }}\n",
+            url = d.url(),
+            own = password_file.display(),
+            admin = d.admin_password_file().display()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_password_and_folder_names_with_8_bit_quotes_and_backslashes_arrive() {
+    // 8-bit characters, a quote, a backslash and a space: the password can only travel as a
+    // literal, and a quoted string could not carry it whole.
+    let password = "pä\"ss \\wörd";
+    let d = Dovecot::start(&[(SOURCE, password), (TARGET, "y")]);
+    let quoted_folder = "Projekte \"2024\" \\ Übersicht";
+    seed(
+        &d,
+        SOURCE,
+        "INBOX",
+        &[SEEN],
+        T0,
+        &message(Some("in@example.test"), "inbox", 1_000),
+    );
+    seed(
+        &d,
+        SOURCE,
+        quoted_folder,
+        &[FLAGGED],
+        T0 + 1,
+        &message(Some("q@example.test"), "quoted", 1_000),
+    );
+    d.fix_owner();
+    let dir = tempfile::tempdir().unwrap();
+    let own = dir.path().join("jsmith.pass");
+    std::fs::write(&own, password).unwrap();
+    own_login_plan(&d, dir.path(), &own);
+    let run = |args: &[&str]| {
+        let out = Command::cargo_bin("mailplan")
+            .unwrap()
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(!text.contains("wörd"), "{text}");
+        text
+    };
+    let plan = run(&["plan", "plan.yaml"]);
+    assert!(
+        plan.contains("<- import mail: 2 new messages in 2 folders"),
+        "{plan}"
+    );
+    let applied = run(&["apply", "plan.yaml", "--auto-approve"]);
+    assert!(applied.contains("copied 2 messages"), "{applied}");
+    let target = listing(&d, TARGET);
+    let names: Vec<&str> = target.keys().map(String::as_str).collect();
+    assert_eq!(names, ["INBOX", quoted_folder]);
+    assert_eq!(target[quoted_folder].len(), 1);
+    assert_eq!(target[quoted_folder][0].flags, [FLAGGED]);
+    // Read back by its own name too: EXAMINE and FETCH with the quotes escaped.
+    let folder = folders(&d, TARGET);
+    assert!(folder.contains_key(quoted_folder), "{folder:?}");
+    let plan = run(&["plan", "plan.yaml"]);
+    assert!(
+        plan.contains("<- import mail: 0 new messages") || !plan.contains("<- import mail"),
+        "{plan}"
+    );
+    // A wrong password is refused, not sent differently.
+    std::fs::write(&own, "pä\"ss \\word").unwrap();
+    let out = Command::cargo_bin("mailplan")
+        .unwrap()
+        .args(["plan", "plan.yaml"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("login refused"), "{text}");
+}
+
+/// Listens on 127.0.0.1 for one connection, relays it to `upstream` and keeps every byte the
+/// upstream server sends; the bytes, once the connection ended.
+fn recording_proxy(upstream: u16) -> (u16, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handle = std::thread::spawn(move || {
+        let (mut client, _) = listener.accept().unwrap();
+        let mut server = std::net::TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+        let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let up = std::thread::spawn(move || {
+            let mut buf = [0u8; 16 << 10];
+            while let Ok(n) = c2.read(&mut buf) {
+                if n == 0 || s2.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = s2.shutdown(std::net::Shutdown::Write);
+        });
+        let mut heard = Vec::new();
+        let mut buf = [0u8; 16 << 10];
+        while let Ok(n) = server.read(&mut buf) {
+            if n == 0 || client.write_all(&buf[..n]).is_err() {
+                break;
+            }
+            heard.extend_from_slice(&buf[..n]);
+        }
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        let _ = up.join();
+        heard
+    });
+    (port, handle)
+}
+
+/// Records what Dovecot answers to the fuzzing script (`imap::fuzz_script`, logged in as
+/// `imap::FUZZ_LOGIN`) as `tests/fuzz/corpus/imap/dovecot-session.txt`, the IMAP fuzz target's
+/// main seed. Run by hand when the script or the commands mailplan sends change:
+/// `cargo test --test imap record_the_imap_fuzz_corpus -- --ignored`.
+#[test]
+#[ignore]
+fn record_the_imap_fuzz_corpus() {
+    use mailplan::items::mail::imap::{FUZZ_LOGIN, Session, fuzz_script};
+    let (user, password) = FUZZ_LOGIN;
+    let d = Dovecot::start(&[(user, password), ("sink", "x")]);
+    for (i, (folder, flags)) in [
+        ("INBOX", &[SEEN][..]),
+        ("INBOX", &[SEEN, ANSWERED][..]),
+        ("INBOX", &[][..]),
+        ("Entwürfe/Übersicht", &[DRAFT][..]),
+        ("Sent", &[SEEN, "$Forwarded"][..]),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("m{i}@example.test");
+        seed(
+            &d,
+            user,
+            folder,
+            flags,
+            T0 + i as i64,
+            &message(Some(&id), "fuzz", 600),
+        );
+    }
+    // Larger than the fuzz target's 16 KiB literals: a bad item there.
+    seed(
+        &d,
+        user,
+        "Sent",
+        &[SEEN],
+        T0 + 9,
+        &message(Some("big@example.test"), "big", 20_000),
+    );
+    d.fix_owner();
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("fuzz.pass");
+    std::fs::write(&pass, password).unwrap();
+    let (port, heard) = recording_proxy(d.port);
+    let (mut store, _) = store(&d, user);
+    store.port = port;
+    store.auth = ImapAuth::Login;
+    store.login = None;
+    store.password = Secret::File(pass);
+    let (sink_store, sink_user) = self::store(&d, "sink");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let mut s = Session::connect(&store, user).await.unwrap();
+        let mut sink = Session::connect(&sink_store, &sink_user).await.unwrap();
+        fuzz_script(&mut s, &mut sink).await;
+        s.logout().await;
+        sink.logout().await;
+    });
+    let heard = heard.join().unwrap();
+    let out = common::root().join("tests/fuzz/corpus/imap/dovecot-session.txt");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, &heard).unwrap();
+    assert!(
+        heard.starts_with(b"* OK"),
+        "{}",
+        String::from_utf8_lossy(&heard)
     );
 }

@@ -1345,6 +1345,7 @@ fn items_section_is_read_with_its_defaults() {
             assert_eq!(i.security, spec::ImapSecurity::Tls);
             assert_eq!(i.auth, spec::ImapAuth::Master);
             assert!(!i.insecure);
+            assert_eq!(i.timeout, std::time::Duration::from_secs(30));
         }
         other => panic!("{other:?}"),
     }
@@ -1399,6 +1400,39 @@ fn items_mistakes_are_reported_at_their_place() {
     assert!(
         rendered.contains("a secret cannot be written as a plain string"),
         "{rendered}"
+    );
+}
+
+#[test]
+fn an_imap_timeout_is_read_and_zero_is_refused_at_its_place() {
+    let with = |t: &str| {
+        format!(
+            "{MINIMAL}{}",
+            ITEMS.replace(
+                "password: { env: IMAP_ADMIN }",
+                &format!("password: {{ env: IMAP_ADMIN }}\n        timeout: {t}")
+            )
+        )
+    };
+    let spec = ok("plans/plan.yaml", &with("5"));
+    match &spec.items.mail.as_ref().unwrap().source {
+        spec::MailStore::Imap(i) => assert_eq!(i.timeout, std::time::Duration::from_secs(5)),
+        other => panic!("{other:?}"),
+    }
+    let text = with("0");
+    let e = err(&text);
+    let rendered = render(&e);
+    assert!(
+        rendered.contains("`items.mail.source.imap.timeout` must be at least 1"),
+        "{rendered}"
+    );
+    let (_, at) = problem(&text, &e, codes::EMPTY_VALUE);
+    assert_eq!(
+        at.0,
+        text[..text.find("timeout: 0").unwrap()]
+            .matches('\n')
+            .count()
+            + 1
     );
 }
 

@@ -72,7 +72,8 @@ pub async fn select_mail(
 }
 
 /// `select_mail` for plans: a destination that cannot be opened (a mailbox this plan is about to
-/// create does not exist yet) counts as empty, with the reason.
+/// create does not exist yet) counts as empty, with the reason; one whose server cannot be
+/// reached or does not answer in time is an error, not an empty mailbox.
 pub async fn select_mail_for_plan(
     ep: &MailEndpoints,
     items: &MailItems,
@@ -87,6 +88,7 @@ pub async fn select_mail_for_plan(
             d.close().await;
             (ids, None)
         }
+        Err(e) if e.is_connection() => return Err(e),
         Err(e) => (mail::Destination::default(), Some(e.to_string())),
     };
     let selection = mail::new_messages(&listing, &items.folders, items.since, ledger, &at_dest);

@@ -333,6 +333,8 @@ pub struct ImapStore {
     pub auth: ImapAuth,
     pub ca_file: Option<PathBuf>,
     pub insecure: bool,
+    /// To connect, for each answer and for each write (see `src/items/mail/imap.rs`).
+    pub timeout: std::time::Duration,
 }
 
 /// How source folder names become destination names. Names are logical: levels separated by

@@ -648,6 +648,12 @@ pub struct Imap {
     pub ca_file: Option<String>,
     /// Skip certificate checks. Never do this outside a lab; mailplan warns every run.
     pub insecure: Option<bool>,
+    /// Seconds to wait to connect (TLS and STARTTLS included), for each answer and for the
+    /// server to take what is sent; a long answer must keep coming at 64 KiB per that time.
+    /// Connecting, logging in and reads (listing, fetching) are tried again after a timeout; an
+    /// APPEND is sent once.
+    #[schemars(extend("default" = 30, "minimum" = 1))]
+    pub timeout: Option<u64>,
 }
 
 /// How an admin credential opens a person's mailbox.

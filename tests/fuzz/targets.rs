@@ -19,7 +19,7 @@ use mailplan::items::mutf7;
 pub type Target = fn(&[u8]);
 
 /// Every target, by the name its corpus folder and its `cargo fuzz` target have.
-pub const TARGETS: [(&str, Target); 9] = [
+pub const TARGETS: [(&str, Target); 10] = [
     ("plan_file", plan_file),
     ("ldif", ldif),
     ("dn", dn),
@@ -29,6 +29,7 @@ pub const TARGETS: [(&str, Target); 9] = [
     ("vcard", vcard),
     ("mutf7", mutf7),
     ("ldap_ber", ldap_ber),
+    ("imap", imap),
 ];
 
 fn text(data: &[u8]) -> Option<&str> {
@@ -177,4 +178,12 @@ pub fn mutf7(data: &[u8]) {
 /// attributes): whatever arrives, the reader returns, quickly, without panicking.
 pub fn ldap_ber(data: &[u8]) {
     mailplan::directory::ldap::fuzz_reader(data);
+}
+
+/// An IMAP server's bytes (greeting, answers, literals, continuations) played to a session that
+/// logs in, lists, fetches, streams a message to another server and appends, with its bounds
+/// on lines and literals in place: whatever arrives, the session returns, quickly, without
+/// panicking.
+pub fn imap(data: &[u8]) {
+    mailplan::items::mail::imap::fuzz_session(data);
 }

@@ -282,12 +282,34 @@ pub enum MailError {
         path: String,
         source: std::io::Error,
     },
+    /// The server refused something, or sent what cannot be accepted.
     #[error("{0}")]
     Imap(String),
+    /// The connection to a server failed, closed or timed out: worth another try where what
+    /// was asked changes nothing.
+    #[error("{0}")]
+    Connection(String),
     #[error("{what}: {message}")]
     Rejected { what: String, message: String },
     #[error("the folder name `{folder}` cannot be stored safely: {why}")]
     UnsafeFolder { folder: String, why: String },
+}
+
+impl MailError {
+    /// Whether the connection failed (closed, timed out) rather than the server saying no.
+    pub fn is_connection(&self) -> bool {
+        matches!(self, MailError::Connection(_))
+    }
+
+    /// The error of the last of `attempts` tries, saying so.
+    pub fn tried(self, attempts: u32) -> MailError {
+        match self {
+            MailError::Connection(m) => {
+                MailError::Connection(format!("{m} (tried {attempts} times)"))
+            }
+            other => other,
+        }
+    }
 }
 
 /// An open mail store.

@@ -156,6 +156,7 @@ impl Checker<'_> {
     }
 
     pub(super) fn imap(&mut self, i: &raw::Imap, path: &YamlPath) -> Option<ImapStore> {
+        let timeout = self.seconds(i.timeout, &path.key("timeout"), 30);
         let url = i.url.as_ref().and_then(|u| {
             let p = path.key("url");
             let parsed = parse_imap_url(u.trim());
@@ -217,6 +218,7 @@ impl Checker<'_> {
             auth,
             ca_file: i.ca_file.as_deref().map(|f| self.resolve(f)),
             insecure: i.insecure.unwrap_or(false),
+            timeout: std::time::Duration::from_secs(timeout?),
         })
     }
 
