@@ -373,6 +373,15 @@ fn completions_and_help() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Exit codes"));
+    // Help is wrapped to the terminal's width: compare with the line breaks taken out.
+    let words = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let long = words(stdout_of(&["--help"]));
+    assert!(
+        long.contains("copies each person's items (mail folders, calendars and contacts)"),
+        "{long}"
+    );
+    let short = words(stdout_of(&["-h"]));
+    assert!(short.contains("mail, calendars and contacts"), "{short}");
 }
 
 /// A plan over the scenario-1 fixture (John Smith is new) with `mapping` lines under
