@@ -479,3 +479,24 @@ fn a_postgres_state_that_no_command_uses_yet_is_refused_not_ignored() {
         assert!(!dir.path().join("out").exists(), "{cmd} wrote items");
     }
 }
+
+#[test]
+fn apply_counts_one_action_in_the_singular() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = root().join("tests/fixtures/scenario1_new");
+    for f in ["source.ldif", "destination.ldif"] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    let plan = write_plan(
+        dir.path(),
+        "source.ldif",
+        "destination.ldif",
+        "OU=Migrated,DC=acme,DC=test",
+        "",
+    );
+    mailplan()
+        .args(["apply", &plan, "--auto-approve"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("applying 1 action\n"));
+}
