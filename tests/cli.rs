@@ -52,7 +52,8 @@ fn validate_accepts_the_examples() {
             .args(["validate", &format!("examples/plans/{plan}.yaml")])
             .assert()
             .success()
-            .stderr(predicate::str::contains("is a valid plan file"));
+            .stdout(predicate::str::contains("is a valid plan file"))
+            .stderr("");
     }
 }
 
@@ -372,6 +373,15 @@ fn completions_and_help() {
         .assert()
         .success()
         .stdout(predicate::str::contains("Exit codes"));
+    // Help is wrapped to the terminal's width: compare with the line breaks taken out.
+    let words = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let long = words(stdout_of(&["--help"]));
+    assert!(
+        long.contains("copies each person's items (mail folders, calendars and contacts)"),
+        "{long}"
+    );
+    let short = words(stdout_of(&["-h"]));
+    assert!(short.contains("mail, calendars and contacts"), "{short}");
 }
 
 /// A plan over the scenario-1 fixture (John Smith is new) with `mapping` lines under
@@ -468,4 +478,25 @@ fn a_postgres_state_that_no_command_uses_yet_is_refused_not_ignored() {
         assert!(!dir.path().join("state").exists(), "{cmd} made a state");
         assert!(!dir.path().join("out").exists(), "{cmd} wrote items");
     }
+}
+
+#[test]
+fn apply_counts_one_action_in_the_singular() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = root().join("tests/fixtures/scenario1_new");
+    for f in ["source.ldif", "destination.ldif"] {
+        std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+    }
+    let plan = write_plan(
+        dir.path(),
+        "source.ldif",
+        "destination.ldif",
+        "OU=Migrated,DC=acme,DC=test",
+        "",
+    );
+    mailplan()
+        .args(["apply", &plan, "--auto-approve"])
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("applying 1 action\n"));
 }

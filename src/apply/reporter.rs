@@ -65,9 +65,7 @@ impl Default for Bar {
 impl Reporter for Bar {
     fn begin(&self, total: usize) {
         let bar = ProgressBar::new(total as u64);
-        if let Ok(style) =
-            ProgressStyle::with_template("{bar:40} {pos}/{len} actions {elapsed_precise} {msg}")
-        {
+        if let Ok(style) = ProgressStyle::with_template(&bar_template(total)) {
             bar.set_style(style);
         }
         *self.bar.lock().unwrap_or_else(|p| p.into_inner()) = Some(bar);
@@ -93,5 +91,29 @@ impl Reporter for Bar {
         if let Some(bar) = self.bar.lock().unwrap_or_else(|p| p.into_inner()).take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+/// The bar's layout: `12/40 actions`, `0/1 action`.
+fn bar_template(total: usize) -> String {
+    let unit = if total == 1 { "action" } else { "actions" };
+    format!("{{bar:40}} {{pos}}/{{len}} {unit} {{elapsed_precise}} {{msg}}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_counts_one_action_and_many_actions() {
+        assert_eq!(
+            bar_template(1),
+            "{bar:40} {pos}/{len} action {elapsed_precise} {msg}"
+        );
+        assert_eq!(
+            bar_template(2),
+            "{bar:40} {pos}/{len} actions {elapsed_precise} {msg}"
+        );
+        assert!(ProgressStyle::with_template(&bar_template(1)).is_ok());
     }
 }

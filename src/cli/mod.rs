@@ -23,12 +23,14 @@ use crate::render::{self, text::Style};
 #[command(
     name = "mailplan",
     version,
-    about = "Plan and apply mailbox and directory migrations, Terraform-style",
+    about = "Plan and apply mailbox and directory migrations, Terraform-style: directory objects, and each \
+person's mail, calendars and contacts",
     long_about = "mailplan reads a YAML migration plan, matches every source person (Lotus Domino, LDAP, \
 Active Directory) to what already exists at the destination (Active Directory with Exchange attributes, \
 or an LDAP mail directory), and prints the dependency graph of actions that would migrate them: create \
 mailbox, convert NT account, convert mail-enabled user, move memberships, delete contact, merge \
-attributes, distribution lists.\n\nA plan is deterministic: the same inputs give the same bytes, so saved \
+attributes, distribution lists. It also copies each person's items (mail folders, calendars and contacts) \
+to the destination, each item once.\n\nA plan is deterministic: the same inputs give the same bytes, so saved \
 plans can be reviewed in git and applied exactly as reviewed.",
     after_help = "Exit codes: 0 success (or no changes), 1 error, 2 changes present (with --detailed-exitcode)."
 )]

@@ -20,8 +20,8 @@ use crate::spec::Spec;
 /// Checks a plan file: syntax, keys, DNs, filters, templates. Reads no directory.
 pub fn validate(path: &Path) -> Result<Outcome, Error> {
     load_spec(path)?;
-    Ok(Outcome::note(format!(
-        "{} is a valid plan file.",
+    Ok(Outcome::out(format!(
+        "{} is a valid plan file.\n",
         path.display()
     )))
 }

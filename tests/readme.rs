@@ -1,0 +1,127 @@
+//! README's sample outputs against what the commands print: the sample of
+//! `mailplan plan examples/plans/quickstart.yaml` (its `Plan:` and `Deletions:` lines above all)
+//! must be lines the real binary prints, so the README cannot go stale unnoticed.
+
+mod common;
+
+use assert_cmd::Command;
+use common::*;
+
+const QUICKSTART: &str = "examples/plans/quickstart.yaml";
+
+fn readme() -> String {
+    std::fs::read_to_string(root().join("README.md")).unwrap()
+}
+
+/// The output of `mailplan plan` on the quickstart example, uncoloured.
+fn quickstart_plan() -> String {
+    let out = Command::cargo_bin("mailplan")
+        .unwrap()
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .args(["plan", QUICKSTART])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mailplan plan {QUICKSTART} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The bodies of README's fenced blocks without a language (sample output, not commands).
+fn output_blocks(text: &str) -> Vec<Vec<&str>> {
+    let mut blocks = Vec::new();
+    // Inside a block: whether it is sample output (no language), and its lines.
+    let mut current: Option<(bool, Vec<&str>)> = None;
+    for line in text.lines() {
+        let fence = line.trim_start().strip_prefix("```");
+        match (current.take(), fence) {
+            (None, Some(info)) => current = Some((info.trim().is_empty(), Vec::new())),
+            (Some((output, block)), Some(_)) => {
+                if output {
+                    blocks.push(block);
+                }
+            }
+            (Some((output, mut block)), None) => {
+                block.push(line);
+                current = Some((output, block));
+            }
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+/// The one line of `output` that starts with `prefix`.
+fn line_starting<'a>(output: &'a str, prefix: &str) -> &'a str {
+    let lines: Vec<&str> = output.lines().filter(|l| l.starts_with(prefix)).collect();
+    assert_eq!(lines.len(), 1, "one `{prefix}` line expected in:\n{output}");
+    lines[0]
+}
+
+/// README's sample blocks of the quickstart plan: the output blocks with a `Plan:` line.
+fn plan_samples(text: &str) -> Vec<Vec<&str>> {
+    let samples: Vec<_> = output_blocks(text)
+        .into_iter()
+        .filter(|b| b.iter().any(|l| l.starts_with("Plan: ")))
+        .collect();
+    assert!(
+        !samples.is_empty(),
+        "README shows no sample of `mailplan plan {QUICKSTART}`"
+    );
+    samples
+}
+
+#[test]
+fn readme_plan_line_is_what_plan_prints() {
+    let output = quickstart_plan();
+    let real = line_starting(&output, "Plan: ");
+    for sample in plan_samples(&readme()) {
+        let shown = sample.iter().find(|l| l.starts_with("Plan: ")).unwrap();
+        assert_eq!(*shown, real, "README's `Plan:` line is stale");
+    }
+}
+
+#[test]
+fn readme_deletions_line_is_what_plan_prints() {
+    let output = quickstart_plan();
+    let real = line_starting(&output, "Deletions: ");
+    let text = readme();
+    for sample in plan_samples(&text) {
+        for shown in sample.iter().filter(|l| l.starts_with("Deletions: ")) {
+            assert_eq!(*shown, real, "README's `Deletions:` line is stale");
+        }
+    }
+    // Quoted in prose too, where it may be wrapped across lines.
+    let prose = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut quoted = 0;
+    for piece in prose.split("`Deletions: ").skip(1) {
+        let shown = format!("Deletions: {}", piece.split('`').next().unwrap());
+        assert_eq!(shown, real, "README quotes a stale `Deletions:` line");
+        quoted += 1;
+    }
+    assert!(quoted > 0, "README no longer quotes the `Deletions:` line");
+}
+
+/// Every other line of the sample (but `...`, which stands for lines left out) is a line
+/// the command prints, in the same order.
+#[test]
+fn readme_plan_sample_lines_appear_in_order() {
+    let output = quickstart_plan();
+    for sample in plan_samples(&readme()) {
+        let mut real = output.lines();
+        for shown in sample {
+            let shown = shown.trim_end();
+            if shown.is_empty() || shown.trim() == "..." {
+                continue;
+            }
+            assert!(
+                real.any(|l| l.trim_end() == shown),
+                "README's sample line {shown:?} is not printed (in this order) by \
+                 `mailplan plan {QUICKSTART}`:\n{output}"
+            );
+        }
+    }
+}
