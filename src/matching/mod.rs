@@ -6,6 +6,7 @@
 //! overriding everything, and ambiguity reported, never guessed. `match_all` is a pure function of
 //! the spec and the two snapshots: no I/O, no clock, no randomness, and its output is sorted.
 
+pub mod flavor;
 pub mod person;
 pub mod rules;
 

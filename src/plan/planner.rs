@@ -15,9 +15,10 @@ use crate::directory::snapshot::name_key;
 use crate::directory::{AttrName, Attrs, Dn, Entry, ProxyAddress, Snapshot, Value, ValueSet};
 use crate::items::{Inventories, Inventory, ItemKind};
 use crate::matching::{By, Candidate, Class, Matches, Outcome, PersonMatch};
-use crate::spec::{Flavor, MergePolicy, Role, Spec, Template, TemplatePart};
+use crate::spec::{MergePolicy, Role, Spec, Template, TemplatePart};
 
 use super::addresses::AddressSet;
+use super::flavor::{Conversion, DestinationFlavor, NewGroup, NewMailbox};
 use super::history::History;
 use super::model::*;
 
@@ -27,23 +28,6 @@ use super::model::*;
 pub struct PlanError {
     pub problems: Vec<String>,
 }
-
-/// Attributes the planner owns; a mapping may not set them, or invariants (one primary SMTP,
-/// unique account names) could break.
-const MANAGED: &[&str] = &[
-    "objectClass",
-    "sAMAccountName",
-    "proxyAddresses",
-    "mail",
-    "mailAlternateAddress",
-    "homeMDB",
-    "msExchRecipientTypeDetails",
-    "legacyExchangeDN",
-    "targetAddress",
-    "mailNickname",
-    "userPrincipalName",
-    "uid",
-];
 
 /// sAMAccountName is limited to 20 characters for user objects (pre-Windows 2000 logon name).
 const SAM_MAX: usize = 20;
@@ -96,9 +80,10 @@ fn plan_on(
     inventories: &Inventories,
     cores: usize,
 ) -> Result<Plan, PlanError> {
-    let mut problems = check_destination(spec, destination);
+    let flavor = super::flavor::of(spec.destination.flavor);
+    let mut problems = flavor.check_destination(spec, destination);
     for attr in spec.destination.mapping.keys() {
-        if MANAGED.iter().any(|m| attr.is(m)) {
+        if flavor.managed().iter().any(|m| attr.is(m)) {
             problems.push(format!(
                 "destination.mapping sets `{attr}`, which mailplan manages itself (addresses, account names and mailbox attributes stay consistent only that way)"
             ));
@@ -113,7 +98,7 @@ fn plan_on(
         dest: destination,
         matches,
         history,
-        flavor: spec.destination.flavor,
+        flavor,
         taken_accounts: FxHashSet::default(),
         mapping: mapping(spec),
         reserved_accounts: matches
@@ -248,69 +233,14 @@ fn plan_runs<'a>(
     })
 }
 
-/// The destination containers, database and domains the plan relies on must exist.
-fn check_destination(spec: &Spec, dest: &Snapshot) -> Vec<String> {
-    let d = &spec.destination;
-    let mut problems = Vec::new();
-    if !dest.contains(&d.container) {
-        problems.push(format!(
-            "container `{}` (destination.container) does not exist in the destination",
-            d.container
-        ));
-    }
-    if let Some(db) = &d.mailbox_database
-        && !dest.contains(db)
-    {
-        problems.push(format!("mailbox database `{db}` (destination.mailbox_database) does not exist in the destination"));
-    }
-    if let Some(c) = spec
-        .distribution_lists
-        .as_ref()
-        .and_then(|l| l.container.as_ref())
-        && !dest.contains(c)
-    {
-        problems.push(format!(
-            "container `{c}` (distribution_lists.container) does not exist in the destination"
-        ));
-    }
-    for domain in &d.domains {
-        if !domain_exists(dest, domain) {
-            let dc = domain
-                .split('.')
-                .map(|l| format!("DC={l}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            problems.push(format!(
-                "destination domain `{domain}` does not exist: no msExchAcceptedDomain entry names it and there is no `{dc}`"
-            ));
-        }
-    }
-    problems
-}
-
-/// A mail domain exists when an Exchange accepted-domain object names it, or when the directory
-/// holds the domain's own DC object (a generic LDAP mail directory's convention).
-fn domain_exists(dest: &Snapshot, domain: &str) -> bool {
-    let dc: Vec<String> = domain.split('.').map(|l| format!("DC={l}")).collect();
-    if let Ok(dn) = Dn::parse(&dc.join(","))
-        && dest.contains(&dn)
-    {
-        return true;
-    }
-    dest.entries().iter().any(|e| {
-        e.has_class("msExchAcceptedDomain")
-            && e.texts("msExchAcceptedDomainName")
-                .any(|n| n.eq_ignore_ascii_case(domain))
-    })
-}
-
 struct Planner<'a> {
     spec: &'a Spec,
     source: &'a Snapshot,
     dest: &'a Snapshot,
     matches: &'a Matches,
     history: &'a History,
-    flavor: Flavor,
+    /// The destination flavor's side of planning.
+    flavor: &'static dyn DestinationFlavor,
     /// Account names given to objects this plan creates.
     taken_accounts: FxHashSet<String>,
     /// The attribute mapping for mailboxes, computed once.
@@ -365,10 +295,6 @@ struct NewNames {
 
 fn attr(name: &str) -> AttrName {
     AttrName::new_unchecked(name)
-}
-
-fn values(texts: &[&str]) -> ValueSet {
-    texts.iter().map(|t| Value::from(*t)).collect()
 }
 
 fn set1(v: impl Into<String>) -> ValueSet {
@@ -767,7 +693,11 @@ impl<'a> Planner<'a> {
     fn contact_keys(&self, pm: &PersonMatch) -> BTreeSet<String> {
         let mut keys = BTreeSet::new();
         for c in &pm.contacts {
-            for p in AddressSet::of_entry(self.flavor, self.dest.entry(c.id)).iter() {
+            for p in self
+                .flavor
+                .read_addresses(&self.dest.entry(c.id).attrs)
+                .iter()
+            {
                 keys.insert(p.key());
             }
         }
@@ -952,14 +882,6 @@ fn mapping(spec: &Spec) -> BTreeMap<AttrName, Option<Template>> {
 }
 
 impl Planner<'_> {
-    fn legacy_dn(&self, nick: &str) -> Option<String> {
-        self.spec
-            .destination
-            .exchange_org
-            .as_ref()
-            .map(|org| format!("/o={org}/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn={nick}"))
-    }
-
     /// A free address to create or convert the mailbox with while the person's own addresses are
     /// still held by contacts: `<account>@<first destination domain>` (else the domain of the
     /// person's intended primary). The merge makes the intended primary primary afterwards.
@@ -1051,39 +973,16 @@ impl Planner<'_> {
         let primary = addrs.primary("SMTP").map(|p| p.address.clone());
         let mut attrs = self.mapped_attrs(pm, &sam, primary.as_deref());
         attrs.insert(attr("cn"), set1(dn.rdn_value().unwrap_or(name.clone())));
-        match self.flavor {
-            Flavor::ActiveDirectory => {
-                attrs.insert(
-                    attr("objectClass"),
-                    values(&["top", "person", "organizationalPerson", "user"]),
-                );
-                attrs.insert(attr("sAMAccountName"), set1(&sam));
-                let upn_domain = self
-                    .domain0()
-                    .map(str::to_string)
-                    .or_else(|| primary.as_deref().and_then(smtp_domain));
-                if let Some(d) = upn_domain {
-                    attrs.insert(attr("userPrincipalName"), set1(format!("{sam}@{d}")));
-                }
-                attrs.insert(attr("mailNickname"), set1(&sam));
-                attrs.insert(attr("msExchRecipientTypeDetails"), set1("1"));
-                if let Some(db) = &self.spec.destination.mailbox_database {
-                    attrs.insert(attr("homeMDB"), set1(db.to_string()));
-                }
-                if let Some(l) = self.legacy_dn(&sam) {
-                    attrs.insert(attr("legacyExchangeDN"), set1(l));
-                }
-            }
-            Flavor::Ldap => {
-                attrs.insert(
-                    attr("objectClass"),
-                    values(&["top", "person", "organizationalPerson", "inetOrgPerson"]),
-                );
-                attrs.insert(attr("uid"), set1(&sam));
-                attrs.entry(attr("sn")).or_insert_with(|| set1(&name));
-            }
-        }
-        for (a, values) in addrs.to_attrs(self.flavor) {
+        self.flavor.new_mailbox(
+            &NewMailbox {
+                spec: self.spec,
+                account: &sam,
+                name: &name,
+                primary: primary.as_deref(),
+            },
+            &mut attrs,
+        );
+        for (a, values) in self.flavor.address_attrs(&addrs) {
             if !values.is_empty() {
                 attrs.insert(a, values);
             }
@@ -1129,7 +1028,7 @@ impl Planner<'_> {
             .or_else(|| entry.text("uid"))
             .unwrap_or_default()
             .to_string();
-        let mut addrs = AddressSet::of_entry(self.flavor, entry);
+        let mut addrs = self.flavor.read_addresses(&entry.attrs);
         let existing_primary = addrs.primary("SMTP").cloned();
         for p in self.usable_addresses(pm, Some(&entry.dn), subject).iter() {
             addrs.insert_secondary(p.clone());
@@ -1157,7 +1056,7 @@ impl Planner<'_> {
             });
             return None;
         }
-        for (a, values) in addrs.to_attrs(self.flavor) {
+        for (a, values) in self.flavor.address_attrs(&addrs) {
             if values.is_empty() {
                 after.remove(&a);
             } else {
@@ -1169,28 +1068,13 @@ impl Planner<'_> {
         for (a, v) in self.mapped_attrs(pm, &sam, primary.as_deref()) {
             after.entry(a).or_insert(v);
         }
-        match self.flavor {
-            Flavor::ActiveDirectory => {
-                if !sam.is_empty() {
-                    after
-                        .entry(attr("mailNickname"))
-                        .or_insert_with(|| set1(&sam));
-                    if let Some(l) = self.legacy_dn(&sam) {
-                        after
-                            .entry(attr("legacyExchangeDN"))
-                            .or_insert_with(|| set1(l));
-                    }
-                }
-                after.insert(attr("msExchRecipientTypeDetails"), set1("1"));
-                if let Some(db) = &self.spec.destination.mailbox_database {
-                    after.insert(attr("homeMDB"), set1(db.to_string()));
-                }
-                after.remove(&attr("targetAddress"));
-            }
-            Flavor::Ldap => {
-                after.remove(&attr("mailForwardingAddress"));
-            }
-        }
+        self.flavor.convert(
+            &Conversion {
+                spec: self.spec,
+                account: &sam,
+            },
+            &mut after,
+        );
         let changes = diff(&entry.attrs, after.clone());
         let mut preconditions = vec![Precondition::Exists {
             object: entry.dn.clone(),
@@ -1343,7 +1227,7 @@ impl Planner<'_> {
     ) {
         let before = &mailbox.attrs;
         let mut after = before.clone();
-        let mut addrs = AddressSet::read(self.flavor, before);
+        let mut addrs = self.flavor.read_addresses(before);
         for (kind, addr) in pm.person.addresses() {
             addrs.insert_secondary(if kind == "NOTES" {
                 ProxyAddress::notes(addr, false)
@@ -1352,13 +1236,8 @@ impl Planner<'_> {
             });
         }
         for contact in contacts {
-            for p in AddressSet::of_entry(self.flavor, contact).iter() {
+            for p in self.flavor.contact_addresses(contact).iter() {
                 addrs.insert_secondary(p.clone());
-            }
-            if self.flavor == Flavor::ActiveDirectory
-                && let Some(l) = contact.text("legacyExchangeDN")
-            {
-                addrs.insert_secondary(ProxyAddress::x500(l));
             }
         }
         if let Some(p) = self.intended_primary(pm) {
@@ -1368,7 +1247,7 @@ impl Planner<'_> {
             addrs.set_primary(&ProxyAddress::notes(n, true));
         }
         addrs.ensure_primaries();
-        for (a, values) in addrs.to_attrs(self.flavor) {
+        for (a, values) in self.flavor.address_attrs(&addrs) {
             if values.is_empty() {
                 after.remove(&a);
             } else {
@@ -1585,24 +1464,15 @@ impl Planner<'_> {
                     let mut attrs = Attrs::new();
                     attrs.insert(attr("cn"), set1(t.dn.rdn_value().unwrap_or(t.name.clone())));
                     attrs.insert(attr("displayName"), set1(&t.name));
-                    match self.flavor {
-                        Flavor::ActiveDirectory => {
-                            attrs.insert(attr("objectClass"), values(&["top", "group"]));
-                            attrs.insert(attr("sAMAccountName"), set1(&sam));
-                            // 8: a universal distribution group (not a security group).
-                            attrs.insert(attr("groupType"), set1("8"));
-                            if mail.is_some() {
-                                attrs.insert(attr("mailNickname"), set1(&sam));
-                                if let Some(l) = self.legacy_dn(&sam) {
-                                    attrs.insert(attr("legacyExchangeDN"), set1(l));
-                                }
-                            }
-                        }
-                        Flavor::Ldap => {
-                            attrs.insert(attr("objectClass"), values(&["top", "groupOfNames"]));
-                        }
-                    }
-                    for (a, v) in addrs.to_attrs(self.flavor) {
+                    self.flavor.new_group(
+                        &NewGroup {
+                            spec: self.spec,
+                            account: &sam,
+                            has_mail: mail.is_some(),
+                        },
+                        &mut attrs,
+                    );
+                    for (a, v) in self.flavor.address_attrs(&addrs) {
                         if !v.is_empty() {
                             attrs.insert(a, v);
                         }
