@@ -80,6 +80,15 @@ fn plan_on(
     inventories: &Inventories,
     cores: usize,
 ) -> Result<Plan, PlanError> {
+    if spec.destination.flavor == crate::spec::Flavor::Carbonio {
+        // The plan file and Carbonio's directory are read and checked; what the planner makes
+        // of them is not built yet, and a plan that guessed would not tell the truth.
+        return Err(PlanError {
+            problems: vec![
+                "destination flavor `carbonio`: the plan file and Carbonio's directory are read and checked, but planning into Carbonio is not built yet".into(),
+            ],
+        });
+    }
     let flavor = super::flavor::of(spec.destination.flavor);
     let mut problems = flavor.check_destination(spec, destination);
     for attr in spec.destination.mapping.keys() {

@@ -8,6 +8,7 @@
 //! flavor is `plan::flavor`.
 
 mod active_directory;
+mod carbonio;
 mod ldap;
 
 use crate::directory::{Filter, IndexConfig};
@@ -16,6 +17,7 @@ use crate::spec::Flavor;
 use super::Class;
 
 pub use active_directory::ActiveDirectory;
+pub use carbonio::Carbonio;
 pub use ldap::Ldap;
 
 /// One destination flavor's classification defaults.
@@ -33,5 +35,6 @@ pub fn of(flavor: Flavor) -> &'static dyn Classification {
     match flavor {
         Flavor::ActiveDirectory => &ActiveDirectory,
         Flavor::Ldap => &Ldap,
+        Flavor::Carbonio => &Carbonio,
     }
 }

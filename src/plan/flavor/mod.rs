@@ -103,7 +103,8 @@ pub trait DestinationFlavor: Send + Sync {
 pub fn of(flavor: Flavor) -> &'static dyn DestinationFlavor {
     match flavor {
         Flavor::ActiveDirectory => &ActiveDirectory,
-        Flavor::Ldap => &Ldap,
+        // Refused by the planner before it asks for a flavor.
+        Flavor::Ldap | Flavor::Carbonio => &Ldap,
     }
 }
 
