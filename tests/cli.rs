@@ -434,3 +434,25 @@ fn a_mapped_attribute_no_source_entry_has_is_a_warning_with_the_count() {
     assert_eq!(json["messages"][0]["level"], "warning", "{json}");
     assert_eq!(json["summary"]["warnings"], 1, "{json}");
 }
+
+/// A Carbonio plan plans through the CLI with no server (ambiguous persons are decisions, not
+/// errors), and `apply` refuses before anything is opened: its SOAP side is not built.
+#[test]
+fn carbonio_plans_and_apply_refuses_until_built() {
+    let plan = "tests/fixtures/carbonio/plan.yaml";
+    mailplan()
+        .args(["plan", plan, "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"kind\": \"create_account\""));
+    let dir = tempfile::tempdir().unwrap();
+    mailplan()
+        .args(["apply", plan, "--auto-approve", "--state-dir"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "apply into Carbonio (its admin SOAP API) is not built yet",
+        ));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

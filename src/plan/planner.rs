@@ -80,15 +80,6 @@ fn plan_on(
     inventories: &Inventories,
     cores: usize,
 ) -> Result<Plan, PlanError> {
-    if spec.destination.flavor == crate::spec::Flavor::Carbonio {
-        // The plan file and Carbonio's directory are read and checked; what the planner makes
-        // of them is not built yet, and a plan that guessed would not tell the truth.
-        return Err(PlanError {
-            problems: vec![
-                "destination flavor `carbonio`: the plan file and Carbonio's directory are read and checked, but planning into Carbonio is not built yet".into(),
-            ],
-        });
-    }
     let flavor = super::flavor::of(spec.destination.flavor);
     let mut problems = flavor.check_destination(spec, destination);
     for attr in spec.destination.mapping.keys() {
@@ -343,10 +334,10 @@ impl<'a> Planner<'a> {
 
     /// The names a new mailbox for `person` would get if nothing else in the wave took them.
     fn draft_names(&self, person: &crate::matching::Person) -> NameDraft {
-        let wanted_sam = person
-            .short_names
-            .first()
-            .cloned()
+        let wanted_sam = self
+            .flavor
+            .wanted_account(self.spec, person)
+            .or_else(|| person.short_names.first().cloned())
             .or_else(|| {
                 person
                     .smtp
@@ -360,7 +351,9 @@ impl<'a> Planner<'a> {
         let sam_key = name_key(&sam);
         let sam_at_destination = !self.matches.index.by_account(&sam).is_empty();
         let name = person.display_name();
-        let dn = self.spec.destination.container.child("CN", &name);
+        let dn = self
+            .flavor
+            .new_dn(&self.spec.destination.container, &name, &sam);
         let dn_at_destination = self.dest.contains(&dn);
         NameDraft {
             wanted_sam,
@@ -496,6 +489,12 @@ impl<'a> Planner<'a> {
                     }
                     Class::MailEnabledUser => {
                         self.convert(pm, entry, ActionKind::ConvertMailUser, &mut subject)
+                    }
+                    Class::MailboxUser
+                        if self.flavor.fills_matched()
+                            && candidate.via != crate::matching::Via::Remigrate =>
+                    {
+                        Some(self.fill_matched(pm, entry, &mut subject))
                     }
                     _ => Some(Mailbox {
                         dn: entry.dn.clone(),
@@ -805,7 +804,7 @@ impl<'a> Planner<'a> {
 
     /// A free DN for `name` in `container`, and whether it is not `CN=name` itself.
     fn unique_dn(&mut self, container: &Dn, name: &str) -> (Dn, bool) {
-        let dn = container.child("CN", name);
+        let dn = self.flavor.new_dn(container, name, &sanitize(name));
         if !self.dest.contains(&dn) && self.taken_dns.insert(dn.clone()) {
             (dn, false)
         } else {
@@ -985,6 +984,7 @@ impl Planner<'_> {
         self.flavor.new_mailbox(
             &NewMailbox {
                 spec: self.spec,
+                dest: self.dest,
                 account: &sam,
                 name: &name,
                 primary: primary.as_deref(),
@@ -996,11 +996,27 @@ impl Planner<'_> {
                 attrs.insert(a, values);
             }
         }
+        if let Some(elsewhere) = self.flavor.provisioned_elsewhere(
+            self.spec,
+            self.dest,
+            self.source.entry(person.id),
+            primary.as_deref(),
+        ) {
+            return self.provisioned(pm, dn, attrs, elsewhere, subject);
+        }
+        let (aliases, warnings) = self.flavor.split_aliases(self.spec, &mut attrs);
+        subject
+            .messages
+            .extend(warnings.into_iter().map(|text| Message {
+                level: Level::Warning,
+                text,
+            }));
+        let kind = self.flavor.kinds().create_mailbox;
         let changes = diff(&Attrs::new(), attrs.clone());
-        let id = Action::id_for(ActionKind::CreateMailbox, &dn);
+        let id = Action::id_for(kind, &dn);
         self.actions.push(Action {
             id: id.clone(),
-            kind: ActionKind::CreateMailbox,
+            kind,
             subject: person.dn.clone(),
             target: dn.clone(),
             depends_on: Vec::new(),
@@ -1016,11 +1032,147 @@ impl Planner<'_> {
         });
         self.targets
             .insert(person.dn.clone(), (dn.clone(), Some(id.clone())));
+        self.alias_actions(pm, &dn, aliases, Some(&id));
         Some(Mailbox {
             dn,
             attrs,
             action: Some(id),
         })
+    }
+
+    /// One action per further address of an account, after what makes the account.
+    fn alias_actions(
+        &mut self,
+        pm: &PersonMatch,
+        account: &Dn,
+        aliases: Vec<(Dn, String)>,
+        after: Option<&String>,
+    ) {
+        let kind = self.flavor.kinds().alias;
+        let attribute = attr(self.flavor.alias_attr());
+        for (alias, address) in aliases {
+            self.actions.push(Action {
+                id: Action::id_for(kind, &alias),
+                kind,
+                subject: pm.person.dn.clone(),
+                target: alias.clone(),
+                depends_on: after.into_iter().cloned().collect(),
+                changes: vec![Change {
+                    object: Some(account.clone()),
+                    attribute: attribute.clone(),
+                    before: ValueSet::new(),
+                    after: set1(address),
+                }],
+                preconditions: vec![Precondition::Absent { object: alias }],
+                items: None,
+            });
+        }
+    }
+
+    /// A new person whose mailbox something else creates (Carbonio's Auto Provisioning): the
+    /// plan says what will be created, or why nothing will; it creates nothing itself.
+    fn provisioned(
+        &mut self,
+        pm: &PersonMatch,
+        dn: Dn,
+        attrs: Attrs,
+        elsewhere: Result<String, String>,
+        subject: &mut Subject,
+    ) -> Option<Mailbox> {
+        match elsewhere {
+            Ok(name) => {
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "Carbonio's Auto Provisioning will create account {name} for this person; mailplan creates none, and its imports wait for the account"
+                    ),
+                });
+                self.targets
+                    .insert(pm.person.dn.clone(), (dn.clone(), None));
+                Some(Mailbox {
+                    dn,
+                    attrs,
+                    action: None,
+                })
+            }
+            Err(why) => {
+                subject.messages.push(Message {
+                    level: Level::Error,
+                    text: why,
+                });
+                None
+            }
+        }
+    }
+
+    /// A person matched to an existing account (Carbonio): the mapped attributes it lacks, in
+    /// one modify, and each of the person's addresses that nothing holds, as an alias. The
+    /// account's own values are never replaced.
+    fn fill_matched(&mut self, pm: &PersonMatch, entry: &Entry, subject: &mut Subject) -> Mailbox {
+        let account = entry.text("uid").unwrap_or_default().to_string();
+        let mut addrs = self.flavor.read_addresses(&entry.attrs);
+        let primary = addrs.primary("SMTP").map(|p| p.address.clone());
+        let mut after = entry.attrs.clone();
+        for (a, v) in self.mapped_attrs(pm, &account, primary.as_deref()) {
+            after.entry(a).or_insert(v);
+        }
+        let kinds = self.flavor.kinds();
+        let changes = diff(&entry.attrs, after.clone());
+        let mut action = None;
+        if !changes.is_empty() {
+            let preconditions = std::iter::once(Precondition::Exists {
+                object: entry.dn.clone(),
+                class: Some(Class::MailboxUser),
+            })
+            .chain(changes.iter().map(|c| Precondition::Values {
+                object: entry.dn.clone(),
+                attribute: c.attribute.clone(),
+                values: c.before.clone(),
+            }))
+            .collect();
+            let id = Action::id_for(kinds.modify, &entry.dn);
+            self.actions.push(Action {
+                id: id.clone(),
+                kind: kinds.modify,
+                subject: pm.person.dn.clone(),
+                target: entry.dn.clone(),
+                depends_on: Vec::new(),
+                changes,
+                preconditions,
+                items: None,
+            });
+            action = Some(id);
+        }
+        let before: BTreeSet<String> = addrs.iter().map(|p| p.key()).collect();
+        for p in self.usable_addresses(pm, Some(&entry.dn), subject).iter() {
+            addrs.insert_secondary(p.clone());
+        }
+        let mut fresh = Attrs::new();
+        let mut new_aliases = AddressSet::default();
+        for p in addrs
+            .iter()
+            .filter(|p| p.is_smtp() && !before.contains(&p.key()))
+        {
+            new_aliases.insert_secondary(p.clone());
+        }
+        for (a, v) in self.flavor.address_attrs(&new_aliases) {
+            if !v.is_empty() {
+                fresh.insert(a, v);
+            }
+        }
+        let (aliases, warnings) = self.flavor.split_aliases(self.spec, &mut fresh);
+        subject
+            .messages
+            .extend(warnings.into_iter().map(|text| Message {
+                level: Level::Warning,
+                text,
+            }));
+        self.alias_actions(pm, &entry.dn, aliases, None);
+        Mailbox {
+            dn: entry.dn.clone(),
+            attrs: after,
+            action,
+        }
     }
 
     /// Scenarios 2, 4 (NT account) and 5 (mail-enabled user): make the existing user a mailbox.
@@ -1368,7 +1520,7 @@ impl Planner<'_> {
             let (dn, existing) = match by_address {
                 Some(id) => (self.dest.entry(id).dn.clone(), Some(id)),
                 None => {
-                    let wanted = container.child("CN", &name);
+                    let wanted = self.flavor.new_dn(&container, &name, &sanitize(&name));
                     match self
                         .dest
                         .id_of(&wanted)
@@ -1397,6 +1549,19 @@ impl Planner<'_> {
                 messages,
             });
         }
+        let kinds = self.flavor.kinds();
+        let members_attr = self.flavor.members_attr();
+        let created: std::cell::OnceCell<FxHashMap<Dn, usize>> = std::cell::OnceCell::new();
+        let group_mail: BTreeMap<Dn, Option<String>> = targets
+            .iter()
+            .map(|t| {
+                let mail = t
+                    .mail
+                    .clone()
+                    .or_else(|| self.domain0().map(|d| format!("{}@{d}", sanitize(&t.name))));
+                (t.dn.clone(), mail)
+            })
+            .collect();
         let group_dn: BTreeMap<Dn, (Dn, bool)> = groups
             .iter()
             .zip(&targets)
@@ -1425,6 +1590,36 @@ impl Planner<'_> {
             let first_action = self.actions.len();
             let mut depends = BTreeSet::new();
             let mut members = BTreeSet::new();
+            // How the list names a member may take the member's attributes (Carbonio lists
+            // hold addresses): those of the destination entry, or of the action creating it.
+            let attrs_of = |dn: &Dn| -> Option<Attrs> {
+                if let Some(id) = self.dest.id_of(dn) {
+                    return Some(self.dest.entry(id).attrs.clone());
+                }
+                let created = created.get_or_init(|| {
+                    self.actions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, a)| a.kind == kinds.create_mailbox)
+                        .map(|(i, a)| (a.target.clone(), i))
+                        .collect()
+                });
+                let action = &self.actions[*created.get(dn)?];
+                Some(
+                    action
+                        .changes
+                        .iter()
+                        .filter(|c| c.object.is_none())
+                        .map(|c| (c.attribute.clone(), c.after.clone()))
+                        .collect(),
+                )
+            };
+            let group_attrs = |dn: &Dn| -> Option<Attrs> {
+                let mail = group_mail.get(dn)?.as_ref()?;
+                let mut a = Attrs::new();
+                a.insert(attr("mail"), set1(mail.clone()));
+                Some(a)
+            };
             for m in g.texts("member") {
                 let Ok(mdn) = Dn::parse(m) else {
                     subject.messages.push(Message {
@@ -1433,13 +1628,32 @@ impl Planner<'_> {
                     });
                     continue;
                 };
+                let named = |dest_dn: &Dn, attrs: &dyn Fn() -> Option<Attrs>| {
+                    self.flavor.member_value(dest_dn, attrs)
+                };
                 if let Some((dest_dn, producer)) = self.targets.get(&mdn) {
-                    members.insert(Value::text(dest_dn.to_string()));
+                    let Some(v) = named(dest_dn, &|| attrs_of(dest_dn)) else {
+                        subject.messages.push(Message {
+                            level: Level::Warning,
+                            text: format!("member {mdn} has no address at the destination yet; left out of the list"),
+                        });
+                        continue;
+                    };
+                    members.insert(v);
                     depends.extend(producer.iter().cloned());
                 } else if let Some((dest_dn, created)) = group_dn.get(&mdn) {
-                    members.insert(Value::text(dest_dn.to_string()));
+                    let Some(v) = named(dest_dn, &|| {
+                        group_attrs(dest_dn).or_else(|| attrs_of(dest_dn))
+                    }) else {
+                        subject.messages.push(Message {
+                            level: Level::Warning,
+                            text: format!("member list {mdn} has no address; left out of the list"),
+                        });
+                        continue;
+                    };
+                    members.insert(v);
                     if *created {
-                        depends.insert(Action::id_for(ActionKind::CreateGroup, dest_dn));
+                        depends.insert(Action::id_for(kinds.create_group, dest_dn));
                     }
                 } else {
                     let why = match person_status.get(&mdn) {
@@ -1456,7 +1670,7 @@ impl Planner<'_> {
             }
             let mut create_id = None;
             let current: ValueSet = match t.existing {
-                Some(id) => self.dest.entry(id).values("member"),
+                Some(id) => self.dest.entry(id).values(members_attr),
                 None => {
                     let mut addrs = AddressSet::default();
                     let mail = t
@@ -1477,6 +1691,7 @@ impl Planner<'_> {
                         &NewGroup {
                             spec: self.spec,
                             account: &sam,
+                            mail: mail.as_deref(),
                             has_mail: mail.is_some(),
                         },
                         &mut attrs,
@@ -1486,10 +1701,10 @@ impl Planner<'_> {
                             attrs.insert(a, v);
                         }
                     }
-                    let id = Action::id_for(ActionKind::CreateGroup, &t.dn);
+                    let id = Action::id_for(kinds.create_group, &t.dn);
                     self.actions.push(Action {
                         id: id.clone(),
-                        kind: ActionKind::CreateGroup,
+                        kind: kinds.create_group,
                         subject: g.dn.clone(),
                         target: t.dn.clone(),
                         depends_on: Vec::new(),
@@ -1509,18 +1724,7 @@ impl Planner<'_> {
                     ValueSet::new()
                 }
             };
-            let present: BTreeSet<Dn> = current
-                .iter()
-                .filter_map(|v| v.as_str().and_then(|s| Dn::parse(s).ok()))
-                .collect();
-            let missing: ValueSet = members
-                .into_iter()
-                .filter(|v| {
-                    v.as_str()
-                        .and_then(|s| Dn::parse(s).ok())
-                        .is_some_and(|d| !present.contains(&d))
-                })
-                .collect();
+            let missing = self.flavor.missing_members(&current, members);
             if !missing.is_empty() {
                 let after: ValueSet = current.union(&missing);
                 depends.extend(create_id.iter().cloned());
@@ -1533,14 +1737,14 @@ impl Planner<'_> {
                     None => Vec::new(),
                 };
                 self.actions.push(Action {
-                    id: Action::id_for(ActionKind::SetGroupMembers, &t.dn),
-                    kind: ActionKind::SetGroupMembers,
+                    id: Action::id_for(kinds.group_members, &t.dn),
+                    kind: kinds.group_members,
                     subject: g.dn.clone(),
                     target: t.dn.clone(),
                     depends_on,
                     changes: vec![Change {
                         object: None,
-                        attribute: attr("member"),
+                        attribute: attr(members_attr),
                         before: current,
                         after,
                     }],

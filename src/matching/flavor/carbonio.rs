@@ -8,7 +8,7 @@
 //!
 //! Rules only: this module must not classify entries itself.
 
-use crate::directory::{Filter, IndexConfig};
+use crate::directory::{Entry, Filter, IndexConfig};
 use crate::matching::Class;
 use crate::matching::rules::{attrs, rule};
 
@@ -27,11 +27,26 @@ impl Classification for Carbonio {
         ]
     }
 
+    /// A list holding the address, or an account holding it only as an alias (not as its
+    /// name), is somebody else's: matching on it would guess.
+    fn holds_against(&self, class: Class, entry: &Entry, address: &str) -> bool {
+        match class {
+            Class::Group => true,
+            Class::MailboxUser => !entry
+                .texts("zimbraMailDeliveryAddress")
+                .chain(entry.texts("mail"))
+                .any(|a| a.eq_ignore_ascii_case(address)),
+            _ => false,
+        }
+    }
+
     fn index(&self) -> IndexConfig {
         IndexConfig {
             address_attrs: attrs(&["zimbraMailDeliveryAddress", "zimbraMailAlias", "mail"]),
             account_attrs: attrs(&["uid"]),
-            name_attrs: attrs(&["cn"]),
+            // A soft candidate is an account whose name's local part is the person's short
+            // name; Carbonio's `cn` is no identity.
+            name_attrs: Vec::new(),
         }
     }
 }

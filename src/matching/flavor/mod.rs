@@ -11,7 +11,7 @@ mod active_directory;
 mod carbonio;
 mod ldap;
 
-use crate::directory::{Filter, IndexConfig};
+use crate::directory::{Entry, Filter, IndexConfig};
 use crate::spec::Flavor;
 
 use super::Class;
@@ -28,6 +28,12 @@ pub trait Classification: Send + Sync {
 
     /// The attributes indexed for matching.
     fn index(&self) -> IndexConfig;
+
+    /// Whether `entry` (of `class`) holding `address` keeps the person who has that address
+    /// from matching anything: the person is then ambiguous, with every holder named.
+    fn holds_against(&self, _class: Class, _entry: &Entry, _address: &str) -> bool {
+        false
+    }
 }
 
 /// The flavor of a plan.

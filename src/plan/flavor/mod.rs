@@ -8,14 +8,20 @@
 //! entries are classified) is `matching::flavor`, not this module.
 
 mod active_directory;
+mod carbonio;
 mod ldap;
 
-use crate::directory::{AttrName, Attrs, Dn, Entry, Snapshot, ValueSet};
+use std::collections::BTreeSet;
+
+use crate::directory::{AttrName, Attrs, Dn, Entry, Snapshot, Value, ValueSet};
+use crate::matching::Person;
+use crate::plan::ActionKind;
 use crate::spec::{Flavor, Spec};
 
 use super::addresses::AddressSet;
 
 pub use active_directory::ActiveDirectory;
+pub use carbonio::Carbonio;
 pub use ldap::Ldap;
 
 /// Attributes the planner owns in every flavor so far; a mapping may not set them, or
@@ -38,6 +44,7 @@ pub const MANAGED: &[&str] = &[
 /// A mailbox the planner creates, as far as the flavor needs to know it.
 pub struct NewMailbox<'a> {
     pub spec: &'a Spec,
+    pub dest: &'a Snapshot,
     /// Its account name (sAMAccountName, uid).
     pub account: &'a str,
     /// The name the person is known by (the DN's common name, were it free).
@@ -56,6 +63,8 @@ pub struct Conversion<'a> {
 /// A distribution list the planner creates.
 pub struct NewGroup<'a> {
     pub spec: &'a Spec,
+    /// The list's primary address, when it has one.
+    pub mail: Option<&'a str>,
     /// The account name chosen for it.
     pub account: &'a str,
     /// Whether it gets an SMTP address.
@@ -97,14 +106,111 @@ pub trait DestinationFlavor: Send + Sync {
     fn check_destination(&self, spec: &Spec, dest: &Snapshot) -> Vec<String> {
         check_containers_and_domains(spec, dest)
     }
+
+    /// The action kinds this flavor's directory work is done with.
+    fn kinds(&self) -> Kinds {
+        Kinds::default()
+    }
+
+    /// The account name a new mailbox for `person` should get, when the flavor derives it
+    /// otherwise than from the person's short name.
+    fn wanted_account(&self, _spec: &Spec, _person: &Person) -> Option<String> {
+        None
+    }
+
+    /// The DN of a new object named `cn` with account name `account` in `container`.
+    fn new_dn(&self, container: &Dn, cn: &str, _account: &str) -> Dn {
+        container.child("CN", cn)
+    }
+
+    /// Takes the further addresses of a new account out of `attrs`, when the flavor adds them
+    /// by actions of their own: each with the DN of the entry that holds it, and a warning for
+    /// each it cannot hold.
+    fn split_aliases(&self, _spec: &Spec, _attrs: &mut Attrs) -> (Vec<(Dn, String)>, Vec<String>) {
+        (Vec::new(), Vec::new())
+    }
+
+    /// The attribute of an account that lists the addresses `split_aliases` takes out.
+    fn alias_attr(&self) -> &'static str {
+        "mailAlternateAddress"
+    }
+
+    /// Whether a person hard-matched to an existing mailbox gets the mapped attributes it lacks
+    /// and its free addresses (`Kinds::modify`, `Kinds::alias`); otherwise, items only.
+    fn fills_matched(&self) -> bool {
+        false
+    }
+
+    /// Instead of creating mailboxes, what will create them (Carbonio's Auto Provisioning):
+    /// `Some(Ok(name))` it will, under that name; `Some(Err(why))` it will not.
+    fn provisioned_elsewhere(
+        &self,
+        _spec: &Spec,
+        _dest: &Snapshot,
+        _source: &Entry,
+        _primary: Option<&str>,
+    ) -> Option<Result<String, String>> {
+        None
+    }
+
+    /// The attribute a list holds its members in.
+    fn members_attr(&self) -> &'static str {
+        "member"
+    }
+
+    /// How a list names a member: its DN, or (from its attributes, asked only when needed)
+    /// another value.
+    fn member_value(&self, dn: &Dn, _attrs: &dyn Fn() -> Option<Attrs>) -> Option<Value> {
+        Some(Value::text(dn.to_string()))
+    }
+
+    /// The members of `wanted` that `current` does not name yet.
+    fn missing_members(&self, current: &ValueSet, wanted: BTreeSet<Value>) -> ValueSet {
+        let present: BTreeSet<Dn> = current
+            .iter()
+            .filter_map(|v| v.as_str().and_then(|s| Dn::parse(s).ok()))
+            .collect();
+        wanted
+            .into_iter()
+            .filter(|v| {
+                v.as_str()
+                    .and_then(|s| Dn::parse(s).ok())
+                    .is_some_and(|d| !present.contains(&d))
+            })
+            .collect()
+    }
+}
+
+/// The action kinds of a flavor's directory work.
+#[derive(Debug, Clone, Copy)]
+pub struct Kinds {
+    pub create_mailbox: ActionKind,
+    pub create_group: ActionKind,
+    pub group_members: ActionKind,
+    /// Attribute merges into an existing mailbox (when `fills_matched`).
+    pub modify: ActionKind,
+    /// A further address of a new mailbox (when `split_aliases` gives any).
+    pub alias: ActionKind,
+}
+
+impl Default for Kinds {
+    fn default() -> Self {
+        Kinds {
+            create_mailbox: ActionKind::CreateMailbox,
+            create_group: ActionKind::CreateGroup,
+            group_members: ActionKind::SetGroupMembers,
+            modify: ActionKind::MergeAttributes,
+            alias: ActionKind::MergeAttributes,
+        }
+    }
 }
 
 /// The flavor of a plan.
 pub fn of(flavor: Flavor) -> &'static dyn DestinationFlavor {
     match flavor {
         Flavor::ActiveDirectory => &ActiveDirectory,
-        // Refused by the planner before it asks for a flavor.
-        Flavor::Ldap | Flavor::Carbonio => &Ldap,
+        Flavor::Ldap => &Ldap,
+        Flavor::Carbonio => &Carbonio,
     }
 }
 
