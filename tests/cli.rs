@@ -500,3 +500,25 @@ fn apply_counts_one_action_in_the_singular() {
         .success()
         .stderr(predicate::str::contains("applying 1 action\n"));
 }
+
+/// A Carbonio plan plans through the CLI with no server (ambiguous persons are decisions, not
+/// errors), and `apply` refuses before anything is opened: its SOAP side is not built.
+#[test]
+fn carbonio_plans_and_apply_refuses_until_built() {
+    let plan = "tests/fixtures/carbonio/plan.yaml";
+    mailplan()
+        .args(["plan", plan, "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"kind\": \"create_account\""));
+    let dir = tempfile::tempdir().unwrap();
+    mailplan()
+        .args(["apply", plan, "--auto-approve", "--state-dir"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "apply into Carbonio (its admin SOAP API) is not built yet",
+        ));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

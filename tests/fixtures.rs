@@ -582,3 +582,107 @@ fn every_fixture_plans_deterministically() {
         mailplan::plan::graph::ActionGraph::build(&a).unwrap();
     }
 }
+
+/// Carbonio as the destination: a new person gets `create_account` named by its primary
+/// address with the plan's class of service and a password that must be changed, and one
+/// `add_account_alias` per further address in Carbonio's domains; a hard match fills the
+/// account's empty attributes (`modify_account`); an address held as another account's alias
+/// or by a distribution list is ambiguous, naming the holder; a calendar resource is nobody's
+/// mailbox; source groups become lists whose members are addresses, after those exist.
+#[test]
+fn carbonio_destination() {
+    let plan = plan_case("carbonio");
+    let john = "uid=jsmith,ou=people,dc=old,dc=test";
+    let s = subject(&plan, john);
+    assert_eq!((s.scenario, s.status), (Some(1), Status::Planned));
+    assert_eq!(kinds(&plan, john), [CreateAccount, AddAccountAlias]);
+    assert_eq!(
+        id(&plan, CreateAccount),
+        "create_account:uid=john.smith,ou=people,dc=acme,dc=com"
+    );
+    assert_eq!(
+        change_after(&plan, CreateAccount, "zimbraMailDeliveryAddress"),
+        ["john.smith@acme.com"]
+    );
+    assert_eq!(
+        change_after(&plan, CreateAccount, "zimbraPasswordMustChange"),
+        ["TRUE"]
+    );
+    assert_eq!(
+        change_after(&plan, CreateAccount, "zimbraCOSId"),
+        ["e00428a1-0c00-11d9-836a-000d93afea2a"]
+    );
+    let alias = plan
+        .actions
+        .iter()
+        .find(|a| a.kind == AddAccountAlias && a.target.to_string().starts_with("uid=js,"))
+        .unwrap();
+    assert_eq!(
+        alias.depends_on,
+        ["create_account:uid=john.smith,ou=people,dc=acme,dc=com"]
+    );
+    assert!(s.messages.iter().any(|m| {
+        m.text
+            .contains("john@old.test is not in one of the plan's domains")
+    }));
+
+    let ann = "uid=adoe,ou=people,dc=old,dc=test";
+    let s = subject(&plan, ann);
+    assert_eq!(s.scenario, Some(6));
+    assert_eq!(s.matched.as_ref().unwrap().by, By::Hard);
+    assert_eq!(kinds(&plan, ann), [ModifyAccount, AddAccountAlias]);
+
+    let bob = subject(&plan, "uid=bbrown,ou=people,dc=old,dc=test");
+    assert_eq!(bob.status, Status::Ambiguous);
+    assert_eq!(
+        bob.candidates[0].object.to_string(),
+        "uid=bob,ou=people,dc=acme,dc=com"
+    );
+    let carl = subject(&plan, "uid=cgreen,ou=people,dc=old,dc=test");
+    assert_eq!(carl.status, Status::Ambiguous);
+    assert_eq!(carl.candidates[0].class, Class::Group);
+    assert!(
+        carl.messages[0]
+            .text
+            .contains("held by the distribution list")
+    );
+
+    // A soft candidate (an account named by the person's short name) is a warning in batch.
+    let mia = subject(&plan, "uid=mlee,ou=people,dc=old,dc=test");
+    assert_eq!(mia.status, Status::Planned);
+    assert_eq!(mia.candidates[0].via, Via::SamAccountName);
+
+    // Lists: a new one, and members added to an existing one, as addresses.
+    let sales = plan
+        .actions
+        .iter()
+        .find(|a| {
+            a.kind == AddDistributionListMembers && a.target.to_string().starts_with("uid=sales")
+        })
+        .unwrap();
+    let members: Vec<String> = sales.changes[0].after.iter().map(Value::display).collect();
+    assert_eq!(members, ["ann.doe@acme.com", "john.smith@acme.com"]);
+    assert!(
+        sales
+            .depends_on
+            .contains(&"create_distribution_list:uid=sales,ou=people,dc=acme,dc=com".to_string())
+    );
+    let json = serde_json::to_value(&plan).unwrap();
+    let kinds_json: std::collections::BTreeSet<String> = json["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        kinds_json.into_iter().collect::<Vec<_>>(),
+        [
+            "add_account_alias",
+            "add_distribution_list_members",
+            "create_account",
+            "create_distribution_list",
+            "modify_account"
+        ]
+    );
+    snapshot("carbonio_destination", &plan);
+}

@@ -30,7 +30,10 @@ fn apply_in_memory(destination: &[Entry], plan: &Plan) -> Vec<Entry> {
                     a.id
                 );
             }
-            ActionKind::CreateMailbox | ActionKind::CreateGroup => {
+            ActionKind::CreateMailbox
+            | ActionKind::CreateGroup
+            | ActionKind::CreateAccount
+            | ActionKind::CreateDistributionList => {
                 let mut e = Entry::new(a.target.clone());
                 for c in &a.changes {
                     for v in &c.after {

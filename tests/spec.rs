@@ -1655,3 +1655,186 @@ fn state_section_mistakes_are_located() {
     let (p, _) = problem(&text, &e, codes::MISSING_KEY);
     assert!(p.to_string().contains("url"), "{p}");
 }
+
+// ---- The carbonio flavor ----
+
+const CARBONIO: &str = r#"version: 1
+source:
+  profile: ldap
+  directory: { ldif: openldap.ldif }
+destination:
+  flavor: carbonio
+  directory:
+    ldif: carbonio.ldif
+  domains: [Acme.com]
+  cos: default
+  provisioning:
+    soap:
+      url: https://mail.acme.com:7071/service/admin/soap
+      user: admin@acme.com
+      password: { env: CARBONIO_ADMIN_PASSWORD }
+"#;
+
+#[test]
+fn the_carbonio_destination_of_the_issue_parses() {
+    let spec = ok("plan.yaml", CARBONIO);
+    let d = &spec.destination;
+    assert_eq!(d.flavor, Flavor::Carbonio);
+    assert_eq!(d.domains, ["acme.com"]);
+    // Carbonio places accounts under `ou=people` of their domain.
+    assert_eq!(d.container, dn("ou=people,dc=acme,dc=com"));
+    let c = d.carbonio.as_ref().expect("carbonio settings");
+    assert_eq!(c.cos, "default");
+    match &c.provisioning {
+        Some(spec::Provisioning::Soap(s)) => {
+            assert_eq!(s.url, "https://mail.acme.com:7071/service/admin/soap");
+            assert_eq!(s.user, "admin@acme.com");
+            assert_eq!(s.password, Secret::Env("CARBONIO_ADMIN_PASSWORD".into()));
+            assert!(!s.insecure);
+            assert_eq!(s.timeout, std::time::Duration::from_secs(30));
+        }
+        other => panic!("expected soap provisioning, got {other:?}"),
+    }
+    // The password is named like every other secret, so it is read before anything connects.
+    assert!(
+        spec.secrets
+            .iter()
+            .any(|s| s.key == "destination.provisioning.soap.password")
+    );
+}
+
+#[test]
+fn carbonio_auto_provisioning_and_the_default_cos() {
+    let text = CARBONIO
+        .replace("  cos: default\n", "")
+        .replace(
+            "    soap:\n      url: https://mail.acme.com:7071/service/admin/soap\n      user: admin@acme.com\n      password: { env: CARBONIO_ADMIN_PASSWORD }\n",
+            "    auto: true\n",
+        );
+    let spec = ok("plan.yaml", &text);
+    let c = spec.destination.carbonio.as_ref().unwrap();
+    assert_eq!(c.cos, "default");
+    assert_eq!(c.provisioning, Some(spec::Provisioning::Auto));
+    assert_eq!(c.password_policy, spec::PasswordPolicy::Random);
+    // Accounts that authenticate elsewhere get no password.
+    let external = text.replace(
+        "  provisioning:\n",
+        "  password_policy: external\n  provisioning:\n",
+    );
+    let spec = ok("plan.yaml", &external);
+    assert_eq!(
+        spec.destination.carbonio.unwrap().password_policy,
+        spec::PasswordPolicy::External
+    );
+    // Without `provisioning` a plan can still be made (apply needs it).
+    let plan_only = CARBONIO
+        .split("  provisioning:")
+        .next()
+        .unwrap()
+        .to_string();
+    let spec = ok("plan.yaml", &plan_only);
+    assert_eq!(spec.destination.carbonio.unwrap().provisioning, None);
+}
+
+#[test]
+fn carbonio_keys_are_located_when_wrong() {
+    // A key of the other flavors, at its key.
+    let text = CARBONIO.replace(
+        "  cos: default\n",
+        "  cos: default\n  container: \"OU=x,DC=y\"\n",
+    );
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::WRONG_FLAVOR);
+    assert_eq!(
+        p.message(),
+        "`destination.container` is not used by `flavor: carbonio`"
+    );
+    assert_eq!(at, (11, 3));
+    assert!(p.help_text().unwrap().contains("ou=people"));
+
+    // A carbonio key for another flavor.
+    let text = MINIMAL.replace(
+        "  container: \"OU=Migrated,DC=acme,DC=test\"",
+        "  container: \"OU=Migrated,DC=acme,DC=test\"\n  cos: default",
+    );
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::WRONG_FLAVOR);
+    assert_eq!(
+        p.message(),
+        "`destination.cos` is only for `flavor: carbonio`"
+    );
+    assert_eq!(labelled(&text, p), "cos");
+    assert_eq!(at.1, 3);
+
+    // Both ways of provisioning.
+    let text = CARBONIO.replace("  provisioning:\n", "  provisioning:\n    auto: true\n");
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::CONFLICTING_KEYS);
+    assert_eq!(
+        p.message(),
+        "`destination.provisioning` has both `soap` and `auto`"
+    );
+    assert_eq!(at, (12, 5));
+
+    // `auto: false` means nothing.
+    let text = CARBONIO.split("    soap:").next().unwrap().to_string() + "    auto: false\n";
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::UNKNOWN_VALUE);
+    assert_eq!(p.message(), "`destination.provisioning.auto` is false");
+    assert_eq!(at, (12, 11));
+
+    // A misspelt SOAP key is an unknown key, with the one meant.
+    let text = CARBONIO.replace("      user: admin", "      usr: admin");
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::UNKNOWN_KEY);
+    assert!(p.help_text().unwrap().contains("`user`"), "{}", render(&e));
+    assert_eq!(at, (14, 7));
+
+    // A URL that is not http(s), at its value.
+    let text = CARBONIO.replace("url: https://", "url: ftp://");
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::INVALID_URL);
+    assert_eq!(
+        labelled(&text, p),
+        "ftp://mail.acme.com:7071/service/admin/soap"
+    );
+    assert_eq!(at, (13, 12));
+
+    // Carbonio needs its domains.
+    let text = CARBONIO.replace("  domains: [Acme.com]\n", "");
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::MISSING_KEY);
+    assert!(p.message().contains("domains"), "{}", render(&e));
+
+    // A plain-text password is refused as everywhere.
+    let text = CARBONIO.replace("{ env: CARBONIO_ADMIN_PASSWORD }", "hunter2");
+    let e = err(&text);
+    assert!(!render(&e).contains("hunter2"));
+    problem(&text, &e, codes::PLAIN_SECRET);
+}
+
+#[test]
+fn the_other_flavors_still_need_their_container() {
+    // `container` is not required by the schema any more (Carbonio takes none); the other
+    // flavors still report it missing, at its parent.
+    let text: String = MINIMAL
+        .lines()
+        .filter(|l| !l.starts_with("  container:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::MISSING_KEY);
+    assert!(p.message().contains("container"), "{}", render(&e));
+    // A Carbonio-only key elsewhere is located at its key.
+    let text = MINIMAL.replace(
+        "  container: \"OU=Migrated,DC=acme,DC=test\"",
+        "  container: \"OU=Migrated,DC=acme,DC=test\"\n  password_policy: external",
+    );
+    let e = err(&text);
+    let (p, _) = problem(&text, &e, codes::WRONG_FLAVOR);
+    assert_eq!(
+        p.message(),
+        "`destination.password_policy` is only for `flavor: carbonio`"
+    );
+    assert_eq!(labelled(&text, p), "password_policy");
+}

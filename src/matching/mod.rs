@@ -6,6 +6,7 @@
 //! overriding everything, and ambiguity reported, never guessed. `match_all` is a pure function of
 //! the spec and the two snapshots: no I/O, no clock, no randomness, and its output is sorted.
 
+pub mod flavor;
 pub mod person;
 pub mod rules;
 
@@ -341,6 +342,7 @@ fn match_on(
 
     // Each person is matched on their own (conflicts between them are resolved next), so runs
     // of persons are matched side by side.
+    let flavor = flavor::of(spec.destination.flavor);
     let mut out: Vec<PersonMatch> = crate::parallel::map(persons, cores, 1_000, |person| {
         let person_pins = pins.get(&person.dn).map(Vec::as_slice).unwrap_or(&[]);
         let link = links.get(&person.dn);
@@ -349,9 +351,12 @@ fn match_on(
             person_pins,
             link,
             spec.matching.mode,
-            destination,
-            &classes,
-            &index,
+            Destination {
+                snapshot: destination,
+                classes: &classes,
+                index: &index,
+                flavor,
+            },
         )
     });
     let conflicts = resolve_conflicts(&mut out, destination, hash);
@@ -368,17 +373,32 @@ fn join<T>(r: std::thread::Result<T>) -> T {
     r.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
+/// What one person is matched against.
+struct Destination<'a> {
+    snapshot: &'a Snapshot,
+    classes: &'a [Class],
+    index: &'a Indexes,
+    flavor: &'a dyn flavor::Classification,
+}
+
 fn match_person(
     person: Person,
     pins: &[(&Dn, Via)],
     link: Option<&Dn>,
     mode: Mode,
-    destination: &Snapshot,
-    classes: &[Class],
-    index: &Indexes,
+    d: Destination<'_>,
 ) -> PersonMatch {
+    let Destination {
+        snapshot: destination,
+        classes,
+        index,
+        flavor,
+    } = d;
     let mut hard: Vec<Candidate> = Vec::new();
     let mut contacts: Vec<Candidate> = Vec::new();
+    // Objects holding one of the person's addresses that keep it from being theirs (a
+    // Carbonio list, or another account's alias).
+    let mut conflicting: Vec<Candidate> = Vec::new();
     for (kind, addr) in person.addresses() {
         let via = if kind == "NOTES" {
             Via::Notes
@@ -392,7 +412,9 @@ fn match_person(
                 via,
                 value: addr.to_string(),
             };
-            if c.class.is_user() {
+            if flavor.holds_against(c.class, destination.entry(id), addr) {
+                push_unique(&mut conflicting, c);
+            } else if c.class.is_user() {
                 push_unique(&mut hard, c);
             } else if c.class == Class::Contact {
                 push_unique(&mut contacts, c);
@@ -400,6 +422,8 @@ fn match_person(
         }
     }
     contacts.sort_by_key(|c| c.id);
+    // An account that is the person's by its name may hold their other addresses as aliases.
+    conflicting.retain(|c| !hard.iter().any(|h| h.id == c.id));
     let mut warnings = person.rejected.clone();
     let mut soft = Vec::new();
 
@@ -458,6 +482,24 @@ fn match_person(
                 ),
                 candidates: many.to_vec(),
             },
+        }
+    } else if !conflicting.is_empty() {
+        let held: Vec<String> = conflicting
+            .iter()
+            .map(|c| {
+                let dn = &destination.entry(c.id).dn;
+                if c.class == Class::Group {
+                    format!("{} is held by the distribution list {dn}", c.value)
+                } else {
+                    format!("{} is an alias of {} {dn}", c.value, c.class.describe())
+                }
+            })
+            .collect();
+        let mut candidates = hard;
+        candidates.extend(conflicting);
+        Outcome::Ambiguous {
+            reason: held.join("; "),
+            candidates,
         }
     } else if !hard.is_empty() {
         let mut ids: Vec<EntryId> = hard.iter().map(|c| c.id).collect();

@@ -1,11 +1,12 @@
 //! The rules a source profile and a destination flavor bring: which entries are persons, which
 //! attributes play which role, and how destination objects are classified.
 //!
-//! Defaults live here and nowhere else; a plan file overrides any of them. This module only
+//! Defaults live here and, for destinations, in each flavor's module (`matching::flavor`); a
+//! plan file overrides any of them. This module only
 //! describes rules (data); applying them is `classify` and `person`'s job.
 
 use crate::directory::{AttrName, Filter, IndexConfig};
-use crate::spec::{Flavor, Profile, Spec};
+use crate::spec::{Profile, Spec};
 
 /// What kind of recipient a destination entry is. Order matters: it is the order in which rules
 /// are tried, most specific first, so a mailbox user that also has `targetAddress` is a mailbox.
@@ -73,12 +74,12 @@ pub struct DestinationRules {
     pub index: IndexConfig,
 }
 
-fn attrs(names: &[&str]) -> Vec<AttrName> {
+pub(crate) fn attrs(names: &[&str]) -> Vec<AttrName> {
     names.iter().map(|n| AttrName::new_unchecked(n)).collect()
 }
 
 /// Parses a filter that is a constant of this crate; a typo there is a bug caught by tests.
-fn rule(text: &str) -> Filter {
+pub(crate) fn rule(text: &str) -> Filter {
     Filter::parse(text).unwrap_or_else(|e| panic!("built-in filter `{text}` is invalid: {e}"))
 }
 
@@ -140,64 +141,8 @@ impl SourceRules {
 impl DestinationRules {
     pub fn for_spec(spec: &Spec) -> Self {
         let dst = &spec.destination;
-        let (mut classes, index) = match dst.flavor {
-            Flavor::ActiveDirectory => (
-                vec![
-                    (
-                        Class::MailboxUser,
-                        rule(
-                            "(&(objectClass=user)(!(objectClass=computer))(|(homeMDB=*)(msExchRecipientTypeDetails=1)))",
-                        ),
-                    ),
-                    (
-                        Class::MailEnabledUser,
-                        rule(
-                            "(&(objectClass=user)(!(objectClass=computer))(|(targetAddress=*)(msExchRecipientTypeDetails=128)))",
-                        ),
-                    ),
-                    (
-                        Class::NtAccount,
-                        rule("(&(objectClass=user)(!(objectClass=computer)))"),
-                    ),
-                    (Class::Contact, rule("(objectClass=contact)")),
-                    (Class::Group, rule("(objectClass=group)")),
-                ],
-                IndexConfig {
-                    address_attrs: attrs(&["proxyAddresses"]),
-                    account_attrs: attrs(&["sAMAccountName"]),
-                    name_attrs: attrs(&["cn"]),
-                },
-            ),
-            Flavor::Ldap => (
-                vec![
-                    (
-                        Class::MailboxUser,
-                        rule("(&(objectClass=inetOrgPerson)(mail=*)(!(mailForwardingAddress=*)))"),
-                    ),
-                    (
-                        Class::MailEnabledUser,
-                        rule("(&(objectClass=inetOrgPerson)(mailForwardingAddress=*))"),
-                    ),
-                    (
-                        Class::NtAccount,
-                        rule("(&(objectClass=inetOrgPerson)(uid=*))"),
-                    ),
-                    (
-                        Class::Contact,
-                        rule("(|(objectClass=mailContact)(&(objectClass=inetOrgPerson)(mail=*)))"),
-                    ),
-                    (
-                        Class::Group,
-                        rule("(|(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"),
-                    ),
-                ],
-                IndexConfig {
-                    address_attrs: attrs(&["mail", "mailAlternateAddress"]),
-                    account_attrs: attrs(&["uid"]),
-                    name_attrs: attrs(&["cn"]),
-                },
-            ),
-        };
+        let flavor = super::flavor::of(dst.flavor);
+        let (mut classes, index) = (flavor.classes(), flavor.index());
         let c = &dst.classify;
         for (class, over) in [
             (Class::MailboxUser, &c.mailbox_user),

@@ -87,6 +87,11 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
     };
     // The plan file and its secrets are checked before anything is written, the state included.
     let mut spec = load_checked_spec(&plan_file)?;
+    if spec.destination.flavor == crate::spec::Flavor::Carbonio {
+        // Refused before the state is opened or anything is locked: the LDAP writer must
+        // never be handed Carbonio's actions.
+        return Err(Error::CarbonioApply);
+    }
     if saved.is_some() && !request.targets.is_empty() {
         return Err(Error::TargetOnSavedPlan);
     }

@@ -42,6 +42,14 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     PlanFile(#[from] Box<PlanFileError>),
+    #[error("apply into Carbonio (its admin SOAP API) is not built yet: nothing was written")]
+    #[diagnostic(
+        code(mailplan::carbonio_apply),
+        help(
+            "`mailplan plan PLAN.yaml` shows what the migration does; review it and carry out its directory actions by hand on the Carbonio server"
+        )
+    )]
+    CarbonioApply,
     #[error(transparent)]
     #[diagnostic(transparent)]
     Ldif(#[from] Box<LdifFileError>),

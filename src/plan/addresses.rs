@@ -1,13 +1,13 @@
-//! Address sets as a flavor stores them: Active Directory in typed `proxyAddresses` (+ `mail`),
-//! generic LDAP mail directories in `mail` (primary) and `mailAlternateAddress`.
+//! Address sets: a recipient's addresses, at most one primary per type, whatever attributes a
+//! flavor stores them in.
 //!
-//! The planner reasons about one `AddressSet` and lets this module read it from an entry and
-//! write it back as attributes, so "exactly one primary SMTP" is enforced in one place.
+//! The planner reasons about one `AddressSet`, so "exactly one primary SMTP" is enforced in one
+//! place; each flavor (`plan::flavor`) reads it from an entry and writes it back as attributes.
+//! This module must not know any flavor's attribute names.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::directory::{AttrName, Entry, ProxyAddress, Value, ValueSet};
-use crate::spec::Flavor;
+use crate::directory::ProxyAddress;
 
 /// Addresses keyed by their comparison key; at most one primary per type.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -16,40 +16,6 @@ pub struct AddressSet {
 }
 
 impl AddressSet {
-    pub fn read(flavor: Flavor, attrs: &crate::directory::Attrs) -> Self {
-        let mut set = AddressSet::default();
-        let texts = |name: &str| -> Vec<String> {
-            attrs
-                .get(&AttrName::new_unchecked(name))
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        };
-        match flavor {
-            Flavor::ActiveDirectory => {
-                for v in texts("proxyAddresses") {
-                    if let Some(p) = ProxyAddress::parse(&v) {
-                        set.insert(p);
-                    }
-                }
-            }
-            Flavor::Ldap => {
-                for v in texts("mail") {
-                    set.insert(ProxyAddress::smtp(&v, true));
-                }
-                for v in texts("mailAlternateAddress") {
-                    set.insert(ProxyAddress::smtp(&v, false));
-                }
-            }
-        }
-        set
-    }
-
-    pub fn of_entry(flavor: Flavor, entry: &Entry) -> Self {
-        Self::read(flavor, &entry.attrs)
-    }
-
     /// Adds an address; an existing one with the same key keeps its spelling and flag.
     pub fn insert(&mut self, p: ProxyAddress) {
         let key = p.key();
@@ -117,45 +83,6 @@ impl AddressSet {
 
     pub fn is_empty(&self) -> bool {
         self.by_key.is_empty()
-    }
-
-    /// The attributes that store this set in `flavor`, each with its full value set.
-    pub fn to_attrs(&self, flavor: Flavor) -> Vec<(AttrName, ValueSet)> {
-        match flavor {
-            Flavor::ActiveDirectory => {
-                let proxies = self
-                    .by_key
-                    .values()
-                    .map(|p| Value::text(p.to_string()))
-                    .collect();
-                let mail = self
-                    .primary("SMTP")
-                    .map(|p| Value::text(p.address.clone()))
-                    .into_iter()
-                    .collect();
-                vec![
-                    (AttrName::new_unchecked("proxyAddresses"), proxies),
-                    (AttrName::new_unchecked("mail"), mail),
-                ]
-            }
-            Flavor::Ldap => {
-                let primary = self.primary("SMTP");
-                let mail = primary
-                    .map(|p| Value::text(p.address.clone()))
-                    .into_iter()
-                    .collect();
-                let alternates = self
-                    .by_key
-                    .values()
-                    .filter(|p| p.is_smtp() && !p.primary)
-                    .map(|p| Value::text(p.address.clone()))
-                    .collect();
-                vec![
-                    (AttrName::new_unchecked("mail"), mail),
-                    (AttrName::new_unchecked("mailAlternateAddress"), alternates),
-                ]
-            }
-        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! the saved-plan file format (`saved`), and what earlier applies left for it (`history`).
 
 pub mod addresses;
+pub mod flavor;
 pub mod graph;
 pub mod history;
 pub mod model;

@@ -180,6 +180,16 @@ pub enum ActionKind {
     ImportMail,
     ImportCalendar,
     ImportContacts,
+    /// Carbonio: a new account, named by its primary address.
+    CreateAccount,
+    /// Carbonio: one further address of an account (a `zimbraAlias` entry, the target).
+    AddAccountAlias,
+    /// Carbonio: attributes merged into an existing account.
+    ModifyAccount,
+    /// Carbonio: a new distribution list.
+    CreateDistributionList,
+    /// Carbonio: addresses added to a distribution list's members.
+    AddDistributionListMembers,
     /// Puts an entry back as a backup holds it (`mailplan state restore`).
     RestoreEntry,
 }
@@ -199,18 +209,29 @@ impl ActionKind {
             ActionKind::ImportCalendar => "import_calendar",
             ActionKind::ImportContacts => "import_contacts",
             ActionKind::RestoreEntry => "restore_entry",
+            ActionKind::CreateAccount => "create_account",
+            ActionKind::AddAccountAlias => "add_account_alias",
+            ActionKind::ModifyAccount => "modify_account",
+            ActionKind::CreateDistributionList => "create_distribution_list",
+            ActionKind::AddDistributionListMembers => "add_distribution_list_members",
         }
     }
 
     /// Which summary bucket the action counts in.
     pub fn effect(self) -> Effect {
         match self {
-            ActionKind::CreateMailbox | ActionKind::CreateGroup => Effect::Create,
+            ActionKind::CreateMailbox
+            | ActionKind::CreateGroup
+            | ActionKind::CreateAccount
+            | ActionKind::CreateDistributionList => Effect::Create,
             ActionKind::ConvertNtAccount | ActionKind::ConvertMailUser => Effect::Convert,
             ActionKind::MoveMemberships
             | ActionKind::MergeAttributes
             | ActionKind::SetGroupMembers
-            | ActionKind::RestoreEntry => Effect::Update,
+            | ActionKind::RestoreEntry
+            | ActionKind::AddAccountAlias
+            | ActionKind::ModifyAccount
+            | ActionKind::AddDistributionListMembers => Effect::Update,
             ActionKind::DeleteContact => Effect::Delete,
             ActionKind::ImportMail | ActionKind::ImportCalendar | ActionKind::ImportContacts => {
                 Effect::Import

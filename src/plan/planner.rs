@@ -15,9 +15,10 @@ use crate::directory::snapshot::name_key;
 use crate::directory::{AttrName, Attrs, Dn, Entry, ProxyAddress, Snapshot, Value, ValueSet};
 use crate::items::{Inventories, Inventory, ItemKind};
 use crate::matching::{By, Candidate, Class, Matches, Outcome, PersonMatch};
-use crate::spec::{Flavor, MergePolicy, Role, Spec, Template, TemplatePart};
+use crate::spec::{MergePolicy, Role, Spec, Template, TemplatePart};
 
 use super::addresses::AddressSet;
+use super::flavor::{Conversion, DestinationFlavor, NewGroup, NewMailbox};
 use super::history::History;
 use super::model::*;
 
@@ -27,23 +28,6 @@ use super::model::*;
 pub struct PlanError {
     pub problems: Vec<String>,
 }
-
-/// Attributes the planner owns; a mapping may not set them, or invariants (one primary SMTP,
-/// unique account names) could break.
-const MANAGED: &[&str] = &[
-    "objectClass",
-    "sAMAccountName",
-    "proxyAddresses",
-    "mail",
-    "mailAlternateAddress",
-    "homeMDB",
-    "msExchRecipientTypeDetails",
-    "legacyExchangeDN",
-    "targetAddress",
-    "mailNickname",
-    "userPrincipalName",
-    "uid",
-];
 
 /// sAMAccountName is limited to 20 characters for user objects (pre-Windows 2000 logon name).
 const SAM_MAX: usize = 20;
@@ -96,9 +80,10 @@ fn plan_on(
     inventories: &Inventories,
     cores: usize,
 ) -> Result<Plan, PlanError> {
-    let mut problems = check_destination(spec, destination);
+    let flavor = super::flavor::of(spec.destination.flavor);
+    let mut problems = flavor.check_destination(spec, destination);
     for attr in spec.destination.mapping.keys() {
-        if MANAGED.iter().any(|m| attr.is(m)) {
+        if flavor.managed().iter().any(|m| attr.is(m)) {
             problems.push(format!(
                 "destination.mapping sets `{attr}`, which mailplan manages itself (addresses, account names and mailbox attributes stay consistent only that way)"
             ));
@@ -113,7 +98,7 @@ fn plan_on(
         dest: destination,
         matches,
         history,
-        flavor: spec.destination.flavor,
+        flavor,
         taken_accounts: FxHashSet::default(),
         mapping: mapping(spec),
         reserved_accounts: matches
@@ -249,69 +234,14 @@ fn plan_runs<'a>(
     })
 }
 
-/// The destination containers, database and domains the plan relies on must exist.
-fn check_destination(spec: &Spec, dest: &Snapshot) -> Vec<String> {
-    let d = &spec.destination;
-    let mut problems = Vec::new();
-    if !dest.contains(&d.container) {
-        problems.push(format!(
-            "container `{}` (destination.container) does not exist in the destination",
-            d.container
-        ));
-    }
-    if let Some(db) = &d.mailbox_database
-        && !dest.contains(db)
-    {
-        problems.push(format!("mailbox database `{db}` (destination.mailbox_database) does not exist in the destination"));
-    }
-    if let Some(c) = spec
-        .distribution_lists
-        .as_ref()
-        .and_then(|l| l.container.as_ref())
-        && !dest.contains(c)
-    {
-        problems.push(format!(
-            "container `{c}` (distribution_lists.container) does not exist in the destination"
-        ));
-    }
-    for domain in &d.domains {
-        if !domain_exists(dest, domain) {
-            let dc = domain
-                .split('.')
-                .map(|l| format!("DC={l}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            problems.push(format!(
-                "destination domain `{domain}` does not exist: no msExchAcceptedDomain entry names it and there is no `{dc}`"
-            ));
-        }
-    }
-    problems
-}
-
-/// A mail domain exists when an Exchange accepted-domain object names it, or when the directory
-/// holds the domain's own DC object (a generic LDAP mail directory's convention).
-fn domain_exists(dest: &Snapshot, domain: &str) -> bool {
-    let dc: Vec<String> = domain.split('.').map(|l| format!("DC={l}")).collect();
-    if let Ok(dn) = Dn::parse(&dc.join(","))
-        && dest.contains(&dn)
-    {
-        return true;
-    }
-    dest.entries().iter().any(|e| {
-        e.has_class("msExchAcceptedDomain")
-            && e.texts("msExchAcceptedDomainName")
-                .any(|n| n.eq_ignore_ascii_case(domain))
-    })
-}
-
 struct Planner<'a> {
     spec: &'a Spec,
     source: &'a Snapshot,
     dest: &'a Snapshot,
     matches: &'a Matches,
     history: &'a History,
-    flavor: Flavor,
+    /// The destination flavor's side of planning.
+    flavor: &'static dyn DestinationFlavor,
     /// Account names given to objects this plan creates.
     taken_accounts: FxHashSet<String>,
     /// The attribute mapping for mailboxes, computed once.
@@ -368,10 +298,6 @@ fn attr(name: &str) -> AttrName {
     AttrName::new_unchecked(name)
 }
 
-fn values(texts: &[&str]) -> ValueSet {
-    texts.iter().map(|t| Value::from(*t)).collect()
-}
-
 fn set1(v: impl Into<String>) -> ValueSet {
     ValueSet::from([Value::text(v.into())])
 }
@@ -409,10 +335,10 @@ impl<'a> Planner<'a> {
 
     /// The names a new mailbox for `person` would get if nothing else in the wave took them.
     fn draft_names(&self, person: &crate::matching::Person) -> NameDraft {
-        let wanted_sam = person
-            .short_names
-            .first()
-            .cloned()
+        let wanted_sam = self
+            .flavor
+            .wanted_account(self.spec, person)
+            .or_else(|| person.short_names.first().cloned())
             .or_else(|| {
                 person
                     .smtp
@@ -426,7 +352,9 @@ impl<'a> Planner<'a> {
         let sam_key = name_key(&sam);
         let sam_at_destination = !self.matches.index.by_account(&sam).is_empty();
         let name = person.display_name();
-        let dn = self.spec.destination.container.child("CN", &name);
+        let dn = self
+            .flavor
+            .new_dn(&self.spec.destination.container, &name, &sam);
         let dn_at_destination = self.dest.contains(&dn);
         NameDraft {
             wanted_sam,
@@ -562,6 +490,12 @@ impl<'a> Planner<'a> {
                     }
                     Class::MailEnabledUser => {
                         self.convert(pm, entry, ActionKind::ConvertMailUser, &mut subject)
+                    }
+                    Class::MailboxUser
+                        if self.flavor.fills_matched()
+                            && candidate.via != crate::matching::Via::Remigrate =>
+                    {
+                        Some(self.fill_matched(pm, entry, &mut subject))
                     }
                     _ => Some(Mailbox {
                         dn: entry.dn.clone(),
@@ -768,7 +702,11 @@ impl<'a> Planner<'a> {
     fn contact_keys(&self, pm: &PersonMatch) -> BTreeSet<String> {
         let mut keys = BTreeSet::new();
         for c in &pm.contacts {
-            for p in AddressSet::of_entry(self.flavor, self.dest.entry(c.id)).iter() {
+            for p in self
+                .flavor
+                .read_addresses(&self.dest.entry(c.id).attrs)
+                .iter()
+            {
                 keys.insert(p.key());
             }
         }
@@ -867,7 +805,7 @@ impl<'a> Planner<'a> {
 
     /// A free DN for `name` in `container`, and whether it is not `CN=name` itself.
     fn unique_dn(&mut self, container: &Dn, name: &str) -> (Dn, bool) {
-        let dn = container.child("CN", name);
+        let dn = self.flavor.new_dn(container, name, &sanitize(name));
         if !self.dest.contains(&dn) && self.taken_dns.insert(dn.clone()) {
             (dn, false)
         } else {
@@ -953,14 +891,6 @@ fn mapping(spec: &Spec) -> BTreeMap<AttrName, Option<Template>> {
 }
 
 impl Planner<'_> {
-    fn legacy_dn(&self, nick: &str) -> Option<String> {
-        self.spec
-            .destination
-            .exchange_org
-            .as_ref()
-            .map(|org| format!("/o={org}/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn={nick}"))
-    }
-
     /// A free address to create or convert the mailbox with while the person's own addresses are
     /// still held by contacts: `<account>@<first destination domain>` (else the domain of the
     /// person's intended primary). The merge makes the intended primary primary afterwards.
@@ -1052,48 +982,42 @@ impl Planner<'_> {
         let primary = addrs.primary("SMTP").map(|p| p.address.clone());
         let mut attrs = self.mapped_attrs(pm, &sam, primary.as_deref());
         attrs.insert(attr("cn"), set1(dn.rdn_value().unwrap_or(name.clone())));
-        match self.flavor {
-            Flavor::ActiveDirectory => {
-                attrs.insert(
-                    attr("objectClass"),
-                    values(&["top", "person", "organizationalPerson", "user"]),
-                );
-                attrs.insert(attr("sAMAccountName"), set1(&sam));
-                let upn_domain = self
-                    .domain0()
-                    .map(str::to_string)
-                    .or_else(|| primary.as_deref().and_then(smtp_domain));
-                if let Some(d) = upn_domain {
-                    attrs.insert(attr("userPrincipalName"), set1(format!("{sam}@{d}")));
-                }
-                attrs.insert(attr("mailNickname"), set1(&sam));
-                attrs.insert(attr("msExchRecipientTypeDetails"), set1("1"));
-                if let Some(db) = &self.spec.destination.mailbox_database {
-                    attrs.insert(attr("homeMDB"), set1(db.to_string()));
-                }
-                if let Some(l) = self.legacy_dn(&sam) {
-                    attrs.insert(attr("legacyExchangeDN"), set1(l));
-                }
-            }
-            Flavor::Ldap => {
-                attrs.insert(
-                    attr("objectClass"),
-                    values(&["top", "person", "organizationalPerson", "inetOrgPerson"]),
-                );
-                attrs.insert(attr("uid"), set1(&sam));
-                attrs.entry(attr("sn")).or_insert_with(|| set1(&name));
-            }
-        }
-        for (a, values) in addrs.to_attrs(self.flavor) {
+        self.flavor.new_mailbox(
+            &NewMailbox {
+                spec: self.spec,
+                dest: self.dest,
+                account: &sam,
+                name: &name,
+                primary: primary.as_deref(),
+            },
+            &mut attrs,
+        );
+        for (a, values) in self.flavor.address_attrs(&addrs) {
             if !values.is_empty() {
                 attrs.insert(a, values);
             }
         }
+        if let Some(elsewhere) = self.flavor.provisioned_elsewhere(
+            self.spec,
+            self.dest,
+            self.source.entry(person.id),
+            primary.as_deref(),
+        ) {
+            return self.provisioned(pm, dn, attrs, elsewhere, subject);
+        }
+        let (aliases, warnings) = self.flavor.split_aliases(self.spec, &mut attrs);
+        subject
+            .messages
+            .extend(warnings.into_iter().map(|text| Message {
+                level: Level::Warning,
+                text,
+            }));
+        let kind = self.flavor.kinds().create_mailbox;
         let changes = diff(&Attrs::new(), attrs.clone());
-        let id = Action::id_for(ActionKind::CreateMailbox, &dn);
+        let id = Action::id_for(kind, &dn);
         self.actions.push(Action {
             id: id.clone(),
-            kind: ActionKind::CreateMailbox,
+            kind,
             subject: person.dn.clone(),
             target: dn.clone(),
             depends_on: Vec::new(),
@@ -1109,11 +1033,147 @@ impl Planner<'_> {
         });
         self.targets
             .insert(person.dn.clone(), (dn.clone(), Some(id.clone())));
+        self.alias_actions(pm, &dn, aliases, Some(&id));
         Some(Mailbox {
             dn,
             attrs,
             action: Some(id),
         })
+    }
+
+    /// One action per further address of an account, after what makes the account.
+    fn alias_actions(
+        &mut self,
+        pm: &PersonMatch,
+        account: &Dn,
+        aliases: Vec<(Dn, String)>,
+        after: Option<&String>,
+    ) {
+        let kind = self.flavor.kinds().alias;
+        let attribute = attr(self.flavor.alias_attr());
+        for (alias, address) in aliases {
+            self.actions.push(Action {
+                id: Action::id_for(kind, &alias),
+                kind,
+                subject: pm.person.dn.clone(),
+                target: alias.clone(),
+                depends_on: after.into_iter().cloned().collect(),
+                changes: vec![Change {
+                    object: Some(account.clone()),
+                    attribute: attribute.clone(),
+                    before: ValueSet::new(),
+                    after: set1(address),
+                }],
+                preconditions: vec![Precondition::Absent { object: alias }],
+                items: None,
+            });
+        }
+    }
+
+    /// A new person whose mailbox something else creates (Carbonio's Auto Provisioning): the
+    /// plan says what will be created, or why nothing will; it creates nothing itself.
+    fn provisioned(
+        &mut self,
+        pm: &PersonMatch,
+        dn: Dn,
+        attrs: Attrs,
+        elsewhere: Result<String, String>,
+        subject: &mut Subject,
+    ) -> Option<Mailbox> {
+        match elsewhere {
+            Ok(name) => {
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "Carbonio's Auto Provisioning will create account {name} for this person; mailplan creates none, and its imports wait for the account"
+                    ),
+                });
+                self.targets
+                    .insert(pm.person.dn.clone(), (dn.clone(), None));
+                Some(Mailbox {
+                    dn,
+                    attrs,
+                    action: None,
+                })
+            }
+            Err(why) => {
+                subject.messages.push(Message {
+                    level: Level::Error,
+                    text: why,
+                });
+                None
+            }
+        }
+    }
+
+    /// A person matched to an existing account (Carbonio): the mapped attributes it lacks, in
+    /// one modify, and each of the person's addresses that nothing holds, as an alias. The
+    /// account's own values are never replaced.
+    fn fill_matched(&mut self, pm: &PersonMatch, entry: &Entry, subject: &mut Subject) -> Mailbox {
+        let account = entry.text("uid").unwrap_or_default().to_string();
+        let mut addrs = self.flavor.read_addresses(&entry.attrs);
+        let primary = addrs.primary("SMTP").map(|p| p.address.clone());
+        let mut after = entry.attrs.clone();
+        for (a, v) in self.mapped_attrs(pm, &account, primary.as_deref()) {
+            after.entry(a).or_insert(v);
+        }
+        let kinds = self.flavor.kinds();
+        let changes = diff(&entry.attrs, after.clone());
+        let mut action = None;
+        if !changes.is_empty() {
+            let preconditions = std::iter::once(Precondition::Exists {
+                object: entry.dn.clone(),
+                class: Some(Class::MailboxUser),
+            })
+            .chain(changes.iter().map(|c| Precondition::Values {
+                object: entry.dn.clone(),
+                attribute: c.attribute.clone(),
+                values: c.before.clone(),
+            }))
+            .collect();
+            let id = Action::id_for(kinds.modify, &entry.dn);
+            self.actions.push(Action {
+                id: id.clone(),
+                kind: kinds.modify,
+                subject: pm.person.dn.clone(),
+                target: entry.dn.clone(),
+                depends_on: Vec::new(),
+                changes,
+                preconditions,
+                items: None,
+            });
+            action = Some(id);
+        }
+        let before: BTreeSet<String> = addrs.iter().map(|p| p.key()).collect();
+        for p in self.usable_addresses(pm, Some(&entry.dn), subject).iter() {
+            addrs.insert_secondary(p.clone());
+        }
+        let mut fresh = Attrs::new();
+        let mut new_aliases = AddressSet::default();
+        for p in addrs
+            .iter()
+            .filter(|p| p.is_smtp() && !before.contains(&p.key()))
+        {
+            new_aliases.insert_secondary(p.clone());
+        }
+        for (a, v) in self.flavor.address_attrs(&new_aliases) {
+            if !v.is_empty() {
+                fresh.insert(a, v);
+            }
+        }
+        let (aliases, warnings) = self.flavor.split_aliases(self.spec, &mut fresh);
+        subject
+            .messages
+            .extend(warnings.into_iter().map(|text| Message {
+                level: Level::Warning,
+                text,
+            }));
+        self.alias_actions(pm, &entry.dn, aliases, None);
+        Mailbox {
+            dn: entry.dn.clone(),
+            attrs: after,
+            action,
+        }
     }
 
     /// Scenarios 2, 4 (NT account) and 5 (mail-enabled user): make the existing user a mailbox.
@@ -1130,7 +1190,7 @@ impl Planner<'_> {
             .or_else(|| entry.text("uid"))
             .unwrap_or_default()
             .to_string();
-        let mut addrs = AddressSet::of_entry(self.flavor, entry);
+        let mut addrs = self.flavor.read_addresses(&entry.attrs);
         let existing_primary = addrs.primary("SMTP").cloned();
         for p in self.usable_addresses(pm, Some(&entry.dn), subject).iter() {
             addrs.insert_secondary(p.clone());
@@ -1158,7 +1218,7 @@ impl Planner<'_> {
             });
             return None;
         }
-        for (a, values) in addrs.to_attrs(self.flavor) {
+        for (a, values) in self.flavor.address_attrs(&addrs) {
             if values.is_empty() {
                 after.remove(&a);
             } else {
@@ -1170,28 +1230,13 @@ impl Planner<'_> {
         for (a, v) in self.mapped_attrs(pm, &sam, primary.as_deref()) {
             after.entry(a).or_insert(v);
         }
-        match self.flavor {
-            Flavor::ActiveDirectory => {
-                if !sam.is_empty() {
-                    after
-                        .entry(attr("mailNickname"))
-                        .or_insert_with(|| set1(&sam));
-                    if let Some(l) = self.legacy_dn(&sam) {
-                        after
-                            .entry(attr("legacyExchangeDN"))
-                            .or_insert_with(|| set1(l));
-                    }
-                }
-                after.insert(attr("msExchRecipientTypeDetails"), set1("1"));
-                if let Some(db) = &self.spec.destination.mailbox_database {
-                    after.insert(attr("homeMDB"), set1(db.to_string()));
-                }
-                after.remove(&attr("targetAddress"));
-            }
-            Flavor::Ldap => {
-                after.remove(&attr("mailForwardingAddress"));
-            }
-        }
+        self.flavor.convert(
+            &Conversion {
+                spec: self.spec,
+                account: &sam,
+            },
+            &mut after,
+        );
         let changes = diff(&entry.attrs, after.clone());
         let mut preconditions = vec![Precondition::Exists {
             object: entry.dn.clone(),
@@ -1344,7 +1389,7 @@ impl Planner<'_> {
     ) {
         let before = &mailbox.attrs;
         let mut after = before.clone();
-        let mut addrs = AddressSet::read(self.flavor, before);
+        let mut addrs = self.flavor.read_addresses(before);
         for (kind, addr) in pm.person.addresses() {
             addrs.insert_secondary(if kind == "NOTES" {
                 ProxyAddress::notes(addr, false)
@@ -1353,13 +1398,8 @@ impl Planner<'_> {
             });
         }
         for contact in contacts {
-            for p in AddressSet::of_entry(self.flavor, contact).iter() {
+            for p in self.flavor.contact_addresses(contact).iter() {
                 addrs.insert_secondary(p.clone());
-            }
-            if self.flavor == Flavor::ActiveDirectory
-                && let Some(l) = contact.text("legacyExchangeDN")
-            {
-                addrs.insert_secondary(ProxyAddress::x500(l));
             }
         }
         if let Some(p) = self.intended_primary(pm) {
@@ -1369,7 +1409,7 @@ impl Planner<'_> {
             addrs.set_primary(&ProxyAddress::notes(n, true));
         }
         addrs.ensure_primaries();
-        for (a, values) in addrs.to_attrs(self.flavor) {
+        for (a, values) in self.flavor.address_attrs(&addrs) {
             if values.is_empty() {
                 after.remove(&a);
             } else {
@@ -1481,7 +1521,7 @@ impl Planner<'_> {
             let (dn, existing) = match by_address {
                 Some(id) => (self.dest.entry(id).dn.clone(), Some(id)),
                 None => {
-                    let wanted = container.child("CN", &name);
+                    let wanted = self.flavor.new_dn(&container, &name, &sanitize(&name));
                     match self
                         .dest
                         .id_of(&wanted)
@@ -1510,6 +1550,19 @@ impl Planner<'_> {
                 messages,
             });
         }
+        let kinds = self.flavor.kinds();
+        let members_attr = self.flavor.members_attr();
+        let created: std::cell::OnceCell<FxHashMap<Dn, usize>> = std::cell::OnceCell::new();
+        let group_mail: BTreeMap<Dn, Option<String>> = targets
+            .iter()
+            .map(|t| {
+                let mail = t
+                    .mail
+                    .clone()
+                    .or_else(|| self.domain0().map(|d| format!("{}@{d}", sanitize(&t.name))));
+                (t.dn.clone(), mail)
+            })
+            .collect();
         let group_dn: BTreeMap<Dn, (Dn, bool)> = groups
             .iter()
             .zip(&targets)
@@ -1538,6 +1591,36 @@ impl Planner<'_> {
             let first_action = self.actions.len();
             let mut depends = BTreeSet::new();
             let mut members = BTreeSet::new();
+            // How the list names a member may take the member's attributes (Carbonio lists
+            // hold addresses): those of the destination entry, or of the action creating it.
+            let attrs_of = |dn: &Dn| -> Option<Attrs> {
+                if let Some(id) = self.dest.id_of(dn) {
+                    return Some(self.dest.entry(id).attrs.clone());
+                }
+                let created = created.get_or_init(|| {
+                    self.actions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, a)| a.kind == kinds.create_mailbox)
+                        .map(|(i, a)| (a.target.clone(), i))
+                        .collect()
+                });
+                let action = &self.actions[*created.get(dn)?];
+                Some(
+                    action
+                        .changes
+                        .iter()
+                        .filter(|c| c.object.is_none())
+                        .map(|c| (c.attribute.clone(), c.after.clone()))
+                        .collect(),
+                )
+            };
+            let group_attrs = |dn: &Dn| -> Option<Attrs> {
+                let mail = group_mail.get(dn)?.as_ref()?;
+                let mut a = Attrs::new();
+                a.insert(attr("mail"), set1(mail.clone()));
+                Some(a)
+            };
             for m in g.texts("member") {
                 let Ok(mdn) = Dn::parse(m) else {
                     subject.messages.push(Message {
@@ -1546,13 +1629,32 @@ impl Planner<'_> {
                     });
                     continue;
                 };
+                let named = |dest_dn: &Dn, attrs: &dyn Fn() -> Option<Attrs>| {
+                    self.flavor.member_value(dest_dn, attrs)
+                };
                 if let Some((dest_dn, producer)) = self.targets.get(&mdn) {
-                    members.insert(Value::text(dest_dn.to_string()));
+                    let Some(v) = named(dest_dn, &|| attrs_of(dest_dn)) else {
+                        subject.messages.push(Message {
+                            level: Level::Warning,
+                            text: format!("member {mdn} has no address at the destination yet; left out of the list"),
+                        });
+                        continue;
+                    };
+                    members.insert(v);
                     depends.extend(producer.iter().cloned());
                 } else if let Some((dest_dn, created)) = group_dn.get(&mdn) {
-                    members.insert(Value::text(dest_dn.to_string()));
+                    let Some(v) = named(dest_dn, &|| {
+                        group_attrs(dest_dn).or_else(|| attrs_of(dest_dn))
+                    }) else {
+                        subject.messages.push(Message {
+                            level: Level::Warning,
+                            text: format!("member list {mdn} has no address; left out of the list"),
+                        });
+                        continue;
+                    };
+                    members.insert(v);
                     if *created {
-                        depends.insert(Action::id_for(ActionKind::CreateGroup, dest_dn));
+                        depends.insert(Action::id_for(kinds.create_group, dest_dn));
                     }
                 } else {
                     let why = match person_status.get(&mdn) {
@@ -1569,7 +1671,7 @@ impl Planner<'_> {
             }
             let mut create_id = None;
             let current: ValueSet = match t.existing {
-                Some(id) => self.dest.entry(id).values("member"),
+                Some(id) => self.dest.entry(id).values(members_attr),
                 None => {
                     let mut addrs = AddressSet::default();
                     let mail = t
@@ -1586,32 +1688,24 @@ impl Planner<'_> {
                     let mut attrs = Attrs::new();
                     attrs.insert(attr("cn"), set1(t.dn.rdn_value().unwrap_or(t.name.clone())));
                     attrs.insert(attr("displayName"), set1(&t.name));
-                    match self.flavor {
-                        Flavor::ActiveDirectory => {
-                            attrs.insert(attr("objectClass"), values(&["top", "group"]));
-                            attrs.insert(attr("sAMAccountName"), set1(&sam));
-                            // 8: a universal distribution group (not a security group).
-                            attrs.insert(attr("groupType"), set1("8"));
-                            if mail.is_some() {
-                                attrs.insert(attr("mailNickname"), set1(&sam));
-                                if let Some(l) = self.legacy_dn(&sam) {
-                                    attrs.insert(attr("legacyExchangeDN"), set1(l));
-                                }
-                            }
-                        }
-                        Flavor::Ldap => {
-                            attrs.insert(attr("objectClass"), values(&["top", "groupOfNames"]));
-                        }
-                    }
-                    for (a, v) in addrs.to_attrs(self.flavor) {
+                    self.flavor.new_group(
+                        &NewGroup {
+                            spec: self.spec,
+                            account: &sam,
+                            mail: mail.as_deref(),
+                            has_mail: mail.is_some(),
+                        },
+                        &mut attrs,
+                    );
+                    for (a, v) in self.flavor.address_attrs(&addrs) {
                         if !v.is_empty() {
                             attrs.insert(a, v);
                         }
                     }
-                    let id = Action::id_for(ActionKind::CreateGroup, &t.dn);
+                    let id = Action::id_for(kinds.create_group, &t.dn);
                     self.actions.push(Action {
                         id: id.clone(),
-                        kind: ActionKind::CreateGroup,
+                        kind: kinds.create_group,
                         subject: g.dn.clone(),
                         target: t.dn.clone(),
                         depends_on: Vec::new(),
@@ -1631,18 +1725,7 @@ impl Planner<'_> {
                     ValueSet::new()
                 }
             };
-            let present: BTreeSet<Dn> = current
-                .iter()
-                .filter_map(|v| v.as_str().and_then(|s| Dn::parse(s).ok()))
-                .collect();
-            let missing: ValueSet = members
-                .into_iter()
-                .filter(|v| {
-                    v.as_str()
-                        .and_then(|s| Dn::parse(s).ok())
-                        .is_some_and(|d| !present.contains(&d))
-                })
-                .collect();
+            let missing = self.flavor.missing_members(&current, members);
             if !missing.is_empty() {
                 let after: ValueSet = current.union(&missing);
                 depends.extend(create_id.iter().cloned());
@@ -1655,14 +1738,14 @@ impl Planner<'_> {
                     None => Vec::new(),
                 };
                 self.actions.push(Action {
-                    id: Action::id_for(ActionKind::SetGroupMembers, &t.dn),
-                    kind: ActionKind::SetGroupMembers,
+                    id: Action::id_for(kinds.group_members, &t.dn),
+                    kind: kinds.group_members,
                     subject: g.dn.clone(),
                     target: t.dn.clone(),
                     depends_on,
                     changes: vec![Change {
                         object: None,
-                        attribute: attr("member"),
+                        attribute: attr(members_attr),
                         before: current,
                         after,
                     }],

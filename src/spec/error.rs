@@ -40,6 +40,8 @@ pub mod codes {
     pub const EMPTY_VALUE: &str = "mailplan::spec::empty_value";
     pub const INVALID_IGNORE: &str = "mailplan::spec::invalid_ignore";
     pub const CONFLICTING_PINS: &str = "mailplan::spec::conflicting_pins";
+    pub const CONFLICTING_KEYS: &str = "mailplan::spec::conflicting_keys";
+    pub const WRONG_FLAVOR: &str = "mailplan::spec::wrong_flavor";
     pub const INCLUDED_AND_EXCLUDED: &str = "mailplan::spec::included_and_excluded";
     pub const NOT_IN_DIRECTORY: &str = "mailplan::spec::not_in_directory";
     pub const SECRET_UNAVAILABLE: &str = "mailplan::spec::secret_unavailable";

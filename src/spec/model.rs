@@ -104,6 +104,7 @@ pub enum Profile {
 pub enum Flavor {
     ActiveDirectory,
     Ldap,
+    Carbonio,
 }
 
 /// Where a directory is read from. Paths are already resolved against the plan file's folder.
@@ -196,6 +197,50 @@ pub struct Destination {
     /// Attribute mapping for created and converted mailboxes: `Some(template)` sets or overrides,
     /// `None` removes a default.
     pub mapping: BTreeMap<AttrName, Option<Template>>,
+    /// What only the `carbonio` flavor has; `None` for the others.
+    pub carbonio: Option<Carbonio>,
+}
+
+/// A Carbonio destination's own settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Carbonio {
+    /// The class of service new accounts get, by name.
+    pub cos: String,
+    /// The password new accounts get.
+    pub password_policy: PasswordPolicy,
+    /// How accounts are created; `None` when the plan file does not say (enough to plan, not
+    /// to apply).
+    pub provisioning: Option<Provisioning>,
+}
+
+/// The password a new Carbonio account gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordPolicy {
+    /// A random password made at apply time, with `zimbraPasswordMustChange: TRUE`.
+    Random,
+    /// None: the domain authenticates against an external directory.
+    External,
+}
+
+/// How Carbonio accounts are created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provisioning {
+    /// Through the admin SOAP API.
+    Soap(SoapSettings),
+    /// By the domains' Accounts Auto Provisioning.
+    Auto,
+}
+
+/// The connection to Carbonio's admin SOAP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoapSettings {
+    pub url: String,
+    pub user: String,
+    pub password: Secret,
+    pub ca_file: Option<PathBuf>,
+    pub insecure: bool,
+    /// To connect and for each answer.
+    pub timeout: std::time::Duration,
 }
 
 /// Classification overrides; `None` keeps the flavor's default rule.

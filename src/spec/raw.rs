@@ -246,7 +246,8 @@ pub struct Destination {
     #[schemars(required)]
     pub directory: Option<Directory>,
     /// The container (OU) where new objects are created, e.g. `OU=Migrated,DC=acme,DC=test`.
-    #[schemars(required)]
+    /// Required for `active-directory` and `ldap`; `carbonio` places accounts itself (under
+    /// `ou=people` of their domain) and takes none.
     pub container: Option<DnText>,
     /// Mail domains that must exist at the destination, e.g. `[acme.com]`; the first is the
     /// default for generated addresses. Each domain only once (case does not matter).
@@ -261,6 +262,62 @@ pub struct Destination {
     /// Attribute mapping for created and converted mailboxes: attribute name → template such as
     /// `"{surname}, {given_name}"`, or `null` to drop one of the default mappings.
     pub mapping: Option<BTreeMap<String, Option<TemplateText>>>,
+    /// Carbonio only: the class of service new accounts get, by name (the `cn` of a `zimbraCOS`
+    /// entry), e.g. `default`; it must exist. Default: `default`.
+    #[schemars(extend("default" = "default"))]
+    pub cos: Option<String>,
+    /// Carbonio only: how accounts are created, through the admin SOAP API (`soap:`) or by
+    /// Carbonio's Accounts Auto Provisioning (`auto: true`). Needed by `apply`, not by `plan`.
+    pub provisioning: Option<Provisioning>,
+    /// Carbonio only: the password new accounts get. `random` (the default): a random one that
+    /// the user must change at first login (`zimbraPasswordMustChange: TRUE`), made at apply
+    /// time and never shown; `external`: none, the domain authenticates elsewhere (LDAP/AD).
+    #[schemars(extend("default" = "random"))]
+    pub password_policy: Option<PasswordPolicy>,
+}
+
+/// The password a new Carbonio account gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PasswordPolicy {
+    /// A random password, made at apply time, that must be changed at first login.
+    Random,
+    /// No password: the domain's external authentication (LDAP or AD) is used.
+    External,
+}
+
+/// How Carbonio accounts are created: exactly one of `soap` and `auto`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Provisioning {
+    /// Carbonio's admin SOAP API: mailplan creates the accounts, aliases and lists.
+    pub soap: Option<Soap>,
+    /// `true`: the domains' Accounts Auto Provisioning creates the accounts; mailplan shows
+    /// what Carbonio will create and creates none itself.
+    pub auto: Option<bool>,
+}
+
+/// The connection to Carbonio's admin SOAP API.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct Soap {
+    /// The admin SOAP endpoint, e.g. `https://mail.acme.com:7071/service/admin/soap`.
+    #[schemars(required)]
+    pub url: Option<String>,
+    /// The admin account to authenticate as, e.g. `admin@acme.com`.
+    #[schemars(required)]
+    pub user: Option<String>,
+    /// The admin password.
+    #[schemars(required)]
+    pub password: Option<Secret>,
+    /// A PEM file with the CA certificate(s) to trust instead of the system's. Relative paths
+    /// start at the plan file's folder.
+    pub ca_file: Option<String>,
+    /// Skip certificate checks. Never do this outside a lab; mailplan warns every run.
+    pub insecure: Option<bool>,
+    /// Seconds to wait to connect and for each answer.
+    #[schemars(extend("default" = 30, "minimum" = 1))]
+    pub timeout: Option<u64>,
 }
 
 /// The kind of destination directory.
@@ -271,6 +328,9 @@ pub enum Flavor {
     ActiveDirectory,
     /// A generic LDAP directory with mail attributes.
     Ldap,
+    /// Carbonio (Zextras, built on Zimbra): accounts, distribution lists, aliases, domains and
+    /// classes of service in Carbonio's directory.
+    Carbonio,
 }
 
 /// Classification rules for destination objects, each an LDAP filter.

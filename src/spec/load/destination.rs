@@ -1,9 +1,19 @@
 //! The `destination` section: flavor, directory, container, domains, mailbox database,
-//! classification rules and the attribute mapping.
+//! classification rules and the attribute mapping; for `carbonio`, the class of service and how
+//! accounts are provisioned (each key only for the flavors that use it).
 //!
 //! Checks the file only; whether the directory holds these objects is checked at plan time.
 
 use super::*;
+
+/// Where Carbonio keeps the accounts of `domain`: `ou=people` under the domain's `dc=` entry.
+fn people_container(domain: &str) -> Dn {
+    let mut dn = Dn::root();
+    for label in domain.rsplit('.') {
+        dn = dn.child("dc", label);
+    }
+    dn.child("ou", "people")
+}
 
 /// Checks and lower-cases a mail domain; on failure, (what is wrong, how to fix it).
 pub(super) fn check_domain(written: &str) -> Result<String, (String, String)> {
@@ -90,21 +100,61 @@ impl Checker<'_> {
         let flavor = self.required(d.flavor, path, "flavor").map(|f| match f {
             raw::Flavor::ActiveDirectory => Flavor::ActiveDirectory,
             raw::Flavor::Ldap => Flavor::Ldap,
+            raw::Flavor::Carbonio => Flavor::Carbonio,
         });
         let ldif_file_urls = file_urls(d.directory.as_ref());
         let directory = self
             .required(d.directory, path, "directory")
             .and_then(|dir| self.directory(&dir, &path.key("directory")));
-        let container = self
-            .required(d.container, path, "container")
-            .and_then(|c| self.container(&c, &path.key("container")));
         let domains = self.domains(d.domains.as_deref().unwrap_or(&[]), &path.key("domains"));
+        let container = if flavor == Some(Flavor::Carbonio) {
+            // Carbonio names an account's entry from its address, under its domain's
+            // `ou=people`: the container is the first domain's.
+            self.only_for_other_flavors(d.container.is_some(), path, "container");
+            self.only_for_other_flavors(d.mailbox_database.is_some(), path, "mailbox_database");
+            self.only_for_other_flavors(d.exchange_org.is_some(), path, "exchange_org");
+            match domains.as_deref() {
+                Some([first, ..]) => Some(people_container(first)),
+                Some([]) => {
+                    let p = self.missing_key(path, "domains").help(
+                        "the carbonio flavor needs the mail domains (they must exist in \
+                         Carbonio), e.g. `domains: [acme.com]`; the first is where new \
+                         accounts go",
+                    );
+                    self.push(p);
+                    None
+                }
+                None => None,
+            }
+        } else {
+            self.only_for_carbonio(d.cos.is_some(), path, "cos");
+            self.only_for_carbonio(d.provisioning.is_some(), path, "provisioning");
+            self.only_for_carbonio(d.password_policy.is_some(), path, "password_policy");
+            self.required(d.container, path, "container")
+                .and_then(|c| self.container(&c, &path.key("container")))
+        };
         let mailbox_database = d
             .mailbox_database
+            .filter(|_| flavor != Some(Flavor::Carbonio))
             .map(|m| self.dn_entry(&m, &path.key("mailbox_database")));
         let exchange_org = d
             .exchange_org
+            .filter(|_| flavor != Some(Flavor::Carbonio))
             .and_then(|o| self.non_empty(o, &path.key("exchange_org")));
+        let carbonio = if flavor == Some(Flavor::Carbonio) {
+            let password_policy = match d.password_policy {
+                Some(raw::PasswordPolicy::External) => PasswordPolicy::External,
+                Some(raw::PasswordPolicy::Random) | None => PasswordPolicy::Random,
+            };
+            self.carbonio(d.cos, d.provisioning, path).map(|c| {
+                Some(Carbonio {
+                    password_policy,
+                    ..c
+                })
+            })
+        } else {
+            Some(None)
+        };
         let classify = self.classify(d.classify, &path.key("classify"));
         let mapping = self.mapping(d.mapping.unwrap_or_default(), &path.key("mapping"));
         Some(Destination {
@@ -117,6 +167,148 @@ impl Checker<'_> {
             exchange_org,
             classify: classify?,
             mapping: mapping?,
+            carbonio: carbonio?,
+        })
+    }
+
+    /// A key of the `carbonio` flavor written for another flavor.
+    fn only_for_carbonio(&mut self, written: bool, path: &YamlPath, key: &str) {
+        if written {
+            let p = path.key(key);
+            let span = self.key_span(&p);
+            self.push(
+                Problem::new(
+                    codes::WRONG_FLAVOR,
+                    format!("`{p}` is only for `flavor: carbonio`"),
+                )
+                .label(span, "not used by this flavor")
+                .help("remove it, or write `flavor: carbonio` if the destination is Carbonio"),
+            );
+        }
+    }
+
+    /// A key of the other flavors written for `carbonio`.
+    fn only_for_other_flavors(&mut self, written: bool, path: &YamlPath, key: &str) {
+        if written {
+            let p = path.key(key);
+            let span = self.key_span(&p);
+            let help = if key == "container" {
+                "Carbonio places each account under `ou=people` of its domain: remove it"
+            } else {
+                "Carbonio has no such setting: remove it (the class of service is `cos`)"
+            };
+            self.push(
+                Problem::new(
+                    codes::WRONG_FLAVOR,
+                    format!("`{p}` is not used by `flavor: carbonio`"),
+                )
+                .label(span, "not for Carbonio")
+                .help(help),
+            );
+        }
+    }
+
+    /// `cos` and `provisioning` of a Carbonio destination.
+    fn carbonio(
+        &mut self,
+        cos: Option<String>,
+        provisioning: Option<raw::Provisioning>,
+        path: &YamlPath,
+    ) -> Option<Carbonio> {
+        let cos = match cos {
+            Some(c) => self.non_empty(c, &path.key("cos")),
+            None => Some("default".to_string()),
+        };
+        let provisioning = match provisioning {
+            None => Some(None),
+            Some(p) => self.provisioning(p, &path.key("provisioning")).map(Some),
+        };
+        Some(Carbonio {
+            cos: cos?,
+            password_policy: PasswordPolicy::Random,
+            provisioning: provisioning?,
+        })
+    }
+
+    fn provisioning(&mut self, p: raw::Provisioning, path: &YamlPath) -> Option<Provisioning> {
+        match (p.soap, p.auto) {
+            (Some(soap), None) => self.soap(&soap, &path.key("soap")).map(Provisioning::Soap),
+            (None, Some(true)) => Some(Provisioning::Auto),
+            (None, Some(false)) => {
+                let p = path.key("auto");
+                let span = self.span(&p);
+                self.push(
+                    Problem::new(codes::UNKNOWN_VALUE, format!("`{p}` is false"))
+                        .label(span, "only `true` means something here")
+                        .help(
+                            "write `auto: true` to let Auto Provisioning create the accounts, \
+                             or `soap:` for mailplan to create them",
+                        ),
+                );
+                None
+            }
+            (Some(_), Some(_)) => {
+                let span = self.key_span(&path.key("auto"));
+                self.push(
+                    Problem::new(
+                        codes::CONFLICTING_KEYS,
+                        format!("`{path}` has both `soap` and `auto`"),
+                    )
+                    .label(span, "and `soap` too")
+                    .help(
+                        "choose one: `soap:` (mailplan creates the accounts) or `auto: true` \
+                         (Carbonio's Auto Provisioning does)",
+                    ),
+                );
+                None
+            }
+            (None, None) => {
+                let span = self.span(path);
+                self.push(
+                    Problem::new(codes::MISSING_KEY, format!("`{path}` says nothing"))
+                        .label(span, "no `soap` and no `auto`")
+                        .help(
+                            "write `soap: { url, user, password }` or `auto: true`, or leave \
+                             `provisioning` out to plan only",
+                        ),
+                );
+                None
+            }
+        }
+    }
+
+    fn soap(&mut self, s: &raw::Soap, path: &YamlPath) -> Option<SoapSettings> {
+        let timeout = self.seconds(s.timeout, &path.key("timeout"), 30);
+        let url = self
+            .required(s.url.clone(), path, "url")
+            .and_then(|u| self.non_empty(u, &path.key("url")));
+        let url = url.and_then(|u| {
+            if u.starts_with("https://") || u.starts_with("http://") {
+                Some(u)
+            } else {
+                let p = path.key("url");
+                let span = self.span(&p);
+                self.push(
+                    Problem::new(codes::INVALID_URL, format!("`{p}` is not an http(s) URL"))
+                        .label(span, "expected https://…")
+                        .help("e.g. `https://mail.acme.com:7071/service/admin/soap`"),
+                );
+                None
+            }
+        });
+        let user = self
+            .required(s.user.clone(), path, "user")
+            .and_then(|u| self.non_empty(u, &path.key("user")));
+        let password = self
+            .required(s.password.as_ref(), path, "password")
+            .map(|p| self.secret(p, &path.key("password")));
+        Some(SoapSettings {
+            url: url?,
+            user: user?,
+            password: password?,
+            ca_file: s.ca_file.as_deref().map(|f| self.resolve(f)),
+            insecure: s.insecure.unwrap_or(false),
+            timeout: std::time::Duration::from_secs(timeout?),
         })
     }
 

@@ -360,6 +360,16 @@ impl<'t> Checker<'t> {
             let p = self.missing_key(parent, key);
             self.push(p);
         }
+        // A key required by one flavor only is not required by the schema, so `required_keys`
+        // does not see it written without a value.
+        if value.is_none()
+            && !schema::required_at(parent).contains(&key)
+            && let Some(node) = self.index.get(&parent.key(key))
+            && self.is_null(node)
+        {
+            let p = self.no_value(&parent.key(key), key);
+            self.push(p);
+        }
         value
     }
 
@@ -405,24 +415,25 @@ impl<'t> Checker<'t> {
                 match self.index.get(&child) {
                     None if self.misspelt(path, key) => {}
                     None => found.push(self.missing_key(path, key)),
-                    Some(node) if self.is_null(node) => {
-                        let span = self.key_span(&child);
-                        found.push(
-                            Problem::new(codes::EMPTY_VALUE, format!("`{child}` has no value"))
-                                .label(span, "no value")
-                                .help(format!(
-                                    "`{key}` is required{}",
-                                    schema::description(&child)
-                                        .map(|d| format!(": {d}"))
-                                        .unwrap_or_default()
-                                )),
-                        );
-                    }
+                    Some(node) if self.is_null(node) => found.push(self.no_value(&child, key)),
                     Some(_) => {}
                 }
             }
         }
         self.problems.extend(found);
+    }
+
+    /// A required key written without a value.
+    fn no_value(&self, child: &YamlPath, key: &str) -> Problem {
+        let span = self.key_span(child);
+        Problem::new(codes::EMPTY_VALUE, format!("`{child}` has no value"))
+            .label(span, "no value")
+            .help(format!(
+                "`{key}` is required{}",
+                schema::description(child)
+                    .map(|d| format!(": {d}"))
+                    .unwrap_or_default()
+            ))
     }
 
     /// An empty file, or one whose top level is not a mapping, gets one clear problem instead of
