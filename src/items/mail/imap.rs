@@ -245,7 +245,8 @@ fn fail(who: &str, clock: &Clock, what: &str, f: Fail) -> MailError {
             "IMAP {who}: no answer within {secs} s while waiting for {what} (the `timeout:` setting{note})"
         )),
         Fail::Timeout { arrived, note } => MailError::Connection(format!(
-            "IMAP {who}: the answer came too slowly ({arrived} bytes within {secs} s) while waiting for {what} (the `timeout:` setting{note})"
+            "IMAP {who}: the answer came too slowly ({arrived} byte{} within {secs} s) while waiting for {what} (the `timeout:` setting{note})",
+            if arrived == 1 { "" } else { "s" }
         )),
         Fail::Closed { note } => MailError::Connection(format!(
             "IMAP {who}: the server closed the connection while waiting for {what}{}",
