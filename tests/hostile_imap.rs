@@ -7,6 +7,7 @@
 //! server and what was awaited, leave out only the person concerned (exit 1), and never hold in
 //! memory what a peer only announced.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ const VICTIM: &str = "ffischer";
 /// What the server does wrong.
 #[derive(Debug, Clone, Copy)]
 enum Misdeed {
+    /// None: an ordinary server.
+    Nothing,
     /// Accepts and never sends the greeting.
     NoGreeting,
     /// Sends its greeting one byte a second.
@@ -35,6 +38,10 @@ enum Misdeed {
     /// Lists these folders (raw names) for the victim, beside the inbox.
     Folders(&'static [&'static [u8]]),
 }
+
+/// Every LOGIN command each server heard, by the server's port.
+static LOGINS: std::sync::Mutex<BTreeMap<u16, Vec<Vec<u8>>>> =
+    std::sync::Mutex::new(BTreeMap::new());
 
 /// The message every inbox holds.
 fn message(user: &str) -> Vec<u8> {
@@ -128,6 +135,9 @@ fn serve(mut s: TcpStream, misdeed: Misdeed) {
         let tag = words.next().unwrap_or("*").to_string();
         let verb = words.next().unwrap_or("").to_ascii_uppercase();
         if verb == "LOGIN" {
+            if let (Ok(mut logins), Ok(at)) = (LOGINS.lock(), s.local_addr()) {
+                logins.entry(at.port()).or_default().push(cmd.clone());
+            }
             // `LOGIN "person*admin" "password"`: the person is what mailplan opens.
             user = text
                 .split('"')
@@ -252,11 +262,16 @@ impl Run {
 /// killing it if it is still running after two minutes: a run that hangs fails the test
 /// instead of hanging it.
 fn mailplan(dir: &Path, args: &[&str]) -> Run {
+    mailplan_with_password(dir, args, "secret")
+}
+
+/// [`mailplan`] with the admin password `password`.
+fn mailplan_with_password(dir: &Path, args: &[&str], password: &str) -> Run {
     let started = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_mailplan"))
         .args(args)
         .current_dir(dir)
-        .env("MAILPLAN_TEST_IMAP", "secret")
+        .env("MAILPLAN_TEST_IMAP", password)
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -305,6 +320,38 @@ fn plan(misdeed: Misdeed) -> (Run, u16) {
 /// pauses between them, and the rest of the plan.
 const BOUND: Duration = Duration::from_secs(45);
 
+/// Before the login the server cannot tell one person from another: everyone's mail is left
+/// out, each with an error naming the server and `awaited`, while the rest of the plan (the
+/// directory's actions) is still made; the plan exits 1.
+fn every_mailbox_left_out(run: &Run, port: u16, awaited: &str) {
+    let out = run.all();
+    assert_eq!(run.out.status.code(), Some(1), "{out}");
+    let errors: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("mail: cannot take the inventory, nothing planned: IMAP "))
+        .collect();
+    assert!(errors.len() >= 5, "{out}");
+    for line in &errors {
+        assert!(
+            line.contains(&format!("@127.0.0.1:{port}: ")) && line.contains(awaited),
+            "{line}"
+        );
+    }
+    eprintln!(
+        "{}\n  ({} mailboxes) in {:.1?}, at most {} MiB resident",
+        errors[0].trim(),
+        errors.len(),
+        run.took,
+        run.peak_kib >> 10
+    );
+    assert!(!out.contains("<- import mail"), "{out}");
+    assert!(
+        out.contains("+ create_mailbox") && out.contains("\nPlan: "),
+        "{out}"
+    );
+    assert!(run.took < BOUND, "took {:?}", run.took);
+}
+
 /// The victim's mail is left out with an error naming the server and `awaited`; everyone else
 /// is planned; the plan exits 1.
 fn only_the_victim_left_out(run: &Run, port: u16, awaited: &str) {
@@ -342,14 +389,11 @@ fn only_the_victim_left_out(run: &Run, port: u16, awaited: &str) {
 #[test]
 fn a_server_that_never_greets_is_given_up_on_by_name() {
     let (run, port) = plan(Misdeed::NoGreeting);
-    let out = run.all();
-    assert_eq!(run.out.status.code(), Some(1), "{out}");
-    let expected = format!(
-        "IMAP {VICTIM}@127.0.0.1:{port}: no answer within 2 s while waiting for the greeting (the `timeout:` setting) (tried 3 times)"
+    every_mailbox_left_out(
+        &run,
+        port,
+        "no answer within 2 s while waiting for the greeting (the `timeout:` setting) (tried 3 times)",
     );
-    assert!(out.contains(&expected), "{out}");
-    assert!(!out.contains("<- import mail"), "{out}");
-    assert!(run.took < BOUND, "took {:?}", run.took);
 }
 
 #[test]
@@ -377,31 +421,29 @@ fn a_server_that_stops_answering_at_login_examine_or_fetch_leaves_that_person_ou
 #[test]
 fn a_server_dripping_its_greeting_is_given_up_on() {
     let (run, port) = plan(Misdeed::DripGreeting);
-    let out = run.all();
-    assert_eq!(run.out.status.code(), Some(1), "{out}");
-    let expected = format!("IMAP {VICTIM}@127.0.0.1:{port}: the answer came too slowly (");
-    let line = out
-        .lines()
-        .find(|l| l.contains(&expected))
-        .unwrap_or_else(|| panic!("{out}"));
-    assert!(
-        line.contains("bytes within 2 s) while waiting for the greeting (the `timeout:` setting) (tried 3 times)"),
-        "{line}"
+    every_mailbox_left_out(
+        &run,
+        port,
+        " within 2 s) while waiting for the greeting (the `timeout:` setting) (tried 3 times)",
     );
-    assert!(run.took < BOUND, "took {:?}", run.took);
+    assert!(
+        run.all().contains("the answer came too slowly ("),
+        "{}",
+        run.all()
+    );
 }
 
 #[test]
 fn a_greeting_that_never_ends_is_refused_at_a_megabyte() {
     let (run, port) = plan(Misdeed::EndlessLine);
-    let out = run.all();
-    assert_eq!(run.out.status.code(), Some(1), "{out}");
-    let expected = format!(
-        "IMAP {VICTIM}@127.0.0.1:{port}: the server sent a line longer than the 1 MiB accepted while waiting for the greeting"
+    every_mailbox_left_out(
+        &run,
+        port,
+        "the server sent a line longer than the 1 MiB accepted while waiting for the greeting",
     );
-    assert!(out.contains(&expected), "{out}");
-    assert!(run.took < BOUND, "took {:?}", run.took);
-    assert!(run.peak_kib < 200 << 10, "peak {} KiB", run.peak_kib);
+    // Refused, not tried again.
+    assert!(!run.all().contains("tried 3 times"), "{}", run.all());
+    assert!(run.peak_kib < 150 << 10, "peak {} KiB", run.peak_kib);
 }
 
 #[test]
@@ -507,4 +549,32 @@ fn folder_names_that_are_not_modified_utf7_are_bad_items_naming_mailbox_and_raw_
     assert!(!out.contains('\x1b'), "{out}");
     // The inbox is still planned.
     assert!(out.contains("<- import mail: 1 new message"), "{out}");
+}
+
+#[test]
+fn a_password_with_a_line_break_goes_as_a_literal_not_as_a_second_command() {
+    // The server ignores what it is sent: a quoted string holding CRLF would end the LOGIN
+    // there and make the rest of the password a command of its own.
+    let port = imap_server(Misdeed::Nothing);
+    let dir = tempfile::tempdir().unwrap();
+    quickstart(dir.path(), port);
+    let password = "sec\r\nA9 DELETE INBOX";
+    let run = mailplan_with_password(dir.path(), &["plan", "plan.yaml"], password);
+    let out = run.all();
+    assert_eq!(run.out.status.code(), Some(0), "{out}");
+    assert!(!out.contains("DELETE"), "{out}");
+    let logins = LOGINS
+        .lock()
+        .unwrap()
+        .get(&port)
+        .cloned()
+        .unwrap_or_default();
+    assert!(logins.len() >= 5, "{logins:?}");
+    for login in logins {
+        let login = String::from_utf8_lossy(&login).into_owned();
+        assert!(
+            login.ends_with(&format!(" {{{}+}}\r\n{password}\r\n", password.len())),
+            "{login:?}"
+        );
+    }
 }

@@ -245,7 +245,8 @@ fn fail(who: &str, clock: &Clock, what: &str, f: Fail) -> MailError {
             "IMAP {who}: no answer within {secs} s while waiting for {what} (the `timeout:` setting{note})"
         )),
         Fail::Timeout { arrived, note } => MailError::Connection(format!(
-            "IMAP {who}: the answer came too slowly ({arrived} bytes within {secs} s) while waiting for {what} (the `timeout:` setting{note})"
+            "IMAP {who}: the answer came too slowly ({arrived} byte{} within {secs} s) while waiting for {what} (the `timeout:` setting{note})",
+            if arrived == 1 { "" } else { "s" }
         )),
         Fail::Closed { note } => MailError::Connection(format!(
             "IMAP {who}: the server closed the connection while waiting for {what}{}",
@@ -878,8 +879,11 @@ impl Session {
         }
     }
 
-    /// Writes and flushes; `what` names the command, for a timeout's error.
+    /// Writes and flushes; `what` names the command, for a timeout's error. Writing is this
+    /// side's move: the deadline starts from it, so time the session spent idle between
+    /// commands (waiting for another session's batch, say) does not count.
     async fn write(&mut self, bytes: &[u8], what: &str) -> Result<(), MailError> {
+        self.clock.reset();
         let written = match write_all(&mut self.writer, bytes, &self.clock).await {
             Ok(()) => flush(&mut self.writer, &self.clock).await,
             Err(f) => Err(f),
@@ -1576,6 +1580,7 @@ impl Session {
         }
         let tag = self.next_tag();
         let what = format!("APPEND {target}");
+        self.clock.reset();
         let (writer, reader, clock, limits) =
             (&mut self.writer, &mut self.reader, &self.clock, self.limits);
         let write = async {
@@ -1713,6 +1718,7 @@ impl Session {
             // Write every command while reading the answers, so neither side can block the
             // other on a full socket buffer.
             let tags: BTreeSet<String> = commands.iter().map(|c| c.0.clone()).collect();
+            self.clock.reset();
             let (writer, reader, clock, limits) =
                 (&mut self.writer, &mut self.reader, &self.clock, self.limits);
             let write = async {
@@ -2703,6 +2709,54 @@ mod tests {
             e.contains("the server sent more than 10000 answers while a command waited for its continuation"),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn time_idle_between_commands_does_not_count() {
+        // The server answers each command 50 ms after it arrives.
+        let (client, server) = tokio::io::duplex(1 << 16);
+        tokio::spawn(async move {
+            let (r, mut w) = tokio::io::split(server);
+            let mut lines = BufReader::new(r).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                // Commands only, not the lines of a message.
+                let tag = line.split(' ').next().unwrap_or("").to_string();
+                if !tag.starts_with('A') || !tag[1..].chars().all(|c| c.is_ascii_digit()) {
+                    continue;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _ = w.write_all(format!("{tag} OK done\r\n").as_bytes()).await;
+            }
+        });
+        let mut s = Session::over(
+            Box::new(client),
+            "u@127.0.0.1:143".into(),
+            Clock::new(Duration::from_millis(200)),
+            LIMITS,
+            None,
+        );
+        s.simple(Command::new("NOOP")).await.unwrap();
+        // Idle for longer than the timeout (another session's batch, say): the next command
+        // still gets its full time.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        s.simple(Command::new("NOOP")).await.unwrap();
+        // So do pipelined APPENDs, whose answers are read while they are written.
+        s.caps.insert("LITERAL+".into());
+        s.delimiter = Some('.');
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let meta = MessageMeta {
+            key: String::new(),
+            identity: String::new(),
+            size: 0,
+            flags: Vec::new(),
+            internal_date: 0,
+        };
+        let batch = [(&meta, b"Subject: x\r\n\r\nbody\r\n".to_vec())];
+        let stored = s
+            .append_batch("INBOX", &batch, std::future::ready(()))
+            .await
+            .unwrap();
+        assert_eq!(stored, [Ok(())]);
     }
 
     #[tokio::test]
