@@ -1,6 +1,8 @@
 //! README's sample outputs against what the commands print: the sample of
 //! `mailplan plan examples/plans/quickstart.yaml` (its `Plan:` and `Deletions:` lines above all)
-//! must be lines the real binary prints, so the README cannot go stale unnoticed.
+//! must be lines the real binary prints, and so must its excerpts of `mailplan report` in
+//! Markdown and CSV; its description of the HTML report must name every part the page has. So
+//! the README cannot go stale unnoticed.
 
 mod common;
 
@@ -123,5 +125,117 @@ fn readme_plan_sample_lines_appear_in_order() {
                  `mailplan plan {QUICKSTART}`:\n{output}"
             );
         }
+    }
+}
+
+/// The output of `mailplan report` on the quickstart example in `format`.
+fn quickstart_report(format: &str) -> String {
+    let out = Command::cargo_bin("mailplan")
+        .unwrap()
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .args(["report", QUICKSTART, "--format", format])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mailplan report {QUICKSTART} --format {format} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The bodies of README's fenced blocks whose language is `language`.
+fn blocks_in(text: &str, language: &str) -> Vec<Vec<String>> {
+    let mut blocks = Vec::new();
+    let mut current: Option<(bool, Vec<String>)> = None;
+    for line in text.lines() {
+        let fence = line.trim_start().strip_prefix("```");
+        match (current.take(), fence) {
+            (None, Some(info)) => current = Some((info.trim() == language, Vec::new())),
+            (Some((wanted, block)), Some(_)) => {
+                if wanted {
+                    blocks.push(block);
+                }
+            }
+            (Some((wanted, mut block)), None) => {
+                block.push(line.to_string());
+                current = Some((wanted, block));
+            }
+            (None, None) => {}
+        }
+    }
+    blocks
+}
+
+/// Every line of README's `language` excerpts (but `...`) is printed by `report --format
+/// format`, in the same order.
+fn excerpts_are_printed(language: &str, format: &str) {
+    let output = quickstart_report(format);
+    let samples = blocks_in(&readme(), language);
+    assert!(
+        !samples.is_empty(),
+        "README shows no {language} excerpt of `mailplan report`"
+    );
+    for sample in samples {
+        let mut real = output.lines();
+        for shown in &sample {
+            let shown = shown.trim_end();
+            if shown.is_empty() || shown.trim() == "..." {
+                continue;
+            }
+            assert!(
+                real.any(|l| l.trim_end() == shown),
+                "README's {language} excerpt line {shown:?} is not printed (in this order) by \
+                 `mailplan report {QUICKSTART} --format {format}`:\n{output}"
+            );
+        }
+    }
+}
+
+#[test]
+fn readme_markdown_report_excerpt_is_what_report_prints() {
+    excerpts_are_printed("markdown", "markdown");
+}
+
+#[test]
+fn readme_csv_report_excerpt_is_what_report_prints() {
+    excerpts_are_printed("csv", "csv");
+}
+
+/// README describes the HTML report without a screenshot: every heading and chart caption the
+/// page has is named there, in the page's order.
+#[test]
+fn readme_describes_every_part_of_the_html_report() {
+    let html = quickstart_report("html");
+    let mut headings = Vec::new();
+    for (open, close) in [
+        ("<h1>", "</h1>"),
+        ("<h2>", "</h2>"),
+        ("<figcaption>", "</figcaption>"),
+    ] {
+        for (at, _) in html.match_indices(open) {
+            let rest = &html[at + open.len()..];
+            headings.push((at, rest.split(close).next().unwrap().to_string()));
+        }
+    }
+    headings.sort();
+    assert!(
+        headings.len() >= 7,
+        "the HTML report lost its parts:\n{html}"
+    );
+    let text = readme();
+    let start = text
+        .find("HTML (`--format html")
+        .expect("README describes the HTML report");
+    let description = text[start..].split("\n\n").next().unwrap();
+    let description = description.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut from = 0;
+    for (_, heading) in headings {
+        let quoted = format!("\"{heading}\"");
+        let at = description[from..].find(&quoted).unwrap_or_else(|| {
+            panic!("README's description of the HTML report does not name {quoted} (in order)")
+        });
+        from += at + quoted.len();
     }
 }
