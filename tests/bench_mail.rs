@@ -156,6 +156,7 @@ fn mail_copy_throughput_against_mbsync() {
     )
     .unwrap();
     let bin = assert_cmd::cargo::cargo_bin("mailplan");
+    let cpu_start = d.cpu_seconds();
     // What planning costs on its own: both mailboxes listed (UIDs and headers), nothing copied.
     let start = Instant::now();
     let out = Command::new(&bin)
@@ -164,6 +165,7 @@ fn mail_copy_throughput_against_mbsync() {
         .output()
         .unwrap();
     let plan_secs = start.elapsed().as_secs_f64();
+    let cpu_planned = d.cpu_seconds();
     assert!(out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stdout)
@@ -184,6 +186,7 @@ fn mail_copy_throughput_against_mbsync() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(d.count_files("new-jsmith"), n);
+    let cpu_applied = d.cpu_seconds();
 
     // mbsync: the same set, mbsrc → mbdst (master login at the destination, as mailplan).
     let state = work.path().join("mbsync-state");
@@ -211,20 +214,28 @@ fn mail_copy_throughput_against_mbsync() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(d.count_files("mbdst"), n);
+    let cpu_mbsync = d.cpu_seconds();
 
     println!();
-    println!("mailplan plan alone (inventory of both mailboxes): {plan_secs:.1} s");
-    println!("| tool | messages | MiB | seconds | messages/s | MiB/s |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (tool, secs) in [
-        ("mailplan apply", mailplan_secs),
-        ("mbsync (isync)", mbsync_secs),
+    let per_1000 = |cpu: f64| cpu * 1000.0 / n as f64;
+    println!(
+        "mailplan plan alone (inventory of both mailboxes): {plan_secs:.1} s, Dovecot CPU {:.2} s",
+        cpu_planned - cpu_start
+    );
+    println!(
+        "| tool | messages | MiB | seconds | messages/s | MiB/s | Dovecot CPU s / 1,000 messages |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (tool, secs, cpu) in [
+        ("mailplan apply", mailplan_secs, cpu_applied - cpu_planned),
+        ("mbsync (isync)", mbsync_secs, cpu_mbsync - cpu_applied),
     ] {
         println!(
-            "| {tool} | {n} | {:.1} | {secs:.1} | {:.0} | {:.1} |",
+            "| {tool} | {n} | {:.1} | {secs:.1} | {:.0} | {:.1} | {:.2} |",
             mib(bytes),
             n as f64 / secs,
-            mib(bytes) / secs
+            mib(bytes) / secs,
+            per_1000(cpu)
         );
     }
 }

@@ -198,6 +198,25 @@ service anvil {{
         self.dir.path().join("admin.pass")
     }
 
+    /// CPU seconds Dovecot has spent so far: its master process and every child it has reaped
+    /// (each IMAP session runs in a process of its own that ends with its connection). Read it
+    /// after the clients have disconnected; a long-lived child (auth) counts only once it ends.
+    pub fn cpu_seconds(&self) -> f64 {
+        // The sessions of a client that just left may take a moment to be reaped.
+        std::thread::sleep(Duration::from_millis(500));
+        let Some(pid) = self.pid else { return 0.0 };
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime, stime, cutime, cstime are fields 14-17 of stat, 12-15 after the name and state.
+        let ticks: u64 = (11..15)
+            .filter_map(|i| fields.get(i).and_then(|f| f.parse::<u64>().ok()))
+            .sum();
+        // The kernel reports them in USER_HZ, 100 on Linux.
+        ticks as f64 / 100.0
+    }
+
     /// How many message files a folder of a user's Maildir holds (`""` for the inbox).
     pub fn count_files(&self, user: &str) -> usize {
         let mut n = 0;
