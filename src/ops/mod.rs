@@ -14,6 +14,7 @@
 
 pub mod apply;
 pub mod generate;
+pub mod interactive;
 pub mod plan;
 pub mod show;
 pub mod state;
@@ -171,6 +172,36 @@ pub enum Error {
         )
     )]
     NotConfirmed,
+    #[error("`{}` is a saved plan; --interactive asks about the soft candidates of a plan file", .0.display())]
+    #[diagnostic(
+        code(mailplan::interactive::saved_plan),
+        help(
+            "run `mailplan plan PLAN.yaml --interactive` on the YAML plan file the saved plan was made from, then save and review the plan again"
+        )
+    )]
+    InteractiveSavedPlan(PathBuf),
+    #[error("plan --interactive asks at a terminal, and there is none")]
+    #[diagnostic(
+        code(mailplan::interactive::no_terminal),
+        help(
+            "run it at a terminal, or write the answers into the plan file's `matching.confirmed` and `matching.ignore` by hand"
+        )
+    )]
+    NoTerminalToAsk,
+    #[error("the plan file `{}` changed while the questions were answered; nothing was written", .0.display())]
+    #[diagnostic(
+        code(mailplan::interactive::plan_file_changed),
+        help("run `mailplan plan PLAN.yaml --interactive` again on the file as it is now")
+    )]
+    PlanFileChangedWhileAsking(PathBuf),
+    #[error("cannot add the answers to `{}`: {message}; nothing was written", path.display())]
+    #[diagnostic(
+        code(mailplan::interactive::cannot_edit),
+        help(
+            "write the answers into `matching.confirmed` (source and destination) and `matching.ignore` (destination) by hand"
+        )
+    )]
+    EditPlanFile { path: PathBuf, message: String },
 }
 
 impl From<PlanFileError> for Error {
