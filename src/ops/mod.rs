@@ -696,7 +696,39 @@ pub fn read_history(db: &crate::state::StateDb) -> Result<History, Error> {
     for entries in history.pending.values_mut() {
         entries.sort_by(|a, b| a.dn.cmp(&b.dn));
     }
+    history.restored = restored_contacts(db)?;
     Ok(history)
+}
+
+/// Contacts an apply deleted and a later restore put back (and no run deleted again since),
+/// with the start of the run that restored them.
+fn restored_contacts(
+    db: &crate::state::StateDb,
+) -> Result<std::collections::BTreeMap<crate::directory::Dn, String>, Error> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let delete = crate::plan::ActionKind::DeleteContact.as_str();
+    let restore = crate::plan::ActionKind::RestoreEntry.as_str();
+    let mut deleted: BTreeSet<crate::directory::Dn> = BTreeSet::new();
+    let mut restored = BTreeMap::new();
+    let mut runs = db.runs()?;
+    runs.reverse();
+    for run in runs {
+        for a in db.run_actions(run.id)? {
+            if a.status.as_str() != "applied" || (a.kind != delete && a.kind != restore) {
+                continue;
+            }
+            let Ok(dn) = crate::directory::Dn::parse(&a.target) else {
+                continue;
+            };
+            if a.kind == delete {
+                restored.remove(&dn);
+                deleted.insert(dn);
+            } else if deleted.contains(&dn) {
+                restored.insert(dn, run.started_at.clone());
+            }
+        }
+    }
+    Ok(restored)
 }
 
 /// The history in the state folder `dir`, or none when nothing was ever applied there.
