@@ -251,13 +251,43 @@ fn runs_are_recorded_and_state_restore_brings_a_deleted_contact_back() {
         ])
         .assert()
         .success()
-        .stderr(predicate::str::contains("1 applied, 0 failed"));
+        // The contact, and its membership the apply moved to her mailbox.
+        .stderr(predicate::str::contains("2 applied, 0 failed"))
+        // Her address went to the mailbox that replaced the contact: the restore says so.
+        .stdout(predicate::str::contains(
+            "address carol.chen@acme.com of this entry is now held by `CN=Carol Chen,OU=Migrated,DC=acme,DC=test`",
+        ))
+        .stdout(predicate::str::contains(
+            "put the entry back into `CN=Marketing Team,OU=Groups,DC=acme,DC=test` as a member",
+        ));
     let dest = ex.destination();
     assert!(
         dest.contains("dn: CN=Carol Chen,OU=Contacts,DC=acme,DC=test\n"),
         "{dest}"
     );
     assert!(dest.contains("title: Marketing Lead"));
+    let group = dest
+        .split("\n\n")
+        .find(|e| e.contains("dn: CN=Marketing Team,OU=Groups,DC=acme,DC=test\n"))
+        .unwrap();
+    assert!(
+        group.contains("member: CN=Carol Chen,OU=Contacts,DC=acme,DC=test"),
+        "{group}"
+    );
+    // The next plan deletes the restored contact again, and says why.
+    ex.cmd()
+        .args(["plan", PLAN])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "contact CN=Carol Chen,OU=Contacts,DC=acme,DC=test was restored by `state restore` on ",
+        ))
+        .stdout(predicate::str::contains(
+            "it will be deleted again unless the person is excluded",
+        ))
+        .stdout(predicate::str::contains(
+            "  note:   delete_contact CN=Carol Chen,OU=Contacts,DC=acme,DC=test deletes a contact `state restore` put back on ",
+        ));
     // Restoring what is already as backed up changes nothing.
     ex.cmd()
         .args([

@@ -1015,7 +1015,8 @@ pub fn touched(action: &Action) -> BTreeSet<Dn> {
             Precondition::Absent { object }
             | Precondition::Exists { object, .. }
             | Precondition::Values { object, .. }
-            | Precondition::Contains { object, .. } => out.insert(object.clone()),
+            | Precondition::Contains { object, .. }
+            | Precondition::Lacks { object, .. } => out.insert(object.clone()),
         };
     }
     out
@@ -1116,6 +1117,23 @@ pub fn check(
                     "`{attribute}` of `{object}` no longer holds {:?}",
                     value.display()
                 ))
+            }
+        }
+        Precondition::Lacks {
+            object,
+            attribute,
+            value,
+        } => {
+            let Some(e) = get(object) else {
+                return Err(format!("`{object}` no longer exists"));
+            };
+            if e.attrs.get(attribute).is_some_and(|v| v.contains(value)) {
+                Err(format!(
+                    "`{attribute}` of `{object}` holds {:?} already",
+                    value.display()
+                ))
+            } else {
+                Ok(())
             }
         }
     }

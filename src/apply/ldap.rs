@@ -537,7 +537,8 @@ async fn supports_assertions(ldap: &mut Ldap, timeout: Duration) -> bool {
 }
 
 /// The action's preconditions on `dn` as one RFC 4515 filter, or `None` when they say nothing
-/// a filter can check. `Values` asserts each expected value (or absence), `Contains` its value;
+/// a filter can check. `Values` asserts each expected value (or absence), `Contains` its value,
+/// `Lacks` the absence of its value;
 /// existence is implied by the operation itself, and classification is the executor's check.
 pub fn assertion_filter(dn: &Dn, guard: &[Precondition]) -> Option<String> {
     let mut terms: BTreeSet<String> = BTreeSet::new();
@@ -562,6 +563,17 @@ pub fn assertion_filter(dn: &Dn, guard: &[Precondition]) -> Option<String> {
             } if object == dn && simple_name(attribute.as_str()) => {
                 terms.insert(format!(
                     "({}={})",
+                    attribute.as_str(),
+                    escape(value.as_bytes())
+                ));
+            }
+            Precondition::Lacks {
+                object,
+                attribute,
+                value,
+            } if object == dn && simple_name(attribute.as_str()) => {
+                terms.insert(format!(
+                    "(!({}={}))",
                     attribute.as_str(),
                     escape(value.as_bytes())
                 ));
@@ -642,5 +654,16 @@ mod tests {
         .unwrap();
         assert_eq!(g, "(sn=\\c3\\b6\\00)");
         assert!(ldap3::parse_filter(&g).is_ok());
+        let lacks = assertion_filter(
+            &other,
+            &[Precondition::Lacks {
+                object: other.clone(),
+                attribute: AttrName::new("member").unwrap(),
+                value: Value::text("CN=a(b),DC=x"),
+            }],
+        )
+        .unwrap();
+        assert_eq!(lacks, "(!(member=CN=a\\28b\\29,DC=x))");
+        assert!(ldap3::parse_filter(&lacks).is_ok());
     }
 }

@@ -163,6 +163,12 @@ pub struct PlanArgs {
     /// out, and the plan says so first.
     #[arg(long = "target", value_name = "SOURCE_DN")]
     pub targets: Vec<String>,
+    /// At a terminal, show each soft candidate beside its person and ask: confirm (write it
+    /// to `matching.confirmed`), ignore (write the candidate to `matching.ignore`: never a
+    /// match), skip, or quit (keep the answers given so far). The answers are written into the
+    /// plan file, its comments and layout kept, and the plan is then made again and shown.
+    #[arg(long)]
+    pub interactive: bool,
 }
 
 #[derive(Debug, Args)]
@@ -367,6 +373,9 @@ fn say(outcome: Outcome) -> Result<ExitCode, Error> {
 }
 
 fn plan(args: PlanArgs, style: Style) -> Result<ExitCode, Error> {
+    if args.interactive {
+        ask_about_candidates(&args)?;
+    }
     let planned = ops::plan::plan(&ops::plan::PlanRequest {
         plan_file: &args.plan,
         targets: &args.targets,
@@ -468,6 +477,100 @@ fn request(a: &StateArgs) -> ops::state::StateRequest<'_> {
     ops::state::StateRequest {
         plan_file: &a.plan,
         state_dir: a.state_dir.as_deref(),
+    }
+}
+
+/// `plan --interactive`: asks about each soft candidate at the terminal and has the answers
+/// written into the plan file. Without a terminal nothing is asked and nothing written.
+fn ask_about_candidates(args: &PlanArgs) -> Result<(), Error> {
+    use crate::spec::edit::Answers;
+    ops::interactive::refuse_saved_plan(&args.plan)?;
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::NoTerminalToAsk);
+    }
+    let asking = ops::interactive::questions(&ops::plan::PlanRequest {
+        plan_file: &args.plan,
+        targets: &args.targets,
+        state_dir: args.state_dir.as_deref(),
+        out: None,
+    })?;
+    if asking.questions.is_empty() {
+        eprintln!("No soft candidates to ask about.");
+        return Ok(());
+    }
+    let mut answers = Answers::default();
+    let mut skipped = Vec::new();
+    let mut decided: Vec<&crate::directory::Dn> = Vec::new();
+    let mut quit = false;
+    for q in &asking.questions {
+        // A person confirmed once is decided; an object ignored once is no one's candidate.
+        let ignored = answers
+            .ignore
+            .iter()
+            .any(|i| i.eq_ignore_ascii_case(&q.candidate.to_string()));
+        if quit || decided.contains(&&q.source) || ignored {
+            if quit {
+                skipped.push((q.source.clone(), q.candidate.clone()));
+            }
+            continue;
+        }
+        eprint!("{}", render::candidate::side_by_side(&q.pair));
+        match ask_choice()? {
+            Choice::Confirm => {
+                answers
+                    .confirmed
+                    .push((q.source.to_string(), q.candidate.to_string()));
+                decided.push(&q.source);
+            }
+            Choice::Ignore => answers.ignore.push(q.candidate.to_string()),
+            Choice::Skip => skipped.push((q.source.clone(), q.candidate.clone())),
+            Choice::Quit => {
+                skipped.push((q.source.clone(), q.candidate.clone()));
+                quit = true;
+            }
+        }
+    }
+    let outcome = asking.record(&answers, &skipped)?;
+    if let Some(note) = &outcome.note {
+        eprintln!("{note}");
+    }
+    Ok(())
+}
+
+/// An answer about one soft candidate.
+enum Choice {
+    Confirm,
+    Ignore,
+    Skip,
+    Quit,
+}
+
+/// Asks until the answer is one of c, i, s, q (or their words); the end of input is a quit.
+fn ask_choice() -> Result<Choice, Error> {
+    use std::io::{BufRead, Read};
+    loop {
+        eprint!("\n  [c]onfirm this match, [i]gnore this object (never match), [s]kip, [q]uit: ");
+        let mut answer = String::new();
+        // One line, of a bounded length.
+        let read = std::io::stdin()
+            .lock()
+            .take(1024)
+            .read_line(&mut answer)
+            .map_err(|e| Error::Write {
+                path: "<stdin>".into(),
+                source: e,
+            })?;
+        if read == 0 {
+            eprintln!();
+            return Ok(Choice::Quit);
+        }
+        match answer.trim().to_ascii_lowercase().as_str() {
+            "c" | "confirm" => return Ok(Choice::Confirm),
+            "i" | "ignore" => return Ok(Choice::Ignore),
+            "s" | "skip" => return Ok(Choice::Skip),
+            "q" | "quit" => return Ok(Choice::Quit),
+            _ => eprintln!("  Answer c, i, s or q."),
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod apply;
 pub mod generate;
+pub mod interactive;
 pub mod plan;
 pub mod show;
 pub mod state;
@@ -171,6 +172,36 @@ pub enum Error {
         )
     )]
     NotConfirmed,
+    #[error("`{}` is a saved plan; --interactive asks about the soft candidates of a plan file", .0.display())]
+    #[diagnostic(
+        code(mailplan::interactive::saved_plan),
+        help(
+            "run `mailplan plan PLAN.yaml --interactive` on the YAML plan file the saved plan was made from, then save and review the plan again"
+        )
+    )]
+    InteractiveSavedPlan(PathBuf),
+    #[error("plan --interactive asks at a terminal, and there is none")]
+    #[diagnostic(
+        code(mailplan::interactive::no_terminal),
+        help(
+            "run it at a terminal, or write the answers into the plan file's `matching.confirmed` and `matching.ignore` by hand"
+        )
+    )]
+    NoTerminalToAsk,
+    #[error("the plan file `{}` changed while the questions were answered; nothing was written", .0.display())]
+    #[diagnostic(
+        code(mailplan::interactive::plan_file_changed),
+        help("run `mailplan plan PLAN.yaml --interactive` again on the file as it is now")
+    )]
+    PlanFileChangedWhileAsking(PathBuf),
+    #[error("cannot add the answers to `{}`: {message}; nothing was written", path.display())]
+    #[diagnostic(
+        code(mailplan::interactive::cannot_edit),
+        help(
+            "write the answers into `matching.confirmed` (source and destination) and `matching.ignore` (destination) by hand"
+        )
+    )]
+    EditPlanFile { path: PathBuf, message: String },
 }
 
 impl From<PlanFileError> for Error {
@@ -665,7 +696,39 @@ pub fn read_history(db: &crate::state::StateDb) -> Result<History, Error> {
     for entries in history.pending.values_mut() {
         entries.sort_by(|a, b| a.dn.cmp(&b.dn));
     }
+    history.restored = restored_contacts(db)?;
     Ok(history)
+}
+
+/// Contacts an apply deleted and a later restore put back (and no run deleted again since),
+/// with the start of the run that restored them.
+fn restored_contacts(
+    db: &crate::state::StateDb,
+) -> Result<std::collections::BTreeMap<crate::directory::Dn, String>, Error> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let delete = crate::plan::ActionKind::DeleteContact.as_str();
+    let restore = crate::plan::ActionKind::RestoreEntry.as_str();
+    let mut deleted: BTreeSet<crate::directory::Dn> = BTreeSet::new();
+    let mut restored = BTreeMap::new();
+    let mut runs = db.runs()?;
+    runs.reverse();
+    for run in runs {
+        for a in db.run_actions(run.id)? {
+            if a.status.as_str() != "applied" || (a.kind != delete && a.kind != restore) {
+                continue;
+            }
+            let Ok(dn) = crate::directory::Dn::parse(&a.target) else {
+                continue;
+            };
+            if a.kind == delete {
+                restored.remove(&dn);
+                deleted.insert(dn);
+            } else if deleted.contains(&dn) {
+                restored.insert(dn, run.started_at.clone());
+            }
+        }
+    }
+    Ok(restored)
 }
 
 /// The history in the state folder `dir`, or none when nothing was ever applied there.

@@ -197,7 +197,12 @@ pub fn prepare_restore(
             dn: dn.into(),
             message: "it holds no entry".into(),
         })?;
-    let plan = crate::plan::restore::restore(&entry, inputs.destination.get(&entry.dn));
+    let former_groups = if inputs.destination.get(&entry.dn).is_none() {
+        former_groups(state, &backup, &entry.dn)?
+    } else {
+        Vec::new()
+    };
+    let plan = crate::plan::restore::restore_in(&entry, &inputs.destination, &former_groups);
     let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
     Ok(Prepared {
         plan_file,
@@ -206,4 +211,44 @@ pub fn prepare_restore(
         recorded: crate::apply::Recorded::none(),
         fingerprint,
     })
+}
+
+/// The groups that held `dn` as a member before the run of `backup` moved its memberships away:
+/// the groups that run backed up with `dn` among their members, each once, with the value as
+/// the group held it.
+fn former_groups(
+    state: &crate::state::StateDb,
+    backup: &crate::state::Backup,
+    dn: &crate::directory::Dn,
+) -> Result<Vec<crate::plan::restore::FormerGroup>, Error> {
+    let mut out: Vec<crate::plan::restore::FormerGroup> = Vec::new();
+    for b in state.backups(None)? {
+        if b.run != backup.run || b.id == backup.id {
+            continue;
+        }
+        let entries = ldif::parse_entries(&b.ldif, None).map_err(|e| Error::BadBackup {
+            dn: b.dn.clone(),
+            message: e.to_string(),
+        })?;
+        for group in entries {
+            let Some(members) = group.get("member") else {
+                continue;
+            };
+            let held = members.iter().find(|v| {
+                v.as_str()
+                    .and_then(|t| crate::directory::Dn::parse(t).ok())
+                    .is_some_and(|m| &m == dn)
+            });
+            if let Some(value) = held
+                && !out.iter().any(|f| f.group == group.dn)
+            {
+                out.push(crate::plan::restore::FormerGroup {
+                    group: group.dn.clone(),
+                    value: value.clone(),
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.group.cmp(&b.group));
+    Ok(out)
 }

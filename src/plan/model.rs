@@ -313,6 +313,12 @@ pub enum Precondition {
         attribute: AttrName,
         value: Value,
     },
+    /// The attribute must not hold this value (a membership put back by a restore).
+    Lacks {
+        object: Dn,
+        attribute: AttrName,
+        value: Value,
+    },
 }
 
 #[derive(

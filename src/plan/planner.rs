@@ -1344,6 +1344,23 @@ impl Planner<'_> {
                 });
                 depends = vec![id];
             }
+            if let Some(when) = self.history.restored.get(&contact.dn) {
+                subject.messages.push(Message {
+                    level: Level::Warning,
+                    text: format!(
+                        "contact {} was restored by `state restore` on {when}; it will be deleted again unless the person is excluded",
+                        contact.dn
+                    ),
+                });
+                // Said again beside the actions, where the delete is read.
+                subject.messages.push(Message {
+                    level: Level::Info,
+                    text: format!(
+                        "delete_contact {} deletes a contact `state restore` put back on {when}",
+                        contact.dn
+                    ),
+                });
+            }
             let id = Action::id_for(ActionKind::DeleteContact, &contact.dn);
             let changes = diff(&contact.attrs, Attrs::new());
             let mut preconditions = vec![Precondition::Exists {

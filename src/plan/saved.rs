@@ -82,7 +82,8 @@ fn recorded_entries(plan: &Plan, destination: &Snapshot) -> BTreeMap<String, Opt
                 Precondition::Absent { object }
                 | Precondition::Exists { object, .. }
                 | Precondition::Values { object, .. }
-                | Precondition::Contains { object, .. } => note(object),
+                | Precondition::Contains { object, .. }
+                | Precondition::Lacks { object, .. } => note(object),
             }
         }
     }

@@ -7,6 +7,7 @@
 //!
 //! All use of serde_yaml stays inside this module, so a maintained fork can replace it in one place.
 
+pub mod edit;
 mod error;
 mod load;
 pub mod model;
