@@ -182,3 +182,80 @@ fn an_unknown_run_is_refused() {
     assert!(err.contains("state list"), "{err}");
     assert_eq!(ex.destination(), before);
 }
+
+#[test]
+fn an_entry_whose_after_image_was_lost_is_refused_as_stale_unless_it_is_as_before() {
+    let ex = Example::new();
+    let original = ex.destination();
+    let ex = ex.applied();
+    // As if the process had been killed after writing Alice's mailbox and Carol's contact
+    // delete, before recording what they left.
+    let db = rusqlite::Connection::open(ex.path("examples/plans/.mailplan/state.db")).unwrap();
+    let gone = db
+        .execute(
+            "DELETE FROM after_images WHERE dn IN \
+             ('CN=Alice Archer,OU=Migrated,DC=acme,DC=test', \
+              'CN=Carol Chen,OU=Contacts,DC=acme,DC=test')",
+            [],
+        )
+        .unwrap();
+    assert!(gone >= 2, "{gone}");
+    drop(db);
+    let (code, out, err) = ex.undo("1");
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    // Both are named as refused; nothing touches them.
+    for dn in [
+        "CN=Alice Archer,OU=Migrated,DC=acme,DC=test",
+        "CN=Carol Chen,OU=Contacts,DC=acme,DC=test",
+    ] {
+        assert!(
+            out.contains(&format!("{dn}\n")) || err.contains(dn),
+            "{dn}\n{out}\n{err}"
+        );
+    }
+    assert!(
+        out.contains("stale: run 1 left no record of what it wrote here"),
+        "{out}"
+    );
+    let now = entries(&ex.destination());
+    assert!(now.contains_key("cn=alice archer,ou=migrated,dc=acme,dc=test"));
+    assert!(!now.contains_key("cn=carol chen,ou=contacts,dc=acme,dc=test"));
+    // The rest is undone: the other created mailbox is gone.
+    assert!(!now.contains_key("cn=gina gómez,ou=migrated,dc=acme,dc=test"));
+    assert!(entries(&original).contains_key("cn=dan dorsey,ou=contacts,dc=acme,dc=test"));
+    assert!(now.contains_key("cn=dan dorsey,ou=contacts,dc=acme,dc=test"));
+}
+
+#[test]
+fn a_later_run_that_changed_the_same_entries_makes_their_undo_stale() {
+    let ex = Example::new().applied();
+    // Run 2 puts Carol's contact back and into the Marketing Team group.
+    ex.cmd()
+        .args([
+            "state",
+            "restore",
+            PLAN,
+            "CN=Carol Chen,OU=Contacts,DC=acme,DC=test",
+            "--auto-approve",
+        ])
+        .assert()
+        .success();
+    let (code, out, err) = ex.undo("1");
+    assert_eq!(code, Some(1), "{out}\n{err}");
+    // The contact is back as before run 1 already: nothing to do for it.
+    assert!(
+        !err.contains("restore_entry:CN=Carol Chen,OU=Contacts,DC=acme,DC=test"),
+        "{err}"
+    );
+    // The group no longer holds what run 1 left (run 2 added the contact back): stale, and
+    // the mailbox it names is not deleted.
+    assert!(
+        err.contains("stale:  restore_entry:CN=Marketing Team,OU=Groups,DC=acme,DC=test: `member` of `CN=Marketing Team,OU=Groups,DC=acme,DC=test` changed"),
+        "{err}"
+    );
+    assert!(
+        err.contains("skipped  delete_entry:CN=Carol Chen,OU=Migrated,DC=acme,DC=test (because restore_entry:CN=Marketing Team,OU=Groups,DC=acme,DC=test failed)"),
+        "{err}"
+    );
+    assert!(entries(&ex.destination()).contains_key("cn=carol chen,ou=migrated,dc=acme,dc=test"));
+}

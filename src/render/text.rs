@@ -303,7 +303,7 @@ pub(crate) fn how_matched(s: &Subject) -> String {
             }
         }
         None if s.kind == SubjectKind::Group => "new distribution list".into(),
-        None if s.kind == SubjectKind::Entry => "restore from its latest backup".into(),
+        None if s.kind == SubjectKind::Entry => "put back as the state recorded it".into(),
         None => format!("{scenario}no matching user"),
     }
 }
