@@ -48,6 +48,11 @@ pub fn undo(run: i64, touched: &[Touched], imports: &[String], destination: &Sna
     let mut deletes: Vec<Action> = Vec::new();
     for t in touched {
         let live = destination.get(&t.dn);
+        // What the run left, spelt as the server spells it now where it holds the same values.
+        let after = match (&t.after, live) {
+            (Left::Entry(after), Some(live)) => Left::Entry(spelt_as(after, live)),
+            (other, _) => other.clone(),
+        };
         let info = |text: String| Message {
             level: Level::Info,
             text,
@@ -59,7 +64,7 @@ pub fn undo(run: i64, touched: &[Touched], imports: &[String], destination: &Sna
                 "already as it was before run {run}: nothing to undo"
             ))
         } else {
-            match (&t.before, &t.after) {
+            match (&t.before, &after) {
                 (_, Left::Unknown) => {
                     status = Status::Error;
                     Message {
@@ -165,9 +170,42 @@ pub fn undo(run: i64, touched: &[Touched], imports: &[String], destination: &Sna
 fn same(before: Option<&Entry>, live: Option<&Entry>) -> bool {
     match (before, live) {
         (None, None) => true,
-        (Some(b), Some(l)) => b.attrs == l.attrs,
+        (Some(b), Some(l)) => {
+            b.attrs.len() == l.attrs.len()
+                && b.attrs
+                    .iter()
+                    .all(|(a, v)| l.attrs.get(a).is_some_and(|w| equivalent(v, w)))
+        }
         _ => false,
     }
+}
+
+/// Whether two value sets hold the same values, DNs compared as DNs: a server keeps a
+/// DN-valued attribute (`member`) in its own spelling (`cn=` for `CN=`), which is the same value.
+fn equivalent(a: &ValueSet, b: &ValueSet) -> bool {
+    let dn = |v: &crate::directory::Value| v.as_str().and_then(|t| Dn::parse(t).ok());
+    a.len() == b.len()
+        && a.iter().all(|v| {
+            b.contains(v) || {
+                let d = dn(v);
+                d.is_some() && b.iter().any(|w| dn(w) == d)
+            }
+        })
+}
+
+/// `after` with each attribute whose values `live` holds equivalently in `live`'s spelling,
+/// so that the preconditions compare what the server holds.
+fn spelt_as(after: &Entry, live: &Entry) -> Entry {
+    let mut out = after.clone();
+    for (attribute, values) in after.attrs.iter() {
+        if let Some(now) = live.attrs.get(attribute)
+            && now != values
+            && equivalent(values, now)
+        {
+            out.attrs.insert(attribute.clone(), now.clone());
+        }
+    }
+    out
 }
 
 /// Whether any change's values (`side` of it) name `dn`.
@@ -339,6 +377,30 @@ mod tests {
             "1 import of run 7 is not undone: messages stay at the destination (import_mail:CN=Carol C)"
         );
         assert!(!plan.has_errors());
+    }
+
+    /// A server keeps DN values in its own spelling: the same DNs are the same values, and the
+    /// preconditions hold the server's spelling.
+    #[test]
+    fn dn_values_spelt_otherwise_by_the_server_are_the_same_values() {
+        let touched = [Touched {
+            dn: group("").dn,
+            before: Some(group("cn=Carol,ou=Contacts,dc=acme")),
+            after: Left::Entry(group("CN=Carol C,OU=Users,DC=acme")),
+        }];
+        let now = Snapshot::new(vec![group("cn=Carol C,ou=Users,dc=acme")]).unwrap();
+        let plan = undo(4, &touched, &[], &now);
+        assert!(
+            plan.actions[0]
+                .preconditions
+                .contains(&Precondition::Values {
+                    object: group("").dn,
+                    attribute: AttrName::new_unchecked("member"),
+                    values: ValueSet::from([crate::directory::Value::text(
+                        "cn=Carol C,ou=Users,dc=acme"
+                    )]),
+                })
+        );
     }
 
     /// No after-image: refused unless the entry already is as before the run.
