@@ -259,3 +259,18 @@ fn a_later_run_that_changed_the_same_entries_makes_their_undo_stale() {
     );
     assert!(entries(&ex.destination()).contains_key("cn=carol chen,ou=migrated,dc=acme,dc=test"));
 }
+
+#[test]
+fn undoing_the_undo_brings_the_run_back_and_each_undo_is_taken_once() {
+    let ex = Example::new().applied();
+    let applied = ex.destination();
+    let (code, out, err) = ex.undo("1");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    // Run 2 undid run 1; undoing run 2 puts back what run 1 did.
+    let (code, out, err) = ex.undo("2");
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(entries(&ex.destination()), entries(&applied));
+    let (code, _, err) = ex.undo("2");
+    assert_eq!(code, Some(1));
+    assert!(err.contains("run 2 was already undone by run 3"), "{err}");
+}
