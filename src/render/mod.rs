@@ -4,6 +4,7 @@
 //! Rendering only renders: it never decides, filters or re-plans. Every function returns a
 //! `String` and prints nothing, so output is testable and identical across runs.
 
+pub mod carbonio_prov;
 pub mod graph;
 pub mod json;
 pub mod report;
