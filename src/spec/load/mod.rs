@@ -262,7 +262,9 @@ impl<'t> Checker<'t> {
         self.schema_unknown_keys();
         let unknown: Vec<YamlPath> = self.unknown.iter().cloned().collect();
         for path in unknown {
-            let p = self.unknown_key(&path);
+            let p = self
+                .not_migratable(&path)
+                .unwrap_or_else(|| self.unknown_key(&path));
             self.push(p);
         }
         self.required_keys();
