@@ -90,7 +90,10 @@ fn carbonio_fixture_as_a_batch() {
     );
     // Every directory action became a command; nothing is left out unsaid: the ambiguous
     // persons are named in the comments, and so are the passwordless accounts.
-    assert_eq!(cmds.len(), plan.actions.len());
+    // ... and the batch ends with `exit`, whose status says whether any command failed.
+    assert_eq!(cmds.len(), plan.actions.len() + 1);
+    assert_eq!(cmds.last().unwrap(), &["exit"]);
+    assert!(batch.ends_with("\nexit\n"));
     assert!(batch.contains("# Not migrated by this plan: 2 persons"));
     assert!(batch.contains("Bob Brown (uid=bbrown,ou=people,dc=old,dc=test), ambiguous"));
     assert!(batch.contains("2 accounts are created without a password"));
@@ -113,7 +116,7 @@ fn awkward_values_read_back_exactly() {
         assert!(!l.ends_with('\\'), "a line ending in \\ continues: {l}");
     }
     let cmds = commands(&batch);
-    assert_eq!(cmds.len(), plan.actions.len());
+    assert_eq!(cmds.len(), plan.actions.len() + 1);
     let zoe = line(&cmds, "createAccount", "zoe.angstrom@acme.com");
     let attrs = pairs(zoe, 3);
     let create = plan
@@ -215,7 +218,7 @@ fn items_are_named_and_counted_not_dropped() {
     );
     assert!(batch.contains("#   import_mail:uid=ann.doe,ou=people,dc=acme,dc=com (12 messages)"));
     assert!(batch.contains("#   import_calendar:uid=ann.doe,ou=people,dc=acme,dc=com (3 events)"));
-    assert_eq!(commands(&batch).len(), plan.actions.len() - 2);
+    assert_eq!(commands(&batch).len(), plan.actions.len() - 2 + 1);
 }
 
 /// End to end: `plan --format carbonio-prov` prints the batch; the same plan saved and shown

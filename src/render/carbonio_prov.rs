@@ -6,7 +6,9 @@
 //! the next), and splits each line into words: whitespace separates words, `"…"` and `'…'` hold
 //! a word with spaces, and a backslash escapes the next character (`\\`, `\"`, `\n` for a line
 //! break, `\t`, `\r`). It has no comment syntax: a line starting with `#` is answered with
-//! "Unknown command" and skipped, which changes nothing and is not counted as an error. The
+//! "Unknown command" and skipped, which changes nothing and is not counted as an error. Its exit
+//! status says whether a command failed only when the batch ends with `exit`, so every batch does.
+//! The
 //! file's `#` lines say what the batch leaves to others (item imports, persons not migrated) and
 //! that accounts are created without a password, so nothing is left out silently.
 //!
@@ -462,9 +464,13 @@ fn assemble(plan: &Plan, batch: &Batch<'_>) -> String {
     comment(
         &mut out,
         &format!(
-            "{} in dependency order; it exits 2 if any of them failed.",
+            "{} in dependency order, then `exit`: carbonio prov then exits with status 2 if any of them failed, 0 if none did",
             plural(batch.lines.len(), "command follows", "commands follow")
         ),
+    );
+    comment(
+        &mut out,
+        "(at the end of a file without `exit` it exits with 0 whatever failed).",
     );
     if !notes.passwordless.is_empty() {
         comment(&mut out, "");
@@ -558,13 +564,13 @@ fn assemble(plan: &Plan, batch: &Batch<'_>) -> String {
             );
         }
     }
-    if !batch.lines.is_empty() {
-        out.push('\n');
-    }
+    out.push('\n');
     for line in &batch.lines {
         out.push_str(line);
         out.push('\n');
     }
+    // Its status tells whether every command succeeded.
+    out.push_str("exit\n");
     out
 }
 
