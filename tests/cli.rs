@@ -47,7 +47,7 @@ fn stdout_of(args: &[&str]) -> String {
 
 #[test]
 fn validate_accepts_the_examples() {
-    for plan in ["quickstart", "interactive", "remigration"] {
+    for plan in ["quickstart", "interactive", "remigration", "carbonio"] {
         mailplan()
             .args(["validate", &format!("examples/plans/{plan}.yaml")])
             .assert()

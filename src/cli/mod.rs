@@ -79,9 +79,14 @@ pub enum Command {
     Show {
         /// The saved plan.
         file: PathBuf,
-        /// Print the plan as JSON (schemas/plan-output.schema.json).
-        #[arg(long)]
+        /// Print the plan as JSON (schemas/plan-output.schema.json); the same as `--format json`.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// text for people, json for machines (schemas/plan-output.schema.json), carbonio-prov
+        /// for a `carbonio prov -f` batch of a Carbonio plan's directory actions, to run on the
+        /// server by hand (item imports and persons left out are listed in its `#` lines).
+        #[arg(long, value_enum)]
+        format: Option<PlanFormat>,
     },
     /// Print the action graph of a plan file or saved plan.
     Graph {
@@ -148,9 +153,15 @@ pub struct PlanArgs {
     /// Also save the plan to FILE, for review and `apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Print the plan as JSON (schemas/plan-output.schema.json) instead of text.
-    #[arg(long)]
+    /// Print the plan as JSON (schemas/plan-output.schema.json) instead of text; the same as
+    /// `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// text for people, json for machines (schemas/plan-output.schema.json), carbonio-prov for
+    /// a `carbonio prov -f` batch of a Carbonio plan's directory actions, to run on the server
+    /// by hand (item imports and persons left out are listed in its `#` lines).
+    #[arg(long, value_enum)]
+    pub format: Option<PlanFormat>,
     /// Exit 2 when the plan has changes, 0 when it has none, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -242,6 +253,13 @@ pub struct StateArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    CarbonioProv,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
     Markdown,
     Csv,
@@ -270,7 +288,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Plan(args) => plan(args, style),
         Command::Apply(args) => apply(args, style),
         Command::State(cmd) => state(cmd, style),
-        Command::Show { file, json } => print_plan(&ops::show::show(&file)?, format(json), style),
+        Command::Show { file, json, format } => {
+            let (plan, flavor) = ops::show::show(&file)?;
+            print_plan(&plan, plan_format(json, format), flavor, style)
+        }
         Command::Graph { input, format } => print(&ops::show::graph(
             &input,
             match format {
@@ -329,9 +350,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
-/// `--json` or not.
-fn format(json: bool) -> Format {
-    if json { Format::Json } else { Format::Text }
+/// `--format`, or `--json`, or text.
+fn plan_format(json: bool, format: Option<PlanFormat>) -> Format {
+    match format {
+        Some(PlanFormat::Json) => Format::Json,
+        Some(PlanFormat::CarbonioProv) => Format::CarbonioProv,
+        Some(PlanFormat::Text) => Format::Text,
+        None if json => Format::Json,
+        None => Format::Text,
+    }
 }
 
 /// Writes to stdout; a closed pipe (`mailplan plan … | head`) is not an error.
@@ -352,9 +379,30 @@ fn print_with(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<E
     }
 }
 
-/// Prints a plan, streamed as it is rendered.
-fn print_plan(plan: &Plan, format: Format, style: Style) -> Result<ExitCode, Error> {
-    print_with(|out| ops::show::write_plan(plan, format, style, out))
+/// Prints a plan, streamed as it is rendered; `flavor` is its destination's, when known.
+fn print_plan(
+    plan: &Plan,
+    format: Format,
+    flavor: Option<crate::spec::Flavor>,
+    style: Style,
+) -> Result<ExitCode, Error> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = ops::show::write_plan(plan, format, flavor, style, &mut out);
+    let flushed = out.flush();
+    match written {
+        Err(Error::Write { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e),
+        Ok(()) => match flushed {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(Error::Write {
+                path: "<stdout>".into(),
+                source: e,
+            }),
+        },
+    }
 }
 
 /// Prints what an operation has to say: its text on stdout, its note on stderr.
@@ -382,7 +430,12 @@ fn plan(args: PlanArgs, style: Style) -> Result<ExitCode, Error> {
         state_dir: args.state_dir.as_deref(),
         out: args.out.as_deref(),
     })?;
-    print_plan(&planned.plan, format(args.json), style)?;
+    print_plan(
+        &planned.plan,
+        plan_format(args.json, args.format),
+        Some(planned.inputs.spec.destination.flavor),
+        style,
+    )?;
     for note in planned.notes() {
         eprintln!("{note}");
     }
@@ -426,7 +479,7 @@ fn review_and_execute(
     style: Style,
 ) -> Result<ExitCode, Error> {
     if session.shows_plan() {
-        print_plan(session.plan(), Format::Text, style)?;
+        print_plan(session.plan(), Format::Text, None, style)?;
     }
     session.check_safety()?;
     if session.is_done() {

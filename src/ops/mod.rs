@@ -103,6 +103,14 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Saved(#[from] SavedPlanError),
+    #[error("cannot write the plan as a `carbonio prov` batch")]
+    #[diagnostic(
+        code(mailplan::carbonio_prov),
+        help(
+            "`--format carbonio-prov` is for plans whose destination is `flavor: carbonio`; use `--format text` or `--format json` for the others"
+        )
+    )]
+    CarbonioProv(#[from] crate::render::carbonio_prov::ProvError),
     #[error("the plan file `{}` changed since `{}` was made from it", plan_file.display(), saved.display())]
     #[diagnostic(
         code(mailplan::apply::plan_file_changed),

@@ -102,6 +102,15 @@ impl Checker<'_> {
             raw::Flavor::Ldap => Flavor::Ldap,
             raw::Flavor::Carbonio => Flavor::Carbonio,
         });
+        if flavor == Some(Flavor::Carbonio) {
+            let url = d.url.as_ref().and_then(|u| {
+                let p = path.key("url");
+                self.server_url(u, &p)
+            });
+            self.carbonio = Some(url);
+        } else {
+            self.only_for_carbonio(d.url.is_some(), path, "url");
+        }
         let ldif_file_urls = file_urls(d.directory.as_ref());
         let directory = self
             .required(d.directory, path, "directory")
@@ -169,6 +178,31 @@ impl Checker<'_> {
             mapping: mapping?,
             carbonio: carbonio?,
         })
+    }
+
+    /// Carbonio's web address (`https://host[:port]`, no path), without a trailing `/`.
+    fn server_url(&mut self, written: &str, path: &YamlPath) -> Option<String> {
+        let u = written.trim().trim_end_matches('/');
+        let rest = u
+            .strip_prefix("https://")
+            .or_else(|| u.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(['/', '@', '{', '}', ' ']) => {
+                Some(u.to_string())
+            }
+            _ => {
+                let span = self.span(path);
+                self.push(
+                    Problem::new(
+                        codes::INVALID_URL,
+                        format!("`{path}` is not the web address of a Carbonio server"),
+                    )
+                    .label(span, "expected https://host[:port]")
+                    .help("write the address its users open, e.g. `https://mail.acme.com`, with no path"),
+                );
+                None
+            }
+        }
     }
 
     /// A key of the `carbonio` flavor written for another flavor.
