@@ -810,7 +810,7 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
     }
     let adds = creates(action.kind)
         || (action.kind == ActionKind::RestoreEntry
-        && matches!(live.get(&action.target), Some(None)));
+            && matches!(live.get(&action.target), Some(None)));
     let mods = if adds || action.kind == ActionKind::DeleteContact {
         BTreeMap::new()
     } else {

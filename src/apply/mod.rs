@@ -14,11 +14,11 @@ pub mod outcome;
 pub mod reporter;
 pub mod writer;
 
+pub use carbonio::CarbonioDirectory;
 pub use executor::{
     ActionResult, Importer, Journal, JournalFuture, MemoryJournal, Options, Recorded, Report,
     Reporter, execute, execute_with_importer,
 };
-pub use carbonio::CarbonioDirectory;
 pub use ldap::LdapDirectory;
 pub use outcome::{Applied, SkippedItem};
 pub use writer::{DirectoryWriter, LdifDirectory, WriteError};

@@ -101,10 +101,7 @@ pub trait DirectoryWriter: Send + Sync + 'static {
     /// Provisioning): waits, bounded, until `dn` exists; `Some(Ok(false))` when it did not
     /// appear in time. `None`: nothing creates entries here by itself, so there is nothing to
     /// wait for and the caller goes on as it would.
-    fn wait_for(
-        &self,
-        dn: &Dn,
-    ) -> impl Future<Output = Option<Result<bool, WriteError>>> + Send {
+    fn wait_for(&self, dn: &Dn) -> impl Future<Output = Option<Result<bool, WriteError>>> + Send {
         let _ = dn;
         std::future::ready(None)
     }

@@ -250,7 +250,10 @@ impl DirectoryWriter for CarbonioDirectory {
                 .text("mail")
                 .or_else(|| entry.text("zimbraMailDeliveryAddress"))
             else {
-                return Err(unsupported(&dn, "a distribution list without an address".into()));
+                return Err(unsupported(
+                    &dn,
+                    "a distribution list without an address".into(),
+                ));
             };
             let request = Request::CreateDistributionList {
                 name: name.to_string(),
@@ -359,7 +362,9 @@ impl DirectoryWriter for CarbonioDirectory {
                 } else {
                     return Err(unsupported(
                         dn,
-                        format!("a change of `{name}` of distribution list {account} other than adding members"),
+                        format!(
+                            "a change of `{name}` of distribution list {account} other than adding members"
+                        ),
                     ));
                 }
             }
@@ -436,7 +441,10 @@ mod tests {
             "bad cn",
         )
         .to_string();
-        assert!(other.contains("account.INVALID_ATTR_VALUE") && other.contains("a@acme.com"), "{other}");
+        assert!(
+            other.contains("account.INVALID_ATTR_VALUE") && other.contains("a@acme.com"),
+            "{other}"
+        );
     }
 
     #[test]

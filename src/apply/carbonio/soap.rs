@@ -211,7 +211,10 @@ pub fn parse(xml: &str) -> Result<Element, String> {
         };
         for a in e.attributes() {
             let a = a.map_err(|e| e.to_string())?;
-            let value = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).map_err(|e| e.to_string())?.into_owned();
+            let value = a
+                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                .map_err(|e| e.to_string())?
+                .into_owned();
             el.attrs.push((
                 String::from_utf8_lossy(a.key.local_name().as_ref()).into_owned(),
                 value,
@@ -292,7 +295,10 @@ fn answer_body(request: &'static str, xml: &str) -> Result<Element, SoapError> {
     let bad = |message: String| SoapError::Answer { request, message };
     let root = parse(xml).map_err(bad)?;
     if root.name != "Envelope" {
-        return Err(bad(format!("its root is `{}`, not a SOAP Envelope", root.name)));
+        return Err(bad(format!(
+            "its root is `{}`, not a SOAP Envelope",
+            root.name
+        )));
     }
     let body = root
         .child("Body")

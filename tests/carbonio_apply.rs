@@ -1,0 +1,386 @@
+//! Apply into Carbonio end to end, against the closest real parts that run here: a real slapd
+//! loaded with the Carbonio-like schema (the directory Carbonio runs on, read for preconditions
+//! and backups) and the stand-in of Carbonio's admin SOAP API (`tests/servers/carbonio.rs`),
+//! which writes into that slapd. Not against a live Carbonio: none can run on these machines.
+//!
+//! What a user checks: the accounts, aliases, lists and members are in the directory; a second
+//! plan says "No changes."; a killed apply converges when run again, every object once; a stale
+//! action, a refused account and a wrong admin password each fail plainly and name what; no
+//! password or token shows anywhere; and the SOAP requests are the published shapes (golden).
+
+mod servers;
+
+#[path = "servers/carbonio.rs"]
+mod carbonio;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use carbonio::CarbonioStandIn;
+use servers::{ADMIN_PASSWORD, Slapd};
+
+const DEST: &str = "dc=acme,dc=com";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(name: &str) -> PathBuf {
+    root().join("tests/fixtures/carbonio-apply").join(name)
+}
+
+struct World {
+    slapd: Slapd,
+    soap: CarbonioStandIn,
+    dir: tempfile::TempDir,
+}
+
+/// Carbonio's directory in a slapd, the admin API stand-in over HTTPS with the harness's CA, and
+/// a plan file in a fresh folder; `admin_password` is what the plan gives for the admin.
+fn world(admin_password: &str, provisioning: Option<&str>) -> World {
+    let slapd = Slapd::start(&[DEST], &[(DEST, &fixture("destination.ldif"))]);
+    let soap = CarbonioStandIn::start(
+        &slapd.url(),
+        &slapd.admin(DEST),
+        ADMIN_PASSWORD,
+        DEST,
+        &slapd.certs.cert,
+        &slapd.certs.key,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ldap-password"), ADMIN_PASSWORD).unwrap();
+    std::fs::write(dir.path().join("soap-password"), admin_password).unwrap();
+    let provisioning = provisioning.map(str::to_string).unwrap_or_else(|| {
+        format!(
+            "    soap:\n      url: {}\n      user: {}\n      password: {{ file: soap-password }}\n      ca_file: {}\n      timeout: 20\n",
+            soap.url,
+            carbonio::ADMIN,
+            slapd.certs.ca.display()
+        )
+    });
+    let text = format!(
+        "version: 1\nsource:\n  profile: ldap\n  directory:\n    ldif: {source}\ndestination:\n  flavor: carbonio\n  directory:\n    ldap:\n      url: {url}\n      bind_dn: \"cn=admin,{DEST}\"\n      password: {{ file: ldap-password }}\n      base: \"{DEST}\"\n  domains: [acme.com]\n  cos: default\n  provisioning:\n{provisioning}matching:\n  mode: batch\ndistribution_lists:\n  filter: \"(objectClass=groupOfNames)\"\n",
+        source = fixture("source.ldif").display(),
+        url = slapd.url(),
+    );
+    std::fs::write(dir.path().join("plan.yaml"), text).unwrap();
+    World { slapd, soap, dir }
+}
+
+fn mailplan(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("mailplan").unwrap();
+    c.current_dir(dir).env("NO_COLOR", "1");
+    c
+}
+
+fn run(w: &World, args: &[&str]) -> Output {
+    mailplan(w.dir.path()).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn apply(w: &World) -> Output {
+    run(
+        w,
+        &["apply", "plan.yaml", "--auto-approve", "--parallelism", "1"],
+    )
+}
+
+fn entry(w: &World, dn: &str) -> String {
+    w.slapd.search(dn, "(objectClass=*)", &["*"])
+}
+
+fn values(w: &World, dn: &str, attr: &str) -> Vec<String> {
+    let prefix = format!("{attr}: ");
+    let mut v: Vec<String> = entry(w, dn)
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        .collect();
+    v.sort();
+    v
+}
+
+/// What the directory holds that a migration of the fixture must leave: accounts, aliases,
+/// lists and members, each once.
+fn assert_migrated(w: &World) {
+    let john = "uid=john.smith,ou=people,dc=acme,dc=com";
+    assert_eq!(
+        values(w, john, "zimbraMailDeliveryAddress"),
+        ["john.smith@acme.com"]
+    );
+    assert_eq!(values(w, john, "title"), ["Head of Sales"]);
+    assert_eq!(values(w, john, "zimbraMailAlias"), ["js@acme.com"]);
+    assert_eq!(values(w, john, "zimbraPasswordMustChange"), ["TRUE"]);
+    assert_eq!(values(w, john, "zimbraId").len(), 1);
+    let js = "uid=js,ou=people,dc=acme,dc=com";
+    assert_eq!(values(w, js, "objectClass"), ["zimbraAlias"]);
+    assert_eq!(
+        values(w, js, "zimbraAliasTargetId"),
+        values(w, john, "zimbraId")
+    );
+    let mia = "uid=mia.lee,ou=people,dc=acme,dc=com";
+    assert_eq!(
+        values(w, mia, "zimbraMailDeliveryAddress"),
+        ["mia.lee@acme.com"]
+    );
+    let ann = "uid=ann.doe,ou=people,dc=acme,dc=com";
+    assert_eq!(values(w, ann, "title"), ["Engineer"]);
+    assert_eq!(values(w, ann, "zimbraMailAlias"), ["ann@acme.com"]);
+    let sales = "uid=sales,ou=people,dc=acme,dc=com";
+    assert_eq!(
+        values(w, sales, "objectClass"),
+        ["zimbraDistributionList", "zimbraMailRecipient"]
+    );
+    assert_eq!(
+        values(w, sales, "zimbraMailForwardingAddress"),
+        ["ann.doe@acme.com", "john.smith@acme.com"]
+    );
+    assert_eq!(
+        values(
+            w,
+            "uid=staff,ou=people,dc=acme,dc=com",
+            "zimbraMailForwardingAddress"
+        ),
+        ["ann.doe@acme.com", "mia.lee@acme.com"]
+    );
+    // Every object once.
+    let people = w
+        .slapd
+        .search("ou=people,dc=acme,dc=com", "(objectClass=*)", &["1.1"]);
+    let mut dns = servers::dns(&people);
+    let n = dns.len();
+    dns.dedup();
+    assert_eq!(n, dns.len());
+    assert_eq!(n, 12, "{people}");
+}
+
+fn no_changes(w: &World) {
+    let o = run(w, &["plan", "plan.yaml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("No changes."),
+        "{}",
+        text(&o)
+    );
+}
+
+/// The request of the given kind, with the auth token and any password taken out.
+fn redacted(w: &World, kind: &str) -> String {
+    let body = w
+        .soap
+        .requests()
+        .into_iter()
+        .find(|r| r.contains(&format!("<{kind} ")))
+        .unwrap_or_else(|| panic!("no {kind} was sent"));
+    let mut out = body.clone();
+    for (open, close) in [
+        ("<authToken>", "</authToken>"),
+        ("<password>", "</password>"),
+    ] {
+        if let (Some(a), Some(b)) = (out.find(open), out.find(close)) {
+            out.replace_range(a + open.len()..b, "[redacted]");
+        }
+    }
+    out.replace("><", ">\n<")
+}
+
+/// Passwords of the new accounts, as the stand-in received them.
+fn passwords(w: &World) -> Vec<String> {
+    w.soap
+        .requests()
+        .iter()
+        .filter(|r| r.contains("<CreateAccountRequest "))
+        .filter_map(|r| {
+            let a = r.find("<password>")? + "<password>".len();
+            let b = r.find("</password>")?;
+            Some(r[a..b].to_string())
+        })
+        .collect()
+}
+
+/// Every file under `dir`, as bytes.
+fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(all_files(&p));
+        } else if let Ok(b) = std::fs::read(&p) {
+            out.push((p, b));
+        }
+    }
+    out
+}
+
+#[test]
+fn apply_creates_accounts_aliases_and_lists_through_soap_and_a_rerun_changes_nothing() {
+    let w = world(carbonio::ADMIN_PASSWORD, None);
+    let o = apply(&w);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_migrated(&w);
+    no_changes(&w);
+    let again = apply(&w);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(text(&again).contains("No changes."), "{}", text(&again));
+
+    // Random passwords: one per new account, different, sent only in the create.
+    let pw = passwords(&w);
+    assert_eq!(pw.len(), 2, "{:?}", w.soap.requests());
+    assert_ne!(pw[0], pw[1]);
+    let token_request = w.soap.requests().into_iter().nth(1).unwrap();
+    let token = token_request
+        .split("<authToken>")
+        .nth(1)
+        .and_then(|t| t.split("</authToken>").next())
+        .unwrap()
+        .to_string();
+    let shown = format!("{}{}", text(&o), text(&again));
+    for secret in pw
+        .iter()
+        .chain([&token, &carbonio::ADMIN_PASSWORD.to_string()])
+    {
+        assert!(!shown.contains(secret.as_str()), "a secret was printed");
+        for (path, bytes) in all_files(w.dir.path()) {
+            if path.ends_with("soap-password") {
+                continue;
+            }
+            assert!(
+                !bytes
+                    .windows(secret.len())
+                    .any(|win| win == secret.as_bytes()),
+                "a secret was written into {}",
+                path.display()
+            );
+        }
+    }
+
+    // The six requests, as sent.
+    for kind in [
+        "AuthRequest",
+        "CreateAccountRequest",
+        "AddAccountAliasRequest",
+        "ModifyAccountRequest",
+        "CreateDistributionListRequest",
+        "AddDistributionListMemberRequest",
+    ] {
+        insta::assert_snapshot!(format!("carbonio_soap_{kind}"), redacted(&w, kind));
+    }
+}
+
+#[test]
+fn a_killed_apply_converges_when_run_again_with_every_object_once() {
+    let w = world(carbonio::ADMIN_PASSWORD, None);
+    w.soap.slow_down(Duration::from_millis(400));
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("mailplan"))
+        .current_dir(w.dir.path())
+        .args(["apply", "plan.yaml", "--auto-approve", "--parallelism", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once a few writes have gone through: some done, some on the wire, some not sent.
+    let start = Instant::now();
+    while w.soap.requests().len() < 4 && start.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let _ = child.wait();
+    assert!(
+        w.soap.requests().len() < 10,
+        "the apply ended before the kill"
+    );
+    w.soap.slow_down(Duration::ZERO);
+    let o = apply(&w);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_migrated(&w);
+    no_changes(&w);
+}
+
+#[test]
+fn a_stale_action_fails_alone_and_the_rest_is_applied() {
+    let w = world(carbonio::ADMIN_PASSWORD, None);
+    let o = run(&w, &["plan", "plan.yaml", "--out", "saved.json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    // Someone gives Ann a title between the plan and the apply.
+    w.slapd.ldapmodify(
+        DEST,
+        "dn: uid=ann.doe,ou=people,dc=acme,dc=com\nchangetype: modify\nadd: title\ntitle: Boss\n",
+    );
+    let o = run(
+        &w,
+        &[
+            "apply",
+            "saved.json",
+            "--auto-approve",
+            "--parallelism",
+            "1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("modify_account:uid=ann.doe"), "{out}");
+    assert!(
+        out.contains("stale") || out.contains("changed since"),
+        "{out}"
+    );
+    assert_eq!(
+        values(&w, "uid=ann.doe,ou=people,dc=acme,dc=com", "title"),
+        ["Boss"]
+    );
+    assert_eq!(
+        values(
+            &w,
+            "uid=john.smith,ou=people,dc=acme,dc=com",
+            "zimbraMailAlias"
+        ),
+        ["js@acme.com"]
+    );
+    assert!(
+        !w.soap
+            .requests()
+            .iter()
+            .any(|r| r.contains("<ModifyAccountRequest "))
+    );
+}
+
+#[test]
+fn a_refused_account_is_named_with_the_fault_code_and_the_rest_is_applied() {
+    let w = world(carbonio::ADMIN_PASSWORD, None);
+    w.soap.refuse("mia.lee@acme.com");
+    let o = apply(&w);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("service.PERM_DENIED"), "{out}");
+    assert!(out.contains("mia.lee@acme.com"), "{out}");
+    assert!(entry(&w, "uid=mia.lee,ou=people,dc=acme,dc=com").is_empty());
+    assert_eq!(
+        values(
+            &w,
+            "uid=sales,ou=people,dc=acme,dc=com",
+            "zimbraMailForwardingAddress"
+        ),
+        ["ann.doe@acme.com", "john.smith@acme.com"]
+    );
+}
+
+#[test]
+fn a_wrong_admin_password_is_a_clear_error_and_nothing_is_written() {
+    let wrong = "not-the-admin-password";
+    let w = world(wrong, None);
+    let before = w.slapd.search(DEST, "(objectClass=*)", &["*"]);
+    let o = apply(&w);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("account.AUTH_FAILED"), "{out}");
+    assert!(!out.contains(wrong), "{out}");
+    assert_eq!(w.slapd.search(DEST, "(objectClass=*)", &["*"]), before);
+    assert_eq!(w.soap.requests().len(), 1);
+}
