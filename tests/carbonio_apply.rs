@@ -40,6 +40,16 @@ struct World {
 /// Carbonio's directory in a slapd, the admin API stand-in over HTTPS with the harness's CA, and
 /// a plan file in a fresh folder; `admin_password` is what the plan gives for the admin.
 fn world(admin_password: &str, provisioning: Option<&str>) -> World {
+    world_with(admin_password, provisioning, &fixture("source.ldif"), "")
+}
+
+/// [`world`] with another source and more of the plan file (`extra`, at its end).
+fn world_with(
+    admin_password: &str,
+    provisioning: Option<&str>,
+    source: &Path,
+    extra: &str,
+) -> World {
     let slapd = Slapd::start(&[DEST], &[(DEST, &fixture("destination.ldif"))]);
     let soap = CarbonioStandIn::start(
         &slapd.url(),
@@ -61,8 +71,8 @@ fn world(admin_password: &str, provisioning: Option<&str>) -> World {
         )
     });
     let text = format!(
-        "version: 1\nsource:\n  profile: ldap\n  directory:\n    ldif: {source}\ndestination:\n  flavor: carbonio\n  directory:\n    ldap:\n      url: {url}\n      bind_dn: \"cn=admin,{DEST}\"\n      password: {{ file: ldap-password }}\n      base: \"{DEST}\"\n  domains: [acme.com]\n  cos: default\n  provisioning:\n{provisioning}matching:\n  mode: batch\ndistribution_lists:\n  filter: \"(objectClass=groupOfNames)\"\n",
-        source = fixture("source.ldif").display(),
+        "version: 1\nsource:\n  profile: ldap\n  directory:\n    ldif: {source}\ndestination:\n  flavor: carbonio\n  directory:\n    ldap:\n      url: {url}\n      bind_dn: \"cn=admin,{DEST}\"\n      password: {{ file: ldap-password }}\n      base: \"{DEST}\"\n  domains: [acme.com]\n  cos: default\n  provisioning:\n{provisioning}matching:\n  mode: batch\ndistribution_lists:\n  filter: \"(objectClass=groupOfNames)\"\n{extra}",
+        source = source.display(),
         url = slapd.url(),
     );
     std::fs::write(dir.path().join("plan.yaml"), text).unwrap();
@@ -383,4 +393,86 @@ fn a_wrong_admin_password_is_a_clear_error_and_nothing_is_written() {
     assert!(!out.contains(wrong), "{out}");
     assert_eq!(w.slapd.search(DEST, "(objectClass=*)", &["*"]), before);
     assert_eq!(w.soap.requests().len(), 1);
+}
+
+/// A world where Carbonio's Auto Provisioning creates the accounts: the domain is set up for
+/// it, John Smith has contacts to import, and apply waits at most `wait` seconds.
+fn auto_world(wait: u64) -> World {
+    let w = world_with(
+        carbonio::ADMIN_PASSWORD,
+        Some(&format!("    auto: true\n    wait: {wait}\n")),
+        &fixture("source-auto.ldif"),
+        "items:\n  contacts:\n    source: { csv: \"export/{uid}.csv\" }\n    destination: { vcard_folder: \"out/contacts/{uid}\" }\n",
+    );
+    w.slapd.ldapmodify(
+        DEST,
+        "dn: dc=acme,dc=com\nchangetype: modify\nadd: zimbraAutoProvMode\nzimbraAutoProvMode: EAGER\n-\nadd: zimbraAutoProvLdapURL\nzimbraAutoProvLdapURL: ldap://old.test\n-\nadd: zimbraAutoProvLdapSearchBase\nzimbraAutoProvLdapSearchBase: ou=people,dc=old,dc=test\n-\nadd: zimbraAutoProvLdapSearchFilter\nzimbraAutoProvLdapSearchFilter: (mail=%n)\n-\nadd: zimbraAutoProvAccountNameMap\nzimbraAutoProvAccountNameMap: mail\n-\n",
+    );
+    let export = w.dir.path().join("export");
+    std::fs::create_dir_all(&export).unwrap();
+    std::fs::copy(
+        root().join("tests/fixtures/items/contacts.csv"),
+        export.join("jsmith.csv"),
+    )
+    .unwrap();
+    w
+}
+
+const AUTO_JOHN: &str = "uid=john.smith,ou=people,dc=acme,dc=com";
+
+#[test]
+fn with_auto_provisioning_apply_waits_for_the_account_then_imports() {
+    let w = auto_world(60);
+    let o = run(&w, &["plan", "plan.yaml"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("Auto Provisioning will create account john.smith@acme.com"),
+        "{}",
+        text(&o)
+    );
+    // Carbonio creates the account two seconds into the apply.
+    let url = w.slapd.url();
+    let admin = w.slapd.admin(DEST);
+    let maker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(2));
+        servers::ldapmodify(
+            &url,
+            &admin,
+            ADMIN_PASSWORD,
+            &format!(
+                "dn: {AUTO_JOHN}\nchangetype: add\nobjectClass: inetOrgPerson\nobjectClass: zimbraAccount\nuid: john.smith\ncn: John Smith\nsn: Smith\nmail: john.smith@acme.com\nzimbraMailDeliveryAddress: john.smith@acme.com\nzimbraId: 5c1c1a8e-0000-4000-8000-000000000099\nzimbraAccountStatus: active\n"
+            ),
+        );
+    });
+    let started = Instant::now();
+    let o = run(&w, &["apply", "plan.yaml", "--auto-approve"]);
+    maker.join().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    let contacts = std::fs::read_dir(w.dir.path().join("out/contacts/jsmith"))
+        .unwrap()
+        .count();
+    assert!(contacts > 0, "{}", text(&o));
+    // No SOAP: Carbonio made the account.
+    assert!(w.soap.requests().is_empty());
+}
+
+#[test]
+fn with_auto_provisioning_an_account_that_never_appears_leaves_the_person_out() {
+    let w = auto_world(3);
+    let started = Instant::now();
+    let o = run(&w, &["apply", "plan.yaml", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(30),
+        "{waited:?}"
+    );
+    let out = text(&o);
+    assert!(out.contains(AUTO_JOHN), "{out}");
+    assert!(
+        out.contains("Auto Provisioning did not create the account within 3 s"),
+        "{out}"
+    );
+    assert!(!w.dir.path().join("out/contacts/jsmith").exists());
 }
