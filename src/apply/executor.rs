@@ -788,9 +788,8 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
                 Ok(false) => {
                     let secs = ctx.writer.waits_for().unwrap_or_default().as_secs();
                     return failed(format!(
-                        "`{}` does not exist: Carbonio's Auto Provisioning did not create the \
-                         account within {secs} s (`provisioning.wait`), so none of its items \
-                         were imported",
+                        "`{}` does not exist: {NOT_PROVISIONED} within {secs} s \
+                         (`provisioning.wait`), so none of its items were imported",
                         action.target
                     ));
                 }
@@ -948,6 +947,10 @@ async fn create_unread<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) ->
         Err(e) => write_failed(e),
     }
 }
+
+/// How the failure of an import whose account Carbonio's Auto Provisioning never created
+/// starts its reason: the apply names such persons as left out.
+pub const NOT_PROVISIONED: &str = "Carbonio's Auto Provisioning did not create the account";
 
 /// Whether actions of `kind` bring their target into being (a mailbox, a group, a Carbonio
 /// account or distribution list): written as an add of the entry its changes describe.

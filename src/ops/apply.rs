@@ -633,8 +633,37 @@ pub async fn apply_with_items(
     }
     // By person and kind; each import's own items stay in the order it found them.
     skipped.sort_by(|a, b| (&a.source, a.kind).cmp(&(&b.source, b.kind)));
+    // Persons whose account Auto Provisioning never created: nothing of theirs arrived, so
+    // they are left out, by name, as the plan's errors are.
+    let mut left_out = plan.left_out();
+    for ((_, result), action) in report.results.iter().zip(plan.actions.iter()) {
+        let crate::apply::ActionResult::Failed { message, .. } = result else {
+            continue;
+        };
+        if !message.contains(crate::apply::executor::NOT_PROVISIONED)
+            || left_out.iter().any(|l| l.source == action.subject)
+        {
+            continue;
+        }
+        let name = plan
+            .subjects
+            .iter()
+            .find(|s| s.source == action.subject)
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| action.subject.to_string());
+        left_out.push(plan::LeftOut {
+            name,
+            source: action.subject.clone(),
+            status: plan::Status::Error,
+            reason: format!(
+                "its account `{}` did not appear: {}",
+                action.target,
+                crate::apply::executor::NOT_PROVISIONED
+            ),
+        });
+    }
     Ok(crate::apply::Applied {
-        left_out: plan.left_out(),
+        left_out,
         report,
         skipped,
     })
