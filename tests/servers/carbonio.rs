@@ -17,7 +17,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -42,6 +42,8 @@ struct State {
     next_id: AtomicU64,
     /// Delay before each write request is carried out.
     delay_ms: AtomicU64,
+    /// Requests being carried out right now.
+    busy: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -93,6 +95,7 @@ impl CarbonioStandIn {
             token: Mutex::new(None),
             next_id: AtomicU64::new(1),
             delay_ms: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         let shared = state.clone();
@@ -124,6 +127,17 @@ impl CarbonioStandIn {
     /// Refuses the create of `name` (an account or a list) with a `service.PERM_DENIED` fault.
     pub fn refuse(&self, name: &str) {
         self.state.refused.lock().unwrap().push(name.to_string());
+    }
+
+    /// Waits until no request is being carried out (one whose client was killed goes on to
+    /// the end, as on a real server), at most 30 seconds.
+    pub fn wait_idle(&self) {
+        let start = std::time::Instant::now();
+        while self.state.busy.load(Ordering::SeqCst) > 0
+            && start.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits this long before carrying out each write request.
@@ -177,11 +191,14 @@ fn serve(stream: TcpStream, config: Arc<rustls::ServerConfig>, state: Arc<State>
     }
     let body = String::from_utf8_lossy(&body).into_owned();
     let (status, answer) = if first.starts_with("POST /service/admin/soap ") {
+        state.busy.fetch_add(1, Ordering::SeqCst);
         state.requests.lock().unwrap().push(body.clone());
-        match handle(&state, &body) {
+        let answer = match handle(&state, &body) {
             Ok(xml) => (200, envelope(&xml)),
             Err((code, reason)) => (500, fault(&code, &reason)),
-        }
+        };
+        state.busy.fetch_sub(1, Ordering::SeqCst);
+        answer
     } else {
         (404, String::new())
     };
