@@ -508,3 +508,27 @@ fn with_auto_provisioning_an_account_that_never_appears_leaves_the_person_out() 
     );
     assert!(!w.dir.path().join("out/contacts/jsmith").exists());
 }
+
+#[test]
+fn a_server_certificate_that_is_not_trusted_is_refused_and_nothing_is_written() {
+    // The same stand-in, its CA not given: the system's roots do not know it.
+    let w = world(carbonio::ADMIN_PASSWORD, Some("    soap: {}\n"));
+    let url = w.soap.url.clone();
+    let plan = std::fs::read_to_string(w.dir.path().join("plan.yaml")).unwrap();
+    let plan = plan.replace(
+        "    soap: {}\n",
+        &format!(
+            "    soap:\n      url: {url}\n      user: {}\n      password: {{ file: soap-password }}\n      timeout: 20\n",
+            carbonio::ADMIN
+        ),
+    );
+    std::fs::write(w.dir.path().join("plan.yaml"), plan).unwrap();
+    let before = w.slapd.search(DEST, "(objectClass=*)", &["*"]);
+    let o = apply(&w);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("AuthRequest"), "{out}");
+    assert!(out.to_lowercase().contains("certificate"), "{out}");
+    assert!(w.soap.requests().is_empty());
+    assert_eq!(w.slapd.search(DEST, "(objectClass=*)", &["*"]), before);
+}

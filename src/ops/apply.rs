@@ -208,8 +208,25 @@ fn check_carbonio(spec: &Spec) -> Result<(), Error> {
     if matches!(spec.destination.directory, DirectorySource::Ldif(_)) {
         return Err(Error::CarbonioExport);
     }
-    if carbonio.provisioning.is_none() {
-        return Err(Error::CarbonioProvisioning);
+    match &carbonio.provisioning {
+        None => return Err(Error::CarbonioProvisioning),
+        Some(crate::spec::Provisioning::Soap(soap)) => {
+            let url = &soap.url;
+            if soap.insecure {
+                eprintln!(
+                    "warning: Carbonio admin API `{url}`: TLS certificates are NOT verified (insecure: true); the connection can be intercepted"
+                );
+            }
+            if url
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+            {
+                eprintln!(
+                    "warning: Carbonio admin API `{url}`: the admin password and the new accounts' passwords are sent without TLS (http://); anyone on the network path can read them"
+                );
+            }
+        }
+        Some(crate::spec::Provisioning::Auto) => {}
     }
     Ok(())
 }
