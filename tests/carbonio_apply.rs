@@ -243,6 +243,16 @@ fn apply_creates_accounts_aliases_and_lists_through_soap_and_a_rerun_changes_not
     assert!(again.status.success(), "{}", text(&again));
     assert!(text(&again).contains("No changes."), "{}", text(&again));
 
+    // The accounts and lists changed were backed up first, as the LDAP destination does.
+    let backups = run(&w, &["state", "backups", "plan.yaml"]);
+    assert!(backups.status.success(), "{}", text(&backups));
+    for dn in [
+        "uid=ann.doe,ou=people,dc=acme,dc=com",
+        "uid=staff,ou=people,dc=acme,dc=com",
+    ] {
+        assert!(text(&backups).contains(dn), "{}", text(&backups));
+    }
+
     // Random passwords: one per new account, different, sent only in the create.
     let pw = passwords(&w);
     assert_eq!(pw.len(), 2, "{:?}", w.soap.requests());
