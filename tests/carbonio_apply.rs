@@ -50,7 +50,7 @@ fn world_with(
     source: &Path,
     extra: &str,
 ) -> World {
-    let slapd = Slapd::start(&[DEST], &[(DEST, &fixture("destination.ldif"))]);
+    let slapd = Slapd::start(&[DEST], &[(DEST, &fixture("carbonio-directory.ldif"))]);
     let soap = CarbonioStandIn::start(
         &slapd.url(),
         &slapd.admin(DEST),
