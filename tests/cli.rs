@@ -502,9 +502,10 @@ fn apply_counts_one_action_in_the_singular() {
 }
 
 /// A Carbonio plan plans through the CLI with no server (ambiguous persons are decisions, not
-/// errors), and `apply` refuses before anything is opened: its SOAP side is not built.
+/// errors), and `apply` of a plan whose destination is an LDIF export refuses before anything
+/// is opened: an export cannot show what changed in Carbonio since.
 #[test]
-fn carbonio_plans_and_apply_refuses_until_built() {
+fn carbonio_plans_and_apply_refuses_an_export() {
     let plan = "tests/fixtures/carbonio/plan.yaml";
     mailplan()
         .args(["plan", plan, "--json"])
@@ -518,7 +519,7 @@ fn carbonio_plans_and_apply_refuses_until_built() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
-            "apply into Carbonio (its admin SOAP API) is not built yet",
+            "apply into Carbonio needs its live directory",
         ));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -87,11 +87,8 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
     };
     // The plan file and its secrets are checked before anything is written, the state included.
     let mut spec = load_checked_spec(&plan_file)?;
-    if spec.destination.flavor == crate::spec::Flavor::Carbonio {
-        // Refused before the state is opened or anything is locked: the LDAP writer must
-        // never be handed Carbonio's actions.
-        return Err(Error::CarbonioApply);
-    }
+    // Refused before the state is opened or anything is locked.
+    check_carbonio(&spec)?;
     if saved.is_some() && !request.targets.is_empty() {
         return Err(Error::TargetOnSavedPlan);
     }
@@ -200,6 +197,38 @@ impl Session {
         self.lock.release()?;
         Ok(executed)
     }
+}
+
+/// Whether an apply into a Carbonio destination can be carried out: it needs the live directory
+/// (an LDIF export cannot show what changed since) and to know how accounts are created.
+fn check_carbonio(spec: &Spec) -> Result<(), Error> {
+    let Some(carbonio) = &spec.destination.carbonio else {
+        return Ok(());
+    };
+    if matches!(spec.destination.directory, DirectorySource::Ldif(_)) {
+        return Err(Error::CarbonioExport);
+    }
+    match &carbonio.provisioning {
+        None => return Err(Error::CarbonioProvisioning),
+        Some(crate::spec::Provisioning::Soap(soap)) => {
+            let url = &soap.url;
+            if soap.insecure {
+                eprintln!(
+                    "warning: Carbonio admin API `{url}`: TLS certificates are NOT verified (insecure: true); the connection can be intercepted"
+                );
+            }
+            if url
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+            {
+                eprintln!(
+                    "warning: Carbonio admin API `{url}`: the admin password and the new accounts' passwords are sent without TLS (http://); anyone on the network path can read them"
+                );
+            }
+        }
+        Some(crate::spec::Provisioning::Auto) => {}
+    }
+    Ok(())
 }
 
 /// Whether a plan leaves out a person because of an error, or an item as bad: then an apply
@@ -504,6 +533,38 @@ pub async fn apply_with_items(
     let plan = Arc::new(plan);
     let rules = Arc::new(matching::DestinationRules::for_spec(&inputs.spec));
     let report = match &inputs.spec.destination.directory {
+        // The one place the writer is chosen: Carbonio's objects are written through its
+        // admin API, whatever directory it runs on.
+        DirectorySource::Ldap(settings) if inputs.spec.destination.carbonio.is_some() => {
+            let Some(carbonio) = &inputs.spec.destination.carbonio else {
+                return Err(Error::CarbonioProvisioning);
+            };
+            let writer =
+                crate::apply::CarbonioDirectory::connect(settings, carbonio, options.parallelism)
+                    .await
+                    .map_err(|error| match error {
+                        crate::apply::carbonio::CarbonioError::NoProvisioning => {
+                            Error::CarbonioProvisioning
+                        }
+                        error => Error::Carbonio { error },
+                    })?;
+            drop(inputs);
+            crate::apply::execute_with_importer(
+                plan.clone(),
+                Arc::new(writer),
+                rules,
+                journal,
+                reporter,
+                Arc::new(recorded),
+                shared,
+                options,
+                cancel,
+            )
+            .await?
+        }
+        DirectorySource::Ldif(_) if inputs.spec.destination.carbonio.is_some() => {
+            return Err(Error::CarbonioExport);
+        }
         DirectorySource::Ldif(path) => {
             let writer = Arc::new(crate::apply::LdifDirectory::new(path, &inputs.destination));
             drop(inputs);
@@ -589,8 +650,37 @@ pub async fn apply_with_items(
     }
     // By person and kind; each import's own items stay in the order it found them.
     skipped.sort_by(|a, b| (&a.source, a.kind).cmp(&(&b.source, b.kind)));
+    // Persons whose account Auto Provisioning never created: nothing of theirs arrived, so
+    // they are left out, by name, as the plan's errors are.
+    let mut left_out = plan.left_out();
+    for ((_, result), action) in report.results.iter().zip(plan.actions.iter()) {
+        let crate::apply::ActionResult::Failed { message, .. } = result else {
+            continue;
+        };
+        if !message.contains(crate::apply::executor::NOT_PROVISIONED)
+            || left_out.iter().any(|l| l.source == action.subject)
+        {
+            continue;
+        }
+        let name = plan
+            .subjects
+            .iter()
+            .find(|s| s.source == action.subject)
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| action.subject.to_string());
+        left_out.push(plan::LeftOut {
+            name,
+            source: action.subject.clone(),
+            status: plan::Status::Error,
+            reason: format!(
+                "its account `{}` did not appear: {}",
+                action.target,
+                crate::apply::executor::NOT_PROVISIONED
+            ),
+        });
+    }
     Ok(crate::apply::Applied {
-        left_out: plan.left_out(),
+        left_out,
         report,
         skipped,
     })

@@ -43,14 +43,37 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     PlanFile(#[from] Box<PlanFileError>),
-    #[error("apply into Carbonio (its admin SOAP API) is not built yet: nothing was written")]
+    #[error(
+        "apply into Carbonio needs its live directory: `destination.directory` is an LDIF export, which shows no changes made since, so nothing was written"
+    )]
     #[diagnostic(
-        code(mailplan::carbonio_apply),
+        code(mailplan::carbonio_export),
         help(
-            "`mailplan plan PLAN.yaml` shows what the migration does; review it and carry out its directory actions by hand on the Carbonio server"
+            "`mailplan plan` works on the export; to apply, point `destination.directory` at Carbonio's LDAP (`ldap: {{ url, bind_dn, password, base }}`)"
         )
     )]
-    CarbonioApply,
+    CarbonioExport,
+    #[error(
+        "apply into Carbonio needs to know how accounts are created: the plan has no `destination.provisioning`, so nothing was written"
+    )]
+    #[diagnostic(
+        code(mailplan::carbonio_provisioning),
+        help(
+            "write `provisioning: {{ soap: {{ url, user, password }} }}` for mailplan to create them through the admin API, or `provisioning: {{ auto: true }}` when Carbonio's Auto Provisioning does"
+        )
+    )]
+    CarbonioProvisioning,
+    // `error` rather than `source`, as for `Ldap`.
+    #[error("Carbonio destination: {error}")]
+    #[diagnostic(
+        code(mailplan::carbonio),
+        help(
+            "check `destination.provisioning.soap` (url, user, password, ca_file) and `destination.directory`; nothing was written"
+        )
+    )]
+    Carbonio {
+        error: crate::apply::carbonio::CarbonioError,
+    },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Ldif(#[from] Box<LdifFileError>),

@@ -300,6 +300,11 @@ pub struct Provisioning {
     /// `true`: the domains' Accounts Auto Provisioning creates the accounts; mailplan shows
     /// what Carbonio will create and creates none itself.
     pub auto: Option<bool>,
+    /// With `auto: true`: seconds apply waits, at most, for the accounts Auto Provisioning is
+    /// to create before it gives up importing their items (the person is then left out).
+    /// Default 960: Carbonio's default EAGER polling interval (15 minutes) and a minute.
+    #[schemars(extend("default" = 960, "minimum" = 1))]
+    pub wait: Option<u64>,
 }
 
 /// The connection to Carbonio's admin SOAP API.

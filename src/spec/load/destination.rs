@@ -253,6 +253,8 @@ impl Checker<'_> {
             Some(c) => self.non_empty(c, &path.key("cos")),
             None => Some("default".to_string()),
         };
+        let wait = provisioning.as_ref().and_then(|p| p.wait);
+        let auto_wait = self.seconds(wait, &path.key("provisioning").key("wait"), 960);
         let provisioning = match provisioning {
             None => Some(None),
             Some(p) => self.provisioning(p, &path.key("provisioning")).map(Some),
@@ -261,6 +263,7 @@ impl Checker<'_> {
             cos: cos?,
             password_policy: PasswordPolicy::Random,
             provisioning: provisioning?,
+            auto_wait: std::time::Duration::from_secs(auto_wait?),
         })
     }
 
