@@ -11,7 +11,6 @@
 //! a folder's messages arrive in the source's order.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -31,7 +30,7 @@ use crate::items::{BadItem, ItemKind, human_bytes, pim};
 use crate::plan::{Action, ActionKind};
 use crate::render::text::count;
 use crate::spec::Items;
-use crate::state::{ItemVersion, LedgerItem, RunId, StateDb};
+use crate::state::{ItemVersion, LedgerItem, Location, RunId, StateDb};
 
 /// Messages appended in one batch (one pipelined round of APPENDs, one ledger transaction).
 const BATCH_MESSAGES: usize = 100;
@@ -48,7 +47,7 @@ const WORKERS: usize = 6;
 pub struct ItemImporter {
     items: Items,
     endpoints: BTreeMap<Dn, PersonEndpoints>,
-    state_dir: PathBuf,
+    state: Location,
     run: RunId,
     /// The bad items the imports of this run skipped, for the run's summary.
     skipped: std::sync::Mutex<Vec<SkippedItem>>,
@@ -75,13 +74,13 @@ impl ItemImporter {
     pub fn new(
         items: Items,
         endpoints: BTreeMap<Dn, PersonEndpoints>,
-        state_dir: PathBuf,
+        state: Location,
         run: RunId,
     ) -> Self {
         ItemImporter {
             items,
             endpoints,
-            state_dir,
+            state,
             run,
             skipped: Default::default(),
         }
@@ -116,7 +115,7 @@ impl ItemImporter {
                 .and_then(|c| c.as_ref().ok())
                 .map(|c| c.destination.ledger_name()),
         };
-        let (Some(mailbox), Ok(db)) = (mailbox, StateDb::open(&self.state_dir)) else {
+        let (Some(mailbox), Ok(db)) = (mailbox, StateDb::open_at(&self.state)) else {
             return;
         };
         record_bad(&db, self.run, &mailbox, kind.ledger_kind(), bad);
@@ -151,14 +150,14 @@ impl ItemImporter {
         // One writer per Maildir, whichever state folder the apply uses: what is new is worked
         // out and copied under the lock, so two applies never both copy one message.
         let _writer = lock_maildir(&ep.destination)?;
-        let ledger = read_ledger(Some(&self.state_dir), &[mailbox.clone()].into())
+        let ledger = read_ledger(Some(&self.state), &[mailbox.clone()].into())
             .map_err(|e| e.to_string())?
             .remove(&mailbox)
             .unwrap_or_default();
         let (selection, source, mut destination) = select_mail(ep, items, &ledger)
             .await
             .map_err(|e| e.to_string())?;
-        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
         let mut report = ImportReport {
             bad: selection.bad.clone(),
             ..Default::default()
@@ -182,7 +181,7 @@ impl ItemImporter {
             let (ep, queue, dir, runid, mailbox) = (
                 ep.clone(),
                 queue.clone(),
-                self.state_dir.clone(),
+                self.state.clone(),
                 self.run,
                 mailbox.clone(),
             );
@@ -285,7 +284,7 @@ impl ItemImporter {
     /// The ledger's versions of one mailbox's events or contacts.
     fn versions(&self, mailbox: &str, kind: ItemKind) -> Result<pim::Copied, String> {
         let key = (mailbox.to_string(), kind);
-        Ok(read_versions(Some(&self.state_dir), &[key.clone()].into())
+        Ok(read_versions(Some(&self.state), &[key.clone()].into())
             .map_err(|e| e.to_string())?
             .remove(&key)
             .unwrap_or_default())
@@ -362,7 +361,7 @@ impl ItemImporter {
         let mailbox = ep.destination.ledger_name();
         let done = self.versions(&mailbox, ItemKind::Calendar)?;
         let (sel, dest) = pim::select_calendar(ep, &done).await?;
-        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
         let mut report = ImportReport {
             bad: sel.bad.clone(),
             changed_at_destination: sel.changed_at_destination,
@@ -414,7 +413,7 @@ impl ItemImporter {
         let mailbox = ep.destination.ledger_name();
         let done = self.versions(&mailbox, ItemKind::Contacts)?;
         let (sel, book) = pim::select_contacts(ep, &done).await?;
-        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
         let mut report = ImportReport {
             bad: sel.bad.clone(),
             changed_at_destination: sel.changed_at_destination,
@@ -559,7 +558,7 @@ async fn copy_worker(
     ep: MailEndpoints,
     stores: Option<(Store, Store)>,
     queue: Queue,
-    state_dir: PathBuf,
+    state: Location,
     runid: RunId,
     mailbox: String,
 ) -> Result<ImportReport, String> {
@@ -572,7 +571,7 @@ async fn copy_worker(
                 .map_err(|e| e.to_string())?,
         ),
     };
-    let db = StateDb::open(&state_dir).map_err(|e| e.to_string())?;
+    let db = StateDb::open_at(&state).map_err(|e| e.to_string())?;
     let mut report = ImportReport::default();
     while let Some(job) = next_job(&queue) {
         let Job {

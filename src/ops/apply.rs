@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::{
     Error, Inputs, gather_items, load_checked_spec, load_directory, load_inputs_for,
-    load_saved_with_fingerprint, lock_destination, make_plan, read_history, state_dir, target,
+    load_saved_with_fingerprint, lock_destination, make_plan, read_history, state_location, target,
     warn_insecure, warn_items,
 };
 use crate::directory::Snapshot;
@@ -98,8 +98,8 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
     target(&mut spec, request.targets)?;
     // The lock comes first: what an apply plans from (the state's record of earlier runs) must
     // not change under it.
-    let state_dir = state_dir(&plan_file, request.state_dir);
-    let db = StateDb::open(&state_dir)?;
+    let state = state_location(&spec, request.state_dir)?;
+    let db = StateDb::open_at(&state)?;
     let lock = db.lock()?;
     let destination = lock_destination(&spec)?;
     let (kind, prepared, resume) = match saved {
@@ -112,7 +112,7 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
         }
         None => {
             let history = read_history(&db)?;
-            let prepared = prepare_plan_file(spec, history, &state_dir)?;
+            let prepared = prepare_plan_file(spec, history, &state)?;
             (Kind::PlanFile, prepared, None)
         }
     };
@@ -224,12 +224,8 @@ fn execute(
         &prepared.fingerprint,
     )?;
     let settle = settled_merges(&prepared);
-    // The item importer keeps its ledger in the same state folder.
-    let items_dir = db
-        .path()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    // The item importer keeps its ledger in the same state.
+    let items_state = db.location().clone();
     let options = crate::apply::Options {
         parallelism,
         resume,
@@ -259,7 +255,7 @@ fn execute(
             reporter,
             options,
             rx,
-            Some((items_dir, run)),
+            Some((items_state, run)),
         )
         .await
     })?;
@@ -316,12 +312,12 @@ pub struct Prepared {
 pub fn prepare_plan_file(
     spec: Spec,
     history: plan::History,
-    state_dir: &Path,
+    state: &crate::state::Location,
 ) -> Result<Prepared, Error> {
     let path = spec.path.clone();
     let mut inputs = load_inputs_for(spec)?;
     inputs.history = history;
-    gather_items(&mut inputs, state_dir)?;
+    gather_items(&mut inputs, state)?;
     let plan = make_plan(&inputs)?;
     let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
     Ok(Prepared {
@@ -471,7 +467,7 @@ pub async fn apply(
         .map(|a| a.report)
 }
 
-/// `apply`, with the item stores: `items` is the state folder and the run the ledger records
+/// `apply`, with the item stores: `items` is the state and the run the ledger records
 /// copied items under. The outcome names every person the plan leaves out and every item
 /// skipped as bad, so the caller can tell whether everything arrived.
 pub async fn apply_with_items(
@@ -480,15 +476,15 @@ pub async fn apply_with_items(
     reporter: std::sync::Arc<dyn crate::apply::Reporter>,
     options: crate::apply::Options,
     cancel: tokio::sync::watch::Receiver<bool>,
-    items: Option<(PathBuf, crate::state::RunId)>,
+    items: Option<(crate::state::Location, crate::state::RunId)>,
 ) -> Result<crate::apply::Applied, Error> {
     use std::sync::Arc;
-    let importer = items.map(|(dir, run)| {
+    let importer = items.map(|(state, run)| {
         let endpoints = crate::items::endpoints_for(&prepared.inputs.spec, &prepared.inputs.source);
         Arc::new(crate::items::import::ItemImporter::new(
             prepared.inputs.spec.items.clone(),
             endpoints,
-            dir,
+            state,
             run,
         ))
     });

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use super::apply::Session;
 use super::{
-    Error, Outcome, Prepared, load_checked_spec, load_inputs_for, lock_destination, state_dir,
+    Error, Outcome, Prepared, load_checked_spec, load_inputs_for, lock_destination,
+    state_location_of,
 };
 use crate::directory::ldif;
 use crate::render;
@@ -25,7 +26,10 @@ pub struct StateRequest<'a> {
 
 impl StateRequest<'_> {
     fn open(&self) -> Result<StateDb, Error> {
-        Ok(StateDb::open(&state_dir(self.plan_file, self.state_dir))?)
+        Ok(StateDb::open_at(&state_location_of(
+            self.plan_file,
+            self.state_dir,
+        )?)?)
     }
 }
 

@@ -400,29 +400,120 @@ pub(crate) struct Postgres {
     statements: Mutex<HashMap<&'static str, Statement>>,
     /// Whether a group transaction is open (see [`StateDb::write_together`]).
     in_group: std::sync::atomic::AtomicBool,
+    /// Whether the connection may serve the next `open` once this one is dropped: no
+    /// transaction left open, no call that failed or ran out of time (its statement may still
+    /// be running on the server).
+    reusable: std::sync::atomic::AtomicBool,
+    /// A transaction begun and not yet committed or rolled back.
+    in_transaction: std::sync::atomic::AtomicBool,
+}
+
+/// The most idle connections kept per database for the next `open` in this process.
+const IDLE_PER_DATABASE: usize = 16;
+
+/// A connection a dropped [`Postgres`] left for the next `open` of the same database, with its
+/// prepared statements.
+struct Idle {
+    client: Arc<Client>,
+    statements: HashMap<&'static str, Statement>,
+}
+
+/// The idle connections of this process, by database. Opening the state is frequent (every
+/// import, every task of one, every read of the ledger): a new connection each time would cost
+/// a TCP, TLS and SCRAM handshake, and as many backends on the server.
+fn idle_connections() -> &'static Mutex<HashMap<String, Vec<Idle>>> {
+    static IDLE: OnceLock<Mutex<HashMap<String, Vec<Idle>>>> = OnceLock::new();
+    IDLE.get_or_init(Default::default)
+}
+
+/// The key a database's idle connections are kept under.
+fn database_key(target: &Target) -> String {
+    format!("{:?}", target.config)
+}
+
+/// An idle connection to `target` that is still open, if there is one.
+fn take_idle(target: &Target) -> Option<Idle> {
+    let mut idle = idle_connections().lock().ok()?;
+    let list = idle.get_mut(&database_key(target))?;
+    while let Some(one) = list.pop() {
+        if !one.client.is_closed() {
+            return Some(one);
+        }
+    }
+    None
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        let clean = self.reusable.load(Ordering::Relaxed)
+            && !self.in_transaction.load(Ordering::Relaxed)
+            && !self.in_group.load(Ordering::Relaxed)
+            && !self.client.is_closed();
+        if !clean {
+            return;
+        }
+        let statements = self
+            .statements
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        if let Ok(mut idle) = idle_connections().lock() {
+            let list = idle.entry(database_key(&self.target)).or_default();
+            if list.len() < IDLE_PER_DATABASE {
+                list.push(Idle {
+                    client: self.client.clone(),
+                    statements,
+                });
+            }
+        }
+    }
 }
 
 impl Postgres {
-    /// Connects, creating or migrating the tables.
+    /// Connects (or takes an idle connection of this process), creating or migrating the
+    /// tables.
     pub fn open(target: Arc<Target>) -> Result<Postgres, StateError> {
+        if let Some(idle) = take_idle(&target) {
+            return Ok(Postgres::with(idle.client, target, idle.statements));
+        }
         let (client, _) = connect(&target, true)?;
-        Ok(Postgres::with(client, target))
+        Ok(Postgres::with(client, target, HashMap::new()))
     }
 
     /// Connects when the database holds a mailplan state; `None` when it has none yet.
     pub fn open_existing(target: Arc<Target>) -> Result<Option<Postgres>, StateError> {
+        // An idle connection was opened on a database that held the state.
+        if let Some(idle) = take_idle(&target) {
+            return Ok(Some(Postgres::with(idle.client, target, idle.statements)));
+        }
         let (client, present) = connect(&target, false)?;
-        Ok(present.then(|| Postgres::with(client, target)))
+        Ok(present.then(|| Postgres::with(client, target, HashMap::new())))
     }
 
-    fn with(client: Arc<Client>, target: Arc<Target>) -> Postgres {
+    fn with(
+        client: Arc<Client>,
+        target: Arc<Target>,
+        statements: HashMap<&'static str, Statement>,
+    ) -> Postgres {
         Postgres {
             client,
             place: PathBuf::from(target.shown()),
             target,
-            statements: Mutex::default(),
+            statements: Mutex::new(statements),
             in_group: Default::default(),
+            reusable: std::sync::atomic::AtomicBool::new(true),
+            in_transaction: Default::default(),
         }
+    }
+
+    /// Notes a failed call: its connection is not handed on.
+    fn note<T>(&self, result: Result<T, StateError>) -> Result<T, StateError> {
+        if result.is_err() {
+            self.reusable
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
     }
 
     /// The prepared statement for `sql` (prepared once per connection).
@@ -436,9 +527,9 @@ impl Postgres {
             return Ok(s);
         }
         let client = self.client.clone();
-        let stmt = block(&self.place, context, QUERY_DEADLINE, async move {
+        let stmt = self.note(block(&self.place, context, QUERY_DEADLINE, async move {
             client.prepare(sql).await
-        })?;
+        }))?;
         if let Ok(mut m) = self.statements.lock() {
             m.insert(sql, stmt.clone());
         }
@@ -453,11 +544,11 @@ impl Postgres {
     ) -> Result<Vec<Row>, StateError> {
         let stmt = self.statement(context, sql)?;
         let client = self.client.clone();
-        block(&self.place, context, QUERY_DEADLINE, async move {
+        self.note(block(&self.place, context, QUERY_DEADLINE, async move {
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
             client.query(&stmt, &refs).await
-        })
+        }))
     }
 
     fn execute(
@@ -468,18 +559,26 @@ impl Postgres {
     ) -> Result<u64, StateError> {
         let stmt = self.statement(context, sql)?;
         let client = self.client.clone();
-        block(&self.place, context, QUERY_DEADLINE, async move {
+        self.note(block(&self.place, context, QUERY_DEADLINE, async move {
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
             client.execute(&stmt, &refs).await
-        })
+        }))
     }
 
     fn batch(&self, context: &'static str, sql: &'static str) -> Result<(), StateError> {
+        use std::sync::atomic::Ordering;
+        if sql == "BEGIN" {
+            self.in_transaction.store(true, Ordering::Relaxed);
+        }
         let client = self.client.clone();
-        block(&self.place, context, QUERY_DEADLINE, async move {
+        let done = self.note(block(&self.place, context, QUERY_DEADLINE, async move {
             client.batch_execute(sql).await
-        })
+        }));
+        if done.is_ok() && matches!(sql, "COMMIT" | "ROLLBACK") {
+            self.in_transaction.store(false, Ordering::Relaxed);
+        }
+        done
     }
 
     /// A value of a row, or a state error naming what was read.

@@ -1,0 +1,368 @@
+//! The state in PostgreSQL, end to end: a plan file with `state: postgres:` applied into a real
+//! Dovecot and an LDIF destination keeps its runs, backups and ledger in a throwaway PostgreSQL
+//! (nothing beside the plan file); a rerun plans nothing and copies nothing; the `state`
+//! commands read the runs back from the database; an apply killed with SIGKILL and run again
+//! leaves every message exactly once; copying does not open a connection or commit a
+//! transaction per message.
+
+mod common;
+#[path = "servers/dovecot.rs"]
+mod dovecot;
+#[path = "servers/postgres.rs"]
+mod postgres;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use dovecot::Dovecot;
+use mailplan::items::mail::maildir::Maildir;
+use mailplan::items::mail::{MessageMeta, SEEN};
+
+const SOURCE: &str = "jsmith";
+const TARGET: &str = "new-jsmith";
+const T0: i64 = 1_700_000_000;
+/// The variable the plan file names for the database password.
+const PASSWORD_ENV: &str = "MAILPLAN_DB_PASSWORD";
+
+fn message(id: &str, body_len: usize) -> Vec<u8> {
+    let mut m = format!(
+        "Message-ID: <{id}>\r\nFrom: a@example.test\r\nSubject: pg\r\n\
+         Date: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\n"
+    )
+    .into_bytes();
+    m.resize(m.len() + body_len, b'x');
+    m.extend_from_slice(b"\r\n");
+    m
+}
+
+fn seed(d: &Dovecot, folder: &str, i: usize, size: usize) {
+    let md = Maildir::new(d.maildir(SOURCE));
+    md.ensure_folder(folder).unwrap();
+    let meta = MessageMeta {
+        key: String::new(),
+        identity: String::new(),
+        flags: vec![SEEN.to_string()],
+        internal_date: T0 + i as i64,
+        size: 0,
+    };
+    md.append(
+        folder,
+        &meta,
+        &message(&format!("pg{i}@example.test"), size),
+    )
+    .unwrap();
+}
+
+/// A migration folder whose plan keeps its state in `pg`: John Smith (scenario 6, an LDIF
+/// destination) and his mail from `jsmith` to `new-jsmith`.
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new(d: &Dovecot, pg: &postgres::Postgres) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let fixtures = common::root().join("tests/fixtures/scenario6_mailbox");
+        for f in ["source.ldif", "destination.ldif"] {
+            std::fs::copy(fixtures.join(f), dir.path().join(f)).unwrap();
+        }
+        let pass = d.admin_password_file();
+        let plan = format!(
+            r#"version: 1
+source:
+  profile: domino
+  directory:
+    ldif: source.ldif
+destination:
+  flavor: active-directory
+  directory:
+    ldif: destination.ldif
+  container: "OU=Migrated,DC=acme,DC=test"
+state:
+  postgres:
+    url: "{db}"
+    password: {{ env: {PASSWORD_ENV} }}
+items:
+  mail:
+    source:
+      imap:
+        url: "{url}"
+        tls: none
+        user: "{{uid}}"
+        login: admin
+        password: {{ file: "{pass}" }}
+        auth: master
+    destination:
+      imap:
+        url: "{url}"
+        tls: none
+        user: "new-{{uid}}"
+        login: admin
+        password: {{ file: "{pass}" }}
+        auth: master
+"#,
+            db = pg.url("postgres"),
+            url = d.url(),
+            pass = pass.display()
+        );
+        std::fs::write(dir.path().join("plan.yaml"), plan).unwrap();
+        Case { dir }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("mailplan").unwrap();
+        c.current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env(PASSWORD_ENV, postgres::PG_PASSWORD);
+        c
+    }
+
+    /// Runs a command that must succeed; its standard output and error.
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let out = self.cmd().args(args).output().unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{args:?} failed: {o}{e}");
+        (o, e)
+    }
+
+    fn std_command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mailplan"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env(PASSWORD_ENV, postgres::PG_PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    }
+}
+
+/// Runs `sql` in the `postgres` database of `pg` and returns the first column of each row as
+/// text.
+fn sql(pg: &postgres::Postgres, sql: &str) -> Vec<String> {
+    let url = pg.url("postgres");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut config: tokio_postgres::Config = url.parse().unwrap();
+        config.password(postgres::PG_PASSWORD);
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let rows = client.simple_query(sql).await.unwrap();
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// Transactions committed and sessions opened in the database so far (the statistics are
+/// flushed first, so they include every session that has ended).
+fn activity(pg: &postgres::Postgres) -> (u64, u64) {
+    sql(pg, "SELECT pg_stat_force_next_flush()");
+    std::thread::sleep(Duration::from_millis(1_100));
+    let row = sql(
+        pg,
+        "SELECT xact_commit::text || ' ' || sessions::text FROM pg_stat_database \
+         WHERE datname = 'postgres'",
+    );
+    let mut parts = row[0].split(' ').map(|p| p.parse::<u64>().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
+/// How many times each message identity is at the destination.
+fn copies(d: &Dovecot) -> BTreeMap<String, usize> {
+    let mut count = BTreeMap::new();
+    for entry in walk(&d.maildir(TARGET)) {
+        let text = std::fs::read(&entry).unwrap();
+        let text = String::from_utf8_lossy(&text);
+        if let Some(id) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: "))
+            .map(str::to_owned)
+        {
+            *count.entry(id).or_default() += 1;
+        }
+    }
+    count
+}
+
+/// Every message file under a Maildir (its `cur` and `new` folders, at any depth).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n == "cur" || n == "new")
+        {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_apply_keeps_its_state_in_postgres_and_a_rerun_changes_nothing() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let n = 600;
+    for i in 0..n {
+        seed(&d, if i % 2 == 0 { "INBOX" } else { "Archive" }, i, 2_000);
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::new(&d, &pg);
+
+    let before = {
+        // The schema is made by the first command; count from an empty database.
+        activity(&pg)
+    };
+    let (_, err) = case.ok(&["apply", "plan.yaml", "--auto-approve"]);
+    assert!(err.contains("Apply complete!"), "{err}");
+    let after = activity(&pg);
+    let copied = copies(&d);
+    assert_eq!(copied.len(), n, "every message arrived");
+    assert!(copied.values().all(|&c| c == 1), "a message arrived twice");
+
+    // Nothing beside the plan file: the state is in the database.
+    assert!(
+        !case.dir.path().join(".mailplan").exists(),
+        "a SQLite state was made beside the plan"
+    );
+    let ledger = sql(&pg, "SELECT count(*) FROM ledger WHERE kind = 'mail'");
+    assert_eq!(ledger, [n.to_string()]);
+    let runs = sql(&pg, "SELECT outcome FROM runs ORDER BY id");
+    assert_eq!(runs, ["succeeded"]);
+    let actions = sql(&pg, "SELECT kind || ' ' || status FROM actions");
+    assert_eq!(actions, ["import_mail applied"]);
+
+    // Copying costs neither a connection nor a commit per message.
+    let (commits, sessions) = (after.0 - before.0, after.1 - before.1);
+    eprintln!(
+        "apply of {n} messages: {commits} transactions committed, {sessions} sessions opened"
+    );
+    assert!(
+        commits < n as u64 / 4,
+        "{commits} transactions for {n} messages"
+    );
+    assert!(sessions < 30, "{sessions} sessions for one mailbox");
+
+    // A rerun finds everything done.
+    let (out, _) = case.ok(&["plan", "plan.yaml"]);
+    assert!(out.contains("No changes."), "{out}");
+    let (out, err) = case.ok(&["apply", "plan.yaml", "--auto-approve"]);
+    assert!(
+        out.contains("No changes.") || err.contains("No changes."),
+        "{out}{err}"
+    );
+    assert_eq!(copies(&d), copied, "the rerun copied something");
+
+    // The state commands read the database the plan file names.
+    let (list, _) = case.ok(&["state", "list", "plan.yaml"]);
+    assert!(list.contains("run    1"), "{list}");
+    assert!(list.contains("succeeded"), "{list}");
+    let (show, _) = case.ok(&["state", "show", "plan.yaml", "1"]);
+    assert!(show.contains("applied"), "{show}");
+    let (items, _) = case.ok(&["state", "items", "plan.yaml"]);
+    assert!(items.contains(&format!("{n} messages copied")), "{items}");
+    let (show, _) = case.ok(&["state", "backups", "plan.yaml"]);
+    assert!(show.contains("No backups."), "{show}");
+}
+
+#[test]
+fn an_apply_killed_halfway_and_rerun_on_postgres_copies_every_message_exactly_once() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let n = 3_000;
+    for i in 0..n {
+        let size = if i % 500 == 0 { 1 << 20 } else { 4_000 };
+        seed(&d, if i % 3 == 0 { "Archive" } else { "INBOX" }, i, size);
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::new(&d, &pg);
+    let mut child = case
+        .std_command(&["apply", "plan.yaml", "--auto-approve"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let copied = d.count_files(TARGET);
+        if copied >= 300 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("apply ended ({status}) before it could be killed; {copied} copied");
+        }
+        assert!(Instant::now() < deadline, "the import did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Let the server finish the APPENDs the killed client had already sent.
+    let mut partial = d.count_files(TARGET);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = d.count_files(TARGET);
+        if now == partial {
+            break;
+        }
+        partial = now;
+    }
+    assert!(partial < n, "the kill came too late ({partial} copied)");
+
+    // The killed apply's lock went with its connection: the rerun takes it at once.
+    let (_, err) = case.ok(&["apply", "plan.yaml", "--auto-approve"]);
+    assert!(err.contains("Apply complete!"), "{err}");
+    let copied = copies(&d);
+    assert_eq!(copied.len(), n, "every message arrived");
+    assert!(copied.values().all(|&c| c == 1), "a message arrived twice");
+    let runs = sql(&pg, "SELECT outcome FROM runs ORDER BY id");
+    assert_eq!(runs, ["interrupted", "succeeded"]);
+    let (out, _) = case.ok(&["plan", "plan.yaml"]);
+    assert!(out.contains("No changes."), "{out}");
+}
+
+#[test]
+fn two_applies_of_one_plan_exclude_each_other_through_the_database() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    for i in 0..2_000 {
+        seed(&d, "INBOX", i, 20_000);
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::new(&d, &pg);
+    let mut first = case
+        .std_command(&["apply", "plan.yaml", "--auto-approve"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while d.count_files(TARGET) == 0 {
+        assert!(first.try_wait().unwrap().is_none(), "the first apply ended");
+        assert!(Instant::now() < deadline, "the import did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = case
+        .cmd()
+        .args(["apply", "plan.yaml", "--auto-approve"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("locked"), "{err}");
+    assert!(err.contains(&format!("process {}", first.id())), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
