@@ -51,6 +51,8 @@ pub struct ItemImporter {
     run: RunId,
     /// The bad items the imports of this run skipped, for the run's summary.
     skipped: std::sync::Mutex<Vec<SkippedItem>>,
+    /// On a state that machines share: the imports go through work units.
+    work: Option<crate::items::work::ApplyWork>,
 }
 
 /// What one import did.
@@ -83,7 +85,20 @@ impl ItemImporter {
             state,
             run,
             skipped: Default::default(),
+            work: None,
         }
+    }
+
+    /// Sends this importer's imports through the wave's work units (see
+    /// [`crate::items::work::ApplyWork`]).
+    pub fn with_work(mut self, work: crate::items::work::ApplyWork) -> Self {
+        self.work = Some(work);
+        self
+    }
+
+    /// The state this importer records in.
+    pub fn state(&self) -> &Location {
+        &self.state
     }
 
     /// The bad items this run's imports skipped (and forgotten here).
@@ -121,16 +136,21 @@ impl ItemImporter {
         record_bad(&db, self.run, &mailbox, kind.ledger_kind(), bad);
     }
 
-    async fn run_import(&self, action: &Action) -> Result<ImportReport, String> {
+    async fn run_import(
+        &self,
+        id: &str,
+        subject: &Dn,
+        kind: ActionKind,
+    ) -> Result<ImportReport, String> {
         let ep = self
             .endpoints
-            .get(&action.subject)
-            .ok_or_else(|| format!("the plan file copies no items for `{}`", action.subject))?;
-        match action.kind {
+            .get(subject)
+            .ok_or_else(|| format!("the plan file copies no items for `{subject}`"))?;
+        match kind {
             ActionKind::ImportMail => self.mail(ep).await,
             ActionKind::ImportCalendar => self.calendar(ep).await,
             ActionKind::ImportContacts => self.contacts(ep).await,
-            _ => Err(format!("`{}` is not an import", action.id)),
+            _ => Err(format!("`{id}` is not an import")),
         }
     }
 
@@ -733,8 +753,29 @@ impl Importer for ItemImporter {
         action: &'a Action,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            let report = self.run_import(action).await?;
-            let kind = match action.kind {
+            if let Some(work) = &self.work {
+                return work.import(self, action).await;
+            }
+            self.import_one(&action.id, &action.subject, action.kind)
+                .await
+                .map(drop)
+        })
+    }
+}
+
+impl ItemImporter {
+    /// Runs the import `id` of `kind` for the source person `subject`, records its bad items
+    /// for the run's summary and says what it copied on standard error.
+    pub async fn import_one(
+        &self,
+        id: &str,
+        subject: &Dn,
+        kind: ActionKind,
+    ) -> Result<ImportReport, String> {
+        let action_kind = kind;
+        {
+            let report = self.run_import(id, subject, kind).await?;
+            let kind = match action_kind {
                 ActionKind::ImportMail => ItemKind::Mail,
                 ActionKind::ImportCalendar => ItemKind::Calendar,
                 _ => ItemKind::Contacts,
@@ -743,11 +784,11 @@ impl Importer for ItemImporter {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(report.bad.iter().map(|b| SkippedItem {
-                    source: action.subject.clone(),
+                    source: subject.clone(),
                     kind,
                     item: b.clone(),
                 }));
-            let (one, many) = match action.kind {
+            let (one, many) = match action_kind {
                 ActionKind::ImportMail => ("message", "messages"),
                 ActionKind::ImportCalendar => ("event", "events"),
                 _ => ("contact", "contacts"),
@@ -781,16 +822,15 @@ impl Importer for ItemImporter {
                 n => format!(", {} skipped", count(n as u64, "bad item", "bad items")),
             };
             eprintln!(
-                "{}: copied {} {what}{updated} ({}){folders}{bad}{kept}",
-                action.id,
+                "{id}: copied {} {what}{updated} ({}){folders}{bad}{kept}",
                 report.copied,
                 human_bytes(report.bytes),
             );
             for b in &report.bad {
                 eprintln!("  bad item: {}: {}", b.location, b.message);
             }
-            Ok(())
-        })
+            Ok(report)
+        }
     }
 }
 

@@ -32,6 +32,9 @@ pub struct ApplyRequest<'a> {
     pub targets: &'a [String],
     /// `--state-dir`, when given.
     pub state_dir: Option<&'a Path>,
+    /// `--no-items`: on a PostgreSQL state, queue the item work for `mailplan worker` without
+    /// copying it here.
+    pub no_items: bool,
 }
 
 /// How an apply starts.
@@ -62,6 +65,8 @@ pub struct Session {
     lock: LockGuard,
     _destination: Option<crate::lockfile::Held>,
     resume: Option<BTreeSet<String>>,
+    /// On a PostgreSQL state: how the imports go through its work units.
+    work: Option<crate::items::work::ApplyWork>,
 }
 
 /// The end of an executed session.
@@ -99,6 +104,14 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
     // The lock comes first: what an apply plans from (the state's record of earlier runs) must
     // not change under it.
     let state = state_location(&spec, request.state_dir)?;
+    let work = match &state {
+        crate::state::Location::Postgres(_) => Some(crate::items::work::ApplyWork {
+            copy: !request.no_items,
+            settings: crate::items::work::Settings::new(crate::items::work::owner_here()),
+        }),
+        crate::state::Location::Dir(_) if request.no_items => return Err(Error::NeedsPostgres),
+        crate::state::Location::Dir(_) => None,
+    };
     let db = StateDb::open_at(&state)?;
     let lock = db.lock()?;
     let destination = lock_destination(&spec)?;
@@ -123,6 +136,7 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
         lock,
         _destination: destination,
         resume,
+        work,
     })))
 }
 
@@ -141,6 +155,7 @@ impl Session {
             lock,
             _destination: destination,
             resume: None,
+            work: None,
         }
     }
 
@@ -196,7 +211,14 @@ impl Session {
         parallelism: usize,
         reporter: Arc<dyn crate::apply::Reporter>,
     ) -> Result<Executed, Error> {
-        let executed = execute(self.prepared, self.db, parallelism, self.resume, reporter)?;
+        let executed = execute(
+            self.prepared,
+            self.db,
+            parallelism,
+            self.resume,
+            self.work,
+            reporter,
+        )?;
         self.lock.release()?;
         Ok(executed)
     }
@@ -216,6 +238,7 @@ fn execute(
     db: StateDb,
     parallelism: usize,
     resume: Option<BTreeSet<String>>,
+    work: Option<crate::items::work::ApplyWork>,
     reporter: Arc<dyn crate::apply::Reporter>,
 ) -> Result<Executed, Error> {
     let style = Style { color: false };
@@ -255,7 +278,7 @@ fn execute(
             reporter,
             options,
             rx,
-            Some((items_state, run)),
+            Some((items_state, run, work)),
         )
         .await
     })?;
@@ -476,17 +499,25 @@ pub async fn apply_with_items(
     reporter: std::sync::Arc<dyn crate::apply::Reporter>,
     options: crate::apply::Options,
     cancel: tokio::sync::watch::Receiver<bool>,
-    items: Option<(crate::state::Location, crate::state::RunId)>,
+    items: Option<(
+        crate::state::Location,
+        crate::state::RunId,
+        Option<crate::items::work::ApplyWork>,
+    )>,
 ) -> Result<crate::apply::Applied, Error> {
     use std::sync::Arc;
-    let importer = items.map(|(state, run)| {
+    let importer = items.map(|(state, run, work)| {
         let endpoints = crate::items::endpoints_for(&prepared.inputs.spec, &prepared.inputs.source);
-        Arc::new(crate::items::import::ItemImporter::new(
+        let importer = crate::items::import::ItemImporter::new(
             prepared.inputs.spec.items.clone(),
             endpoints,
             state,
             run,
-        ))
+        );
+        Arc::new(match work {
+            Some(work) => importer.with_work(work),
+            None => importer,
+        })
     });
     let shared = importer
         .clone()

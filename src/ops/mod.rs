@@ -18,6 +18,7 @@ pub mod plan;
 pub mod show;
 pub mod state;
 pub mod verify;
+pub mod worker;
 
 pub use apply::{
     Prepared, apply, apply_runtime, apply_with_items, prepare_plan_file, prepare_saved,
@@ -171,6 +172,17 @@ pub enum Error {
         )
     )]
     StateSecret(crate::spec::SecretError),
+    #[error("work units need a PostgreSQL state: this plan file keeps its state in SQLite")]
+    #[diagnostic(
+        code(mailplan::state::needs_postgres),
+        help(
+            "add a `state: postgres:` section (url and password) to the plan file so that workers on several machines share the work; with SQLite, `mailplan apply` copies the items itself"
+        )
+    )]
+    NeedsPostgres,
+    #[error("the worker could not go on: {0}")]
+    #[diagnostic(code(mailplan::worker))]
+    Worker(String),
     #[error(transparent)]
     #[diagnostic(transparent)]
     TooManyDeletes(#[from] Box<crate::apply::guard::TooManyDeletes>),
