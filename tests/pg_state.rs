@@ -37,7 +37,11 @@ fn message(id: &str, body_len: usize) -> Vec<u8> {
 }
 
 fn seed(d: &Dovecot, folder: &str, i: usize, size: usize) {
-    let md = Maildir::new(d.maildir(SOURCE));
+    seed_user(d, SOURCE, folder, i, size);
+}
+
+fn seed_user(d: &Dovecot, user: &str, folder: &str, i: usize, size: usize) {
+    let md = Maildir::new(d.maildir(user));
     md.ensure_folder(folder).unwrap();
     let meta = MessageMeta {
         key: String::new(),
@@ -49,7 +53,7 @@ fn seed(d: &Dovecot, folder: &str, i: usize, size: usize) {
     md.append(
         folder,
         &meta,
-        &message(&format!("pg{i}@example.test"), size),
+        &message(&format!("{user}-{i}@example.test"), size),
     )
     .unwrap();
 }
@@ -67,6 +71,39 @@ impl Case {
         for f in ["source.ldif", "destination.ldif"] {
             std::fs::copy(fixtures.join(f), dir.path().join(f)).unwrap();
         }
+        Self::in_dir(dir, d, pg)
+    }
+
+    /// A wave of the persons `uids`, each of whom already has a mailbox at the destination
+    /// (scenario 6): their mail goes from the Dovecot user `uid` to `new-uid`.
+    fn wave(d: &Dovecot, pg: &postgres::Postgres, uids: &[&str]) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = String::from("version: 1\n");
+        let mut destination = String::from(
+            "version: 1\n\ndn: DC=acme,DC=test\nobjectClass: top\nobjectClass: domain\ndc: acme\n\n\
+             dn: OU=Migrated,DC=acme,DC=test\nobjectClass: organizationalUnit\nou: Migrated\n\n\
+             dn: CN=Users,DC=acme,DC=test\nobjectClass: container\ncn: Users\n\n\
+             dn: CN=acme.com,CN=Users,DC=acme,DC=test\nobjectClass: msExchAcceptedDomain\n\
+             cn: acme.com\nmsExchAcceptedDomainName: acme.com\n",
+        );
+        for uid in uids {
+            source.push_str(&format!(
+                "\ndn: CN=Person {uid},OU=Sales,O=Acme\nobjectClass: top\nobjectClass: dominoPerson\n\
+                 cn: Person {uid}\nuid: {uid}\nmail: {uid}@acme.com\ngivenName: Person\nsn: {uid}\n"
+            ));
+            destination.push_str(&format!(
+                "\ndn: CN=Person {uid},CN=Users,DC=acme,DC=test\nobjectClass: top\nobjectClass: person\n\
+                 objectClass: organizationalPerson\nobjectClass: user\ncn: Person {uid}\n\
+                 sAMAccountName: {uid}\nproxyAddresses: SMTP:{uid}@acme.com\n\
+                 homeMDB: CN=DB01,DC=acme,DC=test\nmsExchRecipientTypeDetails: 1\n"
+            ));
+        }
+        std::fs::write(dir.path().join("source.ldif"), source).unwrap();
+        std::fs::write(dir.path().join("destination.ldif"), destination).unwrap();
+        Self::in_dir(dir, d, pg)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, d: &Dovecot, pg: &postgres::Postgres) -> Case {
         let pass = d.admin_password_file();
         let plan = format!(
             r#"version: 1
@@ -179,8 +216,12 @@ fn activity(pg: &postgres::Postgres) -> (u64, u64) {
 
 /// How many times each message identity is at the destination.
 fn copies(d: &Dovecot) -> BTreeMap<String, usize> {
+    copies_of(d, TARGET)
+}
+
+fn copies_of(d: &Dovecot, user: &str) -> BTreeMap<String, usize> {
     let mut count = BTreeMap::new();
-    for entry in walk(&d.maildir(TARGET)) {
+    for entry in walk(&d.maildir(user)) {
         let text = std::fs::read(&entry).unwrap();
         let text = String::from_utf8_lossy(&text);
         if let Some(id) = text
@@ -365,4 +406,193 @@ fn two_applies_of_one_plan_exclude_each_other_through_the_database() {
     assert!(err.contains(&format!("process {}", first.id())), "{err}");
     first.kill().unwrap();
     first.wait().unwrap();
+}
+
+/// Starts a worker of the case's plan in the background.
+fn spawn_worker(case: &Case, extra: &[&str]) -> std::process::Child {
+    let mut args = vec!["worker", "plan.yaml"];
+    args.extend_from_slice(extra);
+    case.std_command(&args).spawn().unwrap()
+}
+
+fn progress(case: &Case) -> String {
+    let out = case
+        .cmd()
+        .args(["state", "progress", "plan.yaml"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every source message of `uids` is at its destination exactly once.
+fn exactly_once(d: &Dovecot, uids: &[&str], per_user: usize) {
+    for uid in uids {
+        let got = copies_of(d, &format!("new-{uid}"));
+        assert_eq!(got.len(), per_user, "{uid}: every message arrived");
+        assert!(
+            got.values().all(|&c| c == 1),
+            "{uid}: a message arrived twice"
+        );
+    }
+}
+
+#[test]
+fn three_workers_share_a_queued_wave_and_copy_every_message_exactly_once() {
+    let uids = ["p1", "p2", "p3", "p4", "p5", "p6"];
+    let mut users = Vec::new();
+    for u in uids {
+        users.push((u.to_string(), "x".to_string()));
+        users.push((format!("new-{u}"), "y".to_string()));
+    }
+    let users: Vec<(&str, &str)> = users
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let d = Dovecot::start(&users);
+    let per_user = 300;
+    for u in uids {
+        for i in 0..per_user {
+            seed_user(
+                &d,
+                u,
+                if i % 2 == 0 { "INBOX" } else { "Archive" },
+                i,
+                3_000,
+            );
+        }
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::wave(&d, &pg, &uids);
+
+    // The directory phase, and the item work queued: nothing copied yet.
+    let (_, err) = case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+    assert!(err.contains("queued for `mailplan worker`"), "{err}");
+    for u in uids {
+        assert!(
+            copies_of(&d, &format!("new-{u}")).is_empty(),
+            "{u} copied by apply"
+        );
+    }
+    let before = progress(&case);
+    assert!(
+        before.contains("6 units: 0 done, 0 running, 6 queued, 0 failed"),
+        "{before}"
+    );
+
+    let started = Instant::now();
+    let workers: Vec<_> = (0..3)
+        .map(|_| spawn_worker(&case, &["--concurrency", "1"]))
+        .collect();
+    for mut w in workers {
+        let status = w.wait().unwrap();
+        assert!(status.success(), "a worker failed: {status}");
+    }
+    eprintln!(
+        "3 workers copied {} messages in {:.1} s",
+        uids.len() * per_user,
+        started.elapsed().as_secs_f64()
+    );
+    exactly_once(&d, &uids, per_user);
+    let after = progress(&case);
+    assert!(
+        after.contains("6 units: 6 done, 0 running, 0 queued, 0 failed"),
+        "{after}"
+    );
+    assert!(after.contains("Copied 1,800 items"), "{after}");
+    let (out, _) = case.ok(&["plan", "plan.yaml"]);
+    assert!(out.contains("No changes."), "{out}");
+}
+
+#[test]
+fn a_worker_killed_mid_unit_loses_its_lease_and_another_finishes_it_exactly_once() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let n = 3_000;
+    for i in 0..n {
+        seed(&d, if i % 3 == 0 { "Archive" } else { "INBOX" }, i, 4_000);
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::new(&d, &pg);
+    case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+    let mut first = spawn_worker(&case, &["--lease", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while d.count_files(TARGET) < 300 {
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the worker ended ({status}) before it could be killed");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not start copying"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let held = progress(&case);
+    assert!(held.contains("1 running"), "{held}");
+    assert!(held.contains(&format!(":{}#0", first.id())), "{held}");
+
+    let out = case
+        .cmd()
+        .args(["worker", "plan.yaml", "--lease", "3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let copied = copies(&d);
+    assert_eq!(copied.len(), n, "every message arrived");
+    assert!(copied.values().all(|&c| c == 1), "a message arrived twice");
+    let done = progress(&case);
+    assert!(done.contains("1 units: 1 done"), "{done}");
+    let attempts = sql(&pg, "SELECT attempts FROM units");
+    assert_eq!(attempts, ["2"], "taken over once");
+}
+
+#[test]
+fn a_unit_that_always_fails_ends_failed_after_its_retries_and_the_rest_completes() {
+    let d = Dovecot::start(&[("p1", "x"), ("new-p1", "y"), ("p2", "x"), ("new-p2", "y")]);
+    for u in ["p1", "p2"] {
+        for i in 0..50 {
+            seed_user(&d, u, "INBOX", i, 2_000);
+        }
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::wave(&d, &pg, &["p1", "p2"]);
+    case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+    // From now on the server cannot read `p2`'s mailbox: every attempt at that unit fails.
+    use std::os::unix::fs::PermissionsExt as _;
+    let p2 = d.maildir("p2");
+    std::fs::set_permissions(&p2, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let retries = ["--max-attempts", "3", "--backoff", "1"];
+    let out = case
+        .cmd()
+        .args(["worker", "plan.yaml"])
+        .args(retries)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed unit: import_mail"), "{err}");
+    assert!(err.contains("after 3 attempts"), "{err}");
+    exactly_once(&d, &["p1"], 50);
+    let shown = progress(&case);
+    assert!(
+        shown.contains("2 units: 1 done, 0 running, 0 queued, 1 failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("failed   import_mail"), "{shown}");
+
+    // Taken again on request, with its attempts counted afresh.
+    let out = case
+        .cmd()
+        .args(["worker", "plan.yaml", "--retry-failed"])
+        .args(retries)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Queued 1 failed units again."), "{err}");
+    assert!(err.contains("after 3 attempts"), "{err}");
 }
