@@ -596,3 +596,54 @@ fn a_unit_that_always_fails_ends_failed_after_its_retries_and_the_rest_completes
     assert!(err.contains("Queued 1 failed units again."), "{err}");
     assert!(err.contains("after 3 attempts"), "{err}");
 }
+
+/// Benchmark (ignored; run by hand): messages per second with 1, 2 and 4 workers of one unit at
+/// a time each, on a wave of 8 mailboxes of 500 messages, on one Dovecot and one PostgreSQL.
+/// `cargo test --release --test pg_state -- --ignored --nocapture workers_scale`
+#[test]
+#[ignore]
+fn workers_scale() {
+    let uids = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"];
+    let per_user = 500;
+    for workers in [1, 2, 4] {
+        let mut users = Vec::new();
+        for u in uids {
+            users.push((u.to_string(), "x".to_string()));
+            users.push((format!("new-{u}"), "y".to_string()));
+        }
+        let users: Vec<(&str, &str)> = users
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let d = Dovecot::start(&users);
+        for u in uids {
+            for i in 0..per_user {
+                seed_user(
+                    &d,
+                    u,
+                    if i % 2 == 0 { "INBOX" } else { "Archive" },
+                    i,
+                    4_000,
+                );
+            }
+        }
+        d.fix_owner();
+        let pg = postgres::Postgres::start();
+        let case = Case::wave(&d, &pg, &uids);
+        case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+        let started = Instant::now();
+        let children: Vec<_> = (0..workers)
+            .map(|_| spawn_worker(&case, &["--concurrency", "1"]))
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        exactly_once(&d, &uids, per_user);
+        let n = uids.len() * per_user;
+        eprintln!(
+            "{workers} workers: {n} messages in {secs:.1} s: {:.0} messages/s",
+            n as f64 / secs
+        );
+    }
+}
