@@ -155,6 +155,7 @@ async fn run_claimed(
             settings.lease,
         );
         async move {
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(lease / 3).await;
                 let (owner, id) = (owner.clone(), id.clone());
@@ -165,9 +166,14 @@ async fn run_claimed(
                         .map_err(err)
                 })
                 .await;
-                // A renewal the database did not answer is tried again at the next third.
-                if let Ok(false) = held {
-                    return;
+                match held {
+                    Ok(true) => renewed = tokio::time::Instant::now(),
+                    Ok(false) => return,
+                    // A renewal the database did not answer is tried again at the next third;
+                    // once the lease may have run out, another worker may hold the unit, and
+                    // this one stops before the two could copy the same item.
+                    Err(_) if renewed.elapsed() >= lease * 2 / 3 => return,
+                    Err(_) => {}
                 }
             }
         }
