@@ -121,6 +121,10 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// With a PostgreSQL state (`state: postgres:`): claim the item work that apply queued and
+    /// copy it, until no unit of the wave is queued or running anywhere; start it on any
+    /// number of machines. Exit 1 when a unit of the wave ended failed.
+    Worker(WorkerArgs),
     /// Write a synthetic Domino source, AD destination and plan file (for benchmarks and tests).
     Generate {
         /// Number of source persons.
@@ -183,6 +187,31 @@ pub struct PlanArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The YAML plan file that was applied.
+    pub plan: PathBuf,
+    /// Units this process copies at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// When the queue is empty, wait for more work instead of exiting (stop with Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
+    /// First queue again the units that failed after all their attempts.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Seconds a claim holds without renewal; another worker takes a unit over once it ends.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lease: u64,
+    /// Attempts of a unit before it is marked failed.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+    /// Seconds before a failed unit is tried again; doubled for each further attempt (at most
+    /// 300).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub backoff: u64,
+}
+
+#[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// A YAML plan file, or a saved plan made with `plan --out`.
     pub input: PathBuf,
@@ -195,6 +224,10 @@ pub struct ApplyArgs {
     /// The state folder (run history, backups, lock); default `.mailplan` beside the plan file.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// With a PostgreSQL state: queue the item work for `mailplan worker` without copying it
+    /// here.
+    #[arg(long)]
+    pub no_items: bool,
     /// Apply only this source person (repeatable), with what its actions need (see `plan
     /// --target`). Only with a plan file: a saved plan is applied as it was reviewed.
     #[arg(long = "target", value_name = "SOURCE_DN")]
@@ -241,6 +274,9 @@ pub enum StateCommand {
     },
     /// Remove the apply lock, whoever holds it (only when you are sure no apply runs).
     Unlock(StateArgs),
+    /// With a PostgreSQL state: the wave's item work, done, running, queued and failed, what
+    /// it copied, the rate, the time left, and which worker holds what.
+    Progress(StateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +357,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 ExitCode::FAILURE
             })
         }
+        Command::Worker(a) => say(ops::worker::worker(&ops::worker::WorkerRequest {
+            plan_file: &a.plan,
+            concurrency: usize::from(a.concurrency),
+            follow: a.follow,
+            retry_failed: a.retry_failed,
+            lease: Some(std::time::Duration::from_secs(a.lease)),
+            max_attempts: Some(a.max_attempts),
+            backoff: Some(std::time::Duration::from_secs(a.backoff)),
+        })?),
         Command::Generate {
             persons,
             destination_objects,
@@ -453,6 +498,7 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
         input: &args.input,
         targets: &args.targets,
         state_dir: args.state_dir.as_deref(),
+        no_items: args.no_items,
     })?;
     match start {
         ops::apply::Start::NoChanges(note) => {
@@ -522,6 +568,7 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
         }
         StateCommand::Items { state: a, bad } => say(ops::state::items(&request(&a), bad)?),
         StateCommand::Unlock(a) => say(ops::state::unlock(&request(&a))?),
+        StateCommand::Progress(a) => say(ops::state::progress(&request(&a))?),
     }
 }
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::{
     Error, Inputs, gather_items, load_checked_spec, load_directory, load_inputs_for,
-    load_saved_with_fingerprint, lock_destination, make_plan, read_history, state_dir, target,
+    load_saved_with_fingerprint, lock_destination, make_plan, read_history, state_location, target,
     warn_insecure, warn_items,
 };
 use crate::directory::Snapshot;
@@ -32,6 +32,9 @@ pub struct ApplyRequest<'a> {
     pub targets: &'a [String],
     /// `--state-dir`, when given.
     pub state_dir: Option<&'a Path>,
+    /// `--no-items`: on a PostgreSQL state, queue the item work for `mailplan worker` without
+    /// copying it here.
+    pub no_items: bool,
 }
 
 /// How an apply starts.
@@ -62,6 +65,8 @@ pub struct Session {
     lock: LockGuard,
     _destination: Option<crate::lockfile::Held>,
     resume: Option<BTreeSet<String>>,
+    /// On a PostgreSQL state: how the imports go through its work units.
+    work: Option<crate::items::work::ApplyWork>,
 }
 
 /// The end of an executed session.
@@ -95,8 +100,16 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
     target(&mut spec, request.targets)?;
     // The lock comes first: what an apply plans from (the state's record of earlier runs) must
     // not change under it.
-    let state_dir = state_dir(&plan_file, request.state_dir);
-    let db = StateDb::open(&state_dir)?;
+    let state = state_location(&spec, request.state_dir)?;
+    let work = match &state {
+        crate::state::Location::Postgres(_) => Some(crate::items::work::ApplyWork {
+            copy: !request.no_items,
+            settings: crate::items::work::Settings::new(crate::items::work::owner_here()),
+        }),
+        crate::state::Location::Dir(_) if request.no_items => return Err(Error::NeedsPostgres),
+        crate::state::Location::Dir(_) => None,
+    };
+    let db = StateDb::open_at(&state)?;
     let lock = db.lock()?;
     let destination = lock_destination(&spec)?;
     let (kind, prepared, resume) = match saved {
@@ -109,7 +122,7 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
         }
         None => {
             let history = read_history(&db)?;
-            let prepared = prepare_plan_file(spec, history, &state_dir)?;
+            let prepared = prepare_plan_file(spec, history, &state)?;
             (Kind::PlanFile, prepared, None)
         }
     };
@@ -120,6 +133,7 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
         lock,
         _destination: destination,
         resume,
+        work,
     })))
 }
 
@@ -138,6 +152,7 @@ impl Session {
             lock,
             _destination: destination,
             resume: None,
+            work: None,
         }
     }
 
@@ -193,7 +208,14 @@ impl Session {
         parallelism: usize,
         reporter: Arc<dyn crate::apply::Reporter>,
     ) -> Result<Executed, Error> {
-        let executed = execute(self.prepared, self.db, parallelism, self.resume, reporter)?;
+        let executed = execute(
+            self.prepared,
+            self.db,
+            parallelism,
+            self.resume,
+            self.work,
+            reporter,
+        )?;
         self.lock.release()?;
         Ok(executed)
     }
@@ -245,6 +267,7 @@ fn execute(
     db: StateDb,
     parallelism: usize,
     resume: Option<BTreeSet<String>>,
+    work: Option<crate::items::work::ApplyWork>,
     reporter: Arc<dyn crate::apply::Reporter>,
 ) -> Result<Executed, Error> {
     let style = Style { color: false };
@@ -253,12 +276,8 @@ fn execute(
         &prepared.fingerprint,
     )?;
     let settle = settled_merges(&prepared);
-    // The item importer keeps its ledger in the same state folder.
-    let items_dir = db
-        .path()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    // The item importer keeps its ledger in the same state.
+    let items_state = db.location().clone();
     let options = crate::apply::Options {
         parallelism,
         resume,
@@ -288,7 +307,7 @@ fn execute(
             reporter,
             options,
             rx,
-            Some((items_dir, run)),
+            Some((items_state, run, work)),
         )
         .await
     })?;
@@ -345,12 +364,12 @@ pub struct Prepared {
 pub fn prepare_plan_file(
     spec: Spec,
     history: plan::History,
-    state_dir: &Path,
+    state: &crate::state::Location,
 ) -> Result<Prepared, Error> {
     let path = spec.path.clone();
     let mut inputs = load_inputs_for(spec)?;
     inputs.history = history;
-    gather_items(&mut inputs, state_dir)?;
+    gather_items(&mut inputs, state)?;
     let plan = make_plan(&inputs)?;
     let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
     Ok(Prepared {
@@ -500,7 +519,7 @@ pub async fn apply(
         .map(|a| a.report)
 }
 
-/// `apply`, with the item stores: `items` is the state folder and the run the ledger records
+/// `apply`, with the item stores: `items` is the state and the run the ledger records
 /// copied items under. The outcome names every person the plan leaves out and every item
 /// skipped as bad, so the caller can tell whether everything arrived.
 pub async fn apply_with_items(
@@ -509,17 +528,25 @@ pub async fn apply_with_items(
     reporter: std::sync::Arc<dyn crate::apply::Reporter>,
     options: crate::apply::Options,
     cancel: tokio::sync::watch::Receiver<bool>,
-    items: Option<(PathBuf, crate::state::RunId)>,
+    items: Option<(
+        crate::state::Location,
+        crate::state::RunId,
+        Option<crate::items::work::ApplyWork>,
+    )>,
 ) -> Result<crate::apply::Applied, Error> {
     use std::sync::Arc;
-    let importer = items.map(|(dir, run)| {
+    let importer = items.map(|(state, run, work)| {
         let endpoints = crate::items::endpoints_for(&prepared.inputs.spec, &prepared.inputs.source);
-        Arc::new(crate::items::import::ItemImporter::new(
+        let importer = crate::items::import::ItemImporter::new(
             prepared.inputs.spec.items.clone(),
             endpoints,
-            dir,
+            state,
             run,
-        ))
+        );
+        Arc::new(match work {
+            Some(work) => importer.with_work(work),
+            None => importer,
+        })
     });
     let shared = importer
         .clone()
