@@ -47,7 +47,7 @@ fn stdout_of(args: &[&str]) -> String {
 
 #[test]
 fn validate_accepts_the_examples() {
-    for plan in ["quickstart", "interactive", "remigration"] {
+    for plan in ["quickstart", "interactive", "remigration", "carbonio"] {
         mailplan()
             .args(["validate", &format!("examples/plans/{plan}.yaml")])
             .assert()
@@ -445,10 +445,11 @@ fn a_mapped_attribute_no_source_entry_has_is_a_warning_with_the_count() {
     assert_eq!(json["summary"]["warnings"], 1, "{json}");
 }
 
-/// Until the commands keep their state in PostgreSQL, a plan file that asks for it is refused
-/// by every command that would read or write the state, rather than quietly using SQLite.
+/// A plan file that keeps its state in PostgreSQL is never quietly given a SQLite state
+/// instead: `--state-dir` beside it is refused, and a database that cannot be reached stops
+/// the command before anything is written. (tests/pg_state.rs applies into a real database.)
 #[test]
-fn a_postgres_state_that_no_command_uses_yet_is_refused_not_ignored() {
+fn a_postgres_state_is_used_never_replaced_by_a_sqlite_one() {
     let dir = tempfile::tempdir().unwrap();
     let text = std::fs::read_to_string(root().join(QUICKSTART)).unwrap();
     // The quickstart's data through a link, so its relative paths resolve from a folder of
@@ -472,11 +473,31 @@ fn a_postgres_state_that_no_command_uses_yet_is_refused_not_ignored() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
         assert!(
-            err.contains("`state: postgres:` is checked, but no command keeps its state there yet"),
+            err.contains(
+                "--state-dir names a folder, but the plan file keeps its state in PostgreSQL"
+            ),
             "{cmd}: {err}"
         );
         assert!(!dir.path().join("state").exists(), "{cmd} made a state");
         assert!(!dir.path().join("out").exists(), "{cmd} wrote items");
+    }
+    for args in [
+        &["apply", "--auto-approve"][..],
+        &["state", "list"][..],
+        &["verify"][..],
+    ] {
+        let out = mailplan().args(args).arg(&plan).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains("postgres://mailplan@127.0.0.1:9/m"),
+            "{args:?} names the database: {err}"
+        );
+        assert!(
+            !dir.path().join("plans/.mailplan").exists(),
+            "{args:?} made a SQLite state"
+        );
+        assert!(!dir.path().join("out").exists(), "{args:?} wrote items");
     }
 }
 
@@ -502,9 +523,10 @@ fn apply_counts_one_action_in_the_singular() {
 }
 
 /// A Carbonio plan plans through the CLI with no server (ambiguous persons are decisions, not
-/// errors), and `apply` refuses before anything is opened: its SOAP side is not built.
+/// errors), and `apply` of a plan whose destination is an LDIF export refuses before anything
+/// is opened: an export cannot show what changed in Carbonio since.
 #[test]
-fn carbonio_plans_and_apply_refuses_until_built() {
+fn carbonio_plans_and_apply_refuses_an_export() {
     let plan = "tests/fixtures/carbonio/plan.yaml";
     mailplan()
         .args(["plan", plan, "--json"])
@@ -518,7 +540,7 @@ fn carbonio_plans_and_apply_refuses_until_built() {
         .assert()
         .code(1)
         .stderr(predicate::str::contains(
-            "apply into Carbonio (its admin SOAP API) is not built yet",
+            "apply into Carbonio needs its live directory",
         ));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }

@@ -11,8 +11,50 @@ use common::*;
 
 const QUICKSTART: &str = "examples/plans/quickstart.yaml";
 
+const CARBONIO: &str = "examples/plans/carbonio.yaml";
+const CARBONIO_HEADING: &str = "## Into Carbonio, step by step";
+
+/// README, without its Carbonio section (whose samples are of the Carbonio example).
 fn readme() -> String {
+    let (before, _, after) = split_carbonio(&full_readme());
+    format!("{before}{after}")
+}
+
+fn full_readme() -> String {
     std::fs::read_to_string(root().join("README.md")).unwrap()
+}
+
+/// README before the Carbonio section, the section, and what follows it.
+fn split_carbonio(text: &str) -> (String, String, String) {
+    let start = text
+        .find(CARBONIO_HEADING)
+        .expect("README has no Carbonio walk-through");
+    let rest = &text[start + CARBONIO_HEADING.len()..];
+    let end = rest
+        .find("\n## ")
+        .map_or(text.len(), |i| start + CARBONIO_HEADING.len() + i + 1);
+    (
+        text[..start].to_string(),
+        text[start..end].to_string(),
+        text[end..].to_string(),
+    )
+}
+
+/// What `mailplan ARGS` prints on standard output, uncoloured, run from the repository's root.
+fn output_of(args: &[&str]) -> String {
+    let out = Command::cargo_bin("mailplan")
+        .unwrap()
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mailplan {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The output of `mailplan plan` on the quickstart example, uncoloured.
@@ -237,5 +279,47 @@ fn readme_describes_every_part_of_the_html_report() {
             panic!("README's description of the HTML report does not name {quoted} (in order)")
         });
         from += at + quoted.len();
+    }
+}
+
+/// The Carbonio walk-through's sample `Plan:` line is what `mailplan plan` prints for the
+/// Carbonio example, and its sample batch lines are lines `--format carbonio-prov` prints, in
+/// the same order.
+#[test]
+fn readme_carbonio_samples_are_what_mailplan_prints() {
+    let (_, section, _) = split_carbonio(&full_readme());
+    let blocks = output_blocks(&section);
+    let output = output_of(&["plan", CARBONIO]);
+    let real = line_starting(&output, "Plan: ");
+    let plan_lines: Vec<&&str> = blocks
+        .iter()
+        .flatten()
+        .filter(|l| l.starts_with("Plan: "))
+        .collect();
+    assert_eq!(
+        plan_lines.len(),
+        1,
+        "one `Plan:` sample in the walk-through"
+    );
+    assert_eq!(
+        *plan_lines[0], real,
+        "the walk-through's `Plan:` line is stale"
+    );
+
+    let batch = output_of(&["plan", CARBONIO, "--format", "carbonio-prov"]);
+    let sample = blocks
+        .iter()
+        .find(|b| b.iter().any(|l| l.starts_with("createAccount ")))
+        .expect("the walk-through shows no batch sample");
+    let mut real = batch.lines();
+    for shown in sample {
+        let shown = shown.trim_end();
+        if shown.is_empty() || shown == "..." {
+            continue;
+        }
+        assert!(
+            real.any(|l| l == shown),
+            "the walk-through's batch line {shown:?} is not printed (in this order):\n{batch}"
+        );
     }
 }

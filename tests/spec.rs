@@ -1838,3 +1838,29 @@ fn the_other_flavors_still_need_their_container() {
     );
     assert_eq!(labelled(&text, p), "password_policy");
 }
+
+/// Shares and files cannot be migrated from a generic AD/OpenLDAP source (Carbonio's own
+/// procedure says so): a plan asking for them gets that reason at the key, not an unknown key.
+#[test]
+fn shares_and_files_are_refused_with_the_reason() {
+    let text = format!("{CARBONIO}items:\n  shares: {{ from: everyone }}\n");
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::NOT_MIGRATABLE);
+    assert_eq!(at, (17, 3));
+    assert_eq!(labelled(&text, p), "shares");
+    assert!(p.message().starts_with("`items.shares`: shares cannot be migrated from this source: Carbonio's migration procedure moves shares only from a Zextras-compatible system"), "{}", p.message());
+    assert!(p.help_text().unwrap().contains("remove `items.shares`"));
+    assert!(!e.problems().iter().any(|p| p.code() == codes::UNKNOWN_KEY));
+
+    let text = format!("{CARBONIO}files:\n  from: /srv/share\n");
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::NOT_MIGRATABLE);
+    assert_eq!(at, (16, 1));
+    assert!(p.message().starts_with("`files`: files cannot be migrated"));
+    assert!(p.help_text().unwrap().contains("Carbonio Files"));
+
+    let text = CARBONIO.replace("  cos: default\n", "  cos: default\n  files: true\n");
+    let e = err(&text);
+    let (_, at) = problem(&text, &e, codes::NOT_MIGRATABLE);
+    assert_eq!(at, (11, 3));
+}

@@ -798,6 +798,23 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
     ) {
         // Imports write no directory entry; the importer works out what is new and keeps
         // its own ledger, so running one again is always safe.
+        if matches!(live.get(&action.target), Some(None))
+            && let Some(waited) = ctx.writer.wait_for(&action.target).await
+        {
+            // A mailbox something else creates (Carbonio's Auto Provisioning), awaited.
+            match waited {
+                Ok(true) => {}
+                Ok(false) => {
+                    let secs = ctx.writer.waits_for().unwrap_or_default().as_secs();
+                    return failed(format!(
+                        "`{}` does not exist: {NOT_PROVISIONED} within {secs} s \
+                         (`provisioning.wait`), so none of its items were imported",
+                        action.target
+                    ));
+                }
+                Err(e) => return failed(e.to_string()),
+            }
+        }
         let Some(_turn) = ctx.turn_to_write().await else {
             return ActionResult::NotStarted;
         };
@@ -809,11 +826,9 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
             None => failed("this apply was started without access to the item stores"),
         };
     }
-    let adds = matches!(
-        action.kind,
-        ActionKind::CreateMailbox | ActionKind::CreateGroup
-    ) || (action.kind == ActionKind::RestoreEntry
-        && matches!(live.get(&action.target), Some(None)));
+    let adds = creates(action.kind)
+        || (action.kind == ActionKind::RestoreEntry
+            && matches!(live.get(&action.target), Some(None)));
     let deletes = matches!(
         action.kind,
         ActionKind::DeleteContact | ActionKind::DeleteEntry
@@ -935,10 +950,8 @@ fn before_write<W>(
 /// recorded fingerprint: nothing of it but its existence goes into the create.)
 fn blind_create<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> bool {
     let target = &action.target;
-    matches!(
-        action.kind,
-        ActionKind::CreateMailbox | ActionKind::CreateGroup
-    ) && ctx.resume.is_none()
+    creates(action.kind)
+        && ctx.resume.is_none()
         && ctx.writer.add_checks_existence()
         && action.preconditions.iter().all(|p| match p {
             Precondition::Absent { object } => object == target,
@@ -978,6 +991,22 @@ async fn create_unread<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) ->
         Err(WriteError::NoSuchObject(parent)) => stale(format!("`{parent}` no longer exists")),
         Err(e) => write_failed(e),
     }
+}
+
+/// How the failure of an import whose account Carbonio's Auto Provisioning never created
+/// starts its reason: the apply names such persons as left out.
+pub const NOT_PROVISIONED: &str = "Carbonio's Auto Provisioning did not create the account";
+
+/// Whether actions of `kind` bring their target into being (a mailbox, a group, a Carbonio
+/// account or distribution list): written as an add of the entry its changes describe.
+fn creates(kind: ActionKind) -> bool {
+    matches!(
+        kind,
+        ActionKind::CreateMailbox
+            | ActionKind::CreateGroup
+            | ActionKind::CreateAccount
+            | ActionKind::CreateDistributionList
+    )
 }
 
 /// An action that did nothing because the state could not record what it was about to do.
@@ -1021,7 +1050,7 @@ pub fn in_effect(action: &Action, live: &BTreeMap<Dn, Option<Entry>>) -> bool {
     let get = |dn: &Dn| live.get(dn).and_then(Option::as_ref);
     match action.kind {
         ActionKind::DeleteContact | ActionKind::DeleteEntry => get(&action.target).is_none(),
-        ActionKind::CreateMailbox | ActionKind::CreateGroup | ActionKind::RestoreEntry => {
+        kind if creates(kind) || kind == ActionKind::RestoreEntry => {
             let Some(entry) = get(&action.target) else {
                 return false;
             };

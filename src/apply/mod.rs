@@ -2,10 +2,11 @@
 //!
 //! `executor` walks the action graph (bounded parallelism, preconditions checked against live
 //! entries, backups before every change, dependents of a failure skipped); `writer` is the write
-//! side of a directory (LDIF file, `ldap` for servers); `reporter` shows progress; `outcome`
+//! side of a directory (LDIF file, `ldap` for servers, `carbonio` through Carbonio's admin API); `reporter` shows progress; `outcome`
 //! is what a run did as a whole, left-out persons and skipped items included. Apply never
 //! re-plans: deciding is the planner's job.
 
+pub mod carbonio;
 pub mod executor;
 pub mod guard;
 pub mod ldap;
@@ -13,6 +14,7 @@ pub mod outcome;
 pub mod reporter;
 pub mod writer;
 
+pub use carbonio::CarbonioDirectory;
 pub use executor::{
     ActionResult, Importer, Journal, JournalFuture, MemoryJournal, Options, Recorded, Report,
     Reporter, execute, execute_with_importer,

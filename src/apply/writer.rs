@@ -97,6 +97,18 @@ pub trait DirectoryWriter: Send + Sync + 'static {
     fn add_checks_existence(&self) -> bool {
         false
     }
+    /// For a directory where something else creates mailboxes (Carbonio's Accounts Auto
+    /// Provisioning): waits, bounded, until `dn` exists; `Some(Ok(false))` when it did not
+    /// appear in time. `None`: nothing creates entries here by itself, so there is nothing to
+    /// wait for and the caller goes on as it would.
+    fn wait_for(&self, dn: &Dn) -> impl Future<Output = Option<Result<bool, WriteError>>> + Send {
+        let _ = dn;
+        std::future::ready(None)
+    }
+    /// How long [`DirectoryWriter::wait_for`] waits at most, for messages.
+    fn waits_for(&self) -> Option<std::time::Duration> {
+        None
+    }
     /// `delete`, with the action's preconditions (see `modify_guarded`).
     fn delete_guarded(
         &self,

@@ -79,9 +79,14 @@ pub enum Command {
     Show {
         /// The saved plan.
         file: PathBuf,
-        /// Print the plan as JSON (schemas/plan-output.schema.json).
-        #[arg(long)]
+        /// Print the plan as JSON (schemas/plan-output.schema.json); the same as `--format json`.
+        #[arg(long, conflicts_with = "format")]
         json: bool,
+        /// text for people, json for machines (schemas/plan-output.schema.json), carbonio-prov
+        /// for a `carbonio prov -f` batch of a Carbonio plan's directory actions, to run on the
+        /// server by hand (item imports and persons left out are listed in its `#` lines).
+        #[arg(long, value_enum)]
+        format: Option<PlanFormat>,
     },
     /// Print the action graph of a plan file or saved plan.
     Graph {
@@ -116,6 +121,10 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// With a PostgreSQL state (`state: postgres:`): claim the item work that apply queued and
+    /// copy it, until no unit of the wave is queued or running anywhere; start it on any
+    /// number of machines. Exit 1 when a unit of the wave ended failed.
+    Worker(WorkerArgs),
     /// Write a synthetic Domino source, AD destination and plan file (for benchmarks and tests).
     Generate {
         /// Number of source persons.
@@ -148,9 +157,15 @@ pub struct PlanArgs {
     /// Also save the plan to FILE, for review and `apply FILE`.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Print the plan as JSON (schemas/plan-output.schema.json) instead of text.
-    #[arg(long)]
+    /// Print the plan as JSON (schemas/plan-output.schema.json) instead of text; the same as
+    /// `--format json`.
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+    /// text for people, json for machines (schemas/plan-output.schema.json), carbonio-prov for
+    /// a `carbonio prov -f` batch of a Carbonio plan's directory actions, to run on the server
+    /// by hand (item imports and persons left out are listed in its `#` lines).
+    #[arg(long, value_enum)]
+    pub format: Option<PlanFormat>,
     /// Exit 2 when the plan has changes, 0 when it has none, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -172,6 +187,31 @@ pub struct PlanArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WorkerArgs {
+    /// The YAML plan file that was applied.
+    pub plan: PathBuf,
+    /// Units this process copies at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// When the queue is empty, wait for more work instead of exiting (stop with Ctrl-C).
+    #[arg(long)]
+    pub follow: bool,
+    /// First queue again the units that failed after all their attempts.
+    #[arg(long)]
+    pub retry_failed: bool,
+    /// Seconds a claim holds without renewal; another worker takes a unit over once it ends.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lease: u64,
+    /// Attempts of a unit before it is marked failed.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub max_attempts: u32,
+    /// Seconds before a failed unit is tried again; doubled for each further attempt (at most
+    /// 300).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub backoff: u64,
+}
+
+#[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// A YAML plan file, or a saved plan made with `plan --out`.
     pub input: PathBuf,
@@ -184,6 +224,10 @@ pub struct ApplyArgs {
     /// The state folder (run history, backups, lock); default `.mailplan` beside the plan file.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// With a PostgreSQL state: queue the item work for `mailplan worker` without copying it
+    /// here.
+    #[arg(long)]
+    pub no_items: bool,
     /// Apply only this source person (repeatable), with what its actions need (see `plan
     /// --target`). Only with a plan file: a saved plan is applied as it was reviewed.
     #[arg(long = "target", value_name = "SOURCE_DN")]
@@ -241,6 +285,9 @@ pub enum StateCommand {
     },
     /// Remove the apply lock, whoever holds it (only when you are sure no apply runs).
     Unlock(StateArgs),
+    /// With a PostgreSQL state: the wave's item work, done, running, queued and failed, what
+    /// it copied, the rate, the time left, and which worker holds what.
+    Progress(StateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +297,13 @@ pub struct StateArgs {
     /// The state folder; default `.mailplan` beside the plan file.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Json,
+    CarbonioProv,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -281,7 +335,10 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
         Command::Plan(args) => plan(args, style),
         Command::Apply(args) => apply(args, style),
         Command::State(cmd) => state(cmd, style),
-        Command::Show { file, json } => print_plan(&ops::show::show(&file)?, format(json), style),
+        Command::Show { file, json, format } => {
+            let (plan, flavor) = ops::show::show(&file)?;
+            print_plan(&plan, plan_format(json, format), flavor, style)
+        }
         Command::Graph { input, format } => print(&ops::show::graph(
             &input,
             match format {
@@ -311,6 +368,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
                 ExitCode::FAILURE
             })
         }
+        Command::Worker(a) => say(ops::worker::worker(&ops::worker::WorkerRequest {
+            plan_file: &a.plan,
+            concurrency: usize::from(a.concurrency),
+            follow: a.follow,
+            retry_failed: a.retry_failed,
+            lease: Some(std::time::Duration::from_secs(a.lease)),
+            max_attempts: Some(a.max_attempts),
+            backoff: Some(std::time::Duration::from_secs(a.backoff)),
+        })?),
         Command::Generate {
             persons,
             destination_objects,
@@ -340,9 +406,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, Error> {
     }
 }
 
-/// `--json` or not.
-fn format(json: bool) -> Format {
-    if json { Format::Json } else { Format::Text }
+/// `--format`, or `--json`, or text.
+fn plan_format(json: bool, format: Option<PlanFormat>) -> Format {
+    match format {
+        Some(PlanFormat::Json) => Format::Json,
+        Some(PlanFormat::CarbonioProv) => Format::CarbonioProv,
+        Some(PlanFormat::Text) => Format::Text,
+        None if json => Format::Json,
+        None => Format::Text,
+    }
 }
 
 /// Writes to stdout; a closed pipe (`mailplan plan … | head`) is not an error.
@@ -363,9 +435,30 @@ fn print_with(f: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<E
     }
 }
 
-/// Prints a plan, streamed as it is rendered.
-fn print_plan(plan: &Plan, format: Format, style: Style) -> Result<ExitCode, Error> {
-    print_with(|out| ops::show::write_plan(plan, format, style, out))
+/// Prints a plan, streamed as it is rendered; `flavor` is its destination's, when known.
+fn print_plan(
+    plan: &Plan,
+    format: Format,
+    flavor: Option<crate::spec::Flavor>,
+    style: Style,
+) -> Result<ExitCode, Error> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let written = ops::show::write_plan(plan, format, flavor, style, &mut out);
+    let flushed = out.flush();
+    match written {
+        Err(Error::Write { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e),
+        Ok(()) => match flushed {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+            Err(e) => Err(Error::Write {
+                path: "<stdout>".into(),
+                source: e,
+            }),
+        },
+    }
 }
 
 /// Prints what an operation has to say: its text on stdout, its note on stderr.
@@ -393,7 +486,12 @@ fn plan(args: PlanArgs, style: Style) -> Result<ExitCode, Error> {
         state_dir: args.state_dir.as_deref(),
         out: args.out.as_deref(),
     })?;
-    print_plan(&planned.plan, format(args.json), style)?;
+    print_plan(
+        &planned.plan,
+        plan_format(args.json, args.format),
+        Some(planned.inputs.spec.destination.flavor),
+        style,
+    )?;
     for note in planned.notes() {
         eprintln!("{note}");
     }
@@ -411,6 +509,7 @@ fn apply(args: ApplyArgs, style: Style) -> Result<ExitCode, Error> {
         input: &args.input,
         targets: &args.targets,
         state_dir: args.state_dir.as_deref(),
+        no_items: args.no_items,
     })?;
     match start {
         ops::apply::Start::NoChanges(note) => {
@@ -437,7 +536,7 @@ fn review_and_execute(
     style: Style,
 ) -> Result<ExitCode, Error> {
     if session.shows_plan() {
-        print_plan(session.plan(), Format::Text, style)?;
+        print_plan(session.plan(), Format::Text, None, style)?;
     }
     session.check_safety()?;
     if session.is_done() {
@@ -489,6 +588,7 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
         }
         StateCommand::Items { state: a, bad } => say(ops::state::items(&request(&a), bad)?),
         StateCommand::Unlock(a) => say(ops::state::unlock(&request(&a))?),
+        StateCommand::Progress(a) => say(ops::state::progress(&request(&a))?),
     }
 }
 

@@ -11,7 +11,6 @@
 //! a folder's messages arrive in the source's order.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
@@ -31,7 +30,7 @@ use crate::items::{BadItem, ItemKind, human_bytes, pim};
 use crate::plan::{Action, ActionKind};
 use crate::render::text::count;
 use crate::spec::Items;
-use crate::state::{ItemVersion, LedgerItem, RunId, StateDb};
+use crate::state::{ItemVersion, LedgerItem, Location, RunId, StateDb};
 
 /// Messages appended in one batch (one pipelined round of APPENDs, one ledger transaction).
 const BATCH_MESSAGES: usize = 100;
@@ -48,10 +47,12 @@ const WORKERS: usize = 6;
 pub struct ItemImporter {
     items: Items,
     endpoints: BTreeMap<Dn, PersonEndpoints>,
-    state_dir: PathBuf,
+    state: Location,
     run: RunId,
     /// The bad items the imports of this run skipped, for the run's summary.
     skipped: std::sync::Mutex<Vec<SkippedItem>>,
+    /// On a state that machines share: the imports go through work units.
+    work: Option<crate::items::work::ApplyWork>,
 }
 
 /// What one import did.
@@ -75,16 +76,29 @@ impl ItemImporter {
     pub fn new(
         items: Items,
         endpoints: BTreeMap<Dn, PersonEndpoints>,
-        state_dir: PathBuf,
+        state: Location,
         run: RunId,
     ) -> Self {
         ItemImporter {
             items,
             endpoints,
-            state_dir,
+            state,
             run,
             skipped: Default::default(),
+            work: None,
         }
+    }
+
+    /// Sends this importer's imports through the wave's work units (see
+    /// [`crate::items::work::ApplyWork`]).
+    pub fn with_work(mut self, work: crate::items::work::ApplyWork) -> Self {
+        self.work = Some(work);
+        self
+    }
+
+    /// The state this importer records in.
+    pub fn state(&self) -> &Location {
+        &self.state
     }
 
     /// The bad items this run's imports skipped (and forgotten here).
@@ -116,22 +130,27 @@ impl ItemImporter {
                 .and_then(|c| c.as_ref().ok())
                 .map(|c| c.destination.ledger_name()),
         };
-        let (Some(mailbox), Ok(db)) = (mailbox, StateDb::open(&self.state_dir)) else {
+        let (Some(mailbox), Ok(db)) = (mailbox, StateDb::open_at(&self.state)) else {
             return;
         };
         record_bad(&db, self.run, &mailbox, kind.ledger_kind(), bad);
     }
 
-    async fn run_import(&self, action: &Action) -> Result<ImportReport, String> {
+    async fn run_import(
+        &self,
+        id: &str,
+        subject: &Dn,
+        kind: ActionKind,
+    ) -> Result<ImportReport, String> {
         let ep = self
             .endpoints
-            .get(&action.subject)
-            .ok_or_else(|| format!("the plan file copies no items for `{}`", action.subject))?;
-        match action.kind {
+            .get(subject)
+            .ok_or_else(|| format!("the plan file copies no items for `{subject}`"))?;
+        match kind {
             ActionKind::ImportMail => self.mail(ep).await,
             ActionKind::ImportCalendar => self.calendar(ep).await,
             ActionKind::ImportContacts => self.contacts(ep).await,
-            _ => Err(format!("`{}` is not an import", action.id)),
+            _ => Err(format!("`{id}` is not an import")),
         }
     }
 
@@ -151,14 +170,14 @@ impl ItemImporter {
         // One writer per Maildir, whichever state folder the apply uses: what is new is worked
         // out and copied under the lock, so two applies never both copy one message.
         let _writer = lock_maildir(&ep.destination)?;
-        let ledger = read_ledger(Some(&self.state_dir), &[mailbox.clone()].into())
+        let ledger = read_ledger(Some(&self.state), &[mailbox.clone()].into())
             .map_err(|e| e.to_string())?
             .remove(&mailbox)
             .unwrap_or_default();
         let (selection, source, mut destination) = select_mail(ep, items, &ledger)
             .await
             .map_err(|e| e.to_string())?;
-        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
         let mut report = ImportReport {
             bad: selection.bad.clone(),
             ..Default::default()
@@ -182,7 +201,7 @@ impl ItemImporter {
             let (ep, queue, dir, runid, mailbox) = (
                 ep.clone(),
                 queue.clone(),
-                self.state_dir.clone(),
+                self.state.clone(),
                 self.run,
                 mailbox.clone(),
             );
@@ -285,7 +304,7 @@ impl ItemImporter {
     /// The ledger's versions of one mailbox's events or contacts.
     fn versions(&self, mailbox: &str, kind: ItemKind) -> Result<pim::Copied, String> {
         let key = (mailbox.to_string(), kind);
-        Ok(read_versions(Some(&self.state_dir), &[key.clone()].into())
+        Ok(read_versions(Some(&self.state), &[key.clone()].into())
             .map_err(|e| e.to_string())?
             .remove(&key)
             .unwrap_or_default())
@@ -362,7 +381,7 @@ impl ItemImporter {
         let mailbox = ep.destination.ledger_name();
         let done = self.versions(&mailbox, ItemKind::Calendar)?;
         let (sel, dest) = pim::select_calendar(ep, &done).await?;
-        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
         let mut report = ImportReport {
             bad: sel.bad.clone(),
             changed_at_destination: sel.changed_at_destination,
@@ -414,7 +433,7 @@ impl ItemImporter {
         let mailbox = ep.destination.ledger_name();
         let done = self.versions(&mailbox, ItemKind::Contacts)?;
         let (sel, book) = pim::select_contacts(ep, &done).await?;
-        let db = StateDb::open(&self.state_dir).map_err(|e| e.to_string())?;
+        let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
         let mut report = ImportReport {
             bad: sel.bad.clone(),
             changed_at_destination: sel.changed_at_destination,
@@ -559,7 +578,7 @@ async fn copy_worker(
     ep: MailEndpoints,
     stores: Option<(Store, Store)>,
     queue: Queue,
-    state_dir: PathBuf,
+    state: Location,
     runid: RunId,
     mailbox: String,
 ) -> Result<ImportReport, String> {
@@ -572,7 +591,7 @@ async fn copy_worker(
                 .map_err(|e| e.to_string())?,
         ),
     };
-    let db = StateDb::open(&state_dir).map_err(|e| e.to_string())?;
+    let db = StateDb::open_at(&state).map_err(|e| e.to_string())?;
     let mut report = ImportReport::default();
     while let Some(job) = next_job(&queue) {
         let Job {
@@ -734,8 +753,29 @@ impl Importer for ItemImporter {
         action: &'a Action,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            let report = self.run_import(action).await?;
-            let kind = match action.kind {
+            if let Some(work) = &self.work {
+                return work.import(self, action).await;
+            }
+            self.import_one(&action.id, &action.subject, action.kind)
+                .await
+                .map(drop)
+        })
+    }
+}
+
+impl ItemImporter {
+    /// Runs the import `id` of `kind` for the source person `subject`, records its bad items
+    /// for the run's summary and says what it copied on standard error.
+    pub async fn import_one(
+        &self,
+        id: &str,
+        subject: &Dn,
+        kind: ActionKind,
+    ) -> Result<ImportReport, String> {
+        let action_kind = kind;
+        {
+            let report = self.run_import(id, subject, kind).await?;
+            let kind = match action_kind {
                 ActionKind::ImportMail => ItemKind::Mail,
                 ActionKind::ImportCalendar => ItemKind::Calendar,
                 _ => ItemKind::Contacts,
@@ -744,11 +784,11 @@ impl Importer for ItemImporter {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .extend(report.bad.iter().map(|b| SkippedItem {
-                    source: action.subject.clone(),
+                    source: subject.clone(),
                     kind,
                     item: b.clone(),
                 }));
-            let (one, many) = match action.kind {
+            let (one, many) = match action_kind {
                 ActionKind::ImportMail => ("message", "messages"),
                 ActionKind::ImportCalendar => ("event", "events"),
                 _ => ("contact", "contacts"),
@@ -782,16 +822,15 @@ impl Importer for ItemImporter {
                 n => format!(", {} skipped", count(n as u64, "bad item", "bad items")),
             };
             eprintln!(
-                "{}: copied {} {what}{updated} ({}){folders}{bad}{kept}",
-                action.id,
+                "{id}: copied {} {what}{updated} ({}){folders}{bad}{kept}",
                 report.copied,
                 human_bytes(report.bytes),
             );
             for b in &report.bad {
                 eprintln!("  bad item: {}: {}", b.location, b.message);
             }
-            Ok(())
-        })
+            Ok(report)
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 //! it never creates a folder or a state database.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::directory::Dn;
@@ -14,7 +13,7 @@ use crate::items::endpoints::{MailEndpoints, PersonEndpoints};
 use crate::items::mail::{self, Selection, Store};
 use crate::items::{Inventories, Inventory, ItemKind, PersonInventory, contacts, pim};
 use crate::spec::{MailItems, Spec};
-use crate::state::StateDb;
+use crate::state::{Location, StateDb};
 
 /// How many mailboxes are listed at once.
 const CONCURRENCY: usize = 8;
@@ -23,11 +22,11 @@ const CONCURRENCY: usize = 8;
 /// read once for every mailbox in the wave. A missing state database is an empty ledger (the
 /// first plan), and is not created.
 pub fn read_ledger(
-    state_dir: Option<&Path>,
+    state: Option<&Location>,
     mailboxes: &BTreeSet<String>,
 ) -> Result<BTreeMap<String, mail::Ledger>, crate::state::StateError> {
     let mut out = BTreeMap::new();
-    let Some(db) = state_dir.map(StateDb::open_existing).transpose()?.flatten() else {
+    let Some(db) = state.map(StateDb::open_existing_at).transpose()?.flatten() else {
         return Ok(out);
     };
     for mailbox in mailboxes {
@@ -43,11 +42,11 @@ pub fn read_ledger(
 /// The ledger's identities with their recorded versions per (mailbox, kind), for calendars and
 /// contacts, read like [`read_ledger`].
 pub fn read_versions(
-    state_dir: Option<&Path>,
+    state: Option<&Location>,
     mailboxes: &BTreeSet<(String, ItemKind)>,
 ) -> Result<BTreeMap<(String, ItemKind), pim::Copied>, crate::state::StateError> {
     let mut out = BTreeMap::new();
-    let Some(db) = state_dir.map(StateDb::open_existing).transpose()?.flatten() else {
+    let Some(db) = state.map(StateDb::open_existing_at).transpose()?.flatten() else {
         return Ok(out);
     };
     for (mailbox, kind) in mailboxes {
@@ -100,7 +99,7 @@ pub async fn select_mail_for_plan(
 pub fn gather(
     spec: &Spec,
     endpoints: &BTreeMap<Dn, PersonEndpoints>,
-    state_dir: Option<&Path>,
+    state: Option<&Location>,
 ) -> Result<Inventories, crate::state::StateError> {
     let mut out = Inventories::new();
     let mut mailboxes: BTreeSet<String> = BTreeSet::new();
@@ -123,8 +122,8 @@ pub fn gather(
         return Ok(out);
     }
     let ledger = Arc::new(Ledgers {
-        mail: read_ledger(state_dir, &mailboxes)?,
-        pim: read_versions(state_dir, &pim_books)?,
+        mail: read_ledger(state, &mailboxes)?,
+        pim: read_versions(state, &pim_books)?,
     });
     let items = Arc::new(spec.items.mail.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()

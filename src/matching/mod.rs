@@ -566,11 +566,21 @@ fn match_person(
         soft.sort_by_key(|c| c.id);
         if soft.is_empty() || mode == Mode::Batch {
             for c in &soft {
+                // The account name by the attribute this destination keeps it in (`uid` in
+                // Carbonio and LDAP, `sAMAccountName` in Active Directory).
+                let via = match c.via {
+                    Via::SamAccountName => flavor
+                        .index()
+                        .account_attrs
+                        .first()
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| c.via.describe().to_string()),
+                    v => v.describe().to_string(),
+                };
                 warnings.push(format!(
-                    "a new mailbox would duplicate {} {} (same {} `{}`); confirm it in matching.confirmed to convert it instead",
+                    "a new mailbox would duplicate {} {} (same {via} `{}`); confirm it in matching.confirmed to convert it instead",
                     c.class.describe(),
                     destination.entry(c.id).dn,
-                    c.via.describe(),
                     c.value
                 ));
             }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::{
     Error, Inputs, gather_items, load_checked_spec, load_directory, load_inputs_for,
-    load_saved_with_fingerprint, lock_destination, make_plan, read_history, state_dir, target,
+    load_saved_with_fingerprint, lock_destination, make_plan, read_history, state_location, target,
     warn_insecure, warn_items,
 };
 use crate::directory::Snapshot;
@@ -32,6 +32,9 @@ pub struct ApplyRequest<'a> {
     pub targets: &'a [String],
     /// `--state-dir`, when given.
     pub state_dir: Option<&'a Path>,
+    /// `--no-items`: on a PostgreSQL state, queue the item work for `mailplan worker` without
+    /// copying it here.
+    pub no_items: bool,
 }
 
 /// How an apply starts.
@@ -64,6 +67,8 @@ pub struct Session {
     lock: LockGuard,
     _destination: Option<crate::lockfile::Held>,
     resume: Option<BTreeSet<String>>,
+    /// On a PostgreSQL state: how the imports go through its work units.
+    work: Option<crate::items::work::ApplyWork>,
 }
 
 /// The end of an executed session.
@@ -89,19 +94,24 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
     };
     // The plan file and its secrets are checked before anything is written, the state included.
     let mut spec = load_checked_spec(&plan_file)?;
-    if spec.destination.flavor == crate::spec::Flavor::Carbonio {
-        // Refused before the state is opened or anything is locked: the LDAP writer must
-        // never be handed Carbonio's actions.
-        return Err(Error::CarbonioApply);
-    }
+    // Refused before the state is opened or anything is locked.
+    check_carbonio(&spec)?;
     if saved.is_some() && !request.targets.is_empty() {
         return Err(Error::TargetOnSavedPlan);
     }
     target(&mut spec, request.targets)?;
     // The lock comes first: what an apply plans from (the state's record of earlier runs) must
     // not change under it.
-    let state_dir = state_dir(&plan_file, request.state_dir);
-    let db = StateDb::open(&state_dir)?;
+    let state = state_location(&spec, request.state_dir)?;
+    let work = match &state {
+        crate::state::Location::Postgres(_) => Some(crate::items::work::ApplyWork {
+            copy: !request.no_items,
+            settings: crate::items::work::Settings::new(crate::items::work::owner_here()),
+        }),
+        crate::state::Location::Dir(_) if request.no_items => return Err(Error::NeedsPostgres),
+        crate::state::Location::Dir(_) => None,
+    };
+    let db = StateDb::open_at(&state)?;
     let lock = db.lock()?;
     let destination = lock_destination(&spec)?;
     let (kind, prepared, resume) = match saved {
@@ -114,7 +124,7 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
         }
         None => {
             let history = read_history(&db)?;
-            let prepared = prepare_plan_file(spec, history, &state_dir)?;
+            let prepared = prepare_plan_file(spec, history, &state)?;
             (Kind::PlanFile, prepared, None)
         }
     };
@@ -125,6 +135,7 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
         lock,
         _destination: destination,
         resume,
+        work,
     })))
 }
 
@@ -143,6 +154,7 @@ impl Session {
             lock,
             _destination: destination,
             resume: None,
+            work: None,
         }
     }
 
@@ -161,6 +173,7 @@ impl Session {
             lock,
             _destination: destination,
             resume: None,
+            work: None,
         }
     }
 
@@ -228,11 +241,44 @@ impl Session {
             parallelism,
             self.resume,
             undoes,
+            self.work,
             reporter,
         )?;
         self.lock.release()?;
         Ok(executed)
     }
+}
+
+/// Whether an apply into a Carbonio destination can be carried out: it needs the live directory
+/// (an LDIF export cannot show what changed since) and to know how accounts are created.
+fn check_carbonio(spec: &Spec) -> Result<(), Error> {
+    let Some(carbonio) = &spec.destination.carbonio else {
+        return Ok(());
+    };
+    if matches!(spec.destination.directory, DirectorySource::Ldif(_)) {
+        return Err(Error::CarbonioExport);
+    }
+    match &carbonio.provisioning {
+        None => return Err(Error::CarbonioProvisioning),
+        Some(crate::spec::Provisioning::Soap(soap)) => {
+            let url = &soap.url;
+            if soap.insecure {
+                eprintln!(
+                    "warning: Carbonio admin API `{url}`: TLS certificates are NOT verified (insecure: true); the connection can be intercepted"
+                );
+            }
+            if url
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+            {
+                eprintln!(
+                    "warning: Carbonio admin API `{url}`: the admin password and the new accounts' passwords are sent without TLS (http://); anyone on the network path can read them"
+                );
+            }
+        }
+        Some(crate::spec::Provisioning::Auto) => {}
+    }
+    Ok(())
 }
 
 /// Whether a plan leaves out a person because of an error, or an item as bad: then an apply
@@ -250,6 +296,7 @@ fn execute(
     parallelism: usize,
     resume: Option<BTreeSet<String>>,
     undoes: Option<crate::state::RunId>,
+    work: Option<crate::items::work::ApplyWork>,
     reporter: Arc<dyn crate::apply::Reporter>,
 ) -> Result<Executed, Error> {
     let style = Style { color: false };
@@ -264,12 +311,8 @@ fn execute(
         db.record_undo(run, undone)?;
     }
     let settle = settled_merges(&prepared);
-    // The item importer keeps its ledger in the same state folder.
-    let items_dir = db
-        .path()
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    // The item importer keeps its ledger in the same state.
+    let items_state = db.location().clone();
     let options = crate::apply::Options {
         parallelism,
         resume,
@@ -299,7 +342,7 @@ fn execute(
             reporter,
             options,
             rx,
-            Some((items_dir, run)),
+            Some((items_state, run, work)),
         )
         .await
     })?;
@@ -356,12 +399,12 @@ pub struct Prepared {
 pub fn prepare_plan_file(
     spec: Spec,
     history: plan::History,
-    state_dir: &Path,
+    state: &crate::state::Location,
 ) -> Result<Prepared, Error> {
     let path = spec.path.clone();
     let mut inputs = load_inputs_for(spec)?;
     inputs.history = history;
-    gather_items(&mut inputs, state_dir)?;
+    gather_items(&mut inputs, state)?;
     let plan = make_plan(&inputs)?;
     let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
     Ok(Prepared {
@@ -511,7 +554,7 @@ pub async fn apply(
         .map(|a| a.report)
 }
 
-/// `apply`, with the item stores: `items` is the state folder and the run the ledger records
+/// `apply`, with the item stores: `items` is the state and the run the ledger records
 /// copied items under. The outcome names every person the plan leaves out and every item
 /// skipped as bad, so the caller can tell whether everything arrived.
 pub async fn apply_with_items(
@@ -520,17 +563,25 @@ pub async fn apply_with_items(
     reporter: std::sync::Arc<dyn crate::apply::Reporter>,
     options: crate::apply::Options,
     cancel: tokio::sync::watch::Receiver<bool>,
-    items: Option<(PathBuf, crate::state::RunId)>,
+    items: Option<(
+        crate::state::Location,
+        crate::state::RunId,
+        Option<crate::items::work::ApplyWork>,
+    )>,
 ) -> Result<crate::apply::Applied, Error> {
     use std::sync::Arc;
-    let importer = items.map(|(dir, run)| {
+    let importer = items.map(|(state, run, work)| {
         let endpoints = crate::items::endpoints_for(&prepared.inputs.spec, &prepared.inputs.source);
-        Arc::new(crate::items::import::ItemImporter::new(
+        let importer = crate::items::import::ItemImporter::new(
             prepared.inputs.spec.items.clone(),
             endpoints,
-            dir,
+            state,
             run,
-        ))
+        );
+        Arc::new(match work {
+            Some(work) => importer.with_work(work),
+            None => importer,
+        })
     });
     let shared = importer
         .clone()
@@ -544,6 +595,38 @@ pub async fn apply_with_items(
     let plan = Arc::new(plan);
     let rules = Arc::new(matching::DestinationRules::for_spec(&inputs.spec));
     let report = match &inputs.spec.destination.directory {
+        // The one place the writer is chosen: Carbonio's objects are written through its
+        // admin API, whatever directory it runs on.
+        DirectorySource::Ldap(settings) if inputs.spec.destination.carbonio.is_some() => {
+            let Some(carbonio) = &inputs.spec.destination.carbonio else {
+                return Err(Error::CarbonioProvisioning);
+            };
+            let writer =
+                crate::apply::CarbonioDirectory::connect(settings, carbonio, options.parallelism)
+                    .await
+                    .map_err(|error| match error {
+                        crate::apply::carbonio::CarbonioError::NoProvisioning => {
+                            Error::CarbonioProvisioning
+                        }
+                        error => Error::Carbonio { error },
+                    })?;
+            drop(inputs);
+            crate::apply::execute_with_importer(
+                plan.clone(),
+                Arc::new(writer),
+                rules,
+                journal,
+                reporter,
+                Arc::new(recorded),
+                shared,
+                options,
+                cancel,
+            )
+            .await?
+        }
+        DirectorySource::Ldif(_) if inputs.spec.destination.carbonio.is_some() => {
+            return Err(Error::CarbonioExport);
+        }
         DirectorySource::Ldif(path) => {
             let writer = Arc::new(crate::apply::LdifDirectory::new(path, &inputs.destination));
             drop(inputs);
@@ -629,8 +712,37 @@ pub async fn apply_with_items(
     }
     // By person and kind; each import's own items stay in the order it found them.
     skipped.sort_by(|a, b| (&a.source, a.kind).cmp(&(&b.source, b.kind)));
+    // Persons whose account Auto Provisioning never created: nothing of theirs arrived, so
+    // they are left out, by name, as the plan's errors are.
+    let mut left_out = plan.left_out();
+    for ((_, result), action) in report.results.iter().zip(plan.actions.iter()) {
+        let crate::apply::ActionResult::Failed { message, .. } = result else {
+            continue;
+        };
+        if !message.contains(crate::apply::executor::NOT_PROVISIONED)
+            || left_out.iter().any(|l| l.source == action.subject)
+        {
+            continue;
+        }
+        let name = plan
+            .subjects
+            .iter()
+            .find(|s| s.source == action.subject)
+            .map(|s| s.name.clone())
+            .unwrap_or_else(|| action.subject.to_string());
+        left_out.push(plan::LeftOut {
+            name,
+            source: action.subject.clone(),
+            status: plan::Status::Error,
+            reason: format!(
+                "its account `{}` did not appear: {}",
+                action.target,
+                crate::apply::executor::NOT_PROVISIONED
+            ),
+        });
+    }
     Ok(crate::apply::Applied {
-        left_out: plan.left_out(),
+        left_out,
         report,
         skipped,
     })

@@ -19,6 +19,7 @@ pub mod plan;
 pub mod show;
 pub mod state;
 pub mod verify;
+pub mod worker;
 
 pub use apply::{
     Prepared, apply, apply_runtime, apply_with_items, prepare_plan_file, prepare_saved,
@@ -37,20 +38,44 @@ use crate::plan::graph::{ActionGraph, GraphError};
 use crate::plan::saved::{SavedPlan, SavedPlanError};
 use crate::plan::{History, PlanError};
 use crate::spec::{self, DirectorySource, PlanFileError, Spec};
+use crate::state::Location;
 
 #[derive(Debug, thiserror::Error, Diagnostic)]
 pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     PlanFile(#[from] Box<PlanFileError>),
-    #[error("apply into Carbonio (its admin SOAP API) is not built yet: nothing was written")]
+    #[error(
+        "apply into Carbonio needs its live directory: `destination.directory` is an LDIF export, which shows no changes made since, so nothing was written"
+    )]
     #[diagnostic(
-        code(mailplan::carbonio_apply),
+        code(mailplan::carbonio_export),
         help(
-            "`mailplan plan PLAN.yaml` shows what the migration does; review it and carry out its directory actions by hand on the Carbonio server"
+            "`mailplan plan` works on the export; to apply, point `destination.directory` at Carbonio's LDAP (`ldap: {{ url, bind_dn, password, base }}`)"
         )
     )]
-    CarbonioApply,
+    CarbonioExport,
+    #[error(
+        "apply into Carbonio needs to know how accounts are created: the plan has no `destination.provisioning`, so nothing was written"
+    )]
+    #[diagnostic(
+        code(mailplan::carbonio_provisioning),
+        help(
+            "write `provisioning: {{ soap: {{ url, user, password }} }}` for mailplan to create them through the admin API, or `provisioning: {{ auto: true }}` when Carbonio's Auto Provisioning does"
+        )
+    )]
+    CarbonioProvisioning,
+    // `error` rather than `source`, as for `Ldap`.
+    #[error("Carbonio destination: {error}")]
+    #[diagnostic(
+        code(mailplan::carbonio),
+        help(
+            "check `destination.provisioning.soap` (url, user, password, ca_file) and `destination.directory`; nothing was written"
+        )
+    )]
+    Carbonio {
+        error: crate::apply::carbonio::CarbonioError,
+    },
     #[error(transparent)]
     #[diagnostic(transparent)]
     Ldif(#[from] Box<LdifFileError>),
@@ -103,6 +128,14 @@ pub enum Error {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Saved(#[from] SavedPlanError),
+    #[error("cannot write the plan as a `carbonio prov` batch")]
+    #[diagnostic(
+        code(mailplan::carbonio_prov),
+        help(
+            "`--format carbonio-prov` is for plans whose destination is `flavor: carbonio`; use `--format text` or `--format json` for the others"
+        )
+    )]
+    CarbonioProv(#[from] crate::render::carbonio_prov::ProvError),
     #[error("the plan file `{}` changed since `{}` was made from it", plan_file.display(), saved.display())]
     #[diagnostic(
         code(mailplan::apply::plan_file_changed),
@@ -167,14 +200,35 @@ pub enum Error {
         )
     )]
     TargetOnSavedPlan,
-    #[error("`state: postgres:` is checked, but no command keeps its state there yet")]
+    #[error(
+        "--state-dir names a folder, but the plan file keeps its state in PostgreSQL (`state: postgres:`)"
+    )]
     #[diagnostic(
-        code(mailplan::state::postgres_not_used),
+        code(mailplan::state::two_places),
         help(
-            "remove the `state:` section to keep the state in SQLite beside the plan file; running with it would put runs, backups and the ledger somewhere other than the plan file says"
+            "leave out --state-dir to use the database the plan file names, or remove the plan file's `state:` section to keep the state in SQLite"
         )
     )]
-    StateBackendNotUsed,
+    StateDirWithPostgres,
+    #[error("cannot read the password of the PostgreSQL state (state.postgres.password): {0}")]
+    #[diagnostic(
+        code(mailplan::state::secret),
+        help(
+            "set the environment variable or create the file that `state.postgres.password` names"
+        )
+    )]
+    StateSecret(crate::spec::SecretError),
+    #[error("work units need a PostgreSQL state: this plan file keeps its state in SQLite")]
+    #[diagnostic(
+        code(mailplan::state::needs_postgres),
+        help(
+            "add a `state: postgres:` section (url and password) to the plan file so that workers on several machines share the work; with SQLite, `mailplan apply` copies the items itself"
+        )
+    )]
+    NeedsPostgres,
+    #[error("the worker could not go on: {0}")]
+    #[diagnostic(code(mailplan::worker))]
+    Worker(String),
     #[error(transparent)]
     #[diagnostic(transparent)]
     TooManyDeletes(#[from] Box<crate::apply::guard::TooManyDeletes>),
@@ -314,13 +368,7 @@ impl Inputs {
 
 /// Reads and validates the plan file.
 pub fn load_spec(path: &Path) -> Result<Spec, Error> {
-    let spec = spec::load(path)?;
-    // Refused until the commands open the state the section names: a state written
-    // elsewhere than the plan file says would be lost to the next run.
-    if spec.state.is_some() {
-        return Err(Error::StateBackendNotUsed);
-    }
-    Ok(spec)
+    Ok(spec::load(path)?)
 }
 
 /// Reads one directory as the plan file describes it. `file_urls`: the plan file allows the
@@ -745,9 +793,9 @@ fn restored_contacts(
     Ok(restored)
 }
 
-/// The history in the state folder `dir`, or none when nothing was ever applied there.
-pub fn load_history(dir: &Path) -> Result<History, Error> {
-    match crate::state::StateDb::open_existing(dir)? {
+/// The history in the state at `location`, or none when nothing was ever applied there.
+pub fn load_history(location: &Location) -> Result<History, Error> {
+    match crate::state::StateDb::open_existing_at(location)? {
         Some(db) => read_history(&db),
         None => Ok(History::default()),
     }
@@ -755,14 +803,13 @@ pub fn load_history(dir: &Path) -> Result<History, Error> {
 
 /// Takes the item inventories the plan file asks for (source, ledger, destination), so the plan
 /// can say exactly what each import copies. Reads only.
-pub fn gather_items(inputs: &mut Inputs, state_dir: &Path) -> Result<(), Error> {
+pub fn gather_items(inputs: &mut Inputs, state: &Location) -> Result<(), Error> {
     let endpoints = crate::items::endpoints_for(&inputs.spec, &inputs.source);
     if endpoints.is_empty() {
         return Ok(());
     }
     warn_items(&inputs.spec);
-    inputs.inventories =
-        crate::items::inventory::gather(&inputs.spec, &endpoints, Some(state_dir))?;
+    inputs.inventories = crate::items::inventory::gather(&inputs.spec, &endpoints, Some(state))?;
     Ok(())
 }
 
@@ -892,4 +939,55 @@ pub fn state_dir(plan_file: &Path, explicit: Option<&Path>) -> PathBuf {
             .unwrap_or(Path::new("."))
             .join(".mailplan"),
     }
+}
+
+/// Where the state of a plan file is kept: the PostgreSQL database its `state:` section names
+/// (the password read from its secret now), else the SQLite folder [`state_dir`] gives.
+/// `--state-dir` with a PostgreSQL state is refused rather than one of the two ignored.
+///
+/// The PostgreSQL apply lock is taken per plan file and destination (see
+/// [`lock_scope`]): two plans of one database, or one plan aimed at two destinations, do not
+/// wait for each other; two applies of one plan into one destination, from any machines, do.
+pub fn state_location(spec: &Spec, explicit: Option<&Path>) -> Result<Location, Error> {
+    let Some(pg) = &spec.state else {
+        return Ok(Location::Dir(state_dir(&spec.path, explicit)));
+    };
+    if explicit.is_some() {
+        return Err(Error::StateDirWithPostgres);
+    }
+    let password = pg
+        .password
+        .as_ref()
+        .map(|s| s.resolve())
+        .transpose()
+        .map_err(Error::StateSecret)?;
+    let target = crate::state::postgres::Target::new(pg, password, lock_scope(spec))?;
+    Ok(Location::Postgres(std::sync::Arc::new(target)))
+}
+
+/// [`state_location`] for a command that has only the plan file's path: reads the plan file
+/// (checking it, without reading the secrets of its directories and stores).
+pub fn state_location_of(plan_file: &Path, explicit: Option<&Path>) -> Result<Location, Error> {
+    state_location(&load_spec(plan_file)?, explicit)
+}
+
+/// What the PostgreSQL apply lock is taken for: the plan file (by its name, the same on every
+/// machine that works on the wave) and its destination (an LDAP server's URL and base, or an
+/// LDIF file's name).
+pub fn lock_scope(spec: &Spec) -> String {
+    let plan = spec
+        .path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let destination = match &spec.destination.directory {
+        DirectorySource::Ldap(settings) => {
+            format!("{} {}", settings.url.to_ascii_lowercase(), settings.base)
+        }
+        DirectorySource::Ldif(path) => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    format!("plan {plan} -> destination {destination}")
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use super::{
     Error, Inputs, Outcome, gather_items, load_checked_spec, load_history, load_inputs_for,
-    load_spec, state_dir, target, write_atomic_with,
+    load_spec, state_location, target, write_atomic_with,
 };
 use crate::matching;
 use crate::plan::graph::ActionGraph;
@@ -61,10 +61,10 @@ pub enum Verdict {
 pub fn plan(request: &PlanRequest<'_>) -> Result<Planned, Error> {
     let mut spec = load_checked_spec(request.plan_file)?;
     target(&mut spec, request.targets)?;
+    let state = state_location(&spec, request.state_dir)?;
     let mut inputs = load_inputs_for(spec)?;
-    let state_dir = state_dir(request.plan_file, request.state_dir);
-    inputs.history = load_history(&state_dir)?;
-    gather_items(&mut inputs, &state_dir)?;
+    inputs.history = load_history(&state)?;
+    gather_items(&mut inputs, &state)?;
     let plan = make_plan(&inputs)?;
     if let Some(out) = request.out {
         save_plan(out, &inputs, &plan, request.plan_file)?;
@@ -125,9 +125,9 @@ pub fn plan_of(input: &Path) -> Result<Plan, Error> {
         return Ok(super::load_saved(input)?.plan);
     }
     let mut inputs = super::load_inputs(input)?;
-    let state_dir = state_dir(input, None);
-    inputs.history = load_history(&state_dir)?;
-    gather_items(&mut inputs, &state_dir)?;
+    let state = state_location(&inputs.spec, None)?;
+    inputs.history = load_history(&state)?;
+    gather_items(&mut inputs, &state)?;
     make_plan(&inputs)
 }
 

@@ -11,6 +11,7 @@ use std::path::Path;
 use super::{Error, Outcome, load_saved, write_atomic};
 use crate::plan::Plan;
 use crate::render::{self, text::Style};
+use crate::spec::Flavor;
 
 /// How a plan is printed by `plan` and `show`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,24 +20,53 @@ pub enum Format {
     Text,
     /// The JSON that schemas/plan-output.schema.json describes.
     Json,
+    /// A `carbonio prov -f` batch of the directory actions (Carbonio plans only).
+    CarbonioProv,
 }
 
-/// Writes a plan in `format`, streamed as it is rendered.
+/// Writes a plan in `format`, streamed as it is rendered. `flavor` is the destination flavor
+/// the plan file names, when it is known: a `carbonio prov` batch is refused for any other.
 pub fn write_plan(
     plan: &Plan,
     format: Format,
+    flavor: Option<Flavor>,
     style: Style,
     out: &mut dyn Write,
-) -> std::io::Result<()> {
-    match format {
+) -> Result<(), Error> {
+    let written = match format {
         Format::Json => render::json::write(plan, out),
         Format::Text => render::text::write(plan, style, out),
+        Format::CarbonioProv => {
+            if let Some(f) = flavor {
+                render::carbonio_prov::check_flavor(flavor_name(f))?;
+            }
+            let batch = render::carbonio_prov::render(plan)?;
+            out.write_all(batch.as_bytes())
+        }
+    };
+    written.map_err(|e| Error::Write {
+        path: "<stdout>".into(),
+        source: e,
+    })
+}
+
+/// The name a plan file gives `flavor`.
+pub fn flavor_name(flavor: Flavor) -> &'static str {
+    match flavor {
+        Flavor::ActiveDirectory => "active-directory",
+        Flavor::Ldap => "ldap",
+        Flavor::Carbonio => "carbonio",
     }
 }
 
-/// The plan a saved plan holds, as it was saved.
-pub fn show(file: &Path) -> Result<Plan, Error> {
-    Ok(load_saved(file)?.plan)
+/// The plan a saved plan holds, as it was saved, and the destination flavor its plan file
+/// names when that file can still be read (it is only read, never planned).
+pub fn show(file: &Path) -> Result<(Plan, Option<Flavor>), Error> {
+    let saved = load_saved(file)?;
+    let flavor = crate::spec::load(Path::new(&saved.plan_file))
+        .ok()
+        .map(|s| s.destination.flavor);
+    Ok((saved.plan, flavor))
 }
 
 /// How `graph` draws a plan.

@@ -10,7 +10,8 @@ use std::path::Path;
 
 use super::apply::Session;
 use super::{
-    Error, Outcome, Prepared, load_checked_spec, load_inputs_for, lock_destination, state_dir,
+    Error, Outcome, Prepared, load_checked_spec, load_inputs_for, lock_destination,
+    state_location_of,
 };
 use crate::directory::ldif;
 use crate::render;
@@ -25,7 +26,10 @@ pub struct StateRequest<'a> {
 
 impl StateRequest<'_> {
     fn open(&self) -> Result<StateDb, Error> {
-        Ok(StateDb::open(&state_dir(self.plan_file, self.state_dir))?)
+        Ok(StateDb::open_at(&state_location_of(
+            self.plan_file,
+            self.state_dir,
+        )?)?)
     }
 }
 
@@ -396,4 +400,86 @@ fn run_writes(
     }
     imports.sort();
     Ok((touched, imports))
+}
+
+/// The wave's item work (PostgreSQL state): units done, running, queued and failed, what they
+/// copied, the rate and an estimate of the time left, which worker holds what, and why each
+/// failed unit failed.
+pub fn progress(request: &StateRequest<'_>) -> Result<Outcome, Error> {
+    let db = request.open()?;
+    let units = db.units().ok_or(Error::NeedsPostgres)?;
+    let rows = units.unit_rows()?;
+    let count = |state: &str| rows.iter().filter(|r| r.state == state).count();
+    let (done, running, queued, failed) = (
+        count("done"),
+        count("running"),
+        count("queued"),
+        count("failed"),
+    );
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} units: {done} done, {running} running, {queued} queued, {failed} failed",
+        rows.len()
+    );
+    let copied: u64 = rows.iter().map(|r| r.copied).sum();
+    let bytes: u64 = rows.iter().map(|r| r.bytes).sum();
+    let wall = rows
+        .iter()
+        .filter_map(|r| r.since_start)
+        .fold(0.0_f64, f64::max);
+    let _ = write!(
+        out,
+        "Copied {} items ({})",
+        render::text::thousands(copied),
+        crate::items::human_bytes(bytes)
+    );
+    if wall >= 1.0 {
+        let _ = write!(
+            out,
+            " in {:.0} s: {:.1} items/s, {}/s",
+            wall,
+            copied as f64 / wall,
+            crate::items::human_bytes((bytes as f64 / wall) as u64)
+        );
+    }
+    let left = running + queued;
+    if left == 0 {
+        out.push_str("; nothing left to do\n");
+    } else if done > 0 && wall >= 1.0 {
+        let _ = writeln!(
+            out,
+            "; about {:.0} s left",
+            wall / done as f64 * left as f64
+        );
+    } else {
+        out.push_str("; no estimate of the time left until a unit is done\n");
+    }
+    for r in rows.iter().filter(|r| r.state == "running") {
+        let _ = writeln!(
+            out,
+            "  running  {}  held by {}, lease {}",
+            r.unit,
+            r.owner.as_deref().unwrap_or("nobody"),
+            match r.lease_left {
+                Some(s) if s >= 0.0 => format!("{s:.0} s left"),
+                Some(s) => format!("expired {:.0} s ago (free to take over)", -s),
+                None => "unknown".to_owned(),
+            }
+        );
+    }
+    for r in rows.iter().filter(|r| r.state == "failed") {
+        let _ = writeln!(
+            out,
+            "  failed   {}  after {} attempts: {}",
+            r.unit,
+            r.attempts,
+            r.last_error.as_deref().unwrap_or("no reason recorded")
+        );
+    }
+    Ok(Outcome {
+        out,
+        note: None,
+        ok: failed == 0,
+    })
 }

@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use super::{Error, state_dir};
+use super::{Error, state_location_of};
 
 /// The verification of a wave, rendered as text or JSON, and whether everything the plan
 /// meant to copy arrived.
@@ -17,8 +17,8 @@ pub struct Verified {
 
 /// Verifies the wave of `plan_file` against the ledger in `state` (default: beside the plan).
 pub fn verify(plan_file: &Path, state: Option<&Path>, json: bool) -> Result<Verified, Error> {
-    let state_dir = state_dir(plan_file, state);
-    let v = crate::verify::gather::wave(plan_file, &state_dir)?;
+    let state = state_location_of(plan_file, state)?;
+    let v = crate::verify::gather::wave(plan_file, &state)?;
     Ok(Verified {
         output: if json {
             crate::render::verify::json(&v)

@@ -352,9 +352,11 @@ impl<'a> Planner<'a> {
         let sam_key = name_key(&sam);
         let sam_at_destination = !self.matches.index.by_account(&sam).is_empty();
         let name = person.display_name();
-        let dn = self
+        let container = self
             .flavor
-            .new_dn(&self.spec.destination.container, &name, &sam);
+            .container_for(self.spec, person)
+            .unwrap_or_else(|| self.spec.destination.container.clone());
+        let dn = self.flavor.new_dn(&container, &name, &sam);
         let dn_at_destination = self.dest.contains(&dn);
         NameDraft {
             wanted_sam,
@@ -1024,8 +1026,9 @@ impl Planner<'_> {
             changes,
             preconditions: vec![
                 Precondition::Absent { object: dn.clone() },
+                // The container it goes in (the plan's, or the one its flavor chose).
                 Precondition::Exists {
-                    object: container,
+                    object: dn.parent(),
                     class: None,
                 },
             ],

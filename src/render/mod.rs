@@ -5,6 +5,7 @@
 //! `String` and prints nothing, so output is testable and identical across runs.
 
 pub mod candidate;
+pub mod carbonio_prov;
 pub mod graph;
 pub mod json;
 pub mod report;

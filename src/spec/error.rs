@@ -46,6 +46,7 @@ pub mod codes {
     pub const NOT_IN_DIRECTORY: &str = "mailplan::spec::not_in_directory";
     pub const SECRET_UNAVAILABLE: &str = "mailplan::spec::secret_unavailable";
     pub const UNKNOWN_PLACEHOLDER: &str = "mailplan::spec::unknown_placeholder";
+    pub const NOT_MIGRATABLE: &str = "mailplan::spec::not_migratable";
     /// Not a problem of its own: how many problems past the first ones shown are not shown.
     pub const MORE_PROBLEMS: &str = "mailplan::spec::more_problems";
     /// A check failed without saying why: a bug, reported rather than hidden.

@@ -211,6 +211,9 @@ pub struct Carbonio {
     /// How accounts are created; `None` when the plan file does not say (enough to plan, not
     /// to apply).
     pub provisioning: Option<Provisioning>,
+    /// With Auto Provisioning: how long apply waits, at most, for the accounts Carbonio is to
+    /// create before it gives up importing their items.
+    pub auto_wait: std::time::Duration,
 }
 
 /// The password a new Carbonio account gets.

@@ -262,6 +262,11 @@ pub struct Destination {
     /// Attribute mapping for created and converted mailboxes: attribute name → template such as
     /// `"{surname}, {given_name}"`, or `null` to drop one of the default mappings.
     pub mapping: Option<BTreeMap<String, Option<TemplateText>>>,
+    /// Carbonio only: the server's web address, e.g. `https://mail.acme.com`, written once. Item
+    /// destinations left without their own address default to it: CalDAV at
+    /// `URL/dav/{primary_smtp}/Calendar/`, CardDAV at `URL/dav/{primary_smtp}/Contacts/`, IMAP at
+    /// `imaps://` its host.
+    pub url: Option<String>,
     /// Carbonio only: the class of service new accounts get, by name (the `cn` of a `zimbraCOS`
     /// entry), e.g. `default`; it must exist. Default: `default`.
     #[schemars(extend("default" = "default"))]
@@ -295,6 +300,11 @@ pub struct Provisioning {
     /// `true`: the domains' Accounts Auto Provisioning creates the accounts; mailplan shows
     /// what Carbonio will create and creates none itself.
     pub auto: Option<bool>,
+    /// With `auto: true`: seconds apply waits, at most, for the accounts Auto Provisioning is
+    /// to create before it gives up importing their items (the person is then left out).
+    /// Default 960: Carbonio's default EAGER polling interval (15 minutes) and a minute.
+    #[schemars(extend("default" = 960, "minimum" = 1))]
+    pub wait: Option<u64>,
 }
 
 /// The connection to Carbonio's admin SOAP API.
@@ -687,10 +697,11 @@ pub struct MailStore {
 #[schemars(deny_unknown_fields)]
 pub struct Imap {
     /// `imaps://host:993` (TLS), `imap://host:143` (STARTTLS, required unless `tls: none`).
-    #[schemars(required)]
+    /// Required, except for the destination of a Carbonio plan with `destination.url`: `imaps://`
+    /// its host.
     pub url: Option<String>,
-    /// The mailbox to open, as a template over the person, e.g. `{primary_smtp}`.
-    #[schemars(required)]
+    /// The mailbox to open, as a template over the person, e.g. `{primary_smtp}`. Required,
+    /// except for the destination of a Carbonio plan: `{primary_smtp}`, the account's name.
     pub user: Option<TemplateText>,
     /// The admin (master) user whose password is given; with `auth: login` the person's own
     /// login is used and this is left out.
@@ -698,7 +709,8 @@ pub struct Imap {
     /// The admin's password (or, with `auth: login`, the one password every mailbox shares).
     #[schemars(required)]
     pub password: Option<Secret>,
-    /// How the admin logs into each mailbox. Default: `master`.
+    /// How the admin logs into each mailbox. Default: `master`; for the destination of a Carbonio
+    /// plan, `plain` (SASL PLAIN with the account as authzid, as Carbonio's admin login works).
     #[schemars(extend("default" = "master"))]
     pub auth: Option<ImapAuth>,
     /// `starttls` (default for `imap://`) or `none` (plain text, only for loopback tests).
@@ -828,7 +840,8 @@ pub struct ContactDestination {
 #[schemars(deny_unknown_fields)]
 pub struct Dav {
     /// The collection's URL, a template, e.g. `https://dav.acme.test/{primary_smtp}/calendar/`.
-    #[schemars(required)]
+    /// Required, except in a Carbonio plan with `destination.url`: Carbonio's
+    /// `URL/dav/{primary_smtp}/Calendar/` or `URL/dav/{primary_smtp}/Contacts/`.
     pub url: Option<TemplateText>,
     /// The user to log in as (a template); leave out for no authentication.
     pub login: Option<TemplateText>,

@@ -77,6 +77,10 @@ macro_rules! backend_calls {
             fn path(&self) -> &Path;
             fn lock(&self) -> Result<Box<dyn HeldLock>, StateError>;
             fn group(&self, step: GroupStep) -> Result<(), StateError>;
+            /// The work units, for a backend that machines share.
+            fn units(&self) -> Option<&dyn super::units::WorkUnits> {
+                None
+            }
             #[cfg(test)]
             fn as_sqlite(&self) -> Option<&Sqlite> {
                 None
@@ -321,6 +325,12 @@ impl StateDb {
                 Err(e)
             }
         }
+    }
+
+    /// The work units of this state's wave, when its backend is one that machines share
+    /// (PostgreSQL); `None` for SQLite, where one apply copies its items itself.
+    pub fn units(&self) -> Option<&dyn super::units::WorkUnits> {
+        self.backend.units()
     }
 
     /// The SQLite backend, for tests that look into its file.

@@ -422,7 +422,10 @@ impl StateJournal {
     fn link_write(&self, action: &Action) -> Option<Write> {
         matches!(
             action.kind,
-            ActionKind::CreateMailbox | ActionKind::ConvertNtAccount | ActionKind::ConvertMailUser
+            ActionKind::CreateMailbox
+                | ActionKind::CreateAccount
+                | ActionKind::ConvertNtAccount
+                | ActionKind::ConvertMailUser
         )
         .then(|| Write::Link {
             run: self.run,
@@ -545,8 +548,10 @@ impl Journal for StateJournal {
                 ),
             );
         }
-        if action.kind == ActionKind::CreateMailbox
-            && matches!(result, ActionResult::Failed { stale: true, .. })
+        if matches!(
+            action.kind,
+            ActionKind::CreateMailbox | ActionKind::CreateAccount
+        ) && matches!(result, ActionResult::Failed { stale: true, .. })
         {
             // A create refused because something stood at its DN made nothing; the link it may
             // have recorded would tie the person to somebody else's object.

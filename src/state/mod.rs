@@ -24,6 +24,7 @@ pub mod journal;
 pub mod postgres;
 mod schema;
 pub mod time;
+pub mod units;
 
 use backend::HeldLock;
 pub use backend::{Location, LockGuard, StateDb};

@@ -27,6 +27,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::backend::{Backend, GroupStep, HeldLock};
+use super::units::{AfterFailure, ClaimedUnit, UnitRow, WorkUnits};
 use super::{
     ActionRecord, ActionStatus, AfterImage, Backup, History, ItemVersion, LedgerItem, LockHolder,
     PendingMerge, Run, RunId, RunOutcome, StateError, dn_key, host, time, to_i64, to_u64,
@@ -119,7 +120,29 @@ const MIGRATIONS: &[&str] = &[
         token      TEXT NOT NULL
     );
     ",
-    // 2: the SQLite state's migration 4: after-images and undos.
+    // 2: item work as units that workers claim, each under a lease.
+    "
+    CREATE TABLE units (
+        wave        TEXT NOT NULL,
+        unit        TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        subject     TEXT NOT NULL,
+        state       TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+        owner       TEXT,
+        lease_until TIMESTAMPTZ,
+        not_before  TIMESTAMPTZ NOT NULL DEFAULT now(),
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT,
+        copied      BIGINT NOT NULL DEFAULT 0,
+        bytes       BIGINT NOT NULL DEFAULT 0,
+        queued_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+        started_at  TIMESTAMPTZ,
+        ended_at    TIMESTAMPTZ,
+        PRIMARY KEY (wave, unit)
+    );
+    CREATE INDEX units_to_claim ON units (wave, state, not_before);
+    ",
+    // 3: the SQLite state's migration 4: after-images and undos.
     "
     CREATE TABLE after_images (
         id        BIGSERIAL PRIMARY KEY,
@@ -418,29 +441,120 @@ pub(crate) struct Postgres {
     statements: Mutex<HashMap<&'static str, Statement>>,
     /// Whether a group transaction is open (see [`StateDb::write_together`]).
     in_group: std::sync::atomic::AtomicBool,
+    /// Whether the connection may serve the next `open` once this one is dropped: no
+    /// transaction left open, no call that failed or ran out of time (its statement may still
+    /// be running on the server).
+    reusable: std::sync::atomic::AtomicBool,
+    /// A transaction begun and not yet committed or rolled back.
+    in_transaction: std::sync::atomic::AtomicBool,
+}
+
+/// The most idle connections kept per database for the next `open` in this process.
+const IDLE_PER_DATABASE: usize = 16;
+
+/// A connection a dropped [`Postgres`] left for the next `open` of the same database, with its
+/// prepared statements.
+struct Idle {
+    client: Arc<Client>,
+    statements: HashMap<&'static str, Statement>,
+}
+
+/// The idle connections of this process, by database. Opening the state is frequent (every
+/// import, every task of one, every read of the ledger): a new connection each time would cost
+/// a TCP, TLS and SCRAM handshake, and as many backends on the server.
+fn idle_connections() -> &'static Mutex<HashMap<String, Vec<Idle>>> {
+    static IDLE: OnceLock<Mutex<HashMap<String, Vec<Idle>>>> = OnceLock::new();
+    IDLE.get_or_init(Default::default)
+}
+
+/// The key a database's idle connections are kept under.
+fn database_key(target: &Target) -> String {
+    format!("{:?}", target.config)
+}
+
+/// An idle connection to `target` that is still open, if there is one.
+fn take_idle(target: &Target) -> Option<Idle> {
+    let mut idle = idle_connections().lock().ok()?;
+    let list = idle.get_mut(&database_key(target))?;
+    while let Some(one) = list.pop() {
+        if !one.client.is_closed() {
+            return Some(one);
+        }
+    }
+    None
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        let clean = self.reusable.load(Ordering::Relaxed)
+            && !self.in_transaction.load(Ordering::Relaxed)
+            && !self.in_group.load(Ordering::Relaxed)
+            && !self.client.is_closed();
+        if !clean {
+            return;
+        }
+        let statements = self
+            .statements
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default();
+        if let Ok(mut idle) = idle_connections().lock() {
+            let list = idle.entry(database_key(&self.target)).or_default();
+            if list.len() < IDLE_PER_DATABASE {
+                list.push(Idle {
+                    client: self.client.clone(),
+                    statements,
+                });
+            }
+        }
+    }
 }
 
 impl Postgres {
-    /// Connects, creating or migrating the tables.
+    /// Connects (or takes an idle connection of this process), creating or migrating the
+    /// tables.
     pub fn open(target: Arc<Target>) -> Result<Postgres, StateError> {
+        if let Some(idle) = take_idle(&target) {
+            return Ok(Postgres::with(idle.client, target, idle.statements));
+        }
         let (client, _) = connect(&target, true)?;
-        Ok(Postgres::with(client, target))
+        Ok(Postgres::with(client, target, HashMap::new()))
     }
 
     /// Connects when the database holds a mailplan state; `None` when it has none yet.
     pub fn open_existing(target: Arc<Target>) -> Result<Option<Postgres>, StateError> {
+        // An idle connection was opened on a database that held the state.
+        if let Some(idle) = take_idle(&target) {
+            return Ok(Some(Postgres::with(idle.client, target, idle.statements)));
+        }
         let (client, present) = connect(&target, false)?;
-        Ok(present.then(|| Postgres::with(client, target)))
+        Ok(present.then(|| Postgres::with(client, target, HashMap::new())))
     }
 
-    fn with(client: Arc<Client>, target: Arc<Target>) -> Postgres {
+    fn with(
+        client: Arc<Client>,
+        target: Arc<Target>,
+        statements: HashMap<&'static str, Statement>,
+    ) -> Postgres {
         Postgres {
             client,
             place: PathBuf::from(target.shown()),
             target,
-            statements: Mutex::default(),
+            statements: Mutex::new(statements),
             in_group: Default::default(),
+            reusable: std::sync::atomic::AtomicBool::new(true),
+            in_transaction: Default::default(),
         }
+    }
+
+    /// Notes a failed call: its connection is not handed on.
+    fn note<T>(&self, result: Result<T, StateError>) -> Result<T, StateError> {
+        if result.is_err() {
+            self.reusable
+                .store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+        result
     }
 
     /// The prepared statement for `sql` (prepared once per connection).
@@ -454,9 +568,9 @@ impl Postgres {
             return Ok(s);
         }
         let client = self.client.clone();
-        let stmt = block(&self.place, context, QUERY_DEADLINE, async move {
+        let stmt = self.note(block(&self.place, context, QUERY_DEADLINE, async move {
             client.prepare(sql).await
-        })?;
+        }))?;
         if let Ok(mut m) = self.statements.lock() {
             m.insert(sql, stmt.clone());
         }
@@ -471,11 +585,11 @@ impl Postgres {
     ) -> Result<Vec<Row>, StateError> {
         let stmt = self.statement(context, sql)?;
         let client = self.client.clone();
-        block(&self.place, context, QUERY_DEADLINE, async move {
+        self.note(block(&self.place, context, QUERY_DEADLINE, async move {
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
             client.query(&stmt, &refs).await
-        })
+        }))
     }
 
     fn execute(
@@ -486,18 +600,26 @@ impl Postgres {
     ) -> Result<u64, StateError> {
         let stmt = self.statement(context, sql)?;
         let client = self.client.clone();
-        block(&self.place, context, QUERY_DEADLINE, async move {
+        self.note(block(&self.place, context, QUERY_DEADLINE, async move {
             let refs: Vec<&(dyn ToSql + Sync)> =
                 params.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect();
             client.execute(&stmt, &refs).await
-        })
+        }))
     }
 
     fn batch(&self, context: &'static str, sql: &'static str) -> Result<(), StateError> {
+        use std::sync::atomic::Ordering;
+        if sql == "BEGIN" {
+            self.in_transaction.store(true, Ordering::Relaxed);
+        }
         let client = self.client.clone();
-        block(&self.place, context, QUERY_DEADLINE, async move {
+        let done = self.note(block(&self.place, context, QUERY_DEADLINE, async move {
             client.batch_execute(sql).await
-        })
+        }));
+        if done.is_ok() && matches!(sql, "COMMIT" | "ROLLBACK") {
+            self.in_transaction.store(false, Ordering::Relaxed);
+        }
+        done
     }
 
     /// A value of a row, or a state error naming what was read.
@@ -669,6 +791,10 @@ impl Backend for Postgres {
             key,
             token,
         }))
+    }
+
+    fn units(&self) -> Option<&dyn WorkUnits> {
+        Some(self)
     }
 
     fn group(&self, step: GroupStep) -> Result<(), StateError> {
@@ -1273,5 +1399,173 @@ impl Drop for PgLock {
         // Nowhere to report an error from here; the server frees the lock when the connection
         // closes anyway.
         let _ = self.remove();
+    }
+}
+
+/// Seconds as PostgreSQL's `make_interval` takes them.
+fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+impl WorkUnits for Postgres {
+    fn enqueue(&self, unit: &str, kind: &str, subject: &str) -> Result<(), StateError> {
+        self.execute(
+            "queueing item work",
+            "INSERT INTO units (wave, unit, kind, subject, state) \
+             VALUES ($1, $2, $3, $4, 'queued') \
+             ON CONFLICT (wave, unit) DO UPDATE SET kind = excluded.kind, \
+             subject = excluded.subject, state = 'queued', owner = NULL, lease_until = NULL, \
+             not_before = now(), attempts = 0, last_error = NULL, queued_at = now(), \
+             started_at = NULL, ended_at = NULL \
+             WHERE NOT (units.state = 'running' AND units.lease_until > now())",
+            params![
+                self.target.scope.clone(),
+                unit.to_owned(),
+                kind.to_owned(),
+                subject.to_owned()
+            ],
+        )
+        .map(drop)
+    }
+
+    fn claim(
+        &self,
+        owner: &str,
+        lease: Duration,
+        only: Option<&str>,
+    ) -> Result<Option<ClaimedUnit>, StateError> {
+        const C: &str = "claiming item work";
+        let rows = self.query(
+            C,
+            "UPDATE units SET state = 'running', owner = $2, \
+             lease_until = now() + make_interval(secs => $3), attempts = attempts + 1, \
+             started_at = coalesce(started_at, now()), ended_at = NULL \
+             WHERE (wave, unit) = ( \
+               SELECT wave, unit FROM units WHERE wave = $1 \
+               AND ($4::text IS NULL OR unit = $4) \
+               AND ((state = 'queued' AND not_before <= now()) \
+                    OR (state = 'running' AND lease_until < now())) \
+               ORDER BY unit LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING unit, kind, subject, attempts",
+            params![
+                self.target.scope.clone(),
+                owner.to_owned(),
+                seconds(lease),
+                only.map(str::to_owned)
+            ],
+        )?;
+        rows.first()
+            .map(|r| {
+                Ok(ClaimedUnit {
+                    unit: self.get(r, 0, C)?,
+                    kind: self.get(r, 1, C)?,
+                    subject: self.get(r, 2, C)?,
+                    attempts: u32::try_from(self.get::<i32>(r, 3, C)?).unwrap_or(0),
+                })
+            })
+            .transpose()
+    }
+
+    fn renew(&self, unit: &str, owner: &str, lease: Duration) -> Result<bool, StateError> {
+        self.execute(
+            "renewing a lease",
+            "UPDATE units SET lease_until = now() + make_interval(secs => $4) \
+             WHERE wave = $1 AND unit = $2 AND owner = $3 AND state = 'running'",
+            params![
+                self.target.scope.clone(),
+                unit.to_owned(),
+                owner.to_owned(),
+                seconds(lease)
+            ],
+        )
+        .map(|n| n == 1)
+    }
+
+    fn finish(&self, unit: &str, owner: &str, copied: u64, bytes: u64) -> Result<bool, StateError> {
+        self.execute(
+            "recording finished item work",
+            "UPDATE units SET state = 'done', owner = NULL, lease_until = NULL, \
+             last_error = NULL, copied = copied + $4, bytes = bytes + $5, ended_at = now() \
+             WHERE wave = $1 AND unit = $2 AND owner = $3 AND state = 'running'",
+            params![
+                self.target.scope.clone(),
+                unit.to_owned(),
+                owner.to_owned(),
+                to_i64(copied),
+                to_i64(bytes)
+            ],
+        )
+        .map(|n| n == 1)
+    }
+
+    fn fail(
+        &self,
+        unit: &str,
+        owner: &str,
+        error: &str,
+        max_attempts: u32,
+        backoff: Duration,
+    ) -> Result<AfterFailure, StateError> {
+        const C: &str = "recording failed item work";
+        let rows = self.query(
+            C,
+            "UPDATE units SET \
+             state = CASE WHEN attempts >= $5 THEN 'failed' ELSE 'queued' END, \
+             owner = NULL, lease_until = NULL, last_error = $4, \
+             not_before = now() + make_interval(secs => $6), ended_at = now() \
+             WHERE wave = $1 AND unit = $2 AND owner = $3 AND state = 'running' \
+             RETURNING state",
+            params![
+                self.target.scope.clone(),
+                unit.to_owned(),
+                owner.to_owned(),
+                error.to_owned(),
+                i32::try_from(max_attempts).unwrap_or(i32::MAX),
+                seconds(backoff)
+            ],
+        )?;
+        Ok(match rows.first() {
+            None => AfterFailure::LostLease,
+            Some(r) if self.get::<String>(r, 0, C)? == "failed" => AfterFailure::Failed,
+            Some(_) => AfterFailure::Retried,
+        })
+    }
+
+    fn retry_failed(&self) -> Result<u64, StateError> {
+        self.execute(
+            "queueing failed item work again",
+            "UPDATE units SET state = 'queued', attempts = 0, not_before = now() \
+             WHERE wave = $1 AND state = 'failed'",
+            params![self.target.scope.clone()],
+        )
+    }
+
+    fn unit_rows(&self) -> Result<Vec<UnitRow>, StateError> {
+        const C: &str = "listing item work";
+        self.query(
+            C,
+            "SELECT unit, state, owner, \
+             extract(epoch FROM lease_until - now())::float8, attempts, last_error, copied, \
+             bytes, extract(epoch FROM coalesce(ended_at, now()) - started_at)::float8, \
+             extract(epoch FROM now() - started_at)::float8 \
+             FROM units WHERE wave = $1 ORDER BY unit",
+            params![self.target.scope.clone()],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(UnitRow {
+                unit: self.get(r, 0, C)?,
+                state: self.get(r, 1, C)?,
+                owner: self.get(r, 2, C)?,
+                lease_left: self.get(r, 3, C)?,
+                attempts: u32::try_from(self.get::<i32>(r, 4, C)?).unwrap_or(0),
+                last_error: self.get(r, 5, C)?,
+                copied: to_u64(self.get(r, 6, C)?),
+                bytes: to_u64(self.get(r, 7, C)?),
+                seconds: self.get(r, 8, C)?,
+                since_start: self.get(r, 9, C)?,
+            })
+        })
+        .collect()
     }
 }

@@ -15,7 +15,7 @@ use crate::items::endpoints::{
 };
 use crate::items::mail::{self, Store};
 use crate::items::{ItemKind, calendar, contacts, pim};
-use crate::state::{StateDb, StateError};
+use crate::state::{Location, StateDb, StateError};
 
 /// How many persons are read at once.
 const CONCURRENCY: usize = 8;
@@ -30,11 +30,11 @@ struct Recorded {
 
 /// Reads the ledger for every destination the wave names; a missing state is an empty ledger.
 fn read_ledger(
-    state_dir: &Path,
+    state: &Location,
     wanted: &BTreeSet<(String, &'static str)>,
 ) -> Result<BTreeMap<(String, &'static str), Recorded>, StateError> {
     let mut out = BTreeMap::new();
-    let Some(db) = StateDb::open_existing(state_dir)? else {
+    let Some(db) = StateDb::open_existing_at(state)? else {
         return Ok(out);
     };
     for (name, kind) in wanted {
@@ -55,7 +55,7 @@ fn read_ledger(
 /// Takes every person's inventories, `CONCURRENCY` persons at a time.
 pub fn gather(
     endpoints: &BTreeMap<Dn, PersonEndpoints>,
-    state_dir: &Path,
+    state: &Location,
 ) -> Result<BTreeMap<Dn, PersonInventory>, StateError> {
     let mut wanted: BTreeSet<(String, &'static str)> = BTreeSet::new();
     for e in endpoints.values() {
@@ -75,7 +75,7 @@ pub fn gather(
             ));
         }
     }
-    let ledger = Arc::new(read_ledger(state_dir, &wanted)?);
+    let ledger = Arc::new(read_ledger(state, &wanted)?);
     let mut out = BTreeMap::new();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -273,13 +273,13 @@ async fn contacts_inventory(ep: &ContactEndpoints, r: &Recorded) -> Result<PimIn
 }
 
 /// `mailplan verify PLAN.yaml`: reads the plan file and both directories, asks matching which
-/// persons are migrated, takes every person's inventories and the ledger in `state_dir`, and
+/// persons are migrated, takes every person's inventories and the ledger in `state`, and
 /// verifies each. Reads only.
-pub fn wave(plan_file: &Path, state_dir: &Path) -> Result<super::Verification, crate::ops::Error> {
+pub fn wave(plan_file: &Path, state: &Location) -> Result<super::Verification, crate::ops::Error> {
     use crate::matching::Outcome;
     let spec = crate::ops::load_checked_spec(plan_file)?;
     let mut inputs = crate::ops::load_inputs_for(spec)?;
-    inputs.history = crate::ops::load_history(state_dir)?;
+    inputs.history = crate::ops::load_history(state)?;
     let matches = crate::matching::match_prepared(
         &inputs.spec,
         &inputs.source,
@@ -310,7 +310,7 @@ pub fn wave(plan_file: &Path, state_dir: &Path) -> Result<super::Verification, c
         .filter(|(dn, _)| decisions.get(dn) == Some(&super::Decision::Migrate))
         .map(|(dn, ep)| (dn.clone(), ep.clone()))
         .collect();
-    let inventories = gather(&migrated, state_dir)?;
+    let inventories = gather(&migrated, state)?;
     let (mapping, since) = inputs
         .spec
         .items

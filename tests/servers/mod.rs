@@ -260,6 +260,8 @@ impl Slapd {
             make_certs(root)
         };
         let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ldap/schema.ldif");
+        let carbonio = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/carbonio-schema/carbonio.ldif");
         let mut config = format!(
             "dn: cn=config\nobjectClass: olcGlobal\ncn: config\nolcPidFile: {r}/slapd.pid\nolcArgsFile: {r}/slapd.args\nolcLogLevel: none\nolcTLSCACertificateFile: {ca}\nolcTLSCertificateFile: {cert}\nolcTLSCertificateKeyFile: {key}\n\n\
              dn: cn=module{{0}},cn=config\nobjectClass: olcModuleList\ncn: module{{0}}\nolcModulePath: /usr/lib/ldap\nolcModuleLoad: back_mdb\n\n\
@@ -268,6 +270,7 @@ impl Slapd {
              include: file:///etc/ldap/schema/cosine.ldif\n\n\
              include: file:///etc/ldap/schema/inetorgperson.ldif\n\n\
              include: file://{schema}\n\n\
+             include: file://{carbonio}\n\n\
              dn: olcDatabase={{-1}}frontend,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcFrontendConfig\nolcDatabase: {{-1}}frontend\nolcSizeLimit: size.soft=500 size.hard=500 size.pr=unlimited size.prtotal=unlimited\n\n\
              dn: olcDatabase={{0}}config,cn=config\nobjectClass: olcDatabaseConfig\nolcDatabase: {{0}}config\nolcRootDN: cn=admin,cn=config\n\n",
             r = root.display(),
@@ -275,6 +278,7 @@ impl Slapd {
             cert = certs.cert.display(),
             key = certs.key.display(),
             schema = schema.display(),
+            carbonio = carbonio.display(),
         );
         let mut all: Vec<String> = suffixes.iter().map(|s| s.to_string()).collect();
         all.push("o=harness".into());
@@ -282,7 +286,7 @@ impl Slapd {
             let db = root.join(format!("db{i}"));
             std::fs::create_dir_all(&db).expect("db dir");
             config.push_str(&format!(
-                "dn: olcDatabase={{{n}}}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\nolcDatabase: {{{n}}}mdb\nolcSuffix: {suffix}\nolcRootDN: cn=admin,{suffix}\nolcRootPW: {ADMIN_PASSWORD}\nolcDbDirectory: {db}\nolcDbMaxSize: 4294967296\nolcDbNoSync: TRUE\nolcDbIndex: objectClass eq\nolcDbIndex: cn,uid,mail,sAMAccountName,proxyAddresses eq\nolcAccess: {{0}}to attrs=userPassword by self write by anonymous auth by * none\nolcAccess: {{1}}to * by * read\n\n",
+                "dn: olcDatabase={{{n}}}mdb,cn=config\nobjectClass: olcDatabaseConfig\nobjectClass: olcMdbConfig\nolcDatabase: {{{n}}}mdb\nolcSuffix: {suffix}\nolcRootDN: cn=admin,{suffix}\nolcRootPW: {ADMIN_PASSWORD}\nolcDbDirectory: {db}\nolcDbMaxSize: 4294967296\nolcDbNoSync: TRUE\nolcDbIndex: objectClass eq\nolcDbIndex: cn,uid,mail,sAMAccountName,proxyAddresses eq\nolcDbIndex: zimbraId,zimbraMailDeliveryAddress,zimbraMailAlias eq\nolcAccess: {{0}}to attrs=userPassword by self write by anonymous auth by * none\nolcAccess: {{1}}to * by * read\n\n",
                 n = i + 1,
                 db = db.display(),
             ));

@@ -299,6 +299,13 @@ impl DestinationFlavor for Carbonio {
             .map(|(l, _)| l.to_string())
     }
 
+    fn container_for(&self, spec: &Spec, person: &Person) -> Option<Dn> {
+        // The account is named by its address in one of the plan's domains: it goes under
+        // that domain's `ou=people`, not the first domain's.
+        let domain = person.smtp.iter().find_map(|a| plan_domain(spec, a))?;
+        Some(domain_dn(domain).child("ou", "people"))
+    }
+
     fn new_dn(&self, container: &Dn, _cn: &str, account: &str) -> Dn {
         container.child("uid", account)
     }

@@ -118,6 +118,12 @@ pub trait DestinationFlavor: Send + Sync {
         None
     }
 
+    /// Where a new mailbox for `person` goes, when the flavor places it otherwise than in the
+    /// plan's one container (Carbonio: `ou=people` of the domain of its address).
+    fn container_for(&self, _spec: &Spec, _person: &Person) -> Option<Dn> {
+        None
+    }
+
     /// The DN of a new object named `cn` with account name `account` in `container`.
     fn new_dn(&self, container: &Dn, cn: &str, _account: &str) -> Dn {
         container.child("CN", cn)

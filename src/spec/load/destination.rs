@@ -102,6 +102,15 @@ impl Checker<'_> {
             raw::Flavor::Ldap => Flavor::Ldap,
             raw::Flavor::Carbonio => Flavor::Carbonio,
         });
+        if flavor == Some(Flavor::Carbonio) {
+            let url = d.url.as_ref().and_then(|u| {
+                let p = path.key("url");
+                self.server_url(u, &p)
+            });
+            self.carbonio = Some(url);
+        } else {
+            self.only_for_carbonio(d.url.is_some(), path, "url");
+        }
         let ldif_file_urls = file_urls(d.directory.as_ref());
         let directory = self
             .required(d.directory, path, "directory")
@@ -171,6 +180,31 @@ impl Checker<'_> {
         })
     }
 
+    /// Carbonio's web address (`https://host[:port]`, no path), without a trailing `/`.
+    fn server_url(&mut self, written: &str, path: &YamlPath) -> Option<String> {
+        let u = written.trim().trim_end_matches('/');
+        let rest = u
+            .strip_prefix("https://")
+            .or_else(|| u.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(['/', '@', '{', '}', ' ']) => {
+                Some(u.to_string())
+            }
+            _ => {
+                let span = self.span(path);
+                self.push(
+                    Problem::new(
+                        codes::INVALID_URL,
+                        format!("`{path}` is not the web address of a Carbonio server"),
+                    )
+                    .label(span, "expected https://host[:port]")
+                    .help("write the address its users open, e.g. `https://mail.acme.com`, with no path"),
+                );
+                None
+            }
+        }
+    }
+
     /// A key of the `carbonio` flavor written for another flavor.
     fn only_for_carbonio(&mut self, written: bool, path: &YamlPath, key: &str) {
         if written {
@@ -219,6 +253,8 @@ impl Checker<'_> {
             Some(c) => self.non_empty(c, &path.key("cos")),
             None => Some("default".to_string()),
         };
+        let wait = provisioning.as_ref().and_then(|p| p.wait);
+        let auto_wait = self.seconds(wait, &path.key("provisioning").key("wait"), 960);
         let provisioning = match provisioning {
             None => Some(None),
             Some(p) => self.provisioning(p, &path.key("provisioning")).map(Some),
@@ -227,6 +263,7 @@ impl Checker<'_> {
             cos: cos?,
             password_policy: PasswordPolicy::Random,
             provisioning: provisioning?,
+            auto_wait: std::time::Duration::from_secs(auto_wait?),
         })
     }
 

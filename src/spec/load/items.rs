@@ -152,12 +152,43 @@ impl Checker<'_> {
                 .map(MailStore::Maildir);
         }
         let imap = s.imap.as_ref()?;
-        self.imap(imap, &path.key("imap")).map(MailStore::Imap)
+        // Only the destination of a Carbonio plan has defaults.
+        let carbonio = match path.last_key() {
+            Some("destination") => self.carbonio.clone(),
+            _ => None,
+        };
+        self.imap(imap, &path.key("imap"), carbonio)
+            .map(MailStore::Imap)
     }
 
-    pub(super) fn imap(&mut self, i: &raw::Imap, path: &YamlPath) -> Option<ImapStore> {
+    /// An IMAP store; `carbonio` is `Some` for the destination of a Carbonio plan (holding its
+    /// `destination.url`), which gives `url`, `user` and `auth` their defaults.
+    pub(super) fn imap(
+        &mut self,
+        i: &raw::Imap,
+        path: &YamlPath,
+        carbonio: Option<Option<String>>,
+    ) -> Option<ImapStore> {
         let timeout = self.seconds(i.timeout, &path.key("timeout"), 30);
-        let url = i.url.as_ref().and_then(|u| {
+        let default_url = carbonio.clone().flatten().and_then(|base| {
+            let host = base.split_once("://").map_or(base.as_str(), |(_, h)| h);
+            let host = match host.rsplit_once(':') {
+                Some((h, p)) if !h.ends_with(']') && p.chars().all(|c| c.is_ascii_digit()) => h,
+                _ => host,
+            };
+            parse_imap_url(&format!("imaps://{host}"))
+        });
+        if i.url.is_none() && default_url.is_none() {
+            let p = self.missing_key(path, "url");
+            let p = if carbonio.is_some() {
+                p.help("write `url`, or the Carbonio server's address once as `destination.url` (IMAP then defaults to `imaps://` its host)")
+            } else {
+                p
+            };
+            self.push(p);
+            return None;
+        }
+        let url = i.url.as_ref().map_or(default_url, |u| {
             let p = path.key("url");
             let parsed = parse_imap_url(u.trim());
             if parsed.is_none() {
@@ -173,11 +204,22 @@ impl Checker<'_> {
             }
             parsed
         });
-        let user = i
-            .user
-            .as_ref()
-            .and_then(|t| self.template(t, &path.key("user")));
-        let auth = match i.auth.unwrap_or(raw::ImapAuth::Master) {
+        let user = match (&i.user, carbonio.is_some()) {
+            (Some(t), _) => self.template(t, &path.key("user")),
+            // The account's name: the person's address in the plan's domains.
+            (None, true) => Template::parse("{primary_smtp}").ok(),
+            (None, false) => {
+                let p = self.missing_key(path, "user");
+                self.push(p);
+                None
+            }
+        };
+        let default_auth = if carbonio.is_some() {
+            raw::ImapAuth::Plain
+        } else {
+            raw::ImapAuth::Master
+        };
+        let auth = match i.auth.unwrap_or(default_auth) {
             raw::ImapAuth::Plain => ImapAuth::Plain,
             raw::ImapAuth::Master => ImapAuth::Master,
             raw::ImapAuth::Login => ImapAuth::Login,
@@ -294,7 +336,13 @@ impl Checker<'_> {
         let destination = c.destination.and_then(|d| {
             let at = path.key("destination");
             Some(
-                match self.dav_or_folder(d.caldav, d.ics_folder, &at, "caldav", "ics_folder")? {
+                match self.dav_or_folder(
+                    d.caldav,
+                    d.ics_folder,
+                    &at,
+                    ("caldav", "Calendar"),
+                    "ics_folder",
+                )? {
                     DavOrFolder::Dav(dav) => CalendarDestination::CalDav(dav),
                     DavOrFolder::Folder(t) => CalendarDestination::IcsFolder(t),
                 },
@@ -322,7 +370,7 @@ impl Checker<'_> {
                     d.carddav,
                     d.vcard_folder,
                     &at,
-                    "carddav",
+                    ("carddav", "Contacts"),
                     "vcard_folder",
                 )? {
                     DavOrFolder::Dav(dav) => ContactDestination::CardDav(dav),
@@ -336,14 +384,14 @@ impl Checker<'_> {
         })
     }
 
-    /// A calendar or contacts destination: exactly one of a DAV collection (`dav_key`) and a
-    /// folder (`folder_key`).
+    /// A calendar or contacts destination: exactly one of a DAV collection (`dav_key`, with the
+    /// name of Carbonio's collection for it) and a folder (`folder_key`).
     pub(super) fn dav_or_folder(
         &mut self,
         dav: Option<raw::Dav>,
         folder: Option<raw::TemplateText>,
         path: &YamlPath,
-        dav_key: &str,
+        (dav_key, collection): (&str, &str),
         folder_key: &str,
     ) -> Option<DavOrFolder> {
         let mut set = Vec::new();
@@ -358,7 +406,9 @@ impl Checker<'_> {
             return None;
         }
         match (dav, folder) {
-            (Some(dav), _) => self.dav(&dav, &path.key(dav_key)).map(DavOrFolder::Dav),
+            (Some(dav), _) => self
+                .dav(&dav, &path.key(dav_key), collection)
+                .map(DavOrFolder::Dav),
             (None, Some(t)) => self
                 .path_template(&t, &path.key(folder_key))
                 .map(DavOrFolder::Folder),
@@ -366,12 +416,33 @@ impl Checker<'_> {
         }
     }
 
-    pub(super) fn dav(&mut self, d: &raw::Dav, path: &YamlPath) -> Option<DavStore> {
+    /// A CalDAV or CardDAV collection; in a Carbonio plan with `destination.url`, `url` defaults
+    /// to Carbonio's `/dav/{primary_smtp}/COLLECTION/` there.
+    pub(super) fn dav(
+        &mut self,
+        d: &raw::Dav,
+        path: &YamlPath,
+        collection: &str,
+    ) -> Option<DavStore> {
         let timeout = self.seconds(d.timeout, &path.key("timeout"), 30);
-        let url = d
-            .url
-            .as_ref()
-            .and_then(|u| self.template(u, &path.key("url")));
+        let url = match (&d.url, self.carbonio.clone()) {
+            (Some(u), _) => self.template(u, &path.key("url")),
+            (None, Some(Some(base))) => {
+                Template::parse(&format!("{base}/dav/{{primary_smtp}}/{collection}/")).ok()
+            }
+            (None, carbonio) => {
+                let p = self.missing_key(path, "url");
+                let p = if carbonio.is_some() {
+                    p.help(format!(
+                        "write `url`, or the Carbonio server's address once as `destination.url` (then `url` is `https://HOST/dav/{{primary_smtp}}/{collection}/`)"
+                    ))
+                } else {
+                    p
+                };
+                self.push(p);
+                None
+            }
+        };
         if let Some(u) = &d.url {
             let t = u.0.trim_start();
             if !(t.starts_with("http://") || t.starts_with("https://")) {

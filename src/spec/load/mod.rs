@@ -109,6 +109,9 @@ struct Checker<'t> {
     secrets: Vec<SecretUse>,
     /// Every attribute placeholder so far, for `check_against`.
     placeholders: Vec<Placeholder>,
+    /// For a Carbonio destination (known once `destination` is read), its `url` if written:
+    /// where item destinations get their defaults.
+    carbonio: Option<Option<String>>,
 }
 
 /// An optional value that was checked: absent is fine (`Some(None)`), present and valid is
@@ -141,6 +144,7 @@ impl<'t> Checker<'t> {
             unknown: BTreeSet::new(),
             secrets: Vec::new(),
             placeholders: Vec::new(),
+            carbonio: None,
         }
     }
 
@@ -262,7 +266,9 @@ impl<'t> Checker<'t> {
         self.schema_unknown_keys();
         let unknown: Vec<YamlPath> = self.unknown.iter().cloned().collect();
         for path in unknown {
-            let p = self.unknown_key(&path);
+            let p = self
+                .not_migratable(&path)
+                .unwrap_or_else(|| self.unknown_key(&path));
             self.push(p);
         }
         self.required_keys();

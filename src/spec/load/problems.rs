@@ -189,6 +189,43 @@ impl Checker<'_> {
         .help(help)
     }
 
+    /// `shares:` or `files:` (at the top, under `items` or under `destination`): not an unknown
+    /// key but something no plan can ask for, refused with the reason Carbonio's migration
+    /// procedure gives.
+    pub(super) fn not_migratable(&self, path: &YamlPath) -> Option<Problem> {
+        let key = path.last_key()?;
+        let what = match key {
+            "shares" => "shares",
+            "files" => "files",
+            _ => return None,
+        };
+        let parent = path.parent();
+        let under = parent.segs().is_empty()
+            || (parent.segs().len() == 1
+                && matches!(parent.last_key(), Some("items" | "destination")));
+        if !under {
+            return None;
+        }
+        let span = self.key_span(path);
+        Some(
+            Problem::new(
+                codes::NOT_MIGRATABLE,
+                format!(
+                    "`{path}`: {what} cannot be migrated from this source: Carbonio's migration procedure moves {what} only from a Zextras-compatible system (Zextras Suite, Carbonio); from a generic e-mail system based on AD or OpenLDAP it copies accounts, distribution lists, mail, calendars and contacts, and nothing else"
+                ),
+            )
+            .label(span, format!("{what} cannot be migrated"))
+            .help(format!(
+                "remove `{path}`; after the migration, {}",
+                if what == "shares" {
+                    "let each person share their folders again in Carbonio"
+                } else {
+                    "let each person upload their files to Carbonio Files"
+                }
+            )),
+        )
+    }
+
     pub(super) fn missing_key(&self, parent: &YamlPath, key: &str) -> Problem {
         // At the mapping's own key; a list item or the top level has none, so at its first key.
         // (Only the nodes under `parent` are looked at: asked for every item of a long list, a

@@ -1,0 +1,89 @@
+//! Item work as units that many workers share: one unit per import action of a wave (a
+//! person's mail, calendar or contacts), queued by `apply`, claimed by `mailplan worker`
+//! processes on any machine, each held under a lease its worker renews while it copies.
+//!
+//! This module only names the calls and what they return; the PostgreSQL backend keeps the
+//! units (claims with `FOR UPDATE SKIP LOCKED`, leases timed by the database's clock, so the
+//! machines' clocks do not matter). It must not decide what to copy: the importer does, from
+//! the source, the ledger and the destination, which is what lets a unit taken over after a
+//! worker died copy nothing twice.
+
+use std::time::Duration;
+
+use super::StateError;
+
+/// A unit a worker has claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedUnit {
+    /// The import action's id (stable: derived from its kind and target).
+    pub unit: String,
+    /// The action kind (`import_mail`, `import_calendar`, `import_contacts`).
+    pub kind: String,
+    /// The source person's DN.
+    pub subject: String,
+    /// Claims of it so far, this one included.
+    pub attempts: u32,
+}
+
+/// One unit as `state progress` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitRow {
+    pub unit: String,
+    pub state: String,
+    pub owner: Option<String>,
+    /// Seconds until the lease of a running unit ends (negative: expired).
+    pub lease_left: Option<f64>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub copied: u64,
+    pub bytes: u64,
+    /// Seconds it ran (for finished units), or has run so far.
+    pub seconds: Option<f64>,
+    /// Seconds since it was first claimed.
+    pub since_start: Option<f64>,
+}
+
+/// What happened to a unit whose import failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Queued again, to be claimed after the backoff.
+    Retried,
+    /// Out of attempts: marked failed, until `worker --retry-failed`.
+    Failed,
+    /// The unit was no longer ours (its lease had expired and another worker took it).
+    LostLease,
+}
+
+/// The unit calls of a state backend that can share work between machines. All of them work
+/// on the units of the state's own wave (its plan file and destination).
+pub trait WorkUnits {
+    /// Queues the unit (again): a unit already queued, done or failed is queued afresh with
+    /// its attempts reset; one running under a live lease is left to its worker.
+    fn enqueue(&self, unit: &str, kind: &str, subject: &str) -> Result<(), StateError>;
+    /// Claims a queued unit whose backoff is over, or a running one whose lease expired, for
+    /// `owner` for `lease`; only the unit `only` when given. `None` when none is free.
+    fn claim(
+        &self,
+        owner: &str,
+        lease: Duration,
+        only: Option<&str>,
+    ) -> Result<Option<ClaimedUnit>, StateError>;
+    /// Extends the lease; false when the unit is no longer `owner`'s.
+    fn renew(&self, unit: &str, owner: &str, lease: Duration) -> Result<bool, StateError>;
+    /// Marks the unit done, adding what this claim copied; false when it was no longer ours.
+    fn finish(&self, unit: &str, owner: &str, copied: u64, bytes: u64) -> Result<bool, StateError>;
+    /// Records a failed attempt: queued again after `backoff` while attempts remain below
+    /// `max_attempts`, else failed with `error` as its reason.
+    fn fail(
+        &self,
+        unit: &str,
+        owner: &str,
+        error: &str,
+        max_attempts: u32,
+        backoff: Duration,
+    ) -> Result<AfterFailure, StateError>;
+    /// Queues every failed unit again with its attempts reset; how many.
+    fn retry_failed(&self) -> Result<u64, StateError>;
+    /// Every unit of the wave, sorted by id.
+    fn unit_rows(&self) -> Result<Vec<UnitRow>, StateError>;
+}

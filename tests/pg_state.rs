@@ -1,0 +1,649 @@
+//! The state in PostgreSQL, end to end: a plan file with `state: postgres:` applied into a real
+//! Dovecot and an LDIF destination keeps its runs, backups and ledger in a throwaway PostgreSQL
+//! (nothing beside the plan file); a rerun plans nothing and copies nothing; the `state`
+//! commands read the runs back from the database; an apply killed with SIGKILL and run again
+//! leaves every message exactly once; copying does not open a connection or commit a
+//! transaction per message.
+
+mod common;
+#[path = "servers/dovecot.rs"]
+mod dovecot;
+#[path = "servers/postgres.rs"]
+mod postgres;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use dovecot::Dovecot;
+use mailplan::items::mail::maildir::Maildir;
+use mailplan::items::mail::{MessageMeta, SEEN};
+
+const SOURCE: &str = "jsmith";
+const TARGET: &str = "new-jsmith";
+const T0: i64 = 1_700_000_000;
+/// The variable the plan file names for the database password.
+const PASSWORD_ENV: &str = "MAILPLAN_DB_PASSWORD";
+
+fn message(id: &str, body_len: usize) -> Vec<u8> {
+    let mut m = format!(
+        "Message-ID: <{id}>\r\nFrom: a@example.test\r\nSubject: pg\r\n\
+         Date: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\n"
+    )
+    .into_bytes();
+    m.resize(m.len() + body_len, b'x');
+    m.extend_from_slice(b"\r\n");
+    m
+}
+
+fn seed(d: &Dovecot, folder: &str, i: usize, size: usize) {
+    seed_user(d, SOURCE, folder, i, size);
+}
+
+fn seed_user(d: &Dovecot, user: &str, folder: &str, i: usize, size: usize) {
+    let md = Maildir::new(d.maildir(user));
+    md.ensure_folder(folder).unwrap();
+    let meta = MessageMeta {
+        key: String::new(),
+        identity: String::new(),
+        flags: vec![SEEN.to_string()],
+        internal_date: T0 + i as i64,
+        size: 0,
+    };
+    md.append(
+        folder,
+        &meta,
+        &message(&format!("{user}-{i}@example.test"), size),
+    )
+    .unwrap();
+}
+
+/// A migration folder whose plan keeps its state in `pg`: John Smith (scenario 6, an LDIF
+/// destination) and his mail from `jsmith` to `new-jsmith`.
+struct Case {
+    dir: tempfile::TempDir,
+}
+
+impl Case {
+    fn new(d: &Dovecot, pg: &postgres::Postgres) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let fixtures = common::root().join("tests/fixtures/scenario6_mailbox");
+        for f in ["source.ldif", "destination.ldif"] {
+            std::fs::copy(fixtures.join(f), dir.path().join(f)).unwrap();
+        }
+        Self::in_dir(dir, d, pg)
+    }
+
+    /// A wave of the persons `uids`, each of whom already has a mailbox at the destination
+    /// (scenario 6): their mail goes from the Dovecot user `uid` to `new-uid`.
+    fn wave(d: &Dovecot, pg: &postgres::Postgres, uids: &[&str]) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let mut source = String::from("version: 1\n");
+        let mut destination = String::from(
+            "version: 1\n\ndn: DC=acme,DC=test\nobjectClass: top\nobjectClass: domain\ndc: acme\n\n\
+             dn: OU=Migrated,DC=acme,DC=test\nobjectClass: organizationalUnit\nou: Migrated\n\n\
+             dn: CN=Users,DC=acme,DC=test\nobjectClass: container\ncn: Users\n\n\
+             dn: CN=acme.com,CN=Users,DC=acme,DC=test\nobjectClass: msExchAcceptedDomain\n\
+             cn: acme.com\nmsExchAcceptedDomainName: acme.com\n",
+        );
+        for uid in uids {
+            source.push_str(&format!(
+                "\ndn: CN=Person {uid},OU=Sales,O=Acme\nobjectClass: top\nobjectClass: dominoPerson\n\
+                 cn: Person {uid}\nuid: {uid}\nmail: {uid}@acme.com\ngivenName: Person\nsn: {uid}\n"
+            ));
+            destination.push_str(&format!(
+                "\ndn: CN=Person {uid},CN=Users,DC=acme,DC=test\nobjectClass: top\nobjectClass: person\n\
+                 objectClass: organizationalPerson\nobjectClass: user\ncn: Person {uid}\n\
+                 sAMAccountName: {uid}\nproxyAddresses: SMTP:{uid}@acme.com\n\
+                 homeMDB: CN=DB01,DC=acme,DC=test\nmsExchRecipientTypeDetails: 1\n"
+            ));
+        }
+        std::fs::write(dir.path().join("source.ldif"), source).unwrap();
+        std::fs::write(dir.path().join("destination.ldif"), destination).unwrap();
+        Self::in_dir(dir, d, pg)
+    }
+
+    fn in_dir(dir: tempfile::TempDir, d: &Dovecot, pg: &postgres::Postgres) -> Case {
+        let pass = d.admin_password_file();
+        let plan = format!(
+            r#"version: 1
+source:
+  profile: domino
+  directory:
+    ldif: source.ldif
+destination:
+  flavor: active-directory
+  directory:
+    ldif: destination.ldif
+  container: "OU=Migrated,DC=acme,DC=test"
+state:
+  postgres:
+    url: "{db}"
+    password: {{ env: {PASSWORD_ENV} }}
+items:
+  mail:
+    source:
+      imap:
+        url: "{url}"
+        tls: none
+        user: "{{uid}}"
+        login: admin
+        password: {{ file: "{pass}" }}
+        auth: master
+    destination:
+      imap:
+        url: "{url}"
+        tls: none
+        user: "new-{{uid}}"
+        login: admin
+        password: {{ file: "{pass}" }}
+        auth: master
+"#,
+            db = pg.url("postgres"),
+            url = d.url(),
+            pass = pass.display()
+        );
+        std::fs::write(dir.path().join("plan.yaml"), plan).unwrap();
+        Case { dir }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("mailplan").unwrap();
+        c.current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .env(PASSWORD_ENV, postgres::PG_PASSWORD);
+        c
+    }
+
+    /// Runs a command that must succeed; its standard output and error.
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let out = self.cmd().args(args).output().unwrap();
+        let (o, e) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{args:?} failed: {o}{e}");
+        (o, e)
+    }
+
+    fn std_command(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("mailplan"));
+        c.args(args)
+            .current_dir(self.dir.path())
+            .env(PASSWORD_ENV, postgres::PG_PASSWORD)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    }
+}
+
+/// Runs `sql` in the `postgres` database of `pg` and returns the first column of each row as
+/// text.
+fn sql(pg: &postgres::Postgres, sql: &str) -> Vec<String> {
+    let url = pg.url("postgres");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut config: tokio_postgres::Config = url.parse().unwrap();
+        config.password(postgres::PG_PASSWORD);
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let rows = client.simple_query(sql).await.unwrap();
+        rows.into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// Transactions committed and sessions opened in the database so far (the statistics are
+/// flushed first, so they include every session that has ended).
+fn activity(pg: &postgres::Postgres) -> (u64, u64) {
+    sql(pg, "SELECT pg_stat_force_next_flush()");
+    std::thread::sleep(Duration::from_millis(1_100));
+    let row = sql(
+        pg,
+        "SELECT xact_commit::text || ' ' || sessions::text FROM pg_stat_database \
+         WHERE datname = 'postgres'",
+    );
+    let mut parts = row[0].split(' ').map(|p| p.parse::<u64>().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
+/// How many times each message identity is at the destination.
+fn copies(d: &Dovecot) -> BTreeMap<String, usize> {
+    copies_of(d, TARGET)
+}
+
+fn copies_of(d: &Dovecot, user: &str) -> BTreeMap<String, usize> {
+    let mut count = BTreeMap::new();
+    for entry in walk(&d.maildir(user)) {
+        let text = std::fs::read(&entry).unwrap();
+        let text = String::from_utf8_lossy(&text);
+        if let Some(id) = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: "))
+            .map(str::to_owned)
+        {
+            *count.entry(id).or_default() += 1;
+        }
+    }
+    count
+}
+
+/// Every message file under a Maildir (its `cur` and `new` folders, at any depth).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else if path
+            .parent()
+            .and_then(|p| p.file_name())
+            .is_some_and(|n| n == "cur" || n == "new")
+        {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn an_apply_keeps_its_state_in_postgres_and_a_rerun_changes_nothing() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let n = 600;
+    for i in 0..n {
+        seed(&d, if i % 2 == 0 { "INBOX" } else { "Archive" }, i, 2_000);
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::new(&d, &pg);
+
+    let before = {
+        // The schema is made by the first command; count from an empty database.
+        activity(&pg)
+    };
+    let (_, err) = case.ok(&["apply", "plan.yaml", "--auto-approve"]);
+    assert!(err.contains("Apply complete!"), "{err}");
+    let after = activity(&pg);
+    let copied = copies(&d);
+    assert_eq!(copied.len(), n, "every message arrived");
+    assert!(copied.values().all(|&c| c == 1), "a message arrived twice");
+
+    // Nothing beside the plan file: the state is in the database.
+    assert!(
+        !case.dir.path().join(".mailplan").exists(),
+        "a SQLite state was made beside the plan"
+    );
+    let ledger = sql(&pg, "SELECT count(*) FROM ledger WHERE kind = 'mail'");
+    assert_eq!(ledger, [n.to_string()]);
+    let runs = sql(&pg, "SELECT outcome FROM runs ORDER BY id");
+    assert_eq!(runs, ["succeeded"]);
+    let actions = sql(&pg, "SELECT kind || ' ' || status FROM actions");
+    assert_eq!(actions, ["import_mail applied"]);
+
+    // Copying costs neither a connection nor a commit per message.
+    let (commits, sessions) = (after.0 - before.0, after.1 - before.1);
+    eprintln!(
+        "apply of {n} messages: {commits} transactions committed, {sessions} sessions opened"
+    );
+    assert!(
+        commits < n as u64 / 4,
+        "{commits} transactions for {n} messages"
+    );
+    assert!(sessions < 30, "{sessions} sessions for one mailbox");
+
+    // A rerun finds everything done.
+    let (out, _) = case.ok(&["plan", "plan.yaml"]);
+    assert!(out.contains("No changes."), "{out}");
+    let (out, err) = case.ok(&["apply", "plan.yaml", "--auto-approve"]);
+    assert!(
+        out.contains("No changes.") || err.contains("No changes."),
+        "{out}{err}"
+    );
+    assert_eq!(copies(&d), copied, "the rerun copied something");
+
+    // The state commands read the database the plan file names.
+    let (list, _) = case.ok(&["state", "list", "plan.yaml"]);
+    assert!(list.contains("run    1"), "{list}");
+    assert!(list.contains("succeeded"), "{list}");
+    let (show, _) = case.ok(&["state", "show", "plan.yaml", "1"]);
+    assert!(show.contains("applied"), "{show}");
+    let (items, _) = case.ok(&["state", "items", "plan.yaml"]);
+    assert!(items.contains(&format!("{n} messages copied")), "{items}");
+    let (show, _) = case.ok(&["state", "backups", "plan.yaml"]);
+    assert!(show.contains("No backups."), "{show}");
+}
+
+#[test]
+fn an_apply_killed_halfway_and_rerun_on_postgres_copies_every_message_exactly_once() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let n = 3_000;
+    for i in 0..n {
+        let size = if i % 500 == 0 { 1 << 20 } else { 4_000 };
+        seed(&d, if i % 3 == 0 { "Archive" } else { "INBOX" }, i, size);
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::new(&d, &pg);
+    let mut child = case
+        .std_command(&["apply", "plan.yaml", "--auto-approve"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let copied = d.count_files(TARGET);
+        if copied >= 300 {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("apply ended ({status}) before it could be killed; {copied} copied");
+        }
+        assert!(Instant::now() < deadline, "the import did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // Let the server finish the APPENDs the killed client had already sent.
+    let mut partial = d.count_files(TARGET);
+    loop {
+        std::thread::sleep(Duration::from_millis(500));
+        let now = d.count_files(TARGET);
+        if now == partial {
+            break;
+        }
+        partial = now;
+    }
+    assert!(partial < n, "the kill came too late ({partial} copied)");
+
+    // The killed apply's lock went with its connection: the rerun takes it at once.
+    let (_, err) = case.ok(&["apply", "plan.yaml", "--auto-approve"]);
+    assert!(err.contains("Apply complete!"), "{err}");
+    let copied = copies(&d);
+    assert_eq!(copied.len(), n, "every message arrived");
+    assert!(copied.values().all(|&c| c == 1), "a message arrived twice");
+    let runs = sql(&pg, "SELECT outcome FROM runs ORDER BY id");
+    assert_eq!(runs, ["interrupted", "succeeded"]);
+    let (out, _) = case.ok(&["plan", "plan.yaml"]);
+    assert!(out.contains("No changes."), "{out}");
+}
+
+#[test]
+fn two_applies_of_one_plan_exclude_each_other_through_the_database() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    for i in 0..2_000 {
+        seed(&d, "INBOX", i, 20_000);
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::new(&d, &pg);
+    let mut first = case
+        .std_command(&["apply", "plan.yaml", "--auto-approve"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while d.count_files(TARGET) == 0 {
+        assert!(first.try_wait().unwrap().is_none(), "the first apply ended");
+        assert!(Instant::now() < deadline, "the import did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = case
+        .cmd()
+        .args(["apply", "plan.yaml", "--auto-approve"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("locked"), "{err}");
+    assert!(err.contains(&format!("process {}", first.id())), "{err}");
+    first.kill().unwrap();
+    first.wait().unwrap();
+}
+
+/// Starts a worker of the case's plan in the background.
+fn spawn_worker(case: &Case, extra: &[&str]) -> std::process::Child {
+    let mut args = vec!["worker", "plan.yaml"];
+    args.extend_from_slice(extra);
+    case.std_command(&args).spawn().unwrap()
+}
+
+fn progress(case: &Case) -> String {
+    let out = case
+        .cmd()
+        .args(["state", "progress", "plan.yaml"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every source message of `uids` is at its destination exactly once.
+fn exactly_once(d: &Dovecot, uids: &[&str], per_user: usize) {
+    for uid in uids {
+        let got = copies_of(d, &format!("new-{uid}"));
+        assert_eq!(got.len(), per_user, "{uid}: every message arrived");
+        assert!(
+            got.values().all(|&c| c == 1),
+            "{uid}: a message arrived twice"
+        );
+    }
+}
+
+#[test]
+fn three_workers_share_a_queued_wave_and_copy_every_message_exactly_once() {
+    let uids = ["p1", "p2", "p3", "p4", "p5", "p6"];
+    let mut users = Vec::new();
+    for u in uids {
+        users.push((u.to_string(), "x".to_string()));
+        users.push((format!("new-{u}"), "y".to_string()));
+    }
+    let users: Vec<(&str, &str)> = users
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let d = Dovecot::start(&users);
+    let per_user = 300;
+    for u in uids {
+        for i in 0..per_user {
+            seed_user(
+                &d,
+                u,
+                if i % 2 == 0 { "INBOX" } else { "Archive" },
+                i,
+                3_000,
+            );
+        }
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::wave(&d, &pg, &uids);
+
+    // The directory phase, and the item work queued: nothing copied yet.
+    let (_, err) = case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+    assert!(err.contains("queued for `mailplan worker`"), "{err}");
+    for u in uids {
+        assert!(
+            copies_of(&d, &format!("new-{u}")).is_empty(),
+            "{u} copied by apply"
+        );
+    }
+    let before = progress(&case);
+    assert!(
+        before.contains("6 units: 0 done, 0 running, 6 queued, 0 failed"),
+        "{before}"
+    );
+
+    let started = Instant::now();
+    let workers: Vec<_> = (0..3)
+        .map(|_| spawn_worker(&case, &["--concurrency", "1"]))
+        .collect();
+    for mut w in workers {
+        let status = w.wait().unwrap();
+        assert!(status.success(), "a worker failed: {status}");
+    }
+    eprintln!(
+        "3 workers copied {} messages in {:.1} s",
+        uids.len() * per_user,
+        started.elapsed().as_secs_f64()
+    );
+    exactly_once(&d, &uids, per_user);
+    let after = progress(&case);
+    assert!(
+        after.contains("6 units: 6 done, 0 running, 0 queued, 0 failed"),
+        "{after}"
+    );
+    assert!(after.contains("Copied 1,800 items"), "{after}");
+    let (out, _) = case.ok(&["plan", "plan.yaml"]);
+    assert!(out.contains("No changes."), "{out}");
+}
+
+#[test]
+fn a_worker_killed_mid_unit_loses_its_lease_and_another_finishes_it_exactly_once() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let n = 3_000;
+    for i in 0..n {
+        seed(&d, if i % 3 == 0 { "Archive" } else { "INBOX" }, i, 4_000);
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::new(&d, &pg);
+    case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+    let mut first = spawn_worker(&case, &["--lease", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while d.count_files(TARGET) < 300 {
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the worker ended ({status}) before it could be killed");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not start copying"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let held = progress(&case);
+    assert!(held.contains("1 running"), "{held}");
+    assert!(held.contains(&format!(":{}#", first.id())), "{held}");
+
+    let out = case
+        .cmd()
+        .args(["worker", "plan.yaml", "--lease", "3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let copied = copies(&d);
+    assert_eq!(copied.len(), n, "every message arrived");
+    assert!(copied.values().all(|&c| c == 1), "a message arrived twice");
+    let done = progress(&case);
+    assert!(done.contains("1 units: 1 done"), "{done}");
+    let attempts = sql(&pg, "SELECT attempts FROM units");
+    assert_eq!(attempts, ["2"], "taken over once");
+}
+
+#[test]
+fn a_unit_that_always_fails_ends_failed_after_its_retries_and_the_rest_completes() {
+    let d = Dovecot::start(&[("p1", "x"), ("new-p1", "y"), ("p2", "x"), ("new-p2", "y")]);
+    for u in ["p1", "p2"] {
+        for i in 0..50 {
+            seed_user(&d, u, "INBOX", i, 2_000);
+        }
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::wave(&d, &pg, &["p1", "p2"]);
+    case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+    // From now on the server cannot read `p2`'s mailbox: every attempt at that unit fails.
+    use std::os::unix::fs::PermissionsExt as _;
+    let p2 = d.maildir("p2");
+    std::fs::set_permissions(&p2, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let retries = ["--max-attempts", "3", "--backoff", "1"];
+    let out = case
+        .cmd()
+        .args(["worker", "plan.yaml"])
+        .args(retries)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("failed unit: import_mail"), "{err}");
+    assert!(err.contains("after 3 attempts"), "{err}");
+    exactly_once(&d, &["p1"], 50);
+    let shown = progress(&case);
+    assert!(
+        shown.contains("2 units: 1 done, 0 running, 0 queued, 1 failed"),
+        "{shown}"
+    );
+    assert!(shown.contains("failed   import_mail"), "{shown}");
+
+    // Taken again on request, with its attempts counted afresh.
+    let out = case
+        .cmd()
+        .args(["worker", "plan.yaml", "--retry-failed"])
+        .args(retries)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("Queued 1 failed units again."), "{err}");
+    assert!(err.contains("after 3 attempts"), "{err}");
+}
+
+/// Benchmark (ignored; run by hand): messages per second with 1, 2 and 4 workers of one unit at
+/// a time each, on a wave of 8 mailboxes of 500 messages, on one Dovecot and one PostgreSQL.
+/// `cargo test --release --test pg_state -- --ignored --nocapture workers_scale`
+#[test]
+#[ignore]
+fn workers_scale() {
+    let uids = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"];
+    let per_user = 500;
+    for workers in [1, 2, 4] {
+        let mut users = Vec::new();
+        for u in uids {
+            users.push((u.to_string(), "x".to_string()));
+            users.push((format!("new-{u}"), "y".to_string()));
+        }
+        let users: Vec<(&str, &str)> = users
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let d = Dovecot::start(&users);
+        for u in uids {
+            for i in 0..per_user {
+                seed_user(
+                    &d,
+                    u,
+                    if i % 2 == 0 { "INBOX" } else { "Archive" },
+                    i,
+                    4_000,
+                );
+            }
+        }
+        d.fix_owner();
+        let pg = postgres::Postgres::start();
+        let case = Case::wave(&d, &pg, &uids);
+        case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+        let started = Instant::now();
+        let children: Vec<_> = (0..workers)
+            .map(|_| spawn_worker(&case, &["--concurrency", "1"]))
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        exactly_once(&d, &uids, per_user);
+        let n = uids.len() * per_user;
+        eprintln!(
+            "{workers} workers: {n} messages in {secs:.1} s: {:.0} messages/s",
+            n as f64 / secs
+        );
+    }
+}
