@@ -214,11 +214,16 @@ impl DestinationFlavor for Carbonio {
 
     fn new_group(&self, g: &NewGroup<'_>, attrs: &mut Attrs) {
         attrs.insert(attr("objectClass"), values(&["zimbraDistributionList"]));
-        let uid = g
-            .mail
-            .and_then(|m| m.rsplit_once('@'))
-            .map(|(l, _)| l.to_string())
-            .unwrap_or_else(|| g.account.to_string());
+        // The entry is named by its uid (see `new_dn`): the planner made the DN from the local
+        // part of the list's address, or a numbered one when that was taken.
+        let uid =
+            g.dn.rdn_value()
+                .or_else(|| {
+                    g.mail
+                        .and_then(|m| m.rsplit_once('@'))
+                        .map(|(l, _)| l.to_string())
+                })
+                .unwrap_or_else(|| g.account.to_string());
         attrs.insert(attr("uid"), set1(uid));
         if let Some(name) = attrs.get(&attr("displayName")).cloned() {
             attrs.insert(attr("cn"), name);
@@ -308,6 +313,10 @@ impl DestinationFlavor for Carbonio {
 
     fn new_dn(&self, container: &Dn, _cn: &str, account: &str) -> Dn {
         container.child("uid", account)
+    }
+
+    fn numbered_dn(&self, container: &Dn, _cn: &str, account: &str, n: u32) -> Dn {
+        container.child("uid", &format!("{account}{n}"))
     }
 
     fn split_aliases(&self, spec: &Spec, attrs: &mut Attrs) -> (Vec<(Dn, String)>, Vec<String>) {
