@@ -733,3 +733,44 @@ fn carbonio_objects_are_named_by_their_uid() {
         ["help-desk2"]
     );
 }
+
+/// A new Carbonio list holds what Zimbra's attribute definitions allow on a list, as Carbonio
+/// makes one: no zimbraMailDeliveryAddress (a mailbox's), its address in `mail` and
+/// `zimbraMailAlias`, and the zimbraMailRecipient class that holds the latter.
+#[test]
+fn a_new_carbonio_list_has_no_delivery_address() {
+    let plan = plan_case("carbonio");
+    let list = plan
+        .actions
+        .iter()
+        .find(|a| a.kind == CreateDistributionList)
+        .unwrap();
+    let changed: Vec<&str> = list.changes.iter().map(|c| c.attribute.as_str()).collect();
+    assert!(
+        !changed.contains(&"zimbraMailDeliveryAddress"),
+        "{changed:?}"
+    );
+    assert_eq!(
+        change_after(&plan, CreateDistributionList, "mail"),
+        ["sales@acme.com"]
+    );
+    assert_eq!(
+        change_after(&plan, CreateDistributionList, "zimbraMailAlias"),
+        ["sales@acme.com"]
+    );
+    assert_eq!(
+        change_after(&plan, CreateDistributionList, "objectClass"),
+        ["zimbraDistributionList", "zimbraMailRecipient"]
+    );
+    let account = plan
+        .actions
+        .iter()
+        .find(|a| a.kind == CreateAccount)
+        .unwrap();
+    assert!(
+        account
+            .changes
+            .iter()
+            .any(|c| c.attribute.is("zimbraMailDeliveryAddress"))
+    );
+}

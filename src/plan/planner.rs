@@ -1747,7 +1747,7 @@ impl Planner<'_> {
                         },
                         &mut attrs,
                     );
-                    for (a, v) in self.flavor.address_attrs(&addrs) {
+                    for (a, v) in self.flavor.group_address_attrs(&addrs) {
                         if !v.is_empty() {
                             attrs.insert(a, v);
                         }

@@ -186,6 +186,24 @@ impl DestinationFlavor for Carbonio {
         ]
     }
 
+    fn group_address_attrs(&self, addresses: &AddressSet) -> Vec<(AttrName, ValueSet)> {
+        // A list has no zimbraMailDeliveryAddress: that attribute is the address of a mailbox
+        // (zimbra-attrs.xml: `zimbraMailDeliveryAddress` is optionalIn="mailRecipient", and
+        // Zimbra's createDistributionList sets only `mail` and `zimbraMailAlias` on a list, "DLs
+        // use zimbraMailAlias for both" the primary and the aliases).
+        let primary: ValueSet = addresses
+            .primary("SMTP")
+            .map(|p| Value::text(p.address.clone()))
+            .into_iter()
+            .collect();
+        let all = addresses
+            .iter()
+            .filter(|p| p.is_smtp())
+            .map(|p| Value::text(p.address.clone()))
+            .collect();
+        vec![(attr("mail"), primary), (attr("zimbraMailAlias"), all)]
+    }
+
     fn new_mailbox(&self, m: &NewMailbox<'_>, attrs: &mut Attrs) {
         attrs.insert(
             attr("objectClass"),
@@ -213,7 +231,14 @@ impl DestinationFlavor for Carbonio {
     }
 
     fn new_group(&self, g: &NewGroup<'_>, attrs: &mut Attrs) {
-        attrs.insert(attr("objectClass"), values(&["zimbraDistributionList"]));
+        // zimbra-ocs.xml: a list is a zimbraDistributionList (cn, description, displayName,
+        // mail, uid: optionalIn/requiredIn="distributionList" in zimbra-attrs.xml) and a
+        // zimbraMailRecipient, which holds zimbraMailAlias, zimbraMailStatus and the members in
+        // zimbraMailForwardingAddress (optionalIn="mailRecipient").
+        attrs.insert(
+            attr("objectClass"),
+            values(&["zimbraDistributionList", "zimbraMailRecipient"]),
+        );
         // The entry is named by its uid (see `new_dn`): the planner made the DN from the local
         // part of the list's address, or a numbered one when that was taken.
         let uid =

@@ -82,6 +82,12 @@ pub trait DestinationFlavor: Send + Sync {
     /// the attribute goes).
     fn address_attrs(&self, addresses: &AddressSet) -> Vec<(AttrName, ValueSet)>;
 
+    /// The attributes that store a new list's addresses; those of any recipient unless the
+    /// flavor stores a list's otherwise.
+    fn group_address_attrs(&self, addresses: &AddressSet) -> Vec<(AttrName, ValueSet)> {
+        self.address_attrs(addresses)
+    }
+
     /// The addresses a contact brings to the mailbox it is merged into.
     fn contact_addresses(&self, contact: &Entry) -> AddressSet {
         self.read_addresses(&contact.attrs)
