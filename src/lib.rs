@@ -22,3 +22,4 @@ pub mod spec;
 pub mod state;
 pub mod tls;
 pub mod verify;
+pub mod xml_text;

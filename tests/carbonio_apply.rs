@@ -12,6 +12,10 @@ mod servers;
 
 #[path = "servers/carbonio.rs"]
 mod carbonio;
+#[path = "servers/dovecot.rs"]
+mod dovecot;
+#[path = "servers/radicale.rs"]
+mod radicale;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -541,4 +545,133 @@ fn a_server_certificate_that_is_not_trusted_is_refused_and_nothing_is_written() 
     assert!(out.to_lowercase().contains("certificate"), "{out}");
     assert!(w.soap.requests().is_empty());
     assert_eq!(w.slapd.search(DEST, "(objectClass=*)", &["*"]), before);
+}
+
+/// A plan with items, as a Carbonio migration is written: the server's address once
+/// (`destination.url`, a Radicale serving Carbonio's `/dav/` paths), mail into a Dovecot as the
+/// admin with SASL PLAIN and the account as authorization identity. Only the IMAP URL is given,
+/// as Carbonio's default (`imaps://` the server's host, port 993) is not where the test's Dovecot
+/// listens; the login defaults (the account's address, SASL PLAIN) stay the flavor's.
+#[tokio::test]
+async fn apply_with_items_creates_the_account_then_copies_mail_calendar_and_contacts() {
+    use mailplan::items::calendar::{self, CalDav, CalendarStore, DavConfig};
+    use mailplan::items::mail::MessageMeta;
+    use mailplan::items::mail::maildir::Maildir;
+
+    const JOHN: &str = "john.smith@acme.com";
+    let imap = dovecot::Dovecot::start(&[(JOHN, "john-secret")]);
+    let dav = radicale::Radicale::start();
+    // Carbonio's `/dav/` always exists; Radicale makes a collection only under an existing one.
+    let made = reqwest::Client::new()
+        .request(
+            reqwest::Method::from_bytes(b"MKCOL").unwrap(),
+            format!("{}dav/", dav.base),
+        )
+        .basic_auth("admin", Some("adminpass"))
+        .send()
+        .await
+        .unwrap();
+    assert!(made.status().is_success(), "{}", made.status());
+
+    // John Smith alone, with his mail, calendar and contacts exported.
+    let source = tempfile::tempdir().unwrap();
+    let john_only: String = std::fs::read_to_string(fixture("source.ldif"))
+        .unwrap()
+        .split("\n\n")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    let ldif = source.path().join("john.ldif");
+    std::fs::write(&ldif, format!("{john_only}\n")).unwrap();
+    let items = format!(
+        "items:\n  mail:\n    source: {{ maildir: \"export/mail/{{uid}}\" }}\n    destination:\n      imap: {{ url: \"{url}\", tls: none, login: admin, password: {{ file: \"{pass}\" }} }}\n  calendars:\n    source: {{ ics: \"export/{{uid}}.ics\" }}\n    destination:\n      caldav: {{ login: admin, password: {{ file: dav.pass }} }}\n  contacts:\n    source: {{ csv: \"export/{{uid}}.csv\" }}\n    destination:\n      carddav: {{ login: admin, password: {{ file: dav.pass }} }}\n",
+        url = imap.url(),
+        pass = imap.admin_password_file().display(),
+    );
+    let w = world_with(carbonio::ADMIN_PASSWORD, None, &ldif, &items);
+    let plan = w.dir.path().join("plan.yaml");
+    let yaml = std::fs::read_to_string(&plan).unwrap().replace(
+        "  cos: default\n",
+        &format!(
+            "  cos: default\n  url: {}\n",
+            dav.base.trim_end_matches('/')
+        ),
+    );
+    std::fs::write(&plan, yaml).unwrap();
+    std::fs::write(w.dir.path().join("dav.pass"), "adminpass\n").unwrap();
+    let export = w.dir.path().join("export");
+    let md = Maildir::new(export.join("mail/jsmith"));
+    for (folder, id) in [
+        ("INBOX", "m1@example.test"),
+        ("INBOX", "m2@example.test"),
+        ("Sent", "s1@example.test"),
+    ] {
+        md.ensure_folder(folder).unwrap();
+        let meta = MessageMeta {
+            key: String::new(),
+            identity: String::new(),
+            size: 0,
+            flags: vec!["\\Seen".into()],
+            internal_date: 1_700_000_000,
+        };
+        let message = format!(
+            "Message-ID: <{id}>\r\nFrom: a@example.test\r\nSubject: {id}\r\nDate: Mon, 01 Jan 2024 10:00:00 +0000\r\n\r\nhello\r\n"
+        );
+        md.append(folder, &meta, message.as_bytes()).unwrap();
+    }
+    let ics = root().join("tests/fixtures/items/notes-export.ics");
+    std::fs::copy(&ics, export.join("jsmith.ics")).unwrap();
+    std::fs::copy(
+        root().join("tests/fixtures/items/contacts.csv"),
+        export.join("jsmith.csv"),
+    )
+    .unwrap();
+
+    let o = apply(&w);
+    assert!(o.status.success(), "{}\n{}", text(&o), dav.log());
+    // The account came through the admin API, then its items.
+    assert_eq!(
+        values(
+            &w,
+            "uid=john.smith,ou=people,dc=acme,dc=com",
+            "zimbraMailDeliveryAddress"
+        ),
+        [JOHN]
+    );
+    assert!(
+        w.soap
+            .requests()
+            .iter()
+            .any(|r| r.contains("CreateAccountRequest"))
+    );
+    assert_eq!(imap.count_files(JOHN), 3, "{}", text(&o));
+    // Logged in as the account with the admin's credential, by SASL PLAIN.
+    let login = std::fs::read_to_string(imap.dir.path().join("log/dovecot.log")).unwrap();
+    assert!(
+        login
+            .lines()
+            .any(|l| l.contains(&format!("user=<{JOHN}>")) && l.contains("method=PLAIN")),
+        "{login}"
+    );
+    let (events, bad) = calendar::read_ics(&ics).unwrap();
+    assert!(bad.is_empty());
+    let calendar = CalDav::new(&DavConfig {
+        url: format!("{}dav/{JOHN}/Calendar/", dav.base),
+        user: Some("admin".into()),
+        password: Some("adminpass".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(calendar.list().await.unwrap().len(), events.len());
+    let log = dav.log();
+    assert!(log.contains(&format!("/dav/{JOHN}/Contacts/")), "{log}");
+
+    // Run again: nothing to do, nothing copied twice.
+    no_changes(&w);
+    let requests = w.soap.requests().len();
+    let o = apply(&w);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(w.soap.requests().len(), requests);
+    assert_eq!(imap.count_files(JOHN), 3);
+    assert_eq!(calendar.list().await.unwrap().len(), events.len());
 }

@@ -686,3 +686,91 @@ fn carbonio_destination() {
     );
     snapshot("carbonio_destination", &plan);
 }
+
+/// Carbonio names an account and a list by its address: the DN's `uid` is the object's `uid`,
+/// also when the name it would have had is taken, and a taken account name is said as `uid`.
+#[test]
+fn carbonio_objects_are_named_by_their_uid() {
+    // A list whose cn has odd characters is named by its address's local part.
+    let plan = plan_case("carbonio_awkward");
+    let list = plan
+        .actions
+        .iter()
+        .find(|a| a.kind == CreateDistributionList)
+        .unwrap();
+    assert_eq!(list.target.to_string(), "uid=rnd,ou=people,dc=acme,dc=com");
+    assert_eq!(change_after(&plan, CreateDistributionList, "uid"), ["rnd"]);
+
+    // Taken names: the account `john` and the entry `uid=help-desk`.
+    let plan = plan_case("carbonio_names");
+    let john = "uid=jsmith,ou=people,dc=old,dc=test";
+    assert_eq!(
+        id(&plan, CreateAccount),
+        "create_account:uid=john2,ou=people,dc=acme,dc=com"
+    );
+    assert_eq!(change_after(&plan, CreateAccount, "uid"), ["john2"]);
+    let texts: Vec<&str> = subject(&plan, john)
+        .messages
+        .iter()
+        .map(|m| m.text.as_str())
+        .collect();
+    assert!(
+        texts.contains(
+            &"account name `john` is taken at the destination; the new mailbox gets uid `john2`"
+        ),
+        "{texts:?}"
+    );
+    assert!(
+        !texts.iter().any(|t| t.contains("sAMAccountName")),
+        "{texts:?}"
+    );
+    assert_eq!(
+        id(&plan, CreateDistributionList),
+        "create_distribution_list:uid=help-desk2,ou=people,dc=acme,dc=com"
+    );
+    assert_eq!(
+        change_after(&plan, CreateDistributionList, "uid"),
+        ["help-desk2"]
+    );
+}
+
+/// A new Carbonio list holds what Zimbra's attribute definitions allow on a list, as Carbonio
+/// makes one: no zimbraMailDeliveryAddress (a mailbox's), its address in `mail` and
+/// `zimbraMailAlias`, and the zimbraMailRecipient class that holds the latter.
+#[test]
+fn a_new_carbonio_list_has_no_delivery_address() {
+    let plan = plan_case("carbonio");
+    let list = plan
+        .actions
+        .iter()
+        .find(|a| a.kind == CreateDistributionList)
+        .unwrap();
+    let changed: Vec<&str> = list.changes.iter().map(|c| c.attribute.as_str()).collect();
+    assert!(
+        !changed.contains(&"zimbraMailDeliveryAddress"),
+        "{changed:?}"
+    );
+    assert_eq!(
+        change_after(&plan, CreateDistributionList, "mail"),
+        ["sales@acme.com"]
+    );
+    assert_eq!(
+        change_after(&plan, CreateDistributionList, "zimbraMailAlias"),
+        ["sales@acme.com"]
+    );
+    assert_eq!(
+        change_after(&plan, CreateDistributionList, "objectClass"),
+        ["zimbraDistributionList", "zimbraMailRecipient"]
+    );
+    let account = plan
+        .actions
+        .iter()
+        .find(|a| a.kind == CreateAccount)
+        .unwrap();
+    assert!(
+        account
+            .changes
+            .iter()
+            .any(|c| c.attribute.is("zimbraMailDeliveryAddress"))
+    );
+}

@@ -733,3 +733,70 @@ fn sasl_external_over_the_local_socket_reads_the_directory() {
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("Plan: 4 to create, 3 to convert"), "{out}");
 }
+
+type Values = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
+
+/// The destination's entries, by DN (lower case), as the server holds them: each attribute's
+/// values, DN values (`member`) compared as DNs (the server may spell `CN=` as `cn=`).
+fn destination_entries(s: &Slapd) -> std::collections::BTreeMap<String, Values> {
+    mailplan::directory::ldif::parse_entries(&s.search(DEST, "(objectClass=*)", &[]), None)
+        .expect("the server's LDIF")
+        .into_iter()
+        .map(|e| {
+            let attrs = e
+                .attrs
+                .iter()
+                .map(|(a, values)| {
+                    let values = values
+                        .iter()
+                        .map(|v| {
+                            let t = v.display();
+                            match mailplan::directory::Dn::parse(&t) {
+                                Ok(dn) if t.contains(',') => dn.key().to_owned(),
+                                _ => t,
+                            }
+                        })
+                        .collect();
+                    (a.to_string(), values)
+                })
+                .collect();
+            (e.dn.to_string().to_lowercase(), attrs)
+        })
+        .collect()
+}
+
+#[test]
+fn state_undo_takes_an_apply_back_on_slapd() {
+    let s = slapd_with_examples();
+    let dir = tempfile::tempdir().unwrap();
+    let plan = standard_plan(dir.path(), &s, "");
+    let original = destination_entries(&s);
+    let o = mailplan(&["apply", p(&plan), "--auto-approve"]);
+    assert!(o.status.success(), "{}{}", text(&o).0, text(&o).1);
+    assert_ne!(destination_entries(&s), original);
+    let o = mailplan(&["state", "undo", p(&plan), "1", "--auto-approve"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}{err}");
+    let now = destination_entries(&s);
+    let differ: Vec<String> = now
+        .keys()
+        .chain(original.keys())
+        .filter(|k| now.get(*k) != original.get(*k))
+        .map(|k| {
+            format!(
+                "{k}:\n  now  {:?}\n  was  {:?}",
+                now.get(k),
+                original.get(k)
+            )
+        })
+        .collect();
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+    // A second undo of the same run is refused.
+    let o = mailplan(&["state", "undo", p(&plan), "1", "--auto-approve"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("run 1 was already undone by run 2"),
+        "{}",
+        text(&o).1
+    );
+}

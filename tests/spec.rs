@@ -1776,6 +1776,18 @@ fn carbonio_keys_are_located_when_wrong() {
     );
     assert_eq!(at, (12, 5));
 
+    // `wait` is how long Auto Provisioning may take: with `soap` it means nothing.
+    let text = format!("{CARBONIO}    wait: 60\n");
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::CONFLICTING_KEYS);
+    assert_eq!(
+        p.message(),
+        "`destination.provisioning.wait` is only for `auto: true`"
+    );
+    assert_eq!(labelled(&text, p), "wait");
+    assert_eq!(at, (16, 5));
+    assert!(p.help_text().unwrap().contains("remove"), "{}", render(&e));
+
     // `auto: false` means nothing.
     let text = CARBONIO.split("    soap:").next().unwrap().to_string() + "    auto: false\n";
     let e = err(&text);

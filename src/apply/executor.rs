@@ -96,6 +96,13 @@ pub trait Journal: Send + Sync + 'static {
             Ok(())
         })
     }
+    /// What `action` left of the entry `dn` once its write was confirmed: the entry as it is
+    /// now (`None`: the action deleted it). Called after the write, never before; a journal may
+    /// store it later, like an outcome. A write whose after-image is lost (the process killed
+    /// in between) is one `state undo` treats as unknown.
+    fn written(&self, action: &Action, dn: &Dn, after: Option<&Entry>) {
+        let _ = (action, dn, after);
+    }
     /// The action's outcome, once known. Must not block for long (it is called on the
     /// runtime's threads); a journal may store it later, as long as it is stored before the
     /// run is reported finished.
@@ -706,7 +713,19 @@ async fn run_batch<W: DirectoryWriter>(ctx: &Context<W>, batch: &[usize]) -> Vec
         ctx.writer.modify_guarded(object, mods, &guard).await
     };
     match written {
-        Ok(()) => finish(results, &|_| ActionResult::Applied),
+        Ok(()) => {
+            let mut after = entry.clone();
+            for &k in &writing {
+                if let Some(mods) = modifications(actions[k]).get(object) {
+                    // The write succeeded, so the same modifications apply in memory.
+                    let _ = crate::apply::writer::apply_modifications(&mut after, mods);
+                }
+            }
+            if let Some(&first) = writing.first() {
+                ctx.journal.written(actions[first], object, Some(&after));
+            }
+            finish(results, &|_| ActionResult::Applied)
+        }
         Err(e) if e.is_about_values() => {
             for &k in &writing {
                 results[k] = Some(run_action(ctx, actions[k]).await);
@@ -810,7 +829,11 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
     let adds = creates(action.kind)
         || (action.kind == ActionKind::RestoreEntry
             && matches!(live.get(&action.target), Some(None)));
-    let mods = if adds || action.kind == ActionKind::DeleteContact {
+    let deletes = matches!(
+        action.kind,
+        ActionKind::DeleteContact | ActionKind::DeleteEntry
+    );
+    let mods = if adds || deletes {
         BTreeMap::new()
     } else {
         modifications(action)
@@ -819,7 +842,7 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
     let mut written: Vec<&Entry> = Vec::new();
     match action.kind {
         _ if adds => {}
-        ActionKind::DeleteContact => match live.get(&action.target) {
+        _ if deletes => match live.get(&action.target) {
             Some(Some(entry)) => written.push(entry),
             _ => return stale(format!("`{}` no longer exists", action.target)),
         },
@@ -846,20 +869,38 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
         return ActionResult::NotStarted;
     };
     let result = match action.kind {
-        _ if adds => ctx.writer.add(created_entry(action)).await,
-        ActionKind::DeleteContact => {
-            ctx.writer
+        _ if adds => {
+            let entry = created_entry(action);
+            let result = ctx.writer.add(entry.clone()).await;
+            if result.is_ok() {
+                ctx.journal.written(action, &action.target, Some(&entry));
+            }
+            result
+        }
+        ActionKind::DeleteContact | ActionKind::DeleteEntry => {
+            let result = ctx
+                .writer
                 .delete_guarded(&action.target, &action.preconditions)
-                .await
+                .await;
+            if result.is_ok() {
+                ctx.journal.written(action, &action.target, None);
+            }
+            result
         }
         _ => {
             for (object, mods) in mods {
                 if let Err(e) = ctx
                     .writer
-                    .modify_guarded(&object, mods, &action.preconditions)
+                    .modify_guarded(&object, mods.clone(), &action.preconditions)
                     .await
                 {
                     return write_failed(e);
+                }
+                if let Some(Some(before)) = live.get(&object) {
+                    let mut after = before.clone();
+                    // The write succeeded, so the same modifications apply in memory.
+                    let _ = crate::apply::writer::apply_modifications(&mut after, &mods);
+                    ctx.journal.written(action, &object, Some(&after));
                 }
             }
             Ok(())
@@ -937,8 +978,12 @@ async fn create_unread<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) ->
     let Some(_turn) = ctx.turn_to_write().await else {
         return ActionResult::NotStarted;
     };
-    match ctx.writer.add(created_entry(action)).await {
-        Ok(()) => ActionResult::Applied,
+    let entry = created_entry(action);
+    match ctx.writer.add(entry.clone()).await {
+        Ok(()) => {
+            ctx.journal.written(action, &action.target, Some(&entry));
+            ActionResult::Applied
+        }
         Err(WriteError::AlreadyExists(dn)) => {
             ctx.recorded.mark_changed(&dn);
             stale(exists_now(&dn))
@@ -1004,7 +1049,7 @@ fn created_entry(action: &Action) -> Entry {
 pub fn in_effect(action: &Action, live: &BTreeMap<Dn, Option<Entry>>) -> bool {
     let get = |dn: &Dn| live.get(dn).and_then(Option::as_ref);
     match action.kind {
-        ActionKind::DeleteContact => get(&action.target).is_none(),
+        ActionKind::DeleteContact | ActionKind::DeleteEntry => get(&action.target).is_none(),
         kind if creates(kind) || kind == ActionKind::RestoreEntry => {
             let Some(entry) = get(&action.target) else {
                 return false;

@@ -263,6 +263,17 @@ pub enum StateCommand {
         #[arg(long)]
         auto_approve: bool,
     },
+    /// Undo a whole run: delete what it created, set back what it changed, add back what it
+    /// deleted, each only while it is still as the run left it.
+    Undo {
+        #[command(flatten)]
+        state: StateArgs,
+        /// The run number (from `state list`).
+        run: i64,
+        /// Undo without asking for `yes` first.
+        #[arg(long)]
+        auto_approve: bool,
+    },
     /// The item ledger: per destination mailbox, the messages, events and contacts copied, and
     /// the bad items that were skipped (`--bad` lists them).
     Items {
@@ -565,6 +576,15 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
             let session = ops::state::restore(&request(&a), &dn)?;
             // A restore puts back one entry: one write at a time.
             review_and_execute(session, "Restore", auto_approve, 1, style)
+        }
+        StateCommand::Undo {
+            state: a,
+            run,
+            auto_approve,
+        } => {
+            let session = ops::state::undo(&request(&a), run)?;
+            // In plan order, one write at a time, as a restore.
+            review_and_execute(session, "Undo", auto_approve, 1, style)
         }
         StateCommand::Items { state: a, bad } => say(ops::state::items(&request(&a), bad)?),
         StateCommand::Unlock(a) => say(ops::state::unlock(&request(&a))?),

@@ -729,21 +729,7 @@ fn parse_multistatus(xml: &str) -> Result<Vec<Response>, String> {
             Event::Empty(_) => {}
             Event::Text(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
             Event::CData(t) => text.push_str(&t.decode().map_err(|e| e.to_string())?),
-            Event::GeneralRef(r) => {
-                if let Ok(Some(c)) = r.resolve_char_ref() {
-                    text.push(c);
-                } else {
-                    let name = r.decode().map_err(|e| e.to_string())?;
-                    text.push_str(match name.as_ref() {
-                        "amp" => "&",
-                        "lt" => "<",
-                        "gt" => ">",
-                        "quot" => "\"",
-                        "apos" => "'",
-                        other => return Err(format!("unknown entity &{other};")),
-                    });
-                }
-            }
+            Event::GeneralRef(r) => text.push_str(&crate::xml_text::reference(&r)?),
             Event::End(_) => {
                 let name = path.pop().unwrap_or_default();
                 let parent = path.last().map(String::as_str).unwrap_or("");

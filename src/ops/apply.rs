@@ -54,6 +54,8 @@ enum Kind {
     Saved,
     /// A restore from a backup: shown, and approved.
     Restore,
+    /// The undo of a run: shown, and approved; recorded as undoing that run.
+    Undo(crate::state::RunId),
 }
 
 /// A plan ready to execute, holding the state's lock (and the destination's) until it is
@@ -156,6 +158,25 @@ impl Session {
         }
     }
 
+    /// The session that undoes run `run` (see `state::undo`).
+    pub(super) fn undo(
+        prepared: Prepared,
+        db: StateDb,
+        lock: LockGuard,
+        destination: Option<crate::lockfile::Held>,
+        run: crate::state::RunId,
+    ) -> Self {
+        Session {
+            kind: Kind::Undo(run),
+            prepared,
+            db,
+            lock,
+            _destination: destination,
+            resume: None,
+            work: None,
+        }
+    }
+
     /// The plan the session applies.
     pub fn plan(&self) -> &Plan {
         &self.prepared.plan
@@ -181,6 +202,8 @@ impl Session {
         match self.kind {
             Kind::PlanFile => !plan.has_changes() && !leaves_out_errors(plan),
             Kind::Restore => !plan.has_changes(),
+            // An undo that refuses an entry runs all the same: the run records it, and fails.
+            Kind::Undo(_) => !plan.has_changes() && !plan.has_errors(),
             Kind::Saved => false,
         }
     }
@@ -208,11 +231,16 @@ impl Session {
         parallelism: usize,
         reporter: Arc<dyn crate::apply::Reporter>,
     ) -> Result<Executed, Error> {
+        let undoes = match self.kind {
+            Kind::Undo(run) => Some(run),
+            _ => None,
+        };
         let executed = execute(
             self.prepared,
             self.db,
             parallelism,
             self.resume,
+            undoes,
             self.work,
             reporter,
         )?;
@@ -267,6 +295,7 @@ fn execute(
     db: StateDb,
     parallelism: usize,
     resume: Option<BTreeSet<String>>,
+    undoes: Option<crate::state::RunId>,
     work: Option<crate::items::work::ApplyWork>,
     reporter: Arc<dyn crate::apply::Reporter>,
 ) -> Result<Executed, Error> {
@@ -275,6 +304,12 @@ fn execute(
         &prepared.plan_file.display().to_string(),
         &prepared.fingerprint,
     )?;
+    // An undo that refused some entry did not undo the whole run: it is recorded as failed,
+    // so that it does not count as the run's undo.
+    let refused = undoes.is_some() && prepared.plan.has_errors();
+    if let Some(undone) = undoes {
+        db.record_undo(run, undone)?;
+    }
     let settle = settled_merges(&prepared);
     // The item importer keeps its ledger in the same state.
     let items_state = db.location().clone();
@@ -312,7 +347,7 @@ fn execute(
         .await
     })?;
     // The run's record says what its actions did; whether everything arrived is the exit code.
-    let outcome = if applied.report.succeeded() {
+    let outcome = if applied.report.succeeded() && !refused {
         crate::state::RunOutcome::Succeeded
     } else if applied.report.interrupted {
         crate::state::RunOutcome::Interrupted

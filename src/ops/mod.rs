@@ -154,6 +154,20 @@ pub enum Error {
     #[error("the backup of `{dn}` cannot be read: {message}")]
     #[diagnostic(code(mailplan::state::bad_backup))]
     BadBackup { dn: String, message: String },
+    #[error("there is no run {0} in the state database")]
+    #[diagnostic(
+        code(mailplan::state::no_run),
+        help("`mailplan state list PLAN.yaml` lists the runs")
+    )]
+    NoRun(i64),
+    #[error("run {run} was already undone by run {by}")]
+    #[diagnostic(
+        code(mailplan::state::already_undone),
+        help(
+            "undoing it again would find nothing of it left; to take back the undo, undo run {by}"
+        )
+    )]
+    AlreadyUndone { run: i64, by: i64 },
     #[error(transparent)]
     #[diagnostic(
         code(mailplan::apply::destination_locked),

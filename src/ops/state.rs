@@ -257,6 +257,151 @@ fn former_groups(
     Ok(out)
 }
 
+/// Prepares the undo of run `run`, under the state's lock and the destination's: a session to
+/// review and execute as an apply's, recorded as undoing that run.
+pub fn undo(request: &StateRequest<'_>, run: i64) -> Result<Session, Error> {
+    let spec = load_checked_spec(request.plan_file)?;
+    let db = request.open()?;
+    let lock = db.lock()?;
+    let destination = lock_destination(&spec)?;
+    let prepared = prepare_undo(spec, &db, run)?;
+    Ok(Session::undo(prepared, db, lock, destination, run))
+}
+
+/// The plan that undoes run `run`, with the inputs to apply it. Refused for a run the state
+/// does not hold, and for one an earlier undo already undid (a run recorded as undoing it that
+/// succeeded: every action applied and no entry refused).
+pub fn prepare_undo(
+    spec: Spec,
+    state: &crate::state::StateDb,
+    run: i64,
+) -> Result<Prepared, Error> {
+    if state.run(run)?.is_none() {
+        return Err(Error::NoRun(run));
+    }
+    for by in state.undone_by(run)? {
+        if state
+            .run(by)?
+            .is_some_and(|r| r.outcome == crate::state::RunOutcome::Succeeded)
+        {
+            return Err(Error::AlreadyUndone { run, by });
+        }
+    }
+    let plan_file = spec.path.clone();
+    let inputs = load_inputs_for(spec)?;
+    let (touched, imports) = run_writes(state, run)?;
+    let plan = crate::plan::undo::undo(run, &touched, &imports, &inputs.destination);
+    let fingerprint = crate::plan::saved::text_fingerprint(&inputs.spec.text);
+    Ok(Prepared {
+        plan_file,
+        inputs,
+        plan,
+        recorded: crate::apply::Recorded::none(),
+        fingerprint,
+    })
+}
+
+/// Every entry run `run` wrote, as it was before (its first backup in the run) and as the run
+/// left it (its last after-image), in the order the run first touched them; and the item
+/// imports it ran (not skipped), by action id.
+fn run_writes(
+    state: &crate::state::StateDb,
+    run: i64,
+) -> Result<(Vec<crate::plan::undo::Touched>, Vec<String>), Error> {
+    use crate::directory::Dn;
+    use crate::plan::undo::{Left, Touched};
+    let parse = |dn: &str, text: &str| -> Result<Option<crate::directory::Entry>, Error> {
+        Ok(ldif::parse_entries(text, None)
+            .map_err(|e| Error::BadBackup {
+                dn: dn.into(),
+                message: e.to_string(),
+            })?
+            .into_iter()
+            .next())
+    };
+    let mut touched: Vec<Touched> = Vec::new();
+    let index = |touched: &mut Vec<Touched>, dn: Dn| -> usize {
+        match touched.iter().position(|t| t.dn == dn) {
+            Some(i) => i,
+            None => {
+                touched.push(Touched {
+                    dn,
+                    before: None,
+                    after: Left::Unknown,
+                });
+                touched.len() - 1
+            }
+        }
+    };
+    // Oldest first: the first backup of an entry in the run is how it was before the run.
+    let mut backups: Vec<crate::state::Backup> = state
+        .backups(None)?
+        .into_iter()
+        .filter(|b| b.run == run)
+        .collect();
+    backups.reverse();
+    for b in &backups {
+        let Some(entry) = parse(&b.dn, &b.ldif)? else {
+            continue;
+        };
+        let i = index(&mut touched, entry.dn.clone());
+        if touched[i].before.is_none() {
+            touched[i].before = Some(entry);
+        }
+    }
+    // Whether `action_id` created `dn`: a create, or a restore that added the entry back (a
+    // restore that modified one backed it up first). An entry the run created did not exist
+    // before the run, whatever later actions of the run backed it up before changing it.
+    let creates = |action_id: &str, dn: &Dn| {
+        let kind = action_id.split(':').next().unwrap_or_default();
+        kind == crate::plan::ActionKind::CreateMailbox.as_str()
+            || kind == crate::plan::ActionKind::CreateGroup.as_str()
+            || (kind == crate::plan::ActionKind::RestoreEntry.as_str()
+                && Dn::parse(action_id.split_once(':').map_or("", |(_, t)| t))
+                    .is_ok_and(|t| &t == dn)
+                && !backups
+                    .iter()
+                    .any(|b| b.action_id == action_id && Dn::parse(&b.dn).is_ok_and(|d| &d == dn)))
+    };
+    let mut imports = Vec::new();
+    for a in state.run_actions(run)? {
+        if a.kind.starts_with("import_") {
+            if a.status != crate::state::ActionStatus::Skipped {
+                imports.push(a.action_id);
+            }
+            continue;
+        }
+        // A create leaves no backup: its record (or its after-image) names it.
+        if a.status == crate::state::ActionStatus::Applied
+            && let Ok(dn) = Dn::parse(&a.target)
+            && creates(&a.action_id, &dn)
+        {
+            let i = index(&mut touched, dn);
+            touched[i].before = None;
+        }
+    }
+    for after in state.after_images(run)? {
+        let Ok(dn) = Dn::parse(&after.dn) else {
+            continue;
+        };
+        if after.ldif.is_some() && creates(&after.action_id, &dn) {
+            let i = index(&mut touched, dn.clone());
+            touched[i].before = None;
+        }
+        let left = match &after.ldif {
+            None => Left::Absent,
+            Some(text) => match parse(&after.dn, text)? {
+                Some(entry) => Left::Entry(entry),
+                None => Left::Unknown,
+            },
+        };
+        let i = index(&mut touched, dn);
+        touched[i].after = left;
+    }
+    imports.sort();
+    Ok((touched, imports))
+}
+
 /// The wave's item work (PostgreSQL state): units done, running, queued and failed, what they
 /// copied, the rate and an estimate of the time left, which worker holds what, and why each
 /// failed unit failed.

@@ -9,6 +9,7 @@ pub mod model;
 pub mod planner;
 pub mod restore;
 pub mod saved;
+pub mod undo;
 
 pub use history::History;
 pub use model::*;

@@ -192,6 +192,8 @@ pub enum ActionKind {
     AddDistributionListMembers,
     /// Puts an entry back as a backup holds it (`mailplan state restore`).
     RestoreEntry,
+    /// Deletes an entry a run created (`mailplan state undo`).
+    DeleteEntry,
 }
 
 impl ActionKind {
@@ -209,6 +211,7 @@ impl ActionKind {
             ActionKind::ImportCalendar => "import_calendar",
             ActionKind::ImportContacts => "import_contacts",
             ActionKind::RestoreEntry => "restore_entry",
+            ActionKind::DeleteEntry => "delete_entry",
             ActionKind::CreateAccount => "create_account",
             ActionKind::AddAccountAlias => "add_account_alias",
             ActionKind::ModifyAccount => "modify_account",
@@ -232,7 +235,7 @@ impl ActionKind {
             | ActionKind::AddAccountAlias
             | ActionKind::ModifyAccount
             | ActionKind::AddDistributionListMembers => Effect::Update,
-            ActionKind::DeleteContact => Effect::Delete,
+            ActionKind::DeleteContact | ActionKind::DeleteEntry => Effect::Delete,
             ActionKind::ImportMail | ActionKind::ImportCalendar | ActionKind::ImportContacts => {
                 Effect::Import
             }

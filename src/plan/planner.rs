@@ -288,6 +288,8 @@ struct NewNames {
     sam: String,
     /// The DN's common name, were it free.
     name: String,
+    /// The DN it would have had, were it free.
+    wanted_dn: Dn,
     dn: Dn,
     /// Whether `sam` and `dn` differ from what was wanted (both were taken).
     sam_changed: bool,
@@ -374,22 +376,30 @@ impl<'a> Planner<'a> {
     /// the wave holds them.
     fn new_names(&mut self, draft: NameDraft) -> NewNames {
         let sam = if !draft.sam_at_destination && self.taken_accounts.insert(draft.sam_key) {
-            draft.sam
+            draft.sam.clone()
         } else {
             self.next_account(&draft.base)
         };
         let sam_changed = !sam.eq_ignore_ascii_case(&draft.wanted_sam);
-        let (dn, dn_changed) =
-            if !draft.dn_at_destination && self.taken_dns.insert(draft.dn.clone()) {
-                (draft.dn, false)
-            } else {
-                let container = self.spec.destination.container.clone();
-                (self.next_dn(&container, &draft.name), true)
-            };
+        let container = draft.dn.parent();
+        // A flavor that names entries by account (Carbonio's `uid=`) names it by the one it got.
+        let (wanted_dn, at_destination) = if sam == draft.sam {
+            (draft.dn, draft.dn_at_destination)
+        } else {
+            let dn = self.flavor.new_dn(&container, &draft.name, &sam);
+            let at = self.dest.contains(&dn);
+            (dn, at)
+        };
+        let (dn, dn_changed) = if !at_destination && self.taken_dns.insert(wanted_dn.clone()) {
+            (wanted_dn.clone(), false)
+        } else {
+            (self.next_dn(&container, &draft.name, &sam), true)
+        };
         NewNames {
             wanted_sam: draft.wanted_sam,
             sam,
             name: draft.name,
+            wanted_dn,
             dn,
             sam_changed,
             dn_changed,
@@ -805,23 +815,24 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// A free DN for `name` in `container`, and whether it is not `CN=name` itself.
-    fn unique_dn(&mut self, container: &Dn, name: &str) -> (Dn, bool) {
-        let dn = self.flavor.new_dn(container, name, &sanitize(name));
+    /// A free DN for `name` (account name `account`) in `container`, and whether it is not
+    /// the flavor's first choice (`CN=name`, Carbonio's `uid=account`).
+    fn unique_dn(&mut self, container: &Dn, name: &str, account: &str) -> (Dn, bool) {
+        let dn = self.flavor.new_dn(container, name, account);
         if !self.dest.contains(&dn) && self.taken_dns.insert(dn.clone()) {
             (dn, false)
         } else {
-            (self.next_dn(container, name), true)
+            (self.next_dn(container, name, account), true)
         }
     }
 
-    /// The first free DN `CN=name 2`, `CN=name 3`, … in `container`, for when `CN=name` is
-    /// taken.
-    fn next_dn(&mut self, container: &Dn, name: &str) -> Dn {
+    /// The first free DN of the flavor's numbered ones (`CN=name 2`, `CN=name 3`, …; Carbonio's
+    /// `uid=account2`, …) in `container`, for when its first choice is taken.
+    fn next_dn(&mut self, container: &Dn, name: &str, account: &str) -> Dn {
         let mut n = 1;
         loop {
             n += 1;
-            let dn = container.child("CN", &format!("{name} {n}"));
+            let dn = self.flavor.numbered_dn(container, name, account, n);
             if !self.dest.contains(&dn) && !self.taken_dns.contains(&dn) {
                 self.taken_dns.insert(dn.clone());
                 return dn;
@@ -921,6 +932,17 @@ impl Planner<'_> {
         }
     }
 
+    /// The attribute a destination account's name is kept in (`sAMAccountName` in Active
+    /// Directory, `uid` in Carbonio and LDAP), as matching looks accounts up by it.
+    fn account_attr(&self) -> String {
+        crate::matching::flavor::of(self.spec.destination.flavor)
+            .index()
+            .account_attrs
+            .first()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "sAMAccountName".into())
+    }
+
     fn domain0(&self) -> Option<&str> {
         self.spec.destination.domains.first().map(String::as_str)
     }
@@ -937,6 +959,7 @@ impl Planner<'_> {
             wanted_sam,
             sam,
             name,
+            wanted_dn,
             dn,
             sam_changed,
             dn_changed,
@@ -944,17 +967,16 @@ impl Planner<'_> {
         if sam_changed {
             subject.messages.push(Message {
                 level: Level::Warning,
-                text: format!("account name `{wanted_sam}` is taken at the destination; the new mailbox gets sAMAccountName `{sam}`"),
+                text: format!(
+                    "account name `{wanted_sam}` is taken at the destination; the new mailbox gets {} `{sam}`",
+                    self.account_attr()
+                ),
             });
         }
-        let container = self.spec.destination.container.clone();
         if dn_changed {
             subject.messages.push(Message {
                 level: Level::Warning,
-                text: format!(
-                    "`{}` already exists; the new mailbox is created as `{dn}`",
-                    container.child("CN", &name)
-                ),
+                text: format!("`{wanted_dn}` already exists; the new mailbox is created as `{dn}`"),
             });
         }
         let mut addrs = self.usable_addresses(pm, None, subject);
@@ -1541,7 +1563,14 @@ impl Planner<'_> {
             let (dn, existing) = match by_address {
                 Some(id) => (self.dest.entry(id).dn.clone(), Some(id)),
                 None => {
-                    let wanted = self.flavor.new_dn(&container, &name, &sanitize(&name));
+                    // Its account name as the flavor may name the entry by: the local part of
+                    // its address (Carbonio names a list by its address), or its name made safe.
+                    let account = mail
+                        .as_deref()
+                        .and_then(|m| m.rsplit_once('@'))
+                        .map(|(l, _)| l.to_string())
+                        .unwrap_or_else(|| sanitize(&name));
+                    let wanted = self.flavor.new_dn(&container, &name, &account);
                     match self
                         .dest
                         .id_of(&wanted)
@@ -1549,7 +1578,7 @@ impl Planner<'_> {
                     {
                         Some(id) => (wanted, Some(id)),
                         None => {
-                            let (dn, changed) = self.unique_dn(&container, &name);
+                            let (dn, changed) = self.unique_dn(&container, &name, &account);
                             if changed {
                                 messages.push(Message {
                                     level: Level::Warning,
@@ -1714,10 +1743,11 @@ impl Planner<'_> {
                             account: &sam,
                             mail: mail.as_deref(),
                             has_mail: mail.is_some(),
+                            dn: &t.dn,
                         },
                         &mut attrs,
                     );
-                    for (a, v) in self.flavor.address_attrs(&addrs) {
+                    for (a, v) in self.flavor.group_address_attrs(&addrs) {
                         if !v.is_empty() {
                             attrs.insert(a, v);
                         }

@@ -44,7 +44,7 @@ pub enum ProvError {
 /// The object classes `createAccount` gives an account by itself.
 const ACCOUNT_CLASSES: &[&str] = &["inetOrgPerson", "zimbraAccount", "amavisAccount"];
 /// The object classes `createDistributionList` gives a list by itself.
-const LIST_CLASSES: &[&str] = &["zimbraDistributionList"];
+const LIST_CLASSES: &[&str] = &["zimbraDistributionList", "zimbraMailRecipient"];
 
 /// One word of a batch line, quoted so that `carbonio prov` reads it back as exactly `value`.
 /// Plain words (letters, digits and `@._+=:,/-`) are written as they are; anything else, and the
@@ -175,8 +175,10 @@ impl<'p> Batch<'p> {
                     .iter()
                     .all(|v| classes.iter().any(|k| k.eq_ignore_ascii_case(v))),
                 a if a.eq_ignore_ascii_case("uid") => values == [local],
+                // A list's own address is also its first zimbraMailAlias.
                 a if a.eq_ignore_ascii_case("mail")
-                    || a.eq_ignore_ascii_case("zimbraMailDeliveryAddress") =>
+                    || a.eq_ignore_ascii_case("zimbraMailDeliveryAddress")
+                    || a.eq_ignore_ascii_case("zimbraMailAlias") =>
                 {
                     values.len() == 1 && values[0].eq_ignore_ascii_case(name)
                 }

@@ -303,7 +303,7 @@ pub(crate) fn how_matched(s: &Subject) -> String {
             }
         }
         None if s.kind == SubjectKind::Group => "new distribution list".into(),
-        None if s.kind == SubjectKind::Entry => "restore from its latest backup".into(),
+        None if s.kind == SubjectKind::Entry => "put back as the state recorded it".into(),
         None => format!("{scenario}no matching user"),
     }
 }
@@ -467,8 +467,10 @@ fn change(out: &mut String, action: &Action, c: &Change, style: Style) {
     };
     let creating =
         action.kind.effect() == Effect::Create || (c.before.is_empty() && c.after.len() == 1);
-    let deleting =
-        action.kind == ActionKind::DeleteContact || (c.after.is_empty() && c.before.len() == 1);
+    let deleting = matches!(
+        action.kind,
+        ActionKind::DeleteContact | ActionKind::DeleteEntry
+    ) || (c.after.is_empty() && c.before.len() == 1);
     if c.object.is_none() && c.before.len() <= 1 && c.after.len() <= 1 && !creating && !deleting {
         // A single-valued change: old → new, with a word diff when the values are long prose.
         let (Some(b), Some(a)) = (c.before.first(), c.after.first()) else {

@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use super::postgres::{Postgres, Target};
 use super::{
-    ActionRecord, Backup, History, ItemVersion, LedgerItem, LockHolder, Run, RunId, RunOutcome,
-    Sqlite, StateError,
+    ActionRecord, AfterImage, Backup, History, ItemVersion, LedgerItem, LockHolder, Run, RunId,
+    RunOutcome, Sqlite, StateError,
 };
 
 /// Where a plan's state is kept.
@@ -152,6 +152,16 @@ backend_calls! {
     /// Backups, newest first: all of them, or those of one entry (its DN compared without
     /// regard to case).
     fn backups(&self, dn: Option<&str>) -> Result<Vec<Backup>, StateError>;
+    /// Stores what `action_id` left of the entry `dn` once its write is confirmed: the entry
+    /// as LDIF, or `None` for an entry it deleted. A write with no after-image is "unknown" to
+    /// `state undo`.
+    fn after_image(&self, run: RunId, action_id: &str, dn: &str, ldif: Option<&str>) -> Result<(), StateError>;
+    /// The after-images of a run, in the order they were recorded.
+    fn after_images(&self, run: RunId) -> Result<Vec<AfterImage>, StateError>;
+    /// Records that `run` undoes `undone_run`.
+    fn record_undo(&self, run: RunId, undone_run: RunId) -> Result<(), StateError>;
+    /// The runs that undo `run`, oldest first.
+    fn undone_by(&self, run: RunId) -> Result<Vec<RunId>, StateError>;
     /// The newest backup of the entry `dn` (compared without regard to case).
     fn latest_backup(&self, dn: &str) -> Result<Option<Backup>, StateError>;
     /// Whether any run of the plan with this fingerprint was recorded.

@@ -67,6 +67,12 @@ enum Write {
         action_id: String,
     },
     Record(ActionRecord),
+    After {
+        run: RunId,
+        action_id: String,
+        dn: String,
+        ldif: Option<String>,
+    },
     Merged {
         run: RunId,
         source: String,
@@ -105,6 +111,12 @@ impl Write {
             } => db.link(*run, action_id, source, destination),
             Write::Unlink { run, action_id } => db.unlink(*run, action_id),
             Write::Record(rec) => db.record_action(rec),
+            Write::After {
+                run,
+                action_id,
+                dn,
+                ldif,
+            } => db.after_image(*run, action_id, dn, ldif.as_deref()),
             Write::Merged { run, source } => db.merged(*run, source),
             Write::Finish { run, outcome } => db.finish_run(*run, *outcome),
             // Always inside a request's savepoint (see `commit`): a failure undoes them all.
@@ -472,6 +484,24 @@ impl Journal for StateJournal {
                 .await
                 .map_err(|e| e.to_string())
         })
+    }
+
+    /// Queued like an outcome, behind the write it describes: one lost to a kill leaves the
+    /// entry unknown to `state undo`, which then refuses to touch it unless it is back as its
+    /// backup holds it.
+    fn written(&self, action: &Action, dn: &crate::directory::Dn, after: Option<&Entry>) {
+        self.write_later(
+            Write::After {
+                run: self.run,
+                action_id: action.id.clone(),
+                dn: dn.to_string(),
+                ldif: after.map(|e| ldif::entries_to_string(std::slice::from_ref(e))),
+            },
+            format!(
+                "could not record what {} left of `{dn}` (`state undo` will refuse to undo it)",
+                action.id
+            ),
+        );
     }
 
     fn record(

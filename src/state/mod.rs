@@ -186,6 +186,16 @@ pub struct Backup {
     pub taken_at: String,
 }
 
+/// What one action left of a directory entry once its write was confirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AfterImage {
+    pub run: RunId,
+    pub action_id: String,
+    pub dn: String,
+    /// The entry as LDIF; `None`: the action deleted it.
+    pub ldif: Option<String>,
+}
+
 /// Who holds the apply lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockHolder {
@@ -888,6 +898,66 @@ impl Sqlite {
             .map_err(self.err("listing backups"))?;
         rows.collect::<Result<_, _>>()
             .map_err(self.err("listing backups"))
+    }
+
+    /// Stores what `action_id` left of the entry `dn` (`None`: it deleted it).
+    pub fn after_image(
+        &self,
+        run: RunId,
+        action_id: &str,
+        dn: &str,
+        ldif: Option<&str>,
+    ) -> Result<(), StateError> {
+        self.cached(
+            "INSERT INTO after_images (run, action_id, dn, dn_key, ldif, taken_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run, action_id, dn, dn_key(dn), ldif, time::now()],
+        )
+        .map(drop)
+        .map_err(self.err("storing an after-image"))
+    }
+
+    /// The after-images of a run, in the order they were recorded.
+    pub fn after_images(&self, run: RunId) -> Result<Vec<AfterImage>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT run, action_id, dn, ldif FROM after_images WHERE run = ?1 ORDER BY id")
+            .map_err(self.err("listing after-images"))?;
+        let rows = stmt
+            .query_map([run], |r| {
+                Ok(AfterImage {
+                    run: r.get(0)?,
+                    action_id: r.get(1)?,
+                    dn: r.get(2)?,
+                    ldif: r.get(3)?,
+                })
+            })
+            .map_err(self.err("listing after-images"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("listing after-images"))
+    }
+
+    /// Records that `run` undoes `undone_run`.
+    pub fn record_undo(&self, run: RunId, undone_run: RunId) -> Result<(), StateError> {
+        self.cached(
+            "INSERT INTO undos (run, undone_run) VALUES (?1, ?2)",
+            params![run, undone_run],
+        )
+        .map(drop)
+        .map_err(self.err("recording an undo"))
+    }
+
+    /// The runs that undo `run`, oldest first.
+    pub fn undone_by(&self, run: RunId) -> Result<Vec<RunId>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT run FROM undos WHERE undone_run = ?1 ORDER BY run")
+            .map_err(self.err("listing the undos of a run"))?;
+        let rows = stmt
+            .query_map([run], |r| r.get(0))
+            .map_err(self.err("listing the undos of a run"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(self.err("listing the undos of a run"))
     }
 
     /// The newest backup of the entry `dn` (compared without regard to case).

@@ -29,8 +29,8 @@ use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 use super::backend::{Backend, GroupStep, HeldLock};
 use super::units::{AfterFailure, ClaimedUnit, UnitRow, WorkUnits};
 use super::{
-    ActionRecord, ActionStatus, Backup, History, ItemVersion, LedgerItem, LockHolder, PendingMerge,
-    Run, RunId, RunOutcome, StateError, dn_key, host, time, to_i64, to_u64,
+    ActionRecord, ActionStatus, AfterImage, Backup, History, ItemVersion, LedgerItem, LockHolder,
+    PendingMerge, Run, RunId, RunOutcome, StateError, dn_key, host, time, to_i64, to_u64,
 };
 
 /// The longest one query may take, its answer included. State queries are small; one that
@@ -141,6 +141,24 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (wave, unit)
     );
     CREATE INDEX units_to_claim ON units (wave, state, not_before);
+    ",
+    // 3: the SQLite state's migration 4: after-images and undos.
+    "
+    CREATE TABLE after_images (
+        id        BIGSERIAL PRIMARY KEY,
+        run       BIGINT NOT NULL REFERENCES runs (id),
+        action_id TEXT NOT NULL,
+        dn        TEXT NOT NULL,
+        dn_key    TEXT NOT NULL,
+        ldif      TEXT,
+        taken_at  TEXT NOT NULL
+    );
+    CREATE INDEX after_images_by_run ON after_images (run, id);
+    CREATE TABLE undos (
+        run        BIGINT PRIMARY KEY REFERENCES runs (id),
+        undone_run BIGINT NOT NULL REFERENCES runs (id)
+    );
+    CREATE INDEX undos_by_undone_run ON undos (undone_run);
     ",
 ];
 
@@ -1065,6 +1083,69 @@ impl Backend for Postgres {
         )?
         .iter()
         .map(|r| self.backup_from(r))
+        .collect()
+    }
+
+    fn after_image(
+        &self,
+        run: RunId,
+        action_id: &str,
+        dn: &str,
+        ldif: Option<&str>,
+    ) -> Result<(), StateError> {
+        self.execute(
+            "storing an after-image",
+            "INSERT INTO after_images (run, action_id, dn, dn_key, ldif, taken_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            params![
+                run,
+                action_id.to_owned(),
+                dn.to_owned(),
+                dn_key(dn),
+                ldif.map(str::to_owned),
+                time::now()
+            ],
+        )
+        .map(drop)
+    }
+
+    fn after_images(&self, run: RunId) -> Result<Vec<AfterImage>, StateError> {
+        const C: &str = "listing after-images";
+        self.query(
+            C,
+            "SELECT run, action_id, dn, ldif FROM after_images WHERE run = $1 ORDER BY id",
+            params![run],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(AfterImage {
+                run: self.get(r, 0, C)?,
+                action_id: self.get(r, 1, C)?,
+                dn: self.get(r, 2, C)?,
+                ldif: self.get(r, 3, C)?,
+            })
+        })
+        .collect()
+    }
+
+    fn record_undo(&self, run: RunId, undone_run: RunId) -> Result<(), StateError> {
+        self.execute(
+            "recording an undo",
+            "INSERT INTO undos (run, undone_run) VALUES ($1, $2)",
+            params![run, undone_run],
+        )
+        .map(drop)
+    }
+
+    fn undone_by(&self, run: RunId) -> Result<Vec<RunId>, StateError> {
+        const C: &str = "listing the undos of a run";
+        self.query(
+            C,
+            "SELECT run FROM undos WHERE undone_run = $1 ORDER BY run",
+            params![run],
+        )?
+        .iter()
+        .map(|r| self.get(r, 0, C))
         .collect()
     }
 

@@ -103,6 +103,26 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE ledger ADD COLUMN digest TEXT;
     ALTER TABLE ledger ADD COLUMN etag TEXT;
     ",
+    // 4: what each write left (the after-image: the entry as the action left it, NULL for an
+    // entry it deleted), recorded once the write is confirmed, and which run undid which
+    // (`state undo`).
+    "
+    CREATE TABLE after_images (
+        id        INTEGER PRIMARY KEY AUTOINCREMENT,
+        run       INTEGER NOT NULL REFERENCES runs (id),
+        action_id TEXT NOT NULL,
+        dn        TEXT NOT NULL,
+        dn_key    TEXT NOT NULL,
+        ldif      TEXT,
+        taken_at  TEXT NOT NULL
+    );
+    CREATE INDEX after_images_by_run ON after_images (run, id);
+    CREATE TABLE undos (
+        run        INTEGER PRIMARY KEY REFERENCES runs (id),
+        undone_run INTEGER NOT NULL REFERENCES runs (id)
+    );
+    CREATE INDEX undos_by_undone_run ON undos (undone_run);
+    ",
 ];
 
 /// The schema version this build writes and understands.

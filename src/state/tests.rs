@@ -284,6 +284,44 @@ fn backups_newest_first_and_dn_case_insensitive() {
 }
 
 #[test]
+fn after_images_and_undos_round_trip() {
+    both(|at| {
+        let db = StateDb::open_at(at).unwrap();
+        let run = db.begin_run("plan.yaml", "fp").unwrap();
+        let other = db.begin_run("plan.yaml", "fp").unwrap();
+        db.after_image(run, "a1", "CN=Ann,O=Acme", Some("dn: CN=Ann,O=Acme\n"))
+            .unwrap();
+        db.after_image(other, "b1", "CN=Bob,O=Acme", None).unwrap();
+        db.after_image(run, "a2", "CN=Cy,O=Acme", None).unwrap();
+        let mine = db.after_images(run).unwrap();
+        assert_eq!(
+            mine,
+            vec![
+                AfterImage {
+                    run,
+                    action_id: "a1".into(),
+                    dn: "CN=Ann,O=Acme".into(),
+                    ldif: Some("dn: CN=Ann,O=Acme\n".into()),
+                },
+                AfterImage {
+                    run,
+                    action_id: "a2".into(),
+                    dn: "CN=Cy,O=Acme".into(),
+                    ldif: None,
+                },
+            ]
+        );
+        assert!(db.undone_by(run).unwrap().is_empty());
+        let undo = db.begin_run("plan.yaml", "fp").unwrap();
+        db.record_undo(undo, run).unwrap();
+        assert_eq!(db.undone_by(run).unwrap(), vec![undo]);
+        assert!(db.undone_by(other).unwrap().is_empty());
+        // One run undoes one run.
+        assert!(db.record_undo(undo, other).is_err());
+    });
+}
+
+#[test]
 fn second_lock_while_held_names_the_holder() {
     both(|at| {
         let db = StateDb::open_at(at).unwrap();

@@ -442,6 +442,12 @@ fn handle(state: &State, body: &str) -> Result<String, Fault> {
             {
                 ldif.push_str("zimbraMailStatus: enabled\n");
             }
+            // As Carbonio does: a list's own address is also its first zimbraMailAlias.
+            if !attrs.iter().any(|(a, v)| {
+                a.eq_ignore_ascii_case("zimbraMailAlias") && v.eq_ignore_ascii_case(&name)
+            }) {
+                ldif.push_str(&line("zimbraMailAlias", &name));
+            }
             modify(state, &ldif, &name)?;
             Ok(format!(
                 "<CreateDistributionListResponse xmlns=\"urn:zimbraAdmin\"><dl name=\"{}\" id=\"{id}\" dynamic=\"0\"/></CreateDistributionListResponse>",

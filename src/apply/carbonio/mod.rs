@@ -255,9 +255,14 @@ impl DirectoryWriter for CarbonioDirectory {
                     "a distribution list without an address".into(),
                 ));
             };
+            // Carbonio makes the list's own address its first zimbraMailAlias itself.
+            let mut attrs = attrs_of(&entry, NAMED_BY_LIST)?;
+            attrs.retain(|(n, v)| {
+                !(n.eq_ignore_ascii_case("zimbraMailAlias") && v.eq_ignore_ascii_case(name))
+            });
             let request = Request::CreateDistributionList {
                 name: name.to_string(),
-                attrs: attrs_of(&entry, NAMED_BY_LIST)?,
+                attrs,
             };
             return self.call(&dn, name, request).await;
         }

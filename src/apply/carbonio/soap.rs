@@ -249,20 +249,7 @@ pub fn parse(xml: &str) -> Result<Element, String> {
                 }
             }
             Event::GeneralRef(r) => {
-                let c = if let Ok(Some(c)) = r.resolve_char_ref() {
-                    c.to_string()
-                } else {
-                    let name = r.decode().map_err(|e| e.to_string())?;
-                    match name.as_ref() {
-                        "amp" => "&",
-                        "lt" => "<",
-                        "gt" => ">",
-                        "quot" => "\"",
-                        "apos" => "'",
-                        other => return Err(format!("unknown entity &{other};")),
-                    }
-                    .to_string()
-                };
+                let c = crate::xml_text::reference(&r)?;
                 if let Some(top) = stack.last_mut() {
                     top.text.push_str(&c);
                 }

@@ -186,6 +186,24 @@ impl DestinationFlavor for Carbonio {
         ]
     }
 
+    fn group_address_attrs(&self, addresses: &AddressSet) -> Vec<(AttrName, ValueSet)> {
+        // A list has no zimbraMailDeliveryAddress: that attribute is the address of a mailbox
+        // (zimbra-attrs.xml: `zimbraMailDeliveryAddress` is optionalIn="mailRecipient", and
+        // Zimbra's createDistributionList sets only `mail` and `zimbraMailAlias` on a list, "DLs
+        // use zimbraMailAlias for both" the primary and the aliases).
+        let primary: ValueSet = addresses
+            .primary("SMTP")
+            .map(|p| Value::text(p.address.clone()))
+            .into_iter()
+            .collect();
+        let all = addresses
+            .iter()
+            .filter(|p| p.is_smtp())
+            .map(|p| Value::text(p.address.clone()))
+            .collect();
+        vec![(attr("mail"), primary), (attr("zimbraMailAlias"), all)]
+    }
+
     fn new_mailbox(&self, m: &NewMailbox<'_>, attrs: &mut Attrs) {
         attrs.insert(
             attr("objectClass"),
@@ -213,12 +231,24 @@ impl DestinationFlavor for Carbonio {
     }
 
     fn new_group(&self, g: &NewGroup<'_>, attrs: &mut Attrs) {
-        attrs.insert(attr("objectClass"), values(&["zimbraDistributionList"]));
-        let uid = g
-            .mail
-            .and_then(|m| m.rsplit_once('@'))
-            .map(|(l, _)| l.to_string())
-            .unwrap_or_else(|| g.account.to_string());
+        // zimbra-ocs.xml: a list is a zimbraDistributionList (cn, description, displayName,
+        // mail, uid: optionalIn/requiredIn="distributionList" in zimbra-attrs.xml) and a
+        // zimbraMailRecipient, which holds zimbraMailAlias, zimbraMailStatus and the members in
+        // zimbraMailForwardingAddress (optionalIn="mailRecipient").
+        attrs.insert(
+            attr("objectClass"),
+            values(&["zimbraDistributionList", "zimbraMailRecipient"]),
+        );
+        // The entry is named by its uid (see `new_dn`): the planner made the DN from the local
+        // part of the list's address, or a numbered one when that was taken.
+        let uid =
+            g.dn.rdn_value()
+                .or_else(|| {
+                    g.mail
+                        .and_then(|m| m.rsplit_once('@'))
+                        .map(|(l, _)| l.to_string())
+                })
+                .unwrap_or_else(|| g.account.to_string());
         attrs.insert(attr("uid"), set1(uid));
         if let Some(name) = attrs.get(&attr("displayName")).cloned() {
             attrs.insert(attr("cn"), name);
@@ -308,6 +338,10 @@ impl DestinationFlavor for Carbonio {
 
     fn new_dn(&self, container: &Dn, _cn: &str, account: &str) -> Dn {
         container.child("uid", account)
+    }
+
+    fn numbered_dn(&self, container: &Dn, _cn: &str, account: &str, n: u32) -> Dn {
+        container.child("uid", &format!("{account}{n}"))
     }
 
     fn split_aliases(&self, spec: &Spec, attrs: &mut Attrs) -> (Vec<(Dn, String)>, Vec<String>) {

@@ -69,6 +69,8 @@ pub struct NewGroup<'a> {
     pub account: &'a str,
     /// Whether it gets an SMTP address.
     pub has_mail: bool,
+    /// The DN it is created at.
+    pub dn: &'a Dn,
 }
 
 /// One destination flavor's side of planning.
@@ -79,6 +81,12 @@ pub trait DestinationFlavor: Send + Sync {
     /// The attributes that store `addresses`, each with its full value set (an empty set means
     /// the attribute goes).
     fn address_attrs(&self, addresses: &AddressSet) -> Vec<(AttrName, ValueSet)>;
+
+    /// The attributes that store a new list's addresses; those of any recipient unless the
+    /// flavor stores a list's otherwise.
+    fn group_address_attrs(&self, addresses: &AddressSet) -> Vec<(AttrName, ValueSet)> {
+        self.address_attrs(addresses)
+    }
 
     /// The addresses a contact brings to the mailbox it is merged into.
     fn contact_addresses(&self, contact: &Entry) -> AddressSet {
@@ -127,6 +135,11 @@ pub trait DestinationFlavor: Send + Sync {
     /// The DN of a new object named `cn` with account name `account` in `container`.
     fn new_dn(&self, container: &Dn, cn: &str, _account: &str) -> Dn {
         container.child("CN", cn)
+    }
+
+    /// The `n`th choice (from 2) of a DN for a new object whose [`Self::new_dn`] is taken.
+    fn numbered_dn(&self, container: &Dn, cn: &str, _account: &str, n: u32) -> Dn {
+        container.child("CN", &format!("{cn} {n}"))
     }
 
     /// Takes the further addresses of a new account out of `attrs`, when the flavor adds them

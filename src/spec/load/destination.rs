@@ -268,6 +268,25 @@ impl Checker<'_> {
     }
 
     fn provisioning(&mut self, p: raw::Provisioning, path: &YamlPath) -> Option<Provisioning> {
+        if p.wait.is_some() && p.soap.is_some() && p.auto.is_none() {
+            // How long Auto Provisioning may take to create an account: mailplan's own SOAP
+            // calls are done when they answer, so a `wait` here would be silently ignored.
+            let w = path.key("wait");
+            let span = self.key_span(&w);
+            self.push(
+                Problem::new(
+                    codes::CONFLICTING_KEYS,
+                    format!("`{w}` is only for `auto: true`"),
+                )
+                .label(span, "not with `soap`")
+                .help(
+                    "`wait` is how long to wait for Carbonio's Auto Provisioning to create each \
+                     account; with `soap:` mailplan creates them itself and waits for each answer \
+                     (bounded by `soap.timeout`): remove `wait`",
+                ),
+            );
+            return None;
+        }
         match (p.soap, p.auto) {
             (Some(soap), None) => self.soap(&soap, &path.key("soap")).map(Provisioning::Soap),
             (None, Some(true)) => Some(Provisioning::Auto),
