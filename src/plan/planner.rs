@@ -815,14 +815,33 @@ impl<'a> Planner<'a> {
         }
     }
 
-    /// A free DN for `name` (account name `account`) in `container`, and whether it is not
-    /// the flavor's first choice (`CN=name`, Carbonio's `uid=account`).
-    fn unique_dn(&mut self, container: &Dn, name: &str, account: &str) -> (Dn, bool) {
-        let dn = self.flavor.new_dn(container, name, account);
-        if !self.dest.contains(&dn) && self.taken_dns.insert(dn.clone()) {
-            (dn, false)
-        } else {
-            (self.next_dn(container, name, account), true)
+    /// The DN of a new group whose first choice is not a group: its first choice when that is
+    /// free, else the first of the flavor's numbered DNs that is either free (the group is made
+    /// there) or a group already (made there by an earlier run, for the same reason: it is the
+    /// group, so a rerun adopts it instead of making another one further down).
+    fn group_dn(&mut self, container: &Dn, name: &str, account: &str) -> (Dn, Option<usize>) {
+        let first = self.flavor.new_dn(container, name, account);
+        if !self.dest.contains(&first) && self.taken_dns.insert(first.clone()) {
+            return (first, None);
+        }
+        let mut n = 1;
+        loop {
+            n += 1;
+            let dn = self.flavor.numbered_dn(container, name, account, n);
+            if self.taken_dns.contains(&dn) {
+                continue;
+            }
+            match self.dest.id_of(&dn) {
+                None => {
+                    self.taken_dns.insert(dn.clone());
+                    return (dn, None);
+                }
+                Some(id) if self.matches.classes[id] == Class::Group => {
+                    self.taken_dns.insert(dn.clone());
+                    return (dn, Some(id));
+                }
+                Some(_) => {}
+            }
         }
     }
 
@@ -1578,14 +1597,21 @@ impl Planner<'_> {
                     {
                         Some(id) => (wanted, Some(id)),
                         None => {
-                            let (dn, changed) = self.unique_dn(&container, &name, &account);
-                            if changed {
+                            let (dn, existing) = self.group_dn(&container, &name, &account);
+                            if dn != wanted {
+                                let how = if existing.is_some() {
+                                    "the list is"
+                                } else {
+                                    "the list is created as"
+                                };
                                 messages.push(Message {
                                     level: Level::Warning,
-                                    text: format!("`{wanted}` already exists and is not a group; the list is created as `{dn}`"),
+                                    text: format!(
+                                        "`{wanted}` already exists and is not a group; {how} `{dn}`"
+                                    ),
                                 });
                             }
-                            (dn, None)
+                            (dn, existing)
                         }
                     }
                 }
