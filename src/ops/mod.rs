@@ -899,11 +899,19 @@ pub fn load_saved_with_fingerprint(path: &Path) -> Result<(SavedPlan, String), E
 
 /// True when `path` looks like a saved plan rather than a YAML plan file.
 pub fn is_saved_plan(path: &Path) -> bool {
+    use std::io::Read;
+    // Only the start is needed: a saved plan is JSON, a plan file YAML. Bounded, as every read.
+    const LOOK: u64 = 64 << 10;
+    let starts_with_brace = || {
+        let mut head = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(LOOK).read_to_end(&mut head))
+            .is_ok()
+            && head.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{')
+    };
     path.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-        || std::fs::read(path)
-            .ok()
-            .is_some_and(|b| b.iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{'))
+        || starts_with_brace()
 }
 
 /// Locks the destination for one writer, whichever state folder the apply uses: an LDIF file
