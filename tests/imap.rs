@@ -1129,7 +1129,7 @@ fn recording_proxy(upstream: u16) -> (u16, std::thread::JoinHandle<Vec<u8>>) {
 /// main seed. Run by hand when the script or the commands mailplan sends change:
 /// `cargo test --test imap record_the_imap_fuzz_corpus -- --ignored`.
 #[test]
-#[ignore]
+#[ignore = "a tool, not a check: rewrites the IMAP fuzz target's seed from a live Dovecot; run by hand"]
 fn record_the_imap_fuzz_corpus() {
     use mailplan::items::mail::imap::{FUZZ_LOGIN, Session, fuzz_script};
     let (user, password) = FUZZ_LOGIN;

@@ -601,7 +601,7 @@ fn a_unit_that_always_fails_ends_failed_after_its_retries_and_the_rest_completes
 /// a time each, on a wave of 8 mailboxes of 500 messages, on one Dovecot and one PostgreSQL.
 /// `cargo test --release --test pg_state -- --ignored --nocapture workers_scale`
 #[test]
-#[ignore]
+#[ignore = "benchmark: run with --release --ignored --nocapture"]
 fn workers_scale() {
     let uids = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"];
     let per_user = 500;
