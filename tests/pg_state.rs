@@ -467,7 +467,17 @@ fn three_workers_share_a_queued_wave_and_copy_every_message_exactly_once() {
 
     // The directory phase, and the item work queued: nothing copied yet.
     let (_, err) = case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
-    assert!(err.contains("queued for `mailplan worker`"), "{err}");
+    // Queued is not done: the summary says so, imports are not counted as applied.
+    assert!(err.contains("queued   import_mail:"), "{err}");
+    assert!(
+        err.contains("6 imports queued for `mailplan worker`: nothing of them is copied yet"),
+        "{err}"
+    );
+    assert!(!err.contains("Apply complete!"), "{err}");
+    assert!(
+        err.contains("Apply finished; the item work is queued.") && err.contains(", 6 queued, "),
+        "{err}"
+    );
     for u in uids {
         assert!(
             copies_of(&d, &format!("new-{u}")).is_empty(),

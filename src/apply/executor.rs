@@ -44,6 +44,9 @@ pub enum ActionResult {
     },
     /// Not started because the run was interrupted.
     NotStarted,
+    /// An import handed to `mailplan worker` processes through the shared state
+    /// (`apply --no-items`): nothing is copied yet, so its effect is not in place.
+    Queued,
 }
 
 impl ActionResult {
@@ -122,7 +125,16 @@ pub trait Importer: Send + Sync + 'static {
     fn import<'a>(
         &'a self,
         action: &'a Action,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Imported, String>> + Send + 'a>>;
+}
+
+/// What became of an import that did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    /// Its items were copied (or there was nothing new to copy).
+    Copied,
+    /// Queued for `mailplan worker` processes, not copied by this run.
+    Queued,
 }
 
 /// Progress for people; see `super::reporter`.
@@ -186,8 +198,13 @@ impl Report {
     pub fn applied(&self) -> usize {
         self.count(ActionResult::is_applied)
     }
+    /// Imports queued for workers rather than copied.
+    pub fn queued(&self) -> usize {
+        self.count(|r| matches!(r, ActionResult::Queued))
+    }
+    /// Every action applied or, an import, queued for the workers.
     pub fn succeeded(&self) -> bool {
-        !self.interrupted && self.applied() == self.results.len()
+        !self.interrupted && self.applied() + self.queued() == self.results.len()
     }
 }
 
@@ -820,7 +837,8 @@ async fn run_action<W: DirectoryWriter>(ctx: &Context<W>, action: &Action) -> Ac
         };
         return match &ctx.importer {
             Some(importer) => match importer.import(action).await {
-                Ok(()) => ActionResult::Applied,
+                Ok(Imported::Copied) => ActionResult::Applied,
+                Ok(Imported::Queued) => ActionResult::Queued,
                 Err(e) => failed(e),
             },
             None => failed("this apply was started without access to the item stores"),

@@ -16,8 +16,8 @@ pub mod writer;
 
 pub use carbonio::CarbonioDirectory;
 pub use executor::{
-    ActionResult, Importer, Journal, JournalFuture, MemoryJournal, Options, Recorded, Report,
-    Reporter, execute, execute_with_importer,
+    ActionResult, Imported, Importer, Journal, JournalFuture, MemoryJournal, Options, Recorded,
+    Report, Reporter, execute, execute_with_importer,
 };
 pub use ldap::LdapDirectory;
 pub use outcome::{Applied, SkippedItem};

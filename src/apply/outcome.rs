@@ -51,8 +51,9 @@ impl Applied {
         self.report.succeeded() && self.errors().next().is_none() && self.skipped.is_empty()
     }
 
-    /// `succeeded`, and nobody was left for a decision either: only then is it "complete".
+    /// `succeeded`, nobody was left for a decision, and no import is still queued for the
+    /// workers: only then is it "complete".
     pub fn complete(&self) -> bool {
-        self.succeeded() && self.left_out.is_empty()
+        self.succeeded() && self.left_out.is_empty() && self.report.queued() == 0
     }
 }

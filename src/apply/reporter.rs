@@ -37,6 +37,9 @@ impl Reporter for Lines {
             ActionResult::Skipped { because } => {
                 writeln!(err, "skipped  {} (because {because} failed)", action.id)
             }
+            ActionResult::Queued => {
+                writeln!(err, "queued   {} (for `mailplan worker`)", action.id)
+            }
             ActionResult::NotStarted => Ok(()),
         };
     }
@@ -74,7 +77,7 @@ impl Reporter for Bar {
         let guard = self.bar.lock().unwrap_or_else(|p| p.into_inner());
         let Some(bar) = guard.as_ref() else { return };
         match result {
-            ActionResult::Applied | ActionResult::AlreadyApplied => {}
+            ActionResult::Applied | ActionResult::AlreadyApplied | ActionResult::Queued => {}
             ActionResult::Failed { stale, message } => bar.println(format!(
                 "{} {}: {message}",
                 if *stale { "stale " } else { "failed" },

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use crate::apply::{Importer, SkippedItem};
+use crate::apply::{Imported, Importer, SkippedItem};
 use crate::directory::Dn;
 use crate::items::contacts::VcardObject;
 use crate::items::endpoints::PersonEndpoints;
@@ -751,14 +751,15 @@ impl Importer for ItemImporter {
     fn import<'a>(
         &'a self,
         action: &'a Action,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Imported, String>> + Send + 'a>>
+    {
         Box::pin(async move {
             if let Some(work) = &self.work {
                 return work.import(self, action).await;
             }
             self.import_one(&action.id, &action.subject, action.kind)
                 .await
-                .map(drop)
+                .map(|_| Imported::Copied)
         })
     }
 }

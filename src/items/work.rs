@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::apply::Imported;
 use crate::directory::Dn;
 use crate::items::import::{ImportReport, ItemImporter};
 use crate::plan::{Action, ActionKind};
@@ -236,7 +237,7 @@ impl ApplyWork {
         &self,
         importer: &ItemImporter,
         action: &Action,
-    ) -> Result<(), String> {
+    ) -> Result<Imported, String> {
         let (id, kind, subject) = (
             action.id.clone(),
             action.kind.as_str(),
@@ -250,12 +251,11 @@ impl ApplyWork {
         })
         .await?;
         if !self.copy {
-            eprintln!("{}: queued for `mailplan worker`", action.id);
-            return Ok(());
+            return Ok(Imported::Queued);
         }
         loop {
             match claim_and_run(importer, &self.settings, Some(&action.id)).await? {
-                Some((_, Worked::Done(_))) => return Ok(()),
+                Some((_, Worked::Done(_))) => return Ok(Imported::Copied),
                 Some((_, Worked::Failed(e))) => return Err(e),
                 Some((_, Worked::Retried(e))) => {
                     eprintln!("{}: {e}; trying again after a pause", action.id);
@@ -269,7 +269,7 @@ impl ApplyWork {
                     })
                     .await?;
                     match row {
-                        Some(r) if r.state == "done" => return Ok(()),
+                        Some(r) if r.state == "done" => return Ok(Imported::Copied),
                         Some(r) if r.state == "failed" => {
                             return Err(r.last_error.unwrap_or_else(|| "failed".into()));
                         }

@@ -42,6 +42,7 @@ pub fn apply_summary(applied: &crate::apply::Applied, style: text::Style) -> Str
     let skipped = report.count(|r| matches!(r, ActionResult::Skipped { .. }));
     let not_started = report.count(|r| matches!(r, ActionResult::NotStarted));
     let earlier = report.count(|r| matches!(r, ActionResult::AlreadyApplied));
+    let queued = report.queued();
     for (id, r) in &failed {
         if let ActionResult::Failed { stale, message } = r {
             let _ = writeln!(
@@ -76,10 +77,19 @@ pub fn apply_summary(applied: &crate::apply::Applied, style: text::Style) -> Str
             text::thousands((applied.skipped.len() - SKIPPED_SHOWN) as u64)
         );
     }
+    if queued > 0 {
+        let _ = writeln!(
+            out,
+            "{} for `mailplan worker`: nothing of them is copied yet; `mailplan state progress` follows them.",
+            text::count(queued as u64, "import queued", "imports queued")
+        );
+    }
     let head = if applied.complete() {
         "Apply complete!"
     } else if report.interrupted {
         "Apply interrupted."
+    } else if applied.succeeded() && applied.left_out.is_empty() {
+        "Apply finished; the item work is queued."
     } else if applied.succeeded() {
         "Apply finished; some persons await a decision."
     } else {
@@ -95,11 +105,16 @@ pub fn apply_summary(applied: &crate::apply::Applied, style: text::Style) -> Str
     }
     let _ = writeln!(
         out,
-        "{} {} applied{}, {} failed, {} skipped{}{} in {:.1} s.{}",
+        "{} {} applied{}{}, {} failed, {} skipped{}{} in {:.1} s.{}",
         text::bold(style, head),
         report.applied() - earlier,
         if earlier > 0 {
             format!(" ({earlier} more by an earlier run)")
+        } else {
+            String::new()
+        },
+        if queued > 0 {
+            format!(", {queued} queued")
         } else {
             String::new()
         },

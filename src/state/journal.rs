@@ -521,8 +521,10 @@ impl Journal for StateJournal {
             ActionResult::Skipped { because } => {
                 (ActionStatus::Skipped, Some(format!("{because} failed")))
             }
-            // Recorded by the run that applied it.
-            ActionResult::NotStarted | ActionResult::AlreadyApplied => return,
+            // Recorded by the run that applied it; a queued import by its work unit.
+            ActionResult::NotStarted | ActionResult::AlreadyApplied | ActionResult::Queued => {
+                return;
+            }
         };
         let rec = ActionRecord {
             run: self.run,
