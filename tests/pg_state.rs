@@ -607,26 +607,51 @@ fn a_unit_that_always_fails_ends_failed_after_its_retries_and_the_rest_completes
     assert!(err.contains("after 3 attempts"), "{err}");
 }
 
-/// Benchmark (ignored; run by hand): messages per second with 1, 2 and 4 workers of one unit at
-/// a time each, on a wave of 8 mailboxes of 500 messages, on one Dovecot and one PostgreSQL.
+/// Benchmark (ignored; run by hand): one wave of `BENCH_MAILBOXES` mailboxes (200) of
+/// `BENCH_MESSAGES` messages (100 of 4 KB, half in the inbox, half in a folder) between users of
+/// one Dovecot, copied by one `apply` on the SQLite state, then on PostgreSQL by `apply
+/// --no-items` and 1, 2 and 4 workers (`BENCH_WORKERS`, default concurrency each). For each: the
+/// rate, Dovecot's CPU seconds per 1,000 messages, and the database's side: statements and
+/// commits per copied message, most sessions open at once, and its size at the end.
 /// `cargo test --release --test pg_state -- --ignored --nocapture workers_scale`
 #[test]
 #[ignore = "benchmark: run with --release --ignored --nocapture"]
 fn workers_scale() {
-    let uids = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8"];
-    let per_user = 500;
-    for workers in [1, 2, 4] {
-        let mut users = Vec::new();
-        for u in uids {
-            users.push((u.to_string(), "x".to_string()));
-            users.push((format!("new-{u}"), "y".to_string()));
-        }
+    let number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (mailboxes, per_user) = (
+        number("BENCH_MAILBOXES", 200),
+        number("BENCH_MESSAGES", 100),
+    );
+    let workers: Vec<usize> = std::env::var("BENCH_WORKERS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 4]);
+    let names: Vec<String> = (0..mailboxes).map(|i| format!("w{i:04}")).collect();
+    let uids: Vec<&str> = names.iter().map(String::as_str).collect();
+    let n = uids.len() * per_user;
+    eprintln!("{mailboxes} mailboxes x {per_user} messages = {n} messages");
+    // 0 workers: one apply on the SQLite state.
+    for run in std::iter::once(0).chain(workers) {
+        let users: Vec<(String, String)> = uids
+            .iter()
+            .flat_map(|u| {
+                [
+                    (u.to_string(), "x".to_string()),
+                    (format!("new-{u}"), "y".to_string()),
+                ]
+            })
+            .collect();
         let users: Vec<(&str, &str)> = users
             .iter()
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .collect();
         let d = Dovecot::start(&users);
-        for u in uids {
+        for u in &uids {
             for i in 0..per_user {
                 seed_user(
                     &d,
@@ -638,22 +663,107 @@ fn workers_scale() {
             }
         }
         d.fix_owner();
-        let pg = postgres::Postgres::start();
+        let pg = postgres::Postgres::start_with(&["log_statement=all"]);
         let case = Case::wave(&d, &pg, &uids);
-        case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
-        let started = Instant::now();
-        let children: Vec<_> = (0..workers)
-            .map(|_| spawn_worker(&case, &["--concurrency", "1"]))
-            .collect();
-        for mut c in children {
-            assert!(c.wait().unwrap().success());
+        let statements = || {
+            pg.log()
+                .lines()
+                .filter(|l| l.contains("LOG:  execute ") || l.contains("LOG:  statement: "))
+                // Not the benchmark's own samples.
+                .filter(|l| !l.contains("pg_stat_") && !l.contains("pg_database_size"))
+                .count()
+        };
+        let commits = || -> u64 {
+            pg.psql(
+                "postgres",
+                "SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'",
+            )
+            .parse()
+            .unwrap_or(0)
+        };
+        if run == 0 {
+            let plan = std::fs::read_to_string(case.dir.path().join("plan.yaml")).unwrap();
+            let (head, tail) = plan.split_once("state:\n").unwrap();
+            let tail = tail.split_once("items:\n").unwrap().1;
+            std::fs::write(
+                case.dir.path().join("plan.yaml"),
+                format!("{head}items:\n{tail}"),
+            )
+            .unwrap();
+            let (cpu, started) = (d.cpu_seconds(), Instant::now());
+            case.ok(&["apply", "plan.yaml", "--auto-approve"]);
+            let secs = started.elapsed().as_secs_f64();
+            exactly_once(&d, &uids, per_user);
+            let state = case.dir.path().join(".mailplan/state.db");
+            eprintln!(
+                "one apply, SQLite: {n} messages in {secs:.1} s: {:.0} messages/s; Dovecot {:.2} CPU s per 1,000; state file {} KiB",
+                n as f64 / secs,
+                (d.cpu_seconds() - cpu) * 1000.0 / n as f64,
+                std::fs::metadata(state)
+                    .map(|m| m.len() / 1024)
+                    .unwrap_or(0)
+            );
+            continue;
         }
-        let secs = started.elapsed().as_secs_f64();
+        let (s0, c0) = (statements(), commits());
+        case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+        let (s1, c1, cpu) = (statements(), commits(), d.cpu_seconds());
+        // Less the one that read `c0`.
+        let c1_apply = c1.saturating_sub(c0 + 1);
+        let most = std::sync::atomic::AtomicUsize::new(0);
+        let samples = std::sync::atomic::AtomicU64::new(0);
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let started = Instant::now();
+        let secs = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                // A psql session samples the others, itself excluded.
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let open = pg.psql(
+                        "postgres",
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+                    );
+                    most.fetch_max(
+                        open.parse().unwrap_or(0),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    samples.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+            let children: Vec<_> = (0..run).map(|_| spawn_worker(&case, &[])).collect();
+            for mut c in children {
+                assert!(c.wait().unwrap().success());
+            }
+            let secs = started.elapsed().as_secs_f64();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            secs
+        });
+        let (s2, c2) = (statements(), commits());
+        let cpu = d.cpu_seconds() - cpu;
         exactly_once(&d, &uids, per_user);
-        let n = uids.len() * per_user;
+        let size: u64 = pg
+            .psql("postgres", "SELECT pg_database_size('postgres')")
+            .parse()
+            .unwrap_or(0);
+        let ledger: u64 = pg
+            .psql("postgres", "SELECT count(*) FROM ledger")
+            .parse()
+            .unwrap_or(0);
         eprintln!(
-            "{workers} workers: {n} messages in {secs:.1} s: {:.0} messages/s",
-            n as f64 / secs
+            "{run} workers, PostgreSQL: {n} messages in {secs:.1} s: {:.0} messages/s; Dovecot {:.2} CPU s per 1,000; \
+             apply --no-items {} statements, {} commits; workers {:.2} statements and {:.3} commits per message, \
+             at most {} database sessions; database {} MiB, {ledger} ledger rows",
+            n as f64 / secs,
+            cpu * 1000.0 / n as f64,
+            s1 - s0,
+            c1_apply,
+            (s2 - s1) as f64 / n as f64,
+            // Less the samples' own commits, and the one that read `c1`.
+            c2.saturating_sub(c1 + 1 + samples.load(std::sync::atomic::Ordering::Relaxed)) as f64
+                / n as f64,
+            most.load(std::sync::atomic::Ordering::Relaxed),
+            size >> 20,
         );
     }
 }

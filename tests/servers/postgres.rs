@@ -78,6 +78,11 @@ pub struct Postgres {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Self::start_with(&[])
+    }
+
+    /// Started with more server settings (`["log_statement=all"]`).
+    pub fn start_with(settings: &[&str]) -> Postgres {
         let bin = bin_dir();
         let user = run_as();
         let dir = tempfile::tempdir().expect("a temporary folder");
@@ -123,6 +128,7 @@ impl Postgres {
             .arg(dir.path())
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200", "-c", "shared_buffers=16MB"])
+            .args(settings.iter().flat_map(|s| ["-c", s]))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -184,6 +190,34 @@ impl Postgres {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Runs one SQL statement with `psql` as the superuser; its output, unaligned.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let out = Command::new(bin_dir().join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                PG_USER,
+            ])
+            .args(["-d", database, "-Atc", sql])
+            .env("PGPASSWORD", PG_PASSWORD)
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// The temporary folder the cluster lives in.
