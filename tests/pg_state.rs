@@ -506,6 +506,15 @@ fn three_workers_share_a_queued_wave_and_copy_every_message_exactly_once() {
     exactly_once(&d, &uids, per_user);
     let after = progress(&case);
     assert!(
+        after.starts_with("Wave: plan plan.yaml -> destination "),
+        "{after}"
+    );
+    let (all, _) = case.ok(&["state", "progress", "plan.yaml", "--all"]);
+    assert!(
+        all.contains(" (this plan): 6 units: 6 done, 0 running, 0 queued, 0 failed; 1,800 items"),
+        "{all}"
+    );
+    assert!(
         after.contains("6 units: 6 done, 0 running, 0 queued, 0 failed"),
         "{after}"
     );

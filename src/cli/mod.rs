@@ -287,7 +287,13 @@ pub enum StateCommand {
     Unlock(StateArgs),
     /// With a PostgreSQL state: the wave's item work, done, running, queued and failed, what
     /// it copied, the rate, the time left, and which worker holds what.
-    Progress(StateArgs),
+    Progress {
+        #[command(flatten)]
+        state: StateArgs,
+        /// Every wave the database holds item work for, a line each.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -588,7 +594,7 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
         }
         StateCommand::Items { state: a, bad } => say(ops::state::items(&request(&a), bad)?),
         StateCommand::Unlock(a) => say(ops::state::unlock(&request(&a))?),
-        StateCommand::Progress(a) => say(ops::state::progress(&request(&a))?),
+        StateCommand::Progress { state: a, all } => say(ops::state::progress(&request(&a), all)?),
     }
 }
 

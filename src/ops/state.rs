@@ -405,9 +405,17 @@ fn run_writes(
 /// The wave's item work (PostgreSQL state): units done, running, queued and failed, what they
 /// copied, the rate and an estimate of the time left, which worker holds what, and why each
 /// failed unit failed.
-pub fn progress(request: &StateRequest<'_>) -> Result<Outcome, Error> {
+pub fn progress(request: &StateRequest<'_>, all: bool) -> Result<Outcome, Error> {
     let db = request.open()?;
     let units = db.units().ok_or(Error::NeedsPostgres)?;
+    if all {
+        let waves = units.waves()?;
+        return Ok(Outcome {
+            ok: waves.iter().all(|w| w.failed == 0),
+            out: render::progress::waves(&waves, units.wave()),
+            note: None,
+        });
+    }
     let rows = units.unit_rows()?;
     let count = |state: &str| rows.iter().filter(|r| r.state == state).count();
     let (done, running, queued, failed) = (
@@ -417,6 +425,7 @@ pub fn progress(request: &StateRequest<'_>) -> Result<Outcome, Error> {
         count("failed"),
     );
     let mut out = String::new();
+    let _ = writeln!(out, "Wave: {}", units.wave());
     let _ = writeln!(
         out,
         "{} units: {done} done, {running} running, {queued} queued, {failed} failed",

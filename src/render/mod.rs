@@ -8,6 +8,7 @@ pub mod candidate;
 pub mod carbonio_prov;
 pub mod graph;
 pub mod json;
+pub mod progress;
 pub mod report;
 pub mod text;
 pub mod verify;

@@ -27,7 +27,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::backend::{Backend, GroupStep, HeldLock};
-use super::units::{AfterFailure, ClaimedUnit, UnitRow, WorkUnits};
+use super::units::{AfterFailure, ClaimedUnit, UnitRow, WaveRow, WorkUnits};
 use super::{
     ActionRecord, ActionStatus, AfterImage, Backup, History, ItemVersion, LedgerItem, LockHolder,
     PendingMerge, Run, RunId, RunOutcome, StateError, dn_key, host, time, to_i64, to_u64,
@@ -1564,6 +1564,41 @@ impl WorkUnits for Postgres {
                 bytes: to_u64(self.get(r, 7, C)?),
                 seconds: self.get(r, 8, C)?,
                 since_start: self.get(r, 9, C)?,
+            })
+        })
+        .collect()
+    }
+
+    fn wave(&self) -> &str {
+        &self.target.scope
+    }
+
+    fn waves(&self) -> Result<Vec<WaveRow>, StateError> {
+        const C: &str = "listing the waves' item work";
+        let n = |v: i64| to_u64(v);
+        self.query(
+            C,
+            "SELECT wave, count(*), count(*) FILTER (WHERE state = 'done'), \
+             count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state = 'queued'), \
+             count(*) FILTER (WHERE state = 'failed'), coalesce(sum(copied), 0)::int8, \
+             coalesce(sum(bytes), 0)::int8, extract(epoch FROM now() - min(started_at))::float8, \
+             count(DISTINCT owner) FILTER (WHERE state = 'running') \
+             FROM units GROUP BY wave ORDER BY wave",
+            params![],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(WaveRow {
+                wave: self.get(r, 0, C)?,
+                units: n(self.get(r, 1, C)?),
+                done: n(self.get(r, 2, C)?),
+                running: n(self.get(r, 3, C)?),
+                queued: n(self.get(r, 4, C)?),
+                failed: n(self.get(r, 5, C)?),
+                copied: n(self.get(r, 6, C)?),
+                bytes: n(self.get(r, 7, C)?),
+                since_start: self.get(r, 8, C)?,
+                holders: n(self.get(r, 9, C)?),
             })
         })
         .collect()

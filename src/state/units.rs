@@ -43,6 +43,24 @@ pub struct UnitRow {
     pub since_start: Option<f64>,
 }
 
+/// One wave's units in all, as `state progress --all` shows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WaveRow {
+    /// The wave: its plan file's name and destination.
+    pub wave: String,
+    pub units: u64,
+    pub done: u64,
+    pub running: u64,
+    pub queued: u64,
+    pub failed: u64,
+    pub copied: u64,
+    pub bytes: u64,
+    /// Seconds since its first unit was first claimed.
+    pub since_start: Option<f64>,
+    /// Workers (process and task) holding one of its units now.
+    pub holders: u64,
+}
+
 /// What happened to a unit whose import failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterFailure {
@@ -86,4 +104,8 @@ pub trait WorkUnits {
     fn retry_failed(&self) -> Result<u64, StateError>;
     /// Every unit of the wave, sorted by id.
     fn unit_rows(&self) -> Result<Vec<UnitRow>, StateError>;
+    /// This state's wave, as [`WaveRow::wave`] names it.
+    fn wave(&self) -> &str;
+    /// Every wave the database holds units of, sorted by name.
+    fn waves(&self) -> Result<Vec<WaveRow>, StateError>;
 }
