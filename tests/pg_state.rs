@@ -674,6 +674,61 @@ fn apply_copies_a_large_mailbox_folder_by_folder_itself() {
 }
 
 #[test]
+fn a_worker_killed_mid_folder_unit_is_taken_over_and_the_folder_copied_exactly_once() {
+    let d = Dovecot::start(&[("big", "x"), ("new-big", "y")]);
+    let per_folder = 600;
+    let mut i = 0;
+    for folder in ["Archive", "INBOX", "Projects/2024"] {
+        for _ in 0..per_folder {
+            seed_user(&d, "big", folder, i, 4_000);
+            i += 1;
+        }
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::wave(&d, &pg, &["big"]);
+    let plan = case.dir.path().join("plan.yaml");
+    let mut text = std::fs::read_to_string(&plan).unwrap();
+    text.push_str("    unit_per_folder_above: 1 MiB\n");
+    std::fs::write(&plan, text).unwrap();
+    case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+
+    // The first folder unit (Archive) is killed halfway.
+    let mut first = spawn_worker(&case, &["--lease", "3", "--concurrency", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while d.count_files("new-big") < 100 {
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the worker ended ({status}) before it could be killed");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not start copying"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let held = progress(&case);
+    assert!(held.contains("folder `Archive`  held by"), "{held}");
+
+    let out = case
+        .cmd()
+        .args(["worker", "plan.yaml", "--lease", "3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    exactly_once(&d, &["big"], 3 * per_folder);
+    let done = progress(&case);
+    assert!(
+        done.contains("into 3 folder units: 3 done, 0 running, 0 queued, 0 failed"),
+        "{done}"
+    );
+    let attempts = sql(&pg, "SELECT attempts::text FROM units ORDER BY unit");
+    assert_eq!(attempts, ["2", "1", "1"], "Archive taken over once");
+}
+
+#[test]
 fn a_unit_that_always_fails_ends_failed_after_its_retries_and_the_rest_completes() {
     let d = Dovecot::start(&[("p1", "x"), ("new-p1", "y"), ("p2", "x"), ("new-p2", "y")]);
     for u in ["p1", "p2"] {
