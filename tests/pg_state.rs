@@ -826,3 +826,45 @@ fn workers_scale() {
         );
     }
 }
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn one_large_mailbox_by_folder_scales() {
+    let folders = ["INBOX", "Archive", "Projects", "Projects/2024"];
+    let per_folder = 500;
+    for above in ["1 GiB", "1 MiB"] {
+        let d = Dovecot::start(&[("big", "x"), ("new-big", "y")]);
+        let mut i = 0;
+        for folder in folders {
+            for _ in 0..per_folder {
+                seed_user(&d, "big", folder, i, 4_000);
+                i += 1;
+            }
+        }
+        d.fix_owner();
+        let pg = postgres::Postgres::start();
+        let case = Case::wave(&d, &pg, &["big"]);
+        let plan = case.dir.path().join("plan.yaml");
+        let mut text = std::fs::read_to_string(&plan).unwrap();
+        text.push_str(&format!("    unit_per_folder_above: {above}\n"));
+        std::fs::write(&plan, text).unwrap();
+        case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+        let started = Instant::now();
+        let children: Vec<_> = (0..3)
+            .map(|_| spawn_worker(&case, &["--concurrency", "1"]))
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let n = folders.len() * per_folder;
+        exactly_once(&d, &["big"], n);
+        let units = sql(&pg, "SELECT count(*)::text FROM units");
+        eprintln!(
+            "unit_per_folder_above {above}: {} units, 3 workers: {n} messages in {secs:.1} s: \
+             {:.0} messages/s",
+            units[0],
+            n as f64 / secs
+        );
+    }
+}
