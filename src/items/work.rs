@@ -1,5 +1,6 @@
-//! Item work through the shared state's units: `apply` queues each import action as a unit
-//! (and, unless told not to, copies it itself under a claim), and `mailplan worker` processes
+//! Item work through the shared state's units: `apply` queues each import action as a unit (a
+//! mailbox with more new mail than `unit_per_folder_above` as one unit per folder, see
+//! [`crate::items::split`]) and, unless told not to, copies them itself under claims; and `mailplan worker` processes
 //! on any machine claim queued units and copy them. A claimed unit is held under a lease that
 //! a task renews while the copy runs; a worker that loses its lease (it stalled and another
 //! took the unit over) stops copying that unit at once. A failed attempt is queued again after
