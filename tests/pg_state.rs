@@ -568,6 +568,186 @@ fn a_worker_killed_mid_unit_loses_its_lease_and_another_finishes_it_exactly_once
     assert_eq!(attempts, ["2"], "taken over once");
 }
 
+/// A wave of `big` (6 messages of 3 kB in each of INBOX, Archive, Projects and
+/// Projects/2024, and an empty folder; some subscribed) and `small` (3 messages of 1 kB), whose
+/// plan copies a mailbox with more than 10 KiB of new mail as one unit per folder.
+fn large_and_small(d: &Dovecot, pg: &postgres::Postgres) -> Case {
+    let mut i = 0;
+    for folder in ["INBOX", "Archive", "Projects", "Projects/2024"] {
+        for _ in 0..6 {
+            seed_user(d, "big", folder, i, 3_000);
+            i += 1;
+        }
+    }
+    let source = Maildir::new(d.maildir("big"));
+    source.ensure_folder("Empty").unwrap();
+    for folder in ["Archive", "Projects/2024", "Empty"] {
+        source.subscribe(folder).unwrap();
+    }
+    for i in 0..3 {
+        seed_user(d, "small", "INBOX", 100 + i, 1_000);
+    }
+    d.fix_owner();
+    let case = Case::wave(d, pg, &["big", "small"]);
+    let plan = case.dir.path().join("plan.yaml");
+    let mut text = std::fs::read_to_string(&plan).unwrap();
+    text.push_str("    unit_per_folder_above: 10 KiB\n");
+    std::fs::write(&plan, text).unwrap();
+    case
+}
+
+/// Each folder of a Dovecot user's mailbox, and whether it is subscribed.
+fn folders_of(d: &Dovecot, user: &str) -> Vec<(String, bool)> {
+    let mut out: Vec<(String, bool)> = Maildir::new(d.maildir(user))
+        .list()
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.name, f.subscribed))
+        .collect();
+    out.sort();
+    out
+}
+
+fn large_and_small_users() -> Dovecot {
+    Dovecot::start(&[
+        ("big", "x"),
+        ("new-big", "y"),
+        ("small", "x"),
+        ("new-small", "y"),
+    ])
+}
+
+#[test]
+fn a_large_mailbox_is_queued_as_one_unit_per_folder_and_workers_copy_it_exactly_once() {
+    let d = large_and_small_users();
+    let pg = postgres::Postgres::start();
+    let case = large_and_small(&d, &pg);
+
+    let (_, err) = case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+    assert!(
+        err.contains(": queued as 4 units, one per folder")
+            && err.contains("2 imports queued for `mailplan worker`"),
+        "{err}"
+    );
+    let queued = progress(&case);
+    assert!(
+        queued.contains("5 units: 0 done, 0 running, 5 queued, 0 failed"),
+        "{queued}"
+    );
+    assert!(
+        queued.contains("into 4 folder units: 0 done, 0 running, 4 queued, 0 failed"),
+        "{queued}"
+    );
+    assert_eq!(
+        sql(
+            &pg,
+            "SELECT folder FROM units WHERE folder IS NOT NULL ORDER BY unit"
+        ),
+        ["Archive", "INBOX", "Projects", "Projects/2024"]
+    );
+
+    let workers: Vec<_> = (0..3)
+        .map(|_| spawn_worker(&case, &["--concurrency", "1"]))
+        .collect();
+    for mut w in workers {
+        let status = w.wait().unwrap();
+        assert!(status.success(), "a worker failed: {status}");
+    }
+    exactly_once(&d, &["big"], 24);
+    exactly_once(&d, &["small"], 3);
+    assert_eq!(folders_of(&d, "new-big"), folders_of(&d, "big"));
+    assert!(
+        folders_of(&d, "new-big").contains(&("Empty".to_string(), true)),
+        "the empty folder is made and subscribed too"
+    );
+    let done = progress(&case);
+    assert!(
+        done.contains("5 units: 5 done, 0 running, 0 queued, 0 failed"),
+        "{done}"
+    );
+    assert!(
+        done.contains("into 4 folder units: 4 done, 0 running, 0 queued, 0 failed"),
+        "{done}"
+    );
+    assert!(done.contains("Copied 27 items"), "{done}");
+    let (out, _) = case.ok(&["plan", "plan.yaml"]);
+    assert!(out.contains("No changes."), "{out}");
+}
+
+#[test]
+fn apply_copies_a_large_mailbox_folder_by_folder_itself() {
+    let d = large_and_small_users();
+    let pg = postgres::Postgres::start();
+    let case = large_and_small(&d, &pg);
+    let (_, err) = case.ok(&["apply", "plan.yaml", "--auto-approve"]);
+    assert!(err.contains("#Projects/2024: copied 6 messages"), "{err}");
+    exactly_once(&d, &["big"], 24);
+    exactly_once(&d, &["small"], 3);
+    assert_eq!(folders_of(&d, "new-big"), folders_of(&d, "big"));
+    let done = progress(&case);
+    assert!(
+        done.contains("into 4 folder units: 4 done, 0 running, 0 queued, 0 failed"),
+        "{done}"
+    );
+    let (out, _) = case.ok(&["plan", "plan.yaml"]);
+    assert!(out.contains("No changes."), "{out}");
+}
+
+#[test]
+fn a_worker_killed_mid_folder_unit_is_taken_over_and_the_folder_copied_exactly_once() {
+    let d = Dovecot::start(&[("big", "x"), ("new-big", "y")]);
+    let per_folder = 600;
+    let mut i = 0;
+    for folder in ["Archive", "INBOX", "Projects/2024"] {
+        for _ in 0..per_folder {
+            seed_user(&d, "big", folder, i, 4_000);
+            i += 1;
+        }
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::wave(&d, &pg, &["big"]);
+    let plan = case.dir.path().join("plan.yaml");
+    let mut text = std::fs::read_to_string(&plan).unwrap();
+    text.push_str("    unit_per_folder_above: 1 MiB\n");
+    std::fs::write(&plan, text).unwrap();
+    case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+
+    // The first folder unit (Archive) is killed halfway.
+    let mut first = spawn_worker(&case, &["--lease", "3", "--concurrency", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while d.count_files("new-big") < 100 {
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the worker ended ({status}) before it could be killed");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not start copying"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let held = progress(&case);
+    assert!(held.contains("folder `Archive`  held by"), "{held}");
+
+    let out = case
+        .cmd()
+        .args(["worker", "plan.yaml", "--lease", "3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    exactly_once(&d, &["big"], 3 * per_folder);
+    let done = progress(&case);
+    assert!(
+        done.contains("into 3 folder units: 3 done, 0 running, 0 queued, 0 failed"),
+        "{done}"
+    );
+    let attempts = sql(&pg, "SELECT attempts::text FROM units ORDER BY unit");
+    assert_eq!(attempts, ["2", "1", "1"], "Archive taken over once");
+}
+
 #[test]
 fn a_unit_that_always_fails_ends_failed_after_its_retries_and_the_rest_completes() {
     let d = Dovecot::start(&[("p1", "x"), ("new-p1", "y"), ("p2", "x"), ("new-p2", "y")]);
@@ -773,6 +953,48 @@ fn workers_scale() {
                 / n as f64,
             most.load(std::sync::atomic::Ordering::Relaxed),
             size >> 20,
+        );
+    }
+}
+
+#[test]
+#[ignore = "benchmark: run with --ignored --nocapture"]
+fn one_large_mailbox_by_folder_scales() {
+    let folders = ["INBOX", "Archive", "Projects", "Projects/2024"];
+    let per_folder = 500;
+    for above in ["1 GiB", "1 MiB"] {
+        let d = Dovecot::start(&[("big", "x"), ("new-big", "y")]);
+        let mut i = 0;
+        for folder in folders {
+            for _ in 0..per_folder {
+                seed_user(&d, "big", folder, i, 4_000);
+                i += 1;
+            }
+        }
+        d.fix_owner();
+        let pg = postgres::Postgres::start();
+        let case = Case::wave(&d, &pg, &["big"]);
+        let plan = case.dir.path().join("plan.yaml");
+        let mut text = std::fs::read_to_string(&plan).unwrap();
+        text.push_str(&format!("    unit_per_folder_above: {above}\n"));
+        std::fs::write(&plan, text).unwrap();
+        case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+        let started = Instant::now();
+        let children: Vec<_> = (0..3)
+            .map(|_| spawn_worker(&case, &["--concurrency", "1"]))
+            .collect();
+        for mut c in children {
+            assert!(c.wait().unwrap().success());
+        }
+        let secs = started.elapsed().as_secs_f64();
+        let n = folders.len() * per_folder;
+        exactly_once(&d, &["big"], n);
+        let units = sql(&pg, "SELECT count(*)::text FROM units");
+        eprintln!(
+            "unit_per_folder_above {above}: {} units, 3 workers: {n} messages in {secs:.1} s: \
+             {:.0} messages/s",
+            units[0],
+            n as f64 / secs
         );
     }
 }

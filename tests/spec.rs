@@ -1359,6 +1359,53 @@ fn items_section_is_read_with_its_defaults() {
 }
 
 #[test]
+fn the_size_above_which_a_mailbox_is_split_by_folder_is_read_and_checked() {
+    let spec = ok("plans/plan.yaml", &format!("{MINIMAL}{ITEMS}"));
+    let mail = spec.items.mail.as_ref().unwrap();
+    assert_eq!(mail.unit_per_folder_above, 2 << 30, "2 GiB by default");
+    for (written, bytes) in [
+        ("10 KiB", 10 << 10),
+        ("500M", 500 << 20),
+        ("3GB", 3u64 << 30),
+        ("1 TiB", 1u64 << 40),
+        ("1048576", 1 << 20),
+        ("\"7 b\"", 7),
+    ] {
+        let text = format!(
+            "{MINIMAL}{}",
+            ITEMS.replace(
+                "since: 2020-02-29",
+                &format!("since: 2020-02-29\n    unit_per_folder_above: {written}")
+            )
+        );
+        let spec = ok("plans/plan.yaml", &text);
+        let mail = spec.items.mail.as_ref().unwrap();
+        assert_eq!(mail.unit_per_folder_above, bytes, "{written}");
+    }
+    for wrong in ["2 GiX", "lots", "-1 G", "99999999999 TiB"] {
+        let text = format!(
+            "{MINIMAL}{}",
+            ITEMS.replace(
+                "since: 2020-02-29",
+                &format!("since: 2020-02-29\n    unit_per_folder_above: {wrong}")
+            )
+        );
+        let e = err(&text);
+        let rendered = render(&e);
+        assert!(
+            rendered.contains("`items.mail.unit_per_folder_above` is not a size"),
+            "{rendered}"
+        );
+        let (_, at) = problem(&text, &e, codes::WRONG_TYPE);
+        let line = text[..text.find("unit_per_folder_above").unwrap()]
+            .matches('\n')
+            .count()
+            + 1;
+        assert_eq!(at, (line, 28), "{wrong}");
+    }
+}
+
+#[test]
 fn items_mistakes_are_reported_at_their_place() {
     let text = format!(
         "{MINIMAL}{}",

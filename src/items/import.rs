@@ -20,7 +20,7 @@ use crate::directory::Dn;
 use crate::items::contacts::VcardObject;
 use crate::items::endpoints::PersonEndpoints;
 use crate::items::endpoints::{MailAt, MailEndpoints};
-use crate::items::inventory::{read_ledger, read_versions, select_mail};
+use crate::items::inventory::{read_ledger, read_versions, select_mail, select_mail_in};
 use crate::items::mail::{
     FOLDER_KIND, MessageMeta, Selection, Store, ToCopy, folder_made, folder_subscribed,
     ledger_identity,
@@ -53,6 +53,14 @@ pub struct ItemImporter {
     skipped: std::sync::Mutex<Vec<SkippedItem>>,
     /// On a state that machines share: the imports go through work units.
     work: Option<crate::items::work::ApplyWork>,
+}
+
+/// The part of a mailbox one folder unit copies: the source folder it is named by, and the
+/// folders of the other units of its import (see [`crate::items::split::unit_listing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderPart {
+    pub folder: String,
+    pub siblings: Vec<String>,
 }
 
 /// What one import did.
@@ -136,25 +144,73 @@ impl ItemImporter {
         record_bad(&db, self.run, &mailbox, kind.ledger_kind(), bad);
     }
 
+    /// The size above which a mailbox's new mail is queued as one unit per folder; `None`
+    /// when the plan file copies no mail.
+    pub fn unit_per_folder_above(&self) -> Option<u64> {
+        self.items.mail.as_ref().map(|m| m.unit_per_folder_above)
+    }
+
+    /// The source folders of `subject`'s mailbox that have new messages now, one per
+    /// destination folder (see [`crate::items::split::folders_with_new_mail`]); `None` when
+    /// its destination is a Maildir, which takes one writer at a time, so splitting gains
+    /// nothing.
+    pub async fn new_mail_folders(&self, subject: &Dn) -> Result<Option<Vec<String>>, String> {
+        let items = self
+            .items
+            .mail
+            .as_ref()
+            .ok_or("the plan file copies no mail")?;
+        let ep = self
+            .endpoints
+            .get(subject)
+            .and_then(|e| e.mail.as_ref())
+            .ok_or("the plan file copies no mail for this person")?
+            .as_ref()
+            .map_err(Clone::clone)?;
+        if matches!(ep.destination, MailAt::Maildir(_)) {
+            return Ok(None);
+        }
+        let mailbox = ep.destination.ledger_name();
+        let ledger = read_ledger(Some(&self.state), &[mailbox.clone()].into())
+            .map_err(|e| e.to_string())?
+            .remove(&mailbox)
+            .unwrap_or_default();
+        let (selection, source, destination) = select_mail(ep, items, &ledger)
+            .await
+            .map_err(|e| e.to_string())?;
+        source.close().await;
+        destination.close().await;
+        Ok(Some(crate::items::split::folders_with_new_mail(&selection)))
+    }
+
     async fn run_import(
         &self,
         id: &str,
         subject: &Dn,
         kind: ActionKind,
+        part: Option<&FolderPart>,
     ) -> Result<ImportReport, String> {
         let ep = self
             .endpoints
             .get(subject)
             .ok_or_else(|| format!("the plan file copies no items for `{subject}`"))?;
+        if part.is_some() && kind != ActionKind::ImportMail {
+            return Err(format!("`{id}` copies one folder, which only mail has"));
+        }
         match kind {
-            ActionKind::ImportMail => self.mail(ep).await,
+            ActionKind::ImportMail => self.mail(ep, part).await,
             ActionKind::ImportCalendar => self.calendar(ep).await,
             ActionKind::ImportContacts => self.contacts(ep).await,
             _ => Err(format!("`{id}` is not an import")),
         }
     }
 
-    async fn mail(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+    /// Copies a person's new mail: all of it, or only the folders of `part`.
+    async fn mail(
+        &self,
+        ep: &PersonEndpoints,
+        part: Option<&FolderPart>,
+    ) -> Result<ImportReport, String> {
         let items = self
             .items
             .mail
@@ -174,7 +230,13 @@ impl ItemImporter {
             .map_err(|e| e.to_string())?
             .remove(&mailbox)
             .unwrap_or_default();
-        let (selection, source, mut destination) = select_mail(ep, items, &ledger)
+        let (selection, source, mut destination) =
+            select_mail_in(ep, items, &ledger, |l| match part {
+                Some(p) => {
+                    crate::items::split::unit_listing(l, &items.folders, &p.folder, &p.siblings)
+                }
+                None => l,
+            })
             .await
             .map_err(|e| e.to_string())?;
         let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
@@ -757,7 +819,7 @@ impl Importer for ItemImporter {
             if let Some(work) = &self.work {
                 return work.import(self, action).await;
             }
-            self.import_one(&action.id, &action.subject, action.kind)
+            self.import_one(&action.id, &action.subject, action.kind, None)
                 .await
                 .map(|_| Imported::Copied)
         })
@@ -765,17 +827,19 @@ impl Importer for ItemImporter {
 }
 
 impl ItemImporter {
-    /// Runs the import `id` of `kind` for the source person `subject`, records its bad items
-    /// for the run's summary and says what it copied on standard error.
+    /// Runs the import `id` of `kind` for the source person `subject` (only the folders of
+    /// `part` when given), records its bad items for the run's summary and says what it copied
+    /// on standard error.
     pub async fn import_one(
         &self,
         id: &str,
         subject: &Dn,
         kind: ActionKind,
+        part: Option<&FolderPart>,
     ) -> Result<ImportReport, String> {
         let action_kind = kind;
         {
-            let report = self.run_import(id, subject, kind).await?;
+            let report = self.run_import(id, subject, kind, part).await?;
             let kind = match action_kind {
                 ActionKind::ImportMail => ItemKind::Mail,
                 ActionKind::ImportCalendar => ItemKind::Calendar,

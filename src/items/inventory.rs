@@ -62,8 +62,19 @@ pub async fn select_mail(
     items: &MailItems,
     ledger: &mail::Ledger,
 ) -> Result<(Selection, Store, Store), mail::MailError> {
+    select_mail_in(ep, items, ledger, |l| l).await
+}
+
+/// `select_mail` over the part of the source listing `part` keeps (a folder unit's folders,
+/// see [`crate::items::split::unit_listing`]); the destination is listed whole.
+pub async fn select_mail_in(
+    ep: &MailEndpoints,
+    items: &MailItems,
+    ledger: &mail::Ledger,
+    part: impl FnOnce(Vec<mail::FolderListing>) -> Vec<mail::FolderListing>,
+) -> Result<(Selection, Store, Store), mail::MailError> {
     let mut source = Store::open(&ep.source).await?;
-    let listing = source.list().await?;
+    let listing = part(source.list().await?);
     let mut destination = Store::open(&ep.destination).await?;
     let at_dest = destination.destination().await?;
     let selection = mail::new_messages(&listing, &items.folders, items.since, ledger, &at_dest);

@@ -21,6 +21,7 @@ pub mod inventory;
 pub mod mail;
 pub mod mutf7;
 pub mod pim;
+pub mod split;
 pub mod store;
 pub mod work;
 

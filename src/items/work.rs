@@ -1,5 +1,6 @@
-//! Item work through the shared state's units: `apply` queues each import action as a unit
-//! (and, unless told not to, copies it itself under a claim), and `mailplan worker` processes
+//! Item work through the shared state's units: `apply` queues each import action as a unit (a
+//! mailbox with more new mail than `unit_per_folder_above` as one unit per folder, see
+//! [`crate::items::split`]) and, unless told not to, copies them itself under claims; and `mailplan worker` processes
 //! on any machine claim queued units and copy them. A claimed unit is held under a lease that
 //! a task renews while the copy runs; a worker that loses its lease (it stalled and another
 //! took the unit over) stops copying that unit at once. A failed attempt is queued again after
@@ -15,9 +16,9 @@ use std::time::Duration;
 
 use crate::apply::Imported;
 use crate::directory::Dn;
-use crate::items::import::{ImportReport, ItemImporter};
+use crate::items::import::{FolderPart, ImportReport, ItemImporter};
 use crate::plan::{Action, ActionKind};
-use crate::state::units::{AfterFailure, ClaimedUnit};
+use crate::state::units::{AfterFailure, ClaimedUnit, NewUnit};
 use crate::state::{Location, StateDb};
 
 /// How units are held and retried.
@@ -139,9 +140,17 @@ async fn run_claimed(
         _ => None,
     };
     let subject = Dn::parse(&unit.subject);
+    let part = match &unit.folder {
+        Some(folder) => Some(folder_part(&state, &unit.unit, folder).await?),
+        None => None,
+    };
     let copy = async {
         match (kind, subject) {
-            (Some(kind), Ok(subject)) => importer.import_one(&unit.unit, &subject, kind).await,
+            (Some(kind), Ok(subject)) => {
+                importer
+                    .import_one(&unit.unit, &subject, kind, part.as_ref())
+                    .await
+            }
             (None, _) => Err(format!("`{}` is not an import", unit.kind)),
             (_, Err(e)) => Err(format!("`{}` is not a DN: {e}", unit.subject)),
         }
@@ -223,9 +232,36 @@ async fn run_claimed(
     }
 }
 
-/// An apply's imports on a shared state: each is queued as a unit, then (with `copy`) claimed
-/// and copied by the apply itself, waiting for a worker that holds it meanwhile, so the
-/// import action succeeds only once its unit is done.
+/// The folder unit `unit` of `folder`: its folder, and those of the other units of its
+/// import, as the state has them now.
+async fn folder_part(state: &Location, unit: &str, folder: &str) -> Result<FolderPart, String> {
+    let action = unit
+        .strip_suffix(folder)
+        .and_then(|a| a.strip_suffix('#'))
+        .ok_or_else(|| format!("`{unit}` is not named for its folder `{folder}`"))?
+        .to_owned();
+    let me = unit.to_owned();
+    let siblings = on_state(state, move |db| {
+        let rows = db.units().ok_or_else(no_units)?.unit_rows().map_err(err)?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| r.unit != me)
+            .filter_map(|r| {
+                let f = r.folder?;
+                (r.unit == crate::items::split::folder_unit(&action, &f)).then_some(f)
+            })
+            .collect())
+    })
+    .await?;
+    Ok(FolderPart {
+        folder: folder.to_owned(),
+        siblings,
+    })
+}
+
+/// An apply's imports on a shared state: each is queued as a unit (a large mailbox as one unit
+/// per folder), then (with `copy`) claimed and copied by the apply itself, waiting for a worker
+/// that holds one meanwhile, so the import action succeeds only once all its units are done.
 #[derive(Debug, Clone)]
 pub struct ApplyWork {
     pub copy: bool,
@@ -233,51 +269,118 @@ pub struct ApplyWork {
 }
 
 impl ApplyWork {
+    /// The units `action` is queued as: its folders' when it is a mailbox whose new mail is
+    /// above the plan's `unit_per_folder_above`, else itself.
+    async fn units(&self, importer: &ItemImporter, action: &Action) -> Vec<NewUnit> {
+        let whole = || {
+            vec![NewUnit {
+                unit: action.id.clone(),
+                folder: None,
+            }]
+        };
+        let bytes = action.items.as_ref().map_or(0, |i| i.bytes);
+        let Some(above) = importer.unit_per_folder_above() else {
+            return whole();
+        };
+        if action.kind != ActionKind::ImportMail || bytes <= above {
+            return whole();
+        }
+        match importer.new_mail_folders(&action.subject).await {
+            Ok(Some(folders)) => crate::items::split::units(&action.id, bytes, above, &folders),
+            Ok(None) => whole(),
+            Err(e) => {
+                eprintln!(
+                    "{}: its folders could not be listed to split it ({e}); queued as one unit",
+                    action.id
+                );
+                whole()
+            }
+        }
+    }
+
     pub(crate) async fn import(
         &self,
         importer: &ItemImporter,
         action: &Action,
     ) -> Result<Imported, String> {
-        let (id, kind, subject) = (
+        let units = self.units(importer, action).await;
+        let (id, kind, subject, queued) = (
             action.id.clone(),
             action.kind.as_str(),
             action.subject.to_string(),
+            units.clone(),
         );
         on_state(importer.state(), move |db| {
             db.units()
                 .ok_or_else(no_units)?
-                .enqueue(&id, kind, &subject)
+                .enqueue_action(&id, kind, &subject, &queued)
                 .map_err(err)
         })
         .await?;
         if !self.copy {
+            if units.len() > 1 {
+                eprintln!(
+                    "{}: queued as {} units, one per folder",
+                    action.id,
+                    units.len()
+                );
+            }
             return Ok(Imported::Queued);
         }
-        loop {
-            match claim_and_run(importer, &self.settings, Some(&action.id)).await? {
-                Some((_, Worked::Done(_))) => return Ok(Imported::Copied),
-                Some((_, Worked::Failed(e))) => return Err(e),
-                Some((_, Worked::Retried(e))) => {
-                    eprintln!("{}: {e}; trying again after a pause", action.id);
-                }
-                Some((_, Worked::LostLease)) | None => {
-                    // Held by a worker, or waiting out its backoff: see how it ends.
-                    let id = action.id.clone();
-                    let row = on_state(importer.state(), move |db| {
-                        let rows = db.units().ok_or_else(no_units)?.unit_rows().map_err(err)?;
-                        Ok(rows.into_iter().find(|r| r.unit == id))
-                    })
-                    .await?;
-                    match row {
-                        Some(r) if r.state == "done" => return Ok(Imported::Copied),
-                        Some(r) if r.state == "failed" => {
-                            return Err(r.last_error.unwrap_or_else(|| "failed".into()));
+        // Each unit is claimed in turn; one a worker holds (or that waits out its backoff) is
+        // looked at again after a pause, until every unit is done or failed.
+        let mut open: Vec<NewUnit> = units;
+        let mut failed: Vec<String> = Vec::new();
+        while !open.is_empty() {
+            let mut progressed = false;
+            let mut still = Vec::new();
+            for u in open {
+                let named = |e: String| match &u.folder {
+                    Some(f) => format!("folder `{f}`: {e}"),
+                    None => e,
+                };
+                match claim_and_run(importer, &self.settings, Some(&u.unit)).await? {
+                    Some((_, Worked::Done(_))) => progressed = true,
+                    Some((_, Worked::Failed(e))) => {
+                        progressed = true;
+                        failed.push(named(e));
+                    }
+                    Some((_, Worked::Retried(e))) => {
+                        eprintln!("{}: {e}; trying again after a pause", u.unit);
+                        still.push(u);
+                    }
+                    Some((_, Worked::LostLease)) | None => {
+                        // Held by a worker, or waiting out its backoff: see how it ends.
+                        let id = u.unit.clone();
+                        let row = on_state(importer.state(), move |db| {
+                            let rows = db.units().ok_or_else(no_units)?.unit_rows().map_err(err)?;
+                            Ok(rows.into_iter().find(|r| r.unit == id))
+                        })
+                        .await?;
+                        match row {
+                            Some(r) if r.state == "done" => progressed = true,
+                            Some(r) if r.state == "failed" => {
+                                progressed = true;
+                                failed.push(named(r.last_error.unwrap_or_else(|| "failed".into())));
+                            }
+                            Some(_) => still.push(u),
+                            None => {
+                                progressed = true;
+                                failed
+                                    .push(named("its work unit disappeared from the state".into()));
+                            }
                         }
-                        Some(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-                        None => return Err("its work unit disappeared from the state".into()),
                     }
                 }
             }
+            open = still;
+            if !open.is_empty() && !progressed {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        match failed.len() {
+            0 => Ok(Imported::Copied),
+            _ => Err(failed.join("; ")),
         }
     }
 }

@@ -402,9 +402,17 @@ fn run_writes(
     Ok((touched, imports))
 }
 
+/// The action and the source folder of a unit that copies one folder of a large mailbox.
+fn folder_unit(r: &crate::state::units::UnitRow) -> Option<(&str, &str)> {
+    let folder = r.folder.as_deref()?;
+    let action = r.unit.strip_suffix(folder)?.strip_suffix('#')?;
+    Some((action, folder))
+}
+
 /// The wave's item work (PostgreSQL state): units done, running, queued and failed, what they
-/// copied, the rate and an estimate of the time left, which worker holds what, and why each
-/// failed unit failed.
+/// copied, the rate and an estimate of the time left, how far each mailbox split into folder
+/// units is, which worker holds what, and why each failed unit failed; with `all`, a line for
+/// every wave the database holds units of.
 pub fn progress(request: &StateRequest<'_>, all: bool) -> Result<Outcome, Error> {
     let db = request.open()?;
     let units = db.units().ok_or(Error::NeedsPostgres)?;
@@ -464,11 +472,35 @@ pub fn progress(request: &StateRequest<'_>, all: bool) -> Result<Outcome, Error>
     } else {
         out.push_str("; no estimate of the time left until a unit is done\n");
     }
+    // Mailboxes copied as one unit per folder: how far each is.
+    let mut split: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();
+    for r in &rows {
+        if let Some((action, _)) = folder_unit(r) {
+            let n = split.entry(action).or_default();
+            match r.state.as_str() {
+                "done" => n[0] += 1,
+                "running" => n[1] += 1,
+                "queued" => n[2] += 1,
+                _ => n[3] += 1,
+            }
+        }
+    }
+    for (action, [d, r, q, f]) in &split {
+        let _ = writeln!(
+            out,
+            "  split    {action} into {} folder units: {d} done, {r} running, {q} queued, {f} failed",
+            d + r + q + f
+        );
+    }
+    let shown = |r: &crate::state::units::UnitRow| match folder_unit(r) {
+        Some((action, folder)) => format!("{action}, folder `{folder}`"),
+        None => r.unit.clone(),
+    };
     for r in rows.iter().filter(|r| r.state == "running") {
         let _ = writeln!(
             out,
             "  running  {}  held by {}, lease {}",
-            r.unit,
+            shown(r),
             r.owner.as_deref().unwrap_or("nobody"),
             match r.lease_left {
                 Some(s) if s >= 0.0 => format!("{s:.0} s left"),
@@ -481,7 +513,7 @@ pub fn progress(request: &StateRequest<'_>, all: bool) -> Result<Outcome, Error>
         let _ = writeln!(
             out,
             "  failed   {}  after {} attempts: {}",
-            r.unit,
+            shown(r),
             r.attempts,
             r.last_error.as_deref().unwrap_or("no reason recorded")
         );

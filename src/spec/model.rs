@@ -345,7 +345,12 @@ pub struct MailItems {
     pub folders: FolderMapping,
     /// Only messages with an internal date on or after this (seconds since 1970, UTC).
     pub since: Option<i64>,
+    /// New mail above this many bytes is queued as one work unit per folder.
+    pub unit_per_folder_above: u64,
 }
+
+/// `items.mail.unit_per_folder_above` when the plan file does not say: 2 GiB.
+pub const UNIT_PER_FOLDER_ABOVE: u64 = 2 << 30;
 
 #[derive(Debug, Clone)]
 pub enum MailStore {

@@ -675,6 +675,19 @@ pub struct MailItems {
     pub folders: Option<Folders>,
     /// Only messages received on or after this date (`YYYY-MM-DD`, internal date) are copied.
     pub since: Option<String>,
+    /// On a state that machines share: a mailbox whose new mail is larger than this is queued
+    /// as one work unit per folder, so several workers copy it at once (`2 GiB` by default;
+    /// bytes, or a number with `K`, `M`, `G`, `T`, also written `KiB`, `MiB`, `GiB`, `TiB`,
+    /// each 1024 times the one before).
+    pub unit_per_folder_above: Option<Size>,
+}
+
+/// A size: a number of bytes, or text such as `2 GiB` or `500M`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Size {
+    Bytes(u64),
+    Text(String),
 }
 
 /// A mail store: exactly one of `maildir` or `imap`.

@@ -27,7 +27,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::backend::{Backend, GroupStep, HeldLock};
-use super::units::{AfterFailure, ClaimedUnit, UnitRow, WaveRow, WorkUnits};
+use super::units::{AfterFailure, ClaimedUnit, NewUnit, UnitRow, WaveRow, WorkUnits};
 use super::{
     ActionRecord, ActionStatus, AfterImage, Backup, History, ItemVersion, LedgerItem, LockHolder,
     PendingMerge, Run, RunId, RunOutcome, StateError, dn_key, host, time, to_i64, to_u64,
@@ -160,6 +160,11 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX undos_by_undone_run ON undos (undone_run);
     ",
+    // 4: nothing here; its number belongs to another migration.
+    "SELECT 1;",
+    // 5: the source folder of a unit that copies one folder of a large mailbox (NULL for a
+    // unit that copies a whole mailbox, calendar or address book).
+    "ALTER TABLE units ADD COLUMN IF NOT EXISTS folder TEXT;",
 ];
 
 /// The schema version this build writes and understands.
@@ -1428,6 +1433,42 @@ impl WorkUnits for Postgres {
         .map(drop)
     }
 
+    fn enqueue_action(
+        &self,
+        action: &str,
+        kind: &str,
+        subject: &str,
+        units: &[NewUnit],
+    ) -> Result<(), StateError> {
+        // One statement, so a worker sees either none of the action's new units or all of
+        // them: the earlier units of the action that are not queued again go (unless a worker
+        // holds one under a live lease), and the new ones are queued afresh.
+        self.execute(
+            "queueing item work",
+            "WITH stale AS ( \
+               DELETE FROM units WHERE wave = $1 \
+               AND (unit = $2 OR left(unit, length($2) + 1) = $2 || '#') \
+               AND NOT (unit = ANY($5::text[])) \
+               AND NOT (state = 'running' AND lease_until > now())) \
+             INSERT INTO units (wave, unit, kind, subject, state, folder) \
+             SELECT $1, u, $3, $4, 'queued', f FROM UNNEST($5::text[], $6::text[]) AS t (u, f) \
+             ON CONFLICT (wave, unit) DO UPDATE SET kind = excluded.kind, \
+             subject = excluded.subject, folder = excluded.folder, state = 'queued', \
+             owner = NULL, lease_until = NULL, not_before = now(), attempts = 0, \
+             last_error = NULL, queued_at = now(), started_at = NULL, ended_at = NULL \
+             WHERE NOT (units.state = 'running' AND units.lease_until > now())",
+            params![
+                self.target.scope.clone(),
+                action.to_owned(),
+                kind.to_owned(),
+                subject.to_owned(),
+                units.iter().map(|u| u.unit.clone()).collect::<Vec<_>>(),
+                units.iter().map(|u| u.folder.clone()).collect::<Vec<_>>()
+            ],
+        )
+        .map(drop)
+    }
+
     fn claim(
         &self,
         owner: &str,
@@ -1446,7 +1487,7 @@ impl WorkUnits for Postgres {
                AND ((state = 'queued' AND not_before <= now()) \
                     OR (state = 'running' AND lease_until < now())) \
                ORDER BY unit LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING unit, kind, subject, attempts",
+             RETURNING unit, kind, subject, attempts, folder",
             params![
                 self.target.scope.clone(),
                 owner.to_owned(),
@@ -1461,6 +1502,7 @@ impl WorkUnits for Postgres {
                     kind: self.get(r, 1, C)?,
                     subject: self.get(r, 2, C)?,
                     attempts: u32::try_from(self.get::<i32>(r, 3, C)?).unwrap_or(0),
+                    folder: self.get(r, 4, C)?,
                 })
             })
             .transpose()
@@ -1547,7 +1589,7 @@ impl WorkUnits for Postgres {
             "SELECT unit, state, owner, \
              extract(epoch FROM lease_until - now())::float8, attempts, last_error, copied, \
              bytes, extract(epoch FROM coalesce(ended_at, now()) - started_at)::float8, \
-             extract(epoch FROM now() - started_at)::float8 \
+             extract(epoch FROM now() - started_at)::float8, folder \
              FROM units WHERE wave = $1 ORDER BY unit",
             params![self.target.scope.clone()],
         )?
@@ -1564,6 +1606,7 @@ impl WorkUnits for Postgres {
                 bytes: to_u64(self.get(r, 7, C)?),
                 seconds: self.get(r, 8, C)?,
                 since_start: self.get(r, 9, C)?,
+                folder: self.get(r, 10, C)?,
             })
         })
         .collect()

@@ -1,5 +1,5 @@
 //! Item work as units that many workers share: one unit per import action of a wave (a
-//! person's mail, calendar or contacts), queued by `apply`, claimed by `mailplan worker`
+//! person's mail, calendar or contacts; a large mailbox's mail as one unit per folder), queued by `apply`, claimed by `mailplan worker`
 //! processes on any machine, each held under a lease its worker renews while it copies.
 //!
 //! This module only names the calls and what they return; the PostgreSQL backend keeps the
@@ -23,6 +23,16 @@ pub struct ClaimedUnit {
     pub subject: String,
     /// Claims of it so far, this one included.
     pub attempts: u32,
+    /// The source folder it copies, for a unit that copies one folder of a large mailbox.
+    pub folder: Option<String>,
+}
+
+/// A unit to queue: its id, and the source folder it copies (`None` for a whole mailbox,
+/// calendar or address book).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUnit {
+    pub unit: String,
+    pub folder: Option<String>,
 }
 
 /// One unit as `state progress` shows it.
@@ -41,6 +51,8 @@ pub struct UnitRow {
     pub seconds: Option<f64>,
     /// Seconds since it was first claimed.
     pub since_start: Option<f64>,
+    /// The source folder it copies, for a unit that copies one folder of a large mailbox.
+    pub folder: Option<String>,
 }
 
 /// One wave's units in all, as `state progress --all` shows them.
@@ -78,6 +90,16 @@ pub trait WorkUnits {
     /// Queues the unit (again): a unit already queued, done or failed is queued afresh with
     /// its attempts reset; one running under a live lease is left to its worker.
     fn enqueue(&self, unit: &str, kind: &str, subject: &str) -> Result<(), StateError>;
+    /// Queues the units of the action `action` at once, as [`WorkUnits::enqueue`] queues one:
+    /// the action itself, or its folder units `<action>#<folder>`. Its earlier units that are
+    /// not among `units` are removed, unless a worker holds one under a live lease.
+    fn enqueue_action(
+        &self,
+        action: &str,
+        kind: &str,
+        subject: &str,
+        units: &[NewUnit],
+    ) -> Result<(), StateError>;
     /// Claims a queued unit whose backoff is over, or a running one whose lease expired, for
     /// `owner` for `lease`; only the unit `only` when given. `None` when none is free.
     fn claim(

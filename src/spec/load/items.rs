@@ -22,6 +22,28 @@ pub(super) fn parse_date(text: &str) -> Option<i64> {
     crate::items::days_from_civil(y, m, d).map(|days| days * 86_400)
 }
 
+/// A size: bytes, or a whole number with `K`, `M`, `G` or `T` (also `KB`/`KiB` and so on, each
+/// 1024 times the one before; a space between is allowed) → bytes. `None` when it is not one, or
+/// does not fit 64 bits.
+pub(super) fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let number: u64 = number.parse().ok()?;
+    let unit = unit.trim_start();
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return None,
+    };
+    number.checked_mul(1u64 << shift)
+}
+
 /// `imaps://host[:port]` or `imap://host[:port]` → (host, port, implicit TLS).
 pub(super) fn parse_imap_url(url: &str) -> Option<(String, u16, bool)> {
     let (rest, tls, default) = if let Some(r) = url.strip_prefix("imaps://") {
@@ -97,11 +119,29 @@ impl Checker<'_> {
             },
             None => Some(None),
         };
+        let above = match &m.unit_per_folder_above {
+            None => Some(crate::spec::model::UNIT_PER_FOLDER_ABOVE),
+            Some(raw::Size::Bytes(n)) => Some(*n),
+            Some(raw::Size::Text(text)) => match parse_size(text) {
+                Some(n) => Some(n),
+                None => {
+                    let p = path.key("unit_per_folder_above");
+                    let span = self.span(&p);
+                    self.push(
+                        Problem::new(codes::WRONG_TYPE, format!("`{p}` is not a size: `{text}`"))
+                            .label(span, "expected bytes, or a number with K, M, G or T")
+                            .help("write a size such as `2 GiB`, `500M` or `1048576`"),
+                    );
+                    None
+                }
+            },
+        };
         Some(MailItems {
             source: source?,
             destination: destination?,
             folders: folders?,
             since: since?,
+            unit_per_folder_above: above?,
         })
     }
 
