@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::apply::{Importer, SkippedItem};
 use crate::directory::Dn;
+use crate::items::caps::{self, Gate, Permit};
 use crate::items::contacts::VcardObject;
 use crate::items::endpoints::PersonEndpoints;
 use crate::items::endpoints::{MailAt, MailEndpoints};
@@ -26,6 +27,7 @@ use crate::items::mail::{
     ledger_identity,
 };
 use crate::items::store::PutOutcome;
+use crate::items::work::Settings;
 use crate::items::{BadItem, ItemKind, human_bytes, pim};
 use crate::plan::{Action, ActionKind};
 use crate::render::text::count;
@@ -53,6 +55,8 @@ pub struct ItemImporter {
     skipped: std::sync::Mutex<Vec<SkippedItem>>,
     /// On a state that machines share: the imports go through work units.
     work: Option<crate::items::work::ApplyWork>,
+    /// Asked before sessions to a server are opened (`items.connections`).
+    caps: Gate,
 }
 
 /// What one import did.
@@ -79,6 +83,12 @@ impl ItemImporter {
         state: Location,
         run: RunId,
     ) -> Self {
+        // On a state machines share, the caps are the database's (the plan file's are written
+        // there at start); otherwise they are the plan file's, counted in this process.
+        let caps = match &state {
+            Location::Postgres(_) => Gate::shared(state.clone(), Settings::DEFAULT_LEASE),
+            Location::Dir(_) => Gate::local(items.connections.clone()),
+        };
         ItemImporter {
             items,
             endpoints,
@@ -86,14 +96,27 @@ impl ItemImporter {
             run,
             skipped: Default::default(),
             work: None,
+            caps,
         }
     }
 
     /// Sends this importer's imports through the wave's work units (see
     /// [`crate::items::work::ApplyWork`]).
     pub fn with_work(mut self, work: crate::items::work::ApplyWork) -> Self {
+        self.caps = self.caps.with_lease(work.settings.lease);
         self.work = Some(work);
         self
+    }
+
+    /// Takes connection slots under `lease` (the work units' lease, which renews them).
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.caps = self.caps.with_lease(lease);
+        self
+    }
+
+    /// The gate imports ask before opening sessions.
+    pub fn caps(&self) -> &Gate {
+        &self.caps
     }
 
     /// The state this importer records in.
@@ -141,20 +164,21 @@ impl ItemImporter {
         id: &str,
         subject: &Dn,
         kind: ActionKind,
+        holder: &str,
     ) -> Result<ImportReport, String> {
         let ep = self
             .endpoints
             .get(subject)
             .ok_or_else(|| format!("the plan file copies no items for `{subject}`"))?;
         match kind {
-            ActionKind::ImportMail => self.mail(ep).await,
-            ActionKind::ImportCalendar => self.calendar(ep).await,
-            ActionKind::ImportContacts => self.contacts(ep).await,
+            ActionKind::ImportMail => self.mail(ep, holder).await,
+            ActionKind::ImportCalendar => self.calendar(ep, holder).await,
+            ActionKind::ImportContacts => self.contacts(ep, holder).await,
             _ => Err(format!("`{id}` is not an import")),
         }
     }
 
-    async fn mail(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+    async fn mail(&self, ep: &PersonEndpoints, holder: &str) -> Result<ImportReport, String> {
         let items = self
             .items
             .mail
@@ -174,6 +198,10 @@ impl ItemImporter {
             .map_err(|e| e.to_string())?
             .remove(&mailbox)
             .unwrap_or_default();
+        // The first pair of sessions waits for room under the endpoints' caps; the others
+        // are opened only where there is room at once.
+        let pair = caps::mail_pair(ep);
+        let permit = self.caps.acquire(&pair, holder).await?;
         let (selection, source, mut destination) = select_mail(ep, items, &ledger)
             .await
             .map_err(|e| e.to_string())?;
@@ -192,36 +220,54 @@ impl ItemImporter {
         // into the same folder: a folder's messages arrive, and get their UIDs, in the
         // source's order, while the next batches are already on their way.
         let jobs = jobs(batches(selection.copy));
-        let workers = WORKERS.min(jobs.len());
         let queue: Queue = Arc::new(std::sync::Mutex::new(jobs));
-        let mut first = Some((source, destination));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..workers {
-            let stores = first.take();
-            let (ep, queue, dir, runid, mailbox) = (
-                ep.clone(),
-                queue.clone(),
-                self.state.clone(),
-                self.run,
-                mailbox.clone(),
-            );
-            tasks.spawn(async move { copy_worker(ep, stores, queue, dir, runid, mailbox).await });
+        let mut first = Some((source, destination, permit));
+        let mut failure = None;
+        // Rounds: a pair whose room a lowered cap took away stops after its batch in flight;
+        // when every pair has stopped with batches left, the next round waits for room again
+        // and goes on with them.
+        loop {
+            let left = queue.lock().map(|q| q.len()).unwrap_or(0);
+            if left == 0 || failure.is_some() {
+                break;
+            }
+            let mut tasks = tokio::task::JoinSet::new();
+            for n in 0..WORKERS.min(left) {
+                let (stores, permit) = match first.take() {
+                    Some((s, d, p)) => (Some((s, d)), p),
+                    None if n == 0 => (None, self.caps.acquire(&pair, holder).await?),
+                    None => match self.caps.try_acquire(&pair, holder).await? {
+                        Some(p) => (None, p),
+                        None => break,
+                    },
+                };
+                let (ep, queue, dir, runid, mailbox) = (
+                    ep.clone(),
+                    queue.clone(),
+                    self.state.clone(),
+                    self.run,
+                    mailbox.clone(),
+                );
+                tasks.spawn(async move {
+                    copy_worker(ep, stores, permit, queue, dir, runid, mailbox).await
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok(Ok(r)) => {
+                        report.copied += r.copied;
+                        report.bytes += r.bytes;
+                        report.bad.extend(r.bad);
+                    }
+                    Ok(Err(e)) => failure = Some(e),
+                    Err(e) => failure = Some(format!("an import task failed: {e}")),
+                }
+            }
         }
-        if let Some((s, d)) = first {
+        if let Some((s, d, permit)) = first {
             s.close().await;
             d.close().await;
-        }
-        let mut failure = None;
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(r)) => {
-                    report.copied += r.copied;
-                    report.bytes += r.bytes;
-                    report.bad.extend(r.bad);
-                }
-                Ok(Err(e)) => failure = Some(e),
-                Err(e) => failure = Some(format!("an import task failed: {e}")),
-            }
+            drop(permit);
         }
         if let Some(e) = failure {
             record_bad(&db, self.run, &mailbox, "mail", &report.bad);
@@ -371,7 +417,7 @@ impl ItemImporter {
         }
     }
 
-    async fn calendar(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+    async fn calendar(&self, ep: &PersonEndpoints, holder: &str) -> Result<ImportReport, String> {
         let ep = ep
             .calendar
             .as_ref()
@@ -379,6 +425,11 @@ impl ItemImporter {
             .as_ref()
             .map_err(Clone::clone)?;
         let mailbox = ep.destination.ledger_name();
+        // One connection to the DAV server for the whole import, under its cap.
+        let _permit = self
+            .caps
+            .acquire(&caps::calendar_endpoint(&ep.destination), holder)
+            .await?;
         let done = self.versions(&mailbox, ItemKind::Calendar)?;
         let (sel, dest) = pim::select_calendar(ep, &done).await?;
         let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
@@ -423,7 +474,7 @@ impl ItemImporter {
         Ok(report)
     }
 
-    async fn contacts(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+    async fn contacts(&self, ep: &PersonEndpoints, holder: &str) -> Result<ImportReport, String> {
         let ep = ep
             .contacts
             .as_ref()
@@ -431,6 +482,10 @@ impl ItemImporter {
             .as_ref()
             .map_err(Clone::clone)?;
         let mailbox = ep.destination.ledger_name();
+        let _permit = self
+            .caps
+            .acquire(&caps::contacts_endpoint(&ep.destination), holder)
+            .await?;
         let done = self.versions(&mailbox, ItemKind::Contacts)?;
         let (sel, book) = pim::select_contacts(ep, &done).await?;
         let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
@@ -577,6 +632,7 @@ fn next_job(queue: &Queue) -> Option<Job> {
 async fn copy_worker(
     ep: MailEndpoints,
     stores: Option<(Store, Store)>,
+    permit: Permit,
     queue: Queue,
     state: Location,
     runid: RunId,
@@ -593,7 +649,11 @@ async fn copy_worker(
     };
     let db = StateDb::open_at(&state).map_err(|e| e.to_string())?;
     let mut report = ImportReport::default();
-    while let Some(job) = next_job(&queue) {
+    // A revoked permit stops this pair between batches: the batches it did not take stay in
+    // the queue for the pairs left, or for the next round.
+    while !permit.revoked()
+        && let Some(job) = next_job(&queue)
+    {
         let Job {
             batch: chunk,
             after: previous,
@@ -615,6 +675,7 @@ async fn copy_worker(
     }
     source.close().await;
     destination.close().await;
+    drop(permit);
     Ok(report)
 }
 
@@ -756,7 +817,7 @@ impl Importer for ItemImporter {
             if let Some(work) = &self.work {
                 return work.import(self, action).await;
             }
-            self.import_one(&action.id, &action.subject, action.kind)
+            self.import_one(&action.id, &action.subject, action.kind, "")
                 .await
                 .map(drop)
         })
@@ -771,10 +832,11 @@ impl ItemImporter {
         id: &str,
         subject: &Dn,
         kind: ActionKind,
+        holder: &str,
     ) -> Result<ImportReport, String> {
         let action_kind = kind;
         {
-            let report = self.run_import(id, subject, kind).await?;
+            let report = self.run_import(id, subject, kind, holder).await?;
             let kind = match action_kind {
                 ActionKind::ImportMail => ItemKind::Mail,
                 ActionKind::ImportCalendar => ItemKind::Calendar,
