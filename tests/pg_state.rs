@@ -779,7 +779,8 @@ fn a_cap_changed_with_set_cap_while_workers_run_is_followed_within_one_lease() {
             wait_for(start, &|n| n > 0, Duration::from_secs(60)),
             "the workers never opened a session"
         );
-        // Raised: more pairs start within a lease.
+        // A while under the first cap, then raised: more pairs start within a lease.
+        std::thread::sleep(Duration::from_secs(2));
         let raised = Instant::now();
         case.ok(&["state", "set-cap", "plan.yaml", &at, "4"]);
         let shown = progress(&case);
@@ -804,6 +805,24 @@ fn a_cap_changed_with_set_cap_while_workers_run_is_followed_within_one_lease() {
         (raised, lowered, finished)
     });
     let samples = samples.into_inner().unwrap();
+    let peak = |from: Instant, to: Instant| {
+        samples
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0)
+    };
+    eprintln!(
+        "sessions at most: {} under 2, {} under 4 ({:.1} s), {} in the lease after lowering to 2, \
+         {} from then on ({:.1} s)",
+        peak(samples[0].0, raised),
+        peak(raised, lowered),
+        (lowered - raised).as_secs_f64(),
+        peak(lowered, lowered + within),
+        peak(lowered + within, finished),
+        (finished - lowered).as_secs_f64()
+    );
     let before = samples
         .iter()
         .filter(|(t, _)| *t < raised)
@@ -838,7 +857,22 @@ fn a_cap_changed_with_set_cap_while_workers_run_is_followed_within_one_lease() {
         shown.contains(&format!("cap      {at}  0 of 2 connections")),
         "{shown}"
     );
-    // A worker started now with the old plan file leaves the cap set on the command line.
+    // A worker started with the plan file as it was leaves a cap set with set-cap alone; an
+    // edit of the plan file's cap is picked up.
+    case.ok(&["state", "set-cap", "plan.yaml", &at, "3"]);
     case.ok(&["worker", "plan.yaml"]);
-    assert_eq!(sql(&pg, "SELECT connections FROM caps"), ["2"]);
+    assert_eq!(sql(&pg, "SELECT connections FROM caps"), ["3"]);
+    let plan = case.dir.path().join("plan.yaml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        text.replace(&format!("\"{at}\": 2"), &format!("\"{at}\": 5")),
+    )
+    .unwrap();
+    let (_, err) = case.ok(&["worker", "plan.yaml"]);
+    assert!(
+        err.contains(&format!("{at}: at most 5 connections (from the plan file)")),
+        "{err}"
+    );
+    assert_eq!(sql(&pg, "SELECT connections FROM caps"), ["5"]);
 }

@@ -1461,7 +1461,9 @@ fn connection_caps_are_read_per_endpoint_and_checked_at_their_place() {
     assert_eq!(at, line_col(&text, text.find("\"mail.acme").unwrap()));
     let rendered = render(&e);
     assert!(
-        rendered.contains("`items.connections.mail.acme.test:993` names an endpoint no store of this plan file uses"),
+        rendered.contains(
+            "`items.connections.\"mail.acme.test:993\"` names an endpoint no store of this plan file uses"
+        ),
         "{rendered}"
     );
     assert!(
@@ -1482,7 +1484,7 @@ fn connection_caps_are_read_per_endpoint_and_checked_at_their_place() {
         "{MINIMAL}{}  connections:\n    \"notes.acme.test:993\": 1\n",
         ITEMS.replace(
             "maildir: \"out/{primary_smtp}\"",
-            "imap: { url: \"imaps://notes.acme.test\", user: \"{uid}\", password: { env: X } }"
+            "imap: { url: \"imaps://notes.acme.test\", user: \"{uid}\", login: admin, password: { env: X } }"
         )
     );
     let rendered = render(&err(&both));
