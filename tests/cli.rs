@@ -569,7 +569,10 @@ fn set_cap_needs_a_postgres_state_and_an_endpoint_of_the_plan() {
         err.contains("`state set-cap` needs a PostgreSQL state"),
         "{err}"
     );
-    assert!(err.contains("`items.connections` caps hold within it"), "{err}");
+    assert!(
+        err.contains("`items.connections` caps hold within it"),
+        "{err}"
+    );
     let err = run(&["state", "set-cap", &plan, "mail.acme.test:993", "2"]);
     assert!(
         err.contains("`mail.acme.test:993` is not an endpoint this plan file's stores connect to"),

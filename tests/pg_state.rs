@@ -876,3 +876,48 @@ fn a_cap_changed_with_set_cap_while_workers_run_is_followed_within_one_lease() {
     );
     assert_eq!(sql(&pg, "SELECT connections FROM caps"), ["5"]);
 }
+
+/// The same cap without PostgreSQL: with the state in SQLite beside the plan file, the one apply
+/// copies the items itself, its imports side by side, and the plan file's cap holds across them.
+#[test]
+fn on_a_sqlite_state_the_plan_file_cap_holds_across_the_parallel_imports_of_one_apply() {
+    let uids = ["q1", "q2", "q3", "q4", "q5", "q6"];
+    let per_user = 250;
+    let d = mailboxes(&uids, per_user, 2_000);
+    let pg = postgres::Postgres::start();
+    let case = Case::wave(&d, &pg, &uids);
+    let plan = case.dir.path().join("plan.yaml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let start = text.find("state:\n").unwrap();
+    let end = text.find("items:\n").unwrap();
+    std::fs::write(&plan, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    cap_connections(&case, &d, 2);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let most = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // `plan` lists every mailbox first, outside the caps: counted from the first
+            // message copied on.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && uids.iter().all(|u| d.count_files(&format!("new-{u}")) == 0)
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                most.fetch_max(d.imap_sessions(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        case.ok(&["apply", "plan.yaml", "--auto-approve"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(
+        case.dir.path().join(".mailplan").exists(),
+        "the state is in SQLite"
+    );
+    let most = most.into_inner();
+    assert!(most > 0, "no IMAP session was ever seen at the server");
+    assert!(most <= 2, "{most} IMAP sessions at once under a cap of 2");
+    exactly_once(&d, &uids, per_user);
+}
