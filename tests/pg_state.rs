@@ -704,7 +704,14 @@ fn a_cap_of_two_connections_is_never_exceeded_by_three_workers() {
             }
         });
         let workers: Vec<_> = (0..3)
-            .map(|_| spawn_worker(&case, &["--concurrency", "2"]))
+            .map(|i| {
+                let log =
+                    std::fs::File::create(case.dir.path().join(format!("worker{i}.log"))).unwrap();
+                case.std_command(&["worker", "plan.yaml", "--concurrency", "2"])
+                    .stderr(log)
+                    .spawn()
+                    .unwrap()
+            })
             .collect();
         for mut w in workers {
             let status = w.wait().unwrap();
@@ -712,6 +719,17 @@ fn a_cap_of_two_connections_is_never_exceeded_by_three_workers() {
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
     });
+    // Six tasks and room for one pair: the others said what they waited for.
+    let logs: String = (0..3)
+        .map(|i| std::fs::read_to_string(case.dir.path().join(format!("worker{i}.log"))).unwrap())
+        .collect();
+    assert!(
+        logs.contains(&format!(
+            "waiting for the cap of {} (2 connections, all in use)",
+            endpoint(&d)
+        )),
+        "{logs}"
+    );
     let most = most.into_inner();
     assert!(most > 0, "no IMAP session was ever seen at the server");
     assert!(most <= 2, "{most} IMAP sessions at once under a cap of 2");
@@ -920,4 +938,57 @@ fn on_a_sqlite_state_the_plan_file_cap_holds_across_the_parallel_imports_of_one_
     assert!(most > 0, "no IMAP session was ever seen at the server");
     assert!(most <= 2, "{most} IMAP sessions at once under a cap of 2");
     exactly_once(&d, &uids, per_user);
+}
+
+#[test]
+fn the_slots_of_a_worker_killed_with_sigkill_come_free_after_its_lease() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let n = 3_000;
+    for i in 0..n {
+        seed(&d, if i % 3 == 0 { "Archive" } else { "INBOX" }, i, 4_000);
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::new(&d, &pg);
+    cap_connections(&case, &d, 2);
+    case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+    let mut first = spawn_worker(&case, &["--lease", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while d.count_files(TARGET) < 300 {
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the worker ended ({status}) before it could be killed");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not start copying"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at = endpoint(&d);
+    let held = progress(&case);
+    assert!(
+        held.contains(&format!("cap      {at}  2 of 2 connections in use")),
+        "{held}"
+    );
+
+    // The dead worker's slots end with its unit's lease: the next worker takes the unit over
+    // and finds the room free.
+    let out = case
+        .cmd()
+        .args(["worker", "plan.yaml", "--lease", "3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let copied = copies(&d);
+    assert_eq!(copied.len(), n, "every message arrived");
+    assert!(copied.values().all(|&c| c == 1), "a message arrived twice");
+    let done = progress(&case);
+    assert!(done.contains("1 units: 1 done"), "{done}");
+    assert!(
+        done.contains(&format!("cap      {at}  0 of 2 connections in use")),
+        "{done}"
+    );
 }
