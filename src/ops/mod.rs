@@ -241,7 +241,7 @@ pub enum Error {
     #[diagnostic(
         code(mailplan::state::zero_cap),
         help(
-            "to stop the copies for a while, set the cap to 1 on an endpoint that is both source and destination (a pair needs 2), or stop the workers"
+            "a cap is the most connections mailplan may hold to the endpoint at once; to pause the copies, stop the workers (each finishes its batch in flight)"
         )
     )]
     ZeroCap(u32),

@@ -123,15 +123,17 @@ impl Checker<'_> {
                 _ => {
                     ok = false;
                     let span = self.span(&p);
-                    let (label, help) = if n == 0 {
+                    let (message, label, help) = if n == 0 {
                         (
+                            format!("`{p}` must allow at least 1 connection"),
                             "0 connections would stop every copy".to_owned(),
-                            "write the most connections mailplan may hold to it at once, at \
-                             least 1; leave the endpoint out for no cap"
+                            "write the most connections mailplan may hold to it at once; leave \
+                             the endpoint out for no cap"
                                 .to_owned(),
                         )
                     } else if n < u64::from(least) {
                         (
+                            format!("`{p}` must allow at least 2 connections"),
                             "a pair of mail sessions needs 2".to_owned(),
                             format!(
                                 "`{name}` is both the source and the destination of the mail: \
@@ -141,20 +143,15 @@ impl Checker<'_> {
                         )
                     } else {
                         (
+                            format!("`{p}` is too large"),
                             "too large".to_owned(),
                             format!("write at most {}, or leave the endpoint out", u32::MAX),
                         )
                     };
                     self.push(
-                        Problem::new(
-                            codes::WRONG_TYPE,
-                            format!(
-                                "`{p}` must allow at least {least} connection{}",
-                                if least == 1 { "" } else { "s" }
-                            ),
-                        )
-                        .label(span, label)
-                        .help(help),
+                        Problem::new(codes::WRONG_TYPE, message)
+                            .label(span, label)
+                            .help(help),
                     );
                 }
             }
