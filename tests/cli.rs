@@ -544,3 +544,44 @@ fn carbonio_plans_and_apply_refuses_an_export() {
         ));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
 }
+
+#[test]
+fn set_cap_needs_a_postgres_state_and_an_endpoint_of_the_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write_plan(
+        dir.path(),
+        "source.ldif",
+        "destination.ldif",
+        "OU=Migrated,DC=acme,DC=test",
+        "items:\n  mail:\n    source:\n      imap: { url: \"imaps://notes.acme.test\", user: \"{uid}\", login: admin, password: { env: CAP_TEST_PASSWORD } }\n    destination:\n      maildir: \"out/{uid}\"\n  connections:\n    \"notes.acme.test:993\": 4\n",
+    );
+    let run = |args: &[&str]| {
+        let out = mailplan()
+            .env("CAP_TEST_PASSWORD", "x")
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = run(&["state", "set-cap", &plan, "notes.acme.test:993", "2"]);
+    assert!(
+        err.contains("`state set-cap` needs a PostgreSQL state"),
+        "{err}"
+    );
+    assert!(
+        err.contains("`items.connections` caps hold within it"),
+        "{err}"
+    );
+    let err = run(&["state", "set-cap", &plan, "mail.acme.test:993", "2"]);
+    assert!(
+        err.contains("`mail.acme.test:993` is not an endpoint this plan file's stores connect to"),
+        "{err}"
+    );
+    assert!(
+        err.contains("the plan file's stores connect to `notes.acme.test:993`"),
+        "{err}"
+    );
+    let err = run(&["state", "set-cap", &plan, "notes.acme.test:993", "0"]);
+    assert!(err.contains("a connection cap must be at least 1"), "{err}");
+}

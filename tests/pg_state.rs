@@ -998,3 +998,348 @@ fn one_large_mailbox_by_folder_scales() {
         );
     }
 }
+
+/// The Dovecot endpoint as `items.connections` names it.
+fn endpoint(d: &Dovecot) -> String {
+    d.url().trim_start_matches("imap://").to_owned()
+}
+
+/// Caps the plan file's connections to the Dovecot of `d` at `n`.
+fn cap_connections(case: &Case, d: &Dovecot, n: u32) {
+    let plan = case.dir.path().join("plan.yaml");
+    let mut text = std::fs::read_to_string(&plan).unwrap();
+    text.push_str(&format!("  connections:\n    \"{}\": {n}\n", endpoint(d)));
+    std::fs::write(plan, text).unwrap();
+}
+
+/// A Dovecot with the mailboxes `uids` (each with `per_user` messages) and their empty
+/// destinations `new-uid`.
+fn mailboxes(uids: &[&str], per_user: usize, size: usize) -> Dovecot {
+    let mut users = Vec::new();
+    for u in uids {
+        users.push((u.to_string(), "x".to_string()));
+        users.push((format!("new-{u}"), "y".to_string()));
+    }
+    let users: Vec<(&str, &str)> = users
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let d = Dovecot::start(&users);
+    for u in uids {
+        for i in 0..per_user {
+            seed_user(&d, u, if i % 2 == 0 { "INBOX" } else { "Archive" }, i, size);
+        }
+    }
+    d.fix_owner();
+    d
+}
+
+#[test]
+fn a_cap_of_two_connections_is_never_exceeded_by_three_workers() {
+    let uids = ["c1", "c2", "c3", "c4", "c5", "c6"];
+    let per_user = 250;
+    let d = mailboxes(&uids, per_user, 2_000);
+    let pg = postgres::Postgres::start();
+    let case = Case::wave(&d, &pg, &uids);
+    // Source and destination are the same server: one pair of sessions at a time, for all.
+    cap_connections(&case, &d, 2);
+    case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let most = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                most.fetch_max(d.imap_sessions(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let workers: Vec<_> = (0..3)
+            .map(|i| {
+                let log =
+                    std::fs::File::create(case.dir.path().join(format!("worker{i}.log"))).unwrap();
+                case.std_command(&["worker", "plan.yaml", "--concurrency", "2"])
+                    .stderr(log)
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut w in workers {
+            let status = w.wait().unwrap();
+            assert!(status.success(), "a worker failed: {status}");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    // Six tasks and room for one pair: the others said what they waited for.
+    let logs: String = (0..3)
+        .map(|i| std::fs::read_to_string(case.dir.path().join(format!("worker{i}.log"))).unwrap())
+        .collect();
+    assert!(
+        logs.contains(&format!(
+            "waiting for the cap of {} (2 connections, all in use)",
+            endpoint(&d)
+        )),
+        "{logs}"
+    );
+    let most = most.into_inner();
+    assert!(most > 0, "no IMAP session was ever seen at the server");
+    assert!(most <= 2, "{most} IMAP sessions at once under a cap of 2");
+    exactly_once(&d, &uids, per_user);
+    let shown = progress(&case);
+    assert!(
+        shown.contains("6 units: 6 done, 0 running, 0 queued, 0 failed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "cap      {}  0 of 2 connections in use",
+            endpoint(&d)
+        )),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_cap_changed_with_set_cap_while_workers_run_is_followed_within_one_lease() {
+    let uids = ["s1", "s2", "s3", "s4", "s5", "s6"];
+    let per_user = 1_500;
+    let d = mailboxes(&uids, per_user, 1_000);
+    let pg = postgres::Postgres::start();
+    let case = Case::wave(&d, &pg, &uids);
+    cap_connections(&case, &d, 2);
+    case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+    let lease = Duration::from_secs(3);
+    // A renewal every third of the lease, then the batch in flight.
+    let within = lease + Duration::from_secs(2);
+    let at = endpoint(&d);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let samples = std::sync::Mutex::new(Vec::<(Instant, usize)>::new());
+    let seen_after = |since: Instant, pred: &dyn Fn(usize) -> bool| {
+        samples
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(t, n)| *t >= since && pred(*n))
+    };
+    let (raised, lowered, finished) = std::thread::scope(|s| {
+        s.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = d.imap_sessions();
+                samples.lock().unwrap().push((Instant::now(), n));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        let mut workers: Vec<_> = (0..3)
+            .map(|_| spawn_worker(&case, &["--concurrency", "2", "--lease", "3"]))
+            .collect();
+        let wait_for = |since: Instant, pred: &dyn Fn(usize) -> bool, limit: Duration| {
+            let deadline = since + limit;
+            while Instant::now() < deadline {
+                if seen_after(since, pred) {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            false
+        };
+        let start = Instant::now();
+        assert!(
+            wait_for(start, &|n| n > 0, Duration::from_secs(60)),
+            "the workers never opened a session"
+        );
+        // A while under the first cap, then raised: more pairs start within a lease.
+        std::thread::sleep(Duration::from_secs(2));
+        let raised = Instant::now();
+        case.ok(&["state", "set-cap", "plan.yaml", &at, "4"]);
+        let shown = progress(&case);
+        assert!(shown.contains(&format!("cap      {at}  ")), "{shown}");
+        assert!(
+            shown.contains("of 4 connections in use (set by state set-cap"),
+            "{shown}"
+        );
+        assert!(
+            wait_for(raised, &|n| n > 2, within),
+            "the raised cap was not used within a lease"
+        );
+        // Lowered: the newest pairs close after their batch and give their room back.
+        let lowered = Instant::now();
+        case.ok(&["state", "set-cap", "plan.yaml", &at, "2"]);
+        for w in &mut workers {
+            let status = w.wait().unwrap();
+            assert!(status.success(), "a worker failed: {status}");
+        }
+        let finished = Instant::now();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (raised, lowered, finished)
+    });
+    let samples = samples.into_inner().unwrap();
+    let peak = |from: Instant, to: Instant| {
+        samples
+            .iter()
+            .filter(|(t, _)| *t >= from && *t < to)
+            .map(|(_, n)| *n)
+            .max()
+            .unwrap_or(0)
+    };
+    eprintln!(
+        "sessions at most: {} under 2, {} under 4 ({:.1} s), {} in the lease after lowering to 2, \
+         {} from then on ({:.1} s)",
+        peak(samples[0].0, raised),
+        peak(raised, lowered),
+        (lowered - raised).as_secs_f64(),
+        peak(lowered, lowered + within),
+        peak(lowered + within, finished),
+        (finished - lowered).as_secs_f64()
+    );
+    let before = samples
+        .iter()
+        .filter(|(t, _)| *t < raised)
+        .map(|(_, n)| *n)
+        .max()
+        .unwrap_or(0);
+    assert!(before <= 2, "{before} sessions under the first cap of 2");
+    let settled = lowered + within;
+    assert!(
+        finished > settled + Duration::from_secs(1),
+        "the wave ended {:.1} s after the cap was lowered: too soon to tell",
+        (finished - lowered).as_secs_f64()
+    );
+    let after: Vec<usize> = samples
+        .iter()
+        .filter(|(t, _)| *t >= settled)
+        .map(|(_, n)| *n)
+        .collect();
+    let most = after.iter().copied().max().unwrap_or(0);
+    assert!(
+        most <= 2,
+        "{most} sessions at once more than a lease after the cap was lowered to 2"
+    );
+    assert!(most > 0, "nothing was copied after the cap was lowered");
+    exactly_once(&d, &uids, per_user);
+    let shown = progress(&case);
+    assert!(
+        shown.contains("6 units: 6 done, 0 running, 0 queued, 0 failed"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("cap      {at}  0 of 2 connections")),
+        "{shown}"
+    );
+    // A worker started with the plan file as it was leaves a cap set with set-cap alone; an
+    // edit of the plan file's cap is picked up.
+    case.ok(&["state", "set-cap", "plan.yaml", &at, "3"]);
+    case.ok(&["worker", "plan.yaml"]);
+    assert_eq!(sql(&pg, "SELECT connections FROM caps"), ["3"]);
+    let plan = case.dir.path().join("plan.yaml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        text.replace(&format!("\"{at}\": 2"), &format!("\"{at}\": 5")),
+    )
+    .unwrap();
+    let (_, err) = case.ok(&["worker", "plan.yaml"]);
+    assert!(
+        err.contains(&format!("{at}: at most 5 connections (from the plan file)")),
+        "{err}"
+    );
+    assert_eq!(sql(&pg, "SELECT connections FROM caps"), ["5"]);
+}
+
+/// The same cap without PostgreSQL: with the state in SQLite beside the plan file, the one apply
+/// copies the items itself, its imports side by side, and the plan file's cap holds across them.
+#[test]
+fn on_a_sqlite_state_the_plan_file_cap_holds_across_the_parallel_imports_of_one_apply() {
+    let uids = ["q1", "q2", "q3", "q4", "q5", "q6"];
+    let per_user = 250;
+    let d = mailboxes(&uids, per_user, 2_000);
+    let pg = postgres::Postgres::start();
+    let case = Case::wave(&d, &pg, &uids);
+    let plan = case.dir.path().join("plan.yaml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let start = text.find("state:\n").unwrap();
+    let end = text.find("items:\n").unwrap();
+    std::fs::write(&plan, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    cap_connections(&case, &d, 2);
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let most = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // `plan` lists every mailbox first, outside the caps: counted from the first
+            // message copied on.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && uids.iter().all(|u| d.count_files(&format!("new-{u}")) == 0)
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                most.fetch_max(d.imap_sessions(), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        });
+        case.ok(&["apply", "plan.yaml", "--auto-approve"]);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(
+        case.dir.path().join(".mailplan").exists(),
+        "the state is in SQLite"
+    );
+    let most = most.into_inner();
+    assert!(most > 0, "no IMAP session was ever seen at the server");
+    assert!(most <= 2, "{most} IMAP sessions at once under a cap of 2");
+    exactly_once(&d, &uids, per_user);
+}
+
+#[test]
+fn the_slots_of_a_worker_killed_with_sigkill_come_free_after_its_lease() {
+    let d = Dovecot::start(&[(SOURCE, "x"), (TARGET, "y")]);
+    let n = 3_000;
+    for i in 0..n {
+        seed(&d, if i % 3 == 0 { "Archive" } else { "INBOX" }, i, 4_000);
+    }
+    d.fix_owner();
+    let pg = postgres::Postgres::start();
+    let case = Case::new(&d, &pg);
+    cap_connections(&case, &d, 2);
+    case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
+    let mut first = spawn_worker(&case, &["--lease", "3"]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while d.count_files(TARGET) < 300 {
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!("the worker ended ({status}) before it could be killed");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not start copying"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let at = endpoint(&d);
+    let held = progress(&case);
+    assert!(
+        held.contains(&format!("cap      {at}  2 of 2 connections in use")),
+        "{held}"
+    );
+
+    // The dead worker's slots end with its unit's lease: the next worker takes the unit over
+    // and finds the room free.
+    let out = case
+        .cmd()
+        .args(["worker", "plan.yaml", "--lease", "3"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let copied = copies(&d);
+    assert_eq!(copied.len(), n, "every message arrived");
+    assert!(copied.values().all(|&c| c == 1), "a message arrived twice");
+    let done = progress(&case);
+    assert!(done.contains("1 units: 1 done"), "{done}");
+    assert!(
+        done.contains(&format!("cap      {at}  0 of 2 connections in use")),
+        "{done}"
+    );
+}

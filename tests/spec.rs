@@ -1483,6 +1483,64 @@ fn an_imap_timeout_is_read_and_zero_is_refused_at_its_place() {
     );
 }
 
+#[test]
+fn connection_caps_are_read_per_endpoint_and_checked_at_their_place() {
+    let with = |caps: &str| format!("{MINIMAL}{ITEMS}  connections:\n{caps}");
+    let spec = ok(
+        "plans/plan.yaml",
+        &with("    \"Notes.Acme.Test:993\": 20\n    \"dav.acme.test:443\": 4\n"),
+    );
+    assert_eq!(
+        spec.items.connections,
+        [
+            ("dav.acme.test:443".to_string(), 4),
+            ("notes.acme.test:993".to_string(), 20)
+        ]
+        .into_iter()
+        .collect()
+    );
+
+    // An endpoint no store uses, at its key, with the endpoints the plan does use.
+    let text = with("    \"mail.acme.test:993\": 20\n");
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::UNKNOWN_VALUE);
+    assert_eq!(labelled(&text, p), "\"mail.acme.test:993\"");
+    assert_eq!(at, line_col(&text, text.find("\"mail.acme").unwrap()));
+    let rendered = render(&e);
+    assert!(
+        rendered.contains(
+            "`items.connections.\"mail.acme.test:993\"` names an endpoint no store of this plan file uses"
+        ),
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("connect to `dav.acme.test:443` or `notes.acme.test:993`"),
+        "{rendered}"
+    );
+
+    // A cap of 0, at its value.
+    let text = with("    \"notes.acme.test:993\": 0\n");
+    let e = err(&text);
+    let (p, at) = problem(&text, &e, codes::WRONG_TYPE);
+    assert_eq!(labelled(&text, p), "0");
+    assert_eq!(at, line_col(&text, text.rfind(": 0").unwrap() + 2));
+    assert!(render(&e).contains("0 connections would stop every copy"));
+
+    // A pair of sessions on one server needs two of its connections.
+    let both = format!(
+        "{MINIMAL}{}  connections:\n    \"notes.acme.test:993\": 1\n",
+        ITEMS.replace(
+            "maildir: \"out/{primary_smtp}\"",
+            "imap: { url: \"imaps://notes.acme.test\", user: \"{uid}\", login: admin, password: { env: X } }"
+        )
+    );
+    let rendered = render(&err(&both));
+    assert!(
+        rendered.contains("a pair of mail sessions needs 2"),
+        "{rendered}"
+    );
+}
+
 // ---- Live LDAP directories ----
 
 const LDAP_DESTINATION: &str = r#"    ldap:

@@ -294,6 +294,16 @@ pub enum StateCommand {
         #[arg(long)]
         all: bool,
     },
+    /// With a PostgreSQL state: set the most connections all workers together may hold to a
+    /// server endpoint (`host:port`), while the wave runs; workers follow within one lease.
+    SetCap {
+        #[command(flatten)]
+        state: StateArgs,
+        /// The endpoint, `host:port` as the plan file's IMAP store or DAV URL names it.
+        endpoint: String,
+        /// The most connections at once (at least 1).
+        connections: u32,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -595,6 +605,11 @@ fn state(cmd: StateCommand, style: Style) -> Result<ExitCode, Error> {
         StateCommand::Items { state: a, bad } => say(ops::state::items(&request(&a), bad)?),
         StateCommand::Unlock(a) => say(ops::state::unlock(&request(&a))?),
         StateCommand::Progress { state: a, all } => say(ops::state::progress(&request(&a), all)?),
+        StateCommand::SetCap {
+            state: a,
+            endpoint,
+            connections,
+        } => say(ops::state::set_cap(&request(&a), &endpoint, connections)?),
     }
 }
 

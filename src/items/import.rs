@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::apply::{Imported, Importer, SkippedItem};
 use crate::directory::Dn;
+use crate::items::caps::{self, Gate, Permit};
 use crate::items::contacts::VcardObject;
 use crate::items::endpoints::PersonEndpoints;
 use crate::items::endpoints::{MailAt, MailEndpoints};
@@ -26,6 +27,7 @@ use crate::items::mail::{
     ledger_identity,
 };
 use crate::items::store::PutOutcome;
+use crate::items::work::Settings;
 use crate::items::{BadItem, ItemKind, human_bytes, pim};
 use crate::plan::{Action, ActionKind};
 use crate::render::text::count;
@@ -53,6 +55,8 @@ pub struct ItemImporter {
     skipped: std::sync::Mutex<Vec<SkippedItem>>,
     /// On a state that machines share: the imports go through work units.
     work: Option<crate::items::work::ApplyWork>,
+    /// Asked before sessions to a server are opened (`items.connections`).
+    caps: Gate,
 }
 
 /// The part of a mailbox one folder unit copies: the source folder it is named by, and the
@@ -87,6 +91,12 @@ impl ItemImporter {
         state: Location,
         run: RunId,
     ) -> Self {
+        // On a state machines share, the caps are the database's (the plan file's are written
+        // there at start); otherwise they are the plan file's, counted in this process.
+        let caps = match &state {
+            Location::Postgres(_) => Gate::shared(state.clone(), Settings::DEFAULT_LEASE),
+            Location::Dir(_) => Gate::local(items.connections.clone()),
+        };
         ItemImporter {
             items,
             endpoints,
@@ -94,14 +104,27 @@ impl ItemImporter {
             run,
             skipped: Default::default(),
             work: None,
+            caps,
         }
     }
 
     /// Sends this importer's imports through the wave's work units (see
     /// [`crate::items::work::ApplyWork`]).
     pub fn with_work(mut self, work: crate::items::work::ApplyWork) -> Self {
+        self.caps = self.caps.with_lease(work.settings.lease);
         self.work = Some(work);
         self
+    }
+
+    /// Takes connection slots under `lease` (the work units' lease, which renews them).
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.caps = self.caps.with_lease(lease);
+        self
+    }
+
+    /// The gate imports ask before opening sessions.
+    pub fn caps(&self) -> &Gate {
+        &self.caps
     }
 
     /// The state this importer records in.
@@ -189,6 +212,7 @@ impl ItemImporter {
         subject: &Dn,
         kind: ActionKind,
         part: Option<&FolderPart>,
+        holder: &str,
     ) -> Result<ImportReport, String> {
         let ep = self
             .endpoints
@@ -198,9 +222,9 @@ impl ItemImporter {
             return Err(format!("`{id}` copies one folder, which only mail has"));
         }
         match kind {
-            ActionKind::ImportMail => self.mail(ep, part).await,
-            ActionKind::ImportCalendar => self.calendar(ep).await,
-            ActionKind::ImportContacts => self.contacts(ep).await,
+            ActionKind::ImportMail => self.mail(ep, part, holder).await,
+            ActionKind::ImportCalendar => self.calendar(ep, holder).await,
+            ActionKind::ImportContacts => self.contacts(ep, holder).await,
             _ => Err(format!("`{id}` is not an import")),
         }
     }
@@ -210,6 +234,7 @@ impl ItemImporter {
         &self,
         ep: &PersonEndpoints,
         part: Option<&FolderPart>,
+        holder: &str,
     ) -> Result<ImportReport, String> {
         let items = self
             .items
@@ -230,6 +255,10 @@ impl ItemImporter {
             .map_err(|e| e.to_string())?
             .remove(&mailbox)
             .unwrap_or_default();
+        // The first pair of sessions waits for room under the endpoints' caps; the others
+        // are opened only where there is room at once.
+        let pair = caps::mail_pair(ep);
+        let permit = self.caps.acquire(&pair, holder).await?;
         let (selection, source, mut destination) =
             select_mail_in(ep, items, &ledger, |l| match part {
                 Some(p) => {
@@ -254,36 +283,54 @@ impl ItemImporter {
         // into the same folder: a folder's messages arrive, and get their UIDs, in the
         // source's order, while the next batches are already on their way.
         let jobs = jobs(batches(selection.copy));
-        let workers = WORKERS.min(jobs.len());
         let queue: Queue = Arc::new(std::sync::Mutex::new(jobs));
-        let mut first = Some((source, destination));
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..workers {
-            let stores = first.take();
-            let (ep, queue, dir, runid, mailbox) = (
-                ep.clone(),
-                queue.clone(),
-                self.state.clone(),
-                self.run,
-                mailbox.clone(),
-            );
-            tasks.spawn(async move { copy_worker(ep, stores, queue, dir, runid, mailbox).await });
+        let mut first = Some((source, destination, permit));
+        let mut failure = None;
+        // Rounds: a pair whose room a lowered cap took away stops after its batch in flight;
+        // when every pair has stopped with batches left, the next round waits for room again
+        // and goes on with them.
+        loop {
+            let left = queue.lock().map(|q| q.len()).unwrap_or(0);
+            if left == 0 || failure.is_some() {
+                break;
+            }
+            let mut tasks = tokio::task::JoinSet::new();
+            for n in 0..WORKERS.min(left) {
+                let (stores, permit) = match first.take() {
+                    Some((s, d, p)) => (Some((s, d)), p),
+                    None if n == 0 => (None, self.caps.acquire(&pair, holder).await?),
+                    None => match self.caps.try_acquire(&pair, holder).await? {
+                        Some(p) => (None, p),
+                        None => break,
+                    },
+                };
+                let (ep, queue, dir, runid, mailbox) = (
+                    ep.clone(),
+                    queue.clone(),
+                    self.state.clone(),
+                    self.run,
+                    mailbox.clone(),
+                );
+                tasks.spawn(async move {
+                    copy_worker(ep, stores, permit, queue, dir, runid, mailbox).await
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok(Ok(r)) => {
+                        report.copied += r.copied;
+                        report.bytes += r.bytes;
+                        report.bad.extend(r.bad);
+                    }
+                    Ok(Err(e)) => failure = Some(e),
+                    Err(e) => failure = Some(format!("an import task failed: {e}")),
+                }
+            }
         }
-        if let Some((s, d)) = first {
+        if let Some((s, d, permit)) = first {
             s.close().await;
             d.close().await;
-        }
-        let mut failure = None;
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(r)) => {
-                    report.copied += r.copied;
-                    report.bytes += r.bytes;
-                    report.bad.extend(r.bad);
-                }
-                Ok(Err(e)) => failure = Some(e),
-                Err(e) => failure = Some(format!("an import task failed: {e}")),
-            }
+            drop(permit);
         }
         if let Some(e) = failure {
             record_bad(&db, self.run, &mailbox, "mail", &report.bad);
@@ -433,7 +480,7 @@ impl ItemImporter {
         }
     }
 
-    async fn calendar(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+    async fn calendar(&self, ep: &PersonEndpoints, holder: &str) -> Result<ImportReport, String> {
         let ep = ep
             .calendar
             .as_ref()
@@ -441,6 +488,11 @@ impl ItemImporter {
             .as_ref()
             .map_err(Clone::clone)?;
         let mailbox = ep.destination.ledger_name();
+        // One connection to the DAV server for the whole import, under its cap.
+        let _permit = self
+            .caps
+            .acquire(&caps::calendar_endpoint(&ep.destination), holder)
+            .await?;
         let done = self.versions(&mailbox, ItemKind::Calendar)?;
         let (sel, dest) = pim::select_calendar(ep, &done).await?;
         let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
@@ -485,7 +537,7 @@ impl ItemImporter {
         Ok(report)
     }
 
-    async fn contacts(&self, ep: &PersonEndpoints) -> Result<ImportReport, String> {
+    async fn contacts(&self, ep: &PersonEndpoints, holder: &str) -> Result<ImportReport, String> {
         let ep = ep
             .contacts
             .as_ref()
@@ -493,6 +545,10 @@ impl ItemImporter {
             .as_ref()
             .map_err(Clone::clone)?;
         let mailbox = ep.destination.ledger_name();
+        let _permit = self
+            .caps
+            .acquire(&caps::contacts_endpoint(&ep.destination), holder)
+            .await?;
         let done = self.versions(&mailbox, ItemKind::Contacts)?;
         let (sel, book) = pim::select_contacts(ep, &done).await?;
         let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
@@ -639,6 +695,7 @@ fn next_job(queue: &Queue) -> Option<Job> {
 async fn copy_worker(
     ep: MailEndpoints,
     stores: Option<(Store, Store)>,
+    permit: Permit,
     queue: Queue,
     state: Location,
     runid: RunId,
@@ -655,7 +712,11 @@ async fn copy_worker(
     };
     let db = StateDb::open_at(&state).map_err(|e| e.to_string())?;
     let mut report = ImportReport::default();
-    while let Some(job) = next_job(&queue) {
+    // A revoked permit stops this pair between batches: the batches it did not take stay in
+    // the queue for the pairs left, or for the next round.
+    while !permit.revoked()
+        && let Some(job) = next_job(&queue)
+    {
         let Job {
             batch: chunk,
             after: previous,
@@ -677,6 +738,7 @@ async fn copy_worker(
     }
     source.close().await;
     destination.close().await;
+    drop(permit);
     Ok(report)
 }
 
@@ -819,7 +881,7 @@ impl Importer for ItemImporter {
             if let Some(work) = &self.work {
                 return work.import(self, action).await;
             }
-            self.import_one(&action.id, &action.subject, action.kind, None)
+            self.import_one(&action.id, &action.subject, action.kind, None, "")
                 .await
                 .map(|_| Imported::Copied)
         })
@@ -836,10 +898,11 @@ impl ItemImporter {
         subject: &Dn,
         kind: ActionKind,
         part: Option<&FolderPart>,
+        holder: &str,
     ) -> Result<ImportReport, String> {
         let action_kind = kind;
         {
-            let report = self.run_import(id, subject, kind, part).await?;
+            let report = self.run_import(id, subject, kind, part, holder).await?;
             let kind = match action_kind {
                 ActionKind::ImportMail => ItemKind::Mail,
                 ActionKind::ImportCalendar => ItemKind::Calendar,

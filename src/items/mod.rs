@@ -11,6 +11,7 @@
 //! and decide nothing.
 
 pub mod calendar;
+pub mod caps;
 pub mod contacts;
 pub mod dav;
 pub mod endpoints;

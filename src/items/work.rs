@@ -35,11 +35,14 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The lease when none is given.
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+
     /// The defaults, for the owner `owner`.
     pub fn new(owner: String) -> Self {
         Settings {
             owner,
-            lease: Duration::from_secs(30),
+            lease: Self::DEFAULT_LEASE,
             max_attempts: 5,
             backoff: Duration::from_secs(5),
         }
@@ -148,15 +151,17 @@ async fn run_claimed(
         match (kind, subject) {
             (Some(kind), Ok(subject)) => {
                 importer
-                    .import_one(&unit.unit, &subject, kind, part.as_ref())
+                    .import_one(&unit.unit, &subject, kind, part.as_ref(), &settings.owner)
                     .await
             }
             (None, _) => Err(format!("`{}` is not an import", unit.kind)),
             (_, Err(e)) => Err(format!("`{}` is not a DN: {e}", unit.subject)),
         }
     };
-    // The lease is renewed every third of its length while the copy runs; the copy stops
-    // when the lease is lost.
+    // The lease is renewed every third of its length while the copy runs, and with it the
+    // connection slots the copy holds; the copy stops when the lease is lost, and a pair of
+    // sessions whose slots a lowered cap revoked stops after its batch in flight.
+    let gate = importer.caps().clone();
     let renew = {
         let (state, owner, id, lease) = (
             state.clone(),
@@ -177,8 +182,11 @@ async fn run_claimed(
                 })
                 .await;
                 match held {
-                    Ok(true) => renewed = tokio::time::Instant::now(),
-                    Ok(false) => return,
+                    Ok(r) if r.held => {
+                        renewed = tokio::time::Instant::now();
+                        gate.revoke(&r.revoked);
+                    }
+                    Ok(_) => return,
                     // A renewal the database did not answer is tried again at the next third;
                     // once the lease may have run out, another worker may hold the unit, and
                     // this one stops before the two could copy the same item.

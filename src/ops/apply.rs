@@ -113,6 +113,7 @@ pub fn start(request: &ApplyRequest<'_>) -> Result<Start, Error> {
     };
     let db = StateDb::open_at(&state)?;
     let lock = db.lock()?;
+    super::write_plan_caps(&spec, &db)?;
     let destination = lock_destination(&spec)?;
     let (kind, prepared, resume) = match saved {
         Some((saved, fingerprint)) => {

@@ -226,6 +226,25 @@ pub enum Error {
         )
     )]
     NeedsPostgres,
+    #[error("`state set-cap` needs a PostgreSQL state: this plan file keeps its state in SQLite")]
+    #[diagnostic(
+        code(mailplan::state::caps_need_postgres),
+        help(
+            "with SQLite one apply copies the items and the plan file's `items.connections` caps hold within it: edit the plan file; to change a cap while workers run, keep the state in PostgreSQL (`state: postgres:`)"
+        )
+    )]
+    CapsNeedPostgres,
+    #[error("`{endpoint}` is not an endpoint this plan file's stores connect to")]
+    #[diagnostic(code(mailplan::state::unknown_endpoint), help("{used}"))]
+    UnknownEndpoint { endpoint: String, used: String },
+    #[error("a connection cap must be at least 1, not {0}")]
+    #[diagnostic(
+        code(mailplan::state::zero_cap),
+        help(
+            "a cap is the most connections mailplan may hold to the endpoint at once; to pause the copies, stop the workers (each finishes its batch in flight)"
+        )
+    )]
+    ZeroCap(u32),
     #[error("the worker could not go on: {0}")]
     #[diagnostic(code(mailplan::worker))]
     Worker(String),
@@ -998,4 +1017,29 @@ pub fn lock_scope(spec: &Spec) -> String {
             .unwrap_or_default(),
     };
     format!("plan {plan} -> destination {destination}")
+}
+
+/// Writes the plan file's connection caps (`items.connections`) to a shared state, each only
+/// when the database has none for its endpoint or the plan file's value changed since a plan
+/// file last wrote it: a plan edit is picked up, and a cap set with `state set-cap` is not
+/// undone by the next worker that starts with the old file. Says on standard error what it
+/// wrote. Nothing to do on a SQLite state, where the plan file's caps hold within the process.
+pub(crate) fn write_plan_caps(spec: &Spec, db: &crate::state::StateDb) -> Result<(), Error> {
+    let Some(caps) = db.caps() else {
+        return Ok(());
+    };
+    let by = format!(
+        "plan file {} on {}",
+        spec.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        crate::state::host::hostname()
+    );
+    for (endpoint, n) in &spec.items.connections {
+        if caps.write_plan_cap(endpoint, *n, &by)? {
+            eprintln!("{endpoint}: at most {n} connections (from the plan file)");
+        }
+    }
+    Ok(())
 }

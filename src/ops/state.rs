@@ -409,6 +409,59 @@ fn folder_unit(r: &crate::state::units::UnitRow) -> Option<(&str, &str)> {
     Some((action, folder))
 }
 
+/// `state set-cap`: sets the most connections all of mailplan may hold to `endpoint` at once,
+/// in the shared state, where every worker reads it at its next acquisition and lease renewal.
+pub fn set_cap(
+    request: &StateRequest<'_>,
+    endpoint: &str,
+    connections: u32,
+) -> Result<Outcome, Error> {
+    let spec = load_checked_spec(request.plan_file)?;
+    let used = crate::items::caps::plan_endpoints(&spec.items);
+    let name = endpoint.trim().to_ascii_lowercase();
+    if !used.contains(&name) {
+        return Err(Error::UnknownEndpoint {
+            endpoint: endpoint.to_owned(),
+            used: if used.is_empty() {
+                "no store of this plan file connects to a server".to_owned()
+            } else {
+                format!(
+                    "the plan file's stores connect to {}",
+                    used.iter()
+                        .map(|e| format!("`{e}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            },
+        });
+    }
+    if connections == 0 {
+        return Err(Error::ZeroCap(connections));
+    }
+    let db = request.open()?;
+    let caps = db.caps().ok_or(Error::CapsNeedPostgres)?;
+    let by = format!("state set-cap on {}", crate::state::host::hostname());
+    caps.set_cap(&name, connections, &by)?;
+    let lease = "within one lease of the workers (30 s unless `worker --lease` says otherwise)";
+    let mut note = format!(
+        "{name}: at most {connections} connections from now on; every worker follows {lease}."
+    );
+    let pair = spec.items.mail.as_ref().is_some_and(|m| {
+        matches!((&m.source, &m.destination), (crate::spec::MailStore::Imap(s), crate::spec::MailStore::Imap(d))
+            if crate::items::caps::imap_endpoint(s) == name && crate::items::caps::imap_endpoint(d) == name)
+    });
+    if pair && connections < 2 {
+        note.push_str(
+            "\nA pair of mail sessions needs 2 connections to it: no mailbox copies until the cap is raised.",
+        );
+    }
+    Ok(Outcome {
+        out: String::new(),
+        note: Some(note),
+        ok: true,
+    })
+}
+
 /// The wave's item work (PostgreSQL state): units done, running, queued and failed, what they
 /// copied, the rate and an estimate of the time left, how far each mailbox split into folder
 /// units is, which worker holds what, and why each failed unit failed; with `all`, a line for
@@ -471,6 +524,15 @@ pub fn progress(request: &StateRequest<'_>, all: bool) -> Result<Outcome, Error>
         );
     } else {
         out.push_str("; no estimate of the time left until a unit is done\n");
+    }
+    if let Some(caps) = db.caps() {
+        for c in caps.cap_rows()? {
+            let _ = writeln!(
+                out,
+                "  cap      {}  {} of {} connections in use (set by {} at {})",
+                c.endpoint, c.in_use, c.connections, c.set_by, c.set_at
+            );
+        }
     }
     // Mailboxes copied as one unit per folder: how far each is.
     let mut split: std::collections::BTreeMap<&str, [usize; 4]> = Default::default();

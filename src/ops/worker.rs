@@ -39,6 +39,7 @@ pub fn worker(request: &WorkerRequest<'_>) -> Result<Outcome, Error> {
     }
     let db = StateDb::open_at(&state)?;
     let units = db.units().ok_or(Error::NeedsPostgres)?;
+    super::write_plan_caps(&spec, &db)?;
     let mut out = String::new();
     if request.retry_failed {
         let n = units.retry_failed()?;
@@ -50,16 +51,14 @@ pub fn worker(request: &WorkerRequest<'_>) -> Result<Outcome, Error> {
     let endpoints = crate::items::endpoints_for(&spec, &source);
     drop(source);
     super::warn_items(&spec);
-    let importer = Arc::new(crate::items::import::ItemImporter::new(
-        spec.items.clone(),
-        endpoints,
-        state.clone(),
-        run,
-    ));
     let mut settings = Settings::new(work::owner_here());
     if let Some(lease) = request.lease {
         settings.lease = lease;
     }
+    let importer = Arc::new(
+        crate::items::import::ItemImporter::new(spec.items.clone(), endpoints, state.clone(), run)
+            .with_lease(settings.lease),
+    );
     if let Some(n) = request.max_attempts {
         settings.max_attempts = n.max(1);
     }

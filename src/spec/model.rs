@@ -321,6 +321,9 @@ pub struct Items {
     pub mail: Option<MailItems>,
     pub calendars: Option<CalendarItems>,
     pub contacts: Option<ContactItems>,
+    /// `connections:`: the most connections all of mailplan may hold to each endpoint
+    /// (`host:port`) at once.
+    pub connections: BTreeMap<String, u32>,
 }
 
 impl Items {

@@ -659,6 +659,11 @@ pub struct Items {
     pub calendars: Option<CalendarItems>,
     /// One address book per person.
     pub contacts: Option<ContactItems>,
+    /// The most connections all of mailplan may hold at once to a server, by its endpoint
+    /// `host:port` as the IMAP store or DAV URL above names it, e.g. `"mail.acme.test:993": 20`.
+    /// Every apply and worker, on every machine that shares a PostgreSQL state, counts against
+    /// it; `mailplan state set-cap` changes it while the wave runs.
+    pub connections: Option<BTreeMap<String, u64>>,
 }
 
 /// Where each person's mail is read from and written to.

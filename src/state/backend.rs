@@ -81,6 +81,10 @@ macro_rules! backend_calls {
             fn units(&self) -> Option<&dyn super::units::WorkUnits> {
                 None
             }
+            /// The connection caps, for a backend that machines share.
+            fn caps(&self) -> Option<&dyn super::caps::SharedCaps> {
+                None
+            }
             #[cfg(test)]
             fn as_sqlite(&self) -> Option<&Sqlite> {
                 None
@@ -331,6 +335,13 @@ impl StateDb {
     /// (PostgreSQL); `None` for SQLite, where one apply copies its items itself.
     pub fn units(&self) -> Option<&dyn super::units::WorkUnits> {
         self.backend.units()
+    }
+
+    /// The connection caps that every machine respects, when the backend is one that machines
+    /// share (PostgreSQL); `None` for SQLite, where the plan file's caps hold within the
+    /// process.
+    pub fn caps(&self) -> Option<&dyn super::caps::SharedCaps> {
+        self.backend.caps()
     }
 
     /// The SQLite backend, for tests that look into its file.

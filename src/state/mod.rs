@@ -19,6 +19,7 @@
 //! only then touch the directory.
 
 mod backend;
+pub mod caps;
 pub(crate) mod host;
 pub mod journal;
 pub mod postgres;

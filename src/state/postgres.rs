@@ -27,7 +27,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use super::backend::{Backend, GroupStep, HeldLock};
-use super::units::{AfterFailure, ClaimedUnit, NewUnit, UnitRow, WaveRow, WorkUnits};
+use super::caps::{CapRow, SharedCaps, Taken};
+use super::units::{AfterFailure, ClaimedUnit, NewUnit, Renewal, UnitRow, WaveRow, WorkUnits};
 use super::{
     ActionRecord, ActionStatus, AfterImage, Backup, History, ItemVersion, LedgerItem, LockHolder,
     PendingMerge, Run, RunId, RunOutcome, StateError, dn_key, host, time, to_i64, to_u64,
@@ -160,8 +161,24 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX undos_by_undone_run ON undos (undone_run);
     ",
-    // 4: nothing here; its number belongs to another migration.
-    "SELECT 1;",
+    // 4: connection caps per server endpoint, and the slots held against them.
+    "
+    CREATE TABLE caps (
+        endpoint    TEXT PRIMARY KEY,
+        connections INTEGER NOT NULL CHECK (connections > 0),
+        set_by      TEXT NOT NULL,
+        set_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+        from_plan   INTEGER
+    );
+    CREATE TABLE slots (
+        id          BIGSERIAL PRIMARY KEY,
+        endpoint    TEXT NOT NULL,
+        holder      TEXT NOT NULL,
+        lease_until TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX slots_by_endpoint ON slots (endpoint, lease_until);
+    CREATE INDEX slots_by_holder ON slots (holder);
+    ",
     // 5: the source folder of a unit that copies one folder of a large mailbox (NULL for a
     // unit that copies a whole mailbox, calendar or address book).
     "ALTER TABLE units ADD COLUMN IF NOT EXISTS folder TEXT;",
@@ -799,6 +816,10 @@ impl Backend for Postgres {
     }
 
     fn units(&self) -> Option<&dyn WorkUnits> {
+        Some(self)
+    }
+
+    fn caps(&self) -> Option<&dyn SharedCaps> {
         Some(self)
     }
 
@@ -1508,19 +1529,39 @@ impl WorkUnits for Postgres {
             .transpose()
     }
 
-    fn renew(&self, unit: &str, owner: &str, lease: Duration) -> Result<bool, StateError> {
-        self.execute(
-            "renewing a lease",
-            "UPDATE units SET lease_until = now() + make_interval(secs => $4) \
-             WHERE wave = $1 AND unit = $2 AND owner = $3 AND state = 'running'",
+    fn renew(&self, unit: &str, owner: &str, lease: Duration) -> Result<Renewal, StateError> {
+        const C: &str = "renewing a lease";
+        // One statement: the unit's lease, the lease of the slots its owner holds (only while
+        // the unit is still the owner's), and which of those slots a lowered cap no longer
+        // allows: an endpoint's live slots beyond its cap, the newest first.
+        let rows = self.query(
+            C,
+            "WITH u AS (UPDATE units SET lease_until = now() + make_interval(secs => $4) \
+               WHERE wave = $1 AND unit = $2 AND owner = $3 AND state = 'running' \
+               RETURNING 1), \
+             s AS (UPDATE slots SET lease_until = now() + make_interval(secs => $4) \
+               WHERE holder = $3 AND lease_until > now() AND EXISTS (SELECT 1 FROM u) \
+               RETURNING id), \
+             live AS (SELECT l.id, l.holder, c.connections, \
+               row_number() OVER (PARTITION BY l.endpoint ORDER BY l.id) AS n \
+               FROM slots l LEFT JOIN caps c ON c.endpoint = l.endpoint \
+               WHERE l.lease_until > now()) \
+             SELECT (SELECT count(*) FROM u), \
+               ARRAY(SELECT id FROM live WHERE holder = $3 AND n > connections ORDER BY id)",
             params![
                 self.target.scope.clone(),
                 unit.to_owned(),
                 owner.to_owned(),
                 seconds(lease)
             ],
-        )
-        .map(|n| n == 1)
+        )?;
+        let Some(r) = rows.first() else {
+            return Ok(Renewal::default());
+        };
+        Ok(Renewal {
+            held: self.get::<i64>(r, 0, C)? == 1,
+            revoked: self.get(r, 1, C)?,
+        })
     }
 
     fn finish(&self, unit: &str, owner: &str, copied: u64, bytes: u64) -> Result<bool, StateError> {
@@ -1645,5 +1686,175 @@ impl WorkUnits for Postgres {
             })
         })
         .collect()
+    }
+}
+
+/// The advisory lock key that serialises the acquisitions of one endpoint's slots.
+fn cap_key(endpoint: &str) -> i64 {
+    let digest = sha2::Sha256::digest(format!("mailplan cap {endpoint}").as_bytes());
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(key)
+}
+
+impl SharedCaps for Postgres {
+    fn write_plan_cap(
+        &self,
+        endpoint: &str,
+        connections: u32,
+        by: &str,
+    ) -> Result<bool, StateError> {
+        self.execute(
+            "writing the plan file's connection cap",
+            "INSERT INTO caps (endpoint, connections, set_by, set_at, from_plan) \
+             VALUES ($1, $2, $3, now(), $2) \
+             ON CONFLICT (endpoint) DO UPDATE SET connections = excluded.connections, \
+             set_by = excluded.set_by, set_at = excluded.set_at, from_plan = excluded.from_plan \
+             WHERE caps.from_plan IS DISTINCT FROM excluded.from_plan",
+            params![
+                endpoint.to_owned(),
+                i32::try_from(connections).unwrap_or(i32::MAX),
+                by.to_owned()
+            ],
+        )
+        .map(|n| n == 1)
+    }
+
+    fn set_cap(&self, endpoint: &str, connections: u32, by: &str) -> Result<(), StateError> {
+        self.execute(
+            "setting a connection cap",
+            "INSERT INTO caps (endpoint, connections, set_by, set_at) \
+             VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (endpoint) DO UPDATE SET connections = excluded.connections, \
+             set_by = excluded.set_by, set_at = excluded.set_at",
+            params![
+                endpoint.to_owned(),
+                i32::try_from(connections).unwrap_or(i32::MAX),
+                by.to_owned()
+            ],
+        )
+        .map(drop)
+    }
+
+    fn cap_rows(&self) -> Result<Vec<CapRow>, StateError> {
+        const C: &str = "listing connection caps";
+        self.query(
+            C,
+            "SELECT c.endpoint, c.connections, c.set_by, \
+             to_char(c.set_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+             (SELECT count(*) FROM slots s WHERE s.endpoint = c.endpoint \
+              AND s.lease_until > now()) \
+             FROM caps c ORDER BY c.endpoint",
+            params![],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(CapRow {
+                endpoint: self.get(r, 0, C)?,
+                connections: u32::try_from(self.get::<i32>(r, 1, C)?).unwrap_or(0),
+                set_by: self.get(r, 2, C)?,
+                set_at: self.get(r, 3, C)?,
+                in_use: to_u64(self.get(r, 4, C)?),
+            })
+        })
+        .collect()
+    }
+
+    fn take_slots(
+        &self,
+        endpoints: &[String],
+        holder: &str,
+        lease: Duration,
+    ) -> Result<Taken, StateError> {
+        const C: &str = "taking connection slots";
+        let mut wanted: BTreeMap<String, i64> = BTreeMap::new();
+        for e in endpoints {
+            *wanted.entry(e.clone()).or_default() += 1;
+        }
+        let names: Vec<String> = wanted.keys().cloned().collect();
+        // Locked in one order (the endpoints sorted) by everyone, so two acquisitions of the
+        // same endpoints cannot wait for each other.
+        let keys: Vec<i64> = names.iter().map(|e| cap_key(e)).collect();
+        let (client, list, holder, secs) = (
+            self.client.clone(),
+            endpoints.to_vec(),
+            holder.to_owned(),
+            seconds(lease),
+        );
+        self.note(block(&self.place, C, QUERY_DEADLINE, async move {
+            client.batch_execute("BEGIN").await?;
+            let taken = async {
+                for key in &keys {
+                    client
+                        .execute("SELECT pg_advisory_xact_lock($1)", &[key])
+                        .await?;
+                }
+                // Slots whose holder stopped renewing long ago are of no use to anyone.
+                client
+                    .execute(
+                        "DELETE FROM slots WHERE endpoint = ANY($1) \
+                         AND lease_until < now() - interval '1 hour'",
+                        &[&names],
+                    )
+                    .await?;
+                let rows = client
+                    .query(
+                        "SELECT c.endpoint, c.connections, (SELECT count(*) FROM slots s \
+                         WHERE s.endpoint = c.endpoint AND s.lease_until > now()) \
+                         FROM caps c WHERE c.endpoint = ANY($1) ORDER BY c.endpoint",
+                        &[&names],
+                    )
+                    .await?;
+                for r in rows {
+                    let endpoint: String = r.try_get(0)?;
+                    let cap: i32 = r.try_get(1)?;
+                    let used: i64 = r.try_get(2)?;
+                    let want = wanted.get(&endpoint).copied().unwrap_or(0);
+                    if used + want > i64::from(cap) {
+                        return Ok(Taken::Full {
+                            endpoint,
+                            connections: u32::try_from(cap).unwrap_or(0),
+                            wanted: u32::try_from(want).unwrap_or(u32::MAX),
+                        });
+                    }
+                }
+                let ids = client
+                    .query(
+                        "INSERT INTO slots (endpoint, holder, lease_until) \
+                         SELECT e, $2, now() + make_interval(secs => $3) \
+                         FROM unnest($1::text[]) WITH ORDINALITY AS t (e, i) ORDER BY i \
+                         RETURNING id",
+                        &[&list, &holder, &secs],
+                    )
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get::<_, i64>(0))
+                    .collect::<Result<Vec<i64>, _>>()?;
+                Ok(Taken::Granted(ids))
+            }
+            .await;
+            match taken {
+                Ok(t) => {
+                    client.batch_execute("COMMIT").await?;
+                    Ok(t)
+                }
+                Err(e) => {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                    Err(e)
+                }
+            }
+        }))
+    }
+
+    fn give_back(&self, slots: &[i64]) -> Result<(), StateError> {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        self.execute(
+            "giving connection slots back",
+            "DELETE FROM slots WHERE id = ANY($1)",
+            params![slots.to_vec()],
+        )
+        .map(drop)
     }
 }

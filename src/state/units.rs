@@ -73,6 +73,16 @@ pub struct WaveRow {
     pub holders: u64,
 }
 
+/// What a lease renewal found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// The unit is still the renewer's.
+    pub held: bool,
+    /// The renewer's connection slots that a lowered cap no longer allows; their connections
+    /// are to be closed and the slots given back.
+    pub revoked: Vec<i64>,
+}
+
 /// What happened to a unit whose import failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AfterFailure {
@@ -108,8 +118,10 @@ pub trait WorkUnits {
         lease: Duration,
         only: Option<&str>,
     ) -> Result<Option<ClaimedUnit>, StateError>;
-    /// Extends the lease; false when the unit is no longer `owner`'s.
-    fn renew(&self, unit: &str, owner: &str, lease: Duration) -> Result<bool, StateError>;
+    /// Extends the lease, and with it the connection slots `owner` holds (in the same
+    /// query); whether the unit is still `owner`'s, and which of its slots are now beyond
+    /// their endpoint's cap (the newest slots of an endpoint are the excess).
+    fn renew(&self, unit: &str, owner: &str, lease: Duration) -> Result<Renewal, StateError>;
     /// Marks the unit done, adding what this claim copied; false when it was no longer ours.
     fn finish(&self, unit: &str, owner: &str, copied: u64, bytes: u64) -> Result<bool, StateError>;
     /// Records a failed attempt: queued again after `backoff` while attempts remain below

@@ -217,6 +217,42 @@ service anvil {{
         ticks as f64 / 100.0
     }
 
+    /// How many IMAP sessions are open at this moment, counted at the server: the master's
+    /// `imap` child processes (one per logged-in session; each ends with its connection),
+    /// leaving out those that already ended and wait to be reaped.
+    pub fn imap_sessions(&self) -> usize {
+        let Some(master) = self.pid else { return 0 };
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return 0;
+        };
+        let mut n = 0;
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                continue;
+            };
+            let (Some(open), Some((head, rest))) = (stat.find('('), stat.rsplit_once(") ")) else {
+                continue;
+            };
+            let comm = &head[open + 1..];
+            let mut fields = rest.split_whitespace();
+            let (state, ppid) = (
+                fields.next(),
+                fields.next().and_then(|p| p.parse::<u32>().ok()),
+            );
+            if comm == "imap" && ppid == Some(master) && state != Some("Z") {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// How many message files a folder of a user's Maildir holds (`""` for the inbox).
     pub fn count_files(&self, user: &str) -> usize {
         let mut n = 0;

@@ -75,11 +75,110 @@ impl Checker<'_> {
         let contacts = i
             .contacts
             .map(|c| self.contact_items(c, &path.key("contacts")));
-        Some(Items {
+        let mut items = Items {
             mail: checked(mail)?,
             calendars: checked(calendars)?,
             contacts: checked(contacts)?,
-        })
+            connections: BTreeMap::new(),
+        };
+        if let Some(c) = i.connections {
+            items.connections = self.connections(c, &items, &path.key("connections"))?;
+        }
+        Some(items)
+    }
+
+    /// `items.connections`: each endpoint one the plan's stores connect to, each cap a
+    /// positive number (a pair of mail sessions on one endpoint needs two).
+    fn connections(
+        &mut self,
+        written: BTreeMap<String, u64>,
+        items: &Items,
+        path: &YamlPath,
+    ) -> Option<BTreeMap<String, u32>> {
+        let used = crate::items::caps::plan_endpoints(items);
+        let both_sides: Vec<String> = items
+            .mail
+            .as_ref()
+            .and_then(|m| match (&m.source, &m.destination) {
+                (MailStore::Imap(s), MailStore::Imap(d)) => {
+                    let (s, d) = (
+                        crate::items::caps::imap_endpoint(s),
+                        crate::items::caps::imap_endpoint(d),
+                    );
+                    (s == d).then_some(vec![s])
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (endpoint, n) in written {
+            let p = path.key(&endpoint);
+            let name = endpoint.trim().to_ascii_lowercase();
+            if !used.contains(&name) {
+                ok = false;
+                let span = self.index.key_span(&p).unwrap_or_else(|| self.span(&p));
+                let help = if used.is_empty() {
+                    "no store of this plan file connects to a server: remove `items.connections`"
+                        .to_owned()
+                } else {
+                    format!(
+                        "the plan file's stores connect to {}",
+                        join_or(&used.iter().map(|e| format!("`{e}`")).collect::<Vec<_>>())
+                    )
+                };
+                self.push(
+                    Problem::new(
+                        codes::UNKNOWN_VALUE,
+                        format!("`{p}` names an endpoint no store of this plan file uses"),
+                    )
+                    .label(span, "not an endpoint of this plan file")
+                    .help(help),
+                );
+                continue;
+            }
+            let least = if both_sides.contains(&name) { 2 } else { 1 };
+            match u32::try_from(n) {
+                Ok(n) if n >= least => {
+                    out.insert(name, n);
+                }
+                _ => {
+                    ok = false;
+                    let span = self.span(&p);
+                    let (message, label, help) = if n == 0 {
+                        (
+                            format!("`{p}` must allow at least 1 connection"),
+                            "0 connections would stop every copy".to_owned(),
+                            "write the most connections mailplan may hold to it at once; leave \
+                             the endpoint out for no cap"
+                                .to_owned(),
+                        )
+                    } else if n < u64::from(least) {
+                        (
+                            format!("`{p}` must allow at least 2 connections"),
+                            "a pair of mail sessions needs 2".to_owned(),
+                            format!(
+                                "`{name}` is both the source and the destination of the mail: \
+                                 each mailbox copies over a source and a destination session, \
+                                 so write at least 2"
+                            ),
+                        )
+                    } else {
+                        (
+                            format!("`{p}` is too large"),
+                            "too large".to_owned(),
+                            format!("write at most {}, or leave the endpoint out", u32::MAX),
+                        )
+                    };
+                    self.push(
+                        Problem::new(codes::WRONG_TYPE, message)
+                            .label(span, label)
+                            .help(help),
+                    );
+                }
+            }
+        }
+        ok.then_some(out)
     }
 
     pub(super) fn path_template(
