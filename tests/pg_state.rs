@@ -1102,7 +1102,7 @@ fn a_cap_of_two_connections_is_never_exceeded_by_three_workers() {
 #[test]
 fn a_cap_changed_with_set_cap_while_workers_run_is_followed_within_one_lease() {
     let uids = ["s1", "s2", "s3", "s4", "s5", "s6"];
-    let per_user = 1_500;
+    let per_user = 3_000;
     let d = mailboxes(&uids, per_user, 1_000);
     let pg = postgres::Postgres::start();
     let case = Case::wave(&d, &pg, &uids);
