@@ -22,6 +22,7 @@ pub mod mail;
 pub mod mutf7;
 pub mod pim;
 pub mod store;
+pub mod throttle;
 pub mod work;
 
 use std::collections::BTreeMap;

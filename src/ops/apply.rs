@@ -745,6 +745,7 @@ pub async fn apply_with_items(
         left_out,
         report,
         skipped,
+        throttled: crate::items::throttle::totals(),
     })
 }
 
