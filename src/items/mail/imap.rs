@@ -263,7 +263,7 @@ fn fail(who: &str, clock: &Clock, what: &str, f: Fail) -> MailError {
             message: format!(
                 "IMAP {who}: the server ended the session while waiting for {what}: {line}"
             ),
-            text: line,
+            text: untagged(&line),
         },
         Fail::Refused(why) => {
             MailError::Imap(format!("IMAP {who}: {why} while waiting for {what}"))
@@ -292,11 +292,20 @@ fn throttling(line: &str) -> bool {
             .contains("maximum number of connections")
 }
 
+/// A server's answer without its tag (or `*`), as throttling is reported.
+fn untagged(line: &str) -> String {
+    line.split_once(' ').map_or(line, |(_, rest)| rest).to_string()
+}
+
 /// A server's answer, as a refusal of one message.
 fn refusal(line: String) -> Refusal {
-    Refusal {
-        throttled: throttling(&line),
-        text: line,
+    if throttling(&line) {
+        Refusal {
+            text: untagged(&line),
+            throttled: true,
+        }
+    } else {
+        Refusal::from(line)
     }
 }
 
@@ -873,7 +882,7 @@ impl Session {
                         self.who,
                         greeting.line()
                     ),
-                    text: greeting.line(),
+                    text: untagged(&greeting.line()),
                 });
             }
             self.clock.reset();
@@ -943,7 +952,7 @@ impl Session {
             MailError::Throttled {
                 endpoint: self.endpoint.clone(),
                 message: format!("IMAP {}: {line}", self.who),
-                text: line,
+                text: untagged(&line),
             }
         } else {
             err(&self.who, line)
@@ -1770,7 +1779,7 @@ impl Session {
             );
             commands.push((tag, head.into_bytes(), data, sync));
         }
-        let mut results: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+        let mut results: BTreeMap<String, Result<(), Refusal>> = BTreeMap::new();
         if commands.iter().any(|c| c.3) {
             // No non-synchronising literals: one APPEND at a time, waiting for `+`.
             for (tag, head, data, _) in &commands {
@@ -1783,7 +1792,7 @@ impl Session {
                         break;
                     }
                     if r.tag == *tag {
-                        results.insert(tag.clone(), Err(r.line()));
+                        results.insert(tag.clone(), Err(refusal(r.line())));
                         break;
                     }
                     let bye = r.tag == "*" && r.status() == "BYE";
@@ -1806,8 +1815,11 @@ impl Session {
                 let r = match self.finish(tag, &what, each).await {
                     Ok(()) => Ok(()),
                     Err(e) if self.broken => return Err(e),
-                    Err(MailError::Throttled { text, .. }) => Err(text),
-                    Err(e) => Err(e.to_string()),
+                    Err(MailError::Throttled { text, .. }) => Err(Refusal {
+                        text,
+                        throttled: true,
+                    }),
+                    Err(e) => Err(Refusal::from(e.to_string())),
                 };
                 results.insert(tag.clone(), r);
             }
@@ -1827,7 +1839,7 @@ impl Session {
                 flush(writer, clock).await
             };
             let read = async {
-                let mut got: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+                let mut got: BTreeMap<String, Result<(), Refusal>> = BTreeMap::new();
                 let mut ignored = 0;
                 while got.len() < tags.len() {
                     let r = read_response(reader, clock, limits).await?;
@@ -1839,7 +1851,7 @@ impl Session {
                             if status == "OK" {
                                 Ok(())
                             } else {
-                                Err(r.line())
+                                Err(refusal(r.line()))
                             },
                         );
                     } else if r.tag == "*" && r.status() == "BYE" {
@@ -1867,10 +1879,10 @@ impl Session {
         }
         Ok(commands
             .iter()
-            .map(|c| match results.remove(&c.0) {
-                Some(Ok(())) => Ok(()),
-                Some(Err(line)) => Err(refusal(line)),
-                None => Err(Refusal::from("no answer".to_string())),
+            .map(|c| {
+                results
+                    .remove(&c.0)
+                    .unwrap_or_else(|| Err(Refusal::from("no answer".to_string())))
             })
             .collect())
     }
