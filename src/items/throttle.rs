@@ -125,7 +125,8 @@ pub fn human(d: Duration) -> String {
 }
 
 /// Records that `endpoint` answered `text` to say "not now" (with the server's Retry-After, if
-/// it gave one): the endpoint's pause is set or extended. `Err` with the reason to fail with
+/// it gave one): the endpoint's pause is set, doubled from the last one, unless one is still
+/// running. `Err` with the reason to fail with
 /// once it has throttled for [`give_up_after`] with no progress; else the caller waits
 /// ([`wait`]) and tries again.
 pub fn throttled(endpoint: &str, text: &str, retry_after: Option<Duration>) -> Result<(), String> {
@@ -146,6 +147,14 @@ pub fn throttled(endpoint: &str, text: &str, retry_after: Option<Duration>) -> R
             "the server {endpoint} kept throttling for {} with no progress: {text}",
             human(bound)
         ));
+    }
+    // An answer to a request sent before the pause began (another session's, typically) says
+    // nothing new: the pause is not doubled again for it.
+    if gate.until > now {
+        if let Some(r) = retry_after {
+            gate.until = gate.until.max(now + r.min(MAX_RETRY_AFTER));
+        }
+        return Ok(());
     }
     let ours = FIRST_PAUSE
         .saturating_mul(1u32 << gate.level.min(16))
@@ -258,6 +267,8 @@ mod tests {
             wait(ep).await;
             assert!(start.elapsed() >= Duration::from_millis(900));
             throttled(ep, "NO [LIMIT] busy", None).unwrap();
+            // An answer while paused does not double the pause again.
+            throttled(ep, "NO [LIMIT] busy", None).unwrap();
             let level = gates()[ep].level;
             assert_eq!(level, 2);
             progress(ep);
@@ -266,7 +277,7 @@ mod tests {
         })
         .await;
         let (times, waited) = tally.get();
-        assert_eq!(times, 2);
+        assert_eq!(times, 3);
         assert!(waited >= Duration::from_millis(900));
         // Throttling since long ago with no progress: given up, with the server's text.
         gates().get_mut(ep).unwrap().since = Instant::now().checked_sub(give_up_after());
