@@ -141,7 +141,10 @@ fn dovecot_refusing_sessions_over_its_limit_slows_the_copy_and_everything_arrive
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains(&format!("copied {n} messages")), "{out}");
     assert!(out.contains("is throttling"), "{out}");
-    assert!(out.contains("throttled: servers asked to slow down"), "{out}");
+    assert!(
+        out.contains("throttled: servers asked to slow down"),
+        "{out}"
+    );
     assert!(!out.contains("bad item"), "{out}");
     let got = held(&d, TARGET);
     assert_eq!(got.len(), n, "{out}");
@@ -199,7 +202,9 @@ fn command(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> Option<(String, V
         if r.read_until(b'\n', &mut line).ok()? == 0 {
             return None;
         }
-        let text = String::from_utf8_lossy(&line[start..]).trim_end().to_string();
+        let text = String::from_utf8_lossy(&line[start..])
+            .trim_end()
+            .to_string();
         let Some(open) = text.rfind('{').filter(|_| text.ends_with('}')) else {
             return Some((String::from_utf8_lossy(&line).into_owned(), literals));
         };
@@ -277,7 +282,7 @@ fn serve(mut s: TcpStream, mode: Appends, held: Arc<Mutex<Held>>) {
                     Appends::RefuseAll => true,
                 };
                 if refuse {
-                    status = if h.appends % 2 == 0 {
+                    status = if h.appends.is_multiple_of(2) {
                         "NO [UNAVAILABLE] Try again later".into()
                     } else {
                         "NO [LIMIT] Too many messages at once, slow down".into()
@@ -342,7 +347,10 @@ fn appends_answered_limit_or_unavailable_are_sent_again_later_and_none_is_a_bad_
         "{out}"
     );
     assert!(out.contains("throttled by the server"), "{out}");
-    assert!(out.contains("throttled: servers asked to slow down"), "{out}");
+    assert!(
+        out.contains("throttled: servers asked to slow down"),
+        "{out}"
+    );
     let got = stored(&held);
     assert_eq!(got.len(), 5, "{got:?}");
     assert!(got.values().all(|&c| c == 1), "a message twice: {got:?}");
@@ -355,7 +363,10 @@ fn a_server_that_throttles_for_ever_fails_the_import_with_its_reason() {
     let (code, out) = apply(dir.path(), "3");
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("kept throttling"), "{out}");
-    assert!(out.contains("[UNAVAILABLE] Try again later") || out.contains("[LIMIT]"), "{out}");
+    assert!(
+        out.contains("[UNAVAILABLE] Try again later") || out.contains("[LIMIT]"),
+        "{out}"
+    );
     assert!(!out.contains("Apply complete"), "{out}");
     assert!(!out.contains("bad item"), "{out}");
     assert!(stored(&held).is_empty());
@@ -424,9 +435,7 @@ fn relay(
         // Upstream, one request on its own connection, its answer passed on as it is.
         let head = text
             .lines()
-            .filter(|l| {
-                !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty()
-            })
+            .filter(|l| !l.to_ascii_lowercase().starts_with("connection:") && !l.is_empty())
             .collect::<Vec<_>>()
             .join("\r\n");
         let mut up = TcpStream::connect(("127.0.0.1", upstream))?;

@@ -294,7 +294,9 @@ fn throttling(line: &str) -> bool {
 
 /// A server's answer without its tag (or `*`), as throttling is reported.
 fn untagged(line: &str) -> String {
-    line.split_once(' ').map_or(line, |(_, rest)| rest).to_string()
+    line.split_once(' ')
+        .map_or(line, |(_, rest)| rest)
+        .to_string()
 }
 
 /// A server's answer, as a refusal of one message.
