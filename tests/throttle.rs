@@ -1,7 +1,7 @@
 //! Servers that throttle: the copy slows down and goes on instead of failing. A real Dovecot
 //! whose `mail_max_userip_connections` is lower than the sessions an import opens at once; a
-//! hostile IMAP destination on 127.0.0.1 that answers APPENDs `NO [LIMIT]` / `NO
-//! [UNAVAILABLE]` for a while, or for ever (with a short bound: the import then fails with the
+//! hostile IMAP destination on 127.0.0.1 that answers APPENDs (one per message, or one
+//! MULTIAPPEND per batch) `NO [LIMIT]` / `NO [UNAVAILABLE]` for a while, or for ever (with a short bound: the import then fails with the
 //! server's reason and apply exits 1); and Radicale behind a small proxy that answers the first
 //! PUTs `429 Too Many Requests` with `Retry-After: 1`. Every message and contact arrives once,
 //! none is a bad item, and the summary says the copy was throttled.
@@ -175,7 +175,9 @@ struct Held {
 }
 
 /// Starts the stand-in destination; returns its port and what it holds.
-fn hostile_destination(mode: Appends) -> (u16, Arc<Mutex<Held>>) {
+/// With `multiappend`, it offers MULTIAPPEND (RFC 3502): a batch is one command, stored or
+/// refused whole.
+fn hostile_destination(mode: Appends, multiappend: bool) -> (u16, Arc<Mutex<Held>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let held = Arc::new(Mutex::new(Held::default()));
@@ -187,7 +189,7 @@ fn hostile_destination(mode: Appends) -> (u16, Arc<Mutex<Held>>) {
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let held = shared.clone();
-            std::thread::spawn(move || serve(stream, mode, held));
+            std::thread::spawn(move || serve(stream, mode, multiappend, held));
         }
     });
     (port, held)
@@ -219,8 +221,13 @@ fn command(r: &mut BufReader<TcpStream>, w: &mut TcpStream) -> Option<(String, V
     }
 }
 
-fn serve(mut s: TcpStream, mode: Appends, held: Arc<Mutex<Held>>) {
-    if s.write_all(b"* OK [CAPABILITY IMAP4rev1 LITERAL+] ready\r\n")
+fn serve(mut s: TcpStream, mode: Appends, multiappend: bool, held: Arc<Mutex<Held>>) {
+    let caps = if multiappend {
+        "IMAP4rev1 LITERAL+ MULTIAPPEND"
+    } else {
+        "IMAP4rev1 LITERAL+"
+    };
+    if s.write_all(format!("* OK [CAPABILITY {caps}] ready\r\n").as_bytes())
         .is_err()
     {
         return;
@@ -239,7 +246,7 @@ fn serve(mut s: TcpStream, mode: Appends, held: Arc<Mutex<Held>>) {
         let mut out: Vec<u8> = Vec::new();
         let mut status = "OK done".to_string();
         match verb.as_str() {
-            "CAPABILITY" => out.extend_from_slice(b"* CAPABILITY IMAP4rev1 LITERAL+\r\n"),
+            "CAPABILITY" => out.extend_from_slice(format!("* CAPABILITY {caps}\r\n").as_bytes()),
             "LIST" | "LSUB" => {
                 for f in h.folders.keys() {
                     out.extend_from_slice(format!("* {verb} () \".\" \"{f}\"\r\n").as_bytes());
@@ -287,8 +294,8 @@ fn serve(mut s: TcpStream, mode: Appends, held: Arc<Mutex<Held>>) {
                     } else {
                         "NO [LIMIT] Too many messages at once, slow down".into()
                     };
-                } else if let Some(m) = literals.into_iter().next() {
-                    h.folders.entry(folder).or_default().push(m);
+                } else {
+                    h.folders.entry(folder).or_default().extend(literals);
                 }
             }
             "LOGOUT" => {
@@ -336,7 +343,13 @@ fn stored(held: &Mutex<Held>) -> BTreeMap<String, usize> {
 
 #[test]
 fn appends_answered_limit_or_unavailable_are_sent_again_later_and_none_is_a_bad_item() {
-    let (port, held) = hostile_destination(Appends::RefuseFirst(7));
+    for (multiappend, refused) in [(false, 7), (true, 2)] {
+        appends_refused_for_a_while(multiappend, refused);
+    }
+}
+
+fn appends_refused_for_a_while(multiappend: bool, refused: usize) {
+    let (port, held) = hostile_destination(Appends::RefuseFirst(refused), multiappend);
     let dir = into_hostile(port, 5);
     let (code, out) = apply(dir.path(), "300");
     assert_eq!(code, Some(0), "{out}");
@@ -358,7 +371,7 @@ fn appends_answered_limit_or_unavailable_are_sent_again_later_and_none_is_a_bad_
 
 #[test]
 fn a_server_that_throttles_for_ever_fails_the_import_with_its_reason() {
-    let (port, held) = hostile_destination(Appends::RefuseAll);
+    let (port, held) = hostile_destination(Appends::RefuseAll, false);
     let dir = into_hostile(port, 3);
     let (code, out) = apply(dir.path(), "3");
     assert_eq!(code, Some(1), "{out}");
