@@ -9,6 +9,11 @@
 //! tagged OK, or the file renamed into place). A mailbox's batches go over several pairs of
 //! sessions at once, but each is stored only after the batch before it into the same folder, so
 //! a folder's messages arrive in the source's order.
+//!
+//! A server that throttles slows the import down ([`throttle`]): messages it answered "not now"
+//! are sent again once its pause is over, and where what it stored is unknown (a BYE during an
+//! APPEND) what is new is worked out again, as on a rerun. Each import counts how often it was
+//! throttled and how long it waited.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

@@ -22,11 +22,17 @@
 //! few bytes at a time, is given up on; the error names the server and what was awaited.
 //! Connecting and logging in, listing and fetching change nothing and are tried again on a new
 //! connection after a timeout or a dropped connection ([`ATTEMPTS`] in all); an APPEND is never
-//! sent twice. Nothing is allocated by a length the server announced: a response line is read up
-//! to [`MAX_LINE`], a literal grows as its bytes arrive, and a message over [`MAX_MESSAGE`] is a
+//! sent twice, except one the server answered "not now" (see below), which stored nothing.
+//! Nothing is allocated by a length the server announced: a response line is read up to
+//! [`MAX_LINE`], a literal grows as its bytes arrive, and a message over [`MAX_MESSAGE`] is a
 //! bad item, read past without being kept. Strings that a quoted string cannot carry (CR, LF,
 //! 8-bit bytes: passwords, user and folder names) are sent as literals, non-synchronising where
 //! the server announced LITERAL+ (or LITERAL- for small ones); NUL cannot be sent at all.
+//!
+//! A server that says "not now" (RFC 5530's `[UNAVAILABLE]`, `[LIMIT]`, `[INUSE]`, a BYE, a
+//! login refused over a connection limit) gives [`MailError::Throttled`] or a throttled
+//! [`Refusal`], never a refusal of the mailbox or the message: connecting and reading wait for
+//! the server's pause ([`throttle`]) and try again; what to resend of a batch is the caller's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -731,7 +737,7 @@ macro_rules! retried {
             match result {
                 Err(MailError::Throttled { endpoint, text, .. }) if $s.origin.is_some() => {
                     if let Err(reason) = throttle::throttled(&endpoint, &text, None) {
-                        break Err(MailError::Imap(format!("IMAP {}: {reason}", $s.who)));
+                        break Err(MailError::Connection(format!("IMAP {}: {reason}", $s.who)));
                     }
                     reopen = true;
                 }
@@ -763,7 +769,10 @@ impl Session {
             match Session::connect_once(store, user).await {
                 Err(MailError::Throttled { endpoint, text, .. }) => {
                     if let Err(reason) = throttle::throttled(&endpoint, &text, None) {
-                        return Err(MailError::Imap(format!("IMAP {user}@{endpoint}: {reason}")));
+                        // Like a server that cannot be reached: not a refusal of this mailbox.
+                        return Err(MailError::Connection(format!(
+                            "IMAP {user}@{endpoint}: {reason}"
+                        )));
                     }
                 }
                 Err(e) if e.is_connection() && attempt < ATTEMPTS => {
