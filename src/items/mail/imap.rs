@@ -2650,6 +2650,29 @@ mod tests {
     }
 
     #[test]
+    fn throttling_answers_are_told_from_refusals() {
+        assert!(throttling("A1 NO [LIMIT] slow down"));
+        assert!(throttling("A1 NO [UNAVAILABLE] try later"));
+        assert!(throttling("A1 no [inuse] busy"));
+        assert!(throttling(
+            "A3 NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=2)"
+        ));
+        assert!(throttling(
+            "* BYE Maximum number of connections from user+IP exceeded"
+        ));
+        assert!(!throttling("A1 NO [OVERQUOTA] mailbox full"));
+        assert!(!throttling("A1 NO message too large"));
+        assert!(!throttling("A1 NO the words [LIMIT] later in the text"));
+        let r = refusal("A7 NO [LIMIT] slow down".into());
+        assert_eq!(
+            (r.text.as_str(), r.throttled),
+            ("NO [LIMIT] slow down", true)
+        );
+        let r = refusal("A7 NO too big".into());
+        assert_eq!((r.text.as_str(), r.throttled), ("A7 NO too big", false));
+    }
+
+    #[test]
     fn quotes_and_line_ends() {
         assert_eq!(
             encode(b"a\"b\\c").unwrap(),
