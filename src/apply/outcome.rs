@@ -27,6 +27,9 @@ pub struct Applied {
     /// Items skipped as bad: those this run's imports found, and those the plan found for
     /// persons whose import did not run; by person and kind, each in the order found.
     pub skipped: Vec<SkippedItem>,
+    /// Answers of servers that said "not now" during the copy, and the time waited for them
+    /// (summed over sessions working at once).
+    pub throttled: (u64, std::time::Duration),
 }
 
 impl Applied {
@@ -36,6 +39,7 @@ impl Applied {
             report,
             left_out: Vec::new(),
             skipped: Vec::new(),
+            throttled: (0, std::time::Duration::ZERO),
         }
     }
 

@@ -28,6 +28,8 @@ use std::time::Duration;
 use quick_xml::events::Event;
 use reqwest::{Method, StatusCode, Url};
 
+use crate::items::throttle;
+
 use super::store::{PutOutcome, first_uid, resource_name, same_content};
 
 /// Where a collection is and how to log in. The password is already resolved from the plan's
@@ -130,6 +132,14 @@ pub enum DavError {
     },
     #[error("{url} answered XML that cannot be read: {message}")]
     Xml { url: String, message: String },
+    /// The server answered 429 or 503 for longer than mailplan waits (see
+    /// [`crate::items::throttle`]).
+    #[error("{method} {url}: {message}")]
+    Throttled {
+        method: String,
+        url: String,
+        message: String,
+    },
 }
 
 impl DavError {
@@ -220,10 +230,66 @@ impl DavCollection {
         }
     }
 
+    /// [`DavCollection::send_tries`], keeping to the server's throttling pause: an answer 429
+    /// (Too Many Requests) or 503 (Service Unavailable) did nothing, so the request is sent again,
+    /// a PUT too, once the pause (or the server's Retry-After) is over, until the server has
+    /// throttled too long with no progress ([`DavError::Throttled`]).
+    async fn send(
+        &self,
+        method: &str,
+        url: &Url,
+        rb: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), DavError> {
+        let endpoint = format!(
+            "{}:{}",
+            url.host_str().unwrap_or_default(),
+            url.port_or_known_default().unwrap_or_default()
+        );
+        let mut rb = rb;
+        loop {
+            throttle::wait(&endpoint).await;
+            let again = rb.try_clone();
+            let (status, headers, body) = self.send_tries(method, url, rb).await?;
+            if !matches!(
+                status,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+            ) {
+                throttle::progress(&endpoint);
+                return Ok((status, headers, body));
+            }
+            let snippet: String = body.trim().chars().take(200).collect();
+            let text = if snippet.is_empty() {
+                format!("{method} answered {status}")
+            } else {
+                format!("{method} answered {status}: {snippet}")
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let asked = headers
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| throttle::retry_after(v, now));
+            if let Err(message) = throttle::throttled(&endpoint, &text, asked) {
+                return Err(DavError::Throttled {
+                    method: method.to_string(),
+                    url: url.to_string(),
+                    message,
+                });
+            }
+            match again {
+                Some(next) => rb = next,
+                // A body that cannot be sent again (never the case for mailplan's): the answer
+                // stands.
+                None => return Ok((status, headers, body)),
+            }
+        }
+    }
+
     /// Sends a request and reads its answer, at most [`MAX_BODY`] bytes of it. A request that
     /// changes nothing is sent again (up to [`ATTEMPTS`] times) when the connection fails or a
     /// deadline passes; a PUT, MKCOL or MKCALENDAR is sent once.
-    async fn send(
+    async fn send_tries(
         &self,
         method: &str,
         url: &Url,

@@ -9,6 +9,11 @@
 //! tagged OK, or the file renamed into place). A mailbox's batches go over several pairs of
 //! sessions at once, but each is stored only after the batch before it into the same folder, so
 //! a folder's messages arrive in the source's order.
+//!
+//! A server that throttles slows the import down ([`throttle`]): messages it answered "not now"
+//! are sent again once its pause is over, and where what it stored is unknown (a BYE during an
+//! APPEND) what is new is worked out again, as on a rerun. Each import counts how often it was
+//! throttled and how long it waited.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -23,10 +28,11 @@ use crate::items::endpoints::PersonEndpoints;
 use crate::items::endpoints::{MailAt, MailEndpoints};
 use crate::items::inventory::{read_ledger, read_versions, select_mail, select_mail_in};
 use crate::items::mail::{
-    FOLDER_KIND, MessageMeta, Selection, Store, ToCopy, folder_made, folder_subscribed,
+    FOLDER_KIND, MailError, MessageMeta, Selection, Store, ToCopy, folder_made, folder_subscribed,
     ledger_identity,
 };
 use crate::items::store::PutOutcome;
+use crate::items::throttle;
 use crate::items::work::Settings;
 use crate::items::{BadItem, ItemKind, human_bytes, pim};
 use crate::plan::{Action, ActionKind};
@@ -82,6 +88,46 @@ pub struct ImportReport {
     /// Mail: folders made at the destination, and subscriptions added there.
     pub folders_created: u64,
     pub subscribed: u64,
+    /// Answers of a server that said "not now" (see [`throttle`]), and the time the import's
+    /// sessions waited for such servers (summed over sessions working at once).
+    pub throttled: u64,
+    pub throttle_waited: std::time::Duration,
+}
+
+/// Why a mail import's round stopped: `throttled` (the server's `host:port` and answer) when a
+/// server said "not now" where what it stored is unknown or nothing was stored: the import is
+/// then worked out again, from the ledger and the destination as they are, once the server's
+/// pause is over.
+struct Stop {
+    text: String,
+    throttled: Option<(String, String)>,
+}
+
+impl From<MailError> for Stop {
+    fn from(e: MailError) -> Self {
+        let text = e.to_string();
+        match e {
+            MailError::Throttled {
+                endpoint, text: t, ..
+            } => Stop {
+                text,
+                throttled: Some((endpoint, t)),
+            },
+            _ => Stop {
+                text,
+                throttled: None,
+            },
+        }
+    }
+}
+
+impl From<String> for Stop {
+    fn from(text: String) -> Self {
+        Stop {
+            text,
+            throttled: None,
+        }
+    }
 }
 
 impl ItemImporter {
@@ -251,9 +297,57 @@ impl ItemImporter {
         // One writer per Maildir, whichever state folder the apply uses: what is new is worked
         // out and copied under the lock, so two applies never both copy one message.
         let _writer = lock_maildir(&ep.destination)?;
-        let ledger = read_ledger(Some(&self.state), &[mailbox.clone()].into())
+        let mut report = ImportReport::default();
+        // A server that said "not now" where what it stored is unknown (a BYE during an
+        // APPEND): once its pause is over, what is new is worked out again, as a rerun would.
+        let result = loop {
+            match self
+                .mail_round(ep, items, &mailbox, part, holder, &mut report)
+                .await
+            {
+                Ok(()) => break Ok(()),
+                Err(Stop {
+                    throttled: Some((endpoint, text)),
+                    ..
+                }) => {
+                    if let Err(reason) = throttle::throttled(&endpoint, &text, None) {
+                        break Err(reason);
+                    }
+                }
+                Err(Stop { text, .. }) => break Err(text),
+            }
+        };
+        // A round after another finds the plan's bad items (and refused messages) again.
+        let mut seen = std::collections::BTreeSet::new();
+        report
+            .bad
+            .retain(|b| seen.insert((b.location.clone(), b.message.clone())));
+        if let Ok(db) = StateDb::open_at(&self.state) {
+            record_bad(&db, self.run, &mailbox, "mail", &report.bad);
+        }
+        match result {
+            Ok(()) => Ok(report),
+            Err(e) => Err(format!(
+                "{e} (after {} messages were copied; a rerun copies the rest)",
+                report.copied
+            )),
+        }
+    }
+
+    /// Works out what is new (in the folders of `part` only, when given) and copies it, adding
+    /// to `report`.
+    async fn mail_round(
+        &self,
+        ep: &MailEndpoints,
+        items: &crate::spec::MailItems,
+        mailbox: &str,
+        part: Option<&FolderPart>,
+        holder: &str,
+        report: &mut ImportReport,
+    ) -> Result<(), Stop> {
+        let ledger = read_ledger(Some(&self.state), &[mailbox.to_string()].into())
             .map_err(|e| e.to_string())?
-            .remove(&mailbox)
+            .remove(mailbox)
             .unwrap_or_default();
         // The first pair of sessions waits for room under the endpoints' caps; the others
         // are opened only where there is room at once.
@@ -266,17 +360,14 @@ impl ItemImporter {
                 }
                 None => l,
             })
-            .await
-            .map_err(|e| e.to_string())?;
-        let db = StateDb::open_at(&self.state).map_err(|e| e.to_string())?;
-        let mut report = ImportReport {
-            bad: selection.bad.clone(),
-            ..Default::default()
-        };
-        let made = self
-            .folder_tree(&mailbox, &selection, &mut destination, &mut report)
             .await?;
-        db.ledger_record_all(&made).map_err(|e| e.to_string())?;
+        report.bad.extend(selection.bad.iter().cloned());
+        let made = self
+            .folder_tree(mailbox, &selection, &mut destination, report)
+            .await?;
+        StateDb::open_at(&self.state)
+            .and_then(|db| db.ledger_record_all(&made))
+            .map_err(|e| e.to_string())?;
         // The batches, in source order, in one queue that up to WORKERS pairs of sessions take
         // from, so that the servers' per-message work (an fsync per stored message, typically)
         // overlaps instead of adding up. Each batch is stored only after the batch before it
@@ -309,21 +400,23 @@ impl ItemImporter {
                     queue.clone(),
                     self.state.clone(),
                     self.run,
-                    mailbox.clone(),
+                    mailbox.to_string(),
                 );
-                tasks.spawn(async move {
+                tasks.spawn(throttle::inherit(async move {
                     copy_worker(ep, stores, permit, queue, dir, runid, mailbox).await
-                });
+                }));
             }
             while let Some(joined) = tasks.join_next().await {
                 match joined {
-                    Ok(Ok(r)) => {
+                    Ok((r, stopped)) => {
                         report.copied += r.copied;
                         report.bytes += r.bytes;
                         report.bad.extend(r.bad);
+                        if let Some(e) = stopped {
+                            failure = Some(e);
+                        }
                     }
-                    Ok(Err(e)) => failure = Some(e),
-                    Err(e) => failure = Some(format!("an import task failed: {e}")),
+                    Err(e) => failure = Some(Stop::from(format!("an import task failed: {e}"))),
                 }
             }
         }
@@ -332,15 +425,10 @@ impl ItemImporter {
             d.close().await;
             drop(permit);
         }
-        if let Some(e) = failure {
-            record_bad(&db, self.run, &mailbox, "mail", &report.bad);
-            return Err(format!(
-                "{e} (after {} messages were copied; a rerun copies the rest)",
-                report.copied
-            ));
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        record_bad(&db, self.run, &mailbox, "mail", &report.bad);
-        Ok(report)
     }
 }
 
@@ -354,7 +442,7 @@ impl ItemImporter {
         selection: &Selection,
         destination: &mut Store,
         report: &mut ImportReport,
-    ) -> Result<Vec<LedgerItem>, String> {
+    ) -> Result<Vec<LedgerItem>, Stop> {
         let mut done = Vec::new();
         let record = |folder: &str, identity: String| LedgerItem {
             run: self.run,
@@ -365,11 +453,7 @@ impl ItemImporter {
             size: None,
         };
         for folder in &selection.create {
-            match destination
-                .create_folder(folder)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match destination.create_folder(folder).await? {
                 Ok(()) => {
                     report.folders_created += 1;
                     done.push(record(folder, folder_made(folder)));
@@ -381,11 +465,7 @@ impl ItemImporter {
             }
         }
         for folder in &selection.subscribe {
-            match destination
-                .subscribe(folder)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            match destination.subscribe(folder).await? {
                 Ok(()) => {
                     report.subscribed += 1;
                     done.push(record(folder, folder_subscribed(folder)));
@@ -523,6 +603,13 @@ impl ItemImporter {
                         written.push((o.uid.clone(), o.uid.clone(), o.digest.clone()));
                     }
                 }
+                Err(e) if e.gave_up => {
+                    record_bad(&db, self.run, &mailbox, "event", &report.bad);
+                    return Err(format!(
+                        "{e} (after {} events were copied; a rerun copies the rest)",
+                        report.copied
+                    ));
+                }
                 Err(e) => report.bad.push(BadItem {
                     location: format!("{}: UID {}", ep.source.display(), o.uid),
                     message: format!("the destination refused it: {e}"),
@@ -579,6 +666,13 @@ impl ItemImporter {
                     )? {
                         written.push((card.uid, c.identity, digest));
                     }
+                }
+                Err(e) if e.gave_up => {
+                    record_bad(&db, self.run, &mailbox, "contact", &report.bad);
+                    return Err(format!(
+                        "{e} (after {} contacts were copied; a rerun copies the rest)",
+                        report.copied
+                    ));
                 }
                 Err(e) => report.bad.push(BadItem {
                     location: format!("{}:{}", ep.source.display(), c.line),
@@ -691,7 +785,8 @@ fn next_job(queue: &Queue) -> Option<Job> {
 }
 
 /// Copies batches from the queue over one pair of sessions (opened here unless given) until it
-/// is empty, recording each confirmed message in the ledger batch by batch.
+/// is empty, recording each confirmed message in the ledger batch by batch. What it copied,
+/// and why it stopped before the queue was empty.
 async fn copy_worker(
     ep: MailEndpoints,
     stores: Option<(Store, Store)>,
@@ -700,22 +795,46 @@ async fn copy_worker(
     state: Location,
     runid: RunId,
     mailbox: String,
-) -> Result<ImportReport, String> {
+) -> (ImportReport, Option<Stop>) {
+    let mut report = ImportReport::default();
+    let stopped = copy_jobs(
+        ep,
+        stores,
+        &permit,
+        &queue,
+        state,
+        runid,
+        &mailbox,
+        &mut report,
+    )
+    .await
+    .err();
+    drop(permit);
+    (report, stopped)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn copy_jobs(
+    ep: MailEndpoints,
+    stores: Option<(Store, Store)>,
+    permit: &Permit,
+    queue: &Queue,
+    state: Location,
+    runid: RunId,
+    mailbox: &str,
+    report: &mut ImportReport,
+) -> Result<(), Stop> {
     let (mut source, mut destination) = match stores {
         Some(s) => s,
         None => (
-            Store::open(&ep.source).await.map_err(|e| e.to_string())?,
-            Store::open(&ep.destination)
-                .await
-                .map_err(|e| e.to_string())?,
+            Store::open(&ep.source).await?,
+            Store::open(&ep.destination).await?,
         ),
     };
-    let db = StateDb::open_at(&state).map_err(|e| e.to_string())?;
-    let mut report = ImportReport::default();
     // A revoked permit stops this pair between batches: the batches it did not take stay in
     // the queue for the pairs left, or for the next round.
     while !permit.revoked()
-        && let Some(job) = next_job(&queue)
+        && let Some(job) = next_job(queue)
     {
         let Job {
             batch: chunk,
@@ -728,18 +847,22 @@ async fn copy_worker(
             &mut source,
             &mut destination,
             runid,
-            &mailbox,
-            &mut report,
+            mailbox,
+            report,
         )
         .await?;
-        // The next batch into this folder may commit now; the ledger can follow.
+        // The next batch into this folder may commit now; the ledger can follow. The state is
+        // opened for the write only: on a shared state a connection is taken from the
+        // process's idle ones and given back, so a worker holds database sessions for its
+        // writes, not for each pair of mail sessions it has open.
         let _ = done.send(());
-        db.ledger_record_all(&rows).map_err(|e| e.to_string())?;
+        StateDb::open_at(&state)
+            .and_then(|db| db.ledger_record_all(&rows))
+            .map_err(|e| e.to_string())?;
     }
     source.close().await;
     destination.close().await;
-    drop(permit);
-    Ok(report)
+    Ok(())
 }
 
 /// Copies one batch, storing it once `previous` resolved; the ledger rows of what the
@@ -752,7 +875,7 @@ async fn copy_batch(
     runid: RunId,
     mailbox: &str,
     report: &mut ImportReport,
-) -> Result<Vec<LedgerItem>, String> {
+) -> Result<Vec<LedgerItem>, Stop> {
     let Some(head) = chunk.first() else {
         after(previous).await;
         return Ok(Vec::new());
@@ -770,12 +893,18 @@ async fn copy_batch(
     if chunk.len() == 1 && head.message.size > STREAM_ABOVE && source.streams_to(destination) {
         let m = &head.message;
         after(previous).await;
+        if let Some(endpoint) = destination.endpoint() {
+            throttle::wait(endpoint).await;
+        }
         let result = source
             .stream_to(source_folder, m, destination, folder)
             .await
             .unwrap_or_else(|| Ok(Err("this pair of stores cannot stream".into())));
-        return Ok(match result.map_err(|e| e.to_string())? {
+        return Ok(match result? {
             Ok(size) => {
+                if let Some(endpoint) = destination.endpoint() {
+                    throttle::progress(endpoint);
+                }
                 report.copied += 1;
                 report.bytes += size;
                 vec![row(m)]
@@ -790,10 +919,7 @@ async fn copy_batch(
         });
     }
     let metas: Vec<&MessageMeta> = chunk.iter().map(|c| &c.message).collect();
-    let bodies = source
-        .fetch_batch(source_folder, &metas)
-        .await
-        .map_err(|e| e.to_string())?;
+    let bodies = source.fetch_batch(source_folder, &metas).await?;
     let mut batch: Vec<(&MessageMeta, Vec<u8>)> = Vec::with_capacity(chunk.len());
     for (m, body) in metas.iter().zip(bodies) {
         match body {
@@ -809,24 +935,45 @@ async fn copy_batch(
         after(previous).await;
         return Ok(Vec::new());
     }
-    let sizes: Vec<u64> = batch.iter().map(|(_, d)| d.len() as u64).collect();
-    let results = destination
-        .append_batch(folder, &batch, after(previous))
-        .await
-        .map_err(|e| e.to_string())?;
+    // Messages the destination answered "not now" stored nothing: they are sent again, alone,
+    // once its pause is over, until it has throttled too long with no progress.
+    let mut previous = previous;
     let mut confirmed = Vec::new();
-    for (((m, _), result), size) in batch.iter().zip(results).zip(sizes) {
-        match result {
-            Ok(()) => {
-                report.copied += 1;
-                report.bytes += size;
-                confirmed.push(row(m));
-            }
-            Err(e) => report.bad.push(BadItem {
-                location: format!("{source_folder}/{}", m.key),
-                message: format!("the destination refused it: {e}"),
-            }),
+    while !batch.is_empty() {
+        if let Some(endpoint) = destination.endpoint() {
+            throttle::wait(endpoint).await;
         }
+        let results = destination
+            .append_batch(folder, &batch, after(previous.take()))
+            .await?;
+        let sent = batch.len();
+        let mut again = Vec::new();
+        let mut not_now = None;
+        for ((m, data), result) in batch.into_iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    report.copied += 1;
+                    report.bytes += data.len() as u64;
+                    confirmed.push(row(m));
+                }
+                Err(e) if e.throttled => {
+                    not_now = Some(e.text);
+                    again.push((m, data));
+                }
+                Err(e) => report.bad.push(BadItem {
+                    location: format!("{source_folder}/{}", m.key),
+                    message: format!("the destination refused it: {e}"),
+                }),
+            }
+        }
+        let endpoint = destination.endpoint().unwrap_or_default().to_string();
+        if again.len() < sent {
+            throttle::progress(&endpoint);
+        }
+        if let Some(text) = not_now {
+            throttle::throttled(&endpoint, &text, None)?;
+        }
+        batch = again;
     }
     Ok(confirmed)
 }
@@ -902,7 +1049,24 @@ impl ItemImporter {
     ) -> Result<ImportReport, String> {
         let action_kind = kind;
         {
-            let report = self.run_import(id, subject, kind, part, holder).await?;
+            let tally = Arc::new(throttle::Tally::default());
+            let result = throttle::tallied(
+                tally.clone(),
+                self.run_import(id, subject, kind, part, holder),
+            )
+            .await;
+            let (throttled, waited) = tally.get();
+            let slowed = match throttled {
+                0 => String::new(),
+                n => format!(
+                    "; throttled by the server {}, waited {} in all",
+                    count(n, "time", "times"),
+                    throttle::human(waited)
+                ),
+            };
+            let mut report = result.map_err(|e| format!("{e}{slowed}"))?;
+            report.throttled = throttled;
+            report.throttle_waited = waited;
             let kind = match action_kind {
                 ActionKind::ImportMail => ItemKind::Mail,
                 ActionKind::ImportCalendar => ItemKind::Calendar,
@@ -950,7 +1114,7 @@ impl ItemImporter {
                 n => format!(", {} skipped", count(n as u64, "bad item", "bad items")),
             };
             eprintln!(
-                "{id}: copied {} {what}{updated} ({}){folders}{bad}{kept}",
+                "{id}: copied {} {what}{updated} ({}){folders}{bad}{kept}{slowed}",
                 report.copied,
                 human_bytes(report.bytes),
             );

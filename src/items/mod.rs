@@ -24,6 +24,7 @@ pub mod mutf7;
 pub mod pim;
 pub mod split;
 pub mod store;
+pub mod throttle;
 pub mod work;
 
 use std::collections::BTreeMap;

@@ -24,6 +24,7 @@ use crate::items::calendar::{
 use crate::items::contacts::{
     self, CardDav, Contact, ContactStore, VcardFolder, VcardObject, VcardVersion,
 };
+use crate::items::dav::DavError;
 use crate::items::endpoints::{CalendarAt, CalendarEndpoints, ContactEndpoints, ContactsAt, DavAt};
 use crate::items::store::sha256_hex;
 pub use crate::state::ItemVersion;
@@ -131,12 +132,22 @@ impl Calendars {
         .map_err(|e| e.to_string())
     }
     /// Creates (`etag` `None`) or updates the version with that ETag.
-    pub async fn put(&self, o: &CalendarObject, etag: Option<&str>) -> Result<PutOutcome, String> {
+    pub async fn put(
+        &self,
+        o: &CalendarObject,
+        etag: Option<&str>,
+    ) -> Result<PutOutcome, PutFailed> {
         match self {
             Calendars::Folder(f) => f.put(o, etag).await,
             Calendars::Dav(d) => d.put(o, etag).await,
         }
-        .map_err(|e| e.to_string())
+        .map_err(|e| PutFailed {
+            gave_up: matches!(
+                e,
+                crate::items::calendar::CalendarError::Dav(DavError::Throttled { .. })
+            ),
+            message: e.to_string(),
+        })
     }
 }
 
@@ -188,12 +199,36 @@ impl AddressBook {
         Ok((self.list().await?, ids))
     }
     /// Creates (`etag` `None`) or updates the version with that ETag.
-    pub async fn put(&self, card: &VcardObject, etag: Option<&str>) -> Result<PutOutcome, String> {
+    pub async fn put(
+        &self,
+        card: &VcardObject,
+        etag: Option<&str>,
+    ) -> Result<PutOutcome, PutFailed> {
         match self {
             AddressBook::Folder(f) => f.put(card, etag).await,
             AddressBook::Dav(d) => d.put(card, etag).await,
         }
-        .map_err(|e| e.to_string())
+        .map_err(|e| PutFailed {
+            gave_up: matches!(
+                e,
+                crate::items::contacts::ContactsError::Dav(DavError::Throttled { .. })
+            ),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// Why one item was not written: the destination refused it (a bad item), or (`gave_up`) it
+/// kept throttling and the import stops.
+#[derive(Debug)]
+pub struct PutFailed {
+    pub message: String,
+    pub gave_up: bool,
+}
+
+impl std::fmt::Display for PutFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 

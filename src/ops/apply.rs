@@ -746,6 +746,7 @@ pub async fn apply_with_items(
         left_out,
         report,
         skipped,
+        throttled: crate::items::throttle::totals(),
     })
 }
 

@@ -114,6 +114,14 @@ pub fn worker(request: &WorkerRequest<'_>) -> Result<Outcome, Error> {
         summary.retried,
         summary.lost
     );
+    if let (n @ 1.., waited) = crate::items::throttle::totals() {
+        let _ = writeln!(
+            out,
+            "Servers asked to slow down {}; this worker waited {} in all (summed over parallel sessions).",
+            crate::render::text::count(n, "time", "times"),
+            crate::items::throttle::human(waited)
+        );
+    }
     for s in &skipped {
         let _ = writeln!(
             out,

@@ -85,6 +85,14 @@ pub fn apply_summary(applied: &crate::apply::Applied, style: text::Style) -> Str
             text::count(queued as u64, "import queued", "imports queued")
         );
     }
+    if let (n @ 1.., waited) = applied.throttled {
+        let _ = writeln!(
+            out,
+            "throttled: servers asked to slow down {}; the copy waited {} in all (summed over parallel sessions)",
+            text::count(n, "time", "times"),
+            crate::items::throttle::human(waited)
+        );
+    }
     let head = if applied.complete() {
         "Apply complete!"
     } else if report.interrupted {

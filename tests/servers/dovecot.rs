@@ -45,20 +45,26 @@ fn free_port() -> u16 {
 impl Dovecot {
     /// Starts Dovecot with these users (name, password).
     pub fn start(users: &[(&str, &str)]) -> Dovecot {
-        Self::start_with(users, false)
+        Self::start_with(users, false, 200)
+    }
+
+    /// Starts Dovecot allowing each user at most `sessions` sessions at once from one address
+    /// (`mail_max_userip_connections`): one more is refused at login.
+    pub fn start_limited(users: &[(&str, &str)], sessions: u32) -> Dovecot {
+        Self::start_with(users, false, sessions)
     }
 
     /// Starts Dovecot with TLS too: STARTTLS on `port`, implicit TLS on `tls_port`, with a
     /// certificate for 127.0.0.1 signed by a throwaway CA (`ca_file()`).
     pub fn start_tls(users: &[(&str, &str)]) -> Dovecot {
-        Self::start_with(users, true)
+        Self::start_with(users, true, 200)
     }
 
     pub fn ca_file(&self) -> PathBuf {
         self.dir.path().join("tls/ca.pem")
     }
 
-    fn start_with(users: &[(&str, &str)], tls: bool) -> Dovecot {
+    fn start_with(users: &[(&str, &str)], tls: bool, sessions: u32) -> Dovecot {
         let bin = binary();
         let dir = tempfile::tempdir().expect("temporary folder");
         let root = dir.path();
@@ -124,7 +130,7 @@ service imap-login {{
   }}
 }}
 protocol imap {{
-  mail_max_userip_connections = 200
+  mail_max_userip_connections = {sessions}
 }}
 service anvil {{
   unix_listener anvil-auth-penalty {{

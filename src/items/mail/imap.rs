@@ -22,11 +22,17 @@
 //! few bytes at a time, is given up on; the error names the server and what was awaited.
 //! Connecting and logging in, listing and fetching change nothing and are tried again on a new
 //! connection after a timeout or a dropped connection ([`ATTEMPTS`] in all); an APPEND is never
-//! sent twice. Nothing is allocated by a length the server announced: a response line is read up
-//! to [`MAX_LINE`], a literal grows as its bytes arrive, and a message over [`MAX_MESSAGE`] is a
+//! sent twice, except one the server answered "not now" (see below), which stored nothing.
+//! Nothing is allocated by a length the server announced: a response line is read up to
+//! [`MAX_LINE`], a literal grows as its bytes arrive, and a message over [`MAX_MESSAGE`] is a
 //! bad item, read past without being kept. Strings that a quoted string cannot carry (CR, LF,
 //! 8-bit bytes: passwords, user and folder names) are sent as literals, non-synchronising where
 //! the server announced LITERAL+ (or LITERAL- for small ones); NUL cannot be sent at all.
+//!
+//! A server that says "not now" (RFC 5530's `[UNAVAILABLE]`, `[LIMIT]`, `[INUSE]`, a BYE, a
+//! login refused over a connection limit) gives [`MailError::Throttled`] or a throttled
+//! [`Refusal`], never a refusal of the mailbox or the message: connecting and reading wait for
+//! the server's pause ([`throttle`]) and try again; what to resend of a batch is the caller's.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -38,9 +44,10 @@ use base64::Engine as _;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use super::{FolderListing, MailError, MessageMeta};
+use super::{FolderListing, MailError, MessageMeta, Refusal};
 use crate::items::folders::{check_name, join_levels};
 use crate::items::identity::{IDENTITY_FIELDS, identity, parse_headers};
+use crate::items::throttle;
 use crate::items::{BadItem, civil_from_days, days_from_civil, mutf7};
 use crate::spec::{ImapAuth, ImapSecurity, ImapStore};
 
@@ -257,12 +264,56 @@ fn fail(who: &str, clock: &Clock, what: &str, f: Fail) -> MailError {
             }
         )),
         Fail::Io(e) => MailError::Connection(format!("IMAP {who}: {e} while waiting for {what}")),
-        Fail::Bye(line) => MailError::Connection(format!(
-            "IMAP {who}: the server ended the session while waiting for {what}: {line}"
-        )),
+        Fail::Bye(line) => MailError::Throttled {
+            endpoint: endpoint_of(who).to_string(),
+            message: format!(
+                "IMAP {who}: the server ended the session while waiting for {what}: {line}"
+            ),
+            text: untagged(&line),
+        },
         Fail::Refused(why) => {
             MailError::Imap(format!("IMAP {who}: {why} while waiting for {what}"))
         }
+    }
+}
+
+/// The `host:port` of a session's `user@host:port`.
+fn endpoint_of(who: &str) -> &str {
+    who.rsplit_once('@').map_or(who, |(_, e)| e)
+}
+
+/// Whether a server's answer (a tagged NO or BAD, a BYE) asks to come back later rather than
+/// refusing what was asked: RFC 5530's UNAVAILABLE, LIMIT and INUSE response codes, and
+/// Dovecot's refusal of a login over `mail_max_userip_connections`, whose wording other servers
+/// share.
+fn throttling(line: &str) -> bool {
+    let mut words = line.split_whitespace();
+    let (_tag, _status) = (words.next(), words.next());
+    let code = words.next().unwrap_or("").to_ascii_uppercase();
+    let code = code.trim_start_matches('[');
+    let code = code.split(']').next().unwrap_or("");
+    matches!(code, "UNAVAILABLE" | "LIMIT" | "INUSE")
+        || line
+            .to_ascii_lowercase()
+            .contains("maximum number of connections")
+}
+
+/// A server's answer without its tag (or `*`), as throttling is reported.
+fn untagged(line: &str) -> String {
+    line.split_once(' ')
+        .map_or(line, |(_, rest)| rest)
+        .to_string()
+}
+
+/// A server's answer, as a refusal of one message.
+fn refusal(line: String) -> Refusal {
+    if throttling(&line) {
+        Refusal {
+            text: untagged(&line),
+            throttled: true,
+        }
+    } else {
+        Refusal::from(line)
     }
 }
 
@@ -624,6 +675,8 @@ pub struct Session {
     delimiter: Option<char>,
     /// Who is logged in where (`user@host:port`, for messages), never the password.
     who: String,
+    /// `host:port`, whose throttling pause this session keeps to.
+    endpoint: String,
     /// The folder EXAMINEd last (wire name), so a batch of fetches in it costs no round trip.
     examined: Option<String>,
     /// Folders known to exist (wire names), so a batch of APPENDs costs no CREATE.
@@ -666,11 +719,14 @@ fn aside(who: &str, what: &str) -> impl FnMut(Response) -> Result<(), MailError>
 /// Runs `$op` (an expression awaiting a read-only operation of `$s`) and, when the connection
 /// failed, closed or timed out, tries it again on a new connection, [`ATTEMPTS`] times in all.
 /// Only for operations that change nothing at the server.
+/// A throttled answer (see [`throttle`]) is tried again too, on a new connection once the
+/// server's pause is over, until the server has throttled too long with no progress.
 macro_rules! retried {
     ($s:ident, $op:expr) => {{
         let mut attempt = 1;
+        let mut reopen = false;
         loop {
-            let result = if attempt == 1 {
+            let result = if !reopen {
                 $op.await
             } else {
                 match $s.reconnect().await {
@@ -679,11 +735,22 @@ macro_rules! retried {
                 }
             };
             match result {
+                Err(MailError::Throttled { endpoint, text, .. }) if $s.origin.is_some() => {
+                    if let Err(reason) = throttle::throttled(&endpoint, &text, None) {
+                        break Err(MailError::Connection(format!("IMAP {}: {reason}", $s.who)));
+                    }
+                    reopen = true;
+                }
                 Err(e) if e.is_connection() && attempt < ATTEMPTS && $s.origin.is_some() => {
                     tokio::time::sleep(crate::directory::ldap::backoff(attempt - 1)).await;
                     attempt += 1;
+                    reopen = true;
                 }
                 Err(e) if attempt > 1 => break Err(e.tried(attempt)),
+                Ok(v) => {
+                    throttle::progress(&$s.endpoint);
+                    break Ok(v);
+                }
                 other => break other,
             }
         }
@@ -692,11 +759,22 @@ macro_rules! retried {
 
 impl Session {
     /// Connects, secures and logs into `user`'s mailbox; a connection that fails or times out
-    /// is tried again ([`ATTEMPTS`] in all), a refused login or certificate is not.
+    /// is tried again ([`ATTEMPTS`] in all), a refused login or certificate is not. A server
+    /// that throttles (a BYE at the greeting or after the login, a login refused over a
+    /// connection limit) is tried again once its pause is over, until it has throttled too long
+    /// with no progress.
     pub async fn connect(store: &ImapStore, user: &str) -> Result<Session, MailError> {
         let mut attempt = 1;
         loop {
             match Session::connect_once(store, user).await {
+                Err(MailError::Throttled { endpoint, text, .. }) => {
+                    if let Err(reason) = throttle::throttled(&endpoint, &text, None) {
+                        // Like a server that cannot be reached: not a refusal of this mailbox.
+                        return Err(MailError::Connection(format!(
+                            "IMAP {user}@{endpoint}: {reason}"
+                        )));
+                    }
+                }
                 Err(e) if e.is_connection() && attempt < ATTEMPTS => {
                     tokio::time::sleep(crate::directory::ldap::backoff(attempt - 1)).await;
                     attempt += 1;
@@ -713,6 +791,7 @@ impl Session {
             .password
             .resolve()
             .map_err(|e| err(&who, format!("password: {e}")))?;
+        throttle::wait(&format!("{}:{}", store.host, store.port)).await;
         let clock = Clock::new(store.timeout);
         let tcp = match within(
             &clock,
@@ -759,7 +838,9 @@ impl Session {
         origin: Option<(ImapStore, String)>,
     ) -> Session {
         let (r, w) = tokio::io::split(stream);
+        let endpoint = endpoint_of(&who).to_string();
         Session {
+            endpoint,
             reader: BufReader::with_capacity(256 << 10, r),
             writer: w,
             tag: 0,
@@ -805,11 +886,15 @@ impl Session {
             let greeting = self.read("the greeting").await?;
             if greeting.status() == "BYE" {
                 self.broken = true;
-                return Err(MailError::Connection(format!(
-                    "IMAP {}: the server refused the session: {}",
-                    self.who,
-                    greeting.line()
-                )));
+                return Err(MailError::Throttled {
+                    endpoint: self.endpoint.clone(),
+                    message: format!(
+                        "IMAP {}: the server refused the session: {}",
+                        self.who,
+                        greeting.line()
+                    ),
+                    text: untagged(&greeting.line()),
+                });
             }
             self.clock.reset();
         }
@@ -858,9 +943,36 @@ impl Session {
         };
         result.map_err(|e| match e {
             MailError::Connection(m) => MailError::Connection(hide(m)),
+            MailError::Throttled {
+                endpoint,
+                text,
+                message,
+            } => MailError::Throttled {
+                endpoint,
+                text: hide(text),
+                message: hide(format!("login refused for now: {message}")),
+            },
             e => err(&self.who, format!("login refused: {}", hide(e.to_string()))),
         })?;
         self.capabilities().await
+    }
+
+    /// The error for a tagged NO or BAD: throttled (see [`throttling`]) or a refusal.
+    fn refused(&self, line: String) -> MailError {
+        if throttling(&line) {
+            MailError::Throttled {
+                endpoint: self.endpoint.clone(),
+                message: format!("IMAP {}: {line}", self.who),
+                text: untagged(&line),
+            }
+        } else {
+            err(&self.who, line)
+        }
+    }
+
+    /// `host:port`, for the server's throttling pause.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
     }
 
     fn next_tag(&mut self) -> String {
@@ -932,7 +1044,7 @@ impl Session {
                     break;
                 }
                 if r.tag == tag {
-                    return Err(err(&self.who, r.line()));
+                    return Err(self.refused(r.line()));
                 }
                 self.set_aside(r)?;
             }
@@ -1019,7 +1131,7 @@ impl Session {
     ) -> Result<(), MailError> {
         let tag = self.next_tag();
         if let Err(refused) = self.send(&tag, &command).await? {
-            return Err(err(&self.who, refused.line()));
+            return Err(self.refused(refused.line()));
         }
         self.finish(&tag, &command.what, each).await
     }
@@ -1067,7 +1179,7 @@ impl Session {
                 self.clock.reset();
                 return match r.status().as_str() {
                     "OK" => Ok(()),
-                    _ => Err(err(&self.who, r.line())),
+                    _ => Err(self.refused(r.line())),
                 };
             }
             if r.tag == "*" && r.status() == "BYE" {
@@ -1264,7 +1376,7 @@ impl Session {
         }
         let command = self.with_folder("CREATE", &wire)?;
         if let Err(e) = self.simple(command).await {
-            if self.broken {
+            if self.broken || matches!(e, MailError::Throttled { .. }) {
                 return Err(e);
             }
             if !self.exists(&wire).await? {
@@ -1287,7 +1399,7 @@ impl Session {
         let command = self.with_folder("SUBSCRIBE", &wire)?;
         match self.simple(command).await {
             Ok(_) => Ok(Ok(())),
-            Err(e) if self.broken => Err(e),
+            Err(e) if self.broken || matches!(e, MailError::Throttled { .. }) => Err(e),
             Err(e) => Ok(Err(e.to_string())),
         }
     }
@@ -1546,19 +1658,23 @@ impl Session {
     /// Nothing here is sent twice after a timeout or a dropped connection: whether the server
     /// stored the messages is then unknown, and an APPEND sent again could store them twice. The
     /// session fails instead; a rerun works out what is missing from the ledger and from the
-    /// destination's own listing, which shows what did arrive.
+    /// destination's own listing, which shows what did arrive. A message the server answered
+    /// "not now" (a throttled [`Refusal`]; a refused multiappend stores nothing) is the caller's
+    /// to send again.
     pub async fn append_batch(
         &mut self,
         folder: &str,
         batch: &[(&MessageMeta, Vec<u8>)],
         commit: impl std::future::Future<Output = ()>,
-    ) -> Result<Vec<Result<(), String>>, MailError> {
+    ) -> Result<Vec<Result<(), Refusal>>, MailError> {
         let wire = self.ensure_folder(folder).await?;
         let target = self.append_target(folder, &wire)?;
         if self.caps.contains("MULTIAPPEND") && self.caps.contains("LITERAL+") {
             match self.multiappend(&target, batch, commit).await? {
                 Ok(()) => return Ok(vec![Ok(()); batch.len()]),
-                Err(why) if batch.len() == 1 => return Ok(vec![Err(why)]),
+                Err(why) if batch.len() == 1 || throttling(&why) => {
+                    return Ok(vec![Err(refusal(why)); batch.len()]);
+                }
                 Err(_) => {}
             }
         } else {
@@ -1653,7 +1769,7 @@ impl Session {
         &mut self,
         target: &str,
         batch: &[(&MessageMeta, Vec<u8>)],
-    ) -> Result<Vec<Result<(), String>>, MailError> {
+    ) -> Result<Vec<Result<(), Refusal>>, MailError> {
         if self.broken {
             return Err(self.unusable());
         }
@@ -1674,7 +1790,7 @@ impl Session {
             );
             commands.push((tag, head.into_bytes(), data, sync));
         }
-        let mut results: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+        let mut results: BTreeMap<String, Result<(), Refusal>> = BTreeMap::new();
         if commands.iter().any(|c| c.3) {
             // No non-synchronising literals: one APPEND at a time, waiting for `+`.
             for (tag, head, data, _) in &commands {
@@ -1687,7 +1803,7 @@ impl Session {
                         break;
                     }
                     if r.tag == *tag {
-                        results.insert(tag.clone(), Err(r.line()));
+                        results.insert(tag.clone(), Err(refusal(r.line())));
                         break;
                     }
                     let bye = r.tag == "*" && r.status() == "BYE";
@@ -1710,7 +1826,11 @@ impl Session {
                 let r = match self.finish(tag, &what, each).await {
                     Ok(()) => Ok(()),
                     Err(e) if self.broken => return Err(e),
-                    Err(e) => Err(e.to_string()),
+                    Err(MailError::Throttled { text, .. }) => Err(Refusal {
+                        text,
+                        throttled: true,
+                    }),
+                    Err(e) => Err(Refusal::from(e.to_string())),
                 };
                 results.insert(tag.clone(), r);
             }
@@ -1730,7 +1850,7 @@ impl Session {
                 flush(writer, clock).await
             };
             let read = async {
-                let mut got: BTreeMap<String, Result<(), String>> = BTreeMap::new();
+                let mut got: BTreeMap<String, Result<(), Refusal>> = BTreeMap::new();
                 let mut ignored = 0;
                 while got.len() < tags.len() {
                     let r = read_response(reader, clock, limits).await?;
@@ -1742,7 +1862,7 @@ impl Session {
                             if status == "OK" {
                                 Ok(())
                             } else {
-                                Err(r.line())
+                                Err(refusal(r.line()))
                             },
                         );
                     } else if r.tag == "*" && r.status() == "BYE" {
@@ -1773,7 +1893,7 @@ impl Session {
             .map(|c| {
                 results
                     .remove(&c.0)
-                    .unwrap_or_else(|| Err("no answer".into()))
+                    .unwrap_or_else(|| Err(Refusal::from("no answer".to_string())))
             })
             .collect())
     }
@@ -1949,6 +2069,10 @@ impl Session {
         self.clock.resume();
         fetched?;
         if let Some(why) = refused {
+            // Nothing was stored: "not now" is tried again by the caller.
+            if throttling(&why) {
+                return Err(dest.refused(why));
+            }
             return Ok(Err(why));
         }
         dest.write(b"\r\n", &dwhat).await?;
@@ -1956,7 +2080,7 @@ impl Session {
         let each = aside(&dest.who, &dwhat);
         match dest.finish(&dtag, &dwhat, each).await {
             Ok(()) => Ok(Ok(len)),
-            Err(e) if dest.broken => Err(e),
+            Err(e) if dest.broken || matches!(e, MailError::Throttled { .. }) => Err(e),
             Err(e) => Ok(Err(e.to_string())),
         }
     }
@@ -2523,6 +2647,29 @@ mod tests {
             parse_internal_date("01-Jan-9223372036854775807 00:00:00 +0000"),
             None
         );
+    }
+
+    #[test]
+    fn throttling_answers_are_told_from_refusals() {
+        assert!(throttling("A1 NO [LIMIT] slow down"));
+        assert!(throttling("A1 NO [UNAVAILABLE] try later"));
+        assert!(throttling("A1 no [inuse] busy"));
+        assert!(throttling(
+            "A3 NO [LIMIT] Maximum number of connections from user+IP exceeded (mail_max_userip_connections=2)"
+        ));
+        assert!(throttling(
+            "* BYE Maximum number of connections from user+IP exceeded"
+        ));
+        assert!(!throttling("A1 NO [OVERQUOTA] mailbox full"));
+        assert!(!throttling("A1 NO message too large"));
+        assert!(!throttling("A1 NO the words [LIMIT] later in the text"));
+        let r = refusal("A7 NO [LIMIT] slow down".into());
+        assert_eq!(
+            (r.text.as_str(), r.throttled),
+            ("NO [LIMIT] slow down", true)
+        );
+        let r = refusal("A7 NO too big".into());
+        assert_eq!((r.text.as_str(), r.throttled), ("A7 NO too big", false));
     }
 
     #[test]

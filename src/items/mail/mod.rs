@@ -293,6 +293,41 @@ pub enum MailError {
     Rejected { what: String, message: String },
     #[error("the folder name `{folder}` cannot be stored safely: {why}")]
     UnsafeFolder { folder: String, why: String },
+    /// The server said "not now" (RFC 5530's UNAVAILABLE, LIMIT or INUSE, a BYE, a connection
+    /// limit at login): worth another try once its pause is over (see
+    /// [`crate::items::throttle`]).
+    #[error("{message}")]
+    Throttled {
+        /// `host:port`, whose pause this sets.
+        endpoint: String,
+        /// The server's own answer.
+        text: String,
+        message: String,
+    },
+}
+
+/// Why a store did not take one message of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub text: String,
+    /// The server said "not now" rather than no: nothing was stored, and the message is sent
+    /// again once the server's pause is over.
+    pub throttled: bool,
+}
+
+impl From<String> for Refusal {
+    fn from(text: String) -> Self {
+        Refusal {
+            text,
+            throttled: false,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 impl MailError {
@@ -405,7 +440,7 @@ impl Store {
     }
 
     /// Stores messages into one folder (created when missing), in order; each result says
-    /// whether the store confirmed that message. Batches let IMAP pipeline its APPENDs.
+    /// whether the store confirmed that message (a throttled refusal stored nothing). Batches let IMAP pipeline its APPENDs.
     /// `commit` resolves when the batch may be stored (the one before it into the same folder
     /// is): IMAP sends as much as it can before that and commits after; a Maildir writes after.
     pub async fn append_batch(
@@ -413,14 +448,17 @@ impl Store {
         folder: &str,
         batch: &[(&MessageMeta, Vec<u8>)],
         commit: impl std::future::Future<Output = ()>,
-    ) -> Result<Vec<Result<(), String>>, MailError> {
+    ) -> Result<Vec<Result<(), Refusal>>, MailError> {
         match self {
             Store::Maildir(d) => {
                 d.ensure_folder(folder)?;
                 commit.await;
                 Ok(batch
                     .iter()
-                    .map(|(m, data)| d.append(folder, m, data).map_err(|e| e.to_string()))
+                    .map(|(m, data)| {
+                        d.append(folder, m, data)
+                            .map_err(|e| Refusal::from(e.to_string()))
+                    })
                     .collect())
             }
             Store::Imap(s) => s.append_batch(folder, batch, commit).await,
@@ -444,6 +482,14 @@ impl Store {
         match (self, dest) {
             (Store::Imap(s), Store::Imap(d)) => Some(s.stream_to(folder, m, d, dest_folder).await),
             _ => None,
+        }
+    }
+
+    /// The server's `host:port`, for its throttling pause; `None` for a Maildir.
+    pub fn endpoint(&self) -> Option<&str> {
+        match self {
+            Store::Maildir(_) => None,
+            Store::Imap(s) => Some(s.endpoint()),
         }
     }
 
