@@ -415,6 +415,26 @@ fn spawn_worker(case: &Case, extra: &[&str]) -> std::process::Child {
     case.std_command(&args).spawn().unwrap()
 }
 
+/// Starts a worker and kills it with SIGKILL once `user`'s Maildir holds `files` messages, in the
+/// middle of its unit; its process id.
+fn worker_killed_after(case: &Case, d: &Dovecot, user: &str, files: usize, extra: &[&str]) -> u32 {
+    let mut worker = spawn_worker(case, extra);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while d.count_files(user) < files {
+        if let Some(status) = worker.try_wait().unwrap() {
+            panic!("the worker ended ({status}) before it could be killed");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the worker did not start copying"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    worker.kill().unwrap(); // SIGKILL
+    worker.wait().unwrap();
+    worker.id()
+}
+
 fn progress(case: &Case) -> String {
     let out = case
         .cmd()
@@ -534,23 +554,10 @@ fn a_worker_killed_mid_unit_loses_its_lease_and_another_finishes_it_exactly_once
     let pg = postgres::Postgres::start();
     let case = Case::new(&d, &pg);
     case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
-    let mut first = spawn_worker(&case, &["--lease", "3"]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while d.count_files(TARGET) < 300 {
-        if let Some(status) = first.try_wait().unwrap() {
-            panic!("the worker ended ({status}) before it could be killed");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not start copying"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    let first = worker_killed_after(&case, &d, TARGET, 300, &["--lease", "3"]);
     let held = progress(&case);
     assert!(held.contains("1 running"), "{held}");
-    assert!(held.contains(&format!(":{}#", first.id())), "{held}");
+    assert!(held.contains(&format!(":{}#", first)), "{held}");
 
     let out = case
         .cmd()
@@ -714,20 +721,13 @@ fn a_worker_killed_mid_folder_unit_is_taken_over_and_the_folder_copied_exactly_o
     case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
 
     // The first folder unit (Archive) is killed halfway.
-    let mut first = spawn_worker(&case, &["--lease", "3", "--concurrency", "1"]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while d.count_files("new-big") < 100 {
-        if let Some(status) = first.try_wait().unwrap() {
-            panic!("the worker ended ({status}) before it could be killed");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not start copying"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    worker_killed_after(
+        &case,
+        &d,
+        "new-big",
+        100,
+        &["--lease", "3", "--concurrency", "1"],
+    );
     let held = progress(&case);
     assert!(held.contains("folder `Archive`  held by"), "{held}");
 
@@ -1303,20 +1303,7 @@ fn the_slots_of_a_worker_killed_with_sigkill_come_free_after_its_lease() {
     let case = Case::new(&d, &pg);
     cap_connections(&case, &d, 2);
     case.ok(&["apply", "plan.yaml", "--auto-approve", "--no-items"]);
-    let mut first = spawn_worker(&case, &["--lease", "3"]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while d.count_files(TARGET) < 300 {
-        if let Some(status) = first.try_wait().unwrap() {
-            panic!("the worker ended ({status}) before it could be killed");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the worker did not start copying"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    first.kill().unwrap(); // SIGKILL
-    first.wait().unwrap();
+    worker_killed_after(&case, &d, TARGET, 300, &["--lease", "3"]);
     let at = endpoint(&d);
     let held = progress(&case);
     assert!(
