@@ -555,6 +555,39 @@ pub async fn apply(
         .map(|a| a.report)
 }
 
+/// What the executor needs besides the directory writer, so that each writer is one call.
+struct Execution {
+    plan: std::sync::Arc<plan::Plan>,
+    rules: std::sync::Arc<matching::DestinationRules>,
+    journal: std::sync::Arc<dyn crate::apply::Journal>,
+    reporter: std::sync::Arc<dyn crate::apply::Reporter>,
+    recorded: std::sync::Arc<crate::apply::Recorded>,
+    importer: Option<std::sync::Arc<dyn crate::apply::Importer>>,
+    options: crate::apply::Options,
+    cancel: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Execution {
+    /// Runs the plan through `writer`.
+    async fn with<W: crate::apply::DirectoryWriter>(
+        self,
+        writer: std::sync::Arc<W>,
+    ) -> Result<crate::apply::Report, crate::plan::graph::GraphError> {
+        crate::apply::execute_with_importer(
+            self.plan,
+            writer,
+            self.rules,
+            self.journal,
+            self.reporter,
+            self.recorded,
+            self.importer,
+            self.options,
+            self.cancel,
+        )
+        .await
+    }
+}
+
 /// `apply`, with the item stores: `items` is the state and the run the ledger records
 /// copied items under. The outcome names every person the plan leaves out and every item
 /// skipped as bad, so the caller can tell whether everything arrived.
@@ -594,7 +627,17 @@ pub async fn apply_with_items(
         ..
     } = prepared;
     let plan = Arc::new(plan);
-    let rules = Arc::new(matching::DestinationRules::for_spec(&inputs.spec));
+    let parallelism = options.parallelism;
+    let execution = Execution {
+        plan: plan.clone(),
+        rules: Arc::new(matching::DestinationRules::for_spec(&inputs.spec)),
+        journal,
+        reporter,
+        recorded: Arc::new(recorded),
+        importer: shared,
+        options,
+        cancel,
+    };
     let report = match &inputs.spec.destination.directory {
         // The one place the writer is chosen: Carbonio's objects are written through its
         // admin API, whatever directory it runs on.
@@ -602,28 +645,16 @@ pub async fn apply_with_items(
             let Some(carbonio) = &inputs.spec.destination.carbonio else {
                 return Err(Error::CarbonioProvisioning);
             };
-            let writer =
-                crate::apply::CarbonioDirectory::connect(settings, carbonio, options.parallelism)
-                    .await
-                    .map_err(|error| match error {
-                        crate::apply::carbonio::CarbonioError::NoProvisioning => {
-                            Error::CarbonioProvisioning
-                        }
-                        error => Error::Carbonio { error },
-                    })?;
+            let writer = crate::apply::CarbonioDirectory::connect(settings, carbonio, parallelism)
+                .await
+                .map_err(|error| match error {
+                    crate::apply::carbonio::CarbonioError::NoProvisioning => {
+                        Error::CarbonioProvisioning
+                    }
+                    error => Error::Carbonio { error },
+                })?;
             drop(inputs);
-            crate::apply::execute_with_importer(
-                plan.clone(),
-                Arc::new(writer),
-                rules,
-                journal,
-                reporter,
-                Arc::new(recorded),
-                shared,
-                options,
-                cancel,
-            )
-            .await?
+            execution.with(Arc::new(writer)).await?
         }
         DirectorySource::Ldif(_) if inputs.spec.destination.carbonio.is_some() => {
             return Err(Error::CarbonioExport);
@@ -631,40 +662,18 @@ pub async fn apply_with_items(
         DirectorySource::Ldif(path) => {
             let writer = Arc::new(crate::apply::LdifDirectory::new(path, &inputs.destination));
             drop(inputs);
-            crate::apply::execute_with_importer(
-                plan.clone(),
-                writer,
-                rules,
-                journal,
-                reporter,
-                Arc::new(recorded),
-                shared,
-                options,
-                cancel,
-            )
-            .await?
+            execution.with(writer).await?
         }
         DirectorySource::Ldap(settings) => {
             // The insecure warning was printed when the destination was read for this plan.
-            let writer = crate::apply::LdapDirectory::connect(settings, options.parallelism)
+            let writer = crate::apply::LdapDirectory::connect(settings, parallelism)
                 .await
                 .map_err(|e| Error::Ldap {
                     which: "destination",
                     error: e,
                 })?;
             drop(inputs);
-            crate::apply::execute_with_importer(
-                plan.clone(),
-                Arc::new(writer),
-                rules,
-                journal,
-                reporter,
-                Arc::new(recorded),
-                shared,
-                options,
-                cancel,
-            )
-            .await?
+            execution.with(Arc::new(writer)).await?
         }
     };
     let mut skipped = importer
