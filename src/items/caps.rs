@@ -46,7 +46,11 @@ pub fn imap_endpoint(store: &ImapStore) -> String {
 /// The endpoint of a DAV URL (its host and port, the scheme's default port when it names
 /// none).
 pub fn url_endpoint(url: &str) -> Option<String> {
-    let u = url::Url::parse(url).ok()?;
+    parsed_url_endpoint(&url::Url::parse(url).ok()?)
+}
+
+/// [`url_endpoint`] of a URL already parsed.
+pub fn parsed_url_endpoint(u: &url::Url) -> Option<String> {
     Some(host_port(u.host_str()?, u.port_or_known_default()?))
 }
 

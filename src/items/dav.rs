@@ -240,11 +240,7 @@ impl DavCollection {
         url: &Url,
         rb: reqwest::RequestBuilder,
     ) -> Result<(StatusCode, reqwest::header::HeaderMap, String), DavError> {
-        let endpoint = format!(
-            "{}:{}",
-            url.host_str().unwrap_or_default(),
-            url.port_or_known_default().unwrap_or_default()
-        );
+        let endpoint = crate::items::caps::parsed_url_endpoint(url).unwrap_or_default();
         let mut rb = rb;
         loop {
             throttle::wait(&endpoint).await;

@@ -786,12 +786,14 @@ impl Session {
     }
 
     async fn connect_once(store: &ImapStore, user: &str) -> Result<Session, MailError> {
-        let who = format!("{}@{}:{}", user, store.host, store.port);
+        // The endpoint as the caps and the throttling pauses name it.
+        let endpoint = crate::items::caps::imap_endpoint(store);
+        let who = format!("{user}@{endpoint}");
         let password = store
             .password
             .resolve()
             .map_err(|e| err(&who, format!("password: {e}")))?;
-        throttle::wait(&format!("{}:{}", store.host, store.port)).await;
+        throttle::wait(&endpoint).await;
         let clock = Clock::new(store.timeout);
         let tcp = match within(
             &clock,
